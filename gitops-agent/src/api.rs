@@ -1,0 +1,187 @@
+//! The authenticated HTTP API: `POST /api/v1/deploy` (the manual trigger over HTTP)
+//! and `GET /healthz`.
+//!
+//! The API token is compared by hashing both sides and comparing the digests in
+//! constant time, so neither the token's content nor its length leaks through timing.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use slipway_provenance::Trigger;
+use subtle::ConstantTimeEq;
+
+use crate::agent::AppState;
+use crate::config::{Config, Secret};
+use crate::queue::{IntakeOutcome, NewJobs};
+
+/// Whether `Authorization: Bearer <token>` matches.
+pub fn token_is_valid(expected: &Secret, header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let a = Sha256::digest(given.trim().as_bytes());
+    let b = Sha256::digest(expected.expose().as_bytes());
+    a.ct_eq(&b).into()
+}
+
+/// A deploy request, from the API or the CLI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The configured repository name.
+    pub repository: String,
+    /// Roots to deploy; all of the repository's when empty.
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// The full commit SHA; the tracked branch's current tip when absent.
+    pub commit: Option<String>,
+    /// Who asked, for the audit log.
+    pub actor: Option<String>,
+}
+
+/// Checks a deploy request against the configuration and resolves the commit, giving
+/// jobs ready to store. Blocks (it may contact the git remote).
+pub fn resolve(
+    config: &Config,
+    request: &DeployRequest,
+    trigger: Trigger,
+    git_token: Option<&Secret>,
+) -> Result<NewJobs, String> {
+    let repo = config.repository(&request.repository).ok_or_else(|| {
+        format!(
+            "repository: `{}` is not configured (configured: {})",
+            request.repository,
+            config
+                .repositories
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let roots = if request.roots.is_empty() {
+        repo.roots.iter().map(|r| r.name.clone()).collect()
+    } else {
+        for name in &request.roots {
+            if !repo.roots.iter().any(|r| &r.name == name) {
+                return Err(format!(
+                    "roots: `{name}` is not a root of {} (roots: {})",
+                    repo.name,
+                    repo.roots.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        request.roots.clone()
+    };
+    let commit = match &request.commit {
+        Some(c) => {
+            if c.len() != 40 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("commit: `{c}` is not a full 40-character commit SHA"));
+            }
+            c.to_ascii_lowercase()
+        }
+        None => crate::git::remote_tip(&repo.url, &repo.branch, git_token).map_err(|e| e.to_string())?,
+    };
+    Ok(NewJobs {
+        delivery: None,
+        repository: repo.name.clone(),
+        branch: repo.branch.clone(),
+        commit_sha: commit,
+        trigger,
+        pull_request: None,
+        actor: request.actor.clone(),
+        roots,
+    })
+}
+
+/// `POST /api/v1/deploy`.
+pub async fn deploy(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = state.api_token.as_ref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "the API is disabled: set secrets.api_token"})),
+        )
+            .into_response();
+    };
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if !token_is_valid(token, auth) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or invalid bearer token"})),
+        )
+            .into_response();
+    }
+    let request: DeployRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("request body: {e}; expected {{\"repository\": \"...\", \"commit\": \"<sha>\"?, \"roots\": [..]?}}")})),
+            )
+                .into_response()
+        }
+    };
+    let config = state.config.clone();
+    let git_token = state.git_token.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve(&config, &request, Trigger::Api, git_token.as_ref())
+    })
+    .await;
+    let jobs = match resolved {
+        Ok(Ok(jobs)) => jobs,
+        Ok(Err(e)) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response()
+        }
+    };
+    let commit = jobs.commit_sha.clone();
+    match state.writer.submit(crate::queue::Intake::Jobs(jobs)).await {
+        Ok(IntakeOutcome::Enqueued(ids)) => {
+            tracing::info!(?ids, commit = %commit, "deploy requested through the API");
+            (StatusCode::ACCEPTED, Json(json!({"jobs": ids, "commit": commit}))).into_response()
+        }
+        Ok(other) => (StatusCode::OK, Json(json!({"result": format!("{other:?}")}))).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response(),
+    }
+}
+
+/// `GET /healthz`: queue counts, so operators and tests can see progress.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let path = state.config.database_path();
+    let counts = tokio::task::spawn_blocking(move || {
+        let conn = crate::db::open(&path)?;
+        crate::queue::counts(&conn)
+    })
+    .await;
+    match counts {
+        Ok(Ok((queued, running, done))) => Json(json!({
+            "status": "ok", "queued": queued, "running": running, "done": done
+        }))
+        .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_compared_exactly() {
+        let t = Secret::new("s3cret-token");
+        assert!(token_is_valid(&t, Some("Bearer s3cret-token")));
+        assert!(!token_is_valid(&t, Some("Bearer s3cret-toke")));
+        assert!(!token_is_valid(&t, Some("s3cret-token")));
+        assert!(!token_is_valid(&t, None));
+    }
+}

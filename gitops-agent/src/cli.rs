@@ -1,0 +1,258 @@
+//! The command line: `run`, `deploy`, `audit list|show|export|verify`, `keygen` and
+//! `check-config`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use slipway_provenance::Trigger;
+
+use crate::api::DeployRequest;
+use crate::audit;
+use crate::config::Config;
+use crate::queue::{Intake, IntakeOutcome};
+
+/// Slipway's GitOps agent: applies every merge to the tracked branch with Terraform,
+/// durably, and records who changed what, when, how and from which commit.
+#[derive(Debug, Parser)]
+#[command(name = "slipway-agent", version, propagate_version = true)]
+pub struct Cli {
+    /// The agent's TOML configuration file.
+    #[arg(long, short, global = true, env = "SLIPWAY_CONFIG", default_value = "slipway-agent.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: the webhook and API server, the poller and the job workers.
+    ///
+    /// Stops on SIGINT or SIGTERM; a job running at that moment is recorded as
+    /// interrupted at the next start and runs again.
+    Run,
+    /// Queue a deployment by hand (trigger `manual`).
+    ///
+    /// Writes straight into the agent's durable queue, so it works whether or not the
+    /// agent is running; a running agent picks the job up within a second.
+    Deploy {
+        /// The repository's configured `name`.
+        #[arg(long)]
+        repository: String,
+        /// Deploy only this root (repeatable); every root of the repository by default.
+        #[arg(long = "root")]
+        roots: Vec<String>,
+        /// The full commit SHA; the tracked branch's tip on the remote by default.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Who is deploying, for the audit log; `$USER` by default.
+        #[arg(long, env = "USER")]
+        actor: Option<String>,
+    },
+    /// Read and check the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Write a new Ed25519 signing key pair for provenance and the audit log.
+    ///
+    /// Writes `<out>/slipway-agent.key` (base64 of the 32-byte seed, mode 0600) and
+    /// `<out>/slipway-agent.pub` (base64 of the 32-byte public key, for the provider).
+    Keygen {
+        /// Directory to write the key pair into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the configuration file and its secrets, then exit.
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// One line per record, oldest first.
+    List {
+        /// Show only the newest N records.
+        #[arg(long)]
+        last: Option<usize>,
+    },
+    /// Every field of one record.
+    Show {
+        /// The record's sequence number (the first column of `audit list`).
+        seq: i64,
+    },
+    /// The whole log, with hashes and signatures.
+    Export {
+        /// Write JSON (the only format; the flag makes scripts explicit).
+        #[arg(long, required = true)]
+        json: bool,
+    },
+    /// Check the hash chain and signatures; exit 1 naming each record edited, deleted
+    /// or reordered.
+    Verify,
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Keygen { out, force } => keygen(&out, force),
+        Command::Run => {
+            let config = Config::load(&cli.config)?;
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(crate::agent::run(config))?;
+            Ok(0)
+        }
+        Command::CheckConfig => {
+            let config = Config::load(&cli.config)?;
+            crate::agent::resolve_secrets(&config)?;
+            let roots: usize = config.repositories.iter().map(|r| r.roots.len()).sum();
+            println!(
+                "{}: ok ({} repositories, {} roots)",
+                cli.config.display(),
+                config.repositories.len(),
+                roots
+            );
+            Ok(0)
+        }
+        Command::Deploy {
+            repository,
+            roots,
+            commit,
+            actor,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let secrets = crate::agent::resolve_secrets(&config)?;
+            let request = DeployRequest {
+                repository,
+                roots,
+                commit,
+                actor,
+            };
+            let jobs = crate::api::resolve(&config, &request, Trigger::Manual, secrets.git_token.as_ref())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let commit = jobs.commit_sha.clone();
+            let mut conn = crate::db::open(&config.database_path())?;
+            let outcome = crate::queue::intake(&mut conn, &[Intake::Jobs(jobs)])?;
+            if let Some(IntakeOutcome::Enqueued(ids)) = outcome.first() {
+                println!("queued commit {commit} as job(s) {ids:?}");
+            }
+            Ok(0)
+        }
+        Command::Audit { command } => {
+            let config = Config::load(&cli.config)?;
+            let conn = crate::db::open_existing(&config.database_path())?;
+            audit_command(&config, &conn, command)
+        }
+    }
+}
+
+fn audit_command(
+    config: &Config,
+    conn: &rusqlite::Connection,
+    command: AuditCommand,
+) -> anyhow::Result<i32> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        AuditCommand::List { last } => {
+            let records = audit::list(conn)?;
+            let skip = last.map_or(0, |n| records.len().saturating_sub(n));
+            writeln!(stdout, "{:>5}  {:<24}  {:<11}  {:<8}  {:<30}  {:<12}  PR", "SEQ", "ENDED (UTC)", "OUTCOME", "TRIGGER", "REPOSITORY/ROOT", "COMMIT")?;
+            for r in records.iter().skip(skip).map(|s| &s.record) {
+                writeln!(
+                    stdout,
+                    "{:>5}  {:<24}  {:<11}  {:<8}  {:<30}  {:<12}  {}",
+                    r.seq,
+                    r.ended_at,
+                    r.outcome,
+                    r.trigger,
+                    format!("{}/{}", r.repository, r.root),
+                    r.commit_sha.get(..12).unwrap_or(&r.commit_sha),
+                    r.pull_request.map_or("-".into(), |n| format!("#{n}"))
+                )?;
+            }
+            Ok(0)
+        }
+        AuditCommand::Show { seq } => match audit::get(conn, seq)? {
+            Some(record) => {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
+                Ok(0)
+            }
+            None => {
+                eprintln!("no audit record {seq}; `slipway-agent audit list` shows the sequence numbers");
+                Ok(1)
+            }
+        },
+        AuditCommand::Export { .. } => {
+            let records = audit::list(conn)?;
+            serde_json::to_writer_pretty(&mut stdout, &records)?;
+            writeln!(stdout)?;
+            Ok(0)
+        }
+        AuditCommand::Verify => {
+            let key = match crate::agent::resolve_secrets(config) {
+                Ok(s) => Some(s.signing_key.verifying_key()),
+                Err(e) => {
+                    eprintln!("warning: signatures not checked ({e}); checking the hash chain only");
+                    None
+                }
+            };
+            let v = audit::verify(conn, key.as_ref())?;
+            if v.problems.is_empty() {
+                writeln!(
+                    stdout,
+                    "audit log OK: {} records, hash chain intact{}, head {}",
+                    v.records,
+                    if v.signatures_checked { ", signatures valid" } else { "" },
+                    v.head.as_deref().unwrap_or("(empty)")
+                )?;
+                Ok(0)
+            } else {
+                for p in &v.problems {
+                    writeln!(stdout, "TAMPERED {p}")?;
+                }
+                writeln!(stdout, "audit log FAILED verification: {} problem(s) in {} records", v.problems.len(), v.records)?;
+                Ok(1)
+            }
+        }
+    }
+}
+
+fn keygen(out: &Path, force: bool) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let key_path = out.join("slipway-agent.key");
+    let pub_path = out.join("slipway-agent.pub");
+    if !force && (key_path.exists() || pub_path.exists()) {
+        anyhow::bail!(
+            "{} or {} already exists; pass --force to replace it",
+            key_path.display(),
+            pub_path.display()
+        );
+    }
+    let key = slipway_provenance::generate_signing_key()?;
+    write_private(&key_path, &slipway_provenance::encode_signing_key(&key))?;
+    std::fs::write(
+        &pub_path,
+        format!("{}\n", slipway_provenance::encode_verifying_key(&key.verifying_key())),
+    )
+    .with_context(|| format!("write {}", pub_path.display()))?;
+    println!("wrote {} (keep it secret) and {}", key_path.display(), pub_path.display());
+    Ok(0)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    file.write_all(format!("{text}\n").as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,572 @@
+//! The agent's TOML configuration: which repositories and Terraform roots it owns, how
+//! it listens, and where its secrets come from.
+//!
+//! Secrets are never written in the file itself: each one names an environment variable
+//! (`{ env = "NAME" }`) or a file (`{ file = "/path" }`), so the configuration can be
+//! committed and reviewed. Everything is checked at start, and every error names the
+//! key at fault (`repository[0].root[1].path`) and says how to fix it, because an agent
+//! that starts with a typo would silently skip merges.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where a configuration error is and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A secret's source. Exactly one of `env` or `file` must be given.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// A secret value. Its `Debug` never prints the value, so it cannot leak into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The value; callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl SecretSource {
+    fn check(&self, key: &str) -> Result<(), ConfigError> {
+        match (&self.env, &self.file) {
+            (Some(_), Some(_)) => Err(invalid(key, "give either `env` or `file`, not both")),
+            (None, None) => Err(invalid(
+                key,
+                "give `env = \"VARIABLE\"` or `file = \"/path\"` to say where the secret comes from",
+            )),
+            (Some(name), None) if name.trim().is_empty() => {
+                Err(invalid(format!("{key}.env"), "must name an environment variable"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the secret. The error names the key and the variable or file, never the value.
+    pub fn resolve(&self, key: &str) -> Result<Secret, ConfigError> {
+        let value = match (&self.env, &self.file) {
+            (Some(name), _) => std::env::var(name).map_err(|_| {
+                invalid(
+                    format!("{key}.env"),
+                    format!("environment variable {name} is not set; export it or use `file`"),
+                )
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("{key}.file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+            (None, None) => return Err(invalid(key, "no source given")),
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(invalid(key, "the secret is empty"));
+        }
+        Ok(Secret(value))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    terraform: Option<PathBuf>,
+    max_parallel: Option<usize>,
+    job_timeout_secs: Option<u64>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    poller: RawPoller,
+    #[serde(default)]
+    secrets: RawSecrets,
+    #[serde(default, rename = "repository")]
+    repositories: Vec<RawRepository>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoller {
+    enabled: Option<bool>,
+    interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    webhook_secret: Option<SecretSource>,
+    api_token: Option<SecretSource>,
+    signing_key: Option<SecretSource>,
+    git_token: Option<SecretSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    name: Option<String>,
+    url: Option<String>,
+    github: Option<String>,
+    branch: Option<String>,
+    #[serde(default, rename = "root")]
+    roots: Vec<RawRoot>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoot {
+    name: Option<String>,
+    path: Option<String>,
+    workspace: Option<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, toml::Value>,
+    paths: Option<Vec<String>>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the queue, audit log, git cache and job work trees live.
+    pub data_dir: PathBuf,
+    /// The `terraform` executable (a path, or a name looked up on `PATH`).
+    pub terraform: PathBuf,
+    /// How many roots may run at once.
+    pub max_parallel: usize,
+    /// A job running longer than this is stopped and recorded as failed.
+    pub job_timeout: Duration,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub poller_enabled: bool,
+    pub poll_interval: Duration,
+    pub secrets: Secrets,
+    pub repositories: Vec<Repository>,
+}
+
+/// Where each secret comes from; resolved on demand so that commands which need none
+/// (such as `audit list`) run without them.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub webhook_secret: Option<SecretSource>,
+    pub api_token: Option<SecretSource>,
+    pub signing_key: Option<SecretSource>,
+    pub git_token: Option<SecretSource>,
+}
+
+/// A git repository the agent deploys from.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// The name used in the audit log and on the command line.
+    pub name: String,
+    /// https, ssh (`ssh://` or `user@host:path`) or a local path.
+    pub url: String,
+    /// The GitHub `owner/name` whose webhooks belong to this repository.
+    pub github: Option<String>,
+    pub branch: String,
+    pub roots: Vec<Root>,
+}
+
+/// A Terraform root module inside a repository.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub name: String,
+    /// Relative to the repository; `.` for the top.
+    pub path: String,
+    pub workspace: Option<String>,
+    /// Passed to `terraform plan` in a `-var-file`, as JSON.
+    pub variables: BTreeMap<String, serde_json::Value>,
+    /// Repository-relative paths whose changes trigger this root.
+    pub paths: Vec<String>,
+}
+
+impl Root {
+    /// Whether a changed file (repository-relative, `/`-separated) triggers this root.
+    pub fn is_triggered_by(&self, changed: &str) -> bool {
+        self.paths.iter().any(|p| {
+            p == "." || changed == p || changed.starts_with(&format!("{}/", p.trim_end_matches('/')))
+        })
+    }
+}
+
+fn clean_relative(key: &str, value: &str) -> Result<String, ConfigError> {
+    let path = Path::new(value);
+    if path.is_absolute() {
+        return Err(invalid(
+            key,
+            format!("`{value}` is absolute; give a path relative to the repository's top"),
+        ));
+    }
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            _ => {
+                return Err(invalid(
+                    key,
+                    format!("`{value}` leaves the repository; `..` is not allowed"),
+                ))
+            }
+        }
+    }
+    Ok(if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    })
+}
+
+fn valid_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty()
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        return Err(invalid(
+            key,
+            format!("`{value}` must be non-empty and use only letters, digits, `-`, `_`, `.` and `/`"),
+        ));
+    }
+    Ok(())
+}
+
+fn json_of(key: &str, value: &toml::Value) -> Result<serde_json::Value, ConfigError> {
+    serde_json::to_value(value).map_err(|e| invalid(key, format!("cannot be passed to Terraform: {e}")))
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative `data_dir` and local
+    /// repository paths are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        let data_dir = match raw.data_dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(invalid("data_dir", "must not be empty"))
+            }
+            Some(d) => base.join(d),
+            None => base.join("slipway-data"),
+        };
+        let max_parallel = raw.max_parallel.unwrap_or(2);
+        if max_parallel == 0 {
+            return Err(invalid("max_parallel", "must be at least 1"));
+        }
+        let job_timeout_secs = raw.job_timeout_secs.unwrap_or(1800);
+        if job_timeout_secs == 0 {
+            return Err(invalid("job_timeout_secs", "must be at least 1 second"));
+        }
+        let listen_text = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("`{listen_text}` is not an address:port such as 127.0.0.1:8080"),
+            )
+        })?;
+        let max_body_bytes = raw.server.max_body_bytes.unwrap_or(26 * 1024 * 1024);
+        if max_body_bytes < 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be at least 1024; GitHub sends bodies up to 25 MB",
+            ));
+        }
+        let poll_interval_secs = raw.poller.interval_secs.unwrap_or(60);
+        if poll_interval_secs == 0 {
+            return Err(invalid("poller.interval_secs", "must be at least 1 second"));
+        }
+        for (key, source) in [
+            ("secrets.webhook_secret", &raw.secrets.webhook_secret),
+            ("secrets.api_token", &raw.secrets.api_token),
+            ("secrets.signing_key", &raw.secrets.signing_key),
+            ("secrets.git_token", &raw.secrets.git_token),
+        ] {
+            if let Some(source) = source {
+                source.check(key)?;
+            }
+        }
+        if raw.secrets.signing_key.is_none() {
+            return Err(invalid(
+                "secrets.signing_key",
+                "is required: every run's provenance is signed; create a key with `slipway-agent keygen` and set `signing_key = { file = \"...\" }`",
+            ));
+        }
+        if raw.repositories.is_empty() {
+            return Err(invalid(
+                "repository",
+                "no repositories: add at least one [[repository]] table with `name`, `url` and a [[repository.root]]",
+            ));
+        }
+        let mut repositories = Vec::new();
+        for (i, repo) in raw.repositories.into_iter().enumerate() {
+            let key = format!("repository[{i}]");
+            let name = repo
+                .name
+                .ok_or_else(|| invalid(format!("{key}.name"), "is required, e.g. \"acme/infra\""))?;
+            valid_name(&format!("{key}.name"), &name)?;
+            if repositories.iter().any(|r: &Repository| r.name == name) {
+                return Err(invalid(format!("{key}.name"), format!("`{name}` is used twice")));
+            }
+            let url = repo.url.ok_or_else(|| {
+                invalid(
+                    format!("{key}.url"),
+                    "is required: an https or ssh git URL, or a local path",
+                )
+            })?;
+            let url = if url.contains("://") || url.contains('@') {
+                url
+            } else if url.is_empty() {
+                return Err(invalid(format!("{key}.url"), "must not be empty"));
+            } else {
+                base.join(&url).to_string_lossy().into_owned()
+            };
+            let branch = repo.branch.unwrap_or_else(|| "main".into());
+            if branch.is_empty() || branch.contains("..") || branch.starts_with('-') {
+                return Err(invalid(format!("{key}.branch"), format!("`{branch}` is not a branch name")));
+            }
+            let github = repo.github.or_else(|| github_full_name(&url));
+            if repo.roots.is_empty() {
+                return Err(invalid(
+                    format!("{key}.root"),
+                    "no Terraform roots: add a [[repository.root]] with `name` and `path`",
+                ));
+            }
+            let mut roots: Vec<Root> = Vec::new();
+            for (j, root) in repo.roots.into_iter().enumerate() {
+                let rkey = format!("{key}.root[{j}]");
+                let path = root.path.ok_or_else(|| {
+                    invalid(format!("{rkey}.path"), "is required: the root module's directory, e.g. \"infra/prod\"")
+                })?;
+                let path = clean_relative(&format!("{rkey}.path"), &path)?;
+                let name = root.name.unwrap_or_else(|| path.clone());
+                valid_name(&format!("{rkey}.name"), &name)?;
+                if roots.iter().any(|r| r.name == name) {
+                    return Err(invalid(format!("{rkey}.name"), format!("`{name}` is used twice in this repository")));
+                }
+                let paths = match root.paths {
+                    None => vec![path.clone()],
+                    Some(list) if list.is_empty() => {
+                        return Err(invalid(format!("{rkey}.paths"), "is empty: leave it out to use the root's own directory"))
+                    }
+                    Some(list) => list
+                        .iter()
+                        .enumerate()
+                        .map(|(k, p)| clean_relative(&format!("{rkey}.paths[{k}]"), p))
+                        .collect::<Result<_, _>>()?,
+                };
+                if let Some(ws) = &root.workspace {
+                    valid_name(&format!("{rkey}.workspace"), ws)?;
+                }
+                let mut variables = BTreeMap::new();
+                for (k, v) in &root.variables {
+                    variables.insert(k.clone(), json_of(&format!("{rkey}.variables.{k}"), v)?);
+                }
+                roots.push(Root {
+                    name,
+                    path,
+                    workspace: root.workspace,
+                    variables,
+                    paths,
+                });
+            }
+            repositories.push(Repository {
+                name,
+                url,
+                github,
+                branch,
+                roots,
+            });
+        }
+        Ok(Config {
+            data_dir,
+            terraform: raw.terraform.unwrap_or_else(|| PathBuf::from("terraform")),
+            max_parallel,
+            job_timeout: Duration::from_secs(job_timeout_secs),
+            listen,
+            max_body_bytes,
+            poller_enabled: raw.poller.enabled.unwrap_or(true),
+            poll_interval: Duration::from_secs(poll_interval_secs),
+            secrets: Secrets {
+                webhook_secret: raw.secrets.webhook_secret,
+                api_token: raw.secrets.api_token,
+                signing_key: raw.secrets.signing_key,
+                git_token: raw.secrets.git_token,
+            },
+            repositories,
+        })
+    }
+
+    /// The repository configured under `name`.
+    pub fn repository(&self, name: &str) -> Option<&Repository> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+
+    /// The repository whose GitHub `owner/name` is `full_name` (case-insensitive, as
+    /// GitHub treats it).
+    pub fn repository_for_github(&self, full_name: &str) -> Option<&Repository> {
+        self.repositories.iter().find(|r| {
+            r.github
+                .as_deref()
+                .unwrap_or(&r.name)
+                .eq_ignore_ascii_case(full_name)
+        })
+    }
+
+    /// The SQLite database holding the queue and the audit log.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("slipway.db")
+    }
+}
+
+/// `owner/name` from a github.com URL, for matching webhooks without extra config.
+fn github_full_name(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://github.com/")
+        .or_else(|| url.strip_prefix("ssh://git@github.com/"))
+        .or_else(|| url.strip_prefix("git@github.com:"))?;
+    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
+    (rest.split('/').count() == 2).then(|| rest.to_owned())
+}
+
+/// Every secret the agent resolved, with their values, so output can be redacted.
+pub fn redact(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        let value = secret.expose();
+        if value.len() >= 4 {
+            out = out.replace(value, "[REDACTED]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[secrets]
+signing_key = { file = "agent.key" }
+
+[[repository]]
+name = "acme/infra"
+url = "/srv/git/infra.git"
+
+[[repository.root]]
+path = "envs/prod"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("/etc/slipway")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/slipway")).unwrap();
+        let repo = &c.repositories[0];
+        assert_eq!(repo.branch, "main");
+        assert_eq!(repo.roots[0].name, "envs/prod");
+        assert_eq!(repo.roots[0].paths, vec!["envs/prod"]);
+        assert_eq!(c.data_dir, Path::new("/etc/slipway/slipway-data"));
+        assert_eq!(c.max_body_bytes, 26 * 1024 * 1024);
+        assert!(c.poller_enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err(&MINIMAL.replace("path = \"envs/prod\"", "path = \"../x\""))
+            .contains("`repository[0].root[0].path`"));
+        assert!(err(&MINIMAL.replace("url = \"/srv/git/infra.git\"", ""))
+            .contains("`repository[0].url`"));
+        assert!(err(&format!("max_parallel = 0\n{MINIMAL}")).contains("`max_parallel`"));
+        assert!(err(&format!("bogus = 1\n{MINIMAL}")).contains("bogus"));
+        assert!(err(&MINIMAL.replace("{ file = \"agent.key\" }", "{ }"))
+            .contains("`secrets.signing_key`"));
+        assert!(err(&format!("[server]\nlisten = \"nope\"\n{MINIMAL}")).contains("`server.listen`"));
+    }
+
+    #[test]
+    fn trigger_paths_match_by_directory() {
+        let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        let root = &c.repositories[0].roots[0];
+        assert!(root.is_triggered_by("envs/prod/main.tf"));
+        assert!(!root.is_triggered_by("envs/production/main.tf"));
+        assert!(!root.is_triggered_by("README.md"));
+    }
+
+    #[test]
+    fn missing_secret_names_variable_not_value() {
+        let source = SecretSource {
+            env: Some("SLIPWAY_TEST_SURELY_UNSET_VAR".into()),
+            file: None,
+        };
+        let e = source.resolve("secrets.webhook_secret").unwrap_err().to_string();
+        assert!(e.contains("secrets.webhook_secret.env") && e.contains("SLIPWAY_TEST_SURELY_UNSET_VAR"));
+        assert_eq!(format!("{:?}", Secret::new("hunter22")), "Secret([redacted])");
+        assert_eq!(redact("token=hunter22!", &[&Secret::new("hunter22")]), "token=[REDACTED]!");
+    }
+
+    #[test]
+    fn github_names_come_from_urls() {
+        assert_eq!(github_full_name("https://github.com/acme/infra.git").as_deref(), Some("acme/infra"));
+        assert_eq!(github_full_name("git@github.com:acme/infra.git").as_deref(), Some("acme/infra"));
+        assert_eq!(github_full_name("/srv/git/infra"), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! Git through libgit2: a bare cache per repository under the data directory, fetched
+//! before each job, and a clean work tree per job checked out from it.
+//!
+//! Using a cache plus fresh work trees means no job can see files another job left,
+//! and the exact commit that was asked for is what Terraform runs on. All functions
+//! here block; callers run them on the blocking pool, one repository at a time.
+
+use std::path::{Path, PathBuf};
+
+use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+use crate::config::Secret;
+
+/// A git operation that failed, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("git: {action}: {message}")]
+pub struct GitError {
+    pub action: String,
+    pub message: String,
+}
+
+fn err(action: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
+    let action = action.into();
+    move |e| GitError {
+        action,
+        message: e.message().to_owned(),
+    }
+}
+
+/// What the audit log says about a commit.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub sha: String,
+    /// `Name <email>`.
+    pub author: String,
+}
+
+/// A repository's bare cache.
+pub struct Cache {
+    repo: Repository,
+    url: String,
+    branch: String,
+}
+
+fn remote_callbacks(token: Option<&Secret>) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(move |_url, username, allowed| {
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(token) = token {
+                return git2::Cred::userpass_plaintext("x-access-token", token.expose());
+            }
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        git2::Cred::default()
+    });
+    callbacks
+}
+
+fn cache_dir_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect::<String>()
+        + ".git"
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache for repository `name` under `dir`.
+    pub fn open(dir: &Path, name: &str, url: &str, branch: &str) -> Result<Cache, GitError> {
+        let path = dir.join(cache_dir_name(name));
+        let repo = if path.exists() {
+            Repository::open_bare(&path).map_err(err(format!("open cache {}", path.display())))?
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| GitError {
+                action: format!("create {}", dir.display()),
+                message: e.to_string(),
+            })?;
+            Repository::init_bare(&path).map_err(err(format!("create cache {}", path.display())))?
+        };
+        Ok(Cache {
+            repo,
+            url: url.to_owned(),
+            branch: branch.to_owned(),
+        })
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    /// Fetches the tracked branch; returns its tip.
+    pub fn fetch(&self, token: Option<&Secret>) -> Result<String, GitError> {
+        let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .map_err(err("set up remote"))?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(remote_callbacks(token));
+        options.download_tags(git2::AutotagOption::None);
+        remote
+            .fetch(&[&refspec], Some(&mut options), None)
+            .map_err(err(format!("fetch branch {}", self.branch)))?;
+        self.tip()
+    }
+
+    /// The tracked branch's tip as last fetched.
+    pub fn tip(&self) -> Result<String, GitError> {
+        let reference = self
+            .repo
+            .find_reference(&self.tracking_ref())
+            .map_err(err(format!("find branch {}", self.branch)))?;
+        let oid = reference
+            .peel_to_commit()
+            .map_err(err(format!("resolve branch {}", self.branch)))?
+            .id();
+        Ok(oid.to_string())
+    }
+
+    fn oid(sha: &str) -> Result<Oid, GitError> {
+        Oid::from_str(sha).map_err(err(format!("parse commit id `{sha}`")))
+    }
+
+    /// Whether the cache holds `sha` as a commit.
+    pub fn has_commit(&self, sha: &str) -> bool {
+        Self::oid(sha)
+            .ok()
+            .and_then(|oid| self.repo.find_commit(oid).ok())
+            .is_some()
+    }
+
+    /// Author and full id of a commit.
+    pub fn commit_info(&self, sha: &str) -> Result<CommitInfo, GitError> {
+        let commit = self
+            .repo
+            .find_commit(Self::oid(sha)?)
+            .map_err(err(format!("find commit {sha}")))?;
+        let author = commit.author();
+        Ok(CommitInfo {
+            sha: commit.id().to_string(),
+            author: format!(
+                "{} <{}>",
+                author.name().unwrap_or("?"),
+                author.email().unwrap_or("?")
+            ),
+        })
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors.
+    pub fn is_ancestor_or_same(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        let a = Self::oid(ancestor)?;
+        let d = Self::oid(descendant)?;
+        if a == d {
+            return Ok(true);
+        }
+        self.repo
+            .graph_descendant_of(d, a)
+            .map_err(err(format!("compare {ancestor} with {descendant}")))
+    }
+
+    /// Repository-relative paths (`/`-separated) that differ between `base` and
+    /// `target`; with no base, those the target's first parent does not have the same
+    /// (for a root commit: every file).
+    pub fn changed_paths(&self, base: Option<&str>, target: &str) -> Result<Vec<String>, GitError> {
+        let target_commit = self
+            .repo
+            .find_commit(Self::oid(target)?)
+            .map_err(err(format!("find commit {target}")))?;
+        let base_tree = match base {
+            Some(b) => Some(
+                self.repo
+                    .find_commit(Self::oid(b)?)
+                    .and_then(|c| c.tree())
+                    .map_err(err(format!("read commit {b}")))?,
+            ),
+            None => match target_commit.parent(0) {
+                Ok(parent) => Some(parent.tree().map_err(err("read parent tree"))?),
+                Err(_) => None,
+            },
+        };
+        let target_tree = target_commit.tree().map_err(err("read tree"))?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(base_tree.as_ref(), Some(&target_tree), None)
+            .map_err(err("diff trees"))?;
+        let mut paths = Vec::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path().and_then(|p| p.to_str()) {
+                    let p = p.replace('\\', "/");
+                    if !paths.contains(&p) {
+                        paths.push(p);
+                    }
+                }
+            }
+        }
+        Ok(paths)
+    }
+
+    /// Writes the files of commit `sha` into the empty directory `dir`.
+    pub fn checkout(&self, sha: &str, dir: &Path) -> Result<PathBuf, GitError> {
+        let commit = self
+            .repo
+            .find_commit(Self::oid(sha)?)
+            .map_err(err(format!("find commit {sha}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| GitError {
+            action: format!("create work tree {}", dir.display()),
+            message: e.to_string(),
+        })?;
+        let mut builder = CheckoutBuilder::new();
+        builder
+            .target_dir(dir)
+            .force()
+            .recreate_missing(true)
+            .update_index(false);
+        self.repo
+            .checkout_tree(commit.as_object(), Some(&mut builder))
+            .map_err(err(format!("check out {sha}")))?;
+        Ok(dir.to_owned())
+    }
+}
+
+/// The tip of `branch` at `url` without fetching objects (like `git ls-remote`), for
+/// the manual and API triggers when no commit is given.
+pub fn remote_tip(url: &str, branch: &str, token: Option<&Secret>) -> Result<String, GitError> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!(
+        "slipway-ls-remote-{}-{n}",
+        std::process::id()
+    ));
+    let repo = Repository::init_bare(&scratch).map_err(err("create scratch repository"))?;
+    let result = (|| {
+        let mut remote = repo.remote_anonymous(url).map_err(err("set up remote"))?;
+        let connection = remote
+            .connect_auth(git2::Direction::Fetch, Some(remote_callbacks(token)), None)
+            .map_err(err(format!("connect to {}", redact_url(url))))?;
+        let wanted = format!("refs/heads/{branch}");
+        let heads = connection.list().map_err(err("list remote branches"))?;
+        heads
+            .iter()
+            .find(|h| h.name() == wanted)
+            .map(|h| h.oid().to_string())
+            .ok_or_else(|| GitError {
+                action: format!("find branch {branch}"),
+                message: "the remote has no such branch".into(),
+            })
+    })();
+    drop(repo);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// A URL with any `user:password@` removed, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("https://user:pw@github.com/a/b"), "https://github.com/a/b");
+        assert_eq!(redact_url("/srv/git/x"), "/srv/git/x");
+    }
+}

@@ -1,0 +1,29 @@
+//! `slipway-agent`: Slipway's GitOps agent.
+//!
+//! It learns of merges to a repository's tracked branch (GitHub webhooks, a poller,
+//! the CLI or an authenticated API), stores each as a durable job before acknowledging
+//! it, and runs `terraform plan` and `apply` on the exact commit, one job at a time per
+//! Terraform root. Every outcome lands in a hash-chained, signed audit log, and the
+//! commit SHA travels to Terraform (and the Slipway provider) as signed provenance.
+//!
+//! The guarantees, and where they are kept:
+//! - nothing accepted is lost: a job is committed to SQLite (WAL, `synchronous=FULL`)
+//!   before any acknowledgement ([`queue`], [`webhook`]);
+//! - nothing is applied twice: deliveries are de-duplicated by id, and a commit already
+//!   deployed (or an ancestor of it) is skipped ([`queue`], [`runner`]);
+//! - nothing is applied out of order: one worker per root, and waiting jobs collapse
+//!   into the newest commit ([`runner`]);
+//! - a crash is visible: a job left running is recorded as interrupted and runs again
+//!   ([`queue::recover_interrupted`]).
+
+pub mod agent;
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod git;
+pub mod poller;
+pub mod queue;
+pub mod runner;
+pub mod webhook;

@@ -1,0 +1,377 @@
+//! `POST /webhooks/github`: GitHub deliveries in, durable jobs out.
+//!
+//! Order of checks: the body size (axum's limit, GitHub sends at most 25 MB), then the
+//! `X-Hub-Signature-256` HMAC in constant time (401 without a valid one, and nothing
+//! else is read), then the delivery id, then the payload. Payloads are parsed with
+//! minimal serde structs that ignore unknown fields, so a new GitHub event or action is
+//! acknowledged and ignored instead of failing. The response is sent only after the
+//! job (or the fact that the delivery was ignored) is committed to the database; a
+//! redelivery carries the same `X-GitHub-Delivery` id and is answered without storing
+//! anything.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+use slipway_provenance::Trigger;
+
+use crate::agent::AppState;
+use crate::config::{Config, Secret};
+use crate::queue::{Delivery, Intake, IntakeOutcome, NewJobs};
+
+/// Checks `X-Hub-Signature-256` (`sha256=<hex>`) against the body in constant time.
+pub fn signature_is_valid(secret: &Secret, body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_sig.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// The signature header value for `body`, as GitHub computes it (used by tests and
+/// benchmarks to sign their own deliveries).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct User {
+    login: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RepositoryRef {
+    full_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PushEvent {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    after: Option<String>,
+    #[serde(default)]
+    deleted: bool,
+    repository: Option<RepositoryRef>,
+    pusher: Option<User>,
+    sender: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BaseRef {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequest {
+    number: Option<u64>,
+    #[serde(default)]
+    merged: bool,
+    merge_commit_sha: Option<String>,
+    base: Option<BaseRef>,
+    merged_by: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequestEvent {
+    action: Option<String>,
+    number: Option<u64>,
+    pull_request: Option<PullRequest>,
+    repository: Option<RepositoryRef>,
+    sender: Option<User>,
+}
+
+/// What a delivery asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Ping,
+    Deploy {
+        repository: String,
+        branch: String,
+        commit_sha: String,
+        pull_request: Option<u64>,
+        actor: Option<String>,
+        roots: Vec<String>,
+    },
+    Ignore(String),
+}
+
+fn is_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
+}
+
+/// Decides what a delivery means for this configuration. `Err` is a body that does not
+/// parse as the event it claims to be.
+pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, String> {
+    let ignore = |reason: String| Ok(Decision::Ignore(reason));
+    match event {
+        "ping" => Ok(Decision::Ping),
+        "push" => {
+            let push: PushEvent =
+                serde_json::from_slice(body).map_err(|e| format!("push payload: {e}"))?;
+            let full_name = push.repository.and_then(|r| r.full_name).unwrap_or_default();
+            let Some(repo) = config.repository_for_github(&full_name) else {
+                return ignore(format!("repository `{full_name}` is not configured"));
+            };
+            let wanted = format!("refs/heads/{}", repo.branch);
+            let git_ref = push.git_ref.unwrap_or_default();
+            if git_ref != wanted {
+                return ignore(format!("push to `{git_ref}`, not the tracked `{wanted}`"));
+            }
+            let after = push.after.unwrap_or_default();
+            if push.deleted || !is_sha(&after) {
+                return ignore(format!("push deletes `{git_ref}` or has no new commit"));
+            }
+            Ok(Decision::Deploy {
+                repository: repo.name.clone(),
+                branch: repo.branch.clone(),
+                commit_sha: after.to_ascii_lowercase(),
+                pull_request: None,
+                actor: push
+                    .pusher
+                    .and_then(|p| p.name.or(p.login))
+                    .or_else(|| push.sender.and_then(|s| s.login)),
+                roots: repo.roots.iter().map(|r| r.name.clone()).collect(),
+            })
+        }
+        "pull_request" => {
+            let pr: PullRequestEvent =
+                serde_json::from_slice(body).map_err(|e| format!("pull_request payload: {e}"))?;
+            let action = pr.action.unwrap_or_default();
+            if action != "closed" {
+                return ignore(format!("pull_request action `{action}` is not `closed`"));
+            }
+            let Some(pull) = pr.pull_request else {
+                return ignore("pull_request event without a pull_request".into());
+            };
+            if !pull.merged {
+                return ignore("pull request was closed without being merged".into());
+            }
+            let full_name = pr.repository.and_then(|r| r.full_name).unwrap_or_default();
+            let Some(repo) = config.repository_for_github(&full_name) else {
+                return ignore(format!("repository `{full_name}` is not configured"));
+            };
+            let base = pull.base.and_then(|b| b.git_ref).unwrap_or_default();
+            if base != repo.branch {
+                return ignore(format!(
+                    "pull request merged into `{base}`, not the tracked `{}`",
+                    repo.branch
+                ));
+            }
+            let sha = pull.merge_commit_sha.unwrap_or_default();
+            if !is_sha(&sha) {
+                return ignore("merged pull request has no merge_commit_sha".into());
+            }
+            Ok(Decision::Deploy {
+                repository: repo.name.clone(),
+                branch: repo.branch.clone(),
+                commit_sha: sha.to_ascii_lowercase(),
+                pull_request: pull.number.or(pr.number),
+                actor: pull
+                    .merged_by
+                    .and_then(|u| u.login)
+                    .or_else(|| pr.sender.and_then(|s| s.login)),
+                roots: repo.roots.iter().map(|r| r.name.clone()).collect(),
+            })
+        }
+        other => ignore(format!("event `{other}` is not handled")),
+    }
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// The axum handler.
+pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = state.webhook_secret.as_ref() else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": "webhooks are disabled: set secrets.webhook_secret"}),
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if !signature_is_valid(secret, &body, header("x-hub-signature-256")) {
+        tracing::warn!(
+            delivery = header("x-github-delivery").unwrap_or("-"),
+            "webhook refused: missing or invalid X-Hub-Signature-256"
+        );
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "missing or invalid X-Hub-Signature-256"}),
+        );
+    }
+    let Some(delivery_id) = header("x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 200) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "X-GitHub-Delivery header is required"}),
+        );
+    };
+    let event = header("x-github-event").unwrap_or("").to_owned();
+    let delivery = Delivery {
+        id: delivery_id.to_owned(),
+        event: event.clone(),
+    };
+    let decision = match classify(&state.config, &event, &body) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook payload does not parse");
+            return reply(StatusCode::BAD_REQUEST, json!({"error": e}));
+        }
+    };
+    let intake = match decision {
+        Decision::Ping => {
+            tracing::info!(delivery = %delivery.id, "webhook ping");
+            return reply(StatusCode::OK, json!({"pong": true}));
+        }
+        Decision::Ignore(reason) => {
+            tracing::info!(delivery = %delivery.id, event = %event, reason = %reason, "webhook ignored");
+            Intake::Ignored {
+                delivery: delivery.clone(),
+                reason,
+            }
+        }
+        Decision::Deploy {
+            repository,
+            branch,
+            commit_sha,
+            pull_request,
+            actor,
+            roots,
+        } => Intake::Jobs(NewJobs {
+            delivery: Some(delivery.clone()),
+            repository,
+            branch,
+            commit_sha,
+            trigger: Trigger::Webhook,
+            pull_request,
+            actor,
+            roots,
+        }),
+    };
+    match state.writer.submit(intake).await {
+        Ok(IntakeOutcome::Enqueued(jobs)) => {
+            tracing::info!(delivery = %delivery.id, event = %event, ?jobs, "webhook enqueued");
+            reply(StatusCode::ACCEPTED, json!({"delivery": delivery.id, "jobs": jobs}))
+        }
+        Ok(IntakeOutcome::Duplicate) => {
+            tracing::info!(delivery = %delivery.id, "webhook redelivery: already stored, nothing to do");
+            reply(StatusCode::OK, json!({"delivery": delivery.id, "duplicate": true}))
+        }
+        Ok(IntakeOutcome::Recorded) => {
+            reply(StatusCode::OK, json!({"delivery": delivery.id, "ignored": true}))
+        }
+        Err(e) => {
+            tracing::error!(delivery = %delivery.id, error = %e, "could not store delivery");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "could not store the delivery; GitHub may redeliver it"}),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/github-webhooks");
+
+    fn fixture(path: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(Path::new(FIXTURES).join(path)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+[secrets]
+signing_key = { env = "X" }
+[[repository]]
+name = "hello"
+github = "Codertocat/Hello-World"
+url = "/srv/git/hello"
+[[repository.root]]
+name = "app"
+path = "app"
+"#,
+            Path::new("/"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn signatures_are_checked() {
+        let secret = Secret::new("It's a Secret to Everybody");
+        let body = b"Hello, World!";
+        // GitHub's documented example for this secret and body.
+        let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(sign(secret.expose().as_bytes(), body), good);
+        assert!(signature_is_valid(&secret, body, Some(good)));
+        assert!(!signature_is_valid(&secret, b"Hello, World?", Some(good)));
+        assert!(!signature_is_valid(&secret, body, None));
+        assert!(!signature_is_valid(&secret, body, Some("sha1=abc")));
+        assert!(!signature_is_valid(&Secret::new("old secret"), body, Some(good)));
+    }
+
+    #[test]
+    fn real_payloads_are_classified() {
+        let Some(mut closed) = fixture("pull_request/closed.payload.json") else {
+            eprintln!("fixtures not found at {FIXTURES}; skipping");
+            return;
+        };
+        let c = config();
+        let decide = |event: &str, v: &serde_json::Value| {
+            classify(&c, event, &serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        assert!(matches!(decide("pull_request", &closed), Decision::Ignore(r) if r.contains("without being merged")));
+        closed["pull_request"]["merged"] = true.into();
+        assert!(matches!(decide("pull_request", &closed), Decision::Ignore(r) if r.contains("`master`")));
+        closed["pull_request"]["base"]["ref"] = "main".into();
+        closed["pull_request"]["merge_commit_sha"] = "a".repeat(40).into();
+        closed["pull_request"]["merged_by"] = serde_json::json!({"login": "mona"});
+        assert_eq!(
+            decide("pull_request", &closed),
+            Decision::Deploy {
+                repository: "hello".into(),
+                branch: "main".into(),
+                commit_sha: "a".repeat(40),
+                pull_request: Some(2),
+                actor: Some("mona".into()),
+                roots: vec!["app".into()],
+            }
+        );
+        let opened = fixture("pull_request/opened.payload.json").unwrap();
+        assert!(matches!(decide("pull_request", &opened), Decision::Ignore(_)));
+        let mut push = fixture("push/payload.json").unwrap();
+        assert!(matches!(decide("push", &push), Decision::Ignore(r) if r.contains("refs/tags")));
+        push["ref"] = "refs/heads/main".into();
+        push["deleted"] = false.into();
+        push["after"] = "b".repeat(40).into();
+        assert!(matches!(decide("push", &push), Decision::Deploy { commit_sha, .. } if commit_sha == "b".repeat(40)));
+        let ping = fixture("ping/payload.json").unwrap();
+        assert_eq!(decide("ping", &ping), Decision::Ping);
+        assert!(matches!(decide("workflow_job", &ping), Decision::Ignore(r) if r.contains("not handled")));
+        assert!(matches!(decide("pull_request", &serde_json::json!({"action": "some_future_action"})), Decision::Ignore(_)));
+    }
+}
