@@ -1,0 +1,6 @@
+//! Shared harness for Slipway's end-to-end tests: finding every Terraform on the
+//! machine, pointing it at locally built providers with `dev_overrides`, and running it
+//! as a user would.
+
+pub mod terraform;
+pub mod agent_support;
