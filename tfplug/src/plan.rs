@@ -31,7 +31,9 @@ pub fn validate(block: &Block, config: &Value, path: &AttributePath, diagnostics
                 ..Block::default()
             };
             for_each_element(nesting, value, &here, |element, element_path| {
-                validate(&nested, element, element_path, diagnostics)
+                let mut inner = Diagnostics::new();
+                validate(&nested, element, element_path, &mut inner);
+                diagnostics.extend(locatable(inner, element_path));
             });
         }
     }
@@ -157,6 +159,26 @@ fn mark_computed_unknown(block: &Block, config: &Value, prior: &Value, planned: 
             }
         }
     }
+}
+
+/// Terraform finds the source line of a diagnostic only down to a nested attribute's
+/// element (`ports[0]`), not to an attribute inside it, and falls back to the whole
+/// resource block otherwise. So diagnostics from inside an element point at the
+/// element, and their detail names the exact attribute.
+fn locatable(diagnostics: Diagnostics, element: &AttributePath) -> Diagnostics {
+    diagnostics
+        .into_iter()
+        .map(|mut d| {
+            if let Some(path) = d.attribute.take() {
+                if path.steps.len() > element.steps.len() {
+                    d.detail = format!("{path}: {}", d.detail);
+                }
+                d.attribute = Some(element.clone());
+            }
+            d
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn child_path(path: &AttributePath, name: &str) -> AttributePath {
@@ -345,8 +367,9 @@ mod tests {
         assert_eq!(diags.0.len(), 1);
         assert_eq!(
             diags.0[0].attribute.as_ref().unwrap().to_string(),
-            "ports[1].port"
+            "ports[1]"
         );
+        assert!(diags.0[0].detail.starts_with("ports[1].port: 70000"), "{}", diags.0[0].detail);
     }
 
     #[test]
