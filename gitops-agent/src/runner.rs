@@ -110,8 +110,12 @@ impl Runner {
 
     async fn worker(self: Arc<Self>, repo: Repository, root: Root) {
         loop {
-            // Register interest before looking, so a job stored in between wakes us.
+            // Register interest before looking, so a job stored in between wakes us;
+            // the one-second timeout also picks up jobs that `slipway-agent deploy`
+            // wrote from another process.
             let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             match self.clone().step(&repo, &root).await {
                 Ok(true) => continue,
                 Ok(false) => {

@@ -1,0 +1,513 @@
+//! Helpers for the `slipway-agent` end-to-end tests: real git repositories made with
+//! the `git` CLI (a bare origin and a clone that merges and pushes), GitHub webhook
+//! deliveries built from GitHub's own payloads and signed here, and the real agent
+//! binary started, killed and restarted as an operator would.
+//!
+//! Nothing here sleeps for a fixed time and then asserts: [`wait_for`] polls a
+//! condition with a generous deadline.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::terraform::TerraformBinary;
+
+/// The secret the tests' agents use for webhooks.
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret-5f0c";
+/// The API token the tests' agents use.
+pub const API_TOKEN: &str = "e2e-api-token-9a1d";
+/// The GitHub repository name used in the fixtures.
+pub const GITHUB_REPO: &str = "Codertocat/Hello-World";
+
+/// Terraform binaries that have the built-in `terraform_data` resource (1.4 and
+/// later): the agent tests' configurations use it, so Terraform 1.0.3 cannot run them.
+pub fn terraform_with_terraform_data() -> TerraformBinary {
+    let all = crate::terraform::required();
+    all.into_iter()
+        .find(|t| version_at_least(&t.version, 1, 4))
+        .expect("the agent end-to-end tests need terraform >= 1.4 (for terraform_data); none found")
+}
+
+fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+static BUILD: Mutex<bool> = Mutex::new(false);
+
+/// The `slipway-agent` binary beside the test executable, built first if
+/// `cargo test -p slipway-tests` did not build it (`cargo test --workspace` does).
+pub fn agent_binary() -> PathBuf {
+    let path = crate::terraform::binaries_dir().join("slipway-agent");
+    let mut built = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let target_dir = crate::terraform::binaries_dir()
+            .parent()
+            .expect("target dir")
+            .to_path_buf();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "slipway-agent", "--bin", "slipway-agent"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p slipway-agent");
+        assert!(status.success(), "cargo build -p slipway-agent failed");
+        *built = true;
+    }
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
+
+/// Runs `git` in `dir`, panicking with its output on failure; returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Mona Lisa")
+        .env("GIT_AUTHOR_EMAIL", "mona@example.com")
+        .env("GIT_COMMITTER_NAME", "Mona Lisa")
+        .env("GIT_COMMITTER_EMAIL", "mona@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A bare origin and a clone in which pull requests are merged and pushed.
+pub struct Origin {
+    pub origin: PathBuf,
+    pub clone: PathBuf,
+    /// The local backend's state file, outside the repository (each job gets a fresh
+    /// work tree, so state must live elsewhere, as it does with any real backend).
+    pub state: PathBuf,
+}
+
+impl Origin {
+    /// A repository whose `infra/` root holds one `terraform_data` resource.
+    pub fn new(dir: &Path) -> Origin {
+        let origin = dir.join("origin.git");
+        let clone = dir.join("clone");
+        let state = dir.join("state").join("terraform.tfstate");
+        std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+        git(dir, &["init", "--bare", "--initial-branch=main", origin.to_str().unwrap()]);
+        git(dir, &["clone", origin.to_str().unwrap(), clone.to_str().unwrap()]);
+        git(&clone, &["checkout", "-B", "main"]);
+        let o = Origin {
+            origin,
+            clone,
+            state,
+        };
+        o.write("README.md", "infra\n");
+        o.write("infra/main.tf", &o.main_tf("initial"));
+        git(&o.clone, &["add", "-A"]);
+        git(&o.clone, &["commit", "-m", "initial"]);
+        git(&o.clone, &["push", "origin", "main"]);
+        o
+    }
+
+    /// The root's configuration, with `release` as the resource's input.
+    pub fn main_tf(&self, release: &str) -> String {
+        format!(
+            r#"terraform {{
+  backend "local" {{
+    path = "{}"
+  }}
+}}
+
+resource "terraform_data" "release" {{
+  input = "{release}"
+}}
+
+output "release" {{
+  value = terraform_data.release.output
+}}
+"#,
+            self.state.display()
+        )
+    }
+
+    pub fn write(&self, path: &str, content: &str) {
+        let full = self.clone.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+
+    /// Makes branch `name` with `files` changed, merges it into main with a merge
+    /// commit (as GitHub's merge button does) and pushes. Returns the merge commit.
+    pub fn merge(&self, name: &str, files: &[(&str, String)]) -> String {
+        git(&self.clone, &["checkout", "-q", "-B", name, "main"]);
+        for (path, content) in files {
+            self.write(path, content);
+        }
+        git(&self.clone, &["add", "-A"]);
+        git(&self.clone, &["commit", "-q", "-m", &format!("change on {name}")]);
+        git(&self.clone, &["checkout", "-q", "main"]);
+        git(
+            &self.clone,
+            &["merge", "-q", "--no-ff", "-m", &format!("Merge pull request from {name}"), name],
+        );
+        git(&self.clone, &["push", "-q", "origin", "main"]);
+        git(&self.clone, &["rev-parse", "HEAD"])
+    }
+
+    /// A merge that changes the resource's input to `release`.
+    pub fn merge_release(&self, name: &str, release: &str) -> String {
+        self.merge(name, &[("infra/main.tf", self.main_tf(release))])
+    }
+
+    /// Whether `a` is an ancestor of (or equal to) `b`.
+    pub fn is_ancestor(&self, a: &str, b: &str) -> bool {
+        Command::new("git")
+            .args(["merge-base", "--is-ancestor", a, b])
+            .current_dir(&self.clone)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// The `terraform_data.release` resource's attributes in the state file.
+    pub fn release_state(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.state).ok()?;
+        let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+        state["resources"]
+            .as_array()?
+            .iter()
+            .find(|r| r["type"] == "terraform_data" && r["name"] == "release")
+            .map(|r| r["instances"][0]["attributes"].clone())
+    }
+}
+
+/// Where the real GitHub payloads are (`shared/` sits beside the repository).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github-webhooks")
+}
+
+/// A fixture payload, parsed.
+pub fn fixture(path: &str) -> serde_json::Value {
+    let full = fixtures_dir().join(path);
+    let text = std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("read fixture {}: {e}", full.display()));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// GitHub's `pull_request` `closed` payload turned into a merge into main.
+pub fn merged_pull_request(number: u64, merge_commit_sha: &str, merged_by: &str) -> Vec<u8> {
+    let mut p = fixture("pull_request/closed.payload.json");
+    p["number"] = number.into();
+    p["pull_request"]["number"] = number.into();
+    p["pull_request"]["merged"] = true.into();
+    p["pull_request"]["merge_commit_sha"] = merge_commit_sha.into();
+    p["pull_request"]["base"]["ref"] = "main".into();
+    p["pull_request"]["merged_by"] = serde_json::json!({"login": merged_by, "id": 1, "type": "User"});
+    serde_json::to_vec(&p).unwrap()
+}
+
+/// `X-Hub-Signature-256` for `body` under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A minimal HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// One HTTP request over a fresh connection (`Connection: close`).
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect to the agent");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Response { status, body }
+}
+
+/// Waits up to `timeout` for `check` to return `Some`, polling.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One agent installation: its directory, key, configuration and (when running) process.
+pub struct Agent {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub public_key: PathBuf,
+    /// Terraform's environment as the wrapper saw it at each apply.
+    pub provenance_log: PathBuf,
+    /// Created while this file exists: the wrapper holds `apply` after it finishes.
+    pub hold_file: PathBuf,
+    pub applied_marker: PathBuf,
+    pub wrapper_pid: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+    starts: u32,
+}
+
+/// Options for [`Agent::new`].
+pub struct AgentOptions {
+    pub poller: bool,
+}
+
+impl Agent {
+    /// Writes a key pair (with `slipway-agent keygen`), a `terraform` wrapper and a
+    /// configuration for `origin`'s `infra` root.
+    pub fn new(dir: &Path, origin: &Origin, terraform: &TerraformBinary, options: AgentOptions) -> Agent {
+        let keys = dir.join("keys");
+        let out = Command::new(agent_binary())
+            .args(["keygen", "--out", keys.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+        let data_dir = dir.join("data");
+        let provenance_log = dir.join("provenance.log");
+        let hold_file = dir.join("hold-apply");
+        let applied_marker = dir.join("applied");
+        let wrapper_pid = dir.join("wrapper.pid");
+        // The wrapper records what Terraform is given, and can hold an apply open after
+        // it completed so a test can kill the agent at that moment. It then `exec`s
+        // the real terraform, so everything else is Terraform's own behaviour.
+        let wrapper = dir.join("terraform-wrapper.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                r#"#!/bin/sh
+if [ "$1" = apply ]; then
+  {{ echo "--- apply"; env | grep '^SLIPWAY_' | sort; env | grep -c E2E_WEBHOOK_SECRET || true; }} >> "{prov}"
+  if [ -e "{hold}" ]; then
+    "{real}" "$@"
+    echo $$ > "{pid}"
+    touch "{applied}"
+    exec sleep 600
+  fi
+fi
+exec "{real}" "$@"
+"#,
+                prov = provenance_log.display(),
+                hold = hold_file.display(),
+                real = terraform.path.display(),
+                pid = wrapper_pid.display(),
+                applied = applied_marker.display(),
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let config = dir.join("slipway-agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+terraform = "{wrapper}"
+max_parallel = 2
+job_timeout_secs = 600
+
+[server]
+listen = "127.0.0.1:0"
+
+[poller]
+enabled = {poller}
+interval_secs = 1
+
+[secrets]
+webhook_secret = {{ env = "E2E_WEBHOOK_SECRET" }}
+api_token = {{ env = "E2E_API_TOKEN" }}
+signing_key = {{ file = "{key}" }}
+
+[[repository]]
+name = "hello"
+github = "{GITHUB_REPO}"
+url = "{origin}"
+
+[[repository.root]]
+name = "infra"
+path = "infra"
+"#,
+                data = data_dir.display(),
+                wrapper = wrapper.display(),
+                poller = options.poller,
+                key = keys.join("slipway-agent.key").display(),
+                origin = origin.origin.display(),
+            ),
+        )
+        .unwrap();
+        Agent {
+            dir: dir.to_owned(),
+            config,
+            data_dir,
+            public_key: keys.join("slipway-agent.pub"),
+            provenance_log,
+            hold_file,
+            applied_marker,
+            wrapper_pid,
+            child: None,
+            log: dir.join("agent.log"),
+            starts: 0,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(agent_binary());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("E2E_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("E2E_API_TOKEN", API_TOKEN)
+            .env("SLIPWAY_LOG", "info");
+        cmd
+    }
+
+    /// Starts `slipway-agent run` and waits until it answers `/healthz`.
+    pub fn start(&mut self) -> SocketAddr {
+        assert!(self.child.is_none(), "agent already running");
+        let _ = std::fs::remove_file(self.data_dir.join("agent.addr"));
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .command()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn slipway-agent run");
+        self.child = Some(child);
+        let addr_file = self.data_dir.join("agent.addr");
+        let addr: SocketAddr = wait_for("the agent to listen", Duration::from_secs(60), || {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("agent exited with {status}: {}", self.log_text());
+                }
+            }
+            std::fs::read_to_string(&addr_file).ok()?.trim().parse().ok()
+        });
+        wait_for("/healthz", Duration::from_secs(30), || {
+            let ok = TcpStream::connect(addr).is_ok() && http(addr, "GET", "/healthz", &[], b"").status == 200;
+            ok.then_some(())
+        });
+        addr
+    }
+
+    /// SIGKILL, as an OOM killer or a power cut would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs a CLI subcommand against this agent's configuration.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().expect("run slipway-agent")
+    }
+
+    /// The audit log, via `slipway-agent audit export --json`.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        if !self.data_dir.join("slipway.db").exists() {
+            return Vec::new();
+        }
+        let out = self.cli(&["audit", "export", "--json"]);
+        assert!(out.status.success(), "audit export: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("audit export is JSON")
+    }
+
+    /// Waits until the audit log has a record matching `pred`, and returns it.
+    pub fn wait_for_record(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let log = self.audit();
+            if let Some(r) = log.iter().find(|r| pred(r)) {
+                return r.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}\n--- audit\n{}\n--- agent log\n{}",
+                    serde_json::to_string_pretty(&log).unwrap(),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `GET /healthz` counts: (queued, running, done).
+    pub fn counts(&self, addr: SocketAddr) -> (i64, i64, i64) {
+        let r = http(addr, "GET", "/healthz", &[], b"");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        (v["queued"].as_i64().unwrap(), v["running"].as_i64().unwrap(), v["done"].as_i64().unwrap())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        if let Ok(pid) = std::fs::read_to_string(&self.wrapper_pid) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+    }
+}
+
+/// Sends a webhook delivery signed with `secret` (no signature header when `None`).
+pub fn deliver(addr: SocketAddr, event: &str, delivery: &str, body: &[u8], secret: Option<&str>) -> Response {
+    let sig = secret.map(|s| signature(s, body));
+    let mut headers = vec![
+        ("X-GitHub-Event", event),
+        ("X-GitHub-Delivery", delivery),
+        ("Content-Type", "application/json"),
+        ("User-Agent", "GitHub-Hookshot/e2e"),
+    ];
+    if let Some(sig) = sig.as_deref() {
+        headers.push(("X-Hub-Signature-256", sig));
+    }
+    http(addr, "POST", "/webhooks/github", &headers, body)
+}
