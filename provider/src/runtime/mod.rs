@@ -1,0 +1,259 @@
+//! Runtimes: where Slipway's environments and applications actually run.
+//!
+//! The resources speak only to the [`Runtime`] trait, so the same `slipway_environment`
+//! and `slipway_application` work on the embedded local runtime (the default) and on
+//! Kubernetes. A runtime owns the real objects; the provider turns Terraform's plans into
+//! desired specs and reads back what is really running, so drift shows in a plan.
+//!
+//! Every write carries the [`ChangeRecord`] of who made it (the provenance), which the
+//! runtime stores on the object: that is what the data sources and `kubectl` show.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An environment's mode. PRODUCTION may be guarded by the provider's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Mode {
+    #[default]
+    Development,
+    Preview,
+    Staging,
+    Production,
+}
+
+impl Mode {
+    pub const ALL: [&'static str; 4] = ["DEVELOPMENT", "PREVIEW", "STAGING", "PRODUCTION"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Development => "DEVELOPMENT",
+            Mode::Preview => "PREVIEW",
+            Mode::Staging => "STAGING",
+            Mode::Production => "PRODUCTION",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "DEVELOPMENT" => Some(Mode::Development),
+            "PREVIEW" => Some(Mode::Preview),
+            "STAGING" => Some(Mode::Staging),
+            "PRODUCTION" => Some(Mode::Production),
+            _ => None,
+        }
+    }
+}
+
+/// Who made a change, from which commit, and how. Recorded on every object a runtime
+/// writes. Without the agent's environment variables, the trigger is a manual
+/// `terraform apply` by the local user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ChangeRecord {
+    /// The commit SHA the change came from; empty for a manual apply outside git.
+    pub commit_sha: String,
+    pub repository: String,
+    pub pull_request: Option<u64>,
+    pub actor: String,
+    /// `webhook`, `poll`, `manual`, `api` (the agent) or `terraform-apply`.
+    pub trigger: String,
+    pub job_id: String,
+    /// RFC 3339 UTC time of the change.
+    pub changed_at: String,
+    /// True when the agent's Ed25519 signature over these fields verified.
+    pub verified: bool,
+}
+
+/// What an environment should be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentSpec {
+    /// Stable id chosen by the provider at create time.
+    pub id: String,
+    /// A DNS label, unique per runtime.
+    pub name: String,
+    pub mode: Mode,
+    /// Shared with every application in the environment.
+    pub variables: BTreeMap<String, String>,
+    /// Shared secrets; never logged.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// An environment as the runtime has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub spec: EnvironmentSpec,
+    pub change: ChangeRecord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// A port an application listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub name: String,
+    /// The port the application listens on (the local runtime hands it in `PORT`).
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Public ports get a stable endpoint that balances over healthy replicas.
+    pub public: bool,
+}
+
+/// How to tell that a replica is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthProbe {
+    Http { path: String, port: u16 },
+    Tcp { port: u16 },
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes before a replica counts as healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a replica counts as unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResourceLimits {
+    /// Kubernetes quantity, e.g. `500m`.
+    pub cpu: Option<String>,
+    /// Kubernetes quantity, e.g. `256Mi`.
+    pub memory: Option<String>,
+}
+
+/// What an application should be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplicationSpec {
+    /// Stable id chosen by the provider at create time.
+    pub id: String,
+    pub environment_id: String,
+    /// A DNS label, unique within the environment.
+    pub name: String,
+    /// Container image (Kubernetes).
+    pub image: Option<String>,
+    /// Program to run (local runtime), with its arguments and working directory.
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub working_dir: Option<String>,
+    /// 0 means stopped.
+    pub replicas: u32,
+    pub ports: Vec<PortSpec>,
+    pub variables: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+    pub healthcheck: Option<HealthCheck>,
+    pub resources: ResourceLimits,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Every desired replica runs the current spec and is healthy.
+    Running,
+    /// A rollout is in progress.
+    Progressing,
+    /// Scaled to zero.
+    Stopped,
+    /// The rollout failed (health check never passed, command missing, ...).
+    Failed,
+}
+
+/// An application as the runtime has it: the spec it runs, and how that is going.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Application {
+    pub spec: ApplicationSpec,
+    pub change: ChangeRecord,
+    pub phase: Phase,
+    /// Replicas running the current spec and healthy.
+    pub ready_replicas: u32,
+    /// The URL of each public port, by port name.
+    pub endpoints: BTreeMap<String, String>,
+    /// Why the rollout failed, naming the failing check, with the replica's last log
+    /// lines; secrets redacted.
+    pub message: Option<String>,
+}
+
+/// Why a runtime call failed. Messages are shown to users: they say what to do, and
+/// never contain a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The object exists but is not Slipway's (or not this environment's) to change.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The rollout did not become healthy in time, or failed.
+    #[error("{0}")]
+    RolloutFailed(String),
+    #[error("the runtime is unreachable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A place where environments and applications run.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    /// A short name for messages: `local` or `kubernetes`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates or updates an environment.
+    async fn apply_environment(
+        &self,
+        spec: EnvironmentSpec,
+        change: ChangeRecord,
+    ) -> Result<Environment, RuntimeError>;
+
+    async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError>;
+
+    async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError>;
+
+    /// Deletes an environment and waits until it is gone. Fails while it still has
+    /// applications the provider did not delete first.
+    async fn delete_environment(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError>;
+
+    /// Creates or updates an application and waits until the rollout is healthy (or
+    /// fails, or `timeout` passes) — a rolling update: new replicas are healthy before
+    /// old ones stop.
+    async fn apply_application(
+        &self,
+        spec: ApplicationSpec,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<Application, RuntimeError>;
+
+    async fn get_application(&self, id: &str) -> Result<Option<Application>, RuntimeError>;
+
+    async fn find_application(
+        &self,
+        environment_id: &str,
+        name: &str,
+    ) -> Result<Option<Application>, RuntimeError>;
+
+    /// Stops every replica gracefully and removes the application.
+    async fn delete_application(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError>;
+}
