@@ -128,7 +128,7 @@ fn parse_args(options: &ServeOptions) -> Result<Option<bool>, String> {
 /// Serves as Terraform expects when it starts the plugin: handshake, AutoMTLS, then
 /// until `Shutdown`. `announce` receives the handshake line and must print it.
 pub async fn serve_plugin<P: Provider>(
-    env: &dyn Environment,
+    env: &(dyn Environment + Sync),
     provider: P,
     announce: impl FnOnce(&str) -> std::io::Result<()>,
 ) -> Result<(), ServeError> {
