@@ -20,7 +20,10 @@ fn main() {
     });
     let handshake = measure(|| {
         let mut child = Command::new(provider)
-            .env("TF_PLUGIN_MAGIC_COOKIE", tfplug::handshake::MAGIC_COOKIE_VALUE)
+            .env(
+                "TF_PLUGIN_MAGIC_COOKIE",
+                tfplug::handshake::MAGIC_COOKIE_VALUE,
+            )
             .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
             .env("PLUGIN_CLIENT_CERT", &client_cert)
             .stdout(Stdio::piped())

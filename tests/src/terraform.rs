@@ -35,7 +35,9 @@ pub fn available() -> Vec<TerraformBinary> {
     let mut found: BTreeMap<String, TerraformBinary> = BTreeMap::new();
     for path in candidates {
         if let Some(version) = version_of(&path) {
-            found.entry(version.clone()).or_insert(TerraformBinary { path, version });
+            found
+                .entry(version.clone())
+                .or_insert(TerraformBinary { path, version });
         }
     }
     let mut all: Vec<TerraformBinary> = found.into_values().collect();
@@ -93,7 +95,9 @@ fn version_of(path: &Path) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let first = text.lines().next()?;
-    first.strip_prefix("Terraform v").map(|v| v.trim().to_owned())
+    first
+        .strip_prefix("Terraform v")
+        .map(|v| v.trim().to_owned())
 }
 
 /// A working directory with a Terraform configuration, and the environment that

@@ -99,7 +99,11 @@ fn lifecycle(tf: &TerraformBinary) {
     assert_eq!(stored_objects(&store), vec![format!("{first_id}.json")]);
 
     // No perpetual diff.
-    assert_eq!(ws.plan_exit_code().code, 0, "plan after apply must be empty");
+    assert_eq!(
+        ws.plan_exit_code().code,
+        0,
+        "plan after apply must be empty"
+    );
 
     // An in-place update keeps the id (UseStateForUnknown) and recomputes the revision.
     ws.write_config(&config(&store, "web", r#"team = "web""#, "8080"));
@@ -152,7 +156,11 @@ fn lifecycle(tf: &TerraformBinary) {
 
     // Destroy leaves nothing.
     ws.destroy().success();
-    assert!(stored_objects(&store).is_empty(), "{:?}", stored_objects(&store));
+    assert!(
+        stored_objects(&store).is_empty(),
+        "{:?}",
+        stored_objects(&store)
+    );
     assert!(ws.resources().is_empty());
 }
 
@@ -163,16 +171,38 @@ fn bad_configuration_names_the_attribute() {
         let store = ws.path().join("store");
         let cases = [
             // (name, tags, port, expected summary, expected detail, offending line)
-            ("Web_1", "", "80", "Invalid name", "\"Web_1\" is not a valid name", "name     = \"Web_1\""),
-            ("web", "", "70000", "Value out of range", "ports[0].port: 70000 is out of range", "{ port = 70000 }"),
+            (
+                "Web_1",
+                "",
+                "80",
+                "Invalid name",
+                "\"Web_1\" is not a valid name",
+                "name     = \"Web_1\"",
+            ),
+            (
+                "web",
+                "",
+                "70000",
+                "Value out of range",
+                "ports[0].port: 70000 is out of range",
+                "{ port = 70000 }",
+            ),
         ];
         for (name, tags, port, summary, detail, line) in cases {
             ws.write_config(&config(&store, name, tags, port));
             let run = ws.run(&["validate", "-no-color"]);
             let output = run.all_output();
             assert_eq!(run.code, 1, "terraform {}: {output}", tf.version);
-            assert!(output.contains(summary), "terraform {}: {output}", tf.version);
-            assert!(output.contains(detail), "terraform {}: {output}", tf.version);
+            assert!(
+                output.contains(summary),
+                "terraform {}: {output}",
+                tf.version
+            );
+            assert!(
+                output.contains(detail),
+                "terraform {}: {output}",
+                tf.version
+            );
             // The diagnostic points at the attribute, so Terraform quotes its line.
             assert!(output.contains(line), "terraform {}: {output}", tf.version);
         }

@@ -31,7 +31,10 @@ fn running_by_hand_explains_itself() {
         .output()
         .expect("run the provider");
     assert!(!output.status.success());
-    assert!(output.stdout.is_empty(), "nothing on stdout: Terraform reads it");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing on stdout: Terraform reads it"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("started by Terraform"), "{stderr}");
@@ -86,7 +89,11 @@ fn exits_cleanly_when_terraform_is_done() {
         let run = ws.apply().success();
         // go-plugin logs each plugin's exit, and warns when it had to kill one that
         // did not exit after Shutdown.
-        assert!(run.stderr.contains("plugin exited"), "terraform {}", tf.version);
+        assert!(
+            run.stderr.contains("plugin exited"),
+            "terraform {}",
+            tf.version
+        );
         assert!(
             !run.stderr.contains("failed to exit gracefully"),
             "terraform {}: {}",

@@ -23,6 +23,7 @@
 //! attribute path where the problem was (`.ports[0].port`) because they can end up in a
 //! Terraform diagnostic, where "expected number, found string" alone would not help.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -291,6 +292,9 @@ fn shl_exact(x: u128, s: i64) -> Option<u128> {
 /// [`Number::Float`], anything else [`Number::Decimal`] (normalised), so that encoding
 /// the number again sends Terraform the same number it sent.
 pub fn parse_number_text(text: &str) -> Option<Number> {
+    if let Some(number) = parse_integer_text(text) {
+        return Some(number);
+    }
     if !is_decimal_text(text) {
         return None;
     }
@@ -308,6 +312,39 @@ pub fn parse_number_text(text: &str) -> Option<Number> {
         // number; the exponent bound above keeps its expansion small.
         None => Some(Number::Decimal(crate::value::normalize_decimal(text))),
     }
+}
+
+/// The common case of [`parse_number_text`] without its formatting round trips:
+/// canonical integer text (`-?[1-9][0-9]*`, at most 38 digits), which is what go-cty
+/// sends for an integer too big for an `i64`. Gives exactly what the general path
+/// gives, or `None` to leave the text to it.
+fn parse_integer_text(text: &str) -> Option<Number> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if digits.len() > 38 || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+        return None;
+    }
+    let magnitude: u128 = digits.parse().ok()?;
+    let signed = if negative {
+        0i128.checked_sub_unsigned(magnitude)?
+    } else {
+        i128::try_from(magnitude).ok()?
+    };
+    if let Ok(i) = i64::try_from(signed) {
+        return Some(Number::Int(i));
+    }
+    let f = magnitude as f64;
+    // Exact when converting back gives the same integer. `Number::parse` keeps such a
+    // float only when the float's own text matches, which below 1e21 is guaranteed
+    // (it prints exact digits there) and above it must be checked.
+    let exact = f as u128 == magnitude && (f < 1e21 || format!("{f}") == digits);
+    Some(if exact {
+        Number::Float(if negative { -f } else { f })
+    } else {
+        Number::Decimal(text.to_owned())
+    })
 }
 
 /// Whether `f` is an integer that an `i64` holds exactly.
@@ -520,42 +557,86 @@ impl<'a> MsgpackDecoder<'a> {
             }
             Type::Map(element) => {
                 let len = self.map_len(ty, marker)?;
-                let mut out = BTreeMap::new();
+                let mut entries = Vec::with_capacity(self.preallocation(len));
+                let mut in_order = true;
                 for _ in 0..len {
                     let key = self.key()?;
-                    if out.contains_key(key) {
-                        return Err(self.malformed(format!("duplicate map key {key:?}")));
-                    }
+                    in_order &= entries.last().is_none_or(|(last, _)| *last < key);
                     self.path.push(Step::Key(key));
                     let value = self.value(element, depth + 1)?;
                     self.path.pop();
-                    out.insert(key.to_owned(), value);
+                    entries.push((key, value));
                 }
-                Ok(Value::Map(out))
+                self.sorted_map(entries, in_order, "map key")
+                    .map(Value::Map)
             }
             Type::Object(attributes) => {
                 let len = self.map_len(ty, marker)?;
-                let mut out = BTreeMap::new();
+                let mut entries = Vec::with_capacity(self.preallocation(len).min(attributes.len()));
+                // go-cty writes attributes in the type's (sorted) order, so walking the
+                // type alongside the input finds each attribute without a lookup. Keys
+                // found that way are strictly increasing, hence free of duplicates.
+                let mut in_order = true;
+                let mut expected = attributes.iter();
                 for _ in 0..len {
                     let key = self.key()?;
-                    let Some(attribute_ty) = attributes.get(key) else {
+                    let mut walk = expected.clone();
+                    let attribute_ty = loop {
+                        match walk.next().map(|(name, ty)| (name.as_str().cmp(key), ty)) {
+                            Some((Ordering::Less, _)) => {}
+                            Some((Ordering::Equal, ty)) => {
+                                expected = walk;
+                                break Some(ty);
+                            }
+                            Some((Ordering::Greater, _)) | None => {
+                                in_order = false;
+                                break attributes.get(key);
+                            }
+                        }
+                    };
+                    let Some(attribute_ty) = attribute_ty else {
                         return Err(CodecError::UnexpectedAttribute {
                             path: self.here(),
                             name: key.to_owned(),
                         });
                     };
-                    if out.contains_key(key) {
-                        return Err(self.malformed(format!("duplicate attribute {key:?}")));
-                    }
                     self.path.push(Step::Attr(key));
                     let value = self.value(attribute_ty, depth + 1)?;
                     self.path.pop();
-                    out.insert(key.to_owned(), value);
+                    entries.push((key, value));
                 }
+                let mut out = self.sorted_map(entries, in_order, "attribute")?;
                 fill_missing_attributes(&mut out, attributes);
                 Ok(Value::Object(out))
             }
         }
+    }
+
+    /// How many elements a length prefix may make us reserve room for: each element
+    /// takes at least a byte, so the remaining input bounds any truthful length.
+    fn preallocation(&self, len: u32) -> usize {
+        (len as usize).min(self.rd.len()).min(MAX_PREALLOCATION)
+    }
+
+    /// Builds a map from decoded entries, refusing duplicate keys. Encoders write keys
+    /// sorted, and a sorted run of keys builds a `BTreeMap` in one pass with no
+    /// duplicate check needed; anything else is sorted and checked first.
+    fn sorted_map(
+        &self,
+        mut entries: Vec<(&'a str, Value)>,
+        in_order: bool,
+        what: &str,
+    ) -> Result<BTreeMap<String, Value>, CodecError> {
+        if !in_order {
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            if let Some(pair) = entries.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+                return Err(self.malformed(format!("duplicate {what} {:?}", pair[0].0)));
+            }
+        }
+        Ok(entries
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect())
     }
 
     /// Skips an unknown value's extension. Refinements are accepted and dropped: the
@@ -682,8 +763,7 @@ impl<'a> MsgpackDecoder<'a> {
         depth: usize,
     ) -> Result<Vec<Value>, CodecError> {
         let len = self.array_len(ty, marker)?;
-        // Each element takes at least one byte, so the input bounds a truthful length.
-        let mut out = Vec::with_capacity((len as usize).min(self.rd.len()).min(MAX_PREALLOCATION));
+        let mut out = Vec::with_capacity(self.preallocation(len));
         for i in 0..len as usize {
             self.path.push(Step::Index(i));
             out.push(self.value(element, depth + 1)?);
@@ -739,6 +819,34 @@ pub fn encode_msgpack(ty: &Type, value: &Value) -> Result<Vec<u8>, CodecError> {
 struct MsgpackEncoder<'v> {
     out: Vec<u8>,
     path: Vec<Step<'v>>,
+}
+
+/// An attribute of an object type, its type, and the value's entry for it, if any.
+type PairedAttribute<'t, 'v> = (&'t str, &'t Type, Option<(&'v str, &'v Value)>);
+
+/// Pairs each attribute of an object type with the value's entry for it, walking both
+/// (sorted) maps together rather than looking every name up. `Err` names the first
+/// entry the type does not declare.
+fn pair_attributes<'t, 'v>(
+    attributes: &'t BTreeMap<String, Type>,
+    entries: &'v BTreeMap<String, Value>,
+) -> Result<Vec<PairedAttribute<'t, 'v>>, &'v str> {
+    let mut paired = Vec::with_capacity(attributes.len());
+    let mut values = entries.iter().peekable();
+    for (name, ty) in attributes {
+        // An entry sorting before the next attribute matches no attribute at all.
+        if let Some((extra, _)) = values.next_if(|(key, _)| *key < name) {
+            return Err(extra);
+        }
+        let entry = values
+            .next_if(|(key, _)| *key == name)
+            .map(|(key, value)| (key.as_str(), value));
+        paired.push((name.as_str(), ty, entry));
+    }
+    match values.next() {
+        Some((extra, _)) => Err(extra),
+        None => Ok(paired),
+    }
 }
 
 /// Writing into a `Vec` cannot fail, but rmp's signatures allow for it.
@@ -858,17 +966,17 @@ impl<'v> MsgpackEncoder<'v> {
                 Ok(())
             }
             (Type::Object(attributes), Value::Object(entries) | Value::Map(entries)) => {
-                if let Some(extra) = entries.keys().find(|k| !attributes.contains_key(*k)) {
-                    return Err(CodecError::UnexpectedAttribute {
+                let paired = pair_attributes(attributes, entries).map_err(|extra| {
+                    CodecError::UnexpectedAttribute {
                         path: self.here(),
-                        name: extra.clone(),
-                    });
-                }
+                        name: extra.to_owned(),
+                    }
+                })?;
                 let len = self.len_u32(attributes.len())?;
                 rmp::encode::write_map_len(&mut self.out, len).map_err(write_failed)?;
-                for (name, attribute_ty) in attributes {
+                for (name, attribute_ty, entry) in paired {
                     self.write_str(name)?;
-                    match entries.get_key_value(name) {
+                    match entry {
                         Some((key, attribute)) => {
                             self.path.push(Step::Attr(key));
                             self.value(attribute_ty, attribute, depth + 1)?;
@@ -1388,15 +1496,15 @@ impl<'v> JsonWriter<'v> {
                 J::Object(out)
             }
             (Type::Object(attributes), Value::Object(entries) | Value::Map(entries)) => {
-                if let Some(extra) = entries.keys().find(|k| !attributes.contains_key(*k)) {
-                    return Err(CodecError::UnexpectedAttribute {
+                let paired = pair_attributes(attributes, entries).map_err(|extra| {
+                    CodecError::UnexpectedAttribute {
                         path: self.here(),
-                        name: extra.clone(),
-                    });
-                }
+                        name: extra.to_owned(),
+                    }
+                })?;
                 let mut out = serde_json::Map::with_capacity(attributes.len());
-                for (name, attribute_ty) in attributes {
-                    let json = match entries.get_key_value(name) {
+                for (name, attribute_ty, entry) in paired {
+                    let json = match entry {
                         Some((key, attribute)) => {
                             self.path.push(Step::Attr(key));
                             let json = self.typed(attribute_ty, attribute, depth + 1)?;
@@ -1405,7 +1513,7 @@ impl<'v> JsonWriter<'v> {
                         }
                         None => J::Null,
                     };
-                    out.insert(name.clone(), json);
+                    out.insert(name.to_owned(), json);
                 }
                 J::Object(out)
             }
@@ -1481,6 +1589,64 @@ mod tests {
         assert_eq!(parse_number_text("0e4096"), Some(Number::Int(0)));
         assert_eq!(parse_number_text("abc"), None);
         assert_eq!(parse_number_text("1e99999"), None);
+    }
+
+    /// The general path of `parse_number_text`, for checking the integer shortcut.
+    fn parse_number_text_slowly(text: &str) -> Option<Number> {
+        match Number::parse(text)? {
+            Number::Float(f) => {
+                let norm = Number::Float(f).to_decimal_string();
+                Some(if f64_equals_decimal(f, &norm) {
+                    Number::from(f)
+                } else {
+                    Number::Decimal(norm)
+                })
+            }
+            n => Some(n),
+        }
+    }
+
+    /// Same variant and same text, which is stricter than `Number`'s `==`.
+    fn identical(a: &Option<Number>, b: &Option<Number>) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    #[test]
+    fn integer_shortcut_edges() {
+        for text in [
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551616",
+            "1180591620717411303424",
+            "10000000000000000000000",
+            "100000000000000000000000",
+            "99999999999999999999999999999999999999",
+            "-170141183460469231731687303715884105728",
+            "340282366920938463463374607431768211455",
+        ] {
+            let fast = parse_integer_text(text);
+            if fast.is_some() {
+                assert!(identical(&fast, &parse_number_text_slowly(text)), "{text}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integer_shortcut_agrees_with_the_general_path(
+            text in "-?[1-9][0-9]{0,38}",
+            power in 0u32..127,
+        ) {
+            for text in [text, (1u128 << power).to_string(), format!("-{}", 1u128 << power)] {
+                let fast = parse_integer_text(&text);
+                if fast.is_some() {
+                    let slow = parse_number_text_slowly(&text);
+                    proptest::prop_assert!(identical(&fast, &slow), "{}: {:?} vs {:?}", text, fast, slow);
+                }
+            }
+        }
     }
 
     #[test]

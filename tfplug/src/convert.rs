@@ -15,9 +15,8 @@ use crate::value::{Type, Value};
 
 /// Turns a value into a Rust struct; unknown values become `None`.
 pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, Diagnostic> {
-    let json = codec::value_to_json(&without_unknowns(value)).map_err(|e| {
-        Diagnostic::error("Provider could not read a value", e.to_string())
-    })?;
+    let json = codec::value_to_json(&without_unknowns(value))
+        .map_err(|e| Diagnostic::error("Provider could not read a value", e.to_string()))?;
     serde_json::from_value(json).map_err(|e| {
         Diagnostic::error(
             "Provider could not read a value",
@@ -30,9 +29,8 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, Diagnostic> {
 /// null, fields the type does not have are an error (a mismatch between the struct and
 /// the schema is a provider bug worth reporting clearly).
 pub fn to_value<T: Serialize>(data: &T, ty: &Type) -> Result<Value, Diagnostic> {
-    let json = serde_json::to_value(data).map_err(|e| {
-        Diagnostic::error("Provider could not write a value", e.to_string())
-    })?;
+    let json = serde_json::to_value(data)
+        .map_err(|e| Diagnostic::error("Provider could not write a value", e.to_string()))?;
     codec::value_from_json(ty, &json).map_err(|e| {
         Diagnostic::error(
             "Provider could not write a value",
@@ -51,10 +49,16 @@ pub fn without_unknowns(value: &Value) -> Value {
         Value::List(v) => Value::List(v.iter().map(without_unknowns).collect()),
         Value::Set(v) => Value::Set(v.iter().map(without_unknowns).collect()),
         Value::Tuple(v) => Value::Tuple(v.iter().map(without_unknowns).collect()),
-        Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), without_unknowns(v))).collect()),
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), without_unknowns(v))).collect())
-        }
+        Value::Map(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), without_unknowns(v)))
+                .collect(),
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), without_unknowns(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -99,7 +103,10 @@ mod tests {
         let thing: Thing = from_value(&value).unwrap();
         assert_eq!(thing.id, None);
         assert_eq!(thing.name, "web");
-        assert_eq!(thing.big.as_ref().unwrap().to_string(), "123456789012345678901234567890");
+        assert_eq!(
+            thing.big.as_ref().unwrap().to_string(),
+            "123456789012345678901234567890"
+        );
         let back = to_value(&thing, &ty()).unwrap();
         assert_eq!(back.get("id"), &Value::Null);
         assert_eq!(back.get("big"), value.get("big"));

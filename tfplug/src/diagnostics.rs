@@ -190,9 +190,7 @@ mod tests {
 
     #[test]
     fn paths_read_like_hcl() {
-        let path = AttributePath::root("ports")
-            .index(0)
-            .attribute("port");
+        let path = AttributePath::root("ports").index(0).attribute("port");
         assert_eq!(path.to_string(), "ports[0].port");
         assert_eq!(
             AttributePath::root("variables").key("A").to_string(),

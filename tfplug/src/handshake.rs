@@ -132,9 +132,7 @@ pub async fn listen(range: Option<(u16, u16)>) -> Result<TcpListener, HandshakeE
 /// base64 of its DER, as go-plugin expects; with no certificate (debug mode) the
 /// field is left out.
 pub fn handshake_line(address: SocketAddr, certificate_der: Option<&[u8]>) -> String {
-    let mut line = format!(
-        "{CORE_PROTOCOL_VERSION}|{PLUGIN_PROTOCOL_VERSION}|tcp|{address}|grpc"
-    );
+    let mut line = format!("{CORE_PROTOCOL_VERSION}|{PLUGIN_PROTOCOL_VERSION}|tcp|{address}|grpc");
     if let Some(der) = certificate_der {
         line.push('|');
         line.push_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(der));
@@ -203,12 +201,18 @@ mod tests {
     fn port_range_parsing() {
         assert_eq!(port_range(&env(&[])), Ok(None));
         assert_eq!(
-            port_range(&env(&[("PLUGIN_MIN_PORT", "10000"), ("PLUGIN_MAX_PORT", "10010")])),
+            port_range(&env(&[
+                ("PLUGIN_MIN_PORT", "10000"),
+                ("PLUGIN_MAX_PORT", "10010")
+            ])),
             Ok(Some((10000, 10010)))
         );
         assert!(matches!(
             port_range(&env(&[("PLUGIN_MIN_PORT", "x"), ("PLUGIN_MAX_PORT", "1")])),
-            Err(HandshakeError::BadPort { name: "PLUGIN_MIN_PORT", .. })
+            Err(HandshakeError::BadPort {
+                name: "PLUGIN_MIN_PORT",
+                ..
+            })
         ));
     }
 
@@ -238,7 +242,10 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&reattach_config("registry.terraform.io/x/y", addr, 7)).unwrap();
-        assert_eq!(json["registry.terraform.io/x/y"]["Addr"]["String"], "127.0.0.1:5000");
+        assert_eq!(
+            json["registry.terraform.io/x/y"]["Addr"]["String"],
+            "127.0.0.1:5000"
+        );
         assert_eq!(json["registry.terraform.io/x/y"]["ProtocolVersion"], 6);
     }
 }

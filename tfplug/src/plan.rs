@@ -13,7 +13,12 @@ use crate::schema::{Block, Nesting, PlanModifier};
 use crate::value::Value;
 
 /// Runs every attribute validator on the known, non-null values of `config`.
-pub fn validate(block: &Block, config: &Value, path: &AttributePath, diagnostics: &mut Diagnostics) {
+pub fn validate(
+    block: &Block,
+    config: &Value,
+    path: &AttributePath,
+    diagnostics: &mut Diagnostics,
+) {
     for attribute in &block.attributes {
         let value = config.get(&attribute.name);
         let here = child_path(path, &attribute.name);
@@ -115,7 +120,9 @@ fn apply_defaults(block: &Block, config: &Value, planned: &mut Value) {
                 ..Block::default()
             };
             if let Some(value) = planned_attrs.get_mut(&attribute.name) {
-                zip_elements(nesting, configured, value, |c, p| apply_defaults(&nested, c, p));
+                zip_elements(nesting, configured, value, |c, p| {
+                    apply_defaults(&nested, c, p)
+                });
             }
         }
     }
@@ -140,7 +147,11 @@ fn mark_computed_unknown(block: &Block, config: &Value, prior: &Value, planned: 
             let keep = attribute.has_modifier(PlanModifier::UseStateForUnknown)
                 && !previous.is_null()
                 && previous.is_wholly_known();
-            let value = if keep { previous.clone() } else { Value::Unknown };
+            let value = if keep {
+                previous.clone()
+            } else {
+                Value::Unknown
+            };
             planned_attrs.insert(attribute.name.clone(), value);
             continue;
         }
@@ -303,7 +314,10 @@ mod tests {
             ("replicas", Value::Null),
             (
                 "ports",
-                Value::List(vec![obj(vec![("port", 80.into()), ("protocol", Value::Null)])]),
+                Value::List(vec![obj(vec![
+                    ("port", 80.into()),
+                    ("protocol", Value::Null),
+                ])]),
             ),
         ]);
         let planned = plan(&block(), &config, &Value::Null, &proposed);
@@ -342,8 +356,14 @@ mod tests {
         ]);
         let config = obj(vec![("name", "b".into()), ("replicas", 3.into())]);
         let mut proposed = prior.clone();
-        proposed.as_object_mut().unwrap().insert("name".into(), "b".into());
-        proposed.as_object_mut().unwrap().insert("replicas".into(), 3.into());
+        proposed
+            .as_object_mut()
+            .unwrap()
+            .insert("name".into(), "b".into());
+        proposed
+            .as_object_mut()
+            .unwrap()
+            .insert("replicas".into(), 3.into());
         let planned = plan(&block(), &config, &prior, &proposed);
         assert_eq!(planned.get("id"), &Value::from("x"));
         assert_eq!(planned.get("status"), &Value::Unknown);
@@ -369,7 +389,11 @@ mod tests {
             diags.0[0].attribute.as_ref().unwrap().to_string(),
             "ports[1]"
         );
-        assert!(diags.0[0].detail.starts_with("ports[1].port: 70000"), "{}", diags.0[0].detail);
+        assert!(
+            diags.0[0].detail.starts_with("ports[1].port: 70000"),
+            "{}",
+            diags.0[0].detail
+        );
     }
 
     #[test]

@@ -218,9 +218,18 @@ pub trait AnyResource<C>: Send + Sync {
     fn type_name(&self) -> &str;
     fn schema(&self) -> Schema;
     async fn validate(&self, config: &Value) -> Diagnostics;
-    async fn modify_plan(&self, ctx: &Context, client: Option<&C>, change: &mut PlannedChange)
-        -> Diagnostics;
-    async fn create(&self, ctx: &Context, client: &C, planned: &Value) -> Result<Value, Diagnostics>;
+    async fn modify_plan(
+        &self,
+        ctx: &Context,
+        client: Option<&C>,
+        change: &mut PlannedChange,
+    ) -> Diagnostics;
+    async fn create(
+        &self,
+        ctx: &Context,
+        client: &C,
+        planned: &Value,
+    ) -> Result<Value, Diagnostics>;
     async fn read(&self, ctx: &Context, client: &C, current: &Value) -> Result<Value, Diagnostics>;
     async fn update(
         &self,
@@ -318,7 +327,12 @@ impl<R: Resource> AnyResource<R::Client> for TypedResource<R> {
     ) -> Result<(), Diagnostics> {
         self.0.delete(ctx, client, decode(prior)?).await
     }
-    async fn import(&self, ctx: &Context, client: &R::Client, id: &str) -> Result<Value, Diagnostics> {
+    async fn import(
+        &self,
+        ctx: &Context,
+        client: &R::Client,
+        id: &str,
+    ) -> Result<Value, Diagnostics> {
         let state = self.0.import(ctx, client, id).await?;
         encode(&state, &self.0.schema())
     }
@@ -353,7 +367,12 @@ impl<D: DataSource> AnyDataSource<D::Client> for TypedDataSource<D> {
     async fn validate(&self, config: &Value) -> Diagnostics {
         self.0.validate(config).await
     }
-    async fn read(&self, ctx: &Context, client: &D::Client, config: &Value) -> Result<Value, Diagnostics> {
+    async fn read(
+        &self,
+        ctx: &Context,
+        client: &D::Client,
+        config: &Value,
+    ) -> Result<Value, Diagnostics> {
         let state = self.0.read(ctx, client, decode(config)?).await?;
         encode(&state, &self.0.schema())
     }

@@ -250,7 +250,11 @@ impl Attribute {
 
     /// Nested attributes: `name = { ... }` for [`Nesting::Single`], `name = [{...}]`
     /// for lists and sets, `name = { key = {...} }` for maps.
-    pub fn nested(name: impl Into<String>, nesting: Nesting, attributes: Vec<Attribute>) -> Attribute {
+    pub fn nested(
+        name: impl Into<String>,
+        nesting: Nesting,
+        attributes: Vec<Attribute>,
+    ) -> Attribute {
         Attribute::with_kind(
             name,
             AttributeKind::Nested {

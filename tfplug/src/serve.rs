@@ -141,13 +141,19 @@ pub async fn serve_plugin<P: Provider>(
     let mtls = tls::auto_mtls(&client_cert)?;
     let listener = handshake::listen(handshake::port_range(env)?).await?;
     let address = local_address(&listener)?;
-    announce(&handshake::handshake_line(address, Some(&mtls.certificate_der)))?;
+    announce(&handshake::handshake_line(
+        address,
+        Some(&mtls.certificate_der),
+    ))?;
 
     let shutdown = CancellationToken::new();
     ignore_interrupts();
     let incoming = tls_incoming(listener, mtls.server_config);
-    run_until_shutdown(router(provider, &shutdown).serve_with_incoming(incoming), &shutdown)
-        .await
+    run_until_shutdown(
+        router(provider, &shutdown).serve_with_incoming(incoming),
+        &shutdown,
+    )
+    .await
 }
 
 async fn serve_debug<P: Provider>(provider: P, options: &ServeOptions) -> Result<(), ServeError> {
@@ -165,8 +171,11 @@ async fn serve_debug<P: Provider>(provider: P, options: &ServeOptions) -> Result
         on_ctrl_c.cancel();
     });
     let incoming = TcpListenerStream::new(listener);
-    run_until_shutdown(router(provider, &shutdown).serve_with_incoming(incoming), &shutdown)
-        .await
+    run_until_shutdown(
+        router(provider, &shutdown).serve_with_incoming(incoming),
+        &shutdown,
+    )
+    .await
 }
 
 fn local_address(listener: &TcpListener) -> Result<SocketAddr, ServeError> {
@@ -175,7 +184,10 @@ fn local_address(listener: &TcpListener) -> Result<SocketAddr, ServeError> {
         .map_err(|e| HandshakeError::Listen(e.to_string()).into())
 }
 
-fn router<P: Provider>(provider: P, shutdown: &CancellationToken) -> tonic::transport::server::Router {
+fn router<P: Provider>(
+    provider: P,
+    shutdown: &CancellationToken,
+) -> tonic::transport::server::Router {
     let provider = ProviderServer::new(ProviderService::new(provider))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

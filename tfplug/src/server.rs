@@ -38,14 +38,19 @@ impl<P: Provider> Clone for ProviderService<P> {
 struct Inner<P: Provider> {
     provider: P,
     provider_schema: Schema,
-    resources: HashMap<String, (Arc<dyn AnyResource<P::Client>>, Schema)>,
-    data_sources: HashMap<String, (Arc<dyn AnyDataSource<P::Client>>, Schema)>,
+    resources: HashMap<String, ResourceEntry<P::Client>>,
+    data_sources: HashMap<String, DataSourceEntry<P::Client>>,
     client: RwLock<Option<Arc<P::Client>>>,
     /// Cancelled by `StopProvider`; replaced afterwards so later calls run normally.
     stop: Mutex<CancellationToken>,
 }
 
 type Outcome<T> = Result<T, Diagnostics>;
+
+/// A resource with its schema, read once at start.
+type ResourceEntry<C> = (Arc<dyn AnyResource<C>>, Schema);
+/// A data source with its schema, read once at start.
+type DataSourceEntry<C> = (Arc<dyn AnyDataSource<C>>, Schema);
 
 impl<P: Provider> ProviderService<P> {
     /// Builds the service, reading every schema once: Terraform asks for them often.
@@ -127,7 +132,7 @@ impl<P: Provider> Inner<P> {
         })
     }
 
-    fn resource(&self, type_name: &str) -> Outcome<(Arc<dyn AnyResource<P::Client>>, Schema)> {
+    fn resource(&self, type_name: &str) -> Outcome<ResourceEntry<P::Client>> {
         self.resources.get(type_name).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.resources.keys().map(String::as_str).collect();
             known.sort();
@@ -142,10 +147,7 @@ impl<P: Provider> Inner<P> {
         })
     }
 
-    fn data_source(
-        &self,
-        type_name: &str,
-    ) -> Outcome<(Arc<dyn AnyDataSource<P::Client>>, Schema)> {
+    fn data_source(&self, type_name: &str) -> Outcome<DataSourceEntry<P::Client>> {
         self.data_sources.get(type_name).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.data_sources.keys().map(String::as_str).collect();
             known.sort();
@@ -418,8 +420,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run(move |inner, ctx| async move {
                 let (resource, schema) = inner.resource(&request.type_name)?;
                 let prior = decode(&schema, request.prior_state.as_ref(), "prior state")?;
-                let proposed =
-                    decode(&schema, request.proposed_new_state.as_ref(), "proposed state")?;
+                let proposed = decode(
+                    &schema,
+                    request.proposed_new_state.as_ref(),
+                    "proposed state",
+                )?;
                 let config = decode(&schema, request.config.as_ref(), "configuration")?;
                 let planned = plan::plan(&schema.block, &config, &prior, &proposed);
                 let requires_replace = plan::requires_replace(&schema.block, &prior, &planned);

@@ -60,8 +60,12 @@ pub fn int_between(min: i64, max: i64) -> impl Validator {
     from_fn("Value out of range", move |value| match value {
         Value::Number(n) => match n.as_i64() {
             Some(i) if (min..=max).contains(&i) => Ok(()),
-            Some(i) => Err(format!("{i} is out of range; use a whole number from {min} to {max}.")),
-            None => Err(format!("{n} is not a whole number; use a whole number from {min} to {max}.")),
+            Some(i) => Err(format!(
+                "{i} is out of range; use a whole number from {min} to {max}."
+            )),
+            None => Err(format!(
+                "{n} is not a whole number; use a whole number from {min} to {max}."
+            )),
         },
         _ => Err("expected a number".to_owned()),
     })

@@ -36,12 +36,7 @@ impl Type {
         Type::Map(Box::new(element))
     }
     pub fn object<K: Into<String>>(attributes: impl IntoIterator<Item = (K, Type)>) -> Type {
-        Type::Object(
-            attributes
-                .into_iter()
-                .map(|(k, t)| (k.into(), t))
-                .collect(),
-        )
+        Type::Object(attributes.into_iter().map(|(k, t)| (k.into(), t)).collect())
     }
 
     /// The type in cty's JSON type notation, as Terraform expects it in a schema.
@@ -57,7 +52,12 @@ impl Type {
             Type::Map(e) => J::Array(vec![J::from("map"), e.to_json()]),
             Type::Object(attrs) => J::Array(vec![
                 J::from("object"),
-                J::Object(attrs.iter().map(|(k, t)| (k.clone(), t.to_json())).collect()),
+                J::Object(
+                    attrs
+                        .iter()
+                        .map(|(k, t)| (k.clone(), t.to_json()))
+                        .collect(),
+                ),
             ]),
             Type::Tuple(elems) => J::Array(vec![
                 J::from("tuple"),
@@ -103,7 +103,10 @@ impl Type {
                     "tuple" => {
                         let elems = arg.as_array().ok_or_else(bad)?;
                         Ok(Type::Tuple(
-                            elems.iter().map(Type::from_json).collect::<Result<_, _>>()?,
+                            elems
+                                .iter()
+                                .map(Type::from_json)
+                                .collect::<Result<_, _>>()?,
                         ))
                     }
                     _ => Err(bad()),
@@ -341,7 +344,9 @@ impl Value {
     pub fn is_wholly_known(&self) -> bool {
         match self {
             Value::Unknown => false,
-            Value::List(v) | Value::Set(v) | Value::Tuple(v) => v.iter().all(Value::is_wholly_known),
+            Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
+                v.iter().all(Value::is_wholly_known)
+            }
             Value::Map(m) | Value::Object(m) => m.values().all(Value::is_wholly_known),
             _ => true,
         }
@@ -432,11 +437,9 @@ impl Value {
             Value::List(v) => Type::list(common_element_type(v)),
             Value::Set(v) => Type::set(common_element_type(v)),
             Value::Map(m) => Type::map(common_element_type_iter(m.values())),
-            Value::Object(m) => Type::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.infer_type()))
-                    .collect(),
-            ),
+            Value::Object(m) => {
+                Type::Object(m.iter().map(|(k, v)| (k.clone(), v.infer_type())).collect())
+            }
             Value::Tuple(v) => Type::Tuple(v.iter().map(Value::infer_type).collect()),
         }
     }
@@ -448,12 +451,7 @@ impl Value {
 
     /// Convenience constructor for an object value.
     pub fn object<K: Into<String>>(attributes: impl IntoIterator<Item = (K, Value)>) -> Value {
-        Value::Object(
-            attributes
-                .into_iter()
-                .map(|(k, v)| (k.into(), v))
-                .collect(),
-        )
+        Value::Object(attributes.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 }
 

@@ -6,11 +6,17 @@
 use crate::codec;
 use crate::diagnostics::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
 use crate::proto::tfplugin6 as pb;
-use crate::schema::{Attribute, AttributeKind, Block, Description, DescriptionKind, Nesting, Schema};
+use crate::schema::{
+    Attribute, AttributeKind, Block, Description, DescriptionKind, Nesting, Schema,
+};
 use crate::value::{Type, Value};
 
 /// Decodes a `DynamicValue` of type `ty`. An absent value is null.
-pub fn decode_dynamic(ty: &Type, value: Option<&pb::DynamicValue>, what: &str) -> Result<Value, Diagnostic> {
+pub fn decode_dynamic(
+    ty: &Type,
+    value: Option<&pb::DynamicValue>,
+    what: &str,
+) -> Result<Value, Diagnostic> {
     let Some(value) = value else {
         return Ok(Value::Null);
     };
@@ -56,7 +62,6 @@ pub fn diagnostic(d: &Diagnostic) -> pb::Diagnostic {
         summary: d.summary.clone(),
         detail: d.detail.clone(),
         attribute: d.attribute.as_ref().map(attribute_path),
-        ..Default::default()
     }
 }
 
@@ -163,7 +168,8 @@ mod tests {
 
     #[test]
     fn diagnostics_carry_paths_and_severity() {
-        let d = Diagnostic::error("bad", "fix it").at(AttributePath::root("ports").index(1).attribute("port"));
+        let d = Diagnostic::error("bad", "fix it")
+            .at(AttributePath::root("ports").index(1).attribute("port"));
         let p = diagnostic(&d);
         assert_eq!(p.severity, pb::diagnostic::Severity::Error as i32);
         let steps = &p.attribute.unwrap().steps;

@@ -164,7 +164,12 @@ impl ServerCertVerifier for PinnedServer {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -172,10 +177,17 @@ impl ServerCertVerifier for PinnedServer {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -260,9 +272,12 @@ async fn connect(
 }
 
 async fn provider_client(running: &Running) -> ProviderClient<Channel> {
-    let channel = connect(running, Some((&running.client.cert_der, &running.client.key)))
-        .await
-        .expect("connect with Terraform's certificate");
+    let channel = connect(
+        running,
+        Some((&running.client.cert_der, &running.client.key)),
+    )
+    .await
+    .expect("connect with Terraform's certificate");
     ProviderClient::new(channel)
 }
 
@@ -293,7 +308,11 @@ async fn configure(client: &mut ProviderClient<Channel>) {
         .await
         .unwrap()
         .into_inner();
-    assert!(response.diagnostics.is_empty(), "{:?}", response.diagnostics);
+    assert!(
+        response.diagnostics.is_empty(),
+        "{:?}",
+        response.diagnostics
+    );
 }
 
 #[tokio::test]
@@ -408,7 +427,11 @@ async fn old_state_is_upgraded() {
         .await
         .unwrap()
         .into_inner();
-    assert!(response.diagnostics.is_empty(), "{:?}", response.diagnostics);
+    assert!(
+        response.diagnostics.is_empty(),
+        "{:?}",
+        response.diagnostics
+    );
     let upgraded = tfplug::codec::decode_msgpack(
         &named_schema().value_type(),
         &response.upgraded_state.unwrap().msgpack,
@@ -429,7 +452,10 @@ async fn old_state_is_upgraded() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(response.diagnostics[0].summary, "State written by a newer provider");
+    assert_eq!(
+        response.diagnostics[0].summary,
+        "State written by a newer provider"
+    );
 }
 
 #[tokio::test]
@@ -446,15 +472,21 @@ async fn unknown_types_get_a_helpful_diagnostic() {
         .unwrap()
         .into_inner();
     let detail = &response.diagnostics[0].detail;
-    assert!(detail.contains("t_nope") && detail.contains("t_slow"), "{detail}");
+    assert!(
+        detail.contains("t_nope") && detail.contains("t_slow"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_ends_the_server() {
     let running = start().await;
-    let channel = connect(&running, Some((&running.client.cert_der, &running.client.key)))
-        .await
-        .unwrap();
+    let channel = connect(
+        &running,
+        Some((&running.client.cert_der, &running.client.key)),
+    )
+    .await
+    .unwrap();
     GrpcControllerClient::new(channel)
         .shutdown(tfplug::proto::plugin::Empty {})
         .await

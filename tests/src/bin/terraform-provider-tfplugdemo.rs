@@ -45,11 +45,13 @@ impl Provider for DemoProvider {
     }
 
     fn schema(&self) -> Schema {
-        Schema::new(Block::new().attribute(
-            Attribute::string("directory")
-                .optional()
-                .description("Where objects are stored. Defaults to $TFPLUGDEMO_DIR."),
-        ))
+        Schema::new(
+            Block::new().attribute(
+                Attribute::string("directory")
+                    .optional()
+                    .description("Where objects are stored. Defaults to $TFPLUGDEMO_DIR."),
+            ),
+        )
     }
 
     async fn configure(&self, _ctx: &Context, config: DemoConfig) -> Result<Store, Diagnostics> {
@@ -225,14 +227,24 @@ impl Resource for ServerResource {
         Schema::new(server_block(false))
     }
 
-    async fn create(&self, _ctx: &Context, store: &Store, mut planned: Server) -> Result<Server, Diagnostics> {
+    async fn create(
+        &self,
+        _ctx: &Context,
+        store: &Store,
+        mut planned: Server,
+    ) -> Result<Server, Diagnostics> {
         planned.id = Some(unique_id(&planned.name));
         planned.revision = Some(1);
         store.save(&planned)?;
         Ok(planned)
     }
 
-    async fn read(&self, _ctx: &Context, store: &Store, current: Server) -> Result<Option<Server>, Diagnostics> {
+    async fn read(
+        &self,
+        _ctx: &Context,
+        store: &Store,
+        current: Server,
+    ) -> Result<Option<Server>, Diagnostics> {
         store.load(current.id.as_deref().unwrap_or_default())
     }
 
@@ -249,7 +261,12 @@ impl Resource for ServerResource {
         Ok(planned)
     }
 
-    async fn delete(&self, _ctx: &Context, store: &Store, prior: Server) -> Result<(), Diagnostics> {
+    async fn delete(
+        &self,
+        _ctx: &Context,
+        store: &Store,
+        prior: Server,
+    ) -> Result<(), Diagnostics> {
         let path = store.path(prior.id.as_deref().unwrap_or_default());
         match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
@@ -284,7 +301,12 @@ impl DataSource for ServerLookup {
         Schema::new(server_block(true))
     }
 
-    async fn read(&self, _ctx: &Context, store: &Store, config: Server) -> Result<Server, Diagnostics> {
+    async fn read(
+        &self,
+        _ctx: &Context,
+        store: &Store,
+        config: Server,
+    ) -> Result<Server, Diagnostics> {
         store
             .all()?
             .into_iter()
