@@ -34,7 +34,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("HOME", dir)
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -45,14 +49,21 @@ fn terraform() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join("terraform");
-        let is_elf = std::fs::read(&candidate).map(|b| b.starts_with(b"\x7fELF")).unwrap_or(false);
+        let is_elf = std::fs::read(&candidate)
+            .map(|b| b.starts_with(b"\x7fELF"))
+            .unwrap_or(false);
         if !is_elf {
             continue;
         }
         let out = Command::new(&candidate).arg("version").output();
         if let Ok(out) = out {
             let text = String::from_utf8_lossy(&out.stdout);
-            let v = text.lines().next().unwrap_or("").trim_start_matches("Terraform v").to_owned();
+            let v = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("Terraform v")
+                .to_owned();
             let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
             if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 4) {
                 return candidate;
@@ -120,8 +131,25 @@ fn setup() -> Setup {
     let origin = dir.join("origin.git");
     let clone = dir.join("clone");
     let state = dir.join("state.tfstate");
-    git(&dir, &["init", "-q", "--bare", "--initial-branch=main", origin.to_str().unwrap_or_default()]);
-    git(&dir, &["clone", "-q", origin.to_str().unwrap_or_default(), clone.to_str().unwrap_or_default()]);
+    git(
+        &dir,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "--initial-branch=main",
+            origin.to_str().unwrap_or_default(),
+        ],
+    );
+    git(
+        &dir,
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap_or_default(),
+            clone.to_str().unwrap_or_default(),
+        ],
+    );
     git(&clone, &["checkout", "-q", "-B", "main"]);
     std::fs::create_dir_all(clone.join("infra")).expect("mkdir");
     std::fs::write(clone.join("infra/main.tf"), main_tf(&state, "v0")).expect("write");
@@ -130,7 +158,10 @@ fn setup() -> Setup {
     git(&clone, &["push", "-q", "origin", "main"]);
     let agent = env!("CARGO_BIN_EXE_slipway-agent");
     let keys = dir.join("keys");
-    let out = Command::new(agent).args(["keygen", "--out", keys.to_str().unwrap_or_default()]).output().expect("keygen");
+    let out = Command::new(agent)
+        .args(["keygen", "--out", keys.to_str().unwrap_or_default()])
+        .output()
+        .expect("keygen");
     assert!(out.status.success());
     let terraform = terraform();
     let exec_log = dir.join("exec.log");
@@ -162,20 +193,37 @@ fn setup() -> Setup {
         ),
     )
     .expect("write config");
-    Setup { _tmp: tmp, clone, state, data, config, exec_log, terraform }
+    Setup {
+        _tmp: tmp,
+        clone,
+        state,
+        data,
+        config,
+        exec_log,
+        terraform,
+    }
 }
 
 fn merge(s: &Setup, i: u32) -> String {
-    std::fs::write(s.clone.join("infra/main.tf"), main_tf(&s.state, &format!("v{i}"))).expect("write");
+    std::fs::write(
+        s.clone.join("infra/main.tf"),
+        main_tf(&s.state, &format!("v{i}")),
+    )
+    .expect("write");
     git(&s.clone, &["commit", "-q", "-am", &format!("release v{i}")]);
     git(&s.clone, &["push", "-q", "origin", "main"]);
     git(&s.clone, &["rev-parse", "HEAD"])
 }
 
 fn succeeded(s: &Setup, sha: &str) -> bool {
-    let Ok(conn) = slipway_agent::db::open(&s.data.join("slipway.db")) else { return false };
+    let Ok(conn) = slipway_agent::db::open(&s.data.join("slipway.db")) else {
+        return false;
+    };
     slipway_agent::audit::list(&conn)
-        .map(|l| l.iter().any(|r| r.record.commit_sha == sha && r.record.outcome == "succeeded"))
+        .map(|l| {
+            l.iter()
+                .any(|r| r.record.commit_sha == sha && r.record.outcome == "succeeded")
+        })
         .unwrap_or(false)
 }
 
@@ -187,12 +235,21 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-async fn fire(client: &reqwest::Client, url: &str, total: usize, concurrency: usize, signed: bool, sha: &str, base: usize) -> (Vec<Duration>, Duration, usize) {
+async fn fire(
+    client: &reqwest::Client,
+    url: &str,
+    total: usize,
+    concurrency: usize,
+    signed: bool,
+    sha: &str,
+    base: usize,
+) -> (Vec<Duration>, Duration, usize) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, next, sha) = (client.clone(), url.to_owned(), next.clone(), sha.to_owned());
+        let (client, url, next, sha) =
+            (client.clone(), url.to_owned(), next.clone(), sha.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut ok = 0;
@@ -252,26 +309,49 @@ fn main() {
     let addr = std::fs::read_to_string(s.data.join("agent.addr")).expect("addr");
     let url = format!("http://{}/webhooks/github", addr.trim());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
 
     // 1. Acknowledgement latency and throughput.
     let sha = merge(&s, 1);
     let total = 2000;
     let (_w, _, _) = runtime.block_on(fire(&client, &url, 200, 64, false, &sha, 1_000_000)); // warm-up
-    let (base_lat, base_wall, base_ok) = runtime.block_on(fire(&client, &url, total, 64, false, &sha, 2_000_000));
+    let (base_lat, base_wall, base_ok) =
+        runtime.block_on(fire(&client, &url, total, 64, false, &sha, 2_000_000));
     let (lat, wall, ok) = runtime.block_on(fire(&client, &url, total, 64, true, &sha, 0));
     let conn = slipway_agent::db::open(&s.data.join("slipway.db")).expect("db");
-    let stored: i64 = conn.query_row("SELECT COUNT(*) FROM deliveries WHERE delivery_id LIKE 'bench-%'", [], |r| r.get(0)).unwrap_or(-1);
-    let jobs: i64 = conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).unwrap_or(-1);
+    let stored: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM deliveries WHERE delivery_id LIKE 'bench-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(-1);
+    let jobs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))
+        .unwrap_or(-1);
     println!("== webhook acknowledgement: {total} signed deliveries, 64 concurrent connections");
     println!("   stored & acknowledged (202): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.0} deliveries/s", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)), ms(*lat.last().unwrap_or(&Duration::ZERO)), total as f64 / wall.as_secs_f64());
     println!("   baseline (unsigned, refused 401 before any work): p50 {:.2} ms, p99 {:.2} ms, {:.0} requests/s", ms(percentile(&base_lat, 0.5)), ms(percentile(&base_lat, 0.99)), total as f64 / base_wall.as_secs_f64());
-    println!("   ratio p50 {:.2}x, p99 {:.2}x, throughput {:.2}x of baseline", ms(percentile(&lat, 0.5)) / ms(percentile(&base_lat, 0.5)), ms(percentile(&lat, 0.99)) / ms(percentile(&base_lat, 0.99)), (total as f64 / wall.as_secs_f64()) / (total as f64 / base_wall.as_secs_f64()));
+    println!(
+        "   ratio p50 {:.2}x, p99 {:.2}x, throughput {:.2}x of baseline",
+        ms(percentile(&lat, 0.5)) / ms(percentile(&base_lat, 0.5)),
+        ms(percentile(&lat, 0.99)) / ms(percentile(&base_lat, 0.99)),
+        (total as f64 / wall.as_secs_f64()) / (total as f64 / base_wall.as_secs_f64())
+    );
     println!("   accepted {ok}/{total} (baseline refused {base_ok}/{total}); deliveries stored {stored}, jobs stored {jobs}: {}", if ok == total && stored == total as i64 && jobs == total as i64 { "none lost" } else { "LOST SOME" });
     wait_until("the burst's job to finish", || succeeded(&s, &sha));
     wait_until("the queue to drain", || {
-        slipway_agent::queue::counts(&conn).map(|(q, r, _)| q == 0 && r == 0).unwrap_or(false)
+        slipway_agent::queue::counts(&conn)
+            .map(|(q, r, _)| q == 0 && r == 0)
+            .unwrap_or(false)
     });
 
     // 2 and 3. Webhook -> terraform start, and full run vs bare terraform.
@@ -283,22 +363,38 @@ fn main() {
         let _ = std::fs::remove_file(&s.exec_log);
         let body = merged_payload(5000 + i as u64, &sha);
         let sig = sign(&body);
-        let sent_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let sent_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let t0 = Instant::now();
         runtime.block_on(async {
-            client.post(&url).header("X-GitHub-Event", "pull_request").header("X-GitHub-Delivery", format!("run-{i}"))
-                .header("X-Hub-Signature-256", sig).body(body).send().await.expect("send");
+            client
+                .post(&url)
+                .header("X-GitHub-Event", "pull_request")
+                .header("X-GitHub-Delivery", format!("run-{i}"))
+                .header("X-Hub-Signature-256", sig)
+                .body(body)
+                .send()
+                .await
+                .expect("send");
         });
         wait_until("the merge", || succeeded(&s, &sha));
         full.push(t0.elapsed());
-        let started: u128 = std::fs::read_to_string(&s.exec_log).ok().and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok())).unwrap_or(0);
+        let started: u128 = std::fs::read_to_string(&s.exec_log)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+            .unwrap_or(0);
         to_start.push(Duration::from_nanos(started.saturating_sub(sent_ns) as u64));
     }
     // Baselines: spawning terraform; a bare init + apply of the same configuration.
     let mut spawn = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let _ = Command::new(&s.terraform).args(["version", "-json"]).env("CHECKPOINT_DISABLE", "1").output();
+        let _ = Command::new(&s.terraform)
+            .args(["version", "-json"])
+            .env("CHECKPOINT_DISABLE", "1")
+            .output();
         spawn.push(t.elapsed());
     }
     let bare_dir = tempfile::tempdir().expect("tempdir");
@@ -308,10 +404,22 @@ fn main() {
     for i in 0..runs {
         let work = bare_dir.path().join(format!("w{i}"));
         std::fs::create_dir_all(&work).expect("mkdir");
-        std::fs::write(work.join("main.tf"), main_tf(&bare_state, &format!("v{}", 10 + i))).expect("write");
+        std::fs::write(
+            work.join("main.tf"),
+            main_tf(&bare_state, &format!("v{}", 10 + i)),
+        )
+        .expect("write");
         let t = Instant::now();
         let run = |args: &[&str]| {
-            let st = Command::new(&s.terraform).args(args).current_dir(&work).env("CHECKPOINT_DISABLE", "1").env("TF_IN_AUTOMATION", "1").stdout(Stdio::null()).stderr(Stdio::null()).status().expect("terraform");
+            let st = Command::new(&s.terraform)
+                .args(args)
+                .current_dir(&work)
+                .env("CHECKPOINT_DISABLE", "1")
+                .env("TF_IN_AUTOMATION", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("terraform");
             assert!(st.success(), "terraform {args:?}");
         };
         run(&["init", "-input=false", "-no-color"]);
@@ -320,7 +428,13 @@ fn main() {
         bare_apply.push(t_apply.elapsed());
         bare_init_apply.push(t.elapsed());
     }
-    for v in [&mut to_start, &mut full, &mut spawn, &mut bare_apply, &mut bare_init_apply] {
+    for v in [
+        &mut to_start,
+        &mut full,
+        &mut spawn,
+        &mut bare_apply,
+        &mut bare_init_apply,
+    ] {
         v.sort();
     }
     let med = |v: &Vec<Duration>| ms(percentile(v, 0.5));
@@ -328,8 +442,16 @@ fn main() {
     println!("   {:.1} ms (includes storing the job, git fetch and checkout); baseline spawning `terraform version`: {:.1} ms; ratio {:.2}x", med(&to_start), med(&spawn), med(&to_start) / med(&spawn));
     println!("== full agent run vs bare terraform on the same commit ({runs} merges, median)");
     println!("   agent (webhook -> audit record): {:.0} ms", med(&full));
-    println!("   bare `terraform apply -auto-approve` (already initialised): {:.0} ms -> ratio {:.2}x", med(&bare_apply), med(&full) / med(&bare_apply));
-    println!("   bare `terraform init` + `apply` (fresh checkout): {:.0} ms -> ratio {:.2}x", med(&bare_init_apply), med(&full) / med(&bare_init_apply));
+    println!(
+        "   bare `terraform apply -auto-approve` (already initialised): {:.0} ms -> ratio {:.2}x",
+        med(&bare_apply),
+        med(&full) / med(&bare_apply)
+    );
+    println!(
+        "   bare `terraform init` + `apply` (fresh checkout): {:.0} ms -> ratio {:.2}x",
+        med(&bare_init_apply),
+        med(&full) / med(&bare_init_apply)
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

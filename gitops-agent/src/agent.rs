@@ -36,8 +36,14 @@ pub struct ResolvedSecrets {
 /// Reads every configured secret; an error names the key.
 pub fn resolve_secrets(config: &Config) -> anyhow::Result<ResolvedSecrets> {
     let s = &config.secrets;
-    let opt = |source: &Option<crate::config::SecretSource>, key: &str| -> anyhow::Result<Option<Secret>> {
-        source.as_ref().map(|src| src.resolve(key)).transpose().map_err(Into::into)
+    let opt = |source: &Option<crate::config::SecretSource>,
+               key: &str|
+     -> anyhow::Result<Option<Secret>> {
+        source
+            .as_ref()
+            .map(|src| src.resolve(key))
+            .transpose()
+            .map_err(Into::into)
     };
     let signing_key_text = opt(&s.signing_key, "secrets.signing_key")?
         .context("configuration key `secrets.signing_key` is required")?;
@@ -84,17 +90,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let git_locks = Arc::new(GitLocks::default());
     let mut redact = vec![secrets.signing_key_text.clone()];
     redact.extend(
-        [&secrets.webhook_secret, &secrets.api_token, &secrets.git_token]
-            .into_iter()
-            .flatten()
-            .cloned(),
-    );
-    let s = &config.secrets;
-    let secret_env_vars = [&s.webhook_secret, &s.api_token, &s.signing_key, &s.git_token]
+        [
+            &secrets.webhook_secret,
+            &secrets.api_token,
+            &secrets.git_token,
+        ]
         .into_iter()
         .flatten()
-        .filter_map(|src| src.env.clone())
-        .collect();
+        .cloned(),
+    );
+    let s = &config.secrets;
+    let secret_env_vars = [
+        &s.webhook_secret,
+        &s.api_token,
+        &s.signing_key,
+        &s.git_token,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|src| src.env.clone())
+    .collect();
     let runner = Arc::new(Runner {
         config: config.clone(),
         key: secrets.signing_key.clone(),
@@ -120,7 +135,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("configuration key `server.listen`: cannot listen on {}", config.listen))?;
+        .with_context(|| {
+            format!(
+                "configuration key `server.listen`: cannot listen on {}",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let addr_file = config.data_dir.join("agent.addr");
     std::fs::write(&addr_file, addr.to_string())
@@ -129,7 +149,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    tracing::info!("shutting down; jobs still running are recorded as interrupted at the next start");
+    tracing::info!(
+        "shutting down; jobs still running are recorded as interrupted at the next start"
+    );
     Ok(())
 }
 

@@ -73,7 +73,11 @@ pub fn resolve(
                 return Err(format!(
                     "roots: `{name}` is not a root of {} (roots: {})",
                     repo.name,
-                    repo.roots.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                    repo.roots
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -82,11 +86,15 @@ pub fn resolve(
     let commit = match &request.commit {
         Some(c) => {
             if c.len() != 40 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("commit: `{c}` is not a full 40-character commit SHA"));
+                return Err(format!(
+                    "commit: `{c}` is not a full 40-character commit SHA"
+                ));
             }
             c.to_ascii_lowercase()
         }
-        None => crate::git::remote_tip(&repo.url, &repo.branch, git_token).map_err(|e| e.to_string())?,
+        None => {
+            crate::git::remote_tip(&repo.url, &repo.branch, git_token).map_err(|e| e.to_string())?
+        }
     };
     Ok(NewJobs {
         delivery: None,
@@ -141,16 +149,28 @@ pub async fn deploy(
         Ok(Ok(jobs)) => jobs,
         Ok(Err(e)) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
         Err(e) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response()
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
         }
     };
     let commit = jobs.commit_sha.clone();
     match state.writer.submit(crate::queue::Intake::Jobs(jobs)).await {
         Ok(IntakeOutcome::Enqueued(ids)) => {
             tracing::info!(?ids, commit = %commit, "deploy requested through the API");
-            (StatusCode::ACCEPTED, Json(json!({"jobs": ids, "commit": commit}))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"jobs": ids, "commit": commit})),
+            )
+                .into_response()
         }
-        Ok(other) => (StatusCode::OK, Json(json!({"result": format!("{other:?}")}))).into_response(),
+        Ok(other) => (
+            StatusCode::OK,
+            Json(json!({"result": format!("{other:?}")})),
+        )
+            .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response(),
     }
 }
@@ -168,7 +188,11 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
             "status": "ok", "queued": queued, "running": running, "done": done
         }))
         .into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "database unavailable"})),
+        )
+            .into_response(),
     }
 }
 

@@ -168,7 +168,8 @@ pub fn append(
     })
 }
 
-const SELECT: &str = "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
+const SELECT: &str =
+    "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
     covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
     plan_summary, error, terraform_version, prev_hash, hash, signature FROM audit";
 
@@ -298,7 +299,10 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>) -> Result<Verificat
                     seq - 1
                 ));
             } else {
-                push(format!("out of order: came after record {}", expected_seq - 1));
+                push(format!(
+                    "out of order: came after record {}",
+                    expected_seq - 1
+                ));
             }
         }
         if row.prev_hash != prev_hash {
@@ -318,7 +322,9 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>) -> Result<Verificat
                 .and_then(|b| Signature::from_slice(&b).ok())
                 .is_some_and(|sig| key.verify(row.hash.as_bytes(), &sig).is_ok());
             if !valid {
-                push("signature does not verify with the agent's key: the hash was rewritten".into());
+                push(
+                    "signature does not verify with the agent's key: the hash was rewritten".into(),
+                );
             }
         }
         prev_hash = row.hash.clone();
@@ -400,7 +406,10 @@ mod tests {
         let (_d, conn, key) = log_of(4);
         conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
         let v = verify(&conn, Some(&key.verifying_key())).unwrap();
-        assert!(v.problems.iter().any(|p| p.seq == 3 && p.message.contains("deleted")));
+        assert!(v
+            .problems
+            .iter()
+            .any(|p| p.seq == 3 && p.message.contains("deleted")));
     }
 
     #[test]

@@ -19,7 +19,13 @@ use crate::queue::{Intake, IntakeOutcome};
 #[command(name = "slipway-agent", version, propagate_version = true)]
 pub struct Cli {
     /// The agent's TOML configuration file.
-    #[arg(long, short, global = true, env = "SLIPWAY_CONFIG", default_value = "slipway-agent.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SLIPWAY_CONFIG",
+        default_value = "slipway-agent.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -131,8 +137,13 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 commit,
                 actor,
             };
-            let jobs = crate::api::resolve(&config, &request, Trigger::Manual, secrets.git_token.as_ref())
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let jobs = crate::api::resolve(
+                &config,
+                &request,
+                Trigger::Manual,
+                secrets.git_token.as_ref(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
             let commit = jobs.commit_sha.clone();
             let mut conn = crate::db::open(&config.database_path())?;
             let outcome = crate::queue::intake(&mut conn, &[Intake::Jobs(jobs)])?;
@@ -159,7 +170,11 @@ fn audit_command(
         AuditCommand::List { last } => {
             let records = audit::list(conn)?;
             let skip = last.map_or(0, |n| records.len().saturating_sub(n));
-            writeln!(stdout, "{:>5}  {:<24}  {:<11}  {:<8}  {:<30}  {:<12}  PR", "SEQ", "ENDED (UTC)", "OUTCOME", "TRIGGER", "REPOSITORY/ROOT", "COMMIT")?;
+            writeln!(
+                stdout,
+                "{:>5}  {:<24}  {:<11}  {:<8}  {:<30}  {:<12}  PR",
+                "SEQ", "ENDED (UTC)", "OUTCOME", "TRIGGER", "REPOSITORY/ROOT", "COMMIT"
+            )?;
             for r in records.iter().skip(skip).map(|s| &s.record) {
                 writeln!(
                     stdout,
@@ -175,16 +190,18 @@ fn audit_command(
             }
             Ok(0)
         }
-        AuditCommand::Show { seq } => match audit::get(conn, seq)? {
-            Some(record) => {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
-                Ok(0)
+        AuditCommand::Show { seq } => {
+            match audit::get(conn, seq)? {
+                Some(record) => {
+                    writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("no audit record {seq}; `slipway-agent audit list` shows the sequence numbers");
+                    Ok(1)
+                }
             }
-            None => {
-                eprintln!("no audit record {seq}; `slipway-agent audit list` shows the sequence numbers");
-                Ok(1)
-            }
-        },
+        }
         AuditCommand::Export { .. } => {
             let records = audit::list(conn)?;
             serde_json::to_writer_pretty(&mut stdout, &records)?;
@@ -195,7 +212,9 @@ fn audit_command(
             let key = match crate::agent::resolve_secrets(config) {
                 Ok(s) => Some(s.signing_key.verifying_key()),
                 Err(e) => {
-                    eprintln!("warning: signatures not checked ({e}); checking the hash chain only");
+                    eprintln!(
+                        "warning: signatures not checked ({e}); checking the hash chain only"
+                    );
                     None
                 }
             };
@@ -205,7 +224,11 @@ fn audit_command(
                     stdout,
                     "audit log OK: {} records, hash chain intact{}, head {}",
                     v.records,
-                    if v.signatures_checked { ", signatures valid" } else { "" },
+                    if v.signatures_checked {
+                        ", signatures valid"
+                    } else {
+                        ""
+                    },
                     v.head.as_deref().unwrap_or("(empty)")
                 )?;
                 Ok(0)
@@ -213,7 +236,12 @@ fn audit_command(
                 for p in &v.problems {
                     writeln!(stdout, "TAMPERED {p}")?;
                 }
-                writeln!(stdout, "audit log FAILED verification: {} problem(s) in {} records", v.problems.len(), v.records)?;
+                writeln!(
+                    stdout,
+                    "audit log FAILED verification: {} problem(s) in {} records",
+                    v.problems.len(),
+                    v.records
+                )?;
                 Ok(1)
             }
         }
@@ -235,10 +263,17 @@ fn keygen(out: &Path, force: bool) -> anyhow::Result<i32> {
     write_private(&key_path, &slipway_provenance::encode_signing_key(&key))?;
     std::fs::write(
         &pub_path,
-        format!("{}\n", slipway_provenance::encode_verifying_key(&key.verifying_key())),
+        format!(
+            "{}\n",
+            slipway_provenance::encode_verifying_key(&key.verifying_key())
+        ),
     )
     .with_context(|| format!("write {}", pub_path.display()))?;
-    println!("wrote {} (keep it secret) and {}", key_path.display(), pub_path.display());
+    println!(
+        "wrote {} (keep it secret) and {}",
+        key_path.display(),
+        pub_path.display()
+    );
     Ok(0)
 }
 

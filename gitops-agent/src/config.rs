@@ -224,7 +224,9 @@ impl Root {
     /// Whether a changed file (repository-relative, `/`-separated) triggers this root.
     pub fn is_triggered_by(&self, changed: &str) -> bool {
         self.paths.iter().any(|p| {
-            p == "." || changed == p || changed.starts_with(&format!("{}/", p.trim_end_matches('/')))
+            p == "."
+                || changed == p
+                || changed.starts_with(&format!("{}/", p.trim_end_matches('/')))
         })
     }
 }
@@ -265,14 +267,17 @@ fn valid_name(key: &str, value: &str) -> Result<(), ConfigError> {
     {
         return Err(invalid(
             key,
-            format!("`{value}` must be non-empty and use only letters, digits, `-`, `_`, `.` and `/`"),
+            format!(
+                "`{value}` must be non-empty and use only letters, digits, `-`, `_`, `.` and `/`"
+            ),
         ));
     }
     Ok(())
 }
 
 fn json_of(key: &str, value: &toml::Value) -> Result<serde_json::Value, ConfigError> {
-    serde_json::to_value(value).map_err(|e| invalid(key, format!("cannot be passed to Terraform: {e}")))
+    serde_json::to_value(value)
+        .map_err(|e| invalid(key, format!("cannot be passed to Terraform: {e}")))
 }
 
 impl Config {
@@ -357,12 +362,15 @@ impl Config {
         let mut repositories = Vec::new();
         for (i, repo) in raw.repositories.into_iter().enumerate() {
             let key = format!("repository[{i}]");
-            let name = repo
-                .name
-                .ok_or_else(|| invalid(format!("{key}.name"), "is required, e.g. \"acme/infra\""))?;
+            let name = repo.name.ok_or_else(|| {
+                invalid(format!("{key}.name"), "is required, e.g. \"acme/infra\"")
+            })?;
             valid_name(&format!("{key}.name"), &name)?;
             if repositories.iter().any(|r: &Repository| r.name == name) {
-                return Err(invalid(format!("{key}.name"), format!("`{name}` is used twice")));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("`{name}` is used twice"),
+                ));
             }
             let url = repo.url.ok_or_else(|| {
                 invalid(
@@ -379,7 +387,10 @@ impl Config {
             };
             let branch = repo.branch.unwrap_or_else(|| "main".into());
             if branch.is_empty() || branch.contains("..") || branch.starts_with('-') {
-                return Err(invalid(format!("{key}.branch"), format!("`{branch}` is not a branch name")));
+                return Err(invalid(
+                    format!("{key}.branch"),
+                    format!("`{branch}` is not a branch name"),
+                ));
             }
             let github = repo.github.or_else(|| github_full_name(&url));
             if repo.roots.is_empty() {
@@ -392,18 +403,27 @@ impl Config {
             for (j, root) in repo.roots.into_iter().enumerate() {
                 let rkey = format!("{key}.root[{j}]");
                 let path = root.path.ok_or_else(|| {
-                    invalid(format!("{rkey}.path"), "is required: the root module's directory, e.g. \"infra/prod\"")
+                    invalid(
+                        format!("{rkey}.path"),
+                        "is required: the root module's directory, e.g. \"infra/prod\"",
+                    )
                 })?;
                 let path = clean_relative(&format!("{rkey}.path"), &path)?;
                 let name = root.name.unwrap_or_else(|| path.clone());
                 valid_name(&format!("{rkey}.name"), &name)?;
                 if roots.iter().any(|r| r.name == name) {
-                    return Err(invalid(format!("{rkey}.name"), format!("`{name}` is used twice in this repository")));
+                    return Err(invalid(
+                        format!("{rkey}.name"),
+                        format!("`{name}` is used twice in this repository"),
+                    ));
                 }
                 let paths = match root.paths {
                     None => vec![path.clone()],
                     Some(list) if list.is_empty() => {
-                        return Err(invalid(format!("{rkey}.paths"), "is empty: leave it out to use the root's own directory"))
+                        return Err(invalid(
+                            format!("{rkey}.paths"),
+                            "is empty: leave it out to use the root's own directory",
+                        ))
                     }
                     Some(list) => list
                         .iter()
@@ -514,7 +534,9 @@ path = "envs/prod"
 "#;
 
     fn err(text: &str) -> String {
-        Config::parse(text, Path::new("/etc/slipway")).unwrap_err().to_string()
+        Config::parse(text, Path::new("/etc/slipway"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -531,8 +553,10 @@ path = "envs/prod"
 
     #[test]
     fn errors_name_the_key() {
-        assert!(err(&MINIMAL.replace("path = \"envs/prod\"", "path = \"../x\""))
-            .contains("`repository[0].root[0].path`"));
+        assert!(
+            err(&MINIMAL.replace("path = \"envs/prod\"", "path = \"../x\""))
+                .contains("`repository[0].root[0].path`")
+        );
         assert!(err(&MINIMAL.replace("url = \"/srv/git/infra.git\"", ""))
             .contains("`repository[0].url`"));
         assert!(err(&format!("max_parallel = 0\n{MINIMAL}")).contains("`max_parallel`"));
@@ -557,16 +581,33 @@ path = "envs/prod"
             env: Some("SLIPWAY_TEST_SURELY_UNSET_VAR".into()),
             file: None,
         };
-        let e = source.resolve("secrets.webhook_secret").unwrap_err().to_string();
-        assert!(e.contains("secrets.webhook_secret.env") && e.contains("SLIPWAY_TEST_SURELY_UNSET_VAR"));
-        assert_eq!(format!("{:?}", Secret::new("hunter22")), "Secret([redacted])");
-        assert_eq!(redact("token=hunter22!", &[&Secret::new("hunter22")]), "token=[REDACTED]!");
+        let e = source
+            .resolve("secrets.webhook_secret")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("secrets.webhook_secret.env") && e.contains("SLIPWAY_TEST_SURELY_UNSET_VAR")
+        );
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter22")),
+            "Secret([redacted])"
+        );
+        assert_eq!(
+            redact("token=hunter22!", &[&Secret::new("hunter22")]),
+            "token=[REDACTED]!"
+        );
     }
 
     #[test]
     fn github_names_come_from_urls() {
-        assert_eq!(github_full_name("https://github.com/acme/infra.git").as_deref(), Some("acme/infra"));
-        assert_eq!(github_full_name("git@github.com:acme/infra.git").as_deref(), Some("acme/infra"));
+        assert_eq!(
+            github_full_name("https://github.com/acme/infra.git").as_deref(),
+            Some("acme/infra")
+        );
+        assert_eq!(
+            github_full_name("git@github.com:acme/infra.git").as_deref(),
+            Some("acme/infra")
+        );
         assert_eq!(github_full_name("/srv/git/infra"), None);
     }
 }

@@ -60,7 +60,13 @@ fn remote_callbacks(token: Option<&Secret>) -> RemoteCallbacks<'_> {
 
 fn cache_dir_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect::<String>()
         + ".git"
 }
@@ -226,10 +232,8 @@ impl Cache {
 pub fn remote_tip(url: &str, branch: &str, token: Option<&Secret>) -> Result<String, GitError> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scratch = std::env::temp_dir().join(format!(
-        "slipway-ls-remote-{}-{n}",
-        std::process::id()
-    ));
+    let scratch =
+        std::env::temp_dir().join(format!("slipway-ls-remote-{}-{n}", std::process::id()));
     let repo = Repository::init_bare(&scratch).map_err(err("create scratch repository"))?;
     let result = (|| {
         let mut remote = repo.remote_anonymous(url).map_err(err("set up remote"))?;
@@ -255,7 +259,9 @@ pub fn remote_tip(url: &str, branch: &str, token: Option<&Secret>) -> Result<Str
 /// A URL with any `user:password@` removed, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -266,7 +272,10 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("https://user:pw@github.com/a/b"), "https://github.com/a/b");
+        assert_eq!(
+            redact_url("https://user:pw@github.com/a/b"),
+            "https://github.com/a/b"
+        );
         assert_eq!(redact_url("/srv/git/x"), "/srv/git/x");
     }
 }

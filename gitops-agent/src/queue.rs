@@ -47,7 +47,10 @@ pub struct NewJobs {
 pub enum Intake {
     Jobs(NewJobs),
     /// A delivery that asks for nothing; stored so a redelivery is recognised.
-    Ignored { delivery: Delivery, reason: String },
+    Ignored {
+        delivery: Delivery,
+        reason: String,
+    },
 }
 
 /// What [`intake`] did.
@@ -192,7 +195,11 @@ pub fn intake(conn: &mut Connection, items: &[Intake]) -> Result<Vec<IntakeOutco
 
 /// Whether any job of `repository` was ever made for `commit_sha` (the poller uses
 /// this to leave commits that a webhook already brought alone).
-pub fn commit_known(conn: &Connection, repository: &str, commit_sha: &str) -> Result<bool, DbError> {
+pub fn commit_known(
+    conn: &Connection,
+    repository: &str,
+    commit_sha: &str,
+) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM jobs WHERE repository = ?1 AND commit_sha = ?2 LIMIT 1",
@@ -204,7 +211,11 @@ pub fn commit_known(conn: &Connection, repository: &str, commit_sha: &str) -> Re
 }
 
 /// Queued jobs of one root, oldest first.
-pub fn queued_for_root(conn: &Connection, repository: &str, root: &str) -> Result<Vec<Job>, DbError> {
+pub fn queued_for_root(
+    conn: &Connection,
+    repository: &str,
+    root: &str,
+) -> Result<Vec<Job>, DbError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE repository = ?1 AND root = ?2 AND state = 'queued' ORDER BY id"
     ))?;
@@ -226,7 +237,11 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Job>, DbError> {
 }
 
 /// The commit last applied successfully to a root.
-pub fn last_deployed(conn: &Connection, repository: &str, root: &str) -> Result<Option<String>, DbError> {
+pub fn last_deployed(
+    conn: &Connection,
+    repository: &str,
+    root: &str,
+) -> Result<Option<String>, DbError> {
     Ok(conn
         .query_row(
             "SELECT last_deployed FROM roots WHERE repository = ?1 AND root = ?2",
@@ -434,7 +449,10 @@ mod tests {
         let out = intake(&mut conn, &[jobs(Some("d1"), "a"), jobs(Some("d1"), "a")]).unwrap();
         assert!(matches!(&out[0], IntakeOutcome::Enqueued(ids) if ids.len() == 2));
         assert_eq!(out[1], IntakeOutcome::Duplicate);
-        assert_eq!(queued_for_root(&conn, "acme/infra", "prod").unwrap().len(), 1);
+        assert_eq!(
+            queued_for_root(&conn, "acme/infra", "prod").unwrap().len(),
+            1
+        );
         assert!(commit_known(&conn, "acme/infra", "a").unwrap());
     }
 
@@ -443,13 +461,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = db::open(&dir.path().join("q.db")).unwrap();
         let key = SigningKey::from_bytes(&[1u8; 32]);
-        intake(&mut conn, &[jobs(None, "a"), jobs(None, "b"), jobs(None, "c")]).unwrap();
+        intake(
+            &mut conn,
+            &[jobs(None, "a"), jobs(None, "b"), jobs(None, "c")],
+        )
+        .unwrap();
         let queued = queued_for_root(&conn, "acme/infra", "prod").unwrap();
         assert_eq!(queued.len(), 3);
         let target = queued[2].clone();
         let started = start(&mut conn, &key, &target, &queued[..2]).unwrap();
         assert_eq!(started.all_commits(), vec!["a", "b", "c"]);
-        assert!(queued_for_root(&conn, "acme/infra", "prod").unwrap().is_empty());
+        assert!(queued_for_root(&conn, "acme/infra", "prod")
+            .unwrap()
+            .is_empty());
 
         // A crash now: the job is running. Recovery records it and requeues it.
         let recovered = recover_interrupted(&mut conn, &key).unwrap();
@@ -463,10 +487,21 @@ mod tests {
         assert_eq!(started.attempts, 2);
         let record = started.audit_record(Outcome::Succeeded, started.started_at.clone().unwrap());
         finish(&mut conn, &key, &started, record).unwrap();
-        assert_eq!(last_deployed(&conn, "acme/infra", "prod").unwrap().as_deref(), Some("c"));
+        assert_eq!(
+            last_deployed(&conn, "acme/infra", "prod")
+                .unwrap()
+                .as_deref(),
+            Some("c")
+        );
         let log = audit::list(&conn).unwrap();
         let outcomes: Vec<_> = log.iter().map(|r| r.record.outcome.as_str()).collect();
-        assert_eq!(outcomes, ["superseded", "superseded", "interrupted", "succeeded"]);
-        assert!(audit::verify(&conn, Some(&key.verifying_key())).unwrap().problems.is_empty());
+        assert_eq!(
+            outcomes,
+            ["superseded", "superseded", "interrupted", "succeeded"]
+        );
+        assert!(audit::verify(&conn, Some(&key.verifying_key()))
+            .unwrap()
+            .problems
+            .is_empty());
     }
 }

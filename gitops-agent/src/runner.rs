@@ -57,8 +57,13 @@ pub fn with_cache<T>(
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     };
-    let cache = Cache::open(&config.data_dir.join("git"), &repo.name, &repo.url, &repo.branch)
-        .map_err(|e| e.to_string())?;
+    let cache = Cache::open(
+        &config.data_dir.join("git"),
+        &repo.name,
+        &repo.url,
+        &repo.branch,
+    )
+    .map_err(|e| e.to_string())?;
     f(&cache)
 }
 
@@ -157,26 +162,29 @@ impl Runner {
             .map_err(|e| e.to_string())??;
 
         let this = self.clone();
-        let started = tokio::task::spawn_blocking(move || -> Result<Option<(Job, Vec<Job>)>, String> {
-            let mut conn = this.open_db().map_err(|e| e.to_string())?;
-            for job in &prepared.missing {
-                let mut record = job.audit_record(Outcome::Failed, db::now());
-                record.error = Some(format!(
-                    "commit {} is not on branch {} after fetching; nothing was run",
-                    job.commit_sha, job.branch
-                ));
-                let started = queue::start(&mut conn, &this.key, job, &[]).map_err(|e| e.to_string())?;
-                queue::finish(&mut conn, &this.key, &started, record).map_err(|e| e.to_string())?;
-            }
-            let Some(target) = &prepared.target else {
-                return Ok(None);
-            };
-            let target = queue::start(&mut conn, &this.key, target, &prepared.superseded)
-                .map_err(|e| e.to_string())?;
-            Ok(Some((target, prepared.superseded)))
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let started =
+            tokio::task::spawn_blocking(move || -> Result<Option<(Job, Vec<Job>)>, String> {
+                let mut conn = this.open_db().map_err(|e| e.to_string())?;
+                for job in &prepared.missing {
+                    let mut record = job.audit_record(Outcome::Failed, db::now());
+                    record.error = Some(format!(
+                        "commit {} is not on branch {} after fetching; nothing was run",
+                        job.commit_sha, job.branch
+                    ));
+                    let started =
+                        queue::start(&mut conn, &this.key, job, &[]).map_err(|e| e.to_string())?;
+                    queue::finish(&mut conn, &this.key, &started, record)
+                        .map_err(|e| e.to_string())?;
+                }
+                let Some(target) = &prepared.target else {
+                    return Ok(None);
+                };
+                let target = queue::start(&mut conn, &this.key, target, &prepared.superseded)
+                    .map_err(|e| e.to_string())?;
+                Ok(Some((target, prepared.superseded)))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
         let Some((job, superseded)) = started else {
             return Ok(true);
         };
@@ -191,7 +199,10 @@ impl Runner {
         );
 
         let outcome = self.execute(repo, root, &job).await;
-        let mut record = job.audit_record(outcome.outcome, job.started_at.clone().unwrap_or_else(db::now));
+        let mut record = job.audit_record(
+            outcome.outcome,
+            job.started_at.clone().unwrap_or_else(db::now),
+        );
         record.author = outcome.author;
         record.plan_summary = outcome.plan;
         record.error = outcome.error.map(|e| self.redact(&e));
@@ -224,8 +235,9 @@ impl Runner {
                 }
                 tracing::warn!(repository = %repo.name, error = %e, "fetch failed; using the cached commits");
             }
-            let (present, missing): (Vec<Job>, Vec<Job>) =
-                queued.into_iter().partition(|j| cache.has_commit(&j.commit_sha));
+            let (present, missing): (Vec<Job>, Vec<Job>) = queued
+                .into_iter()
+                .partition(|j| cache.has_commit(&j.commit_sha));
             // A job is dominated when another queued job has a different commit that
             // descends from its commit. The newest undominated job is the target.
             let mut target: Option<&Job> = None;
@@ -265,8 +277,14 @@ impl Runner {
         let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
-        let work = self.config.data_dir.join("work").join(format!("job-{}", job.id));
-        let result = self.execute_inner(repo, root, job, &job_dir, &work, deadline, &mut out).await;
+        let work = self
+            .config
+            .data_dir
+            .join("work")
+            .join(format!("job-{}", job.id));
+        let result = self
+            .execute_inner(repo, root, job, &job_dir, &work, deadline, &mut out)
+            .await;
         let _ = tokio::fs::remove_dir_all(&work).await;
         match result {
             Ok(outcome) => out.outcome = outcome,
@@ -292,7 +310,8 @@ impl Runner {
         // Decide in git whether to run at all, and check out the work tree.
         let config = self.config.clone();
         let locks = self.git_locks.clone();
-        let (repo_c, root_c, job_c, work_c) = (repo.clone(), root.clone(), job.clone(), work.to_owned());
+        let (repo_c, root_c, job_c, work_c) =
+            (repo.clone(), root.clone(), job.clone(), work.to_owned());
         let db_path = self.config.database_path();
         let decision = tokio::task::spawn_blocking(move || -> Result<(String, Result<(), String>), String> {
             let conn = db::open(&db_path).map_err(|e| e.to_string())?;
@@ -333,7 +352,11 @@ impl Runner {
             return Ok(Outcome::Skipped);
         }
 
-        let dir = if root.path == "." { work.to_owned() } else { work.join(&root.path) };
+        let dir = if root.path == "." {
+            work.to_owned()
+        } else {
+            work.join(&root.path)
+        };
         if !dir.is_dir() {
             return Err(format!(
                 "root path `{}` does not exist in commit {}",
@@ -389,9 +412,14 @@ impl Runner {
         out.terraform_version = serde_json::from_str::<serde_json::Value>(&version)
             .ok()
             .and_then(|v| v["terraform_version"].as_str().map(str::to_owned));
-        tf.run(&mut log, &["init", "-input=false", "-no-color"]).await?;
+        tf.run(&mut log, &["init", "-input=false", "-no-color"])
+            .await?;
         if let Some(ws) = &root.workspace {
-            tf.run(&mut log, &["workspace", "select", "-or-create=true", "-no-color", ws]).await?;
+            tf.run(
+                &mut log,
+                &["workspace", "select", "-or-create=true", "-no-color", ws],
+            )
+            .await?;
         }
         let mut plan_args = vec![
             "plan".to_owned(),
@@ -403,7 +431,9 @@ impl Runner {
         if !root.variables.is_empty() {
             let vars = serde_json::to_vec_pretty(&root.variables).map_err(|e| e.to_string())?;
             let file = dir.join("slipway-agent.tfvars.json");
-            tokio::fs::write(&file, vars).await.map_err(|e| format!("write variables: {e}"))?;
+            tokio::fs::write(&file, vars)
+                .await
+                .map_err(|e| format!("write variables: {e}"))?;
             plan_args.push(format!("-var-file={}", file.display()));
         }
         let plan_refs: Vec<&str> = plan_args.iter().map(String::as_str).collect();
@@ -412,7 +442,13 @@ impl Runner {
         out.plan = Some(summarize_plan(&shown)?);
         tf.run(
             &mut log,
-            &["apply", "-input=false", "-no-color", "-lock-timeout=300s", "slipway.tfplan"],
+            &[
+                "apply",
+                "-input=false",
+                "-no-color",
+                "-lock-timeout=300s",
+                "slipway.tfplan",
+            ],
         )
         .await?;
         Ok(Outcome::Succeeded)
@@ -488,12 +524,23 @@ impl Tf<'_> {
             args.join(" "),
             stdout,
             stderr,
-            output.status.code().map_or("signal".to_owned(), |c| c.to_string())
+            output
+                .status
+                .code()
+                .map_or("signal".to_owned(), |c| c.to_string())
         );
         let _ = log.write_all(self.runner.redact(&text).as_bytes()).await;
         let _ = log.flush().await;
         if !output.status.success() {
-            let tail: String = stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = stderr
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             return Err(format!("terraform {} failed: {}", args[0], tail.trim()));
         }
         Ok(stdout)
@@ -547,7 +594,11 @@ pub fn summarize_plan(json: &str) -> Result<PlanSummary, String> {
 
 /// Where a job's Terraform output is kept.
 pub fn output_log(config: &Config, job_id: i64) -> PathBuf {
-    config.data_dir.join("jobs").join(job_id.to_string()).join("output.log")
+    config
+        .data_dir
+        .join("jobs")
+        .join(job_id.to_string())
+        .join("output.log")
 }
 
 #[cfg(test)]

@@ -128,7 +128,10 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, S
         "push" => {
             let push: PushEvent =
                 serde_json::from_slice(body).map_err(|e| format!("push payload: {e}"))?;
-            let full_name = push.repository.and_then(|r| r.full_name).unwrap_or_default();
+            let full_name = push
+                .repository
+                .and_then(|r| r.full_name)
+                .unwrap_or_default();
             let Some(repo) = config.repository_for_github(&full_name) else {
                 return ignore(format!("repository `{full_name}` is not configured"));
             };
@@ -202,7 +205,11 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 /// The axum handler.
-pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(secret) = state.webhook_secret.as_ref() else {
         return reply(
             StatusCode::NOT_FOUND,
@@ -220,7 +227,8 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
             json!({"error": "missing or invalid X-Hub-Signature-256"}),
         );
     }
-    let Some(delivery_id) = header("x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 200) else {
+    let Some(delivery_id) = header("x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 200)
+    else {
         return reply(
             StatusCode::BAD_REQUEST,
             json!({"error": "X-GitHub-Delivery header is required"}),
@@ -271,15 +279,22 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     match state.writer.submit(intake).await {
         Ok(IntakeOutcome::Enqueued(jobs)) => {
             tracing::info!(delivery = %delivery.id, event = %event, ?jobs, "webhook enqueued");
-            reply(StatusCode::ACCEPTED, json!({"delivery": delivery.id, "jobs": jobs}))
+            reply(
+                StatusCode::ACCEPTED,
+                json!({"delivery": delivery.id, "jobs": jobs}),
+            )
         }
         Ok(IntakeOutcome::Duplicate) => {
             tracing::info!(delivery = %delivery.id, "webhook redelivery: already stored, nothing to do");
-            reply(StatusCode::OK, json!({"delivery": delivery.id, "duplicate": true}))
+            reply(
+                StatusCode::OK,
+                json!({"delivery": delivery.id, "duplicate": true}),
+            )
         }
-        Ok(IntakeOutcome::Recorded) => {
-            reply(StatusCode::OK, json!({"delivery": delivery.id, "ignored": true}))
-        }
+        Ok(IntakeOutcome::Recorded) => reply(
+            StatusCode::OK,
+            json!({"delivery": delivery.id, "ignored": true}),
+        ),
         Err(e) => {
             tracing::error!(delivery = %delivery.id, error = %e, "could not store delivery");
             reply(
@@ -295,7 +310,10 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/github-webhooks");
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/github-webhooks"
+    );
 
     fn fixture(path: &str) -> Option<serde_json::Value> {
         let text = std::fs::read_to_string(Path::new(FIXTURES).join(path)).ok()?;
@@ -331,7 +349,11 @@ path = "app"
         assert!(!signature_is_valid(&secret, b"Hello, World?", Some(good)));
         assert!(!signature_is_valid(&secret, body, None));
         assert!(!signature_is_valid(&secret, body, Some("sha1=abc")));
-        assert!(!signature_is_valid(&Secret::new("old secret"), body, Some(good)));
+        assert!(!signature_is_valid(
+            &Secret::new("old secret"),
+            body,
+            Some(good)
+        ));
     }
 
     #[test]
@@ -344,9 +366,13 @@ path = "app"
         let decide = |event: &str, v: &serde_json::Value| {
             classify(&c, event, &serde_json::to_vec(v).unwrap()).unwrap()
         };
-        assert!(matches!(decide("pull_request", &closed), Decision::Ignore(r) if r.contains("without being merged")));
+        assert!(
+            matches!(decide("pull_request", &closed), Decision::Ignore(r) if r.contains("without being merged"))
+        );
         closed["pull_request"]["merged"] = true.into();
-        assert!(matches!(decide("pull_request", &closed), Decision::Ignore(r) if r.contains("`master`")));
+        assert!(
+            matches!(decide("pull_request", &closed), Decision::Ignore(r) if r.contains("`master`"))
+        );
         closed["pull_request"]["base"]["ref"] = "main".into();
         closed["pull_request"]["merge_commit_sha"] = "a".repeat(40).into();
         closed["pull_request"]["merged_by"] = serde_json::json!({"login": "mona"});
@@ -362,16 +388,29 @@ path = "app"
             }
         );
         let opened = fixture("pull_request/opened.payload.json").unwrap();
-        assert!(matches!(decide("pull_request", &opened), Decision::Ignore(_)));
+        assert!(matches!(
+            decide("pull_request", &opened),
+            Decision::Ignore(_)
+        ));
         let mut push = fixture("push/payload.json").unwrap();
         assert!(matches!(decide("push", &push), Decision::Ignore(r) if r.contains("refs/tags")));
         push["ref"] = "refs/heads/main".into();
         push["deleted"] = false.into();
         push["after"] = "b".repeat(40).into();
-        assert!(matches!(decide("push", &push), Decision::Deploy { commit_sha, .. } if commit_sha == "b".repeat(40)));
+        assert!(
+            matches!(decide("push", &push), Decision::Deploy { commit_sha, .. } if commit_sha == "b".repeat(40))
+        );
         let ping = fixture("ping/payload.json").unwrap();
         assert_eq!(decide("ping", &ping), Decision::Ping);
-        assert!(matches!(decide("workflow_job", &ping), Decision::Ignore(r) if r.contains("not handled")));
-        assert!(matches!(decide("pull_request", &serde_json::json!({"action": "some_future_action"})), Decision::Ignore(_)));
+        assert!(
+            matches!(decide("workflow_job", &ping), Decision::Ignore(r) if r.contains("not handled"))
+        );
+        assert!(matches!(
+            decide(
+                "pull_request",
+                &serde_json::json!({"action": "some_future_action"})
+            ),
+            Decision::Ignore(_)
+        ));
     }
 }

@@ -41,8 +41,8 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use ed25519_dalek::{Signature, Signer as _, Verifier as _};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// Environment variable holding the full commit SHA that was applied.
 pub const ENV_COMMIT_SHA: &str = "SLIPWAY_COMMIT_SHA";
@@ -84,15 +84,14 @@ pub enum ProvenanceError {
     Missing(&'static str),
     /// A variable or field holds something that cannot be parsed.
     #[error("{field} is invalid: {reason}")]
-    Invalid {
-        field: &'static str,
-        reason: String,
-    },
+    Invalid { field: &'static str, reason: String },
     /// No signature was present where one is required.
     #[error("provenance is not signed ({ENV_SIGNATURE} is not set)")]
     Unsigned,
     /// The signature does not match the record and key.
-    #[error("provenance signature does not verify: the record was altered or signed by another key")]
+    #[error(
+        "provenance signature does not verify: the record was altered or signed by another key"
+    )]
     BadSignature,
     /// A key could not be read or decoded. The message never contains key material.
     #[error("{0}")]
@@ -150,9 +149,7 @@ impl FromStr for Trigger {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| ProvenanceError::Invalid {
                 field: "trigger",
-                reason: format!(
-                    "`{s}` is not one of webhook, poll, manual, api, terraform-apply"
-                ),
+                reason: format!("`{s}` is not one of webhook, poll, manual, api, terraform-apply"),
             })
     }
 }
@@ -489,7 +486,10 @@ mod tests {
         bad.insert(ENV_TRIGGER, "cron".into());
         assert!(matches!(
             Provenance::from_lookup(|k| bad.get(k).cloned()),
-            Err(ProvenanceError::Invalid { field: "trigger", .. })
+            Err(ProvenanceError::Invalid {
+                field: "trigger",
+                ..
+            })
         ));
     }
 
@@ -509,7 +509,10 @@ mod tests {
     #[test]
     fn trigger_names_are_stable() {
         let names: Vec<_> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
-        assert_eq!(names, ["webhook", "poll", "manual", "api", "terraform-apply"]);
+        assert_eq!(
+            names,
+            ["webhook", "poll", "manual", "api", "terraform-apply"]
+        );
         for t in Trigger::ALL {
             assert_eq!(t.as_str().parse::<Trigger>().unwrap(), t);
         }

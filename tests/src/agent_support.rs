@@ -102,8 +102,19 @@ impl Origin {
         let clone = dir.join("clone");
         let state = dir.join("state").join("terraform.tfstate");
         std::fs::create_dir_all(state.parent().unwrap()).unwrap();
-        git(dir, &["init", "--bare", "--initial-branch=main", origin.to_str().unwrap()]);
-        git(dir, &["clone", origin.to_str().unwrap(), clone.to_str().unwrap()]);
+        git(
+            dir,
+            &[
+                "init",
+                "--bare",
+                "--initial-branch=main",
+                origin.to_str().unwrap(),
+            ],
+        );
+        git(
+            dir,
+            &["clone", origin.to_str().unwrap(), clone.to_str().unwrap()],
+        );
         git(&clone, &["checkout", "-B", "main"]);
         let o = Origin {
             origin,
@@ -153,11 +164,21 @@ output "release" {{
             self.write(path, content);
         }
         git(&self.clone, &["add", "-A"]);
-        git(&self.clone, &["commit", "-q", "-m", &format!("change on {name}")]);
+        git(
+            &self.clone,
+            &["commit", "-q", "-m", &format!("change on {name}")],
+        );
         git(&self.clone, &["checkout", "-q", "main"]);
         git(
             &self.clone,
-            &["merge", "-q", "--no-ff", "-m", &format!("Merge pull request from {name}"), name],
+            &[
+                "merge",
+                "-q",
+                "--no-ff",
+                "-m",
+                &format!("Merge pull request from {name}"),
+                name,
+            ],
         );
         git(&self.clone, &["push", "-q", "origin", "main"]);
         git(&self.clone, &["rev-parse", "HEAD"])
@@ -211,7 +232,8 @@ pub fn merged_pull_request(number: u64, merge_commit_sha: &str, merged_by: &str)
     p["pull_request"]["merged"] = true.into();
     p["pull_request"]["merge_commit_sha"] = merge_commit_sha.into();
     p["pull_request"]["base"]["ref"] = "main".into();
-    p["pull_request"]["merged_by"] = serde_json::json!({"login": merged_by, "id": 1, "type": "User"});
+    p["pull_request"]["merged_by"] =
+        serde_json::json!({"login": merged_by, "id": 1, "type": "User"});
     serde_json::to_vec(&p).unwrap()
 }
 
@@ -230,9 +252,17 @@ pub struct Response {
 }
 
 /// One HTTP request over a fresh connection (`Connection: close`).
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to the agent");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -251,7 +281,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Response { status, body }
 }
 
@@ -262,7 +295,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -292,13 +328,22 @@ pub struct AgentOptions {
 impl Agent {
     /// Writes a key pair (with `slipway-agent keygen`), a `terraform` wrapper and a
     /// configuration for `origin`'s `infra` root.
-    pub fn new(dir: &Path, origin: &Origin, terraform: &TerraformBinary, options: AgentOptions) -> Agent {
+    pub fn new(
+        dir: &Path,
+        origin: &Origin,
+        terraform: &TerraformBinary,
+        options: AgentOptions,
+    ) -> Agent {
         let keys = dir.join("keys");
         let out = Command::new(agent_binary())
             .args(["keygen", "--out", keys.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let data_dir = dir.join("data");
         let provenance_log = dir.join("provenance.log");
         let hold_file = dir.join("hold-apply");
@@ -424,10 +469,15 @@ path = "infra"
                     panic!("agent exited with {status}: {}", self.log_text());
                 }
             }
-            std::fs::read_to_string(&addr_file).ok()?.trim().parse().ok()
+            std::fs::read_to_string(&addr_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         });
         wait_for("/healthz", Duration::from_secs(30), || {
-            let ok = TcpStream::connect(addr).is_ok() && http(addr, "GET", "/healthz", &[], b"").status == 200;
+            let ok = TcpStream::connect(addr).is_ok()
+                && http(addr, "GET", "/healthz", &[], b"").status == 200;
             ok.then_some(())
         });
         addr
@@ -448,7 +498,10 @@ path = "infra"
 
     /// Runs a CLI subcommand against this agent's configuration.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        self.command().args(args).output().expect("run slipway-agent")
+        self.command()
+            .args(args)
+            .output()
+            .expect("run slipway-agent")
     }
 
     /// The audit log, via `slipway-agent audit export --json`.
@@ -457,12 +510,20 @@ path = "infra"
             return Vec::new();
         }
         let out = self.cli(&["audit", "export", "--json"]);
-        assert!(out.status.success(), "audit export: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "audit export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("audit export is JSON")
     }
 
     /// Waits until the audit log has a record matching `pred`, and returns it.
-    pub fn wait_for_record(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for_record(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             let log = self.audit();
@@ -484,7 +545,11 @@ path = "infra"
     pub fn counts(&self, addr: SocketAddr) -> (i64, i64, i64) {
         let r = http(addr, "GET", "/healthz", &[], b"");
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        (v["queued"].as_i64().unwrap(), v["running"].as_i64().unwrap(), v["done"].as_i64().unwrap())
+        (
+            v["queued"].as_i64().unwrap(),
+            v["running"].as_i64().unwrap(),
+            v["done"].as_i64().unwrap(),
+        )
     }
 }
 
@@ -498,7 +563,13 @@ impl Drop for Agent {
 }
 
 /// Sends a webhook delivery signed with `secret` (no signature header when `None`).
-pub fn deliver(addr: SocketAddr, event: &str, delivery: &str, body: &[u8], secret: Option<&str>) -> Response {
+pub fn deliver(
+    addr: SocketAddr,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    secret: Option<&str>,
+) -> Response {
     let sig = secret.map(|s| signature(s, body));
     let mut headers = vec![
         ("X-GitHub-Event", event),

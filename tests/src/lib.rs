@@ -2,5 +2,5 @@
 //! machine, pointing it at locally built providers with `dev_overrides`, and running it
 //! as a user would.
 
-pub mod terraform;
 pub mod agent_support;
+pub mod terraform;

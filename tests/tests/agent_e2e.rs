@@ -44,7 +44,13 @@ fn a_merge_is_applied_with_its_sha_in_the_audit_and_tampering_is_named() {
 
     let sha = origin.merge_release("feature-1", "v1");
     let body = merged_pull_request(7, &sha, "octocat");
-    let r = deliver(addr, "pull_request", "delivery-merge-1", &body, Some(WEBHOOK_SECRET));
+    let r = deliver(
+        addr,
+        "pull_request",
+        "delivery-merge-1",
+        &body,
+        Some(WEBHOOK_SECRET),
+    );
     assert_eq!(r.status, 202, "{}", r.body);
 
     let record = agent.wait_for_record("the merge to be applied", |r| {
@@ -60,11 +66,20 @@ fn a_merge_is_applied_with_its_sha_in_the_audit_and_tampering_is_named() {
     assert_eq!(record["author"], "Mona Lisa <mona@example.com>");
     assert_eq!(record["terraform_version"], tf.version.as_str());
     assert_eq!(record["plan_summary"]["add"], 1);
-    assert_eq!(record["plan_summary"]["to_add"][0], "terraform_data.release");
-    assert!(record["covered_commits"].as_array().unwrap().contains(&Value::from(sha.as_str())));
+    assert_eq!(
+        record["plan_summary"]["to_add"][0],
+        "terraform_data.release"
+    );
+    assert!(record["covered_commits"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(sha.as_str())));
     for t in ["started_at", "ended_at"] {
         let s = record[t].as_str().unwrap();
-        assert!(s.ends_with('Z') && s.len() == 24, "{t} = {s}: UTC with milliseconds");
+        assert!(
+            s.ends_with('Z') && s.len() == 24,
+            "{t} = {s}: UTC with milliseconds"
+        );
     }
     // Terraform really applied the merge commit's configuration.
     assert_eq!(origin.release_state().unwrap()["input"]["value"], "v1");
@@ -81,10 +96,16 @@ fn a_merge_is_applied_with_its_sha_in_the_audit_and_tampering_is_named() {
     assert_eq!(vars["SLIPWAY_PULL_REQUEST"], "7");
     assert_eq!(vars["SLIPWAY_ACTOR"], "octocat");
     assert_eq!(vars["SLIPWAY_TRIGGER"], "webhook");
-    let signed = slipway_provenance::SignedProvenance::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let signed =
+        slipway_provenance::SignedProvenance::from_lookup(|k| vars.get(k).cloned()).unwrap();
     let public = slipway_provenance::load_verifying_key(&agent.public_key).unwrap();
-    signed.verify(&public).expect("provenance signature verifies with the agent's public key");
-    assert!(env.lines().any(|l| l == "0"), "the webhook secret's variable reached terraform:\n{env}");
+    signed
+        .verify(&public)
+        .expect("provenance signature verifies with the agent's public key");
+    assert!(
+        env.lines().any(|l| l == "0"),
+        "the webhook secret's variable reached terraform:\n{env}"
+    );
     assert!(!agent.log_text().contains(WEBHOOK_SECRET));
 
     let (ok, text) = verify(&agent);
@@ -95,13 +116,19 @@ fn a_merge_is_applied_with_its_sha_in_the_audit_and_tampering_is_named() {
     let seq = record["seq"].as_i64().unwrap();
     let conn = rusqlite::Connection::open(agent.data_dir.join("slipway.db")).unwrap();
     let changed = conn
-        .execute("UPDATE audit SET merged_by = 'mallory' WHERE seq = ?1", [seq])
+        .execute(
+            "UPDATE audit SET merged_by = 'mallory' WHERE seq = ?1",
+            [seq],
+        )
         .unwrap();
     assert_eq!(changed, 1);
     drop(conn);
     let (ok, text) = verify(&agent);
     assert!(!ok, "verify passed after a row was edited: {text}");
-    assert!(text.contains(&format!("record {seq}:")), "verify did not name record {seq}: {text}");
+    assert!(
+        text.contains(&format!("record {seq}:")),
+        "verify did not name record {seq}: {text}"
+    );
 }
 
 #[test]
@@ -128,9 +155,19 @@ fn bad_signatures_redeliveries_and_unmerged_pull_requests_run_nothing() {
         &body,
     );
     assert_eq!(r.status, 401, "forged: {}", r.body);
-    assert_eq!(deliver(addr, "pull_request", "unsigned", &body, None).status, 401);
     assert_eq!(
-        deliver(addr, "pull_request", "stale", &body, Some("last-years-secret")).status,
+        deliver(addr, "pull_request", "unsigned", &body, None).status,
+        401
+    );
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "stale",
+            &body,
+            Some("last-years-secret")
+        )
+        .status,
         401
     );
     // A body altered after signing.
@@ -149,22 +186,49 @@ fn bad_signatures_redeliveries_and_unmerged_pull_requests_run_nothing() {
         &tampered,
     );
     assert_eq!(r.status, 401);
-    assert_eq!(agent.counts(addr), (0, 0, 0), "a refused delivery stored a job");
+    assert_eq!(
+        agent.counts(addr),
+        (0, 0, 0),
+        "a refused delivery stored a job"
+    );
 
     // GitHub's own closed-but-not-merged payload, correctly signed: acknowledged,
     // ignored, nothing queued.
     let mut closed = fixture("pull_request/closed.payload.json");
     closed["pull_request"]["base"]["ref"] = "main".into();
     let closed = serde_json::to_vec(&closed).unwrap();
-    let r = deliver(addr, "pull_request", "closed-unmerged", &closed, Some(WEBHOOK_SECRET));
+    let r = deliver(
+        addr,
+        "pull_request",
+        "closed-unmerged",
+        &closed,
+        Some(WEBHOOK_SECRET),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("ignored"), "{}", r.body);
     // A ping, and an event octocrab has no model for, are acknowledged too.
     let ping = serde_json::to_vec(&fixture("ping/payload.json")).unwrap();
-    assert_eq!(deliver(addr, "ping", "ping-1", &ping, Some(WEBHOOK_SECRET)).status, 200);
+    assert_eq!(
+        deliver(addr, "ping", "ping-1", &ping, Some(WEBHOOK_SECRET)).status,
+        200
+    );
     let future = br#"{"action":"teleported","repository":{"full_name":"Codertocat/Hello-World"}}"#;
-    assert_eq!(deliver(addr, "merge_queue_v9", "future-1", future, Some(WEBHOOK_SECRET)).status, 200);
-    assert_eq!(agent.counts(addr), (0, 0, 0), "an ignored delivery stored a job");
+    assert_eq!(
+        deliver(
+            addr,
+            "merge_queue_v9",
+            "future-1",
+            future,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        agent.counts(addr),
+        (0, 0, 0),
+        "an ignored delivery stored a job"
+    );
 
     // The real merge, then its redelivery (same X-GitHub-Delivery id).
     let r = deliver(addr, "pull_request", "merge-8", &body, Some(WEBHOOK_SECRET));
@@ -182,7 +246,11 @@ fn bad_signatures_redeliveries_and_unmerged_pull_requests_run_nothing() {
     let log = agent.audit();
     assert_eq!(log.len(), 1, "exactly one record: {log:#?}");
     let applies = std::fs::read_to_string(&agent.provenance_log).unwrap();
-    assert_eq!(applies.matches("--- apply").count(), 1, "terraform apply ran more than once");
+    assert_eq!(
+        applies.matches("--- apply").count(),
+        1,
+        "terraform apply ran more than once"
+    );
     let (ok, text) = verify(&agent);
     assert!(ok, "{text}");
 }
@@ -205,7 +273,13 @@ fn a_burst_of_twenty_merges_ends_with_the_last_deployed_and_every_commit_audited
     order.swap(18, 19);
     for i in order {
         let body = merged_pull_request(100 + i as u64, &shas[i], "octocat");
-        let r = deliver(addr, "pull_request", &format!("burst-{i}"), &body, Some(WEBHOOK_SECRET));
+        let r = deliver(
+            addr,
+            "pull_request",
+            &format!("burst-{i}"),
+            &body,
+            Some(WEBHOOK_SECRET),
+        );
         assert_eq!(r.status, 202, "{}", r.body);
     }
     let last = shas.last().unwrap().clone();
@@ -224,7 +298,10 @@ fn a_burst_of_twenty_merges_ends_with_the_last_deployed_and_every_commit_audited
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     for (i, sha) in shas.iter().enumerate() {
-        assert!(covered.contains(sha), "merge {i} ({sha}) is missing from the audit: {log:#?}");
+        assert!(
+            covered.contains(sha),
+            "merge {i} ({sha}) is missing from the audit: {log:#?}"
+        );
     }
     // Applied in order: each successful apply's commit descends from the previous one.
     let applied: Vec<&str> = log
@@ -234,7 +311,10 @@ fn a_burst_of_twenty_merges_ends_with_the_last_deployed_and_every_commit_audited
         .collect();
     assert!(!applied.is_empty());
     for pair in applied.windows(2) {
-        assert!(origin.is_ancestor(pair[0], pair[1]), "applied out of order: {applied:?}");
+        assert!(
+            origin.is_ancestor(pair[0], pair[1]),
+            "applied out of order: {applied:?}"
+        );
     }
     assert_eq!(*applied.last().unwrap(), last.as_str());
     assert!(log.iter().all(|r| outcome(r) != "failed"), "{log:#?}");
@@ -256,19 +336,29 @@ fn sigkill_during_apply_then_restart_applies_the_merge_exactly_once() {
     let addr = agent.start();
     let sha = origin.merge_release("feature-1", "v1");
     let body = merged_pull_request(9, &sha, "octocat");
-    assert_eq!(deliver(addr, "pull_request", "merge-9", &body, Some(WEBHOOK_SECRET)).status, 202);
+    assert_eq!(
+        deliver(addr, "pull_request", "merge-9", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
 
-    wait_for("terraform apply to finish under the agent", Duration::from_secs(240), || {
-        agent.applied_marker.exists().then_some(())
-    });
+    wait_for(
+        "terraform apply to finish under the agent",
+        Duration::from_secs(240),
+        || agent.applied_marker.exists().then_some(()),
+    );
     let applied = origin.release_state().expect("state after the first apply");
     assert_eq!(applied["input"]["value"], "v1");
     agent.kill9();
     // The orphaned wrapper would otherwise hold on; the state lock is already free.
     let pid = std::fs::read_to_string(&agent.wrapper_pid).unwrap();
-    let _ = std::process::Command::new("kill").args(["-9", pid.trim()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status();
     std::fs::remove_file(&agent.hold_file).unwrap();
-    assert!(agent.audit().is_empty(), "nothing was recorded before the kill");
+    assert!(
+        agent.audit().is_empty(),
+        "nothing was recorded before the kill"
+    );
 
     agent.start();
     let done = agent.wait_for_record("the interrupted job to run again", |r| {
@@ -282,9 +372,20 @@ fn sigkill_during_apply_then_restart_applies_the_merge_exactly_once() {
     // The re-run planned against the state the killed apply left: nothing to do, so the
     // resource was created once and kept its identity.
     let summary = &done["plan_summary"];
-    assert_eq!((summary["add"].as_u64(), summary["change"].as_u64(), summary["destroy"].as_u64()), (Some(0), Some(0), Some(0)), "{done:#?}");
+    assert_eq!(
+        (
+            summary["add"].as_u64(),
+            summary["change"].as_u64(),
+            summary["destroy"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{done:#?}"
+    );
     let after = origin.release_state().unwrap();
-    assert_eq!(after["id"], applied["id"], "terraform_data.release was recreated");
+    assert_eq!(
+        after["id"], applied["id"],
+        "terraform_data.release was recreated"
+    );
     let (ok, text) = verify(&agent);
     assert!(ok, "{text}");
 }
@@ -325,25 +426,49 @@ fn manual_deploy_and_the_api_queue_jobs_and_bad_config_names_the_key() {
     // `slipway-agent deploy` with no commit deploys the branch tip.
     let tip = origin.merge_release("feature-1", "v1");
     let out = agent.cli(&["deploy", "--repository", "hello", "--actor", "alice"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let record = agent.wait_for_record("the manual deploy", |r| r["commit_sha"] == tip.as_str() && outcome(r) == "succeeded");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = agent.wait_for_record("the manual deploy", |r| {
+        r["commit_sha"] == tip.as_str() && outcome(r) == "succeeded"
+    });
     assert_eq!(record["trigger"], "manual");
     assert_eq!(record["merged_by"], "alice");
 
     // The API needs its token.
     let sha = origin.merge_release("feature-2", "v2");
     let body = format!(r#"{{"repository":"hello","commit":"{sha}","actor":"bob"}}"#);
-    let r = http(addr, "POST", "/api/v1/deploy", &[("Authorization", "Bearer wrong")], body.as_bytes());
+    let r = http(
+        addr,
+        "POST",
+        "/api/v1/deploy",
+        &[("Authorization", "Bearer wrong")],
+        body.as_bytes(),
+    );
     assert_eq!(r.status, 401);
     let auth = format!("Bearer {API_TOKEN}");
-    let r = http(addr, "POST", "/api/v1/deploy", &[("Authorization", &auth)], body.as_bytes());
+    let r = http(
+        addr,
+        "POST",
+        "/api/v1/deploy",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    );
     assert_eq!(r.status, 202, "{}", r.body);
-    let record = agent.wait_for_record("the API deploy", |r| r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded");
+    let record = agent.wait_for_record("the API deploy", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
     assert_eq!(record["trigger"], "api");
 
     // An unknown key fails at start, naming it.
     let text = std::fs::read_to_string(&agent.config).unwrap();
-    std::fs::write(&agent.config, text.replace("path = \"infra\"", "path = \"../outside\"")).unwrap();
+    std::fs::write(
+        &agent.config,
+        text.replace("path = \"infra\"", "path = \"../outside\""),
+    )
+    .unwrap();
     let out = agent.cli(&["check-config"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
