@@ -29,6 +29,12 @@ resource "tfplugdemo_server" "web" {{
     {{ port = {port} }},
     {{ port = 53, protocol = "udp" }},
   ]
+  settings = {{ debug = true }}
+  aliases  = {{ www = {{ target = "web" }} }}
+  label {{
+    key   = "tier"
+    value = "frontend"
+  }}
 }}
 
 data "tfplugdemo_server" "web" {{
@@ -95,6 +101,20 @@ fn lifecycle(tf: &TerraformBinary) {
     assert_eq!(web["ports"][1]["protocol"], "udp");
     assert_eq!(web["revision"], 1);
     assert_eq!(web["password"], "hunter2");
+    assert_eq!(
+        web["settings"]["region"], "eu-west",
+        "default inside a single nested attribute"
+    );
+    assert_eq!(web["settings"]["debug"], true);
+    assert_eq!(
+        web["aliases"]["www"]["target"], "web",
+        "map nested attribute"
+    );
+    assert_eq!(web["label"][0]["key"], "tier", "set nested block");
+    assert_eq!(
+        resources["data.tfplugdemo_server.web"]["label"],
+        web["label"]
+    );
     assert_eq!(resources["data.tfplugdemo_server.web"]["size"], 1);
     assert_eq!(stored_objects(&store), vec![format!("{first_id}.json")]);
 

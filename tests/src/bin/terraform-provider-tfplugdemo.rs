@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
-use tfplug::schema::{Attribute, Block, Nesting, Schema};
+use tfplug::schema::{Attribute, Block, NestedBlock, Nesting, Schema};
 use tfplug::{
     async_trait, validator, AnyDataSource, AnyResource, Context, DataSource, Diagnostic,
-    Diagnostics, Provider, Resource,
+    Diagnostics, Provider, Resource, Type,
 };
 
 fn main() -> ExitCode {
@@ -89,6 +89,23 @@ struct Port {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Settings {
+    region: Option<String>,
+    debug: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Alias {
+    target: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Label {
+    key: String,
+    value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Server {
     id: Option<String>,
     name: String,
@@ -96,6 +113,13 @@ struct Server {
     password: Option<String>,
     tags: Option<BTreeMap<String, String>>,
     ports: Option<Vec<Port>>,
+    /// A single nested attribute with a default inside.
+    settings: Option<Settings>,
+    /// A map of nested objects (resource only; see the data source's schema).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aliases: Option<BTreeMap<String, Alias>>,
+    /// A nested block, as a set: Terraform sends an absent block as an empty set.
+    label: Option<Vec<Label>>,
     /// Changes with every write: a computed attribute that is unknown in plans.
     revision: Option<i64>,
 }
@@ -162,6 +186,31 @@ fn server_block(for_data_source: bool) -> Block {
                 )
                 .computed(),
             )
+            .attribute(
+                Attribute::nested(
+                    "settings",
+                    Nesting::Single,
+                    vec![
+                        Attribute::string("region").computed(),
+                        Attribute::bool("debug").computed(),
+                    ],
+                )
+                .computed(),
+            )
+            // Terraform 1.0's plan renderer crashes on unknown map- or set-nested
+            // attributes (a data source read during apply is all unknown), so the
+            // data source leaves out `aliases` and types `label` as a plain set of
+            // objects, which holds the same values.
+            .attribute(
+                Attribute::new(
+                    "label",
+                    Type::set(Type::object([
+                        ("key", Type::String),
+                        ("value", Type::String),
+                    ])),
+                )
+                .computed(),
+            )
             .attribute(Attribute::number("revision").computed());
     }
     Block::new()
@@ -199,6 +248,34 @@ fn server_block(for_data_source: bool) -> Block {
             )
             .optional(),
         )
+        .attribute(
+            Attribute::nested(
+                "settings",
+                Nesting::Single,
+                vec![
+                    Attribute::string("region").default("eu-west"),
+                    Attribute::bool("debug").optional(),
+                ],
+            )
+            .optional(),
+        )
+        .attribute(
+            Attribute::nested(
+                "aliases",
+                Nesting::Map,
+                vec![Attribute::string("target")
+                    .required()
+                    .validator(validator::dns_label())],
+            )
+            .optional(),
+        )
+        .block(NestedBlock::new(
+            "label",
+            Nesting::Set,
+            Block::new()
+                .attribute(Attribute::string("key").required())
+                .attribute(Attribute::string("value").optional()),
+        ))
         .attribute(
             Attribute::number("revision")
                 .computed()
@@ -311,6 +388,10 @@ impl DataSource for ServerLookup {
             .all()?
             .into_iter()
             .find(|s| s.name == config.name)
+            .map(|found| Server {
+                aliases: None,
+                ..found
+            })
             .ok_or_else(|| {
                 Diagnostic::error(
                     "Not found",
