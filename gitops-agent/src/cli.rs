@@ -194,6 +194,12 @@ fn audit_command(
             match audit::get(conn, seq)? {
                 Some(record) => {
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
+                    if let Some(job) = record.record.job_id {
+                        let log = crate::runner::output_log(config, job);
+                        if log.exists() {
+                            writeln!(stdout, "terraform output (redacted): {}", log.display())?;
+                        }
+                    }
                     Ok(0)
                 }
                 None => {

@@ -42,24 +42,60 @@ fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
 
 static BUILD: Mutex<bool> = Mutex::new(false);
 
-/// The `slipway-agent` binary beside the test executable, built first if
-/// `cargo test -p slipway-tests` did not build it (`cargo test --workspace` does).
+/// The newest modification time among the agent's sources.
+fn newest_source() -> Option<std::time::SystemTime> {
+    fn walk(path: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(modified) = meta.modified() {
+            *newest = Some(newest.map_or(modified, |n| n.max(modified)));
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest = None;
+    for p in [
+        "gitops-agent/src",
+        "gitops-agent/Cargo.toml",
+        "provenance/src",
+        "provenance/Cargo.toml",
+    ] {
+        walk(&root.join(p), &mut newest);
+    }
+    newest
+}
+
+/// The `slipway-agent` binary beside the test executable. `cargo test --workspace`
+/// builds it first; under `cargo test -p slipway-tests` it is built here when it is
+/// missing or older than the agent's sources.
 pub fn agent_binary() -> PathBuf {
     let path = crate::terraform::binaries_dir().join("slipway-agent");
-    let mut built = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
-        let target_dir = crate::terraform::binaries_dir()
-            .parent()
-            .expect("target dir")
-            .to_path_buf();
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-p", "slipway-agent", "--bin", "slipway-agent"])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p slipway-agent");
-        assert!(status.success(), "cargo build -p slipway-agent failed");
-        *built = true;
+    let mut checked = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !*checked {
+        let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let stale = match (built, newest_source()) {
+            (Some(built), Some(source)) => source > built,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if stale {
+            let target_dir = crate::terraform::binaries_dir()
+                .parent()
+                .expect("target dir")
+                .to_path_buf();
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-p", "slipway-agent", "--bin", "slipway-agent"])
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p slipway-agent");
+            assert!(status.success(), "cargo build -p slipway-agent failed");
+        }
+        *checked = true;
     }
     assert!(path.exists(), "{} missing after build", path.display());
     path

@@ -474,3 +474,73 @@ fn manual_deploy_and_the_api_queue_jobs_and_bad_config_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("repository[0].root[0].path"), "{err}");
 }
+
+#[test]
+fn late_deliveries_and_changes_outside_the_root_are_recorded_as_skipped() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let addr = agent.start();
+
+    let first = origin.merge_release("feature-1", "v1");
+    let second = origin.merge_release("feature-2", "v2");
+    let body = merged_pull_request(2, &second, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-second",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    agent.wait_for_record("the second merge", |r| {
+        r["commit_sha"] == second.as_str() && outcome(r) == "succeeded"
+    });
+
+    // The first merge's webhook arrives late: its commit is an ancestor of the one
+    // deployed, so it must not roll the infrastructure back.
+    let body = merged_pull_request(1, &first, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-first-late",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    let late = agent.wait_for_record("the late delivery", |r| r["commit_sha"] == first.as_str());
+    assert_eq!(outcome(&late), "skipped", "{late:#?}");
+    assert!(
+        late["error"].as_str().unwrap().contains("ancestor"),
+        "{late:#?}"
+    );
+
+    // A merge that touches only the README does not run the `infra` root.
+    let docs = origin.merge("docs", &[("README.md", "docs only\n".to_owned())]);
+    let body = merged_pull_request(3, &docs, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-docs", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    let skipped =
+        agent.wait_for_record("the docs-only merge", |r| r["commit_sha"] == docs.as_str());
+    assert_eq!(outcome(&skipped), "skipped", "{skipped:#?}");
+    assert!(skipped["error"]
+        .as_str()
+        .unwrap()
+        .contains("no change under infra"));
+
+    // Terraform applied exactly once, and the state is still the second merge's.
+    let applies = std::fs::read_to_string(&agent.provenance_log).unwrap();
+    assert_eq!(applies.matches("--- apply").count(), 1);
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v2");
+    let (ok, text) = verify(&agent);
+    assert!(ok, "{text}");
+}
