@@ -408,51 +408,66 @@ impl Runner {
             deadline,
         };
 
-        let version = tf.run(&mut log, &["version", "-json"]).await?;
-        out.terraform_version = serde_json::from_str::<serde_json::Value>(&version)
-            .ok()
-            .and_then(|v| v["terraform_version"].as_str().map(str::to_owned));
-        tf.run(&mut log, &["init", "-input=false", "-no-color"])
-            .await?;
-        if let Some(ws) = &root.workspace {
+        // The Terraform version comes from the plan JSON; only when a run fails before
+        // that is `terraform version` asked separately (one process less per job).
+        let steps = async {
+            tf.run(&mut log, &["init", "-input=false", "-no-color"])
+                .await?;
+            if let Some(ws) = &root.workspace {
+                tf.run(
+                    &mut log,
+                    &["workspace", "select", "-or-create=true", "-no-color", ws],
+                )
+                .await?;
+            }
+            let mut plan_args = vec![
+                "plan".to_owned(),
+                "-input=false".to_owned(),
+                "-no-color".to_owned(),
+                "-lock-timeout=300s".to_owned(),
+                "-out=slipway.tfplan".to_owned(),
+            ];
+            if !root.variables.is_empty() {
+                let vars = serde_json::to_vec_pretty(&root.variables).map_err(|e| e.to_string())?;
+                let file = dir.join("slipway-agent.tfvars.json");
+                tokio::fs::write(&file, vars)
+                    .await
+                    .map_err(|e| format!("write variables: {e}"))?;
+                plan_args.push(format!("-var-file={}", file.display()));
+            }
+            let plan_refs: Vec<&str> = plan_args.iter().map(String::as_str).collect();
+            tf.run(&mut log, &plan_refs).await?;
+            let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
+            out.terraform_version = version_of(&shown);
+            out.plan = Some(summarize_plan(&shown)?);
             tf.run(
                 &mut log,
-                &["workspace", "select", "-or-create=true", "-no-color", ws],
+                &[
+                    "apply",
+                    "-input=false",
+                    "-no-color",
+                    "-lock-timeout=300s",
+                    "slipway.tfplan",
+                ],
             )
             .await?;
+            Ok(Outcome::Succeeded)
+        };
+        let result = steps.await;
+        if out.terraform_version.is_none() {
+            if let Ok(text) = tf.run_quiet(&["version", "-json"]).await {
+                out.terraform_version = version_of(&text);
+            }
         }
-        let mut plan_args = vec![
-            "plan".to_owned(),
-            "-input=false".to_owned(),
-            "-no-color".to_owned(),
-            "-lock-timeout=300s".to_owned(),
-            "-out=slipway.tfplan".to_owned(),
-        ];
-        if !root.variables.is_empty() {
-            let vars = serde_json::to_vec_pretty(&root.variables).map_err(|e| e.to_string())?;
-            let file = dir.join("slipway-agent.tfvars.json");
-            tokio::fs::write(&file, vars)
-                .await
-                .map_err(|e| format!("write variables: {e}"))?;
-            plan_args.push(format!("-var-file={}", file.display()));
-        }
-        let plan_refs: Vec<&str> = plan_args.iter().map(String::as_str).collect();
-        tf.run(&mut log, &plan_refs).await?;
-        let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-        out.plan = Some(summarize_plan(&shown)?);
-        tf.run(
-            &mut log,
-            &[
-                "apply",
-                "-input=false",
-                "-no-color",
-                "-lock-timeout=300s",
-                "slipway.tfplan",
-            ],
-        )
-        .await?;
-        Ok(Outcome::Succeeded)
+        result
     }
+}
+
+/// `terraform_version` from `terraform version -json` or `show -json` output.
+fn version_of(json: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v["terraform_version"].as_str().map(str::to_owned))
 }
 
 #[derive(Debug)]
