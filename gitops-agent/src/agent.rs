@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         git_locks: git_locks.clone(),
         slots: Arc::new(Semaphore::new(config.max_parallel)),
         notify,
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     runner.spawn_workers();
 
@@ -149,9 +150,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Terraform must not be killed mid-apply by an orderly stop: let running jobs
+    // finish (each is bounded by job_timeout_secs). A second signal stops at once; the
+    // job is then recorded as interrupted at the next start and runs again.
     tracing::info!(
-        "shutting down; jobs still running are recorded as interrupted at the next start"
+        "stopping: no new jobs; waiting for running jobs to finish (signal again to stop now)"
     );
+    tokio::select! {
+        _ = runner.drain() => tracing::info!("all running jobs finished; stopped"),
+        _ = shutdown_signal() => tracing::warn!("stopped with jobs running; they will be recorded as interrupted and run again at the next start"),
+    }
     Ok(())
 }
 

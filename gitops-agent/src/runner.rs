@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +80,8 @@ pub struct Runner {
     pub git_locks: Arc<GitLocks>,
     pub slots: Arc<Semaphore>,
     pub notify: Arc<Notify>,
+    /// Set on SIGTERM: no new job starts; running ones finish (see [`Runner::drain`]).
+    pub stopping: AtomicBool,
 }
 
 /// What the preparation step decided.
@@ -97,6 +100,14 @@ impl Runner {
 
     fn open_db(&self) -> Result<rusqlite::Connection, DbError> {
         db::open(&self.config.database_path())
+    }
+
+    /// Stops new jobs from starting and waits until every running job has finished
+    /// and been recorded (at most the job timeout).
+    pub async fn drain(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let all = u32::try_from(self.config.max_parallel).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(all).await;
     }
 
     /// Starts one worker task per root.
@@ -154,6 +165,9 @@ impl Runner {
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
 
         let this = self.clone();
         let repo_c = repo.clone();
@@ -207,15 +221,27 @@ impl Runner {
         record.plan_summary = outcome.plan;
         record.error = outcome.error.map(|e| self.redact(&e));
         record.terraform_version = outcome.terraform_version;
-        let this = self.clone();
-        let job_c = job.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            let mut conn = this.open_db()?;
-            queue::finish(&mut conn, &this.key, &job_c, record)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        // The outcome must be recorded: a job left `running` would block nothing but
+        // would be re-run after a restart. Retry until the database takes it.
+        let stored = loop {
+            let this = self.clone();
+            let (job_c, record_c) = (job.clone(), record.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let mut conn = this.open_db()?;
+                queue::finish(&mut conn, &this.key, &job_c, record_c)
+            })
+            .await;
+            match result {
+                Ok(Ok(stored)) => break stored,
+                Ok(Err(e)) => {
+                    tracing::error!(job = job.id, error = %e, "cannot record the job's outcome; retrying in 2 s")
+                }
+                Err(e) => {
+                    tracing::error!(job = job.id, error = %e, "cannot record the job's outcome; retrying in 2 s")
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
         tracing::info!(
             job = job.id,
             outcome = %stored.record.outcome,

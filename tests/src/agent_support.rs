@@ -359,6 +359,16 @@ pub struct Agent {
 /// Options for [`Agent::new`].
 pub struct AgentOptions {
     pub poller: bool,
+    pub job_timeout_secs: u64,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            poller: false,
+            job_timeout_secs: 600,
+        }
+    }
 }
 
 impl Agent {
@@ -424,7 +434,7 @@ exec "{real}" "$@"
                 r#"data_dir = "{data}"
 terraform = "{wrapper}"
 max_parallel = 2
-job_timeout_secs = 600
+job_timeout_secs = {timeout}
 
 [server]
 listen = "127.0.0.1:0"
@@ -450,6 +460,7 @@ path = "infra"
                 data = data_dir.display(),
                 wrapper = wrapper.display(),
                 poller = options.poller,
+                timeout = options.job_timeout_secs,
                 key = keys.join("slipway-agent.key").display(),
                 origin = origin.origin.display(),
             ),
@@ -527,6 +538,27 @@ path = "infra"
         }
     }
 
+    /// SIGTERM, as systemd or Kubernetes would send; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Everything the agent logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -593,7 +625,10 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
         if let Ok(pid) = std::fs::read_to_string(&self.wrapper_pid) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", pid.trim()])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

@@ -39,7 +39,7 @@ fn a_merge_is_applied_with_its_sha_in_the_audit_and_tampering_is_named() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     let addr = agent.start();
 
     let sha = origin.merge_release("feature-1", "v1");
@@ -136,7 +136,7 @@ fn bad_signatures_redeliveries_and_unmerged_pull_requests_run_nothing() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     let addr = agent.start();
     let sha = origin.merge_release("feature-1", "v1");
     let body = merged_pull_request(8, &sha, "octocat");
@@ -260,7 +260,7 @@ fn a_burst_of_twenty_merges_ends_with_the_last_deployed_and_every_commit_audited
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     let addr = agent.start();
 
     let shas: Vec<String> = (1..=20)
@@ -328,7 +328,7 @@ fn sigkill_during_apply_then_restart_applies_the_merge_exactly_once() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     // Hold the apply open after Terraform finished writing state, so the agent is
     // killed after the change was made but before it could record it: the hardest
     // moment for exactly-once.
@@ -395,7 +395,15 @@ fn a_merge_whose_webhook_never_came_is_applied_by_the_poller() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: true });
+    let mut agent = Agent::new(
+        tmp.path(),
+        &origin,
+        &tf,
+        AgentOptions {
+            poller: true,
+            ..AgentOptions::default()
+        },
+    );
     agent.start();
     let initial = origin.is_ancestor("HEAD", "HEAD");
     assert!(initial);
@@ -420,7 +428,7 @@ fn manual_deploy_and_the_api_queue_jobs_and_bad_config_names_the_key() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     let addr = agent.start();
 
     // `slipway-agent deploy` with no commit deploys the branch tip.
@@ -480,7 +488,7 @@ fn late_deliveries_and_changes_outside_the_root_are_recorded_as_skipped() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
-    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions { poller: false });
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     let addr = agent.start();
 
     let first = origin.merge_release("feature-1", "v1");
@@ -541,6 +549,56 @@ fn late_deliveries_and_changes_outside_the_root_are_recorded_as_skipped() {
     let applies = std::fs::read_to_string(&agent.provenance_log).unwrap();
     assert_eq!(applies.matches("--- apply").count(), 1);
     assert_eq!(origin.release_state().unwrap()["input"]["value"], "v2");
+    let (ok, text) = verify(&agent);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn a_job_past_its_timeout_is_stopped_and_sigterm_waits_for_it() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        job_timeout_secs: 3,
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    // The wrapper hangs after `apply` (as a stuck provider would).
+    std::fs::write(&agent.hold_file, "").unwrap();
+    let addr = agent.start();
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(4, &sha, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-slow", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    wait_for("terraform apply to hang", Duration::from_secs(240), || {
+        agent.applied_marker.exists().then_some(())
+    });
+    // An orderly stop while the job runs: the agent stops taking work but waits for
+    // the job, which its timeout ends, and records it before exiting.
+    let status = agent.terminate();
+    assert!(
+        status.success(),
+        "agent exited with {status}: {}",
+        agent.log_text()
+    );
+    let log = agent.audit();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(outcome(&log[0]), "failed");
+    let error = log[0]["error"].as_str().unwrap();
+    assert!(error.contains("timed out after 3 s"), "{error}");
+    // Its output was kept, and the agent's secrets are not in it.
+    let output = std::fs::read_to_string(
+        agent
+            .data_dir
+            .join("jobs")
+            .join(log[0]["job_id"].to_string())
+            .join("output.log"),
+    )
+    .unwrap();
+    assert!(output.contains("terraform plan"), "{output}");
+    assert!(!output.contains(WEBHOOK_SECRET) && !output.contains(API_TOKEN));
     let (ok, text) = verify(&agent);
     assert!(ok, "{text}");
 }
