@@ -214,16 +214,20 @@ impl Cache {
             action: format!("create work tree {}", dir.display()),
             message: e.to_string(),
         })?;
+        let dir = std::path::absolute(dir).map_err(|e| GitError {
+            action: format!("resolve {}", dir.display()),
+            message: e.to_string(),
+        })?;
         let mut builder = CheckoutBuilder::new();
         builder
-            .target_dir(dir)
+            .target_dir(&dir)
             .force()
             .recreate_missing(true)
             .update_index(false);
         self.repo
             .checkout_tree(commit.as_object(), Some(&mut builder))
             .map_err(err(format!("check out {sha}")))?;
-        Ok(dir.to_owned())
+        Ok(dir)
     }
 }
 

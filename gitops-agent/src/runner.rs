@@ -339,44 +339,20 @@ impl Runner {
         let (repo_c, root_c, job_c, work_c) =
             (repo.clone(), root.clone(), job.clone(), work.to_owned());
         let db_path = self.config.database_path();
-        let decision = tokio::task::spawn_blocking(move || -> Result<(String, Result<(), String>), String> {
-            let conn = db::open(&db_path).map_err(|e| e.to_string())?;
-            let last = queue::last_deployed(&conn, &job_c.repository, &job_c.root).map_err(|e| e.to_string())?;
-            with_cache(&config, &locks, &repo_c, |cache| {
-                let author = cache.commit_info(&job_c.commit_sha).map_err(|e| e.to_string())?.author;
-                let mut base = None;
-                if let Some(last) = &last {
-                    if cache.is_ancestor_or_same(&job_c.commit_sha, last).map_err(|e| e.to_string())? {
-                        return Ok((author, Err(format!(
-                            "commit {} is already deployed or an ancestor of the last deployed commit {last}: a late or repeated delivery",
-                            job_c.commit_sha
-                        ))));
-                    }
-                    if cache.has_commit(last) && cache.is_ancestor_or_same(last, &job_c.commit_sha).map_err(|e| e.to_string())? {
-                        base = Some(last.clone());
-                    }
-                }
-                let changed = cache.changed_paths(base.as_deref(), &job_c.commit_sha).map_err(|e| e.to_string())?;
-                if !changed.iter().any(|p| root_c.is_triggered_by(p)) {
-                    return Ok((author, Err(format!(
-                        "no change under {} since {}",
-                        root_c.paths.join(", "),
-                        base.as_deref().unwrap_or("the commit's parent")
-                    ))));
-                }
-                let _ = std::fs::remove_dir_all(&work_c);
-                cache.checkout(&job_c.commit_sha, &work_c).map_err(|e| e.to_string())?;
-                Ok((author, Ok(())))
-            })
+        let (author, decision) = tokio::task::spawn_blocking(move || {
+            decide(&config, &locks, &repo_c, &root_c, &job_c, &db_path, &work_c)
         })
         .await
-        .map_err(|e| e.to_string())??;
-        let (author, go) = decision;
-        out.author = Some(author.clone());
-        if let Err(reason) = go {
-            out.error = Some(reason);
-            return Ok(Outcome::Skipped);
+        .map_err(|e| e.to_string())?;
+        out.author = author.clone();
+        match decision? {
+            Decision::Run => {}
+            Decision::Skip(reason) => {
+                out.error = Some(reason);
+                return Ok(Outcome::Skipped);
+            }
         }
+        let author = author.unwrap_or_default();
 
         let dir = if root.path == "." {
             work.to_owned()
@@ -494,6 +470,68 @@ fn version_of(json: &str) -> Option<String> {
     serde_json::from_str::<serde_json::Value>(json)
         .ok()
         .and_then(|v| v["terraform_version"].as_str().map(str::to_owned))
+}
+
+/// Whether a job runs Terraform.
+enum Decision {
+    Run,
+    Skip(String),
+}
+
+/// In git: the commit's author, and whether to run — skipping a commit that is already
+/// deployed (or an ancestor of the last deployed one) and a commit that changes none of
+/// the root's trigger paths — then, to run, checks the commit out into `work`.
+fn decide(
+    config: &Config,
+    locks: &GitLocks,
+    repo: &Repository,
+    root: &Root,
+    job: &Job,
+    db_path: &Path,
+    work: &Path,
+) -> (Option<String>, Result<Decision, String>) {
+    let mut author = None;
+    let result = (|| {
+        let conn = db::open(db_path).map_err(|e| e.to_string())?;
+        let last =
+            queue::last_deployed(&conn, &job.repository, &job.root).map_err(|e| e.to_string())?;
+        with_cache(config, locks, repo, |cache| {
+            let sha = &job.commit_sha;
+            author = Some(cache.commit_info(sha).map_err(|e| e.to_string())?.author);
+            let mut base = None;
+            if let Some(last) = &last {
+                if cache
+                    .is_ancestor_or_same(sha, last)
+                    .map_err(|e| e.to_string())?
+                {
+                    return Ok(Decision::Skip(format!(
+                        "commit {sha} is already deployed or an ancestor of the last deployed commit {last}: a late or repeated delivery"
+                    )));
+                }
+                if cache.has_commit(last)
+                    && cache
+                        .is_ancestor_or_same(last, sha)
+                        .map_err(|e| e.to_string())?
+                {
+                    base = Some(last.clone());
+                }
+            }
+            let changed = cache
+                .changed_paths(base.as_deref(), sha)
+                .map_err(|e| e.to_string())?;
+            if !changed.iter().any(|p| root.is_triggered_by(p)) {
+                return Ok(Decision::Skip(format!(
+                    "no change under {} since {}",
+                    root.paths.join(", "),
+                    base.as_deref().unwrap_or("the commit's parent")
+                )));
+            }
+            let _ = std::fs::remove_dir_all(work);
+            cache.checkout(sha, work).map_err(|e| e.to_string())?;
+            Ok(Decision::Run)
+        })
+    })();
+    (author, result)
 }
 
 #[derive(Debug)]
