@@ -298,7 +298,7 @@ pub fn parse_number_text(text: &str) -> Option<Number> {
     if !is_decimal_text(text) {
         return None;
     }
-    match Number::parse(text) {
+    match Number::parse_checked_text(text) {
         Some(Number::Float(f)) => {
             let norm = Number::Float(f).to_decimal_string();
             if f64_equals_decimal(f, &norm) {

@@ -173,7 +173,16 @@ pub enum Number {
 
 impl Number {
     /// Parses a decimal number, keeping precision; fails on text that is not a number.
+    ///
+    /// Safe on untrusted text: it is checked to be plain decimal with a bounded exponent
+    /// first, so hostile input can neither overflow nor expand into a huge string.
     pub fn parse(text: &str) -> Option<Number> {
+        crate::codec::parse_number_text(text.trim())
+    }
+
+    /// [`Number::parse`] without the input check; only for text already checked by
+    /// the codec.
+    pub(crate) fn parse_checked_text(text: &str) -> Option<Number> {
         let text = text.trim();
         if let Ok(i) = text.parse::<i64>() {
             return Some(Number::Int(i));
@@ -588,6 +597,9 @@ mod tests {
         assert_eq!(Number::Float(2.0), Number::Int(2));
         assert!(Number::parse("abc").is_none());
         assert!(Number::parse("inf").is_none());
+        // Hostile exponents are refused instead of overflowing or allocating.
+        assert!(Number::parse("0e9223372036854775807").is_none());
+        assert!(Number::parse("1e-999999999").is_none());
     }
 
     #[test]

@@ -347,6 +347,36 @@ fn round_trips_every_kind() {
 }
 
 #[test]
+fn negative_zero_is_zero() {
+    let minus_zero = Value::Number(Number::Float(-0.0));
+    assert_eq!(minus_zero, Value::from(0));
+    assert_eq!(hex(&round_trip(&Type::Number, &minus_zero)), "00");
+}
+
+#[test]
+fn dynamic_sets_encode_the_same_in_any_order() {
+    // The element type is merged from all elements (an empty list says nothing about
+    // its element type), so the order of a set's elements cannot change the type sent.
+    let a = Value::Set(vec![Value::List(vec![]), Value::List(vec![false.into()])]);
+    let b = Value::Set(vec![Value::List(vec![false.into()]), Value::List(vec![])]);
+    let bytes = encode_msgpack(&Type::Dynamic, &a).unwrap();
+    assert_eq!(bytes, encode_msgpack(&Type::Dynamic, &b).unwrap());
+    let type_json = br#"["set",["list","bool"]]"#;
+    assert_eq!(bytes.get(3..3 + type_json.len()), Some(&type_json[..]));
+    assert!(decode_msgpack(&Type::Dynamic, &bytes).unwrap().same_as(&a));
+    // Objects with nulls merge too: list(object({a: string})), not {a: dynamic}.
+    let list = Value::List(vec![
+        Value::object([("a", Value::Null)]),
+        Value::object([("a", "x".into())]),
+    ]);
+    assert_eq!(
+        list.infer_type(),
+        Type::list(Type::object([("a", Type::String)]))
+    );
+    round_trip(&Type::Dynamic, &list);
+}
+
+#[test]
 fn decoded_objects_have_every_attribute() {
     let ty = Type::object([("a", Type::String), ("b", Type::Number)]);
     // {a: "x"} and {} as sent by an encoder that leaves nulls out.
@@ -360,6 +390,38 @@ fn decoded_objects_have_every_attribute() {
         value,
         Value::object([("a", Value::Null), ("b", Value::Null)])
     );
+}
+
+#[test]
+fn keys_in_any_order_but_never_twice() {
+    let ty = Type::object([("a", Type::String), ("b", Type::Number)]);
+    let expected = Value::object([("a", "x".into()), ("b", 1.into())]);
+    assert_eq!(
+        decode_msgpack(&ty, &unhex("82 a1 62 01 a1 61 a1 78")).unwrap(),
+        expected
+    );
+    let err = decode_msgpack(&ty, &unhex("82 a1 61 a1 78 a1 61 a1 79")).unwrap_err();
+    assert!(
+        err.to_string().contains("duplicate attribute \"a\""),
+        "{err}"
+    );
+    let err = decode_msgpack(&ty, &unhex("83 a1 62 01 a1 61 a1 78 a1 62 02")).unwrap_err();
+    assert!(
+        err.to_string().contains("duplicate attribute \"b\""),
+        "{err}"
+    );
+
+    let ty = Type::map(Type::Number);
+    let value = decode_msgpack(&ty, &unhex("82 a1 7a 01 a1 79 02")).unwrap();
+    assert_eq!(
+        value,
+        Value::Map(BTreeMap::from([
+            ("y".to_owned(), 2.into()),
+            ("z".to_owned(), 1.into())
+        ]))
+    );
+    let err = decode_msgpack(&ty, &unhex("82 a1 7a 01 a1 7a 02")).unwrap_err();
+    assert!(err.to_string().contains("duplicate map key \"z\""), "{err}");
 }
 
 // ---------------------------------------------------------------------------------
