@@ -607,6 +607,23 @@ path = "envs/prod"
     }
 
     #[test]
+    fn load_makes_relative_paths_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            MINIMAL.replace("/srv/git/infra.git", "repos/infra"),
+        )
+        .unwrap();
+        let c = Config::load(&dir.path().join("agent.toml")).unwrap();
+        assert!(c.data_dir.is_absolute(), "{}", c.data_dir.display());
+        assert_eq!(c.data_dir, dir.path().join("slipway-data"));
+        assert_eq!(
+            c.repositories[0].url,
+            dir.path().join("repos/infra").to_string_lossy()
+        );
+    }
+
+    #[test]
     fn github_names_come_from_urls() {
         assert_eq!(
             github_full_name("https://github.com/acme/infra.git").as_deref(),
