@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod local;
+
 use serde::{Deserialize, Serialize};
 
 /// An environment's mode. PRODUCTION may be guarded by the provider's policy.

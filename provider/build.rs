@@ -1,0 +1,16 @@
+//! Compiles the local runtime's gRPC API (`proto/slipway_runtime.proto`) with protox (a
+//! pure-Rust protobuf compiler), so that building needs no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let files = ["slipway_runtime.proto"];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
+    }
+    let descriptors = protox::compile(files, [&proto_dir])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

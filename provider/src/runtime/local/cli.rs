@@ -1,0 +1,162 @@
+//! `terraform-provider-slipway runtime …`: a small CLI for people to see what the local
+//! runtime runs, read replica logs, and stop the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use super::client::LocalRuntime;
+use super::home::Home;
+use super::proto as pb;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "terraform-provider-slipway runtime",
+    about = "Inspect and stop Slipway's local runtime daemon"
+)]
+struct Cli {
+    /// The Slipway home directory (default: $SLIPWAY_HOME, else the user's data directory).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Lists applications with their endpoints and replicas.
+    Status,
+    /// Prints the last lines of an application's replica logs (secrets redacted).
+    Logs {
+        /// An application: `environment/name`, a name unique across environments, or an id.
+        application: String,
+        /// How many lines per replica log.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
+    },
+    /// Stops every replica gracefully and stops the daemon. The desired state is kept:
+    /// the next Terraform run starts the daemon again and brings everything back.
+    Stop,
+}
+
+/// Runs the CLI on `args` (without the program name and `runtime`).
+pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let argv = std::iter::once(std::ffi::OsString::from("runtime")).chain(args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let root = match cli.home.map(Ok).unwrap_or_else(Home::default_root) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let home = Home::new(root);
+    let runtime = match LocalRuntime::connect(&home).await {
+        Ok(runtime) => runtime,
+        Err(_) => {
+            println!(
+                "The local runtime daemon is not running (home {}).",
+                home.root().display()
+            );
+            return match cli.command {
+                Command::Stop | Command::Status => ExitCode::SUCCESS,
+                Command::Logs { .. } => ExitCode::FAILURE,
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Status => status(&runtime).await,
+        Command::Logs { application, lines } => logs(&runtime, &application, lines).await,
+        Command::Stop => runtime
+            .shutdown(Duration::from_secs(60))
+            .await
+            .map(|()| println!("The local runtime daemon stopped.")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn phase(p: i32) -> &'static str {
+    match pb::Phase::try_from(p) {
+        Ok(pb::Phase::Running) => "running",
+        Ok(pb::Phase::Progressing) => "progressing",
+        Ok(pb::Phase::Stopped) => "stopped",
+        Ok(pb::Phase::Failed) | Err(_) => "failed",
+    }
+}
+
+async fn status(runtime: &LocalRuntime) -> Result<(), crate::runtime::RuntimeError> {
+    let info = runtime.info().await?;
+    let status = runtime.status().await?;
+    println!(
+        "Local runtime daemon pid {} (version {}), home {}",
+        info.pid, info.version, info.home
+    );
+    println!(
+        "{} environment(s), {} application(s)",
+        status.environments,
+        status.applications.len()
+    );
+    for app in &status.applications {
+        println!(
+            "\n{}/{}  {}  {}/{} ready  (id {}, generation {})",
+            app.environment,
+            app.name,
+            phase(app.phase),
+            app.ready_replicas,
+            app.desired_replicas,
+            app.id,
+            app.generation
+        );
+        for (name, url) in &app.endpoints {
+            println!("  endpoint {name}: {url}");
+        }
+        if let Some(message) = &app.message {
+            println!("  {}", message.replace('\n', "\n  "));
+        }
+        for r in &app.replicas {
+            let ports: Vec<String> = r.ports.iter().map(|(n, p)| format!("{n}={p}")).collect();
+            println!(
+                "  replica {:<8} {:<10} pid {:<8} restarts {:<3} ports {}{}",
+                r.id,
+                r.state,
+                r.pid,
+                r.restarts,
+                ports.join(","),
+                r.last_error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn logs(
+    runtime: &LocalRuntime,
+    application: &str,
+    lines: u32,
+) -> Result<(), crate::runtime::RuntimeError> {
+    for line in runtime.logs(application, lines).await? {
+        println!("[{}] {}", line.replica, line.line);
+    }
+    Ok(())
+}

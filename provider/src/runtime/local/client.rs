@@ -1,0 +1,396 @@
+//! [`LocalRuntime`]: the provider's side of the local runtime, a gRPC client of the
+//! daemon over its Unix socket, which it starts when none answers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::convert;
+use super::home::Home;
+use super::proto as pb;
+use super::proto::local_runtime_client::LocalRuntimeClient;
+use crate::runtime::{
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Runtime, RuntimeError,
+};
+
+/// How long a freshly started daemon may take to answer.
+const SPAWN_WAIT: Duration = Duration::from_secs(20);
+
+/// The longest Unix socket path the kernel takes (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The local runtime, as the provider's resources see it.
+#[derive(Debug, Clone)]
+pub struct LocalRuntime {
+    client: LocalRuntimeClient<Channel>,
+    home: Home,
+}
+
+fn unavailable(home: &Home, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Unavailable(format!(
+        "cannot reach the local runtime daemon at {}: {e}",
+        home.socket().display()
+    ))
+}
+
+impl LocalRuntime {
+    /// Connects to the daemon serving `home`, if one answers. Does not start one.
+    pub async fn connect(home: &Home) -> Result<LocalRuntime, RuntimeError> {
+        let socket = home.socket();
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(RuntimeError::Invalid(format!(
+                "the local runtime's socket path {} is longer than {MAX_SOCKET_PATH} bytes; set a shorter home directory (SLIPWAY_HOME or the provider's `home`)",
+                socket.display()
+            )));
+        }
+        let path = socket.clone();
+        // The URI is required by the API but unused: the connector dials the socket.
+        let channel =
+            Endpoint::from_static("http://local-runtime.invalid")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .map_err(|e| unavailable(home, error_chain(&e)))?;
+        let mut client =
+            LocalRuntimeClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+        client
+            .info(pb::InfoRequest {})
+            .await
+            .map_err(|e| unavailable(home, e.message()))?;
+        Ok(LocalRuntime {
+            client,
+            home: home.clone(),
+        })
+    }
+
+    /// Connects to the daemon, starting it from this very program when none answers:
+    /// the provider binary doubles as the daemon (see [`super::run_from_args`]).
+    pub async fn connect_or_spawn(home: &Home) -> Result<LocalRuntime, RuntimeError> {
+        let program = std::env::current_exe().map_err(|e| {
+            RuntimeError::Other(format!(
+                "cannot find this program to start the local runtime daemon: {e}"
+            ))
+        })?;
+        Self::connect_or_spawn_with(home, &program).await
+    }
+
+    /// Like [`LocalRuntime::connect_or_spawn`], starting `program` (a binary that calls
+    /// [`super::run_from_args`] first thing) as the daemon.
+    pub async fn connect_or_spawn_with(
+        home: &Home,
+        program: &Path,
+    ) -> Result<LocalRuntime, RuntimeError> {
+        if let Ok(runtime) = Self::connect(home).await {
+            return Ok(runtime);
+        }
+        home.create().map_err(|e| {
+            RuntimeError::Other(format!(
+                "cannot create the local runtime's home directory {}: {e}",
+                home.root().display()
+            ))
+        })?;
+        spawn_daemon(home, program)?;
+        let deadline = tokio::time::Instant::now() + SPAWN_WAIT;
+        let mut last;
+        loop {
+            // Two Terraform runs may start a daemon at once: one wins the lock and the
+            // other exits; both clients end up on the winner's socket.
+            match Self::connect(home).await {
+                Ok(runtime) => return Ok(runtime),
+                Err(e @ RuntimeError::Invalid(_)) => return Err(e),
+                Err(e) => last = e.to_string(),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let log = super::logs::tail_file(&home.daemon_log(), 10).join("\n  ");
+                return Err(RuntimeError::Unavailable(format!(
+                    "the local runtime daemon did not answer within {}s ({last}). Last lines of {}:\n  {log}",
+                    SPAWN_WAIT.as_secs(),
+                    home.daemon_log().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Every application with its replicas.
+    pub async fn status(&self) -> Result<pb::StatusResponse, RuntimeError> {
+        Ok(self
+            .client
+            .clone()
+            .status(pb::StatusRequest {})
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner())
+    }
+
+    /// The last `lines` lines of each replica log of an application (by id,
+    /// `environment/name`, or unique name).
+    pub async fn logs(
+        &self,
+        application: &str,
+        lines: u32,
+    ) -> Result<Vec<pb::LogLine>, RuntimeError> {
+        Ok(self
+            .client
+            .clone()
+            .logs(pb::LogsRequest {
+                application: application.to_string(),
+                lines,
+            })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner()
+            .lines)
+    }
+
+    pub async fn info(&self) -> Result<pb::InfoResponse, RuntimeError> {
+        Ok(self
+            .client
+            .clone()
+            .info(pb::InfoRequest {})
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner())
+    }
+
+    /// Asks the daemon to stop every replica and exit, and waits until it has.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), RuntimeError> {
+        let pid = self.info().await?.pid;
+        self.client
+            .clone()
+            .shutdown(pb::ShutdownRequest {})
+            .await
+            .map_err(convert::error_from_status)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while process_alive(pid) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Other(format!(
+                    "the local runtime daemon (pid {pid}) did not exit within {}s; see {}",
+                    timeout.as_secs(),
+                    self.home.daemon_log().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped by a parent such as a test harness) is gone for
+    // our purposes; /proc tells them apart where kill(0) cannot.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => i32::try_from(pid)
+            .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Starts `program` as the daemon, detached: its own session (so neither Terraform's
+/// exit nor a closed terminal stops it), stdin from /dev/null, output to `daemon.log`.
+fn spawn_daemon(home: &Home, program: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::process::CommandExt;
+    let log_path: PathBuf = home.daemon_log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| RuntimeError::Other(format!("cannot open {}: {e}", log_path.display())))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| RuntimeError::Other(format!("cannot open {}: {e}", log_path.display())))?;
+    let mut command = std::process::Command::new(program);
+    command
+        .arg(super::DAEMON_ARG)
+        .arg("--home")
+        .arg(home.root())
+        .current_dir(home.root())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().map_err(|e| {
+        RuntimeError::Other(format!(
+            "cannot start the local runtime daemon `{} {}`: {e}",
+            program.display(),
+            super::DAEMON_ARG
+        ))
+    })?;
+    // Reaps the daemon if it exits while this process lives (say, it lost the race
+    // for the lock to another Terraform run's daemon).
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Runtime for LocalRuntime {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn apply_environment(
+        &self,
+        spec: EnvironmentSpec,
+        change: ChangeRecord,
+    ) -> Result<Environment, RuntimeError> {
+        let env = self
+            .client
+            .clone()
+            .apply_environment(pb::ApplyEnvironmentRequest {
+                spec: Some(convert::env_spec_to_pb(spec)),
+                change: Some(convert::change_to_pb(change)),
+            })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner();
+        convert::env_from_pb(env)
+    }
+
+    async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError> {
+        self.client
+            .clone()
+            .get_environment(pb::GetEnvironmentRequest { id: id.to_string() })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner()
+            .environment
+            .map(convert::env_from_pb)
+            .transpose()
+    }
+
+    async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {
+        self.client
+            .clone()
+            .find_environment(pb::FindEnvironmentRequest {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner()
+            .environment
+            .map(convert::env_from_pb)
+            .transpose()
+    }
+
+    async fn delete_environment(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        self.client
+            .clone()
+            .delete_environment(pb::DeleteEnvironmentRequest {
+                id: id.to_string(),
+                change: Some(convert::change_to_pb(change)),
+                timeout_ms: timeout.as_millis() as u64,
+            })
+            .await
+            .map_err(convert::error_from_status)?;
+        Ok(())
+    }
+
+    async fn apply_application(
+        &self,
+        spec: ApplicationSpec,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<Application, RuntimeError> {
+        let app = self
+            .client
+            .clone()
+            .apply_application(pb::ApplyApplicationRequest {
+                spec: Some(convert::app_spec_to_pb(spec)),
+                change: Some(convert::change_to_pb(change)),
+                timeout_ms: timeout.as_millis() as u64,
+            })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner();
+        convert::app_from_pb(app)
+    }
+
+    async fn get_application(&self, id: &str) -> Result<Option<Application>, RuntimeError> {
+        self.client
+            .clone()
+            .get_application(pb::GetApplicationRequest { id: id.to_string() })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner()
+            .application
+            .map(convert::app_from_pb)
+            .transpose()
+    }
+
+    async fn find_application(
+        &self,
+        environment_id: &str,
+        name: &str,
+    ) -> Result<Option<Application>, RuntimeError> {
+        self.client
+            .clone()
+            .find_application(pb::FindApplicationRequest {
+                environment_id: environment_id.to_string(),
+                name: name.to_string(),
+            })
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner()
+            .application
+            .map(convert::app_from_pb)
+            .transpose()
+    }
+
+    async fn delete_application(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        self.client
+            .clone()
+            .delete_application(pb::DeleteApplicationRequest {
+                id: id.to_string(),
+                change: Some(convert::change_to_pb(change)),
+                timeout_ms: timeout.as_millis() as u64,
+            })
+            .await
+            .map_err(convert::error_from_status)?;
+        Ok(())
+    }
+}

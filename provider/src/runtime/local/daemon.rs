@@ -1,0 +1,617 @@
+//! The local runtime daemon: one per home directory, serving the gRPC API of
+//! `proto/slipway_runtime.proto` on `runtime.sock`, shared by every Terraform run.
+//!
+//! Only one daemon serves a home: it holds an exclusive `flock` on `daemon.lock` for its
+//! whole life (the kernel drops it when the process dies, so a crash never leaves a
+//! stale lock). On start it stops replicas a previous daemon left behind, loads the
+//! desired state and brings every application back; on stop it stops every replica
+//! gracefully and leaves the desired state on disk.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, error_to_status};
+use super::home::Home;
+use super::proto as pb;
+use super::proto::local_runtime_server::{LocalRuntime as LocalRuntimeApi, LocalRuntimeServer};
+use super::rollout::{self, AppRuntime, Ctx, Settings};
+use super::store::{Store, StoredApplication};
+use crate::runtime::{Environment, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another local runtime daemon already serves {0}")]
+    AlreadyRunning(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How long an apply waits when the caller gave no timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the daemon until it is told to stop (the Shutdown call, SIGTERM or SIGINT).
+pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| DaemonError::Setup(format!("{what}: {e}"));
+    home.create().map_err(|e| {
+        setup(
+            &format!("cannot create the home directory {}", home.root().display()),
+            &e,
+        )
+    })?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(home.lock_file())
+        .map_err(|e| setup("cannot open the daemon lock file", &e))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DaemonError::AlreadyRunning(home.root().display().to_string()))?;
+    std::fs::write(home.pid_file(), format!("{}\n", std::process::id()))
+        .map_err(|e| setup("cannot write the pid file", &e))?;
+
+    let reaped = super::supervisor::reap_orphans(&home.run_dir(), settings.grace).await;
+    if reaped > 0 {
+        tracing::warn!(
+            reaped,
+            "stopped replicas that a previous daemon left running"
+        );
+    }
+    let store = Store::load(&home.state_file()).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        ctx: Arc::new(Ctx {
+            home: home.clone(),
+            settings,
+            store: tokio::sync::Mutex::new(store),
+        }),
+        apps: Mutex::new(BTreeMap::new()),
+        shutdown,
+        started_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    });
+    daemon.restore().await;
+
+    let socket = home.socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| setup(&format!("cannot listen on {}", socket.display()), &e))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| setup("cannot restrict the socket to the user", &e))?;
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "local runtime daemon ready");
+
+    let mut server_stop = shutdown_rx.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LocalRuntimeServer::new(Service(daemon.clone())))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            }),
+    );
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| setup("cannot handle SIGTERM", &e))?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| setup("cannot handle SIGINT", &e))?;
+    tokio::select! {
+        _ = shutdown_rx.wait_for(|stop| *stop) => {}
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping every replica");
+    let _ = daemon.shutdown.send(true);
+    daemon.stop_all().await;
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(home.pid_file());
+    // Calls still in flight end now that their replicas are gone; do not wait long.
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("local runtime daemon stopped");
+    Ok(())
+}
+
+struct Daemon {
+    ctx: Arc<Ctx>,
+    apps: Mutex<BTreeMap<String, Arc<AppRuntime>>>,
+    shutdown: watch::Sender<bool>,
+    started_at: u64,
+}
+
+impl Daemon {
+    fn apps(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<AppRuntime>>> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn app(&self, id: &str) -> Option<Arc<AppRuntime>> {
+        self.apps().get(id).cloned()
+    }
+
+    /// Brings back every stored application.
+    async fn restore(&self) {
+        let state = self.ctx.store.lock().await.state.clone();
+        for (id, stored) in state.applications {
+            let Some(env) = state.environments.get(&stored.spec.environment_id) else {
+                tracing::warn!(app = %id, "application without environment in the state; skipped");
+                continue;
+            };
+            let app = AppRuntime::new(stored, env.spec.name.clone());
+            self.apps().insert(id.clone(), app.clone());
+            if let Err(e) = app.restore(&self.ctx, env).await {
+                tracing::error!(app = %id, error = %e, "cannot bring the application back");
+            }
+        }
+    }
+
+    async fn stop_all(&self) {
+        let apps: Vec<_> = self.apps().values().cloned().collect();
+        let mut stops = tokio::task::JoinSet::new();
+        for app in apps {
+            stops.spawn(async move { app.shut_down(false).await });
+        }
+        while stops.join_next().await.is_some() {}
+    }
+
+    fn check_running(&self) -> Result<(), RuntimeError> {
+        if *self.shutdown.borrow() {
+            Err(RuntimeError::Unavailable(
+                "the local runtime daemon is stopping".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn environment(&self, id: &str) -> Option<Environment> {
+        self.ctx
+            .store
+            .lock()
+            .await
+            .state
+            .environments
+            .get(id)
+            .cloned()
+    }
+
+    async fn apply_environment(
+        &self,
+        spec: crate::runtime::EnvironmentSpec,
+        change: crate::runtime::ChangeRecord,
+    ) -> Result<Environment, RuntimeError> {
+        if spec.id.is_empty() || spec.name.is_empty() {
+            return Err(RuntimeError::Invalid(
+                "an environment needs an `id` and a `name`".into(),
+            ));
+        }
+        let env = Environment { spec, change };
+        let previous = {
+            let mut store = self.ctx.store.lock().await;
+            if let Some(other) = store
+                .state
+                .environments
+                .values()
+                .find(|e| e.spec.name == env.spec.name && e.spec.id != env.spec.id)
+            {
+                return Err(RuntimeError::Conflict(format!(
+                    "an environment named `{}` already exists on the local runtime (id {}); choose another name or import it",
+                    env.spec.name, other.spec.id
+                )));
+            }
+            let previous = store
+                .state
+                .environments
+                .insert(env.spec.id.clone(), env.clone());
+            store
+                .save()
+                .map_err(|e| RuntimeError::Other(e.to_string()))?;
+            previous
+        };
+        // The environment's variables reach every replica: roll its applications.
+        let changed = previous.is_some_and(|p| {
+            p.spec.variables != env.spec.variables
+                || p.spec.secrets != env.spec.secrets
+                || p.spec.name != env.spec.name
+        });
+        if changed {
+            let apps: Vec<_> = self.apps().values().cloned().collect();
+            for app in apps {
+                let stored = app.stored();
+                if stored.spec.environment_id != env.spec.id {
+                    continue;
+                }
+                app.set_environment_name(&env.spec.name);
+                let ctx = self.ctx.clone();
+                let env = env.clone();
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
+                    if let Err(e) = app
+                        .apply(&ctx, stored.spec, stored.change, &env, deadline)
+                        .await
+                    {
+                        tracing::warn!(app = %app.id, error = %e, "rollout after an environment change failed");
+                    }
+                });
+            }
+        }
+        Ok(env)
+    }
+
+    async fn delete_environment(&self, id: &str) -> Result<(), RuntimeError> {
+        let in_use: Vec<String> = self
+            .apps()
+            .values()
+            .map(|a| a.stored())
+            .filter(|s| s.spec.environment_id == id)
+            .map(|s| s.spec.name)
+            .collect();
+        let mut store = self.ctx.store.lock().await;
+        let Some(env) = store.state.environments.get(id) else {
+            return Ok(());
+        };
+        if !in_use.is_empty() {
+            return Err(RuntimeError::Conflict(format!(
+                "environment `{}` still has applications: {}; delete them first",
+                env.spec.name,
+                in_use.join(", ")
+            )));
+        }
+        store.state.environments.remove(id);
+        store.save().map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
+    async fn apply_application(
+        &self,
+        spec: crate::runtime::ApplicationSpec,
+        change: crate::runtime::ChangeRecord,
+        timeout: Duration,
+    ) -> Result<crate::runtime::Application, RuntimeError> {
+        rollout::validate(&spec)?;
+        let env = self.environment(&spec.environment_id).await.ok_or_else(|| {
+            RuntimeError::NotFound(format!(
+                "application `{}`: environment `{}` does not exist on the local runtime; create its slipway_environment first",
+                spec.name, spec.environment_id
+            ))
+        })?;
+        let app = {
+            let mut apps = self.apps();
+            if let Some(other) = apps.values().map(|a| a.stored()).find(|s| {
+                s.spec.environment_id == spec.environment_id
+                    && s.spec.name == spec.name
+                    && s.spec.id != spec.id
+            }) {
+                return Err(RuntimeError::Conflict(format!(
+                    "environment `{}` already has an application named `{}` (id {}); choose another name or import it",
+                    env.spec.name, spec.name, other.spec.id
+                )));
+            }
+            apps.entry(spec.id.clone())
+                .or_insert_with(|| {
+                    AppRuntime::new(
+                        StoredApplication {
+                            spec: spec.clone(),
+                            change: change.clone(),
+                            generation: 0,
+                            stable_ports: BTreeMap::new(),
+                        },
+                        env.spec.name.clone(),
+                    )
+                })
+                .clone()
+        };
+        if app.stored().spec.environment_id != spec.environment_id {
+            return Err(RuntimeError::Conflict(format!(
+                "application `{}` belongs to another environment; an application cannot move between environments, replace it",
+                spec.name
+            )));
+        }
+        let timeout = if timeout.is_zero() {
+            DEFAULT_TIMEOUT
+        } else {
+            timeout
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The rollout runs on its own task: a caller that goes away (Terraform
+        // interrupted) does not leave it half done.
+        let ctx = self.ctx.clone();
+        let task_app = app.clone();
+        let rollout = tokio::spawn(async move {
+            task_app.apply(&ctx, spec, change, &env, deadline).await?;
+            Ok::<_, RuntimeError>(task_app.application(&env))
+        });
+        rollout
+            .await
+            .map_err(|e| RuntimeError::Other(format!("the rollout task failed: {e}")))?
+    }
+
+    async fn application(&self, app: &AppRuntime) -> Option<crate::runtime::Application> {
+        let env = self.environment(&app.stored().spec.environment_id).await?;
+        Some(app.application(&env))
+    }
+
+    async fn delete_application(&self, id: &str) -> Result<(), RuntimeError> {
+        let Some(app) = self.app(id) else {
+            return Ok(());
+        };
+        app.shut_down(true).await;
+        self.apps().remove(id);
+        {
+            let mut store = self.ctx.store.lock().await;
+            store.state.applications.remove(id);
+            store
+                .save()
+                .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        }
+        let _ = std::fs::remove_dir_all(self.ctx.home.app_logs_dir(id));
+        Ok(())
+    }
+
+    /// Finds an application by id, `environment/name`, or a name unique across
+    /// environments.
+    fn resolve(&self, selector: &str) -> Result<Arc<AppRuntime>, RuntimeError> {
+        let apps = self.apps();
+        if let Some(app) = apps.get(selector) {
+            return Ok(app.clone());
+        }
+        let (env, name) = match selector.split_once('/') {
+            Some((env, name)) => (Some(env), name),
+            None => (None, selector),
+        };
+        let matches: Vec<_> = apps
+            .values()
+            .filter(|a| {
+                a.stored().spec.name == name && env.is_none_or(|e| a.environment_name() == e)
+            })
+            .cloned()
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(RuntimeError::NotFound(format!(
+                "no application `{selector}` on the local runtime; `runtime status` lists them"
+            ))),
+            _ => Err(RuntimeError::Invalid(format!(
+                "`{selector}` names applications in several environments; say `environment/{name}`"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Service(Arc<Daemon>);
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+#[tonic::async_trait]
+impl LocalRuntimeApi for Service {
+    async fn apply_environment(
+        &self,
+        r: Request<pb::ApplyEnvironmentRequest>,
+    ) -> Reply<pb::Environment> {
+        self.0.check_running().map_err(error_to_status)?;
+        let r = r.into_inner();
+        let spec = convert::env_spec_from_pb(r.spec).map_err(error_to_status)?;
+        let env = self
+            .0
+            .apply_environment(spec, convert::change_from_pb(r.change))
+            .await
+            .map_err(error_to_status)?;
+        Ok(Response::new(convert::env_to_pb(env)))
+    }
+
+    async fn get_environment(
+        &self,
+        r: Request<pb::GetEnvironmentRequest>,
+    ) -> Reply<pb::EnvironmentLookup> {
+        let env = self.0.environment(&r.into_inner().id).await;
+        Ok(Response::new(pb::EnvironmentLookup {
+            environment: env.map(convert::env_to_pb),
+        }))
+    }
+
+    async fn find_environment(
+        &self,
+        r: Request<pb::FindEnvironmentRequest>,
+    ) -> Reply<pb::EnvironmentLookup> {
+        let name = r.into_inner().name;
+        let env = self
+            .0
+            .ctx
+            .store
+            .lock()
+            .await
+            .state
+            .environments
+            .values()
+            .find(|e| e.spec.name == name)
+            .cloned();
+        Ok(Response::new(pb::EnvironmentLookup {
+            environment: env.map(convert::env_to_pb),
+        }))
+    }
+
+    async fn delete_environment(
+        &self,
+        r: Request<pb::DeleteEnvironmentRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        self.0.check_running().map_err(error_to_status)?;
+        self.0
+            .delete_environment(&r.into_inner().id)
+            .await
+            .map_err(error_to_status)?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn apply_application(
+        &self,
+        r: Request<pb::ApplyApplicationRequest>,
+    ) -> Reply<pb::Application> {
+        self.0.check_running().map_err(error_to_status)?;
+        let r = r.into_inner();
+        let spec = convert::app_spec_from_pb(r.spec).map_err(error_to_status)?;
+        let app = self
+            .0
+            .apply_application(spec, convert::change_from_pb(r.change), ms(r.timeout_ms))
+            .await
+            .map_err(error_to_status)?;
+        Ok(Response::new(convert::app_to_pb(app)))
+    }
+
+    async fn get_application(
+        &self,
+        r: Request<pb::GetApplicationRequest>,
+    ) -> Reply<pb::ApplicationLookup> {
+        let app = match self.0.app(&r.into_inner().id) {
+            Some(app) => self.0.application(&app).await,
+            None => None,
+        };
+        Ok(Response::new(pb::ApplicationLookup {
+            application: app.map(convert::app_to_pb),
+        }))
+    }
+
+    async fn find_application(
+        &self,
+        r: Request<pb::FindApplicationRequest>,
+    ) -> Reply<pb::ApplicationLookup> {
+        let r = r.into_inner();
+        let found = self
+            .0
+            .apps()
+            .values()
+            .find(|a| {
+                let s = a.stored();
+                s.spec.environment_id == r.environment_id && s.spec.name == r.name
+            })
+            .cloned();
+        let app = match found {
+            Some(app) => self.0.application(&app).await,
+            None => None,
+        };
+        Ok(Response::new(pb::ApplicationLookup {
+            application: app.map(convert::app_to_pb),
+        }))
+    }
+
+    async fn delete_application(
+        &self,
+        r: Request<pb::DeleteApplicationRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        self.0.check_running().map_err(error_to_status)?;
+        self.0
+            .delete_application(&r.into_inner().id)
+            .await
+            .map_err(error_to_status)?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+        let apps: Vec<_> = self.0.apps().values().cloned().collect();
+        let mut out = Vec::with_capacity(apps.len());
+        for app in apps {
+            let Some(view) = self.0.application(&app).await else {
+                continue;
+            };
+            let replicas = app
+                .replicas()
+                .iter()
+                .map(|r| {
+                    let s = r.status();
+                    pb::ReplicaStatus {
+                        id: r.config.id.clone(),
+                        pid: s.pid.unwrap_or(0),
+                        ports: r
+                            .config
+                            .ports
+                            .iter()
+                            .map(|(k, v)| (k.clone(), u32::from(*v)))
+                            .collect(),
+                        state: s.state.as_str().to_string(),
+                        restarts: s.restarts,
+                        generation: r.config.generation,
+                        last_error: s
+                            .last_error
+                            .map(|e| r.config.redactor.redact(&e).into_owned()),
+                    }
+                })
+                .collect();
+            out.push(pb::ApplicationStatus {
+                id: app.id.clone(),
+                environment: app.environment_name(),
+                name: view.spec.name.clone(),
+                phase: convert::phase_to_pb(view.phase) as i32,
+                desired_replicas: view.spec.replicas,
+                ready_replicas: view.ready_replicas,
+                endpoints: view.endpoints.into_iter().collect(),
+                replicas,
+                message: view.message,
+                generation: app.generation(),
+            });
+        }
+        let environments = self.0.ctx.store.lock().await.state.environments.len() as u32;
+        Ok(Response::new(pb::StatusResponse {
+            applications: out,
+            environments,
+        }))
+    }
+
+    async fn logs(&self, r: Request<pb::LogsRequest>) -> Reply<pb::LogsResponse> {
+        let r = r.into_inner();
+        let app = self.0.resolve(&r.application).map_err(error_to_status)?;
+        let n = if r.lines == 0 { 100 } else { r.lines as usize };
+        let dir = self.0.ctx.home.app_logs_dir(&app.id);
+        let mut files: Vec<(SystemTime, std::path::PathBuf)> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .map(|p| {
+                        let t = std::fs::metadata(&p)
+                            .and_then(|m| m.modified())
+                            .unwrap_or(UNIX_EPOCH);
+                        (t, p)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let mut lines = Vec::new();
+        for (_, path) in files {
+            let replica = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for line in super::logs::tail_file(&path, n) {
+                lines.push(pb::LogLine {
+                    replica: replica.clone(),
+                    line,
+                });
+            }
+        }
+        Ok(Response::new(pb::LogsResponse { lines }))
+    }
+
+    async fn info(&self, _: Request<pb::InfoRequest>) -> Reply<pb::InfoResponse> {
+        Ok(Response::new(pb::InfoResponse {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            home: self.0.ctx.home.root().display().to_string(),
+            started_at_unix: self.0.started_at,
+        }))
+    }
+
+    async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
+        let _ = self.0.shutdown.send(true);
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}

@@ -1,0 +1,123 @@
+//! The Slipway home directory: where the daemon keeps its socket, lock, state and logs.
+//!
+//! Everything lives under one directory so that a person can find it (and delete it),
+//! and so that tests can run isolated daemons side by side in temporary directories.
+
+use std::path::{Path, PathBuf};
+
+/// The layout of a Slipway home directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    /// `$SLIPWAY_HOME`, or `slipway` in the user's data directory
+    /// (`$XDG_DATA_HOME`, else `~/.local/share`; `~/Library/Application Support` on macOS).
+    pub fn default_root() -> Result<PathBuf, String> {
+        if let Some(home) = std::env::var_os("SLIPWAY_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(home));
+        }
+        if cfg!(target_os = "macos") {
+            if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                return Ok(PathBuf::from(home).join("Library/Application Support/slipway"));
+            }
+        } else {
+            if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+                return Ok(PathBuf::from(data).join("slipway"));
+            }
+            if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                return Ok(PathBuf::from(home).join(".local/share/slipway"));
+            }
+        }
+        Err("cannot find a home directory for the local runtime: set SLIPWAY_HOME (or the provider's `home` setting) to a directory".to_string())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The daemon's gRPC socket.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("runtime.sock")
+    }
+
+    /// Held (flock) by the one daemon that serves this home.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("daemon.lock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("daemon.pid")
+    }
+
+    /// The daemon's own log (its stdout and stderr when started by the provider).
+    pub fn daemon_log(&self) -> PathBuf {
+        self.root.join("daemon.log")
+    }
+
+    /// The desired state: environments and applications, with their stable ports.
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    /// Replica logs: `logs/<application id>/<replica id>.log`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn app_logs_dir(&self, app_id: &str) -> PathBuf {
+        self.logs_dir().join(sanitize(app_id))
+    }
+
+    /// One file per running replica process, so that a daemon that died hard can find
+    /// and stop the replicas it left behind.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// Creates the directory tree, private to the user (it holds secrets in the state).
+    pub fn create(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [self.root.clone(), self.logs_dir(), self.run_dir()] {
+            std::fs::create_dir_all(&dir)?;
+        }
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
+        Ok(())
+    }
+}
+
+/// Makes an id safe as a single path component.
+pub fn sanitize(id: &str) -> String {
+    let cleaned: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.starts_with('.') {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_single_path_components() {
+        assert_eq!(sanitize("app-1"), "app-1");
+        assert_eq!(sanitize("../etc"), "_.._etc");
+        assert_eq!(sanitize(""), "_");
+    }
+}

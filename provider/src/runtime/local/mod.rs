@@ -1,0 +1,145 @@
+//! The embedded local runtime: the default runtime, which needs nothing installed.
+//!
+//! A daemon ([`daemon`]) runs the applications of every Terraform run on this machine
+//! for one home directory. The provider ([`client::LocalRuntime`]) talks to it over a
+//! Unix socket in the home directory and starts it when none answers, by running its own
+//! binary with a hidden argument ([`run_from_args`]). The daemon supervises each replica
+//! as a process group ([`supervisor`]), checks its health ([`health`]), gives each public
+//! port a stable address ([`proxy`]), updates by rolling ([`rollout`]), writes replica
+//! output to rotated log files ([`logs`]) and persists the desired state ([`store`]) so
+//! that a restarted daemon brings everything back.
+
+pub mod cli;
+pub mod client;
+pub mod convert;
+pub mod daemon;
+pub mod health;
+pub mod home;
+pub mod logs;
+pub mod proxy;
+pub mod rollout;
+pub mod store;
+pub mod supervisor;
+
+/// The daemon's gRPC API, generated from `proto/slipway_runtime.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("slipway.runtime.v1");
+}
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub use client::LocalRuntime;
+pub use home::Home;
+
+/// The hidden first argument that makes the provider binary run as the daemon.
+pub const DAEMON_ARG: &str = "__slipway-runtime-daemon";
+
+/// The first argument of the people's CLI: `terraform-provider-slipway runtime …`.
+pub const CLI_ARG: &str = "runtime";
+
+/// Runs the daemon or the CLI when the command line asks for one, and returns the exit
+/// code; returns `None` (having done nothing) otherwise, so that the binary goes on to
+/// serve Terraform. Call it first thing in `main`: it runs on a thread of its own with
+/// its own tokio runtime, so it works whether or not `main` is already async.
+pub fn run_from_args() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let first = args.next()?;
+    let rest: Vec<OsString> = args.collect();
+    if first == DAEMON_ARG {
+        Some(on_own_runtime(move || run_daemon(rest)))
+    } else if first == CLI_ARG {
+        Some(on_own_runtime(move || cli::run(rest)))
+    } else {
+        None
+    }
+}
+
+fn on_own_runtime<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let thread = std::thread::Builder::new()
+        .name("slipway-runtime".into())
+        .spawn(move || {
+            // Two workers are plenty: the daemon mostly waits on pipes, probes and
+            // sockets, and each worker costs memory.
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(f()),
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    match thread.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Reads a daemon setting from the environment (for tests and tuning).
+fn env_secs(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+async fn run_daemon(args: Vec<OsString>) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut home = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--home" {
+            home = args.next().map(PathBuf::from);
+        }
+    }
+    let root = match home.map(Ok).unwrap_or_else(Home::default_root) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut settings = rollout::Settings::default();
+    if let Some(grace) = env_secs("SLIPWAY_RUNTIME_GRACE_SECONDS") {
+        settings.grace = grace;
+    }
+    if let Some(drain) = env_secs("SLIPWAY_RUNTIME_DRAIN_SECONDS") {
+        settings.drain = drain;
+    }
+    if let Some(bytes) = std::env::var("SLIPWAY_RUNTIME_LOG_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.rotation.max_bytes = bytes;
+    }
+    match daemon::run(Home::new(root), settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(daemon::DaemonError::AlreadyRunning(home)) => {
+            tracing::info!(%home, "another daemon already serves this home; exiting");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the local runtime daemon cannot run");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,857 @@
+//! The local runtime end to end, without Terraform: a real daemon (this test binary,
+//! re-executed by `connect_or_spawn` exactly as the provider binary is), real replica
+//! processes of `slipway-demo-app`, real sockets.
+//!
+//! The demo app is a binary of the `slipway-tests` crate: `cargo test --workspace`
+//! builds it; alone, run `cargo build -p slipway-tests --bin slipway-demo-app` first.
+//!
+//! This file has its own small harness (`harness = false`): the binary must be able to
+//! run as the daemon when started with the daemon argument, which libtest's `main`
+//! cannot. Filter tests by passing a substring of their names.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_provider::runtime::local::{Home, LocalRuntime};
+use slipway_provider::runtime::{
+    ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
+    PortSpec, Protocol, ResourceLimits, Runtime, RuntimeError,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Generous: the machine may be busy with other builds.
+const WAIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+fn demo_app() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/local_runtime-<hash> -> target/<profile>/slipway-demo-app
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary under target/<profile>/deps");
+    let app = profile_dir.join("slipway-demo-app");
+    assert!(
+        app.is_file(),
+        "{} is missing: build it with `cargo build -p slipway-tests --bin slipway-demo-app` (cargo test --workspace builds it)",
+        app.display()
+    );
+    app
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    runtime: LocalRuntime,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("slw")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let runtime = LocalRuntime::connect_or_spawn(&Home::new(dir.path()))
+            .await
+            .expect("daemon starts");
+        Fixture { dir, runtime }
+    }
+
+    fn home(&self) -> Home {
+        Home::new(self.dir.path())
+    }
+
+    async fn reconnect(&mut self) {
+        self.runtime = LocalRuntime::connect_or_spawn(&self.home())
+            .await
+            .expect("daemon starts again");
+    }
+
+    async fn stop(&self) {
+        self.runtime
+            .shutdown(Duration::from_secs(60))
+            .await
+            .expect("daemon stops");
+    }
+}
+
+impl Drop for Fixture {
+    /// A failed test still stops its daemon (which stops its replicas).
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.home().pid_file()) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                for _ in 0..400 {
+                    if !alive(pid as u32) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            }
+        }
+    }
+}
+
+fn change() -> ChangeRecord {
+    ChangeRecord {
+        actor: "tester".into(),
+        trigger: "terraform-apply".into(),
+        changed_at: "2026-01-01T00:00:00Z".into(),
+        ..ChangeRecord::default()
+    }
+}
+
+fn environment(id: &str, name: &str) -> EnvironmentSpec {
+    EnvironmentSpec {
+        id: id.into(),
+        name: name.into(),
+        mode: Mode::Development,
+        variables: [("GREETING".to_string(), format!("hello from {name}"))].into(),
+        secrets: BTreeMap::new(),
+    }
+}
+
+fn demo(id: &str, env_id: &str, name: &str, replicas: u32, version: &str) -> ApplicationSpec {
+    ApplicationSpec {
+        id: id.into(),
+        environment_id: env_id.into(),
+        name: name.into(),
+        image: None,
+        command: Some(demo_app().display().to_string()),
+        args: vec![],
+        working_dir: None,
+        replicas,
+        ports: vec![PortSpec {
+            name: "http".into(),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            public: true,
+        }],
+        variables: [("APP_VERSION".to_string(), version.to_string())].into(),
+        secrets: BTreeMap::new(),
+        healthcheck: Some(HealthCheck {
+            probe: HealthProbe::Http {
+                path: "/healthz".into(),
+                port: 8080,
+            },
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 1,
+            unhealthy_threshold: 2,
+        }),
+        resources: ResourceLimits::default(),
+    }
+}
+
+fn endpoint_port(app: &slipway_provider::runtime::Application) -> u16 {
+    let url = app.endpoints.get("http").expect("an http endpoint");
+    url.rsplit(':').next().unwrap().parse().expect("a port")
+}
+
+/// One HTTP request with `Connection: close`; the body on 200, else why not.
+async fn get(port: u16, path: &str) -> Result<String, String> {
+    let run = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if !out.starts_with("HTTP/1.1 200") {
+            return Err(format!("answer: {out:?}"));
+        }
+        Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}
+
+async fn replica_pids(runtime: &LocalRuntime, app_id: &str) -> Vec<u32> {
+    let status = runtime.status().await.expect("status");
+    status
+        .applications
+        .iter()
+        .filter(|a| a.id == app_id)
+        .flat_map(|a| a.replicas.iter().map(|r| r.pid))
+        .filter(|pid| *pid != 0)
+        .collect()
+}
+
+async fn replica_ports(runtime: &LocalRuntime, app_id: &str) -> Vec<u16> {
+    let status = runtime.status().await.expect("status");
+    status
+        .applications
+        .iter()
+        .filter(|a| a.id == app_id)
+        .flat_map(|a| {
+            a.replicas
+                .iter()
+                .flat_map(|r| r.ports.values().map(|p| *p as u16))
+        })
+        .collect()
+}
+
+async fn refuses(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).await.is_err()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+/// Two replicas behind one endpoint; variables reach them; concurrent clients share one
+/// daemon.
+async fn deploys_two_replicas_behind_one_endpoint() {
+    let f = Fixture::start().await;
+    let home = f.home();
+    let (a, b) = tokio::join!(
+        LocalRuntime::connect_or_spawn(&home),
+        LocalRuntime::connect_or_spawn(&home)
+    );
+    let pid = f.runtime.info().await.unwrap().pid;
+    assert_eq!(
+        a.unwrap().info().await.unwrap().pid,
+        pid,
+        "one daemon per home"
+    );
+    assert_eq!(
+        b.unwrap().info().await.unwrap().pid,
+        pid,
+        "one daemon per home"
+    );
+
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change())
+        .await
+        .unwrap();
+    let app = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 2, "v1"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
+    assert_eq!(app.ready_replicas, 2);
+    assert_eq!(app.change.actor, "tester");
+    let port = endpoint_port(&app);
+    assert_eq!(get(port, "/").await.unwrap(), "v1");
+    assert_eq!(get(port, "/env/GREETING").await.unwrap(), "hello from dev");
+    assert_eq!(get(port, "/env/SLIPWAY_APPLICATION").await.unwrap(), "web");
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        pids.insert(get(port, "/pid").await.unwrap());
+    }
+    assert_eq!(
+        pids.len(),
+        2,
+        "the proxy balances over both replicas: {pids:?}"
+    );
+
+    let found = f
+        .runtime
+        .find_application("env-1", "web")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.spec.id, "app-1");
+    assert_eq!(found.endpoints, app.endpoints);
+    let env = f.runtime.find_environment("dev").await.unwrap().unwrap();
+    assert_eq!(env.spec.id, "env-1");
+    let err = f
+        .runtime
+        .delete_environment("env-1", change(), APPLY_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Conflict(_)) && err.to_string().contains("web"),
+        "{err}"
+    );
+    f.stop().await;
+}
+
+/// A rolling update under load: no request fails, and the new version answers after.
+async fn rolling_update_drops_no_request() {
+    let f = Fixture::start().await;
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change())
+        .await
+        .unwrap();
+    let app = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 2, "v1"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let port = endpoint_port(&app);
+    let old_pids = replica_pids(&f.runtime, "app-1").await;
+    assert_eq!(old_pids.len(), 2);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let versions = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failures, versions) =
+            (stop.clone(), ok.clone(), failures.clone(), versions.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match get(port, "/").await {
+                    Ok(v) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        let mut seen = versions.lock().unwrap();
+                        if seen.last() != Some(&v) {
+                            seen.push(v);
+                        }
+                    }
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+            }
+        }));
+    }
+    let updated = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 2, "v2"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let before = ok.load(Ordering::Relaxed);
+    wait_until("the load loop made more requests after the update", || {
+        let ok = ok.clone();
+        async move { ok.load(Ordering::Relaxed) > before + 50 }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the rollout: {:?}",
+        failures.len(),
+        ok.load(Ordering::Relaxed) + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        versions.lock().unwrap().iter().any(|v| v == "v1"),
+        "the load loop ran during the rollout"
+    );
+    assert_eq!(updated.phase, Phase::Running);
+    assert_eq!(updated.ready_replicas, 2);
+    assert_eq!(
+        endpoint_port(&updated),
+        port,
+        "the endpoint survives the update"
+    );
+    for _ in 0..6 {
+        assert_eq!(get(port, "/").await.unwrap(), "v2");
+    }
+    for pid in old_pids {
+        wait_until("the old replicas are gone", || async move { !alive(pid) }).await;
+    }
+    // Scaling alone keeps the running replicas.
+    let running = replica_pids(&f.runtime, "app-1").await;
+    let scaled = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 3, "v2"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(scaled.ready_replicas, 3);
+    let after = replica_pids(&f.runtime, "app-1").await;
+    assert!(
+        running.iter().all(|p| after.contains(p)),
+        "{running:?} kept in {after:?}"
+    );
+    f.stop().await;
+}
+
+/// A replica killed with SIGKILL is restarted, and the endpoint keeps answering.
+async fn a_killed_replica_is_restarted() {
+    let f = Fixture::start().await;
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change())
+        .await
+        .unwrap();
+    let app = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 2, "v1"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let port = endpoint_port(&app);
+    let pids = replica_pids(&f.runtime, "app-1").await;
+    let victim = pids[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // A request that reached the replica as it died fails (the proxy cannot replay
+    // it); once the process is gone, the proxy skips it even before its health check
+    // notices.
+    wait_until(
+        "the killed replica is gone",
+        || async move { !alive(victim) },
+    )
+    .await;
+    for _ in 0..6 {
+        assert_eq!(
+            get(port, "/").await.unwrap(),
+            "v1",
+            "the other replica serves"
+        );
+    }
+    let rt = f.runtime.clone();
+    wait_until("the killed replica runs again, healthy", || {
+        let rt = rt.clone();
+        async move {
+            let status = rt.status().await.unwrap();
+            let app = &status.applications[0];
+            let restarted = app
+                .replicas
+                .iter()
+                .any(|r| r.restarts >= 1 && r.pid != 0 && r.pid != victim && r.state == "healthy");
+            restarted && app.ready_replicas == 2
+        }
+    })
+    .await;
+    let status = f.runtime.status().await.unwrap();
+    let replica = status.applications[0]
+        .replicas
+        .iter()
+        .find(|r| r.restarts >= 1)
+        .unwrap();
+    assert!(replica.restarts >= 1);
+    let logs = f.runtime.logs("dev/web", 50).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.line.contains("killed by signal SIGKILL")),
+        "the restart is in the replica log: {logs:?}"
+    );
+    assert_eq!(get(port, "/").await.unwrap(), "v1");
+    f.stop().await;
+}
+
+/// Stopping and restarting the daemon brings every application back, at the same
+/// endpoints, with nothing lost.
+async fn a_restarted_daemon_brings_everything_back() {
+    let mut f = Fixture::start().await;
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change())
+        .await
+        .unwrap();
+    f.runtime
+        .apply_environment(environment("env-2", "staging"), change())
+        .await
+        .unwrap();
+    let web = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 2, "v1"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let api = f
+        .runtime
+        .apply_application(
+            demo("app-2", "env-2", "api", 1, "v7"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let pids = [
+        replica_pids(&f.runtime, "app-1").await,
+        replica_pids(&f.runtime, "app-2").await,
+    ]
+    .concat();
+    let old_daemon = f.runtime.info().await.unwrap().pid;
+
+    f.stop().await;
+    assert!(!alive(old_daemon));
+    for pid in &pids {
+        assert!(!alive(*pid), "a stopped daemon stops its replicas");
+    }
+    assert!(refuses(endpoint_port(&web)).await);
+
+    f.reconnect().await;
+    assert_ne!(f.runtime.info().await.unwrap().pid, old_daemon);
+    for (app, version) in [(&web, "v1"), (&api, "v7")] {
+        let rt = f.runtime.clone();
+        let id = app.spec.id.clone();
+        wait_until("the application runs again", || {
+            let rt = rt.clone();
+            let id = id.clone();
+            async move {
+                let a = rt.get_application(&id).await.unwrap().unwrap();
+                a.phase == Phase::Running && a.ready_replicas == a.spec.replicas
+            }
+        })
+        .await;
+        let again = f
+            .runtime
+            .get_application(&app.spec.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.spec, app.spec, "the spec survives");
+        assert_eq!(again.change, app.change, "the provenance survives");
+        assert_eq!(again.endpoints, app.endpoints, "the endpoint survives");
+        assert_eq!(get(endpoint_port(app), "/").await.unwrap(), version);
+    }
+    let env = f.runtime.get_environment("env-2").await.unwrap().unwrap();
+    assert_eq!(env.spec.name, "staging");
+    assert_eq!(
+        get(endpoint_port(&api), "/env/GREETING").await.unwrap(),
+        "hello from staging"
+    );
+
+    // A daemon killed hard leaves its replicas running; the next one stops them first.
+    let orphans = [
+        replica_pids(&f.runtime, "app-1").await,
+        replica_pids(&f.runtime, "app-2").await,
+    ]
+    .concat();
+    let daemon = f.runtime.info().await.unwrap().pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until(
+        "the killed daemon is gone",
+        || async move { !alive(daemon) },
+    )
+    .await;
+    f.reconnect().await;
+    for pid in orphans {
+        wait_until("the orphaned replicas are stopped", || async move {
+            !alive(pid)
+        })
+        .await;
+    }
+    let rt = f.runtime.clone();
+    wait_until("web runs again after a hard kill", || {
+        let rt = rt.clone();
+        async move {
+            let a = rt.get_application("app-1").await.unwrap().unwrap();
+            a.phase == Phase::Running && a.ready_replicas == 2
+        }
+    })
+    .await;
+    assert_eq!(get(endpoint_port(&web), "/").await.unwrap(), "v1");
+    f.stop().await;
+}
+
+/// Deleting leaves no process and no listening port.
+async fn delete_leaves_nothing_behind() {
+    let f = Fixture::start().await;
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change())
+        .await
+        .unwrap();
+    let app = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 2, "v1"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let pids = replica_pids(&f.runtime, "app-1").await;
+    let mut ports = replica_ports(&f.runtime, "app-1").await;
+    ports.push(endpoint_port(&app));
+    assert_eq!(pids.len(), 2);
+    assert_eq!(ports.len(), 3);
+    f.runtime
+        .delete_application("app-1", change(), APPLY_TIMEOUT)
+        .await
+        .unwrap();
+    for pid in pids {
+        assert!(!alive(pid), "replica {pid} still runs after delete");
+    }
+    for port in ports {
+        wait_until(
+            "nothing listens on the application's ports",
+            || async move { refuses(port).await },
+        )
+        .await;
+    }
+    assert!(f.runtime.get_application("app-1").await.unwrap().is_none());
+    assert!(f.runtime.status().await.unwrap().applications.is_empty());
+    // Deleting again is not an error; then the environment can go.
+    f.runtime
+        .delete_application("app-1", change(), APPLY_TIMEOUT)
+        .await
+        .unwrap();
+    f.runtime
+        .delete_environment("env-1", change(), APPLY_TIMEOUT)
+        .await
+        .unwrap();
+    assert!(f.runtime.get_environment("env-1").await.unwrap().is_none());
+    f.stop().await;
+}
+
+/// A program that does not exist fails the apply with a message that says so.
+async fn a_missing_command_fails_the_apply() {
+    let f = Fixture::start().await;
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change())
+        .await
+        .unwrap();
+    let mut spec = demo("app-1", "env-1", "web", 1, "v1");
+    spec.command = Some("/nonexistent/slipway-no-such-program".into());
+    let err = f
+        .runtime
+        .apply_application(spec, change(), APPLY_TIMEOUT)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(
+        message.contains("cannot start `/nonexistent/slipway-no-such-program`")
+            && message.contains("No such file or directory")
+            && message.contains("Last log lines"),
+        "{message}"
+    );
+    let app = f.runtime.get_application("app-1").await.unwrap().unwrap();
+    assert_eq!(app.phase, Phase::Failed);
+    assert!(app.message.unwrap().contains("cannot start"));
+    assert!(replica_pids(&f.runtime, "app-1").await.is_empty());
+
+    // Invalid specs are refused up front, naming the field.
+    let mut spec = demo("app-2", "env-1", "api", 1, "v1");
+    spec.command = None;
+    let err = f
+        .runtime
+        .apply_application(spec, change(), APPLY_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Invalid(_)) && err.to_string().contains("`command`"),
+        "{err}"
+    );
+    f.stop().await;
+}
+
+/// A health check that never passes fails the apply, naming the check, with the
+/// replica's last log lines, secrets redacted; the old version keeps serving.
+async fn a_failing_health_check_fails_the_apply() {
+    let f = Fixture::start().await;
+    let mut env = environment("env-1", "dev");
+    env.secrets
+        .insert("DB_PASSWORD".into(), "hunter2-very-secret".into());
+    f.runtime.apply_environment(env, change()).await.unwrap();
+    let good = f
+        .runtime
+        .apply_application(
+            demo("app-1", "env-1", "web", 1, "v1"),
+            change(),
+            APPLY_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let port = endpoint_port(&good);
+    assert_eq!(
+        get(port, "/env/DB_PASSWORD").await.unwrap(),
+        "hunter2-very-secret",
+        "secrets reach the replica"
+    );
+
+    // The new version prints a secret (its version) and never passes its check.
+    let mut bad = demo("app-1", "env-1", "web", 1, "v2");
+    bad.variables.remove("APP_VERSION");
+    bad.secrets
+        .insert("APP_VERSION".into(), "s3cr3t-version-string".into());
+    bad.variables.insert("DEMO_UNHEALTHY".into(), "1".into());
+    let err = f
+        .runtime
+        .apply_application(bad, change(), Duration::from_secs(4))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(
+        message.contains("health check http GET /healthz on port")
+            && message.contains("HTTP status 500")
+            && message.contains("Last log lines")
+            && message.contains("listening on 127.0.0.1"),
+        "{message}"
+    );
+    assert!(!message.contains("s3cr3t-version-string"), "{message}");
+    assert!(message.contains("[REDACTED]"), "{message}");
+    assert_eq!(
+        get(port, "/").await.unwrap(),
+        "v1",
+        "the old version keeps serving"
+    );
+
+    // No secret lands in any log file.
+    let mut files = vec![f.home().daemon_log()];
+    for dir in std::fs::read_dir(f.home().logs_dir()).unwrap().flatten() {
+        for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            files.push(file.path());
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !text.contains("s3cr3t-version-string") && !text.contains("hunter2-very-secret"),
+            "a secret in {}",
+            file.display()
+        );
+    }
+    let logs = f.runtime.logs("web", 20).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l.line.contains("[REDACTED]")),
+        "{logs:?}"
+    );
+    f.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+type Test = (&'static str, fn() -> Pin<Box<dyn Future<Output = ()>>>);
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), (|| Box::pin($name()) as Pin<Box<dyn Future<Output = ()>>>) as fn() -> _)),*]
+    };
+}
+
+fn main() -> ExitCode {
+    // Started by `connect_or_spawn` as the daemon: be the daemon.
+    if let Some(code) = slipway_provider::runtime::local::run_from_args() {
+        return code;
+    }
+    let tests: Vec<Test> = tests![
+        deploys_two_replicas_behind_one_endpoint,
+        rolling_update_drops_no_request,
+        a_killed_replica_is_restarted,
+        a_restarted_daemon_brings_everything_back,
+        delete_leaves_nothing_behind,
+        a_missing_command_fails_the_apply,
+        a_failing_health_check_fails_the_apply,
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in &tests {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    let selected: Vec<&Test> = tests
+        .iter()
+        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .collect();
+    let started = std::time::Instant::now();
+    println!("\nrunning {} tests", selected.len());
+    let (mut passed, mut failed) = (0, Vec::new());
+    for (name, test) in &selected {
+        let outcome = std::panic::catch_unwind(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(test());
+        });
+        match outcome {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        tests.len() - selected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
