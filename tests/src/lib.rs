@@ -3,4 +3,5 @@
 //! as a user would.
 
 pub mod agent_support;
+pub mod fake_kube;
 pub mod terraform;

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod kubernetes;
 pub mod local;
 
 use serde::{Deserialize, Serialize};

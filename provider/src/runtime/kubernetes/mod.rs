@@ -1,0 +1,656 @@
+//! The Kubernetes runtime: environments are Namespaces, applications are Deployments
+//! with a Service, a Secret and (for public ports, when configured) an Ingress.
+//!
+//! [`mapping`] says which objects a spec becomes and how ids find them; [`apply`] writes
+//! them with server-side apply as the field manager `slipway`; [`rollout`] waits like
+//! `kubectl rollout status`; [`ownership`] keeps Slipway's hands off objects it did not
+//! create.
+//!
+//! # Permissions
+//!
+//! Slipway's user or service account needs, cluster-wide: `get`, `list`, `create`,
+//! `patch` and `delete` on `namespaces`, and `list` on `deployments` (an application id
+//! is found by label across namespaces); and in each environment's namespace: `get`,
+//! `list`, `create`, `patch` and `delete` on `deployments`, `services`, `secrets`,
+//! `configmaps` and `ingresses`.
+//!
+//! # Connecting
+//!
+//! [`KubernetesRuntime::from_kubeconfig`] reads the kubeconfig at once (so a wrong path
+//! or context is an error when the provider is configured) and connects on first use, so
+//! the constructor is synchronous and needs no async context.
+
+pub mod apply;
+pub mod mapping;
+pub mod ownership;
+pub mod rollout;
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use tokio::sync::OnceCell;
+
+use self::apply::{api_error, FIELD_MANAGER};
+use self::mapping::{
+    IngressSettings, ENVIRONMENT_OBJECT, LABEL_APPLICATION_ID, LABEL_ENVIRONMENT_ID,
+    LABEL_MANAGED_BY, MANAGED_BY,
+};
+use self::ownership::{check, owner_id, Expected};
+use super::{
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Runtime, RuntimeError,
+};
+
+const ENVIRONMENT: &str = "slipway_environment";
+const APPLICATION: &str = "slipway_application";
+
+/// Where the client's configuration comes from; the client itself is made on first use.
+enum Source {
+    Client(Client),
+    Kubeconfig {
+        kubeconfig: Box<Kubeconfig>,
+        options: KubeConfigOptions,
+    },
+    Config(Box<Config>),
+}
+
+/// See the module documentation.
+pub struct KubernetesRuntime {
+    source: Source,
+    client: OnceCell<Client>,
+    ingress: Option<IngressSettings>,
+}
+
+impl KubernetesRuntime {
+    /// A runtime on an existing client.
+    pub fn new(client: Client) -> KubernetesRuntime {
+        KubernetesRuntime {
+            source: Source::Client(client),
+            client: OnceCell::new(),
+            ingress: None,
+        }
+    }
+
+    /// A runtime for the cluster of a kubeconfig: the file at `path`, or else `$KUBECONFIG`
+    /// (a list of files), or else `~/.kube/config`; with `context`, or else the
+    /// kubeconfig's current context. Reads and checks the file now; connects on first use.
+    pub fn from_kubeconfig(
+        path: Option<&Path>,
+        context: Option<&str>,
+    ) -> Result<KubernetesRuntime, RuntimeError> {
+        let kubeconfig = match path {
+            Some(path) => Kubeconfig::read_from(path).map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "cannot read the kubeconfig {}: {e}. Set `kubeconfig` to a readable kubeconfig file.",
+                    path.display()
+                ))
+            })?,
+            None => Kubeconfig::read().map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config: {e}. Set `kubeconfig`, or run the provider inside the cluster with `in_cluster`."
+                ))
+            })?,
+        };
+        let context = context.map(str::to_owned);
+        match &context {
+            Some(name) if !kubeconfig.contexts.iter().any(|c| &c.name == name) => {
+                let known: Vec<&str> = kubeconfig
+                    .contexts
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                return Err(RuntimeError::Invalid(format!(
+                    "the kubeconfig has no context {name:?} (it has: {}). Set `context` to one of them.",
+                    known.join(", ")
+                )));
+            }
+            None if kubeconfig.current_context.is_none() => {
+                return Err(RuntimeError::Invalid(
+                    "the kubeconfig has no current-context. Set `context` to the context to use."
+                        .to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(KubernetesRuntime {
+            source: Source::Kubeconfig {
+                kubeconfig: Box::new(kubeconfig),
+                options: KubeConfigOptions {
+                    context,
+                    ..KubeConfigOptions::default()
+                },
+            },
+            client: OnceCell::new(),
+            ingress: None,
+        })
+    }
+
+    /// A runtime for the cluster the provider runs in, with its pod's service account.
+    pub fn in_cluster() -> Result<KubernetesRuntime, RuntimeError> {
+        let config = Config::incluster().map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "cannot use the in-cluster service account: {e}. Outside a cluster, set `kubeconfig` instead."
+            ))
+        })?;
+        Ok(KubernetesRuntime {
+            source: Source::Config(Box::new(config)),
+            client: OnceCell::new(),
+            ingress: None,
+        })
+    }
+
+    /// Exposes public TCP ports through an Ingress of this class, one host per port.
+    pub fn with_ingress(mut self, settings: IngressSettings) -> KubernetesRuntime {
+        self.ingress = Some(settings);
+        self
+    }
+
+    async fn client(&self) -> Result<Client, RuntimeError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let config = match &self.source {
+                    Source::Client(client) => return Ok(client.clone()),
+                    Source::Kubeconfig {
+                        kubeconfig,
+                        options,
+                    } => Config::from_custom_kubeconfig((**kubeconfig).clone(), options)
+                        .await
+                        .map_err(|e| {
+                            RuntimeError::Invalid(format!(
+                                "cannot use the kubeconfig: {e}. Check its cluster and user entries."
+                            ))
+                        })?,
+                    Source::Config(config) => (**config).clone(),
+                };
+                Client::try_from(config).map_err(|e| {
+                    RuntimeError::Unavailable(format!("cannot make a Kubernetes client: {e}"))
+                })
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// The Namespace of environment `id`, if any.
+    async fn environment_namespace(&self, id: &str) -> Result<Option<Namespace>, RuntimeError> {
+        let api: Api<Namespace> = Api::all(self.client().await?);
+        let list = api
+            .list(&ListParams::default().labels(&mapping::selector(LABEL_ENVIRONMENT_ID, id)))
+            .await
+            .map_err(|e| api_error(e, &format!("list the Namespace of environment {id}")))?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|ns| owner_id(&ns.metadata, LABEL_ENVIRONMENT_ID) == Some(id)))
+    }
+
+    async fn read_environment(&self, ns: Namespace) -> Result<Environment, RuntimeError> {
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let id = owner_id(&ns.metadata, LABEL_ENVIRONMENT_ID)
+            .unwrap_or_default()
+            .to_owned();
+        let client = self.client().await?;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+        let secrets: Api<Secret> = Api::namespaced(client, &name);
+        let what_cm = format!("ConfigMap {name}/{ENVIRONMENT_OBJECT}");
+        let what_secret = format!("Secret {name}/{ENVIRONMENT_OBJECT}");
+        let (cm, secret) = tokio::join!(
+            apply::get(&cms, ENVIRONMENT_OBJECT, &what_cm),
+            apply::get(&secrets, ENVIRONMENT_OBJECT, &what_secret)
+        );
+        // Objects of the same name that are not this environment's are not its data.
+        let ours = |m: &ObjectMeta| owner_id(m, LABEL_ENVIRONMENT_ID) == Some(id.as_str());
+        let cm = cm?.filter(|c| ours(&c.metadata));
+        let secret = secret?.filter(|s| ours(&s.metadata));
+        mapping::environment_from(&ns, cm.as_ref(), secret.as_ref())
+    }
+
+    /// The Deployment of application `id`, wherever it is.
+    async fn locate(&self, id: &str) -> Result<Option<Deployment>, RuntimeError> {
+        let api: Api<Deployment> = Api::all(self.client().await?);
+        let list = api
+            .list(&ListParams::default().labels(&mapping::selector(LABEL_APPLICATION_ID, id)))
+            .await
+            .map_err(|e| api_error(e, &format!("list the Deployment of application {id}")))?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|d| owner_id(&d.metadata, LABEL_APPLICATION_ID) == Some(id)))
+    }
+
+    async fn read_application(&self, deployment: Deployment) -> Result<Application, RuntimeError> {
+        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let id = owner_id(&deployment.metadata, LABEL_APPLICATION_ID)
+            .unwrap_or_default()
+            .to_owned();
+        let secrets: Api<Secret> = Api::namespaced(self.client().await?, &namespace);
+        let secret_name = mapping::application_secret_name(&name);
+        let secret = apply::get(
+            &secrets,
+            &secret_name,
+            &format!("Secret {namespace}/{secret_name}"),
+        )
+        .await?
+        .filter(|s| owner_id(&s.metadata, LABEL_APPLICATION_ID) == Some(id.as_str()));
+        mapping::application_from(&deployment, secret.as_ref(), self.ingress.as_ref())
+    }
+
+    /// Records who is deleting an object on it first, so that `kubectl` shows it while
+    /// the object terminates. A merge patch: an apply with only metadata would drop
+    /// every other field Slipway owns.
+    async fn annotate_change<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        change: &ChangeRecord,
+        what: &str,
+    ) -> Result<(), RuntimeError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": mapping::provenance_annotations(change) }
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        api.patch(name, &params, &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| api_error(e, &format!("record the change on {what}")))
+    }
+
+    /// Deletes `name` only if it is application `id`'s, guarded by its uid so that a
+    /// replacement made in between is never deleted.
+    async fn delete_owned<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        id: &str,
+        kind: &str,
+        namespace: &str,
+    ) -> Result<(), RuntimeError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
+    {
+        let what = format!("{kind} {namespace}/{name}");
+        let Some(object) = apply::get(api, name, &what).await? else {
+            return Ok(());
+        };
+        if owner_id(object.meta(), LABEL_APPLICATION_ID) != Some(id) {
+            // Not ours: leave it, as promised.
+            return Ok(());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: object.meta().uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::foreground()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_error(e, &format!("delete {what}"))),
+        }
+    }
+
+    /// Polls until `name` is gone or is no longer the object with `uid`.
+    async fn wait_gone<K>(
+        api: &Api<K>,
+        name: &str,
+        uid: Option<&str>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(), RuntimeError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut interval = Duration::from_millis(100);
+        loop {
+            let current = apply::get(api, name, what).await?;
+            let Some(object) = current else {
+                return Ok(());
+            };
+            if object.meta().uid.as_deref() != uid {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                let finalizers = object.meta().finalizers.clone().unwrap_or_default();
+                return Err(RuntimeError::Other(format!(
+                    "{what} is still terminating after {timeout:?} (finalizers: {}). Check it with `kubectl get` and retry the destroy, or raise the resource's delete timeout.",
+                    if finalizers.is_empty() { "none".to_owned() } else { finalizers.join(", ") }
+                )));
+            }
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            interval = (interval * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+fn is_terminating(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+}
+
+#[async_trait::async_trait]
+impl Runtime for KubernetesRuntime {
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn apply_environment(
+        &self,
+        spec: EnvironmentSpec,
+        change: ChangeRecord,
+    ) -> Result<Environment, RuntimeError> {
+        let client = self.client().await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns_what = format!("Namespace {}", spec.name);
+        let expected = |kind| Expected {
+            kind,
+            id_key: LABEL_ENVIRONMENT_ID,
+            id: &spec.id,
+            resource: ENVIRONMENT,
+        };
+        if let Some(existing) = apply::get(&namespaces, &spec.name, &ns_what).await? {
+            check(&existing.metadata, expected("Namespace"))?;
+            if is_terminating(&existing.metadata) {
+                return Err(RuntimeError::Conflict(format!(
+                    "{ns_what} is being deleted; wait until it is gone, then apply again."
+                )));
+            }
+        } else if let Some(other) = self.environment_namespace(&spec.id).await? {
+            let old = other.metadata.name.unwrap_or_default();
+            return Err(RuntimeError::Conflict(format!(
+                "environment {} is Namespace {old}, and a Namespace cannot be renamed. Destroy and re-create the environment to rename it.",
+                spec.id
+            )));
+        }
+        let ns = apply::apply(
+            &namespaces,
+            &spec.name,
+            &mapping::namespace(&spec, &change),
+            &ns_what,
+        )
+        .await?;
+
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &spec.name);
+        let secrets: Api<Secret> = Api::namespaced(client, &spec.name);
+        let cm_what = format!("ConfigMap {}/{ENVIRONMENT_OBJECT}", spec.name);
+        let secret_what = format!("Secret {}/{ENVIRONMENT_OBJECT}", spec.name);
+        if let Some(existing) = apply::get(&cms, ENVIRONMENT_OBJECT, &cm_what).await? {
+            check(&existing.metadata, expected("ConfigMap"))?;
+        }
+        if let Some(existing) = apply::get(&secrets, ENVIRONMENT_OBJECT, &secret_what).await? {
+            check(&existing.metadata, expected("Secret"))?;
+        }
+        let cm = apply::apply(
+            &cms,
+            ENVIRONMENT_OBJECT,
+            &mapping::environment_config_map(&spec, &change),
+            &cm_what,
+        )
+        .await?;
+        let secret = apply::apply(
+            &secrets,
+            ENVIRONMENT_OBJECT,
+            &mapping::environment_secret(&spec, &change),
+            &secret_what,
+        )
+        .await?;
+        tracing::info!(environment = %spec.id, namespace = %spec.name, "applied environment");
+        mapping::environment_from(&ns, Some(&cm), Some(&secret))
+    }
+
+    async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError> {
+        match self.environment_namespace(id).await? {
+            Some(ns) => Ok(Some(self.read_environment(ns).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {
+        let api: Api<Namespace> = Api::all(self.client().await?);
+        match apply::get(&api, name, &format!("Namespace {name}")).await? {
+            Some(ns) if owner_id(&ns.metadata, LABEL_ENVIRONMENT_ID).is_some() => {
+                Ok(Some(self.read_environment(ns).await?))
+            }
+            // Someone else's namespace is no Slipway environment; applying one of that
+            // name says so.
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_environment(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        let Some(ns) = self.environment_namespace(id).await? else {
+            return Err(RuntimeError::NotFound(format!(
+                "no Namespace is labelled as environment {id}"
+            )));
+        };
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let uid = ns.metadata.uid.clone();
+        let client = self.client().await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let what = format!("Namespace {name}");
+        if !is_terminating(&ns.metadata) {
+            let deployments: Api<Deployment> = Api::namespaced(client, &name);
+            let apps = deployments
+                .list(&ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")))
+                .await
+                .map_err(|e| api_error(e, &format!("list the applications in {what}")))?;
+            if !apps.items.is_empty() {
+                let names: Vec<String> = apps
+                    .items
+                    .iter()
+                    .filter_map(|d| d.metadata.name.clone())
+                    .collect();
+                return Err(RuntimeError::Conflict(format!(
+                    "the environment still has applications: {}; delete them first",
+                    names.join(", ")
+                )));
+            }
+            self.annotate_change(&namespaces, &name, &change, &what)
+                .await?;
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match namespaces.delete(&name, &params).await {
+                Ok(_) => {}
+                // Already gone, or already terminating: either way, wait below.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => return Err(api_error(e, &format!("delete {what}"))),
+            }
+        }
+        Self::wait_gone(&namespaces, &name, uid.as_deref(), timeout, &what).await?;
+        tracing::info!(environment = %id, namespace = %name, "deleted environment");
+        Ok(())
+    }
+
+    async fn apply_application(
+        &self,
+        spec: ApplicationSpec,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<Application, RuntimeError> {
+        let Some(ns) = self.environment_namespace(&spec.environment_id).await? else {
+            return Err(RuntimeError::NotFound(format!(
+                "no environment has id {:?}",
+                spec.environment_id
+            )));
+        };
+        let namespace = ns.metadata.name.clone().unwrap_or_default();
+        if let Some(existing) = self.locate(&spec.id).await? {
+            let (at_ns, at_name) = (
+                existing.metadata.namespace.unwrap_or_default(),
+                existing.metadata.name.unwrap_or_default(),
+            );
+            if at_ns != namespace || at_name != spec.name {
+                return Err(RuntimeError::Conflict(format!(
+                    "application {} is Deployment {at_ns}/{at_name}; Kubernetes objects cannot be renamed or moved. Destroy and re-create the application to rename it.",
+                    spec.id
+                )));
+            }
+        }
+
+        let client = self.client().await?;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let ingresses: Api<Ingress> = Api::namespaced(client, &namespace);
+        let name = spec.name.clone();
+        let secret_name = mapping::application_secret_name(&name);
+        let d_what = format!("Deployment {namespace}/{name}");
+        let s_what = format!("Service {namespace}/{name}");
+        let sec_what = format!("Secret {namespace}/{secret_name}");
+        let i_what = format!("Ingress {namespace}/{name}");
+
+        // Check everything before writing anything: no half-adopted applications.
+        let (d, s, sec, ing) = tokio::join!(
+            apply::get(&deployments, &name, &d_what),
+            apply::get(&services, &name, &s_what),
+            apply::get(&secrets, &secret_name, &sec_what),
+            apply::get(&ingresses, &name, &i_what),
+        );
+        let expected = |kind| Expected {
+            kind,
+            id_key: LABEL_APPLICATION_ID,
+            id: &spec.id,
+            resource: APPLICATION,
+        };
+        if let Some(o) = d? {
+            check(&o.metadata, expected("Deployment"))?;
+        }
+        if let Some(o) = s? {
+            check(&o.metadata, expected("Service"))?;
+        }
+        if let Some(o) = sec? {
+            check(&o.metadata, expected("Secret"))?;
+        }
+        let existing_ingress = ing?;
+        if let Some(o) = &existing_ingress {
+            check(&o.metadata, expected("Ingress"))?;
+        }
+
+        let secret = apply::apply(
+            &secrets,
+            &secret_name,
+            &mapping::application_secret(&spec, &namespace, &change),
+            &sec_what,
+        )
+        .await?;
+        let digest = mapping::secrets_digest(
+            secret.metadata.uid.as_deref().unwrap_or_default(),
+            &spec.secrets,
+        );
+        let deployment = mapping::deployment(&spec, &namespace, &change, &digest)?;
+        apply::apply(&deployments, &name, &deployment, &d_what).await?;
+        apply::apply(
+            &services,
+            &name,
+            &mapping::service(&spec, &namespace, &change),
+            &s_what,
+        )
+        .await?;
+        let wanted = self
+            .ingress
+            .as_ref()
+            .and_then(|settings| mapping::ingress(&spec, &namespace, &change, settings));
+        match wanted {
+            Some(ingress) => {
+                apply::apply(&ingresses, &name, &ingress, &i_what).await?;
+            }
+            None if existing_ingress.is_some() => {
+                self.delete_owned(&ingresses, &name, &spec.id, "Ingress", &namespace)
+                    .await?;
+            }
+            None => {}
+        }
+        tracing::info!(application = %spec.id, deployment = %d_what, "applied; waiting for the rollout");
+        let rolled = rollout::wait(&deployments, &namespace, &name, timeout).await?;
+        mapping::application_from(&rolled, Some(&secret), self.ingress.as_ref())
+    }
+
+    async fn get_application(&self, id: &str) -> Result<Option<Application>, RuntimeError> {
+        match self.locate(id).await? {
+            Some(d) => Ok(Some(self.read_application(d).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_application(
+        &self,
+        environment_id: &str,
+        name: &str,
+    ) -> Result<Option<Application>, RuntimeError> {
+        let Some(ns) = self.environment_namespace(environment_id).await? else {
+            return Ok(None);
+        };
+        let namespace = ns.metadata.name.unwrap_or_default();
+        let api: Api<Deployment> = Api::namespaced(self.client().await?, &namespace);
+        match apply::get(&api, name, &format!("Deployment {namespace}/{name}")).await? {
+            Some(d) if owner_id(&d.metadata, LABEL_APPLICATION_ID).is_some() => {
+                Ok(Some(self.read_application(d).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_application(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        let Some(d) = self.locate(id).await? else {
+            return Err(RuntimeError::NotFound(format!(
+                "no Deployment is labelled as application {id}"
+            )));
+        };
+        let namespace = d.metadata.namespace.clone().unwrap_or_default();
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let uid = d.metadata.uid.clone();
+        let client = self.client().await?;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let ingresses: Api<Ingress> = Api::namespaced(client, &namespace);
+        let d_what = format!("Deployment {namespace}/{name}");
+        if !is_terminating(&d.metadata) {
+            self.annotate_change(&deployments, &name, &change, &d_what)
+                .await?;
+        }
+        // The Ingress and Service first, so traffic stops before the pods do; the
+        // Secret last, since terminating pods may still read it.
+        self.delete_owned(&ingresses, &name, id, "Ingress", &namespace)
+            .await?;
+        self.delete_owned(&services, &name, id, "Service", &namespace)
+            .await?;
+        self.delete_owned(&deployments, &name, id, "Deployment", &namespace)
+            .await?;
+        Self::wait_gone(&deployments, &name, uid.as_deref(), timeout, &d_what).await?;
+        let secret_name = mapping::application_secret_name(&name);
+        self.delete_owned(&secrets, &secret_name, id, "Secret", &namespace)
+            .await?;
+        tracing::info!(application = %id, deployment = %d_what, "deleted application");
+        Ok(())
+    }
+}

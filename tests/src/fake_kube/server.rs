@@ -1,0 +1,407 @@
+//! HTTP: the API paths, verbs, content types and query parameters a Kubernetes client
+//! uses, routed to the [`Store`](super::store::Store), plus the fake's own `/fake/` API.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::controller;
+use super::errors::ApiError;
+use super::kinds::{self, Kind};
+use super::store::{Effect, RolloutMode};
+use super::Shared;
+
+/// Request bodies larger than this are refused (the real default is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+fn respond(code: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(e: &ApiError) -> Response {
+    respond(e.code, &e.status())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+struct Target {
+    kind: &'static Kind,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn resolve(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let owned = |s: &str| Some(s.to_owned());
+    if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        if let Some(kind) = kinds::find(group, version, rest[2]).filter(|k| k.namespaced) {
+            return match rest {
+                [_, ns, _] => Some(Target {
+                    kind,
+                    namespace: owned(ns),
+                    name: None,
+                    subresource: None,
+                }),
+                [_, ns, _, name] => Some(Target {
+                    kind,
+                    namespace: owned(ns),
+                    name: owned(name),
+                    subresource: None,
+                }),
+                [_, ns, _, name, sub] => Some(Target {
+                    kind,
+                    namespace: owned(ns),
+                    name: owned(name),
+                    subresource: owned(sub),
+                }),
+                _ => None,
+            };
+        }
+    }
+    let kind = kinds::find(group, version, rest.first()?)?;
+    match rest {
+        [_] => Some(Target {
+            kind,
+            namespace: None,
+            name: None,
+            subresource: None,
+        }),
+        [_, name] if !kind.namespaced => Some(Target {
+            kind,
+            namespace: None,
+            name: owned(name),
+            subresource: None,
+        }),
+        [_, name, sub] if !kind.namespaced => Some(Target {
+            kind,
+            namespace: None,
+            name: owned(name),
+            subresource: owned(sub),
+        }),
+        _ => None,
+    }
+}
+
+fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).or_else(|json_error| {
+        // Apply bodies may be YAML.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+        serde_saphyr::from_str::<Value>(text).map_err(|yaml_error| {
+            ApiError::bad_request(format!(
+                "the body is neither JSON ({json_error}) nor YAML ({yaml_error})"
+            ))
+        })
+    })
+}
+
+/// The single handler: every request comes here.
+pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = query_params(parts.uri.query());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+
+    if segments.first() == Some(&"fake") {
+        let bytes = to_bytes(body, MAX_BODY).await.unwrap_or_default();
+        return fake_api(&shared, &parts.method, &segments[1..], &bytes);
+    }
+    if segments != ["version"] {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if token != Some(shared.token.as_str()) {
+            return error(&ApiError::unauthorized());
+        }
+    }
+    let discovery = match segments.as_slice() {
+        ["version"] => Some(kinds::version()),
+        ["api"] => Some(kinds::core_versions(&shared.address)),
+        ["apis"] => Some(kinds::group_list()),
+        ["api", v] => kinds::resource_list("", v),
+        ["apis", g] => kinds::group(g),
+        ["apis", g, v] => kinds::resource_list(g, v),
+        _ => None,
+    };
+    if let Some(doc) = discovery {
+        return respond(200, &doc);
+    }
+    let target = match segments.as_slice() {
+        ["api", v, rest @ ..] => resolve("", v, rest),
+        ["apis", g, v, rest @ ..] => resolve(g, v, rest),
+        _ => None,
+    };
+    let Some(target) = target else {
+        return error(&ApiError::not_found_path(&path));
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let manager = param("fieldManager").unwrap_or_else(|| {
+        parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .filter(|m| !m.is_empty())
+            .unwrap_or("unknown")
+            .to_owned()
+    });
+    let bytes = match to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return error(&ApiError::bad_request("the request body is too large")),
+    };
+    let result = serve(
+        &shared,
+        &parts.method,
+        &target,
+        &content_type,
+        &manager,
+        &param,
+        &bytes,
+    );
+    match result {
+        Ok((code, value, effect)) => {
+            controller::react(&shared, effect);
+            respond(code, &value)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+fn serve(
+    shared: &Arc<Shared>,
+    method: &Method,
+    t: &Target,
+    content_type: &str,
+    manager: &str,
+    param: &dyn Fn(&str) -> Option<String>,
+    bytes: &[u8],
+) -> Result<(u16, Value, Effect), ApiError> {
+    let kind = t.kind;
+    let namespace = t.namespace.clone().unwrap_or_default();
+    let status_sub = match t.subresource.as_deref() {
+        None => false,
+        Some("status") if kind.status => true,
+        Some(other) => {
+            return Err(ApiError::not_found_path(&format!(
+                "{}/{other}",
+                kind.plural
+            )))
+        }
+    };
+    let mut store = shared.lock();
+    match (method, &t.name) {
+        (&Method::GET, None) => {
+            if param("watch").is_some_and(|w| w == "true" || w == "1") {
+                return Err(ApiError::method_not_allowed(
+                    "watch: the fake API server serves polling clients only",
+                ));
+            }
+            store.count("list");
+            let list = store.list(
+                kind,
+                t.namespace.as_deref(),
+                param("labelSelector").as_deref(),
+                param("fieldSelector").as_deref(),
+            )?;
+            Ok((200, list, Effect::None))
+        }
+        (&Method::GET, Some(name)) => {
+            store.count("get");
+            Ok((200, store.get(kind, &namespace, name)?, Effect::None))
+        }
+        (&Method::POST, None) => {
+            store.count("create");
+            let body = parse_body(bytes)?;
+            let (o, e) = store.create(kind, &namespace, body, manager)?;
+            Ok((201, o, e))
+        }
+        (&Method::PUT, Some(name)) => {
+            store.count("update");
+            let body = parse_body(bytes)?;
+            let (o, e) = store.replace(kind, &namespace, name, body, manager, status_sub)?;
+            Ok((200, o, e))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let body = parse_body(bytes)?;
+            match content_type {
+                "application/apply-patch+yaml" => {
+                    store.count("apply");
+                    if status_sub {
+                        return Err(ApiError::method_not_allowed(
+                            "apply to the status subresource",
+                        ));
+                    }
+                    let Some(manager) = param("fieldManager").filter(|m| !m.is_empty()) else {
+                        return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"));
+                    };
+                    let force = param("force").is_some_and(|f| f == "true");
+                    let existed = store.get(kind, &namespace, name).is_ok();
+                    let (o, e) =
+                        store.server_side_apply(kind, &namespace, name, body, &manager, force)?;
+                    Ok((if existed { 200 } else { 201 }, o, e))
+                }
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    store.count("patch");
+                    let (o, e) =
+                        store.merge_patch(kind, &namespace, name, &body, manager, status_sub)?;
+                    Ok((200, o, e))
+                }
+                other => Err(ApiError::unsupported_media_type(other)),
+            }
+        }
+        (&Method::DELETE, Some(name)) => {
+            store.count("delete");
+            let mut options = parse_body(bytes)?;
+            if options.is_null() {
+                options = json!({});
+            }
+            if let Some(p) = param("propagationPolicy") {
+                options["propagationPolicy"] = json!(p);
+            }
+            let (o, e) = store.delete(kind, &namespace, name, &options)?;
+            Ok((200, o, e))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+/// The fake's own API, for tests that drive it over HTTP (the Terraform end-to-end
+/// tests run the server in another process):
+/// `PUT /fake/rollout/<namespace>/<name>` with `{"mode": "normal"|"slow"|"fail"}`, and
+/// `GET /fake/requests` (request counts by verb).
+fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) -> Response {
+    match (method, rest) {
+        (&Method::PUT, ["rollout", ns, name]) => {
+            let body: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+            let Some(mode) = body
+                .get("mode")
+                .and_then(|m| m.as_str())
+                .and_then(RolloutMode::parse)
+            else {
+                return error(&ApiError::bad_request(
+                    "expected {\"mode\": \"normal\"|\"slow\"|\"fail\"}",
+                ));
+            };
+            shared
+                .lock()
+                .rollout_modes
+                .insert(((*ns).to_owned(), (*name).to_owned()), mode);
+            respond(
+                200,
+                &json!({"namespace": ns, "name": name, "mode": body["mode"]}),
+            )
+        }
+        (&Method::GET, ["requests"]) => respond(200, &json!(shared.lock().requests)),
+        (&Method::GET, ["healthz"]) => respond(200, &json!({"ok": true})),
+        _ => error(&ApiError::not_found_path(&format!(
+            "/fake/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_percent_decoded() {
+        let q = query_params(Some(
+            "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dslipway%2Ca+in+(x)&force=true",
+        ));
+        assert_eq!(q[0].1, "app.kubernetes.io/managed-by=slipway,a in (x)");
+        assert_eq!(q[1], ("force".to_owned(), "true".to_owned()));
+    }
+
+    #[test]
+    fn paths_resolve_to_namespaced_and_cluster_resources() {
+        let t = resolve(
+            "apps",
+            "v1",
+            &["namespaces", "dev", "deployments", "web", "status"],
+        )
+        .unwrap();
+        assert_eq!(t.kind.plural, "deployments");
+        assert_eq!(t.namespace.as_deref(), Some("dev"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let t = resolve("", "v1", &["namespaces", "dev"]).unwrap();
+        assert_eq!(
+            (t.kind.plural, t.name.as_deref()),
+            ("namespaces", Some("dev"))
+        );
+        let t = resolve("", "v1", &["namespaces", "dev", "status"]).unwrap();
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let t = resolve("apps", "v1", &["deployments"]).unwrap();
+        assert!(t.namespace.is_none() && t.name.is_none());
+        assert!(resolve("apps", "v1", &["deployments", "web"]).is_none());
+    }
+}

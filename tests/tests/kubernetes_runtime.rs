@@ -1,0 +1,867 @@
+//! The kubernetes runtime against the fake API server, through a kubeconfig as a user
+//! would configure it: environments and applications created, rolled out, drifted,
+//! refused, conflicted and deleted. `real_cluster_lifecycle` runs the same lifecycle on a
+//! real cluster when `SLIPWAY_TEST_KUBECONFIG` names a kubeconfig.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::{json, Value};
+use slipway_provider::runtime::kubernetes::KubernetesRuntime;
+use slipway_provider::runtime::{
+    ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
+    PortSpec, Protocol, ResourceLimits, Runtime, RuntimeError,
+};
+use slipway_tests::fake_kube::{FakeKube, Options, RolloutMode, Timing};
+
+/// Generous: the machine is shared; the waits end as soon as the condition holds.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Harness {
+    fake: FakeKube,
+    runtime: KubernetesRuntime,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness_with(options: Options) -> Harness {
+    let fake = FakeKube::start_with(options).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&path).unwrap();
+    let runtime = KubernetesRuntime::from_kubeconfig(Some(&path), Some("fake")).unwrap();
+    let client = client_for(&fake.kubeconfig()).await;
+    Harness {
+        fake,
+        runtime,
+        client,
+        _dir: dir,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(Options::default()).await
+}
+
+async fn client_for(kubeconfig: &str) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn change(sha: &str) -> ChangeRecord {
+    ChangeRecord {
+        commit_sha: sha.into(),
+        repository: "acme/infra".into(),
+        pull_request: Some(7),
+        actor: "alice".into(),
+        trigger: "webhook".into(),
+        job_id: format!("job-{sha}"),
+        changed_at: "2025-01-01T00:00:00Z".into(),
+        verified: true,
+    }
+}
+
+fn environment(name: &str) -> EnvironmentSpec {
+    EnvironmentSpec {
+        id: format!("{name}-0000abcd"),
+        name: name.into(),
+        mode: Mode::Staging,
+        variables: BTreeMap::from([("REGION".into(), "eu-west".into())]),
+        secrets: BTreeMap::from([("SHARED_TOKEN".into(), "env-secret-value".into())]),
+    }
+}
+
+fn application(env: &EnvironmentSpec, name: &str, image: &str, replicas: u32) -> ApplicationSpec {
+    ApplicationSpec {
+        id: format!("{name}-1234abcd"),
+        environment_id: env.id.clone(),
+        name: name.into(),
+        image: Some(image.into()),
+        command: None,
+        args: vec![],
+        working_dir: None,
+        replicas,
+        ports: vec![PortSpec {
+            name: "http".into(),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            public: true,
+        }],
+        variables: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
+        secrets: BTreeMap::from([("DB_PASSWORD".into(), "app-secret-value".into())]),
+        healthcheck: Some(HealthCheck {
+            probe: HealthProbe::Http {
+                path: "/healthz".into(),
+                port: 8080,
+            },
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+        }),
+        resources: ResourceLimits {
+            cpu: Some("250m".into()),
+            memory: Some("128Mi".into()),
+        },
+    }
+}
+
+fn annotations(o: &Value) -> BTreeMap<String, String> {
+    serde_json::from_value(o["metadata"]["annotations"].clone()).unwrap_or_default()
+}
+
+fn labels(o: &Value) -> BTreeMap<String, String> {
+    serde_json::from_value(o["metadata"]["labels"].clone()).unwrap_or_default()
+}
+
+fn managers_of(o: &Value) -> Vec<(String, String)> {
+    o["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or_default().to_owned(),
+                m["operation"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn owns(o: &Value, manager: &str, pointer: &str) -> bool {
+    o["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| m["manager"] == json!(manager) && m["fieldsV1"].pointer(pointer).is_some())
+}
+
+/// Waits until `check` holds, polling; fails after [`TIMEOUT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn create_environment_and_application_then_read_and_find_them() {
+    let h = harness().await;
+    let env_spec = environment("dev");
+    let env = h
+        .runtime
+        .apply_environment(env_spec.clone(), change("c1"))
+        .await
+        .unwrap();
+    assert_eq!(env.spec, env_spec);
+    assert_eq!(env.change, change("c1"));
+
+    let ns = h.fake.object("", "namespaces", "", "dev").unwrap();
+    let ns_labels = labels(&ns);
+    assert_eq!(ns_labels["app.kubernetes.io/managed-by"], "slipway");
+    assert_eq!(ns_labels["slipway.dev/environment-id"], env_spec.id);
+    assert_eq!(ns_labels["slipway.dev/mode"], "staging");
+    assert_eq!(annotations(&ns)["slipway.dev/commit-sha"], "c1");
+
+    let app_spec = application(&env_spec, "web", "nginx:1.27", 2);
+    let app = h
+        .runtime
+        .apply_application(app_spec.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.spec, app_spec);
+    assert_eq!(app.phase, Phase::Running);
+    assert_eq!(app.ready_replicas, 2);
+    assert_eq!(
+        app.endpoints["http"],
+        "http://web.dev.svc.cluster.local:8080"
+    );
+
+    // Every object: labelled, annotated with provenance, written by server-side apply.
+    for (group, plural, name) in [
+        ("apps", "deployments", "web"),
+        ("", "services", "web"),
+        ("", "secrets", "web-secrets"),
+    ] {
+        let o = h.fake.object(group, plural, "dev", name).unwrap();
+        assert_eq!(
+            labels(&o)["slipway.dev/application-id"],
+            app_spec.id,
+            "{plural}"
+        );
+        let a = annotations(&o);
+        assert_eq!(a["slipway.dev/commit-sha"], "c1", "{plural}");
+        assert_eq!(a["slipway.dev/repository"], "acme/infra", "{plural}");
+        assert_eq!(a["slipway.dev/pull-request"], "7", "{plural}");
+        assert_eq!(a["slipway.dev/job-id"], "job-c1", "{plural}");
+        assert!(
+            managers_of(&o).contains(&("slipway".to_owned(), "Apply".to_owned())),
+            "{plural}: {:?}",
+            managers_of(&o)
+        );
+    }
+    // The secret value reaches the pods only through the Secret.
+    let d = h.fake.object("apps", "deployments", "dev", "web").unwrap();
+    assert!(!d.to_string().contains("app-secret-value"));
+    assert_eq!(
+        d.pointer("/spec/selector/matchLabels"),
+        Some(
+            &json!({"app.kubernetes.io/managed-by": "slipway", "slipway.dev/application-id": app_spec.id})
+        )
+    );
+
+    let read = h
+        .runtime
+        .get_application(&app_spec.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.spec, app_spec);
+    assert_eq!(read.change, change("c1"));
+    let found = h
+        .runtime
+        .find_application(&env_spec.id, "web")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.spec.id, app_spec.id);
+    assert!(h
+        .runtime
+        .find_application(&env_spec.id, "nope")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(h
+        .runtime
+        .get_application("nope-00000000")
+        .await
+        .unwrap()
+        .is_none());
+    let env_read = h
+        .runtime
+        .get_environment(&env_spec.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(env_read.spec, env_spec);
+    assert_eq!(
+        h.runtime
+            .find_environment("dev")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .id,
+        env_spec.id
+    );
+    // Someone else's namespace is no Slipway environment.
+    assert!(h
+        .runtime
+        .find_environment("kube-system")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Applying the same spec again changes nothing but the provenance, and keeps the
+    // Deployment's generation (no rollout).
+    let generation = d["metadata"]["generation"].clone();
+    h.runtime
+        .apply_application(app_spec.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    let d2 = h.fake.object("apps", "deployments", "dev", "web").unwrap();
+    assert_eq!(d2["metadata"]["generation"], generation);
+    assert_eq!(annotations(&d2)["slipway.dev/commit-sha"], "c2");
+}
+
+#[tokio::test]
+async fn update_rolls_out_and_readers_see_it_progress() {
+    let h = harness_with(Options {
+        timing: Timing {
+            step: Duration::from_millis(150),
+            ..Timing::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let env = environment("stage");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let v1 = application(&env, "api", "api:1", 3);
+    h.runtime
+        .apply_application(v1.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+
+    h.fake.set_rollout_mode("stage", "api", RolloutMode::Slow);
+    let mut v2 = v1.clone();
+    v2.image = Some("api:2".into());
+    v2.variables.insert("FEATURE".into(), "on".into());
+    v2.ports.push(PortSpec {
+        name: "admin".into(),
+        port: 9000,
+        protocol: Protocol::Tcp,
+        public: false,
+    });
+    let runtime = std::sync::Arc::new(h.runtime);
+    let applying = {
+        let runtime = runtime.clone();
+        let v2 = v2.clone();
+        tokio::spawn(async move { runtime.apply_application(v2, change("c2"), TIMEOUT).await })
+    };
+    let id = v1.id.clone();
+    eventually("a reader to see the rollout in progress", || {
+        let runtime = runtime.clone();
+        let id = id.clone();
+        async move {
+            let app = runtime.get_application(&id).await.unwrap().unwrap();
+            app.phase == Phase::Progressing && app.spec.image.as_deref() == Some("api:2")
+        }
+    })
+    .await;
+    let app = applying.await.unwrap().unwrap();
+    assert_eq!(app.phase, Phase::Running);
+    assert_eq!(app.spec, v2);
+    assert_eq!(app.ready_replicas, 3);
+    let d = h
+        .fake
+        .object("apps", "deployments", "stage", "api")
+        .unwrap();
+    assert_eq!(d["metadata"]["generation"], json!(2));
+    assert_eq!(d["status"]["observedGeneration"], json!(2));
+
+    // Removing a variable and a port removes them from the Deployment: server-side
+    // apply drops the fields Slipway stops sending.
+    let app = runtime
+        .apply_application(v1.clone(), change("c3"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.spec, v1);
+    let d = h
+        .fake
+        .object("apps", "deployments", "stage", "api")
+        .unwrap();
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"].as_array().unwrap().len(), 1);
+    assert!(!container["env"].to_string().contains("FEATURE"));
+}
+
+#[tokio::test]
+async fn changing_a_secret_rolls_the_pods() {
+    let h = harness().await;
+    let env = environment("sec");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let mut app = application(&env, "web", "nginx:1", 1);
+    h.runtime
+        .apply_application(app.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    let before = h.fake.object("apps", "deployments", "sec", "web").unwrap();
+    app.secrets
+        .insert("DB_PASSWORD".into(), "rotated-value".into());
+    let applied = h
+        .runtime
+        .apply_application(app.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.secrets["DB_PASSWORD"], "rotated-value");
+    let after = h.fake.object("apps", "deployments", "sec", "web").unwrap();
+    assert_ne!(
+        before["spec"]["template"]["metadata"]["annotations"],
+        after["spec"]["template"]["metadata"]["annotations"]
+    );
+    assert!(!after.to_string().contains("rotated-value"));
+}
+
+#[tokio::test]
+async fn a_failed_rollout_is_an_error_naming_the_condition() {
+    let h = harness().await;
+    let env = environment("prod");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let v1 = application(&env, "web", "web:1", 2);
+    h.runtime
+        .apply_application(v1.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+
+    h.fake.set_rollout_mode("prod", "web", RolloutMode::Fail);
+    let mut v2 = v1.clone();
+    v2.image = Some("web:broken".into());
+    let err = h
+        .runtime
+        .apply_application(v2, change("c2"), TIMEOUT)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(message.contains("Progressing is False"), "{message}");
+    assert!(message.contains("ProgressDeadlineExceeded"), "{message}");
+    assert!(message.contains("prod/web"), "{message}");
+    assert!(!message.contains("app-secret-value"));
+
+    let app = h.runtime.get_application(&v1.id).await.unwrap().unwrap();
+    assert_eq!(app.phase, Phase::Failed);
+    assert!(app.message.unwrap().contains("ProgressDeadlineExceeded"));
+    // The old replicas keep serving.
+    assert_eq!(app.ready_replicas, 0, "no updated replica is available");
+    let d = h.fake.object("apps", "deployments", "prod", "web").unwrap();
+    assert_eq!(d["status"]["availableReplicas"], json!(2));
+}
+
+#[tokio::test]
+async fn a_rollout_that_outlives_the_timeout_says_what_it_waits_for() {
+    let h = harness_with(Options {
+        timing: Timing {
+            step: Duration::from_secs(30),
+            ..Timing::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let env = environment("slow");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let err = h
+        .runtime
+        .apply_application(
+            application(&env, "web", "web:1", 1),
+            change("c1"),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(message.contains("did not finish within"), "{message}");
+    assert!(message.contains("observe"), "{message}");
+}
+
+#[tokio::test]
+async fn drift_made_outside_terraform_shows_in_a_read_and_the_next_apply_reverts_it() {
+    let h = harness().await;
+    let env = environment("drift");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let spec = application(&env, "web", "nginx:1", 2);
+    h.runtime
+        .apply_application(spec.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+
+    // `kubectl scale`, in effect.
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "drift");
+    let params = PatchParams {
+        field_manager: Some("kubectl".into()),
+        ..PatchParams::default()
+    };
+    deployments
+        .patch(
+            "web",
+            &params,
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    let runtime = &h.runtime;
+    eventually("the scaled Deployment to roll out", || async {
+        let app = runtime.get_application(&spec.id).await.unwrap().unwrap();
+        app.ready_replicas == 5
+    })
+    .await;
+    let app = runtime.get_application(&spec.id).await.unwrap().unwrap();
+    assert_eq!(app.spec.replicas, 5);
+    assert_ne!(app.spec, spec);
+    let d = h
+        .fake
+        .object("apps", "deployments", "drift", "web")
+        .unwrap();
+    assert!(owns(&d, "kubectl", "/f:spec/f:replicas"));
+
+    // Slipway forces what it owns back.
+    let app = runtime
+        .apply_application(spec.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.spec, spec);
+    assert_eq!(app.ready_replicas, 2);
+    let d = h
+        .fake
+        .object("apps", "deployments", "drift", "web")
+        .unwrap();
+    assert!(owns(&d, "slipway", "/f:spec/f:replicas"));
+    assert!(!owns(&d, "kubectl", "/f:spec/f:replicas"));
+
+    // A deleted Deployment reads as gone, so Terraform plans to create it.
+    deployments
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    assert!(runtime.get_application(&spec.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn another_managers_apply_conflicts_until_forced_and_slipway_takes_its_fields_back() {
+    let h = harness().await;
+    let env = environment("conf");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let spec = application(&env, "web", "nginx:1", 2);
+    h.runtime
+        .apply_application(spec.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "conf");
+    let theirs = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 7}
+    });
+    let err = deployments
+        .patch("web", &PatchParams::apply("helm"), &Patch::Apply(&theirs))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 409);
+            assert_eq!(status.reason, "Conflict");
+            assert!(
+                status.message.contains("conflict with \"slipway\""),
+                "{}",
+                status.message
+            );
+            assert!(
+                status.message.contains(".spec.replicas"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected a 409, got {other:?}"),
+    }
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("helm").force(),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap();
+    let d = h.fake.object("apps", "deployments", "conf", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], json!(7));
+    assert!(owns(&d, "helm", "/f:spec/f:replicas"));
+    // helm's apply did not remove Slipway's other fields.
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        json!("nginx:1")
+    );
+
+    let app = h
+        .runtime
+        .apply_application(spec.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.spec.replicas, 2);
+    let d = h.fake.object("apps", "deployments", "conf", "web").unwrap();
+    assert!(owns(&d, "slipway", "/f:spec/f:replicas"));
+    assert!(!owns(&d, "helm", "/f:spec/f:replicas"));
+}
+
+#[tokio::test]
+async fn objects_without_slipway_labels_are_never_adopted_or_deleted() {
+    let h = harness().await;
+    // A namespace someone made by hand.
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "legacy"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let before = h.fake.object("", "namespaces", "", "legacy").unwrap();
+    let err = h
+        .runtime
+        .apply_environment(environment("legacy"), change("c1"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
+    assert!(message.contains("Namespace legacy"), "{message}");
+    assert!(message.contains("not managed by Slipway"), "{message}");
+    assert!(
+        message.contains("terraform import slipway_environment"),
+        "{message}"
+    );
+    let after = h.fake.object("", "namespaces", "", "legacy").unwrap();
+    assert_eq!(before, after, "the namespace must be untouched");
+
+    // A Deployment someone made by hand, in a Slipway environment.
+    let env = environment("mixed");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "mixed");
+    let theirs: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "theirs:1"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let before = h
+        .fake
+        .object("apps", "deployments", "mixed", "web")
+        .unwrap();
+    let err = h
+        .runtime
+        .apply_application(application(&env, "web", "ours:1", 1), change("c1"), TIMEOUT)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("Deployment mixed/web"), "{message}");
+    assert!(message.contains("not managed by Slipway"), "{message}");
+    assert!(
+        message.contains("terraform import slipway_application"),
+        "{message}"
+    );
+    assert_eq!(
+        h.fake
+            .object("apps", "deployments", "mixed", "web")
+            .unwrap(),
+        before
+    );
+    // Nothing else of the application was written either.
+    assert!(h
+        .fake
+        .object("", "secrets", "mixed", "web-secrets")
+        .is_none());
+    assert!(h.fake.object("", "services", "mixed", "web").is_none());
+    // It is no Slipway application, and an environment with it can still go once the
+    // Slipway applications are gone (the namespace's deletion takes it).
+    assert!(h
+        .runtime
+        .find_application(&env.id, "web")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Another Slipway application's object is refused, naming its id.
+    let first = application(&env, "api", "api:1", 1);
+    h.runtime
+        .apply_application(first.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    let mut second = application(&env, "api", "api:1", 1);
+    second.id = "api-99999999".into();
+    let message = h
+        .runtime
+        .apply_application(second, change("c1"), TIMEOUT)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains(&format!("id {}", first.id)), "{message}");
+    assert!(message.contains("terraform import"), "{message}");
+}
+
+#[tokio::test]
+async fn delete_waits_for_the_namespace_to_finish_terminating() {
+    let h = harness_with(Options {
+        timing: Timing {
+            namespace_termination: Duration::from_millis(800),
+            ..Timing::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let env = environment("gone");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let app = application(&env, "web", "nginx:1", 1);
+    h.runtime
+        .apply_application(app.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+
+    let err = h
+        .runtime
+        .delete_environment(&env.id, change("c2"), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("delete them first"), "{err}");
+
+    h.runtime
+        .delete_application(&app.id, change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    for (group, plural, name) in [
+        ("apps", "deployments", "web"),
+        ("", "services", "web"),
+        ("", "secrets", "web-secrets"),
+    ] {
+        assert!(
+            h.fake.object(group, plural, "gone", name).is_none(),
+            "{plural} left behind"
+        );
+    }
+    assert!(h.runtime.get_application(&app.id).await.unwrap().is_none());
+
+    h.runtime
+        .delete_environment(&env.id, change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert!(h.fake.object("", "namespaces", "", "gone").is_none());
+    assert!(h
+        .fake
+        .object("", "configmaps", "gone", "slipway-environment")
+        .is_none());
+    assert!(h.runtime.get_environment(&env.id).await.unwrap().is_none());
+    let err = h
+        .runtime
+        .delete_environment(&env.id, change("c3"), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn applying_into_a_terminating_namespace_says_to_wait() {
+    let h = harness_with(Options {
+        timing: Timing {
+            namespace_termination: Duration::from_secs(120),
+            ..Timing::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let env = environment("ending");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    namespaces
+        .delete("ending", &Default::default())
+        .await
+        .unwrap();
+    let err = h
+        .runtime
+        .apply_application(
+            application(&env, "web", "nginx:1", 1),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("being deleted"), "{err}");
+    let err = h
+        .runtime
+        .apply_environment(env.clone(), change("c2"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("being deleted"), "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_kubeconfig_or_context_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let err = KubernetesRuntime::from_kubeconfig(Some(&missing), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("kubeconfig") && err.contains("nope"), "{err}");
+
+    let fake = FakeKube::start().await.unwrap();
+    let path = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&path).unwrap();
+    let err = KubernetesRuntime::from_kubeconfig(Some(&path), Some("prod"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("\"prod\"") && err.contains("fake"), "{err}");
+
+    // A refused token is reported as such.
+    let bad = fake.kubeconfig().replace(fake.token(), "wrong-token");
+    std::fs::write(&path, bad).unwrap();
+    let runtime = KubernetesRuntime::from_kubeconfig(Some(&path), None).unwrap();
+    let err = runtime.get_environment("x").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
+/// The lifecycle against a real cluster. Run with
+/// `SLIPWAY_TEST_KUBECONFIG=~/.kube/config cargo test -p slipway-tests --test kubernetes_runtime -- --ignored`;
+/// it uses the namespace `slipway-test-<random>` and removes it.
+#[tokio::test]
+#[ignore = "needs a real cluster: set SLIPWAY_TEST_KUBECONFIG"]
+async fn real_cluster_lifecycle() {
+    let Ok(path) = std::env::var("SLIPWAY_TEST_KUBECONFIG") else {
+        eprintln!("SLIPWAY_TEST_KUBECONFIG is not set; skipping");
+        return;
+    };
+    let runtime =
+        KubernetesRuntime::from_kubeconfig(Some(std::path::Path::new(&path)), None).unwrap();
+    let suffix = format!("{:08x}", std::process::id());
+    let mut env = environment(&format!("slipway-test-{suffix}"));
+    env.id = format!("{}-{suffix}", env.name);
+    runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let mut app = application(&env, "web", "registry.k8s.io/pause:3.10", 1);
+    app.healthcheck = None;
+    let timeout = Duration::from_secs(300);
+    let result = runtime
+        .apply_application(app.clone(), change("c1"), timeout)
+        .await;
+    let read = runtime.get_application(&app.id).await;
+    let deleted = runtime
+        .delete_application(&app.id, change("c2"), timeout)
+        .await;
+    let env_deleted = runtime
+        .delete_environment(&env.id, change("c2"), timeout)
+        .await;
+    let applied = result.unwrap();
+    assert_eq!(applied.phase, Phase::Running);
+    assert_eq!(read.unwrap().unwrap().spec.image, app.image);
+    deleted.unwrap();
+    env_deleted.unwrap();
+}
