@@ -1,6 +1,8 @@
-//! The provider binary. The resources arrive with the provider issue; until then the
-//! binary serves an empty schema so that the workspace builds and Terraform can load it.
+//! The provider binary: Terraform starts it and talks to it over the plugin protocol.
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    tfplug::serve(
+        slipway_provider::provider::SlipwayProvider::new(),
+        tfplug::ServeOptions::new("registry.terraform.io/slipway/slipway"),
+    )
 }

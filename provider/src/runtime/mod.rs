@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod memory;
+
 pub mod kubernetes;
 pub mod local;
 

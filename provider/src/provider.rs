@@ -1,0 +1,481 @@
+//! The `slipway` provider: its configuration block, and the client every resource
+//! receives.
+//!
+//! The configuration chooses a runtime (`local`, the default, or `kubernetes`) and the
+//! production policy. Every setting can also come from an environment variable, so a
+//! configuration can stay empty and the agent or a CI job can set it all; an explicit
+//! setting in the `provider` block wins over the variable.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use slipway_provenance::VerifyingKey;
+use tfplug::schema::{Attribute, Block, Schema};
+use tfplug::{
+    async_trait, validator, AnyDataSource, AnyResource, AttributePath, Context, Diagnostic,
+    Diagnostics, Provider,
+};
+
+use crate::provenance::{Policy, RunProvenance};
+use crate::runtime::Runtime;
+
+/// `runtime`: which runtime to use.
+pub const ENV_RUNTIME: &str = "SLIPWAY_RUNTIME";
+/// `home`: the local runtime's home directory.
+pub const ENV_HOME: &str = "SLIPWAY_HOME";
+/// `production_requires_signed_provenance`: `true` or `false`.
+pub const ENV_PRODUCTION_REQUIRES_SIGNED: &str = "SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE";
+/// `agent_public_key`: base64 of the agent's 32-byte Ed25519 public key.
+pub const ENV_AGENT_PUBLIC_KEY: &str = "SLIPWAY_AGENT_PUBLIC_KEY";
+/// `agent_public_key_file`: a file holding that text (`slipway-agent keygen` writes it).
+pub const ENV_AGENT_PUBLIC_KEY_FILE: &str = "SLIPWAY_AGENT_PUBLIC_KEY_FILE";
+
+/// The runtimes a configuration may name.
+pub const RUNTIMES: [&str; 2] = ["local", "kubernetes"];
+
+/// The `provider "slipway"` block.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProviderConfig {
+    pub runtime: Option<String>,
+    pub home: Option<String>,
+    pub production_requires_signed_provenance: Option<bool>,
+    pub agent_public_key: Option<String>,
+    pub agent_public_key_file: Option<String>,
+}
+
+/// Which runtime to open, resolved from the configuration and the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    Local { home: PathBuf },
+    Kubernetes,
+}
+
+/// What every resource operation receives: the runtime, the policy, and who is making
+/// this run's changes.
+pub struct SlipwayClient {
+    pub runtime: Arc<dyn Runtime>,
+    pub policy: Policy,
+    pub provenance: RunProvenance,
+}
+
+/// Opens the runtime a configuration chose.
+pub type RuntimeOpener =
+    Arc<dyn Fn(&RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnostic> + Send + Sync>;
+
+/// Reads one environment variable (injected so tests need not touch the process
+/// environment).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The Slipway provider.
+pub struct SlipwayProvider {
+    open: RuntimeOpener,
+    env: EnvLookup,
+}
+
+impl Default for SlipwayProvider {
+    fn default() -> Self {
+        SlipwayProvider::new()
+    }
+}
+
+impl SlipwayProvider {
+    /// The provider as Terraform runs it: real runtimes, the process environment.
+    pub fn new() -> SlipwayProvider {
+        SlipwayProvider {
+            open: Arc::new(open_runtime),
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    /// A provider whose runtimes come from `open` and whose environment variables come
+    /// from `env`: for tests.
+    pub fn with(open: RuntimeOpener, env: EnvLookup) -> SlipwayProvider {
+        SlipwayProvider { open, env }
+    }
+
+    fn setting(&self, configured: Option<String>, variable: &str) -> Option<String> {
+        configured
+            .filter(|s| !s.is_empty())
+            .or_else(|| (self.env)(variable).filter(|s| !s.is_empty()))
+    }
+
+    /// Builds the client: everything `configure` does, on an injected environment.
+    pub fn build_client(&self, config: ProviderConfig) -> Result<SlipwayClient, Diagnostics> {
+        let mut diags = Diagnostics::new();
+
+        let runtime_name = self
+            .setting(config.runtime, ENV_RUNTIME)
+            .unwrap_or_else(|| "local".to_owned());
+        let choice = match runtime_name.as_str() {
+            "local" => {
+                let home = self
+                    .setting(config.home, ENV_HOME)
+                    .map(PathBuf::from)
+                    .or_else(|| default_home(&*self.env));
+                match home {
+                    Some(home) => Some(RuntimeChoice::Local { home }),
+                    None => {
+                        diags.push(
+                            Diagnostic::error(
+                                "No home directory for the local runtime",
+                                format!("Set `home` in the provider block or {ENV_HOME} in the environment: neither is set and there is no user data directory ($XDG_DATA_HOME or $HOME)."),
+                            )
+                            .at(AttributePath::root("home")),
+                        );
+                        None
+                    }
+                }
+            }
+            "kubernetes" => Some(RuntimeChoice::Kubernetes),
+            other => {
+                diags.push(
+                    Diagnostic::error(
+                        "Unknown runtime",
+                        format!("{other:?} is not a Slipway runtime; use \"local\" (the default) or \"kubernetes\" (set in `runtime` or {ENV_RUNTIME})."),
+                    )
+                    .at(AttributePath::root("runtime")),
+                );
+                None
+            }
+        };
+
+        let key = self.agent_key(config.agent_public_key, config.agent_public_key_file);
+        let key = match key {
+            Ok(key) => key,
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        };
+        let required = match config.production_requires_signed_provenance {
+            Some(b) => b,
+            None => {
+                match self
+                    .setting(None, ENV_PRODUCTION_REQUIRES_SIGNED)
+                    .as_deref()
+                {
+                    None | Some("false") | Some("0") => false,
+                    Some("true") | Some("1") => true,
+                    Some(other) => {
+                        diags.push(
+                        Diagnostic::error(
+                            "Invalid policy setting",
+                            format!("{ENV_PRODUCTION_REQUIRES_SIGNED} is {other:?}; use true or false."),
+                        )
+                        .at(AttributePath::root("production_requires_signed_provenance")),
+                    );
+                        false
+                    }
+                }
+            }
+        };
+        if required && key.is_none() && !diags.has_errors() {
+            diags.push(
+                Diagnostic::error(
+                    "Missing agent public key",
+                    format!("production_requires_signed_provenance is on, so the provider must verify slipway-agent's signature: set `agent_public_key` (or {ENV_AGENT_PUBLIC_KEY}) to the agent's public key, or `agent_public_key_file` (or {ENV_AGENT_PUBLIC_KEY_FILE}) to the slipway-agent.pub file that `slipway-agent keygen` wrote."),
+                )
+                .at(AttributePath::root("agent_public_key")),
+            );
+        }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        let Some(choice) = choice else {
+            return Err(diags);
+        };
+        let runtime = (self.open)(&choice).map_err(|d| d.at(AttributePath::root("runtime")))?;
+        let provenance = RunProvenance::from_lookup(|name| (self.env)(name), key.as_ref());
+        tracing::info!(
+            runtime = runtime.kind(),
+            production_requires_signed_provenance = required,
+            provenance = %provenance.describe(),
+            "configured the Slipway provider"
+        );
+        Ok(SlipwayClient {
+            runtime,
+            policy: Policy {
+                production_requires_signed_provenance: required,
+                agent_public_key: key,
+            },
+            provenance,
+        })
+    }
+
+    fn agent_key(
+        &self,
+        text: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<VerifyingKey>, Diagnostic> {
+        if let Some(text) = self.setting(text, ENV_AGENT_PUBLIC_KEY) {
+            return slipway_provenance::parse_verifying_key(&text)
+                .map(Some)
+                .map_err(|e| {
+                    Diagnostic::error(
+                        "Invalid agent public key",
+                        format!("agent_public_key ({ENV_AGENT_PUBLIC_KEY}): {e}. Use the contents of the slipway-agent.pub file that `slipway-agent keygen` wrote."),
+                    )
+                    .at(AttributePath::root("agent_public_key"))
+                });
+        }
+        if let Some(path) = self.setting(file, ENV_AGENT_PUBLIC_KEY_FILE) {
+            return slipway_provenance::load_verifying_key(std::path::Path::new(&path))
+                .map(Some)
+                .map_err(|e| {
+                    Diagnostic::error(
+                        "Invalid agent public key file",
+                        format!("agent_public_key_file ({ENV_AGENT_PUBLIC_KEY_FILE}): {e}."),
+                    )
+                    .at(AttributePath::root("agent_public_key_file"))
+                });
+        }
+        Ok(None)
+    }
+}
+
+/// The local runtime's home when neither `home` nor `SLIPWAY_HOME` is set: the user's
+/// data directory (`$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`, or
+/// `~/Library/Application Support/slipway` on macOS).
+pub fn default_home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(xdg) = env("XDG_DATA_HOME").filter(|s| !s.is_empty()) {
+        return Some(PathBuf::from(xdg).join("slipway"));
+    }
+    let home = PathBuf::from(env("HOME").filter(|s| !s.is_empty())?);
+    if cfg!(target_os = "macos") {
+        Some(home.join("Library/Application Support/slipway"))
+    } else {
+        Some(home.join(".local/share/slipway"))
+    }
+}
+
+/// Opens a real runtime.
+fn open_runtime(choice: &RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnostic> {
+    match choice {
+        RuntimeChoice::Kubernetes => Err(Diagnostic::error(
+            "The kubernetes runtime is not available yet",
+            "This version of the Slipway provider runs applications on the local runtime only. Remove `runtime = \"kubernetes\"` (or unset SLIPWAY_RUNTIME) to use the local runtime.",
+        )),
+        RuntimeChoice::Local { home } => Err(Diagnostic::error(
+            "The local runtime is not available in this build",
+            format!(
+                "This build of the Slipway provider does not include the local runtime (home {}).",
+                home.display()
+            ),
+        )),
+    }
+}
+
+#[async_trait]
+impl Provider for SlipwayProvider {
+    type Config = ProviderConfig;
+    type Client = SlipwayClient;
+
+    fn type_name(&self) -> &str {
+        "slipway"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            Block::new()
+                .description("Slipway: environments and applications on a local or Kubernetes runtime.")
+                .attribute(
+                    Attribute::string("runtime")
+                        .optional()
+                        .validator(validator::one_of(&RUNTIMES))
+                        .description(format!("Where applications run: \"local\" (the default; processes on this machine, supervised by the Slipway daemon) or \"kubernetes\". Defaults to ${ENV_RUNTIME}, then \"local\".")),
+                )
+                .attribute(
+                    Attribute::string("home")
+                        .optional()
+                        .description(format!("The local runtime's home directory (state, logs, the daemon's socket). Defaults to ${ENV_HOME}, then the user's data directory.")),
+                )
+                .attribute(
+                    Attribute::bool("production_requires_signed_provenance")
+                        .optional()
+                        .description(format!("When true, PRODUCTION environments and their applications change only in runs whose provenance slipway-agent signed: production changes come through a merge. Defaults to ${ENV_PRODUCTION_REQUIRES_SIGNED}, then false.")),
+                )
+                .attribute(
+                    Attribute::string("agent_public_key")
+                        .optional()
+                        .description(format!("slipway-agent's Ed25519 public key (base64 of its 32 bytes, the contents of slipway-agent.pub). Defaults to ${ENV_AGENT_PUBLIC_KEY}.")),
+                )
+                .attribute(
+                    Attribute::string("agent_public_key_file")
+                        .optional()
+                        .description(format!("A file holding agent_public_key. Defaults to ${ENV_AGENT_PUBLIC_KEY_FILE}.")),
+                ),
+        )
+    }
+
+    async fn configure(
+        &self,
+        _ctx: &Context,
+        config: ProviderConfig,
+    ) -> Result<SlipwayClient, Diagnostics> {
+        self.build_client(config)
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn AnyResource<SlipwayClient>>> {
+        vec![
+            tfplug::resource(crate::resources::environment::EnvironmentResource),
+            tfplug::resource(crate::resources::application::ApplicationResource),
+        ]
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn AnyDataSource<SlipwayClient>>> {
+        vec![
+            tfplug::data_source(crate::data_sources::environment::EnvironmentLookup),
+            tfplug::data_source(crate::data_sources::application::ApplicationLookup),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provenance::Trust;
+    use crate::runtime::memory::MemoryRuntime;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    fn provider(env: &[(&str, &str)]) -> (SlipwayProvider, Arc<Mutex<Vec<RuntimeChoice>>>) {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let seen = opened.clone();
+        let open: RuntimeOpener = Arc::new(move |choice: &RuntimeChoice| {
+            seen.lock().unwrap().push(choice.clone());
+            Ok(Arc::new(MemoryRuntime::new()) as Arc<dyn Runtime>)
+        });
+        (
+            SlipwayProvider::with(open, Arc::new(move |name| env.get(name).cloned())),
+            opened,
+        )
+    }
+
+    fn public_key() -> String {
+        let key = slipway_provenance::SigningKey::from_bytes(&[9u8; 32]);
+        slipway_provenance::encode_verifying_key(&key.verifying_key())
+    }
+
+    #[test]
+    fn local_is_the_default_with_home_from_the_environment() {
+        let (p, opened) = provider(&[("SLIPWAY_HOME", "/srv/slipway"), ("HOME", "/home/u")]);
+        let client = p.build_client(ProviderConfig::default()).unwrap();
+        assert_eq!(
+            opened.lock().unwrap()[0],
+            RuntimeChoice::Local {
+                home: "/srv/slipway".into()
+            }
+        );
+        assert!(!client.policy.production_requires_signed_provenance);
+        assert_eq!(client.provenance.trust, Trust::Manual);
+
+        let (p, opened) = provider(&[("HOME", "/home/u")]);
+        p.build_client(ProviderConfig::default()).unwrap();
+        let RuntimeChoice::Local { home } = &opened.lock().unwrap()[0] else {
+            panic!("expected local");
+        };
+        assert!(home.starts_with("/home/u"), "{}", home.display());
+
+        let (p, opened) = provider(&[("SLIPWAY_HOME", "/env")]);
+        p.build_client(ProviderConfig {
+            home: Some("/explicit".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            opened.lock().unwrap()[0],
+            RuntimeChoice::Local {
+                home: "/explicit".into()
+            }
+        );
+    }
+
+    #[test]
+    fn kubernetes_says_clearly_that_it_is_not_available_yet() {
+        let err = open_runtime(&RuntimeChoice::Kubernetes).err().unwrap();
+        assert!(err
+            .summary
+            .contains("kubernetes runtime is not available yet"));
+        let (p, _) = provider(&[("SLIPWAY_RUNTIME", "nomad"), ("HOME", "/h")]);
+        let err = p.build_client(ProviderConfig::default()).err().unwrap();
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("runtime")));
+        assert!(err.to_string().contains("\"nomad\""), "{err}");
+    }
+
+    #[test]
+    fn policy_settings_come_from_the_block_or_the_environment() {
+        let key = public_key();
+        let (p, _) = provider(&[
+            ("HOME", "/h"),
+            (ENV_PRODUCTION_REQUIRES_SIGNED, "true"),
+            (ENV_AGENT_PUBLIC_KEY, key.as_str()),
+        ]);
+        let client = p.build_client(ProviderConfig::default()).unwrap();
+        assert!(client.policy.production_requires_signed_provenance);
+        assert!(client.policy.agent_public_key.is_some());
+
+        let (p, _) = provider(&[("HOME", "/h")]);
+        let err = p
+            .build_client(ProviderConfig {
+                production_requires_signed_provenance: Some(true),
+                ..Default::default()
+            })
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.0[0].attribute,
+            Some(AttributePath::root("agent_public_key"))
+        );
+
+        let err = p
+            .build_client(ProviderConfig {
+                agent_public_key: Some("bm90IGEga2V5".into()),
+                ..Default::default()
+            })
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("agent_public_key"), "{err}");
+
+        let dir = crate::resources::testing::ScratchDir::new();
+        let file = dir.path().join("slipway-agent.pub");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let client = p
+            .build_client(ProviderConfig {
+                production_requires_signed_provenance: Some(true),
+                agent_public_key_file: Some(file.display().to_string()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(client.policy.agent_public_key.is_some());
+    }
+
+    #[test]
+    fn schema_lists_both_resources_and_data_sources() {
+        let p = SlipwayProvider::new();
+        let mut names: Vec<String> = p
+            .resources()
+            .iter()
+            .map(|r| r.type_name().to_owned())
+            .collect();
+        names.extend(
+            p.data_sources()
+                .iter()
+                .map(|d| format!("data.{}", d.type_name())),
+        );
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "data.slipway_application",
+                "data.slipway_environment",
+                "slipway_application",
+                "slipway_environment"
+            ]
+        );
+    }
+}

@@ -1,0 +1,508 @@
+//! `slipway_environment`: a named group of applications with a mode (DEVELOPMENT,
+//! PREVIEW, STAGING, PRODUCTION) and variables and secrets its applications share.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tfplug::schema::{Attribute, Block, Schema};
+use tfplug::{
+    async_trait, validator, AttributePath, Context, Diagnostic, Diagnostics, PlannedChange,
+    Resource,
+};
+
+use super::{error_at, map_or_null, new_id, runtime_error};
+use crate::provenance::production_gate;
+use crate::provider::SlipwayClient;
+use crate::runtime::{Environment, EnvironmentSpec, Mode, RuntimeError};
+
+/// How long deleting an environment may take.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The resource's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentState {
+    pub id: Option<String>,
+    pub name: String,
+    pub mode: Option<String>,
+    pub variables: Option<BTreeMap<String, String>>,
+    pub secrets: Option<BTreeMap<String, String>>,
+}
+
+impl EnvironmentState {
+    fn mode(&self) -> Mode {
+        self.mode
+            .as_deref()
+            .and_then(Mode::parse)
+            .unwrap_or_default()
+    }
+
+    fn spec(&self, id: String) -> EnvironmentSpec {
+        EnvironmentSpec {
+            id,
+            name: self.name.clone(),
+            mode: self.mode(),
+            variables: self.variables.clone().unwrap_or_default(),
+            secrets: self.secrets.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The state for what the runtime has, keeping unset maps unset.
+    fn from_runtime(environment: Environment, had: Option<&EnvironmentState>) -> EnvironmentState {
+        let spec = environment.spec;
+        EnvironmentState {
+            id: Some(spec.id),
+            name: spec.name,
+            mode: Some(spec.mode.as_str().to_owned()),
+            variables: map_or_null(&had.and_then(|h| h.variables.clone()), spec.variables),
+            secrets: map_or_null(&had.and_then(|h| h.secrets.clone()), spec.secrets),
+        }
+    }
+
+    fn id(&self) -> Result<&str, Diagnostics> {
+        self.id.as_deref().ok_or_else(|| {
+            Diagnostic::error(
+                "Environment has no id",
+                "The state of this slipway_environment has no id. Remove it from the state (terraform state rm) and import it by id.",
+            )
+            .into()
+        })
+    }
+}
+
+/// `slipway_environment`.
+pub struct EnvironmentResource;
+
+fn what(name: &str) -> String {
+    format!("environment {name:?}")
+}
+
+#[async_trait]
+impl Resource for EnvironmentResource {
+    type Client = SlipwayClient;
+    type State = EnvironmentState;
+
+    fn type_name(&self) -> &str {
+        "slipway_environment"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            Block::new()
+                .description("An environment: a group of applications sharing a mode, variables and secrets.")
+                .attribute(
+                    Attribute::string("id")
+                        .computed()
+                        .use_state_for_unknown()
+                        .description("The environment's id; import with it."),
+                )
+                .attribute(
+                    Attribute::string("name")
+                        .required()
+                        .requires_replace()
+                        .validator(validator::dns_label())
+                        .description("A DNS label, unique per runtime. Changing it replaces the environment."),
+                )
+                .attribute(
+                    Attribute::string("mode")
+                        .default("DEVELOPMENT")
+                        .validator(validator::one_of(&Mode::ALL))
+                        .description("DEVELOPMENT (the default), PREVIEW, STAGING or PRODUCTION. The provider's policy may accept PRODUCTION changes only through a merge."),
+                )
+                .attribute(
+                    Attribute::string_map("variables")
+                        .optional()
+                        .description("Environment variables every application in the environment gets."),
+                )
+                .attribute(
+                    Attribute::string_map("secrets")
+                        .optional()
+                        .sensitive()
+                        .description("Secret environment variables every application gets; never shown or logged."),
+                ),
+        )
+    }
+
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        client: Option<&SlipwayClient>,
+        change: &mut PlannedChange,
+    ) -> Diagnostics {
+        let Some(client) = client else {
+            return Diagnostics::new();
+        };
+        // A plan that changes nothing never needs the gate: `terraform plan` on an
+        // unchanged production environment must succeed anywhere.
+        if change.planned.is_null()
+            || (change.planned.same_as(&change.prior) && change.requires_replace.is_empty())
+        {
+            return Diagnostics::new();
+        }
+        let mode_of = |v: &tfplug::Value| v.get("mode").as_str().and_then(Mode::parse);
+        let production =
+            [mode_of(&change.prior), mode_of(&change.planned)].contains(&Some(Mode::Production));
+        if !production {
+            return Diagnostics::new();
+        }
+        let name = change
+            .planned
+            .get("name")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        match production_gate(
+            &client.policy,
+            &client.provenance,
+            Mode::Production,
+            &what(&name),
+            Some(AttributePath::root("mode")),
+        ) {
+            Ok(()) => Diagnostics::new(),
+            Err(d) => d.into(),
+        }
+    }
+
+    async fn create(
+        &self,
+        _ctx: &Context,
+        client: &SlipwayClient,
+        planned: EnvironmentState,
+    ) -> Result<EnvironmentState, Diagnostics> {
+        production_gate(
+            &client.policy,
+            &client.provenance,
+            planned.mode(),
+            &what(&planned.name),
+            Some(AttributePath::root("mode")),
+        )?;
+        if let Some(existing) = client
+            .runtime
+            .find_environment(&planned.name)
+            .await
+            .map_err(|e| runtime_error("look up the environment", e))?
+        {
+            return Err(error_at(
+                AttributePath::root("name"),
+                "Environment already exists",
+                format!(
+                    "An environment named {:?} already exists (id {}). Choose another name, or bring it under Terraform with `terraform import slipway_environment.<name> {}`.",
+                    planned.name, existing.spec.id, existing.spec.id
+                ),
+            ));
+        }
+        let id = new_id(&planned.name);
+        let environment = client
+            .runtime
+            .apply_environment(planned.spec(id), client.provenance.record())
+            .await
+            .map_err(|e| runtime_error("create the environment", e))?;
+        tracing::info!(id = %environment.spec.id, name = %planned.name, "created environment");
+        Ok(EnvironmentState::from_runtime(environment, Some(&planned)))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &Context,
+        client: &SlipwayClient,
+        current: EnvironmentState,
+    ) -> Result<Option<EnvironmentState>, Diagnostics> {
+        let environment = client
+            .runtime
+            .get_environment(current.id()?)
+            .await
+            .map_err(|e| runtime_error("read the environment", e))?;
+        Ok(environment.map(|e| EnvironmentState::from_runtime(e, Some(&current))))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &Context,
+        client: &SlipwayClient,
+        prior: EnvironmentState,
+        planned: EnvironmentState,
+    ) -> Result<EnvironmentState, Diagnostics> {
+        // Leaving PRODUCTION is a production change too, or the gate could be undone
+        // by first switching the mode.
+        for mode in [prior.mode(), planned.mode()] {
+            production_gate(
+                &client.policy,
+                &client.provenance,
+                mode,
+                &what(&planned.name),
+                Some(AttributePath::root("mode")),
+            )?;
+        }
+        let id = prior.id()?.to_owned();
+        let environment = client
+            .runtime
+            .apply_environment(planned.spec(id), client.provenance.record())
+            .await
+            .map_err(|e| runtime_error("update the environment", e))?;
+        Ok(EnvironmentState::from_runtime(environment, Some(&planned)))
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &Context,
+        client: &SlipwayClient,
+        prior: EnvironmentState,
+    ) -> Result<(), Diagnostics> {
+        production_gate(
+            &client.policy,
+            &client.provenance,
+            prior.mode(),
+            &what(&prior.name),
+            None,
+        )?;
+        match client
+            .runtime
+            .delete_environment(prior.id()?, client.provenance.record(), DELETE_TIMEOUT)
+            .await
+        {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+            Err(e) => Err(runtime_error("delete the environment", e).into()),
+        }
+    }
+
+    async fn import(
+        &self,
+        _ctx: &Context,
+        client: &SlipwayClient,
+        id: &str,
+    ) -> Result<EnvironmentState, Diagnostics> {
+        let runtime = &client.runtime;
+        let found = match runtime
+            .get_environment(id)
+            .await
+            .map_err(|e| runtime_error("import the environment", e))?
+        {
+            Some(e) => Some(e),
+            // Accept the name too: it is what people know.
+            None => runtime
+                .find_environment(id)
+                .await
+                .map_err(|e| runtime_error("import the environment", e))?,
+        };
+        found
+            .map(|e| EnvironmentState::from_runtime(e, None))
+            .ok_or_else(|| {
+                Diagnostic::error(
+                    "Cannot import: no such environment",
+                    format!("No environment has the id or name {id:?} on the {} runtime. The data source slipway_environment shows an environment's id.", runtime.kind()),
+                )
+                .into()
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use slipway_provenance::{Provenance, SigningKey, Trigger};
+    use tfplug::{AnyResource, Context, Value};
+
+    use super::*;
+    use crate::provenance::{Policy, RunProvenance};
+    use crate::resources::leaked_secrets;
+    use crate::resources::testing::{apply, client, plan, plan_is_empty, value};
+    use crate::runtime::memory::MemoryRuntime;
+
+    fn resource() -> Arc<dyn AnyResource<SlipwayClient>> {
+        tfplug::resource(EnvironmentResource)
+    }
+
+    fn config(json: serde_json::Value) -> Value {
+        value(&EnvironmentResource.schema(), json)
+    }
+
+    #[tokio::test]
+    async fn lifecycle_create_read_update_import_delete() {
+        let runtime = Arc::new(MemoryRuntime::new());
+        let client = client(runtime.clone());
+        let r = resource();
+        let ctx = Context::background();
+
+        let cfg = config(
+            json!({"name": "dev", "variables": {"LOG": "debug"}, "secrets": {"TOKEN": "s3cret"}}),
+        );
+        let change = plan(&*r, &client, &cfg, &Value::Null).await.unwrap();
+        assert_eq!(change.planned.get("mode"), &Value::from("DEVELOPMENT"));
+        assert!(change.planned.get("id").is_unknown());
+        let state = apply(&*r, &client, &cfg, &Value::Null).await.unwrap();
+        let id = state.get("id").as_str().unwrap().to_owned();
+        assert!(id.starts_with("dev-"), "{id}");
+        let env = stored(&runtime, &id).await.unwrap();
+        assert_eq!(env.spec.secrets["TOKEN"], "s3cret");
+        assert_eq!(env.change.trigger, "terraform-apply");
+        assert_eq!(env.change.actor, "tester");
+
+        // Read is stable, and so is the plan after it.
+        let read = r.read(&ctx, &client, &state).await.unwrap();
+        assert_eq!(read, state);
+        assert!(plan_is_empty(&*r, &client, &cfg, &read).await);
+
+        // Update in place.
+        let cfg2 = config(json!({"name": "dev", "mode": "STAGING", "variables": {"LOG": "info"}}));
+        let change = plan(&*r, &client, &cfg2, &state).await.unwrap();
+        assert!(change.requires_replace.is_empty());
+        let state2 = apply(&*r, &client, &cfg2, &state).await.unwrap();
+        assert_eq!(state2.get("id"), state.get("id"));
+        assert_eq!(state2.get("mode"), &Value::from("STAGING"));
+        assert!(state2.get("secrets").is_null());
+        assert!(plan_is_empty(&*r, &client, &cfg2, &state2).await);
+
+        // Renaming replaces.
+        let cfg3 = config(json!({"name": "dev2"}));
+        let change = plan(&*r, &client, &cfg3, &state2).await.unwrap();
+        assert_eq!(change.requires_replace, vec![AttributePath::root("name")]);
+
+        // Import by id and by name gives the same state.
+        let imported = r.import(&ctx, &client, &id).await.unwrap();
+        let imported = r.read(&ctx, &client, &imported).await.unwrap();
+        assert_eq!(imported, state2);
+        let by_name = r.import(&ctx, &client, "dev").await.unwrap();
+        assert_eq!(by_name.get("id"), state.get("id"));
+        let err = r.import(&ctx, &client, "nope").await.unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+
+        // Delete; a second delete (already gone) is fine, and read then drops it.
+        r.delete(&ctx, &client, &state2).await.unwrap();
+        r.delete(&ctx, &client, &state2).await.unwrap();
+        assert!(r.read(&ctx, &client, &state2).await.unwrap().is_null());
+    }
+
+    #[tokio::test]
+    async fn bad_input_names_the_attribute_and_duplicates_are_refused() {
+        let runtime = Arc::new(MemoryRuntime::new());
+        let client = client(runtime.clone());
+        let r = resource();
+        let err = plan(
+            &*r,
+            &client,
+            &config(json!({"name": "Not_A_Label"})),
+            &Value::Null,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("name")));
+        let err = plan(
+            &*r,
+            &client,
+            &config(json!({"name": "a", "mode": "PROD"})),
+            &Value::Null,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("mode")));
+        assert!(err.to_string().contains("PRODUCTION"), "{err}");
+
+        let cfg = config(json!({"name": "dup", "secrets": {"K": "hidden-value"}}));
+        apply(&*r, &client, &cfg, &Value::Null).await.unwrap();
+        let err = apply(&*r, &client, &cfg, &Value::Null).await.unwrap_err();
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("name")));
+        assert!(err.to_string().contains("terraform import"), "{err}");
+        let secrets = [("K".to_owned(), "hidden-value".to_owned())].into();
+        assert!(leaked_secrets(&secrets, &err).is_empty());
+    }
+
+    fn signing_key() -> SigningKey {
+        SigningKey::from_bytes(&[5u8; 32])
+    }
+
+    fn gated_client(
+        runtime: Arc<MemoryRuntime>,
+        env: Vec<(&'static str, String)>,
+    ) -> SlipwayClient {
+        let key = signing_key().verifying_key();
+        let env: BTreeMap<&str, String> = env.into_iter().collect();
+        SlipwayClient {
+            runtime,
+            policy: Policy {
+                production_requires_signed_provenance: true,
+                agent_public_key: Some(key),
+            },
+            provenance: RunProvenance::from_lookup(|n| env.get(n).cloned(), Some(&key)),
+        }
+    }
+
+    fn signed_env() -> Vec<(&'static str, String)> {
+        Provenance {
+            commit_sha: "feedface".into(),
+            repository: "acme/infra".into(),
+            pull_request: Some(12),
+            actor: "merger".into(),
+            trigger: Trigger::Webhook,
+            job_id: "9".into(),
+            timestamp: Provenance::now_timestamp(),
+        }
+        .sign(&signing_key())
+        .to_env()
+    }
+
+    #[tokio::test]
+    async fn production_gate_at_plan_and_apply() {
+        let runtime = Arc::new(MemoryRuntime::new());
+        let r = resource();
+        let ctx = Context::background();
+        let prod = config(json!({"name": "prod", "mode": "PRODUCTION", "variables": {"A": "1"}}));
+
+        // Unsigned: plan fails with the merge message at `mode`.
+        let manual = gated_client(runtime.clone(), vec![]);
+        let err = plan(&*r, &manual, &prod, &Value::Null).await.unwrap_err();
+        assert_eq!(err.0[0].summary, "Production changes come through a merge");
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("mode")));
+
+        // Tampered: a signed record whose commit was changed afterwards.
+        let mut tampered_env = signed_env();
+        for (k, v) in tampered_env.iter_mut() {
+            if *k == slipway_provenance::ENV_COMMIT_SHA {
+                *v = "0000000".into();
+            }
+        }
+        let tampered = gated_client(runtime.clone(), tampered_env);
+        let err = plan(&*r, &tampered, &prod, &Value::Null).await.unwrap_err();
+        assert!(err.to_string().contains("come through a merge"), "{err}");
+        assert!(err.to_string().contains("does not verify"), "{err}");
+
+        // Signed: accepted, and the provenance is recorded on the object.
+        let signed = gated_client(runtime.clone(), signed_env());
+        let state = apply(&*r, &signed, &prod, &Value::Null).await.unwrap();
+        let id = state.get("id").as_str().unwrap().to_owned();
+        let env = stored(&runtime, &id).await.unwrap();
+        assert!(env.change.verified);
+        assert_eq!(env.change.commit_sha, "feedface");
+        assert_eq!(env.change.pull_request, Some(12));
+        assert_eq!(env.change.trigger, "webhook");
+
+        // An unchanged plan needs no signature; a change does, also at apply (a saved
+        // plan applied from elsewhere) and for leaving PRODUCTION or deleting.
+        assert!(plan_is_empty(&*r, &manual, &prod, &state).await);
+        let changed =
+            config(json!({"name": "prod", "mode": "PRODUCTION", "variables": {"A": "2"}}));
+        assert!(plan(&*r, &manual, &changed, &state).await.is_err());
+        let planned = plan(&*r, &signed, &changed, &state).await.unwrap().planned;
+        let err = r.update(&ctx, &manual, &state, &planned).await.unwrap_err();
+        assert!(err.to_string().contains("come through a merge"), "{err}");
+        let demoted = config(json!({"name": "prod", "mode": "DEVELOPMENT"}));
+        assert!(plan(&*r, &manual, &demoted, &state).await.is_err());
+        let err = r.delete(&ctx, &manual, &state).await.unwrap_err();
+        assert!(err.to_string().contains("come through a merge"), "{err}");
+        assert!(stored(&runtime, &id).await.is_some());
+
+        // Other modes are not gated.
+        let dev = config(json!({"name": "dev"}));
+        apply(&*r, &manual, &dev, &Value::Null).await.unwrap();
+
+        let state2 = apply(&*r, &signed, &changed, &state).await.unwrap();
+        r.delete(&ctx, &signed, &state2).await.unwrap();
+        assert!(stored(&runtime, &id).await.is_none());
+    }
+
+    async fn stored(runtime: &MemoryRuntime, id: &str) -> Option<Environment> {
+        use crate::runtime::Runtime;
+        runtime.get_environment(id).await.unwrap()
+    }
+}
