@@ -30,6 +30,14 @@ pub const ENV_PRODUCTION_REQUIRES_SIGNED: &str = "SLIPWAY_PRODUCTION_REQUIRES_SI
 pub const ENV_AGENT_PUBLIC_KEY: &str = "SLIPWAY_AGENT_PUBLIC_KEY";
 /// `agent_public_key_file`: a file holding that text (`slipway-agent keygen` writes it).
 pub const ENV_AGENT_PUBLIC_KEY_FILE: &str = "SLIPWAY_AGENT_PUBLIC_KEY_FILE";
+/// `kubeconfig`: the kubeconfig file for the kubernetes runtime.
+pub const ENV_KUBECONFIG: &str = "SLIPWAY_KUBECONFIG";
+/// `kube_context`: the kubeconfig context to use.
+pub const ENV_KUBE_CONTEXT: &str = "SLIPWAY_KUBE_CONTEXT";
+/// `ingress_class`: the Ingress class that exposes public ports on Kubernetes.
+pub const ENV_INGRESS_CLASS: &str = "SLIPWAY_INGRESS_CLASS";
+/// `ingress_domain`: the domain under which public ports get host names on Kubernetes.
+pub const ENV_INGRESS_DOMAIN: &str = "SLIPWAY_INGRESS_DOMAIN";
 
 /// The runtimes a configuration may name.
 pub const RUNTIMES: [&str; 2] = ["local", "kubernetes"];
@@ -42,13 +50,26 @@ pub struct ProviderConfig {
     pub production_requires_signed_provenance: Option<bool>,
     pub agent_public_key: Option<String>,
     pub agent_public_key_file: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub kube_context: Option<String>,
+    pub ingress_class: Option<String>,
+    pub ingress_domain: Option<String>,
 }
 
 /// Which runtime to open, resolved from the configuration and the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeChoice {
-    Local { home: PathBuf },
-    Kubernetes,
+    Local {
+        home: PathBuf,
+    },
+    Kubernetes {
+        /// `None`: `$KUBECONFIG`, `~/.kube/config`, or the pod's service account
+        /// inside a cluster.
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        /// Ingress class and domain, when public ports are exposed through an Ingress.
+        ingress: Option<(String, String)>,
+    },
 }
 
 /// What every resource operation receives: the runtime, the policy, and who is making
@@ -59,9 +80,13 @@ pub struct SlipwayClient {
     pub provenance: RunProvenance,
 }
 
-/// Opens the runtime a configuration chose.
-pub type RuntimeOpener =
-    Arc<dyn Fn(&RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnostic> + Send + Sync>;
+/// What opening a runtime produces.
+pub type OpenedRuntime = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Arc<dyn Runtime>, Diagnostic>> + Send>,
+>;
+
+/// Opens the runtime a configuration chose (the local one may start its daemon).
+pub type RuntimeOpener = Arc<dyn Fn(RuntimeChoice) -> OpenedRuntime + Send + Sync>;
 
 /// Reads one environment variable (injected so tests need not touch the process
 /// environment).
@@ -83,7 +108,7 @@ impl SlipwayProvider {
     /// The provider as Terraform runs it: real runtimes, the process environment.
     pub fn new() -> SlipwayProvider {
         SlipwayProvider {
-            open: Arc::new(open_runtime),
+            open: Arc::new(|choice| Box::pin(open_runtime(choice))),
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
@@ -101,7 +126,7 @@ impl SlipwayProvider {
     }
 
     /// Builds the client: everything `configure` does, on an injected environment.
-    pub fn build_client(&self, config: ProviderConfig) -> Result<SlipwayClient, Diagnostics> {
+    pub async fn build_client(&self, config: ProviderConfig) -> Result<SlipwayClient, Diagnostics> {
         let mut diags = Diagnostics::new();
 
         let runtime_name = self
@@ -127,7 +152,36 @@ impl SlipwayProvider {
                     }
                 }
             }
-            "kubernetes" => Some(RuntimeChoice::Kubernetes),
+            "kubernetes" => {
+                let class = self.setting(config.ingress_class, ENV_INGRESS_CLASS);
+                let domain = self.setting(config.ingress_domain, ENV_INGRESS_DOMAIN);
+                let ingress = match (class, domain) {
+                    (Some(class), Some(domain)) => Some((class, domain)),
+                    (None, None) => None,
+                    (class, _) => {
+                        let missing = if class.is_none() {
+                            "ingress_class"
+                        } else {
+                            "ingress_domain"
+                        };
+                        diags.push(
+                            Diagnostic::error(
+                                "Incomplete ingress settings",
+                                format!("{missing}: public ports are exposed through an Ingress only with both `ingress_class` and `ingress_domain`; set {missing} too, or neither."),
+                            )
+                            .at(AttributePath::root(missing)),
+                        );
+                        None
+                    }
+                };
+                Some(RuntimeChoice::Kubernetes {
+                    kubeconfig: self
+                        .setting(config.kubeconfig, ENV_KUBECONFIG)
+                        .map(PathBuf::from),
+                    context: self.setting(config.kube_context, ENV_KUBE_CONTEXT),
+                    ingress,
+                })
+            }
             other => {
                 diags.push(
                     Diagnostic::error(
@@ -185,7 +239,9 @@ impl SlipwayProvider {
         let Some(choice) = choice else {
             return Err(diags);
         };
-        let runtime = (self.open)(&choice).map_err(|d| d.at(AttributePath::root("runtime")))?;
+        let runtime = (self.open)(choice)
+            .await
+            .map_err(|d| d.at(AttributePath::root("runtime")))?;
         let provenance = RunProvenance::from_lookup(|name| (self.env)(name), key.as_ref());
         tracing::info!(
             runtime = runtime.kind(),
@@ -249,20 +305,49 @@ pub fn default_home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     }
 }
 
-/// Opens a real runtime.
-fn open_runtime(choice: &RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnostic> {
+/// Opens a real runtime: connects to the local runtime's daemon (starting it when none
+/// answers), or reads the kubeconfig (the cluster is contacted on first use).
+async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnostic> {
+    use crate::runtime::kubernetes::KubernetesRuntime;
+    use crate::runtime::local::{Home, LocalRuntime};
     match choice {
-        RuntimeChoice::Kubernetes => Err(Diagnostic::error(
-            "The kubernetes runtime is not available yet",
-            "This version of the Slipway provider runs applications on the local runtime only. Remove `runtime = \"kubernetes\"` (or unset SLIPWAY_RUNTIME) to use the local runtime.",
-        )),
-        RuntimeChoice::Local { home } => Err(Diagnostic::error(
-            "The local runtime is not available in this build",
-            format!(
-                "This build of the Slipway provider does not include the local runtime (home {}).",
-                home.display()
-            ),
-        )),
+        RuntimeChoice::Local { home } => {
+            let runtime = LocalRuntime::connect_or_spawn(&Home::new(home))
+                .await
+                .map_err(|e| {
+                    Diagnostic::error(
+                        "Cannot start the local runtime",
+                        format!("{e}. Check `home` (or SLIPWAY_HOME): the directory must be writable, and its path short."),
+                    )
+                })?;
+            Ok(Arc::new(runtime))
+        }
+        RuntimeChoice::Kubernetes {
+            kubeconfig,
+            context,
+            ingress,
+        } => {
+            let in_cluster = kubeconfig.is_none()
+                && context.is_none()
+                && std::env::var_os("KUBECONFIG").is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+            let runtime = if in_cluster {
+                KubernetesRuntime::in_cluster()
+            } else {
+                KubernetesRuntime::from_kubeconfig(kubeconfig.as_deref(), context.as_deref())
+            }
+            .map_err(|e| Diagnostic::error("Cannot use the kubernetes runtime", e.to_string()))?;
+            let runtime = match ingress {
+                Some((class, domain)) => {
+                    runtime.with_ingress(crate::runtime::kubernetes::mapping::IngressSettings {
+                        class,
+                        domain,
+                    })
+                }
+                None => runtime,
+            };
+            Ok(Arc::new(runtime))
+        }
     }
 }
 
@@ -304,6 +389,26 @@ impl Provider for SlipwayProvider {
                     Attribute::string("agent_public_key_file")
                         .optional()
                         .description(format!("A file holding agent_public_key. Defaults to ${ENV_AGENT_PUBLIC_KEY_FILE}.")),
+                )
+                .attribute(
+                    Attribute::string("kubeconfig")
+                        .optional()
+                        .description(format!("kubernetes runtime: the kubeconfig file. Defaults to ${ENV_KUBECONFIG}, then $KUBECONFIG or ~/.kube/config, or the pod's service account inside a cluster.")),
+                )
+                .attribute(
+                    Attribute::string("kube_context")
+                        .optional()
+                        .description(format!("kubernetes runtime: the kubeconfig context. Defaults to ${ENV_KUBE_CONTEXT}, then the current context.")),
+                )
+                .attribute(
+                    Attribute::string("ingress_class")
+                        .optional()
+                        .description(format!("kubernetes runtime: expose public ports through Ingresses of this class (with ingress_domain). Defaults to ${ENV_INGRESS_CLASS}.")),
+                )
+                .attribute(
+                    Attribute::string("ingress_domain")
+                        .optional()
+                        .description(format!("kubernetes runtime: public ports get host names under this domain. Defaults to ${ENV_INGRESS_DOMAIN}.")),
                 ),
         )
     }
@@ -313,7 +418,7 @@ impl Provider for SlipwayProvider {
         _ctx: &Context,
         config: ProviderConfig,
     ) -> Result<SlipwayClient, Diagnostics> {
-        self.build_client(config)
+        self.build_client(config).await
     }
 
     fn resources(&self) -> Vec<Arc<dyn AnyResource<SlipwayClient>>> {
@@ -346,9 +451,9 @@ mod tests {
             .collect();
         let opened = Arc::new(Mutex::new(Vec::new()));
         let seen = opened.clone();
-        let open: RuntimeOpener = Arc::new(move |choice: &RuntimeChoice| {
-            seen.lock().unwrap().push(choice.clone());
-            Ok(Arc::new(MemoryRuntime::new()) as Arc<dyn Runtime>)
+        let open: RuntimeOpener = Arc::new(move |choice: RuntimeChoice| {
+            seen.lock().unwrap().push(choice);
+            Box::pin(async { Ok(Arc::new(MemoryRuntime::new()) as Arc<dyn Runtime>) })
         });
         (
             SlipwayProvider::with(open, Arc::new(move |name| env.get(name).cloned())),
@@ -361,10 +466,10 @@ mod tests {
         slipway_provenance::encode_verifying_key(&key.verifying_key())
     }
 
-    #[test]
-    fn local_is_the_default_with_home_from_the_environment() {
+    #[tokio::test]
+    async fn local_is_the_default_with_home_from_the_environment() {
         let (p, opened) = provider(&[("SLIPWAY_HOME", "/srv/slipway"), ("HOME", "/home/u")]);
-        let client = p.build_client(ProviderConfig::default()).unwrap();
+        let client = p.build_client(ProviderConfig::default()).await.unwrap();
         assert_eq!(
             opened.lock().unwrap()[0],
             RuntimeChoice::Local {
@@ -375,7 +480,7 @@ mod tests {
         assert_eq!(client.provenance.trust, Trust::Manual);
 
         let (p, opened) = provider(&[("HOME", "/home/u")]);
-        p.build_client(ProviderConfig::default()).unwrap();
+        p.build_client(ProviderConfig::default()).await.unwrap();
         let RuntimeChoice::Local { home } = &opened.lock().unwrap()[0] else {
             panic!("expected local");
         };
@@ -386,6 +491,7 @@ mod tests {
             home: Some("/explicit".into()),
             ..Default::default()
         })
+        .await
         .unwrap();
         assert_eq!(
             opened.lock().unwrap()[0],
@@ -395,27 +501,76 @@ mod tests {
         );
     }
 
-    #[test]
-    fn kubernetes_says_clearly_that_it_is_not_available_yet() {
-        let err = open_runtime(&RuntimeChoice::Kubernetes).err().unwrap();
-        assert!(err
-            .summary
-            .contains("kubernetes runtime is not available yet"));
+    #[tokio::test]
+    async fn kubernetes_settings_and_unknown_runtimes() {
+        let (p, opened) = provider(&[
+            ("SLIPWAY_RUNTIME", "kubernetes"),
+            (ENV_KUBE_CONTEXT, "staging"),
+            (ENV_INGRESS_CLASS, "nginx"),
+            (ENV_INGRESS_DOMAIN, "apps.example.com"),
+        ]);
+        p.build_client(ProviderConfig {
+            kubeconfig: Some("/etc/kube/config".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            opened.lock().unwrap()[0],
+            RuntimeChoice::Kubernetes {
+                kubeconfig: Some("/etc/kube/config".into()),
+                context: Some("staging".into()),
+                ingress: Some(("nginx".into(), "apps.example.com".into())),
+            }
+        );
+        let (p, _) = provider(&[
+            ("SLIPWAY_RUNTIME", "kubernetes"),
+            (ENV_INGRESS_CLASS, "nginx"),
+        ]);
+        let err = p
+            .build_client(ProviderConfig::default())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.0[0].attribute,
+            Some(AttributePath::root("ingress_domain"))
+        );
+
+        // A kubeconfig that does not exist is a clear error, not a hang.
+        let err = open_runtime(RuntimeChoice::Kubernetes {
+            kubeconfig: Some("/definitely/not/a/kubeconfig".into()),
+            context: None,
+            ingress: None,
+        })
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            err.detail.contains("/definitely/not/a/kubeconfig"),
+            "{}",
+            err.detail
+        );
+
         let (p, _) = provider(&[("SLIPWAY_RUNTIME", "nomad"), ("HOME", "/h")]);
-        let err = p.build_client(ProviderConfig::default()).err().unwrap();
+        let err = p
+            .build_client(ProviderConfig::default())
+            .await
+            .err()
+            .unwrap();
         assert_eq!(err.0[0].attribute, Some(AttributePath::root("runtime")));
         assert!(err.to_string().contains("\"nomad\""), "{err}");
     }
 
-    #[test]
-    fn policy_settings_come_from_the_block_or_the_environment() {
+    #[tokio::test]
+    async fn policy_settings_come_from_the_block_or_the_environment() {
         let key = public_key();
         let (p, _) = provider(&[
             ("HOME", "/h"),
             (ENV_PRODUCTION_REQUIRES_SIGNED, "true"),
             (ENV_AGENT_PUBLIC_KEY, key.as_str()),
         ]);
-        let client = p.build_client(ProviderConfig::default()).unwrap();
+        let client = p.build_client(ProviderConfig::default()).await.unwrap();
         assert!(client.policy.production_requires_signed_provenance);
         assert!(client.policy.agent_public_key.is_some());
 
@@ -425,6 +580,7 @@ mod tests {
                 production_requires_signed_provenance: Some(true),
                 ..Default::default()
             })
+            .await
             .err()
             .unwrap();
         assert_eq!(
@@ -437,6 +593,7 @@ mod tests {
                 agent_public_key: Some("bm90IGEga2V5".into()),
                 ..Default::default()
             })
+            .await
             .err()
             .unwrap();
         assert!(err.to_string().contains("agent_public_key"), "{err}");
@@ -450,6 +607,7 @@ mod tests {
                 agent_public_key_file: Some(file.display().to_string()),
                 ..Default::default()
             })
+            .await
             .unwrap();
         assert!(client.policy.agent_public_key.is_some());
     }
