@@ -161,17 +161,16 @@ async fn bench() -> Result<(), String> {
         .map(|a| a.ready_replicas)
         .sum::<u32>();
     println!("local runtime daemon memory (VmRSS of pid {pid}):");
+    println!("  {:<40} {:>6.1} MiB", "idle:", idle as f64 / 1024.0);
     println!(
-        "  idle:                                 {:>7.1} MiB",
-        idle as f64 / 1024.0
-    );
-    println!(
-        "  {replicas} replicas running ({APPS} apps x {REPLICAS}): {:>7.1} MiB  (deployed in {:.1}s)",
+        "  {:<40} {:>6.1} MiB  (deployed in {:.1}s)",
+        format!("{replicas} replicas running ({APPS} apps x {REPLICAS}):"),
         running as f64 / 1024.0,
         deployed_in.as_secs_f64()
     );
     println!(
-        "  after a rolling update of every app: {:>7.1} MiB  (rolled in {:.1}s)",
+        "  {:<40} {:>6.1} MiB  (rolled in {:.1}s)",
+        "after a rolling update of every app:",
         after_update as f64 / 1024.0,
         rolled_in.as_secs_f64()
     );

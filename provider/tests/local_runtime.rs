@@ -296,6 +296,35 @@ async fn deploys_two_replicas_behind_one_endpoint() {
         "the proxy balances over both replicas: {pids:?}"
     );
 
+    // A change of the environment's variables rolls its applications.
+    let mut env = environment("env-1", "dev");
+    env.variables
+        .insert("GREETING".into(), "hello again".into());
+    f.runtime.apply_environment(env, change()).await.unwrap();
+    wait_until(
+        "the replicas see the environment's new variables",
+        || async move {
+            let mut all = true;
+            for _ in 0..4 {
+                all &= get(port, "/env/GREETING").await.as_deref() == Ok("hello again");
+            }
+            all
+        },
+    )
+    .await;
+    let rt = f.runtime.clone();
+    wait_until(
+        "the application is running after the environment change",
+        || {
+            let rt = rt.clone();
+            async move {
+                let a = rt.get_application("app-1").await.unwrap().unwrap();
+                a.phase == Phase::Running && a.ready_replicas == 2
+            }
+        },
+    )
+    .await;
+
     let found = f
         .runtime
         .find_application("env-1", "web")

@@ -183,6 +183,34 @@ pub async fn pump(reader: impl AsyncRead + Unpin, stream: &'static str, sink: Sh
     }
 }
 
+/// Deletes the log files (and their rotations) of replicas that no longer run, keeping
+/// the `keep` most recent, so that many rollouts do not pile up files. The logs of
+/// `running` replicas are never deleted.
+pub fn prune(dir: &Path, running: &[PathBuf], keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut old: Vec<(SystemTime, PathBuf)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log") && !running.contains(p))
+        .map(|p| {
+            let t = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .unwrap_or(UNIX_EPOCH);
+            (t, p)
+        })
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(keep);
+    for (_, path) in old.into_iter().take(excess) {
+        let _ = std::fs::remove_file(&path);
+        for n in 1..=9 {
+            let _ = std::fs::remove_file(rotated(&path, n));
+        }
+    }
+}
+
 /// The last `n` lines of a replica's log, from its files (the current one, then the
 /// rotated ones when the current is short).
 pub fn tail_file(path: &Path, n: usize) -> Vec<String> {
@@ -300,6 +328,19 @@ mod tests {
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect();
         assert!(!all.contains("s3cr3t") && all.contains(REDACTED));
+        let old: Vec<PathBuf> = (0..5)
+            .map(|i| dir.path().join(format!("old{i}.log")))
+            .collect();
+        for p in &old {
+            std::fs::write(p, "x\n").unwrap();
+        }
+        prune(dir.path(), std::slice::from_ref(&path), 2);
+        let left = old.iter().filter(|p| p.exists()).count();
+        assert_eq!(left, 2, "only the 2 most recent old logs stay");
+        assert!(
+            path.exists() && rotated(&path, 1).exists(),
+            "running logs stay"
+        );
         let tail = tail_file(&path, 3);
         assert_eq!(tail.len(), 3);
         assert!(tail[2].ends_with("line 39 with [REDACTED]"), "{tail:?}");

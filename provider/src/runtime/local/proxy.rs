@@ -238,6 +238,8 @@ mod tests {
         assert!(seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()));
         assert!(seen.iter().all(|s| s == "a" || s == "b"), "{seen:?}");
         let removed = proxy.remove("a").unwrap();
+        // Connections that ended a moment ago are released asynchronously.
+        drain(&removed, Duration::from_secs(10)).await;
         assert_eq!(removed.active(), 0);
         for _ in 0..4 {
             assert_eq!(fetch(proxy.port()).await, "b");

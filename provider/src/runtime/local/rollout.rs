@@ -57,6 +57,9 @@ pub struct Ctx {
 /// at once, instead of at the deadline.
 const CRASHES_BEFORE_FAILING: u32 = 3;
 
+/// How many log files of replicas that stopped (replaced by rollouts) stay on disk.
+const OLD_LOGS_KEPT: usize = 10;
+
 /// How many last log lines an error message carries.
 const LOG_LINES_IN_ERRORS: usize = 15;
 
@@ -511,6 +514,12 @@ impl AppRuntime {
         while let Some(replica) = old.pop() {
             self.retire(ctx, &replica).await;
         }
+        let running: Vec<PathBuf> = self
+            .replicas()
+            .iter()
+            .map(|r| r.config.log_path.clone())
+            .collect();
+        super::logs::prune(&ctx.home.app_logs_dir(&self.id), &running, OLD_LOGS_KEPT);
         Ok(())
     }
 
