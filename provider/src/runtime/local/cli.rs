@@ -44,7 +44,13 @@ enum Command {
 /// Runs the CLI on `args` (without the program name and `runtime`).
 pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     let argv = std::iter::once(std::ffi::OsString::from("runtime")).chain(args);
-    let cli = match Cli::try_parse_from(argv) {
+    // Usage lines read `terraform-provider-slipway runtime ...`, as a person types it.
+    let command =
+        <Cli as clap::CommandFactory>::command().bin_name("terraform-provider-slipway runtime");
+    let parsed = command
+        .try_get_matches_from(argv)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

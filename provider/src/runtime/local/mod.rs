@@ -8,6 +8,30 @@
 //! port a stable address ([`proxy`]), updates by rolling ([`rollout`]), writes replica
 //! output to rotated log files ([`logs`]) and persists the desired state ([`store`]) so
 //! that a restarted daemon brings everything back.
+//!
+//! ## What a replica gets
+//!
+//! - `PORT`: a free port the runtime chose for the application's first port, and
+//!   `PORT_<NAME>` for every port (name upper-cased, other characters as `_`). The spec's
+//!   `ports[].port` is not used to listen (replicas share the machine); health checks
+//!   that name it are mapped to the replica's own port. Each public port gets a stable
+//!   `127.0.0.1` proxy port, allocated once and kept in the state, as its endpoint.
+//! - The environment's variables and secrets, then the application's (which win), and
+//!   `SLIPWAY_ENVIRONMENT`, `SLIPWAY_APPLICATION`, `SLIPWAY_REPLICA`.
+//! - From the daemon only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`,
+//!   `TZ` and `TMPDIR`.
+//! - Its working directory: `working_dir` (absolute), else the home directory.
+//!
+//! Secret values are redacted (`[REDACTED]`) from replica logs and from every message
+//! the runtime returns. They are stored in `state.json`, which only the user can read.
+//! `resources` (cpu, memory) are kept but not enforced by the local runtime.
+//!
+//! ## Daemon settings (environment of the process that starts the daemon)
+//!
+//! `SLIPWAY_RUNTIME_GRACE_SECONDS` (SIGTERM to SIGKILL, default 10),
+//! `SLIPWAY_RUNTIME_DRAIN_SECONDS` (connection drain in rollouts, default 10),
+//! `SLIPWAY_RUNTIME_LOG_MAX_BYTES` (rotate replica logs past this size, default 10 MiB;
+//! 3 rotated files kept), `SLIPWAY_LOG` (daemon log filter, default `info`).
 
 pub mod cli;
 pub mod client;
