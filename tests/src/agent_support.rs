@@ -273,6 +273,17 @@ pub fn merged_pull_request(number: u64, merge_commit_sha: &str, merged_by: &str)
     serde_json::to_vec(&p).unwrap()
 }
 
+/// GitHub's `push` payload turned into a push of `after` to main by `pusher`.
+pub fn push_to_main(after: &str, pusher: &str) -> Vec<u8> {
+    let mut p = fixture("push/payload.json");
+    p["ref"] = "refs/heads/main".into();
+    p["after"] = after.into();
+    p["deleted"] = false.into();
+    p["created"] = false.into();
+    p["pusher"] = serde_json::json!({"name": pusher, "email": "mona@example.com"});
+    serde_json::to_vec(&p).unwrap()
+}
+
 /// `X-Hub-Signature-256` for `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

@@ -530,16 +530,18 @@ fn late_deliveries_and_changes_outside_the_root_are_recorded_as_skipped() {
         "{late:#?}"
     );
 
-    // A merge that touches only the README does not run the `infra` root.
+    // A merge that touches only the README does not run the `infra` root. This one
+    // arrives as GitHub's `push` event rather than `pull_request`.
     let docs = origin.merge("docs", &[("README.md", "docs only\n".to_owned())]);
-    let body = merged_pull_request(3, &docs, "octocat");
-    assert_eq!(
-        deliver(addr, "pull_request", "d-docs", &body, Some(WEBHOOK_SECRET)).status,
-        202
-    );
+    let body = push_to_main(&docs, "mona");
+    let r = deliver(addr, "push", "d-docs", &body, Some(WEBHOOK_SECRET));
+    assert_eq!(r.status, 202, "{}", r.body);
     let skipped =
         agent.wait_for_record("the docs-only merge", |r| r["commit_sha"] == docs.as_str());
     assert_eq!(outcome(&skipped), "skipped", "{skipped:#?}");
+    assert_eq!(skipped["trigger"], "webhook");
+    assert_eq!(skipped["merged_by"], "mona");
+    assert_eq!(skipped["pull_request"], Value::Null);
     assert!(skipped["error"]
         .as_str()
         .unwrap()
