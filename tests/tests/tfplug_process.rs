@@ -21,6 +21,9 @@ provider "tfplugdemo" {
 }
 resource "tfplugdemo_server" "one" {
   name = "one"
+  # Terraform 1.0 crashes on a null single-nested attribute (fixed in later
+  # versions), so the test sets it.
+  settings = {}
 }
 "#;
 
@@ -107,4 +110,57 @@ fn exits_cleanly_when_terraform_is_done() {
         assert!(!run.stderr.contains("panic"), "terraform {}", tf.version);
         ws.destroy().success();
     }
+}
+
+#[test]
+fn exits_when_terraform_dies_without_shutdown() {
+    // A shell stands in for a Terraform that starts the plugin, reads its handshake and
+    // then dies: it starts the provider in the background, waits for the handshake
+    // line, prints the provider's pid and exits.
+    let client_cert = {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().pem()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let handshake_file = dir.path().join("handshake");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" > "$1" 2>/dev/null & while [ ! -s "$1" ]; do sleep 0.1; done; echo $!"#)
+        .arg(demo_binary())
+        .arg(&handshake_file)
+        .env(
+            "TF_PLUGIN_MAGIC_COOKIE",
+            tfplug::handshake::MAGIC_COOKIE_VALUE,
+        )
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .env("PLUGIN_CLIENT_CERT", client_cert)
+        .output()
+        .expect("run the stand-in parent");
+    let pid = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let handshake = std::fs::read_to_string(&handshake_file).unwrap();
+    assert!(handshake.starts_with("1|6|tcp|127.0.0.1:"), "{handshake}");
+    // Orphaned, the provider notices its parent is gone and exits.
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while proc_dir.exists() && !is_zombie(&proc_dir) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned provider (pid {pid}) is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// An exited process whose new parent has not reaped it yet.
+fn is_zombie(proc_dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
 }

@@ -123,6 +123,10 @@ impl Block {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nesting {
     /// Exactly one object (or null).
+    ///
+    /// Terraform 1.0 crashes while planning a resource whose single-nested
+    /// *attribute* is left null in the configuration (later versions are fine). For
+    /// an optional object that must work on 1.0, use a nested block instead.
     Single,
     /// An ordered list of objects.
     List,

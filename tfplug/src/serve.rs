@@ -132,6 +132,9 @@ pub async fn serve_plugin<P: Provider>(
     provider: P,
     announce: impl FnOnce(&str) -> std::io::Result<()>,
 ) -> Result<(), ServeError> {
+    // Taken before the handshake: Terraform is alive at least until it reads the line.
+    #[cfg(unix)]
+    let parent = std::os::unix::process::parent_id();
     handshake::check_magic_cookie(env)?;
     handshake::negotiate_protocol(env)?;
     let client_cert = env
@@ -148,6 +151,8 @@ pub async fn serve_plugin<P: Provider>(
 
     let shutdown = CancellationToken::new();
     ignore_interrupts();
+    #[cfg(unix)]
+    exit_with_parent(parent, &shutdown);
     let incoming = tls_incoming(listener, mtls.server_config);
     run_until_shutdown(
         router(provider, &shutdown).serve_with_incoming(incoming),
@@ -257,6 +262,32 @@ fn tls_incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Ends the server when the Terraform that started it is gone. A crashed Terraform
+/// never calls `Shutdown`, and a plugin left running would hold its output pipes open,
+/// so whatever waits for Terraform's output (a CI job, a script) would wait forever.
+/// Polling the parent pid is enough: it changes when the parent exits and the plugin
+/// is adopted by init or a subreaper.
+#[cfg(unix)]
+fn exit_with_parent(parent: u32, shutdown: &CancellationToken) {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if std::os::unix::process::parent_id() != parent {
+                tracing::warn!(
+                    "Terraform (pid {parent}) exited without shutting the plugin down; exiting"
+                );
+                shutdown.cancel();
+                return;
+            }
+        }
+    });
 }
 
 /// Terraform relays Ctrl-C to its plugins' process group, then asks them to stop over
