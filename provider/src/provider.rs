@@ -481,7 +481,8 @@ mod tests {
 
         let (p, opened) = provider(&[("HOME", "/home/u")]);
         p.build_client(ProviderConfig::default()).await.unwrap();
-        let RuntimeChoice::Local { home } = &opened.lock().unwrap()[0] else {
+        let first = opened.lock().unwrap()[0].clone();
+        let RuntimeChoice::Local { home } = first else {
             panic!("expected local");
         };
         assert!(home.starts_with("/home/u"), "{}", home.display());

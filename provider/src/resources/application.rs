@@ -64,31 +64,23 @@ pub struct PortState {
     pub public: Option<bool>,
 }
 
+/// The health check, flat rather than one nested object per kind: Terraform 1.0
+/// crashes planning a nested attribute inside a nested attribute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthcheckState {
-    pub http: Option<HttpCheck>,
-    pub tcp: Option<TcpCheck>,
-    pub exec: Option<ExecCheck>,
+    /// `http`, `tcp` or `exec`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// http: the path to GET (`/` when unset).
+    pub path: Option<String>,
+    /// http and tcp: the port to check.
+    pub port: Option<i64>,
+    /// exec: the command to run.
+    pub command: Option<Vec<String>>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub healthy_threshold: Option<i64>,
     pub unhealthy_threshold: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpCheck {
-    pub path: Option<String>,
-    pub port: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TcpCheck {
-    pub port: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecCheck {
-    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,18 +138,24 @@ fn duration_at(
 impl HealthcheckState {
     fn to_runtime(&self) -> Result<HealthCheck, Diagnostics> {
         let at = root("healthcheck");
-        let probe = match (&self.http, &self.tcp, &self.exec) {
-            (Some(http), None, None) => HealthProbe::Http {
-                path: http.path.clone().unwrap_or_else(|| "/".to_owned()),
-                port: port_number(http.port, at.attribute("http").attribute("port"))?,
+        if let Some(problem) = probe_problem(
+            Some(self.kind.as_str()),
+            self.path.is_some(),
+            self.port.is_some(),
+            self.command.as_ref().map(Vec::len),
+        ) {
+            return Err(error_at(at, "Invalid health check", problem));
+        }
+        let port = || port_number(self.port.unwrap_or_default(), at.attribute("port"));
+        let probe = match self.kind.as_str() {
+            "http" => HealthProbe::Http {
+                path: self.path.clone().unwrap_or_else(|| "/".to_owned()),
+                port: port()?,
             },
-            (None, Some(tcp), None) => HealthProbe::Tcp {
-                port: port_number(tcp.port, at.attribute("tcp").attribute("port"))?,
+            "tcp" => HealthProbe::Tcp { port: port()? },
+            _ => HealthProbe::Exec {
+                command: self.command.clone().unwrap_or_default(),
             },
-            (None, None, Some(exec)) if !exec.command.is_empty() => HealthProbe::Exec {
-                command: exec.command.clone(),
-            },
-            _ => return Err(one_probe_error()),
         };
         Ok(HealthCheck {
             probe,
@@ -185,21 +183,25 @@ impl HealthcheckState {
     }
 
     fn from_runtime(check: HealthCheck, had: Option<&HealthcheckState>) -> HealthcheckState {
-        let (mut http, mut tcp, mut exec) = (None, None, None);
-        match check.probe {
+        let (kind, path, port, command) = match check.probe {
             HealthProbe::Http { path, port } => {
-                http = Some(HttpCheck {
-                    path: Some(path),
-                    port: port.into(),
-                })
+                // An unset path means "/": keep it unset (also on import, where the
+                // default is the likelier configuration) so the plan stays empty.
+                let path = if path == "/" && had.is_none_or(|h| h.path.is_none()) {
+                    None
+                } else {
+                    Some(path)
+                };
+                ("http", path, Some(port.into()), None)
             }
-            HealthProbe::Tcp { port } => tcp = Some(TcpCheck { port: port.into() }),
-            HealthProbe::Exec { command } => exec = Some(ExecCheck { command }),
-        }
+            HealthProbe::Tcp { port } => ("tcp", None, Some(port.into()), None),
+            HealthProbe::Exec { command } => ("exec", None, None, Some(command)),
+        };
         HealthcheckState {
-            http,
-            tcp,
-            exec,
+            kind: kind.to_owned(),
+            path,
+            port,
+            command,
             interval: Some(duration_text(
                 had.and_then(|h| h.interval.as_deref()),
                 check.interval,
@@ -214,12 +216,30 @@ impl HealthcheckState {
     }
 }
 
-fn one_probe_error() -> Diagnostics {
-    error_at(
-        root("healthcheck"),
-        "Invalid health check",
-        "healthcheck: set exactly one of `http = { path, port }`, `tcp = { port }` or `exec = { command = [...] }` (with a non-empty command).".to_owned(),
-    )
+/// What is wrong with a health check's kind and the attributes set for it, if
+/// anything. `kind` is `None` while unknown; `command` is the command's length.
+fn probe_problem(
+    kind: Option<&str>,
+    path: bool,
+    port: bool,
+    command: Option<usize>,
+) -> Option<String> {
+    let problem = match kind? {
+        "http" | "tcp" if !port => "healthcheck.port: an http or tcp check needs `port`.",
+        "http" | "tcp" if command.is_some() => {
+            "healthcheck.command: only an exec check runs a command; remove `command` or use type = \"exec\"."
+        }
+        "tcp" if path => "healthcheck.path: only an http check has a path; remove `path` or use type = \"http\".",
+        "exec" if command.unwrap_or(0) == 0 => {
+            "healthcheck.command: an exec check needs a non-empty `command`, like [\"/bin/check\", \"--quick\"]."
+        }
+        "exec" if port || path => {
+            "healthcheck: an exec check takes no `port` or `path`; remove them or use type = \"http\" or \"tcp\"."
+        }
+        "http" | "tcp" | "exec" => return None,
+        _ => "healthcheck.type: use one of http, tcp or exec.",
+    };
+    Some(problem.to_owned())
 }
 
 /// The `status` a successful rollout of `replicas` leaves: what plans predict.
@@ -572,6 +592,9 @@ fn rollout_failed(
 /// `slipway_application`.
 pub struct ApplicationResource;
 
+/// The nested attributes; see `modify_plan` for why they are marked computed.
+const NESTED: [&str; 4] = ["ports", "healthcheck", "resources", "timeouts"];
+
 fn cpu_validator() -> impl validator::Validator {
     validator::from_fn("Invalid CPU quantity", |value| {
         let s = value.as_str().unwrap_or_default();
@@ -677,6 +700,7 @@ impl Resource for ApplicationResource {
                         ],
                     )
                     .optional()
+                    .computed()
                     .description("The ports the application listens on."),
                 )
                 .attribute(Attribute::string_map("variables").optional().description("Environment variables, on top of the environment's."))
@@ -686,26 +710,16 @@ impl Resource for ApplicationResource {
                         "healthcheck",
                         Nesting::Single,
                         vec![
-                            Attribute::nested(
-                                "http",
-                                Nesting::Single,
-                                vec![
-                                    Attribute::string("path").default("/"),
-                                    port_attribute("port"),
-                                ],
-                            )
-                            .optional()
-                            .description("Healthy when GET path on port answers 2xx or 3xx."),
-                            Attribute::nested("tcp", Nesting::Single, vec![port_attribute("port")])
+                            Attribute::string("type")
+                                .required()
+                                .validator(validator::one_of(&["http", "tcp", "exec"]))
+                                .description("http: GET path on port answers 2xx or 3xx; tcp: port accepts a connection; exec: command exits 0."),
+                            Attribute::string("path").optional().description("http: the path to GET; defaults to /."),
+                            Attribute::number("port")
                                 .optional()
-                                .description("Healthy when port accepts a connection."),
-                            Attribute::nested(
-                                "exec",
-                                Nesting::Single,
-                                vec![Attribute::string_list("command").required()],
-                            )
-                            .optional()
-                            .description("Healthy when the command exits 0."),
+                                .validator(validator::int_between(1, 65535))
+                                .description("http and tcp: the port to check."),
+                            Attribute::string_list("command").optional().description("exec: the command to run."),
                             Attribute::string("interval").default("10s").validator(duration_validator()),
                             Attribute::string("timeout").default("5s").validator(duration_validator()),
                             Attribute::number("healthy_threshold").default(1).validator(validator::int_between(1, 100)),
@@ -713,7 +727,8 @@ impl Resource for ApplicationResource {
                         ],
                     )
                     .optional()
-                    .description("How to tell that a replica is healthy: exactly one of http, tcp or exec."),
+                    .computed()
+                    .description("How to tell that a replica is healthy: an http, tcp or exec check."),
                 )
                 .attribute(
                     Attribute::nested(
@@ -725,6 +740,7 @@ impl Resource for ApplicationResource {
                         ],
                     )
                     .optional()
+                    .computed()
                     .description("Resource limits per replica."),
                 )
                 .attribute(
@@ -738,6 +754,7 @@ impl Resource for ApplicationResource {
                         ],
                     )
                     .optional()
+                    .computed()
                     .description("How long a rollout may take: create and update default to 10m, delete to 5m."),
                 )
                 .attribute(Attribute::string_map("endpoints").computed().description("The URL of each public port, by port name."))
@@ -768,20 +785,24 @@ impl Resource for ApplicationResource {
             }
         }
         let healthcheck = config.get("healthcheck");
-        if let Some(h) = healthcheck.as_object() {
-            let kinds = ["http", "tcp", "exec"].map(|k| h.get(k).unwrap_or(&Value::Null));
-            let set = kinds
-                .iter()
-                .filter(|v| !v.is_null() && !v.is_unknown())
-                .count();
-            let unknown = kinds.iter().filter(|v| v.is_unknown()).count();
-            if set > 1 || set + unknown == 0 {
-                diags.extend(one_probe_error());
-            }
-            if let Some(command) = h.get("exec").map(|e| e.get("command")) {
-                if command.as_elements().is_some_and(|c| c.is_empty()) {
-                    diags.extend(one_probe_error());
-                }
+        if healthcheck.as_object().is_some() {
+            let set = |name: &str| !healthcheck.get(name).is_null();
+            let command = healthcheck.get("command");
+            let command_len = match command {
+                Value::Null => None,
+                // An unknown command might be non-empty; do not complain yet.
+                Value::Unknown => Some(1),
+                other => Some(other.as_elements().map_or(1, <[Value]>::len)),
+            };
+            if let Some(problem) = probe_problem(
+                healthcheck.get("type").as_str(),
+                set("path"),
+                set("port"),
+                command_len,
+            ) {
+                diags.push(
+                    Diagnostic::error("Invalid health check", problem).at(root("healthcheck")),
+                );
             }
         }
         if let Some(ports) = config.get("ports").as_elements() {
@@ -822,10 +843,21 @@ impl Resource for ApplicationResource {
         client: Option<&SlipwayClient>,
         change: &mut PlannedChange,
     ) -> Diagnostics {
-        let planned = &change.planned;
-        if planned.is_null() {
+        if change.planned.is_null() {
             return Diagnostics::new();
         }
+        // Nested attributes are optional *and computed* only to keep Terraform 1.0 from
+        // crashing on a null nested attribute (its planner dereferences the null
+        // configuration unless the attribute is computed). They are never really
+        // computed: unset in the configuration means unset.
+        if let Some(attributes) = change.planned.as_object_mut() {
+            for name in NESTED {
+                if change.config.get(name).is_null() {
+                    attributes.insert(name.into(), Value::Null);
+                }
+            }
+        }
+        let planned = &change.planned;
         let changing = change.prior.is_null()
             || !planned.same_as(&change.prior)
             || !change.requires_replace.is_empty();
@@ -1143,7 +1175,7 @@ mod tests {
             "ports": [{"name": "http", "port": 8080, "public": true}, {"name": "metrics", "port": 9090}],
             "variables": {"GREETING": "hello"},
             "secrets": {"API_KEY": "very-secret-value"},
-            "healthcheck": {"http": {"port": 8080}, "interval": "1m"},
+            "healthcheck": {"type": "http", "port": 8080, "interval": "1m"},
             "resources": {"memory": "256Mi"},
         })
     }
@@ -1162,7 +1194,7 @@ mod tests {
         assert!(change.planned.get("endpoints").is_unknown());
         assert_eq!(change.planned.get("status"), &Value::from("running"));
         let hc = change.planned.get("healthcheck");
-        assert_eq!(hc.get("http").get("path"), &Value::from("/"));
+        assert!(hc.get("path").is_null());
         assert_eq!(hc.get("timeout"), &Value::from("5s"));
         assert_eq!(
             change.planned.get("ports").as_elements().unwrap()[1].get("protocol"),
@@ -1228,6 +1260,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(state4.get("status"), &Value::from("stopped"));
+
+        // Nested attributes are computed only for Terraform 1.0's sake: removing one
+        // from the configuration still removes it.
+        let mut without = json4.clone();
+        without.as_object_mut().unwrap().remove("healthcheck");
+        without.as_object_mut().unwrap().remove("resources");
+        let change = plan(&*r, &client, &config(without), &state4).await.unwrap();
+        assert!(change.planned.get("healthcheck").is_null());
+        assert!(change.planned.get("resources").is_null());
+        assert!(change.planned.get("timeouts").is_null());
 
         // Moving to another environment replaces.
         let other = environment(&client, "other", "DEVELOPMENT").await;
@@ -1314,19 +1356,29 @@ mod tests {
                 "not a directory",
             ),
             (
-                json!({"healthcheck": {"interval": "10s"}}),
+                json!({"healthcheck": {"type": "tcp", "interval": "10s"}}),
                 "healthcheck",
-                "exactly one of",
+                "needs `port`",
             ),
             (
-                json!({"healthcheck": {"tcp": {"port": 80}, "exec": {"command": ["true"]}}}),
+                json!({"healthcheck": {"type": "exec", "port": 80, "command": ["true"]}}),
                 "healthcheck",
-                "exactly one of",
+                "takes no `port`",
             ),
             (
-                json!({"healthcheck": {"tcp": {"port": 80}, "interval": "often"}}),
+                json!({"healthcheck": {"type": "tcp", "port": 80, "interval": "often"}}),
                 "healthcheck",
                 "healthcheck.interval: \"often\" is not a duration",
+            ),
+            (
+                json!({"healthcheck": {"type": "exec", "command": []}}),
+                "healthcheck",
+                "non-empty `command`",
+            ),
+            (
+                json!({"healthcheck": {"type": "http", "port": 80, "command": ["true"]}}),
+                "healthcheck",
+                "only an exec check runs a command",
             ),
             (
                 json!({"timeouts": {"create": "10 minutes"}}),

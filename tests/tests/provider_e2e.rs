@@ -1,0 +1,545 @@
+//! The Slipway provider against the real `terraform`, on the local runtime, with the
+//! quickstart example (`examples/quickstart`: an environment with two applications
+//! running `slipway-demo-app`), on every Terraform version on the machine.
+//!
+//! Proves: apply answers at the endpoints; a variable change rolls out under load with
+//! no failed request; a killed replica is restarted; a restarted daemon brings the
+//! applications back; every plan after an apply is empty; import gives the same state;
+//! destroy leaves no process and no listening port; bad input names the attribute.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use slipway_tests::terraform::{self, TerraformBinary, Workspace};
+
+const SOURCE: &str = "slipway/slipway";
+
+/// The provider binary, built beside the test executable: `cargo test -p
+/// slipway-tests` does not build other packages' binaries, so build it here (a no-op
+/// when it is up to date).
+fn provider_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = terraform::binaries_dir();
+            let target_dir = bin.parent().expect("target dir").to_path_buf();
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "-p",
+                    "terraform-provider-slipway",
+                    "--bin",
+                    "terraform-provider-slipway",
+                ])
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p terraform-provider-slipway");
+            assert!(
+                status.success(),
+                "cargo build -p terraform-provider-slipway failed"
+            );
+            let path = bin.join("terraform-provider-slipway");
+            assert!(path.exists(), "{} missing after build", path.display());
+            path
+        })
+        .clone()
+}
+
+fn quickstart() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/main.tf");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Terraform workspace with its own local-runtime home, and its own copy of the demo
+/// application so that its processes can be told apart from other tests'.
+struct Harness {
+    ws: Workspace,
+    home: tempfile::TempDir,
+    demo_app: PathBuf,
+}
+
+impl Harness {
+    fn new(tf: &TerraformBinary) -> Harness {
+        let provider = provider_binary();
+        let bin = provider.parent().expect("bin dir").to_path_buf();
+        let mut ws = Workspace::new(tf, &[(SOURCE, &bin)]);
+        // The daemon's socket lives in the home: keep the path short.
+        let home = tempfile::Builder::new()
+            .prefix("swh")
+            .tempdir_in("/tmp")
+            .expect("home");
+        let demo_app = ws.path().join("demo-app");
+        std::fs::copy(bin.join("slipway-demo-app"), &demo_app).expect("copy slipway-demo-app");
+        ws.set_env("SLIPWAY_HOME", &home.path().display().to_string());
+        ws.set_env("TF_VAR_demo_app", &demo_app.display().to_string());
+        Harness { ws, home, demo_app }
+    }
+
+    fn outputs(&self) -> serde_json::Value {
+        let run = self.ws.run(&["output", "-json", "-no-color"]).success();
+        serde_json::from_str(&run.stdout).expect("terraform output -json prints JSON")
+    }
+
+    fn output(&self, name: &str) -> String {
+        self.outputs()[name]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("output {name} is not a string"))
+            .to_owned()
+    }
+
+    fn assert_plan_empty(&self, after: &str) {
+        let run = self.ws.plan_exit_code();
+        assert_eq!(
+            run.code,
+            0,
+            "terraform {}: plan after {after} must be empty\n{}",
+            self.ws.terraform.version,
+            run.all_output()
+        );
+    }
+
+    /// `terraform-provider-slipway runtime stop`: stops every replica and the daemon.
+    fn stop_daemon(&self) {
+        let status = Command::new(provider_binary())
+            .args(["runtime", "stop"])
+            .env("SLIPWAY_HOME", self.home.path())
+            .status()
+            .expect("run terraform-provider-slipway runtime stop");
+        assert!(status.success(), "runtime stop failed");
+    }
+
+    /// Pids of processes running this harness's copy of the demo application.
+    fn demo_processes(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == self.demo_app) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Whatever happened, leave no daemon or replica behind.
+        let _ = Command::new(provider_binary())
+            .args(["runtime", "stop"])
+            .env("SLIPWAY_HOME", self.home.path())
+            .output();
+    }
+}
+
+/// `GET url` (plain HTTP, one request per connection); the status and body.
+fn get(url: &str) -> std::io::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn body(url: &str) -> String {
+    match get(url) {
+        Ok((200, body)) => body,
+        other => panic!("GET {url}: {other:?}"),
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn refuses(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    TcpStream::connect(host).is_err()
+}
+
+/// Hits `url` in a loop until stopped; counts answers that are not 200.
+struct LoadGenerator {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u32, Vec<String>)>,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoadGenerator {
+    fn start(url: String) -> LoadGenerator {
+        let stop = Arc::new(AtomicBool::new(false));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (s, b) = (stop.clone(), bodies.clone());
+        let thread = std::thread::spawn(move || {
+            let mut ok = 0;
+            let mut failures = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match get(&url) {
+                    Ok((200, body)) => {
+                        ok += 1;
+                        b.lock().unwrap().push(body);
+                    }
+                    other => failures.push(format!("{other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (ok, failures)
+        });
+        LoadGenerator {
+            stop,
+            thread,
+            bodies,
+        }
+    }
+
+    fn finish(self) -> (u32, Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (ok, failures) = self.thread.join().expect("load generator");
+        let bodies = self.bodies.lock().unwrap().clone();
+        (ok, failures, bodies)
+    }
+}
+
+#[test]
+fn quickstart_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        quickstart_lifecycle(&tf);
+    }
+}
+
+fn quickstart_lifecycle(tf: &TerraformBinary) {
+    let h = Harness::new(tf);
+    h.ws.write_config(&quickstart());
+
+    // Apply: both applications answer at their endpoints.
+    let run = h.ws.apply().success();
+    assert!(
+        !run.all_output().contains("change-me"),
+        "a secret was printed"
+    );
+    let web = h.output("web_endpoint");
+    let api = h.output("api_endpoint");
+    assert_eq!(body(&web), "v1");
+    assert_eq!(body(&api), "api-v1");
+    assert_eq!(
+        body(&format!("{web}/env/GREETING")),
+        "hello",
+        "environment variables reach replicas"
+    );
+    assert_eq!(
+        body(&format!("{web}/env/DATABASE_PASSWORD")),
+        "change-me",
+        "secrets reach replicas"
+    );
+    let provenance = &h.outputs()["web_provenance"]["value"];
+    assert_eq!(provenance["trigger"], "terraform-apply");
+    assert_eq!(provenance["verified"], false);
+    let resources = h.ws.resources();
+    assert_eq!(resources["slipway_application.web"]["status"], "running");
+    assert_eq!(resources["slipway_application.web"]["replicas"], 2);
+    h.assert_plan_empty("the first apply");
+
+    // A new version rolls out while a load generator hits the endpoint.
+    let load = LoadGenerator::start(web.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let run =
+        h.ws.run(&[
+            "apply",
+            "-auto-approve",
+            "-no-color",
+            "-var",
+            "web_version=v2",
+        ])
+        .success();
+    assert!(run.stdout.contains("1 changed"), "{}", run.stdout);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures, bodies) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the rollout: {:?}",
+        failures.len(),
+        ok as usize + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 20, "the load generator made only {ok} requests");
+    assert_eq!(bodies.first().map(String::as_str), Some("v1"));
+    assert_eq!(bodies.last().map(String::as_str), Some("v2"));
+    assert_eq!(body(&web), "v2");
+    assert_eq!(
+        h.output("web_endpoint"),
+        web,
+        "the endpoint survives updates"
+    );
+    let plan = h.ws.run(&[
+        "plan",
+        "-detailed-exitcode",
+        "-no-color",
+        "-var",
+        "web_version=v2",
+    ]);
+    assert_eq!(
+        plan.code,
+        0,
+        "plan after the rollout must be empty\n{}",
+        plan.all_output()
+    );
+    // From here on the configuration says v2.
+    std::fs::write(
+        h.ws.path().join("terraform.tfvars"),
+        "web_version = \"v2\"\n",
+    )
+    .expect("write tfvars");
+    h.assert_plan_empty("the rollout");
+
+    // Kill a replica: it is restarted, and the endpoint keeps answering.
+    let victim: u32 = body(&format!("{web}/pid")).parse().expect("pid");
+    let status = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_for(
+        "the killed replica is replaced",
+        Duration::from_secs(60),
+        || {
+            let mut pids = std::collections::BTreeSet::new();
+            for _ in 0..10 {
+                if let Ok((200, pid)) = get(&format!("{web}/pid")) {
+                    pids.insert(pid);
+                }
+            }
+            pids.len() == 2 && !pids.contains(&victim.to_string())
+        },
+    );
+    assert_eq!(body(&web), "v2");
+    h.assert_plan_empty("a replica was restarted");
+
+    // Restart the daemon: the next Terraform run starts it again, and the applications
+    // come back at the same endpoints.
+    h.stop_daemon();
+    assert!(refuses(&web), "the daemon stopped its replicas and proxies");
+    assert!(
+        h.demo_processes().is_empty(),
+        "no replica outlives the stopped daemon"
+    );
+    h.assert_plan_empty("the daemon restarted");
+    wait_for(
+        "the applications answer again",
+        Duration::from_secs(60),
+        || {
+            matches!(get(&web), Ok((200, b)) if b == "v2")
+                && matches!(get(&api), Ok((200, b)) if b == "api-v1")
+        },
+    );
+    h.assert_plan_empty("the applications came back");
+
+    // Import gives the same state.
+    let before = h.ws.resources();
+    for (address, id) in [
+        (
+            "slipway_application.web",
+            before["slipway_application.web"]["id"].clone(),
+        ),
+        (
+            "slipway_application.api",
+            before["slipway_application.api"]["id"].clone(),
+        ),
+        (
+            "slipway_environment.demo",
+            before["slipway_environment.demo"]["id"].clone(),
+        ),
+    ] {
+        h.ws.run(&["state", "rm", "-no-color", address]).success();
+        h.ws.run(&["import", "-no-color", address, id.as_str().expect("id")])
+            .success();
+    }
+    h.ws.run(&["refresh", "-no-color"]).success();
+    let after = h.ws.resources();
+    for address in [
+        "slipway_application.web",
+        "slipway_application.api",
+        "slipway_environment.demo",
+    ] {
+        assert_eq!(after[address], before[address], "{address} after import");
+    }
+    h.assert_plan_empty("import");
+
+    // Destroy leaves no process and no listening port.
+    h.ws.destroy().success();
+    wait_for("every replica has exited", Duration::from_secs(30), || {
+        h.demo_processes().is_empty()
+    });
+    assert!(
+        refuses(&web),
+        "{web} still accepts connections after destroy"
+    );
+    assert!(
+        refuses(&api),
+        "{api} still accepts connections after destroy"
+    );
+    assert!(h.ws.resources().is_empty());
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A configuration of one environment and one application with `app` spliced into the
+/// application's block.
+fn bad_config(env_name: &str, app: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    slipway = {{ source = "{SOURCE}" }}
+  }}
+}}
+
+variable "demo_app" {{
+  type = string
+}}
+
+resource "slipway_environment" "bad" {{
+  name = "{env_name}"
+}}
+
+resource "slipway_application" "app" {{
+  environment_id = slipway_environment.bad.id
+  name           = "app"
+{app}
+}}
+"#
+    )
+}
+
+#[test]
+fn bad_input_names_the_attribute_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::new(&tf);
+        let cases: [(&str, &str, &str, &str, &str); 5] = [
+            // (environment name, application body, summary, detail, quoted line)
+            (
+                "Bad_Env",
+                "  command = var.demo_app",
+                "Invalid name",
+                "\"Bad_Env\" is not a valid name",
+                "name = \"Bad_Env\"",
+            ),
+            (
+                "ok",
+                "  command = var.demo_app\n  ports   = [{ name = \"http\", port = 70000 }]",
+                "Value out of range",
+                "ports[0].port: 70000 is out of range",
+                "ports   = [{ name = \"http\", port = 70000 }]",
+            ),
+            (
+                "ok",
+                "  command = \"/no/such/program\"",
+                "Command not found",
+                "/no/such/program does not exist",
+                "command = \"/no/such/program\"",
+            ),
+            (
+                "ok",
+                "  command = var.demo_app\n  healthcheck = { type = \"tcp\", port = 80, interval = \"soon\" }",
+                "Invalid duration",
+                "\"soon\" is not a duration",
+                "healthcheck = { type = \"tcp\", port = 80, interval = \"soon\" }",
+            ),
+            (
+                "ok",
+                "  image = \"nginx:1.27\"",
+                "The local runtime needs a command",
+                "`image` is used only by the kubernetes runtime",
+                "",
+            ),
+        ];
+        for (env_name, app, summary, detail, line) in cases {
+            h.ws.write_config(&bad_config(env_name, app));
+            let run = h.ws.run(&["plan", "-no-color"]);
+            let output = run.all_output();
+            assert_eq!(run.code, 1, "terraform {}: {output}", tf.version);
+            // Terraform wraps long details: compare with whitespace collapsed.
+            let flat = collapse(&output);
+            for expected in [summary, detail, line] {
+                assert!(
+                    flat.contains(&collapse(expected)),
+                    "terraform {}: expected {expected:?} in {output}",
+                    tf.version
+                );
+            }
+        }
+
+        // A health check that never passes fails the apply at `healthcheck`, and
+        // leaves no application behind.
+        h.ws.write_config(&bad_config(
+            "sick",
+            r#"  command   = var.demo_app
+  ports     = [{ name = "http", port = 8080 }]
+  variables = { DEMO_UNHEALTHY = "1" }
+  healthcheck = {
+    type                = "http"
+    path                = "/healthz"
+    port                = 8080
+    interval            = "500ms"
+    timeout             = "1s"
+    unhealthy_threshold = 1
+  }
+  timeouts = { create = "20s" }"#,
+        ));
+        let run = h.ws.apply();
+        let output = run.all_output();
+        assert_eq!(run.code, 1, "terraform {}: {output}", tf.version);
+        assert!(output.contains("with slipway_application.app"), "{output}");
+        assert!(
+            output.contains("healthcheck"),
+            "terraform {}: {output}",
+            tf.version
+        );
+        assert!(
+            output.contains("removed again"),
+            "terraform {}: {output}",
+            tf.version
+        );
+        wait_for(
+            "the unhealthy replicas have exited",
+            Duration::from_secs(30),
+            || h.demo_processes().is_empty(),
+        );
+        h.ws.destroy().success();
+    }
+}
