@@ -11,10 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub mod memory;
-
 pub mod kubernetes;
 pub mod local;
+pub mod memory;
 
 use serde::{Deserialize, Serialize};
 
