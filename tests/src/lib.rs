@@ -4,4 +4,5 @@
 
 pub mod agent_support;
 pub mod fake_kube;
+pub mod plan_bench;
 pub mod terraform;
