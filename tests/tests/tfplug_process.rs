@@ -46,13 +46,15 @@ fn running_by_hand_explains_itself() {
 
 #[test]
 fn debug_mode_attaches_terraform() {
-    let mut provider = Command::new(demo_binary())
-        .arg("--debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start in debug mode");
-    let stdout = provider.stdout.take().expect("stdout");
+    let mut provider = KillOnDrop(
+        Command::new(demo_binary())
+            .arg("--debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start in debug mode"),
+    );
+    let stdout = provider.0.stdout.take().expect("stdout");
     let reattach = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
@@ -77,9 +79,17 @@ fn debug_mode_attaches_terraform() {
         ws.destroy().success();
     }
     // The provider served several Terraform runs and is still up until we stop it.
-    assert!(provider.try_wait().expect("status").is_none());
-    provider.kill().expect("kill");
-    let _ = provider.wait();
+    assert!(provider.0.try_wait().expect("status").is_none());
+}
+
+/// A debug-mode provider runs until killed; kill it even when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
