@@ -1,6 +1,6 @@
 //! The long-running service (`slipway-agent run`): resolves secrets, recovers jobs a
-//! previous process left running, starts one worker per root, the poller and the HTTP
-//! server, and writes the bound address to `<data_dir>/agent.addr` so scripts (and the
+//! previous process left running, starts one worker per root, the GitHub reporter, the
+//! poller and the HTTP server, and writes the bound address to `<data_dir>/agent.addr` so scripts (and the
 //! tests) can find a port chosen by the OS.
 
 use std::sync::Arc;
@@ -9,10 +9,16 @@ use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use std::future::IntoFuture as _;
+use std::time::Duration;
+
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Config, Secret};
+use crate::github::GitHub;
+use crate::metrics::Metrics;
 use crate::queue::IntakeWriter;
+use crate::report::Reporter;
 use crate::runner::{GitLocks, Runner};
 
 /// State shared by the HTTP handlers.
@@ -21,7 +27,10 @@ pub struct AppState {
     pub writer: IntakeWriter,
     pub webhook_secret: Option<Secret>,
     pub api_token: Option<Secret>,
-    pub git_token: Option<Secret>,
+    /// The job runner: its git credentials serve the poller and the API too, and its
+    /// `stopping` flag makes `/readyz` answer 503 during a shutdown.
+    pub runner: Arc<Runner>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The resolved secrets.
@@ -63,18 +72,22 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/webhooks/github", post(crate::webhook::receive))
         .route("/api/v1/deploy", post(crate::api::deploy))
+        .route("/api/v1/jobs/{id}/log", get(crate::api::job_log))
         .route("/healthz", get(crate::api::health))
+        .route("/readyz", get(crate::api::ready))
+        .route("/metrics", get(crate::metrics::scrape))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// Runs the agent until SIGINT or SIGTERM, then shuts down as [`shut_down`] says.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let secrets = resolve_secrets(&config)?;
     if secrets.webhook_secret.is_none() {
         tracing::warn!("secrets.webhook_secret is not set: POST /webhooks/github answers 404");
     }
+    let github = config.github.as_ref().map(GitHub::connect).transpose()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
     let db_path = config.database_path();
@@ -88,6 +101,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
     let writer = IntakeWriter::spawn(db_path, notify.clone())?;
     let git_locks = Arc::new(GitLocks::default());
+    // Every secret value is removed from stored output; the GitHub token's too.
     let mut redact = vec![secrets.signing_key_text.clone()];
     redact.extend(
         [
@@ -99,36 +113,47 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .flatten()
         .cloned(),
     );
-    let s = &config.secrets;
-    let secret_env_vars = [
-        &s.webhook_secret,
-        &s.api_token,
-        &s.signing_key,
-        &s.git_token,
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|src| src.env.clone())
-    .collect();
+    if let Some(crate::config::GithubAuth::Token(source)) = config.github.as_ref().map(|g| &g.auth)
+    {
+        redact.push(source.resolve("github.token")?);
+    }
+    let secret_env_vars = config
+        .secret_sources()
+        .into_iter()
+        .filter_map(|(_, src)| src.env.clone())
+        .collect();
+    let metrics = Arc::new(Metrics::new());
     let runner = Arc::new(Runner {
         config: config.clone(),
         key: secrets.signing_key.clone(),
         secrets: redact,
         secret_env_vars,
         git_token: secrets.git_token.clone(),
+        github: github.clone(),
         git_locks: git_locks.clone(),
         slots: Arc::new(Semaphore::new(config.max_parallel)),
         notify,
+        metrics: metrics.clone(),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        abort: tokio::sync::watch::Sender::new(false),
     });
     runner.spawn_workers();
+    if let Some(github) = github {
+        let reporter = Arc::new(Reporter {
+            config: config.clone(),
+            github,
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(reporter.run());
+    }
 
     let state = Arc::new(AppState {
         config: config.clone(),
         writer,
         webhook_secret: secrets.webhook_secret,
         api_token: secrets.api_token,
-        git_token: secrets.git_token,
+        runner: runner.clone(),
+        metrics,
     });
     if config.poller_enabled {
         tokio::spawn(crate::poller::run(state.clone(), git_locks));
@@ -147,22 +172,56 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::write(&addr_file, addr.to_string())
         .with_context(|| format!("write {}", addr_file.display()))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "slipway-agent listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    // Terraform must not be killed mid-apply by an orderly stop: let running jobs
-    // finish (each is bounded by job_timeout_secs). A second signal stops at once; the
-    // job is then recorded as interrupted at the next start and runs again.
-    tracing::info!(
-        "stopping: no new jobs; waiting for running jobs to finish (signal again to stop now)"
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
     );
-    tokio::select! {
-        _ = runner.drain() => tracing::info!("all running jobs finished; stopped"),
-        _ = shutdown_signal() => tracing::warn!("stopped with jobs running; they will be recorded as interrupted and run again at the next start"),
+    shutdown_signal().await;
+    shut_down(&runner, config.shutdown_grace).await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(result)) => result?,
+        _ => tracing::warn!("HTTP connections still open after 5 s; closing them"),
     }
+    tracing::info!("stopped");
     Ok(())
 }
 
+/// The orderly stop after SIGTERM or SIGINT: no new job starts and `/readyz` answers
+/// 503 at once; a running job may finish within the grace period (Terraform must not
+/// be killed mid-apply by a routine restart). Past it, or on a second signal,
+/// Terraform is interrupted with SIGINT (it saves its state) and the job is left to be
+/// recorded as interrupted and re-run at the next start.
+pub async fn shut_down(runner: &Runner, grace: Duration) {
+    runner
+        .stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "stopping: no new jobs; a running job may finish within the grace period (signal again to stop now)"
+    );
+    let finished = tokio::select! {
+        _ = runner.drain() => true,
+        _ = tokio::time::sleep(grace) => false,
+        _ = shutdown_signal() => false,
+    };
+    if finished {
+        tracing::info!("no job running; stopping");
+        return;
+    }
+    tracing::warn!("interrupting the running job; it will run again after the restart");
+    runner.abort_running();
+    if tokio::time::timeout(Duration::from_secs(30), runner.drain())
+        .await
+        .is_err()
+    {
+        tracing::error!("a job did not stop within 30 s of being interrupted; exiting anyway");
+    }
+}
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

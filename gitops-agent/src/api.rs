@@ -1,13 +1,15 @@
-//! The authenticated HTTP API: `POST /api/v1/deploy` (the manual trigger over HTTP)
-//! and `GET /healthz`.
+//! The HTTP API: `POST /api/v1/deploy` (the manual trigger over HTTP) and
+//! `GET /api/v1/jobs/{id}/log` (a job's Terraform output), both behind the API token;
+//! `GET /healthz` (alive, with queue counts) and `GET /readyz` (taking work).
 //!
 //! The API token is compared by hashing both sides and comparing the digests in
 //! constant time, so neither the token's content nor its length leaks through timing.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -108,26 +110,35 @@ pub fn resolve(
     })
 }
 
+/// Checks `Authorization: Bearer <api token>`; the error response otherwise.
+#[allow(clippy::result_large_err)]
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = state.api_token.as_ref() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "the API is disabled: set secrets.api_token"})),
+        )
+            .into_response());
+    };
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if !token_is_valid(token, auth) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or invalid bearer token: send `Authorization: Bearer <secrets.api_token>`"})),
+        )
+            .into_response());
+    }
+    Ok(())
+}
+
 /// `POST /api/v1/deploy`.
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(token) = state.api_token.as_ref() else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "the API is disabled: set secrets.api_token"})),
-        )
-            .into_response();
-    };
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if !token_is_valid(token, auth) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "missing or invalid bearer token"})),
-        )
-            .into_response();
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused;
     }
     let request: DeployRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -140,7 +151,7 @@ pub async fn deploy(
         }
     };
     let config = state.config.clone();
-    let git_token = state.git_token.clone();
+    let git_token = state.runner.git_credentials().await;
     let resolved = tokio::task::spawn_blocking(move || {
         resolve(&config, &request, Trigger::Api, git_token.as_ref())
     })
@@ -172,6 +183,64 @@ pub async fn deploy(
         )
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response(),
+    }
+}
+
+/// `GET /api/v1/jobs/{id}/log`: the job's Terraform output (secrets already redacted
+/// when it was written), as plain text.
+pub async fn job_log(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused;
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("job id `{id}` is not a number; job ids are in `slipway-agent audit list`")})),
+        )
+            .into_response();
+    };
+    let path = crate::runner::output_log(&state.config, id);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("job {id} has no log: it does not exist, or it has not run Terraform yet")})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("cannot read the log of job {id}: {e}")})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /readyz`: 200 while the agent takes new work; 503 once it is shutting down or
+/// when its database cannot be opened.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.runner.stopping.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "shutting down"})),
+        )
+            .into_response();
+    }
+    let path = state.config.database_path();
+    match tokio::task::spawn_blocking(move || crate::db::open(&path)).await {
+        Ok(Ok(_)) => Json(json!({"ready": true})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "database unavailable"})),
+        )
+            .into_response(),
     }
 }
 

@@ -16,7 +16,12 @@ use crate::queue::{Intake, IntakeOutcome};
 /// Slipway's GitOps agent: applies every merge to the tracked branch with Terraform,
 /// durably, and records who changed what, when, how and from which commit.
 #[derive(Debug, Parser)]
-#[command(name = "slipway-agent", version, propagate_version = true)]
+#[command(
+    name = "slipway-agent",
+    version,
+    propagate_version = true,
+    after_help = "Start with `slipway-agent keygen`, write a configuration (see deploy/slipway-agent.toml), check it with `slipway-agent check-config`, then `slipway-agent run`.\nLogs go to stderr; SLIPWAY_LOG sets the level (e.g. `info,slipway_agent=debug`)."
+)]
 pub struct Cli {
     /// The agent's TOML configuration file.
     #[arg(
@@ -27,16 +32,26 @@ pub struct Cli {
         default_value = "slipway-agent.toml"
     )]
     pub config: PathBuf,
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, env = "SLIPWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent: the webhook and API server, the poller and the job workers.
+    /// Run the agent: the webhook and API server, the poller, the job workers and the
+    /// GitHub reporter.
     ///
-    /// Stops on SIGINT or SIGTERM; a job running at that moment is recorded as
-    /// interrupted at the next start and runs again.
+    /// HTTP: POST /webhooks/github, POST /api/v1/deploy, GET /api/v1/jobs/ID/log (both
+    /// with `Authorization: Bearer <api token>`), GET /healthz, /readyz and /metrics.
+    ///
+    /// On SIGTERM or SIGINT it takes no new work and lets a running job finish within
+    /// `shutdown_grace_secs` (90 by default); past that, or on a second signal, it
+    /// interrupts Terraform (SIGINT, so state is saved) and the job runs again after
+    /// the restart.
     Run,
     /// Queue a deployment by hand (trigger `manual`).
     ///
@@ -114,6 +129,11 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::CheckConfig => {
             let config = Config::load(&cli.config)?;
             crate::agent::resolve_secrets(&config)?;
+            if let Some(github) = &config.github {
+                // Reads the token or App key, and checks that the key is an RSA key.
+                let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+                runtime.block_on(async { crate::github::GitHub::connect(github).map(|_| ()) })?;
+            }
             let roots: usize = config.repositories.iter().map(|r| r.roots.len()).sum();
             println!(
                 "{}: ok ({} repositories, {} roots)",
@@ -137,13 +157,20 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 commit,
                 actor,
             };
-            let jobs = crate::api::resolve(
-                &config,
-                &request,
-                Trigger::Manual,
-                secrets.git_token.as_ref(),
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
+            // Asking the remote for its tip may need the GitHub App's token.
+            let git_token = match (&secrets.git_token, &config.github, &request.commit) {
+                (None, Some(github), None) => {
+                    let runtime =
+                        tokio::runtime::Runtime::new().context("start the async runtime")?;
+                    runtime.block_on(async {
+                        let client = crate::github::GitHub::connect(github)?;
+                        client.git_token().await.map_err(anyhow::Error::from)
+                    })?
+                }
+                _ => secrets.git_token.clone(),
+            };
+            let jobs = crate::api::resolve(&config, &request, Trigger::Manual, git_token.as_ref())
+                .map_err(|e| anyhow::anyhow!(e))?;
             let commit = jobs.commit_sha.clone();
             let mut conn = crate::db::open(&config.database_path())?;
             let outcome = crate::queue::intake(&mut conn, &[Intake::Jobs(jobs)])?;

@@ -64,7 +64,7 @@ impl std::fmt::Debug for Secret {
 }
 
 impl SecretSource {
-    fn check(&self, key: &str) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self, key: &str) -> Result<(), ConfigError> {
         match (&self.env, &self.file) {
             (Some(_), Some(_)) => Err(invalid(key, "give either `env` or `file`, not both")),
             (None, None) => Err(invalid(
@@ -110,8 +110,10 @@ struct RawConfig {
     terraform: Option<PathBuf>,
     max_parallel: Option<usize>,
     job_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     server: RawServer,
+    github: Option<RawGithub>,
     #[serde(default)]
     poller: RawPoller,
     #[serde(default)]
@@ -125,6 +127,21 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    api_url: Option<String>,
+    token: Option<SecretSource>,
+    app_id: Option<u64>,
+    app_key: Option<SecretSource>,
+    installation_id: Option<u64>,
+    comment_on_pull_request: Option<bool>,
+    retry_initial_ms: Option<u64>,
+    retry_max_secs: Option<u64>,
+    max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -176,7 +193,15 @@ pub struct Config {
     pub max_parallel: usize,
     /// A job running longer than this is stopped and recorded as failed.
     pub job_timeout: Duration,
+    /// On SIGTERM, how long a running job may go on before the agent stops it (it is
+    /// then re-run after the restart).
+    pub shutdown_grace: Duration,
     pub listen: SocketAddr,
+    /// The agent's address as users reach it (`https://slipway.example.com`), for the
+    /// job log links reported to GitHub; no links without it.
+    pub public_url: Option<String>,
+    /// Reporting to GitHub; off when the `[github]` table is absent.
+    pub github: Option<GithubConfig>,
     pub max_body_bytes: usize,
     pub poller_enabled: bool,
     pub poll_interval: Duration,
@@ -192,6 +217,48 @@ pub struct Secrets {
     pub api_token: Option<SecretSource>,
     pub signing_key: Option<SecretSource>,
     pub git_token: Option<SecretSource>,
+}
+
+/// How the agent reports to GitHub (commit statuses, deployments, comments).
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server.
+    pub api_url: String,
+    pub auth: GithubAuth,
+    /// Comment on the merged pull request with the plan summary.
+    pub comment_on_pull_request: bool,
+    pub retry: RetryPolicy,
+}
+
+/// How the agent authenticates to GitHub.
+#[derive(Debug, Clone)]
+pub enum GithubAuth {
+    /// A personal access token or fine-grained token.
+    Token(SecretSource),
+    /// A GitHub App: a JWT signed with the App's private key buys an installation
+    /// token, renewed before it expires; the token also serves git fetches over HTTPS.
+    App {
+        app_id: u64,
+        private_key: SecretSource,
+        installation_id: u64,
+    },
+}
+
+/// Backoff for a GitHub report that failed: `initial`, doubling, at most `max`, for
+/// `max_attempts` attempts; then the report is given up and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempt`-th failure (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
 }
 
 /// A git repository the agent deploys from.
@@ -345,6 +412,12 @@ impl Config {
         if poll_interval_secs == 0 {
             return Err(invalid("poller.interval_secs", "must be at least 1 second"));
         }
+        let shutdown_grace_secs = raw.shutdown_grace_secs.unwrap_or(90);
+        let public_url = match raw.server.public_url {
+            None => None,
+            Some(url) => Some(http_url("server.public_url", &url)?),
+        };
+        let github = raw.github.map(parse_github).transpose()?;
         for (key, source) in [
             ("secrets.webhook_secret", &raw.secrets.webhook_secret),
             ("secrets.api_token", &raw.secrets.api_token),
@@ -467,7 +540,10 @@ impl Config {
             terraform: raw.terraform.unwrap_or_else(|| PathBuf::from("terraform")),
             max_parallel,
             job_timeout: Duration::from_secs(job_timeout_secs),
+            shutdown_grace: Duration::from_secs(shutdown_grace_secs),
             listen,
+            public_url,
+            github,
             max_body_bytes,
             poller_enabled: raw.poller.enabled.unwrap_or(true),
             poll_interval: Duration::from_secs(poll_interval_secs),
@@ -497,10 +573,116 @@ impl Config {
         })
     }
 
+    /// Every configured secret source, with its key: the agent keeps these variables
+    /// out of Terraform's environment.
+    pub fn secret_sources(&self) -> Vec<(&'static str, &SecretSource)> {
+        let s = &self.secrets;
+        let mut all: Vec<(&'static str, &SecretSource)> = [
+            ("secrets.webhook_secret", &s.webhook_secret),
+            ("secrets.api_token", &s.api_token),
+            ("secrets.signing_key", &s.signing_key),
+            ("secrets.git_token", &s.git_token),
+        ]
+        .into_iter()
+        .filter_map(|(k, src)| src.as_ref().map(|src| (k, src)))
+        .collect();
+        match self.github.as_ref().map(|g| &g.auth) {
+            Some(GithubAuth::Token(src)) => all.push(("github.token", src)),
+            Some(GithubAuth::App { private_key, .. }) => all.push(("github.app_key", private_key)),
+            None => {}
+        }
+        all
+    }
+
     /// The SQLite database holding the queue and the audit log.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("slipway.db")
     }
+}
+
+/// An `http(s)://` URL without a trailing slash.
+fn http_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(invalid(
+            key,
+            format!(
+                "`{value}` is not an http:// or https:// URL such as https://slipway.example.com"
+            ),
+        )),
+    }
+}
+
+fn parse_github(raw: RawGithub) -> Result<GithubConfig, ConfigError> {
+    let api_url = http_url(
+        "github.api_url",
+        raw.api_url.as_deref().unwrap_or("https://api.github.com"),
+    )?;
+    let auth = match (raw.token, raw.app_id, raw.app_key, raw.installation_id) {
+        (Some(token), None, None, None) => {
+            token.check("github.token")?;
+            GithubAuth::Token(token)
+        }
+        (None, Some(app_id), Some(private_key), Some(installation_id)) => {
+            private_key.check("github.app_key")?;
+            GithubAuth::App {
+                app_id,
+                private_key,
+                installation_id,
+            }
+        }
+        (Some(_), _, _, _) => {
+            return Err(invalid(
+                "github.token",
+                "give either `token` or the GitHub App's `app_id`, `app_key` and `installation_id`, not both",
+            ))
+        }
+        (None, None, None, None) => {
+            return Err(invalid(
+                "github",
+                "needs credentials: `token = { env = \"GITHUB_TOKEN\" }`, or a GitHub App's `app_id`, `app_key = { file = \"app.pem\" }` and `installation_id`",
+            ))
+        }
+        (None, app_id, app_key, installation_id) => {
+            let missing: Vec<&str> = [
+                ("app_id", app_id.is_none()),
+                ("app_key", app_key.is_none()),
+                ("installation_id", installation_id.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, absent)| absent.then_some(k))
+            .collect();
+            return Err(invalid(
+                format!("github.{}", missing[0]),
+                format!(
+                    "is required to authenticate as a GitHub App (missing: {}); find the ids on the App's settings page",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    };
+    let max_attempts = raw.max_attempts.unwrap_or(10);
+    if max_attempts == 0 {
+        return Err(invalid("github.max_attempts", "must be at least 1"));
+    }
+    let initial = Duration::from_millis(raw.retry_initial_ms.unwrap_or(1000).max(1));
+    let max = Duration::from_secs(raw.retry_max_secs.unwrap_or(600)).max(initial);
+    Ok(GithubConfig {
+        api_url,
+        auth,
+        comment_on_pull_request: raw.comment_on_pull_request.unwrap_or(false),
+        retry: RetryPolicy {
+            initial,
+            max,
+            max_attempts,
+        },
+    })
 }
 
 /// `owner/name` from a github.com URL, for matching webhooks without extra config.
@@ -634,5 +816,47 @@ path = "envs/prod"
             Some("acme/infra")
         );
         assert_eq!(github_full_name("/srv/git/infra"), None);
+    }
+
+    #[test]
+    fn github_reporting_is_checked() {
+        let with = |table: &str| format!("{MINIMAL}\n[github]\n{table}\n");
+        let c = Config::parse(
+            &with("api_url = \"https://ghe.example.com/api/v3/\"\ntoken = { env = \"GH\" }"),
+            Path::new("/etc/slipway"),
+        )
+        .unwrap();
+        let gh = c.github.unwrap();
+        assert_eq!(gh.api_url, "https://ghe.example.com/api/v3");
+        assert!(matches!(gh.auth, GithubAuth::Token(_)));
+        assert_eq!(gh.retry.delay(1), Duration::from_secs(1));
+        assert_eq!(gh.retry.delay(3), Duration::from_secs(4));
+        assert_eq!(gh.retry.delay(40), Duration::from_secs(600));
+
+        let app = Config::parse(
+            &with("app_id = 1\napp_key = { file = \"app.pem\" }\ninstallation_id = 2"),
+            Path::new("/etc/slipway"),
+        )
+        .unwrap();
+        assert!(matches!(
+            app.github.unwrap().auth,
+            GithubAuth::App {
+                app_id: 1,
+                installation_id: 2,
+                ..
+            }
+        ));
+
+        assert!(err(&with("")).contains("`github`: needs credentials"));
+        let e = err(&with("app_id = 1\napp_key = { env = \"K\" }"));
+        assert!(e.contains("`github.installation_id`"), "{e}");
+        let e = err(&with("token = { env = \"GH\" }\napp_id = 1"));
+        assert!(e.contains("not both"), "{e}");
+        let e = err(&with(
+            "token = { env = \"GH\" }\napi_url = \"ghe.example.com\"",
+        ));
+        assert!(e.contains("`github.api_url`"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[server]\npublic_url = \"x\""));
+        assert!(e.contains("`server.public_url`"), "{e}");
     }
 }

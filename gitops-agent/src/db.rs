@@ -88,6 +88,19 @@ CREATE TABLE IF NOT EXISTS audit (
     hash              TEXT NOT NULL,
     signature         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS github_reports (
+    job_id          INTEGER PRIMARY KEY,
+    steps_done      INTEGER NOT NULL DEFAULT 0,
+    deployment_id   INTEGER,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    complete        INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#;
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.

@@ -32,12 +32,8 @@ pub async fn poll_once(
     locks: &Arc<GitLocks>,
     repo: &Repository,
 ) -> Result<Vec<i64>, String> {
-    let (config, locks_c, repo_c, token) = (
-        state.config.clone(),
-        locks.clone(),
-        repo.clone(),
-        state.git_token.clone(),
-    );
+    let token = state.runner.git_credentials().await;
+    let (config, locks_c, repo_c) = (state.config.clone(), locks.clone(), repo.clone());
     let tip = tokio::task::spawn_blocking(move || -> Result<Option<String>, String> {
         let tip = with_cache(&config, &locks_c, &repo_c, |cache| {
             cache.fetch(token.as_ref()).map_err(|e| e.to_string())

@@ -121,7 +121,19 @@ impl Job {
 
 const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, covered, started_at, attempts, interrupted";
 
-fn job_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+/// How many columns [`job_of`] reads; columns a query adds after them start here.
+pub(crate) const JOB_COLUMN_COUNT: usize = 14;
+
+/// [`JOB_COLUMNS`] with each column qualified by `prefix` (`"j."`), for joins.
+pub(crate) fn job_columns(prefix: &str) -> String {
+    JOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn job_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let covered: String = r.get(10)?;
     let pr: Option<i64> = r.get(7)?;
     Ok(Job {

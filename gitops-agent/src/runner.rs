@@ -20,13 +20,15 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use slipway_provenance::{Provenance, Trigger};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::audit::{Outcome, PlanSummary};
 use crate::config::{redact, Config, Repository, Root, Secret};
 use crate::db::{self, DbError};
 use crate::git::Cache;
+use crate::github::GitHub;
+use crate::metrics::Metrics;
 use crate::queue::{self, Job};
 
 /// One lock per repository cache: libgit2 must not fetch into the same bare repository
@@ -77,11 +79,18 @@ pub struct Runner {
     /// Environment variables that hold the agent's secrets; Terraform does not get them.
     pub secret_env_vars: Vec<String>,
     pub git_token: Option<Secret>,
+    /// When the agent is a GitHub App, git fetches over HTTPS use its installation
+    /// token (unless `secrets.git_token` is set).
+    pub github: Option<GitHub>,
     pub git_locks: Arc<GitLocks>,
     pub slots: Arc<Semaphore>,
     pub notify: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: no new job starts; running ones finish (see [`Runner::drain`]).
     pub stopping: AtomicBool,
+    /// Set when the shutdown grace period is over: Terraform is interrupted and the
+    /// job is left `running`, to be recorded as interrupted and re-run at the next start.
+    pub abort: watch::Sender<bool>,
 }
 
 /// What the preparation step decided.
@@ -102,12 +111,35 @@ impl Runner {
         db::open(&self.config.database_path())
     }
 
-    /// Stops new jobs from starting and waits until every running job has finished
-    /// and been recorded (at most the job timeout).
+    /// Stops new jobs from starting and waits until every running job has ended:
+    /// recorded, or (after [`Runner::abort_running`]) left for the next start.
     pub async fn drain(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let all = u32::try_from(self.config.max_parallel).unwrap_or(u32::MAX);
         let _ = self.slots.acquire_many(all).await;
+    }
+
+    /// Interrupts running Terraform processes (SIGINT, so Terraform saves its state)
+    /// and leaves their jobs to be re-run after the restart.
+    pub fn abort_running(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.abort.send_replace(true);
+    }
+
+    /// The token for git over HTTPS: `secrets.git_token`, else the GitHub App's
+    /// installation token (renewed before it expires), else none.
+    pub async fn git_credentials(&self) -> Option<Secret> {
+        if let Some(token) = &self.git_token {
+            return Some(token.clone());
+        }
+        let github = self.github.as_ref()?;
+        match github.git_token().await {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "no GitHub App installation token for git; fetching without one");
+                None
+            }
+        }
     }
 
     /// Starts one worker task per root.
@@ -169,11 +201,13 @@ impl Runner {
             return Ok(false);
         }
 
+        let token = self.git_credentials().await;
         let this = self.clone();
         let repo_c = repo.clone();
-        let prepared = tokio::task::spawn_blocking(move || this.prepare(&repo_c, queued))
-            .await
-            .map_err(|e| e.to_string())??;
+        let prepared =
+            tokio::task::spawn_blocking(move || this.prepare(&repo_c, queued, token.as_ref()))
+                .await
+                .map_err(|e| e.to_string())??;
 
         let this = self.clone();
         let started =
@@ -202,6 +236,10 @@ impl Runner {
         let Some((job, superseded)) = started else {
             return Ok(true);
         };
+        if !superseded.is_empty() {
+            self.metrics.jobs_closed("superseded", superseded.len());
+        }
+        let clock = std::time::Instant::now();
         tracing::info!(
             job = job.id,
             repository = %repo.name,
@@ -213,6 +251,14 @@ impl Runner {
         );
 
         let outcome = self.execute(repo, root, &job).await;
+        if outcome.interrupted {
+            tracing::warn!(
+                job = job.id,
+                commit = %job.commit_sha,
+                "job interrupted by the shutdown; it will be recorded as interrupted and run again at the next start"
+            );
+            return Ok(true);
+        }
         let mut record = job.audit_record(
             outcome.outcome,
             job.started_at.clone().unwrap_or_else(db::now),
@@ -242,6 +288,8 @@ impl Runner {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         };
+        self.metrics
+            .job_finished(&stored.record.outcome, clock.elapsed());
         tracing::info!(
             job = job.id,
             outcome = %stored.record.outcome,
@@ -253,9 +301,14 @@ impl Runner {
     }
 
     /// Fetches, then picks the newest commit among the queued jobs.
-    fn prepare(&self, repo: &Repository, queued: Vec<Job>) -> Result<Prepared, String> {
+    fn prepare(
+        &self,
+        repo: &Repository,
+        queued: Vec<Job>,
+        token: Option<&Secret>,
+    ) -> Result<Prepared, String> {
         with_cache(&self.config, &self.git_locks, repo, |cache| {
-            if let Err(e) = cache.fetch(self.git_token.as_ref()) {
+            if let Err(e) = cache.fetch(token) {
                 if queued.iter().any(|j| !cache.has_commit(&j.commit_sha)) {
                     return Err(format!("{e}; the jobs stay queued"));
                 }
@@ -314,6 +367,7 @@ impl Runner {
         let _ = tokio::fs::remove_dir_all(&work).await;
         match result {
             Ok(outcome) => out.outcome = outcome,
+            Err(e) if e == INTERRUPTED => out.interrupted = true,
             Err(e) => {
                 out.outcome = Outcome::Failed;
                 out.error = Some(e);
@@ -534,8 +588,13 @@ fn decide(
     (author, result)
 }
 
+/// The error text of a Terraform run stopped by the shutdown (not a job failure).
+const INTERRUPTED: &str = "interrupted by the agent's shutdown";
+
 #[derive(Debug)]
 struct RunOutcome {
+    /// Stopped by the shutdown: not recorded, re-run at the next start.
+    interrupted: bool,
     outcome: Outcome,
     author: Option<String>,
     plan: Option<PlanSummary>,
@@ -546,6 +605,7 @@ struct RunOutcome {
 impl Default for RunOutcome {
     fn default() -> Self {
         RunOutcome {
+            interrupted: false,
             outcome: Outcome::Failed,
             author: None,
             plan: None,
@@ -577,19 +637,41 @@ impl Tf<'_> {
             cmd.env_remove(name);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let mut abort = self.runner.abort.subscribe();
+        if *abort.borrow() {
+            return Err(INTERRUPTED.to_owned());
+        }
         let child = cmd.spawn().map_err(|e| {
             format!(
                 "cannot start terraform `{}`: {e}",
                 self.runner.config.terraform.display()
             )
         })?;
-        match tokio::time::timeout_at(self.deadline, child.wait_with_output()).await {
-            Ok(result) => result.map_err(|e| format!("terraform {}: {e}", args.join(" "))),
-            Err(_) => Err(format!(
-                "job timed out after {} s during `terraform {}`; terraform was stopped",
-                self.runner.config.job_timeout.as_secs(),
-                args.join(" ")
-            )),
+        let pid = child.id();
+        let finished = tokio::time::timeout_at(self.deadline, child.wait_with_output());
+        tokio::pin!(finished);
+        tokio::select! {
+            result = &mut finished => match result {
+                Ok(result) => result.map_err(|e| format!("terraform {}: {e}", args.join(" "))),
+                Err(_) => Err(format!(
+                    "job timed out after {} s during `terraform {}`; terraform was stopped",
+                    self.runner.config.job_timeout.as_secs(),
+                    args.join(" ")
+                )),
+            },
+            _ = async { abort.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                // Terraform treats SIGINT as a request to stop safely: it finishes the
+                // resource operations in flight and writes its state. Past 20 s it is
+                // killed (when `finished` is dropped).
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGINT,
+                    );
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(20), &mut finished).await;
+                Err(INTERRUPTED.to_owned())
+            }
         }
     }
 

@@ -204,12 +204,19 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The axum handler.
+/// The axum handler; its time to answer goes to `slipway_webhook_duration_seconds`.
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let clock = std::time::Instant::now();
+    let response = answer(&state, &headers, &body).await;
+    state.metrics.webhook_answered(clock.elapsed());
+    response
+}
+
+async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
     let Some(secret) = state.webhook_secret.as_ref() else {
         return reply(
             StatusCode::NOT_FOUND,
@@ -217,7 +224,7 @@ pub async fn receive(
         );
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if !signature_is_valid(secret, &body, header("x-hub-signature-256")) {
+    if !signature_is_valid(secret, body, header("x-hub-signature-256")) {
         tracing::warn!(
             delivery = header("x-github-delivery").unwrap_or("-"),
             "webhook refused: missing or invalid X-Hub-Signature-256"
@@ -239,7 +246,7 @@ pub async fn receive(
         id: delivery_id.to_owned(),
         event: event.clone(),
     };
-    let decision = match classify(&state.config, &event, &body) {
+    let decision = match classify(&state.config, &event, body) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook payload does not parse");

@@ -371,6 +371,14 @@ pub struct Agent {
 pub struct AgentOptions {
     pub poller: bool,
     pub job_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    /// `server.public_url`.
+    pub public_url: Option<String>,
+    /// After a successful apply, the wrapper waits this long before exiting (a slow
+    /// apply that finishes by itself).
+    pub slow_apply_secs: u64,
+    /// TOML appended to the configuration (a `[github]` table, say).
+    pub extra_config: String,
 }
 
 impl Default for AgentOptions {
@@ -378,6 +386,10 @@ impl Default for AgentOptions {
         AgentOptions {
             poller: false,
             job_timeout_secs: 600,
+            shutdown_grace_secs: 90,
+            public_url: None,
+            slow_apply_secs: 0,
+            extra_config: String::new(),
         }
     }
 }
@@ -422,9 +434,17 @@ if [ "$1" = apply ]; then
     touch "{applied}"
     exec sleep 600
   fi
+  if [ {slow} -gt 0 ]; then
+    "{real}" "$@"
+    rc=$?
+    touch "{applied}"
+    sleep {slow}
+    exit $rc
+  fi
 fi
 exec "{real}" "$@"
 "#,
+                slow = options.slow_apply_secs,
                 prov = provenance_log.display(),
                 hold = hold_file.display(),
                 real = terraform.path.display(),
@@ -446,9 +466,11 @@ exec "{real}" "$@"
 terraform = "{wrapper}"
 max_parallel = 2
 job_timeout_secs = {timeout}
+shutdown_grace_secs = {grace}
 
 [server]
 listen = "127.0.0.1:0"
+{public_url}
 
 [poller]
 enabled = {poller}
@@ -467,7 +489,16 @@ url = "{origin}"
 [[repository.root]]
 name = "infra"
 path = "infra"
+
+{extra}
 "#,
+                grace = options.shutdown_grace_secs,
+                public_url = options
+                    .public_url
+                    .as_ref()
+                    .map(|u| format!("public_url = \"{u}\""))
+                    .unwrap_or_default(),
+                extra = options.extra_config,
                 data = data_dir.display(),
                 wrapper = wrapper.display(),
                 poller = options.poller,
@@ -551,21 +582,39 @@ path = "infra"
 
     /// SIGTERM, as systemd or Kubernetes would send; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("agent running");
+        self.send_sigterm();
+        self.wait_exit(Duration::from_secs(120))
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("agent running");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(120);
+    }
+
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Waits for the agent to exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent running");
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not stop after SIGTERM"
-            );
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("agent did not exit within {timeout:?}: {}", self.log_text());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

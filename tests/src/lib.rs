@@ -3,6 +3,7 @@
 //! as a user would.
 
 pub mod agent_support;
+pub mod fake_github;
 pub mod fake_kube;
 pub mod plan_bench;
 pub mod terraform;

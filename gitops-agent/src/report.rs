@@ -1,0 +1,704 @@
+//! Reports each job to GitHub: a Deployment for the root's environment with its
+//! statuses, a commit status on the deployed commit, and optionally a comment on the
+//! merged pull request.
+//!
+//! The reporter is level-triggered: it reads the jobs table and brings GitHub up to
+//! date with it, one request ([`Step`]) at a time, remembering in `github_reports` how
+//! many steps of each job are done (and the deployment's id). So it needs no hook in
+//! the hot path, sees jobs queued by the CLI from another process, picks up after a
+//! restart, and never touches a job's outcome: a GitHub outage delays the report, it
+//! never fails or repeats a deployment. A failed step is retried with exponential
+//! backoff ([`RetryPolicy`]), logged each time, and given up (logged as an error) after
+//! `max_attempts`, or at once when GitHub refuses it for good (a 4xx other than rate
+//! limiting).
+//!
+//! Every job of a repository with a GitHub name walks the same steps, so the requests
+//! GitHub sees are deterministic: deployment created, `queued`, commit `pending`;
+//! `in_progress`, `pending`; then the outcome on both, and the comment. A step that
+//! does not apply (a superseded job never ran) is passed without a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+use crate::audit::PlanSummary;
+use crate::config::{Config, RetryPolicy};
+use crate::db::{self, DbError};
+use crate::github::{GitHub, GithubError};
+use crate::metrics::Metrics;
+use crate::queue::{self, Job};
+
+/// GitHub's limit on a status description.
+const DESCRIPTION_LIMIT: usize = 140;
+
+/// The steps of one job's report, in order. Their index is stored, so never reorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    CreateDeployment,
+    DeploymentQueued,
+    CommitQueued,
+    DeploymentInProgress,
+    CommitRunning,
+    DeploymentOutcome,
+    CommitOutcome,
+    PullRequestComment,
+}
+
+const STEPS: [Step; 8] = [
+    Step::CreateDeployment,
+    Step::DeploymentQueued,
+    Step::CommitQueued,
+    Step::DeploymentInProgress,
+    Step::CommitRunning,
+    Step::DeploymentOutcome,
+    Step::CommitOutcome,
+    Step::PullRequestComment,
+];
+
+/// A job as the reporter sees it.
+#[derive(Debug, Clone)]
+struct Tracked {
+    job: Job,
+    state: String,
+    outcome: Option<String>,
+    superseded_by: Option<i64>,
+    steps_done: usize,
+    deployment_id: Option<u64>,
+    failures: u32,
+}
+
+/// How a job ended, as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ending {
+    success: bool,
+    /// `inactive` for a superseded deployment, else `success` or `failure`.
+    deployment_state: &'static str,
+    description: String,
+    summary: Option<PlanSummary>,
+    error: Option<String>,
+    outcome: String,
+}
+
+/// The reporter task's shared parts.
+pub struct Reporter {
+    pub config: Arc<Config>,
+    pub github: GitHub,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reporter {
+    /// Runs until the process ends: every 300 ms, reports what changed.
+    pub async fn run(self: Arc<Self>) {
+        let path = self.config.database_path();
+        let from = match tokio::task::spawn_blocking(move || start_point(&path)).await {
+            Ok(Ok(from)) => from,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "GitHub reporting is off: cannot read the database");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "GitHub reporting is off");
+                return;
+            }
+        };
+        tracing::info!(from_job = from, "reporting jobs to GitHub");
+        loop {
+            if let Err(e) = self.clone().round(from).await {
+                tracing::error!(error = %e, "GitHub reporter: cannot read or write the database; retrying");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// One pass over every job whose report is due.
+    async fn round(self: Arc<Self>, from: i64) -> Result<(), String> {
+        let path = self.config.database_path();
+        let due = tokio::task::spawn_blocking(move || -> Result<Vec<Tracked>, DbError> {
+            let conn = db::open(&path)?;
+            due(&conn, from, now_ms())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        for tracked in due {
+            self.advance(tracked).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes one job as far as its state allows, stopping at a failed step.
+    async fn advance(&self, mut tracked: Tracked) -> Result<(), String> {
+        let Some(github_name) = self
+            .config
+            .repository(&tracked.job.repository)
+            .and_then(|r| r.github.clone())
+        else {
+            // Not a GitHub repository (or no longer configured): nothing to report.
+            return self
+                .save(tracked.job.id, STEPS.len(), None, 0, 0, None, true)
+                .await;
+        };
+        let ending = if tracked.state == "done" {
+            let path = self.config.database_path();
+            let t = tracked.clone();
+            tokio::task::spawn_blocking(move || -> Result<Option<Ending>, DbError> {
+                let conn = db::open(&path)?;
+                ending_of(&conn, &t)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        while tracked.steps_done < STEPS.len() {
+            let step = STEPS[tracked.steps_done];
+            let available = match step {
+                Step::CreateDeployment | Step::DeploymentQueued | Step::CommitQueued => true,
+                Step::DeploymentInProgress | Step::CommitRunning => {
+                    tracked.state != "queued" || tracked.job.attempts > 0
+                }
+                Step::DeploymentOutcome | Step::CommitOutcome | Step::PullRequestComment => {
+                    ending.is_some()
+                }
+            };
+            if !available {
+                return Ok(());
+            }
+            match self
+                .perform(step, &github_name, &tracked, ending.as_ref())
+                .await
+            {
+                Ok(deployment) => {
+                    if deployment.is_some() {
+                        tracked.deployment_id = deployment;
+                    }
+                    tracked.steps_done += 1;
+                    tracked.failures = 0;
+                    let complete = tracked.steps_done == STEPS.len();
+                    self.save(
+                        tracked.job.id,
+                        tracked.steps_done,
+                        tracked.deployment_id,
+                        0,
+                        0,
+                        None,
+                        complete,
+                    )
+                    .await?;
+                }
+                Err(error) => {
+                    let failures = tracked.failures + 1;
+                    let policy: RetryPolicy = self.github_retry();
+                    if error.is_retryable() && failures < policy.max_attempts {
+                        let delay = policy.delay(failures);
+                        self.metrics.github_report("retried");
+                        tracing::warn!(job = tracked.job.id, step = ?step, attempt = failures, retry_in_ms = delay.as_millis() as u64, error = %error, "GitHub report failed; will retry");
+                        let next =
+                            now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                        return self
+                            .save(
+                                tracked.job.id,
+                                tracked.steps_done,
+                                tracked.deployment_id,
+                                failures,
+                                next,
+                                Some(error.to_string()),
+                                false,
+                            )
+                            .await;
+                    }
+                    self.metrics.github_report("abandoned");
+                    tracing::error!(job = tracked.job.id, step = ?step, attempts = failures, error = %error, "GitHub report given up; the deployment itself is unaffected");
+                    tracked.steps_done += 1;
+                    tracked.failures = 0;
+                    let complete = tracked.steps_done == STEPS.len();
+                    self.save(
+                        tracked.job.id,
+                        tracked.steps_done,
+                        tracked.deployment_id,
+                        0,
+                        0,
+                        Some(error.to_string()),
+                        complete,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn github_retry(&self) -> RetryPolicy {
+        self.config
+            .github
+            .as_ref()
+            .map(|g| g.retry)
+            .unwrap_or(RetryPolicy {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(600),
+                max_attempts: 10,
+            })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn save(
+        &self,
+        job_id: i64,
+        steps_done: usize,
+        deployment_id: Option<u64>,
+        failures: u32,
+        next_attempt_at: i64,
+        last_error: Option<String>,
+        complete: bool,
+    ) -> Result<(), String> {
+        let path = self.config.database_path();
+        tokio::task::spawn_blocking(move || -> Result<(), DbError> {
+            let conn = db::open(&path)?;
+            conn.execute(
+                "INSERT INTO github_reports (job_id, steps_done, deployment_id, failures, next_attempt_at, last_error, complete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (job_id) DO UPDATE SET steps_done = excluded.steps_done,
+                   deployment_id = excluded.deployment_id, failures = excluded.failures,
+                   next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
+                   complete = excluded.complete",
+                params![
+                    job_id,
+                    steps_done as i64,
+                    deployment_id.map(|d| d as i64),
+                    failures,
+                    next_attempt_at,
+                    last_error,
+                    complete
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+
+    /// Sends one step's request. `Ok(Some(id))` when it created the deployment.
+    async fn perform(
+        &self,
+        step: Step,
+        github_name: &str,
+        t: &Tracked,
+        ending: Option<&Ending>,
+    ) -> Result<Option<u64>, GithubError> {
+        let job = &t.job;
+        let log_url = self
+            .config
+            .public_url
+            .as_ref()
+            .map(|base| format!("{base}/api/v1/jobs/{}/log", job.id));
+        let never_ran = t.outcome.as_deref() == Some("superseded");
+        let result = match step {
+            Step::CreateDeployment => {
+                let body = json!({
+                    "ref": job.commit_sha,
+                    "task": "deploy",
+                    "auto_merge": false,
+                    "required_contexts": [],
+                    "environment": job.root,
+                    "description": format!("slipway-agent job {} for {}", job.id, job.root),
+                    "payload": {"job_id": job.id, "repository": job.repository, "root": job.root},
+                    "transient_environment": false,
+                });
+                let answer = self
+                    .github
+                    .post(
+                        "create a deployment",
+                        &format!("/repos/{github_name}/deployments"),
+                        &body,
+                    )
+                    .await?;
+                let id = answer["id"].as_u64().ok_or_else(|| {
+                    GithubError::Permanent(
+                        "create a deployment: GitHub's answer has no deployment id".to_owned(),
+                    )
+                })?;
+                self.metrics.github_report("sent");
+                return Ok(Some(id));
+            }
+            Step::DeploymentQueued => {
+                self.deployment_status(github_name, t, "queued", "Queued", &log_url)
+                    .await
+            }
+            Step::CommitQueued => {
+                self.commit_status(github_name, job, "pending", "Queued", &log_url)
+                    .await
+            }
+            Step::DeploymentInProgress if !never_ran => {
+                self.deployment_status(
+                    github_name,
+                    t,
+                    "in_progress",
+                    "Running terraform plan and apply",
+                    &log_url,
+                )
+                .await
+            }
+            Step::CommitRunning if !never_ran => {
+                self.commit_status(
+                    github_name,
+                    job,
+                    "pending",
+                    "Running terraform plan and apply",
+                    &log_url,
+                )
+                .await
+            }
+            Step::DeploymentInProgress | Step::CommitRunning => Ok(false),
+            Step::DeploymentOutcome => {
+                let Some(end) = ending else { return Ok(None) };
+                self.deployment_status(
+                    github_name,
+                    t,
+                    end.deployment_state,
+                    &end.description,
+                    &log_url,
+                )
+                .await
+            }
+            Step::CommitOutcome => {
+                let Some(end) = ending else { return Ok(None) };
+                let state = if end.success { "success" } else { "failure" };
+                self.commit_status(github_name, job, state, &end.description, &log_url)
+                    .await
+            }
+            Step::PullRequestComment => {
+                let wanted = self
+                    .config
+                    .github
+                    .as_ref()
+                    .is_some_and(|g| g.comment_on_pull_request);
+                match (wanted, job.pull_request, ending) {
+                    (true, Some(number), Some(end)) if !never_ran => {
+                        let body = json!({"body": comment_body(job, end, log_url.as_deref())});
+                        self.github
+                            .post(
+                                "comment on the pull request",
+                                &format!("/repos/{github_name}/issues/{number}/comments"),
+                                &body,
+                            )
+                            .await
+                            .map(|_| true)
+                    }
+                    _ => Ok(false),
+                }
+            }
+        };
+        if result? {
+            self.metrics.github_report("sent");
+        }
+        Ok(None)
+    }
+
+    /// Posts a deployment status; `Ok(false)` when there is no deployment to post on
+    /// (its creation was given up).
+    async fn deployment_status(
+        &self,
+        github_name: &str,
+        t: &Tracked,
+        state: &str,
+        description: &str,
+        log_url: &Option<String>,
+    ) -> Result<bool, GithubError> {
+        let Some(id) = t.deployment_id else {
+            return Ok(false);
+        };
+        let mut body = json!({
+            "state": state,
+            "description": truncate(description),
+            "environment": t.job.root,
+            "auto_inactive": true,
+        });
+        if let Some(url) = log_url {
+            body["log_url"] = json!(url);
+        }
+        self.github
+            .post(
+                "post a deployment status",
+                &format!("/repos/{github_name}/deployments/{id}/statuses"),
+                &body,
+            )
+            .await
+            .map(|_| true)
+    }
+
+    async fn commit_status(
+        &self,
+        github_name: &str,
+        job: &Job,
+        state: &str,
+        description: &str,
+        log_url: &Option<String>,
+    ) -> Result<bool, GithubError> {
+        let mut body = json!({
+            "state": state,
+            "description": truncate(description),
+            "context": format!("slipway/{}", job.root),
+        });
+        if let Some(url) = log_url {
+            body["target_url"] = json!(url);
+        }
+        self.github
+            .post(
+                "post a commit status",
+                &format!("/repos/{github_name}/statuses/{}", job.commit_sha),
+                &body,
+            )
+            .await
+            .map(|_| true)
+    }
+}
+
+/// The first job to report: the oldest unfinished job when reporting was first turned
+/// on (so enabling it does not replay history). Remembered in the database.
+fn start_point(path: &std::path::Path) -> Result<i64, DbError> {
+    let conn = db::open(path)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('github_report_from',
+           (SELECT COALESCE(MIN(id), (SELECT COALESCE(MAX(id), 0) + 1 FROM jobs))
+              FROM jobs WHERE state != 'done'))",
+        [],
+    )?;
+    let value: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'github_report_from'",
+        [],
+        |r| r.get(0),
+    )?;
+    value
+        .parse()
+        .map_err(|_| DbError::Corrupt(format!("meta github_report_from = {value:?}")))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Jobs whose report is incomplete and not waiting for a retry.
+fn due(conn: &Connection, from: i64, now: i64) -> Result<Vec<Tracked>, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, j.state, j.outcome, j.superseded_by,
+                COALESCE(r.steps_done, 0), r.deployment_id, COALESCE(r.failures, 0)
+         FROM jobs j LEFT JOIN github_reports r ON r.job_id = j.id
+         WHERE j.id >= ?1 AND COALESCE(r.complete, 0) = 0 AND COALESCE(r.next_attempt_at, 0) <= ?2
+         ORDER BY j.id LIMIT 200",
+        cols = queue::job_columns("j."),
+    ))?;
+    let rows = stmt.query_map(params![from, now], |r| {
+        let n = queue::JOB_COLUMN_COUNT;
+        Ok(Tracked {
+            job: queue::job_of(r)?,
+            state: r.get(n)?,
+            outcome: r.get(n + 1)?,
+            superseded_by: r.get(n + 2)?,
+            steps_done: usize::try_from(r.get::<_, i64>(n + 3)?).unwrap_or(0),
+            deployment_id: r
+                .get::<_, Option<i64>>(n + 4)?
+                .and_then(|d| u64::try_from(d).ok()),
+            failures: r.get(n + 5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// How a done job ended; for a superseded job, how the job that carried its commit
+/// ended (`None` while that one is still to finish).
+fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> {
+    if t.outcome.as_deref() == Some("superseded") {
+        // Follow the chain: an interrupted job can itself be superseded later.
+        let mut next = t.superseded_by;
+        for _ in 0..32 {
+            let Some(id) = next else { break };
+            let row: Option<(String, Option<String>, Option<i64>, String)> = conn
+                .query_row(
+                    "SELECT state, outcome, superseded_by, commit_sha FROM jobs WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((state, outcome, by, sha)) = row else {
+                break;
+            };
+            if state != "done" {
+                return Ok(None);
+            }
+            match outcome.as_deref() {
+                Some("superseded") => next = by,
+                Some("failed") => {
+                    return Ok(Some(Ending {
+                        success: false,
+                        deployment_state: "inactive",
+                        description: format!(
+                            "Newer commit {} (job {id}), which includes this one, failed to deploy",
+                            short(&sha)
+                        ),
+                        summary: None,
+                        error: None,
+                        outcome: "superseded".to_owned(),
+                    }))
+                }
+                _ => {
+                    return Ok(Some(Ending {
+                        success: true,
+                        deployment_state: "inactive",
+                        description: format!(
+                            "Deployed together with newer commit {} (job {id})",
+                            short(&sha)
+                        ),
+                        summary: None,
+                        error: None,
+                        outcome: "superseded".to_owned(),
+                    }))
+                }
+            }
+        }
+        return Ok(Some(Ending {
+            success: true,
+            deployment_state: "inactive",
+            description: "Superseded by a newer commit".to_owned(),
+            summary: None,
+            error: None,
+            outcome: "superseded".to_owned(),
+        }));
+    }
+    let outcome = t.outcome.clone().unwrap_or_else(|| "failed".to_owned());
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT plan_summary, error FROM audit WHERE job_id = ?1 AND outcome = ?2 ORDER BY seq DESC LIMIT 1",
+            params![t.job.id, outcome],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (summary, error) = row.unwrap_or((None, None));
+    let summary: Option<PlanSummary> = summary.and_then(|s| serde_json::from_str(&s).ok());
+    let (success, deployment_state, description) = match outcome.as_str() {
+        "succeeded" => (
+            true,
+            "success",
+            match &summary {
+                Some(s) => format!("Applied: {}", counts(s)),
+                None => "Applied".to_owned(),
+            },
+        ),
+        "skipped" => (
+            true,
+            "success",
+            format!(
+                "Nothing to apply: {}",
+                error.as_deref().unwrap_or("no change for this root")
+            ),
+        ),
+        _ => (
+            false,
+            "failure",
+            format!(
+                "Failed: {}",
+                error
+                    .as_deref()
+                    .and_then(|e| e.lines().find(|l| !l.trim().is_empty()))
+                    .unwrap_or("see the job log")
+                    .trim()
+            ),
+        ),
+    };
+    Ok(Some(Ending {
+        success,
+        deployment_state,
+        description,
+        summary,
+        error,
+        outcome,
+    }))
+}
+
+fn counts(s: &PlanSummary) -> String {
+    if s.add + s.change + s.destroy == 0 {
+        "no changes".to_owned()
+    } else {
+        format!(
+            "{} to add, {} to change, {} to destroy",
+            s.add, s.change, s.destroy
+        )
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// At most [`DESCRIPTION_LIMIT`] characters, cut on a character boundary.
+fn truncate(text: &str) -> String {
+    if text.chars().count() <= DESCRIPTION_LIMIT {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(DESCRIPTION_LIMIT - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The pull request comment: what was applied, or why it failed.
+fn comment_body(job: &Job, end: &Ending, log_url: Option<&str>) -> String {
+    let mut text = format!(
+        "**Slipway** {} `{}` to `{}` (job {}, {}).\n",
+        if end.success {
+            "applied"
+        } else {
+            "could not apply"
+        },
+        short(&job.commit_sha),
+        job.root,
+        job.id,
+        end.outcome
+    );
+    if let Some(s) = &end.summary {
+        text.push_str(&format!("\nPlan: {}.\n", counts(s)));
+        for (label, list) in [
+            ("add", &s.to_add),
+            ("change", &s.to_change),
+            ("destroy", &s.to_destroy),
+        ] {
+            for address in list {
+                text.push_str(&format!("- {label} `{address}`\n"));
+            }
+        }
+    }
+    if !end.success {
+        if let Some(error) = &end.error {
+            text.push_str(&format!("\n```\n{}\n```\n", error.trim()));
+        }
+    }
+    if let Some(url) = log_url {
+        text.push_str(&format!("\n[Job log]({url})\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_fit_github_limit() {
+        let long = "é".repeat(500);
+        let t = truncate(&long);
+        assert_eq!(t.chars().count(), DESCRIPTION_LIMIT);
+        assert!(t.ends_with('…'));
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn plan_counts_read_like_terraform() {
+        let mut s = PlanSummary::default();
+        assert_eq!(counts(&s), "no changes");
+        s.add = 2;
+        s.destroy = 1;
+        assert_eq!(counts(&s), "2 to add, 0 to change, 1 to destroy");
+    }
+}

@@ -1,0 +1,455 @@
+//! A fake GitHub REST API for the agent's reporting tests: it records every request,
+//! keeps the state GitHub would (deployments and their statuses, commit statuses,
+//! issue comments, installation tokens), and fails on demand.
+//!
+//! It answers as GitHub does where the agent could notice: `201` with the created
+//! object, `404` for a deployment that does not exist, `422` for a commit status on
+//! something that is not a full SHA or with an unknown state, `401 Bad credentials`
+//! for a missing, unknown or expired token. A GitHub App's JWT is checked for shape,
+//! issuer and lifetime (not its RSA signature) before an installation token is issued.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+    /// The status the fake answered.
+    pub status: u16,
+}
+
+/// Who may call the fake.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A personal access token.
+    Token(String),
+    /// A GitHub App with one installation; tokens live `token_ttl`.
+    App {
+        app_id: u64,
+        installation_id: u64,
+        token_ttl: Duration,
+    },
+}
+
+#[derive(Debug)]
+struct Failure {
+    path_contains: String,
+    remaining: u32,
+    status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    failures: Vec<Failure>,
+    /// Deployment id → (environment, sha, statuses).
+    deployments: HashMap<u64, (String, String, Vec<String>)>,
+    next_id: u64,
+    /// Installation token → when it expires.
+    tokens: HashMap<String, SystemTime>,
+    /// The JWT claims of every token request.
+    jwt_claims: Vec<Value>,
+}
+
+struct Shared {
+    auth: Auth,
+    inner: Mutex<Inner>,
+}
+
+/// A running fake; stops when dropped.
+pub struct FakeGitHub {
+    /// The base URL to give the agent as `github.api_url`, with a GitHub Enterprise
+    /// style path (`/api/v3`), which the client must keep.
+    pub api_url: String,
+    shared: Arc<Shared>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FakeGitHub {
+    pub fn start(auth: Auth) -> FakeGitHub {
+        let shared = Arc::new(Shared {
+            auth,
+            inner: Mutex::new(Inner {
+                next_id: 1000,
+                ..Inner::default()
+            }),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx.send(listener.local_addr().expect("addr")).ok();
+                let app = axum::Router::new().fallback(handle).with_state(state);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .ok();
+            });
+        });
+        let addr = addr_rx.recv().expect("fake GitHub started");
+        FakeGitHub {
+            api_url: format!("http://{addr}/api/v3"),
+            shared,
+            _stop: stop,
+        }
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Requests other than installation token requests.
+    pub fn api_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.path.contains("/access_tokens"))
+            .collect()
+    }
+
+    /// The next `times` requests whose path contains `path_contains` fail with `status`.
+    pub fn fail_next(&self, path_contains: &str, times: u32, status: u16) {
+        self.shared.inner.lock().unwrap().failures.push(Failure {
+            path_contains: path_contains.to_owned(),
+            remaining: times,
+            status,
+        });
+    }
+
+    /// The states posted to each deployment, by id.
+    pub fn deployments(&self) -> HashMap<u64, (String, String, Vec<String>)> {
+        self.shared.inner.lock().unwrap().deployments.clone()
+    }
+
+    /// The claims of each App JWT presented.
+    pub fn jwt_claims(&self) -> Vec<Value> {
+        self.shared.inner.lock().unwrap().jwt_claims.clone()
+    }
+
+    /// Waits until `pred` holds for the recorded requests.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Recorded]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let requests = self.requests();
+            if pred(&requests) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; GitHub received:\n{}",
+                    requests
+                        .iter()
+                        .map(|r| format!("{} {} -> {} {}", r.method, r.path, r.status, r.body))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
+    (
+        status,
+        json!({"message": message, "documentation_url": "https://docs.github.com/rest"}),
+    )
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    // GitHub's form: 2026-11-22T05:00:00Z. Computed by hand to avoid a date dependency.
+    let secs = unix(t);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut inner = shared.inner.lock().unwrap();
+    let (status, answer) = answer(
+        &shared.auth,
+        &mut inner,
+        &method,
+        &path,
+        authorization.as_deref(),
+        &body_json,
+    );
+    inner.requests.push(Recorded {
+        method: method.to_string(),
+        path,
+        authorization,
+        body: body_json,
+        status: status.as_u16(),
+    });
+    (status, axum::Json(answer)).into_response()
+}
+
+fn answer(
+    auth: &Auth,
+    inner: &mut Inner,
+    method: &Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    if let Some(failure) = inner
+        .failures
+        .iter_mut()
+        .find(|f| f.remaining > 0 && path.contains(&f.path_contains))
+    {
+        failure.remaining -= 1;
+        let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return error(status, "failure injected by the test");
+    }
+    let Some(rest) = path.strip_prefix("/api/v3") else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let bearer = authorization.and_then(|a| {
+        a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("token "))
+    });
+
+    // POST /app/installations/{id}/access_tokens, with the App's JWT.
+    if let (["app", "installations", id, "access_tokens"], &Method::POST) =
+        (segments.as_slice(), method)
+    {
+        let Auth::App {
+            app_id,
+            installation_id,
+            token_ttl,
+        } = auth
+        else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        if id.parse::<u64>().ok() != Some(*installation_id) {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        }
+        let Some(claims) = bearer.and_then(jwt_claims) else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "A JSON web token could not be decoded",
+            );
+        };
+        inner.jwt_claims.push(claims.clone());
+        let now = unix(SystemTime::now());
+        let (iss, iat, exp) = (
+            claims["iss"]
+                .as_u64()
+                .or_else(|| claims["iss"].as_str().and_then(|s| s.parse().ok())),
+            claims["iat"].as_u64().unwrap_or(0),
+            claims["exp"].as_u64().unwrap_or(0),
+        );
+        if iss != Some(*app_id) || iat > now + 60 || exp <= now || exp - iat > 600 {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "'Issued at' claim (iat) or 'Expiration time' claim (exp) is invalid, or the issuer is wrong",
+            );
+        }
+        inner.next_id += 1;
+        let token = format!("ghs_fake{:06}", inner.next_id);
+        let expires = SystemTime::now() + *token_ttl;
+        inner.tokens.insert(token.clone(), expires);
+        return (
+            StatusCode::CREATED,
+            json!({
+                "token": token,
+                "expires_at": rfc3339(expires),
+                "permissions": {"deployments": "write", "statuses": "write", "contents": "read", "issues": "write"},
+                "repository_selection": "selected"
+            }),
+        );
+    }
+
+    // Everything else needs the token.
+    let authorized = match (auth, bearer) {
+        (Auth::Token(expected), Some(given)) => given == expected,
+        (Auth::App { .. }, Some(given)) => inner
+            .tokens
+            .get(given)
+            .is_some_and(|expires| *expires > SystemTime::now()),
+        _ => false,
+    };
+    if !authorized {
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    if method != Method::POST {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    match segments.as_slice() {
+        ["repos", owner, repo, "deployments"] => {
+            let (Some(r#ref), Some(environment)) =
+                (body["ref"].as_str(), body["environment"].as_str())
+            else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid request: ref and environment are required",
+                );
+            };
+            inner.next_id += 1;
+            let id = inner.next_id;
+            inner
+                .deployments
+                .insert(id, (environment.to_owned(), r#ref.to_owned(), Vec::new()));
+            (
+                StatusCode::CREATED,
+                json!({
+                    "url": format!("https://api.github.com/repos/{owner}/{repo}/deployments/{id}"),
+                    "id": id,
+                    "node_id": format!("DE_{id}"),
+                    "sha": r#ref,
+                    "ref": r#ref,
+                    "task": body["task"].as_str().unwrap_or("deploy"),
+                    "payload": body["payload"],
+                    "environment": environment,
+                    "description": body["description"],
+                    "created_at": rfc3339(SystemTime::now()),
+                    "updated_at": rfc3339(SystemTime::now()),
+                    "statuses_url": format!("https://api.github.com/repos/{owner}/{repo}/deployments/{id}/statuses"),
+                    "repository_url": format!("https://api.github.com/repos/{owner}/{repo}"),
+                }),
+            )
+        }
+        ["repos", _, _, "deployments", id, "statuses"] => {
+            const STATES: [&str; 7] = [
+                "error",
+                "failure",
+                "inactive",
+                "in_progress",
+                "queued",
+                "pending",
+                "success",
+            ];
+            let Some(deployment) = id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| inner.deployments.get_mut(&id))
+            else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            let Some(state) = body["state"].as_str().filter(|s| STATES.contains(s)) else {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request: state");
+            };
+            deployment.2.push(state.to_owned());
+            (
+                StatusCode::CREATED,
+                json!({"id": deployment.2.len(), "state": state}),
+            )
+        }
+        ["repos", _, _, "statuses", sha] => {
+            let full_sha = sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+            let state_ok = body["state"]
+                .as_str()
+                .is_some_and(|s| ["error", "failure", "pending", "success"].contains(&s));
+            let description_ok = body["description"]
+                .as_str()
+                .is_none_or(|d| d.chars().count() <= 140);
+            if !full_sha {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "No commit found for SHA");
+            }
+            if !state_ok || !description_ok {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+            }
+            inner.next_id += 1;
+            (
+                StatusCode::CREATED,
+                json!({"id": inner.next_id, "state": body["state"], "context": body["context"]}),
+            )
+        }
+        ["repos", _, _, "issues", number, "comments"] => {
+            if number.parse::<u64>().is_err() || body["body"].as_str().is_none() {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+            }
+            inner.next_id += 1;
+            (
+                StatusCode::CREATED,
+                json!({"id": inner.next_id, "body": body["body"]}),
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// The claims of a JWT (header.payload.signature), if it has that shape and says RS256.
+fn jwt_claims(token: &str) -> Option<Value> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 || parts[2].is_empty() {
+        return None;
+    }
+    let decode = |part: &str| -> Option<Value> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let header = decode(parts[0])?;
+    if header["alg"] != "RS256" {
+        return None;
+    }
+    decode(parts[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_github_shaped() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
+            "2026-11-18T11:06:40Z"
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! Operating `slipway-agent`: what it reports to GitHub (against a recording fake
+//! GitHub, checking the exact requests), retries of failed reports, GitHub App tokens,
+//! `/metrics`, `/readyz`, the job log over HTTP, and SIGTERM with a running job.
+//!
+//! Real agent binary, real git, real Terraform (1.4 or later, for `terraform_data`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use slipway_tests::agent_support::{
+    deliver, http, merged_pull_request, terraform_with_terraform_data, wait_for, Agent,
+    AgentOptions, Origin, API_TOKEN, GITHUB_REPO, WEBHOOK_SECRET,
+};
+use slipway_tests::fake_github::{Auth, FakeGitHub, Recorded};
+
+const GITHUB_TOKEN: &str = "ghp_e2eTokenForTheFakeGitHub0001";
+const PUBLIC_URL: &str = "https://slipway.example.com";
+
+fn outcome(r: &Value) -> &str {
+    r["outcome"].as_str().unwrap_or("")
+}
+
+/// A `[github]` table using a token stored in a file under `dir`.
+fn github_token_config(dir: &std::path::Path, fake: &FakeGitHub, extra: &str) -> String {
+    let token_file = dir.join("github-token");
+    std::fs::write(&token_file, GITHUB_TOKEN).unwrap();
+    format!(
+        "[github]\napi_url = \"{}\"\ntoken = {{ file = \"{}\" }}\nretry_initial_ms = 200\nretry_max_secs = 1\n{extra}\n",
+        fake.api_url,
+        token_file.display()
+    )
+}
+
+/// `METHOD path` of each request, with the repository part shortened to `R`.
+fn shape(requests: &[Recorded]) -> Vec<String> {
+    let prefix = format!("/api/v3/repos/{GITHUB_REPO}");
+    requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path.replace(&prefix, "R")))
+        .collect()
+}
+
+fn metric(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_merge_is_reported_to_github_and_shows_in_metrics_and_the_job_log() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeGitHub::start(Auth::Token(GITHUB_TOKEN.into()));
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        public_url: Some(format!("{PUBLIC_URL}/")),
+        extra_config: github_token_config(tmp.path(), &fake, "comment_on_pull_request = true"),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    let addr = agent.start();
+    assert_eq!(http(addr, "GET", "/readyz", &[], b"").status, 200);
+
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(7, &sha, "octocat");
+    let r = deliver(
+        addr,
+        "pull_request",
+        "d-report-1",
+        &body,
+        Some(WEBHOOK_SECRET),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let record = agent.wait_for_record("the merge to be applied", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    let job = record["job_id"].as_i64().unwrap();
+    fake.wait_for("the whole report", Duration::from_secs(60), |r| {
+        r.len() >= 8
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let requests = fake.requests();
+
+    // The exact requests, in order.
+    let statuses = format!("POST R/statuses/{sha}");
+    assert_eq!(
+        shape(&requests),
+        [
+            "POST R/deployments".to_owned(),
+            format!("POST R/deployments/{}/statuses", 1001),
+            statuses.clone(),
+            format!("POST R/deployments/{}/statuses", 1001),
+            statuses.clone(),
+            format!("POST R/deployments/{}/statuses", 1001),
+            statuses,
+            "POST R/issues/7/comments".to_owned(),
+        ]
+    );
+    for r in &requests {
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(format!("Bearer {GITHUB_TOKEN}").as_str())
+        );
+    }
+    let log_url = format!("{PUBLIC_URL}/api/v1/jobs/{job}/log");
+    let deployment = &requests[0].body;
+    assert_eq!(deployment["ref"], sha.as_str());
+    assert_eq!(deployment["environment"], "infra");
+    assert_eq!(deployment["auto_merge"], false);
+    assert_eq!(deployment["required_contexts"], serde_json::json!([]));
+    assert_eq!(deployment["payload"]["job_id"], job);
+    let dep_states: Vec<&str> = [1, 3, 5]
+        .iter()
+        .map(|&i| requests[i].body["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(dep_states, ["queued", "in_progress", "success"]);
+    for i in [1, 3, 5] {
+        assert_eq!(requests[i].body["log_url"], log_url.as_str());
+        assert_eq!(requests[i].body["environment"], "infra");
+    }
+    let commit_states: Vec<(&str, &str)> = [2, 4, 6]
+        .iter()
+        .map(|&i| {
+            (
+                requests[i].body["state"].as_str().unwrap(),
+                requests[i].body["description"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        commit_states,
+        [
+            ("pending", "Queued"),
+            ("pending", "Running terraform plan and apply"),
+            ("success", "Applied: 1 to add, 0 to change, 0 to destroy"),
+        ]
+    );
+    for i in [2, 4, 6] {
+        assert_eq!(requests[i].body["context"], "slipway/infra");
+        assert_eq!(requests[i].body["target_url"], log_url.as_str());
+    }
+    let comment = requests[7].body["body"].as_str().unwrap();
+    assert!(comment.contains(&sha[..7]), "{comment}");
+    assert!(
+        comment.contains("- add `terraform_data.release`"),
+        "{comment}"
+    );
+    assert!(comment.contains(&log_url), "{comment}");
+    let deployments = fake.deployments();
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(
+        deployments[&1001].2,
+        ["queued", "in_progress", "success"],
+        "deployment statuses"
+    );
+
+    // The job log, behind the API token.
+    let path = format!("/api/v1/jobs/{job}/log");
+    assert_eq!(http(addr, "GET", &path, &[], b"").status, 401);
+    let bad = http(addr, "GET", &path, &[("Authorization", "Bearer nope")], b"");
+    assert_eq!(bad.status, 401);
+    let auth = format!("Bearer {API_TOKEN}");
+    let log = http(addr, "GET", &path, &[("Authorization", &auth)], b"");
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("$ terraform apply"), "{}", log.body);
+    assert!(!log.body.contains(WEBHOOK_SECRET) && !log.body.contains(GITHUB_TOKEN));
+    let missing = http(
+        addr,
+        "GET",
+        "/api/v1/jobs/999/log",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("job 999 has no log"),
+        "{}",
+        missing.body
+    );
+
+    // A scrape after the run.
+    let scrape = http(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(scrape.status, 200);
+    let text = scrape.body;
+    assert_eq!(
+        metric(&text, "slipway_jobs_total{outcome=\"succeeded\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "slipway_job_duration_seconds_count{outcome=\"succeeded\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "slipway_webhook_duration_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "slipway_queue_jobs{state=\"queued\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "slipway_queue_jobs{state=\"running\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "slipway_github_reports_total{result=\"sent\"}"),
+        Some(8.0)
+    );
+    let deployed = metric(
+        &text,
+        &format!(
+            "slipway_last_deployed_timestamp_seconds{{repository=\"hello\",root=\"infra\",commit=\"{sha}\"}}"
+        ),
+    )
+    .unwrap_or_else(|| panic!("no last deployed commit in\n{text}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - deployed).abs() < 600.0, "{deployed} vs {now}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn failed_reports_are_retried_and_never_repeat_the_deployment() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeGitHub::start(Auth::Token(GITHUB_TOKEN.into()));
+    // GitHub has a bad minute: the deployment's creation and two commit statuses fail
+    // with 5xx, one with a rate limit; a comment is refused for good (422).
+    fake.fail_next("/deployments", 1, 500);
+    fake.fail_next("/statuses/", 2, 502);
+    fake.fail_next("/comments", 1, 422);
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        extra_config: github_token_config(tmp.path(), &fake, "comment_on_pull_request = true"),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    let addr = agent.start();
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(9, &sha, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-retry", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    agent.wait_for_record("the merge to be applied", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    fake.wait_for("the comment attempt", Duration::from_secs(60), |r| {
+        r.iter().any(|r| r.path.ends_with("/comments"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let requests = fake.requests();
+    let failed: Vec<u16> = requests
+        .iter()
+        .filter(|r| r.status >= 400)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(failed, [500, 502, 502, 422], "{:#?}", shape(&requests));
+
+    // One deployment was created (the failed attempt created none), with every status.
+    let deployments = fake.deployments();
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    let (_, (environment, deployed_sha, states)) = deployments.into_iter().next().unwrap();
+    assert_eq!(
+        (environment.as_str(), deployed_sha.as_str()),
+        ("infra", sha.as_str())
+    );
+    assert_eq!(states, ["queued", "in_progress", "success"]);
+    let ok_commit_states: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.path.contains("/statuses/") && r.status == 201)
+        .map(|r| r.body["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(ok_commit_states, ["pending", "pending", "success"]);
+    // The refused comment was not retried.
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.path.ends_with("/comments"))
+            .count(),
+        1
+    );
+
+    // The deployment itself ran once and is recorded once.
+    let applies = std::fs::read_to_string(&agent.provenance_log).unwrap();
+    assert_eq!(applies.matches("--- apply").count(), 1);
+    let log = agent.audit();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(outcome(&log[0]), "succeeded");
+
+    // Each failure was logged; the tokens were not.
+    let text = agent.log_text();
+    assert_eq!(
+        text.matches("GitHub report failed; will retry").count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("GitHub report given up"), "{text}");
+    assert!(text.contains("422"), "{text}");
+    assert!(!text.contains(GITHUB_TOKEN));
+    let metrics = http(addr, "GET", "/metrics", &[], b"").body;
+    assert_eq!(
+        metric(&metrics, "slipway_github_reports_total{result=\"retried\"}"),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "slipway_github_reports_total{result=\"abandoned\"}"
+        ),
+        Some(1.0)
+    );
+
+    // A restart reports nothing twice.
+    let before = fake.requests().len();
+    assert!(agent.terminate().success());
+    agent.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fake.requests().len(), before);
+}
+
+#[test]
+fn a_github_app_gets_installation_tokens_and_renews_them() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("app.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Tokens that expire 31 s after issue are within the client's 30 s renewal margin
+    // after one second: every later call must first fetch a new token.
+    let fake = FakeGitHub::start(Auth::App {
+        app_id: 4242,
+        installation_id: 77,
+        token_ttl: Duration::from_secs(31),
+    });
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        extra_config: format!(
+            "[github]\napi_url = \"{}\"\napp_id = 4242\ninstallation_id = 77\napp_key = {{ file = \"{}\" }}\nretry_initial_ms = 200\n",
+            fake.api_url,
+            key.display()
+        ),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    let check = agent.cli(&["check-config"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let addr = agent.start();
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(3, &sha, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-app", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    agent.wait_for_record("the merge to be applied", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    fake.wait_for("the whole report", Duration::from_secs(60), |r| {
+        r.iter()
+            .filter(|r| !r.path.contains("access_tokens"))
+            .count()
+            >= 7
+    });
+    let requests = fake.requests();
+    // Every API call was accepted with a token the App was issued.
+    for r in fake.api_requests() {
+        assert_eq!(r.status, 201, "{r:?}");
+        let auth = r.authorization.unwrap();
+        assert!(auth.starts_with("Bearer ghs_fake"), "{auth}");
+    }
+    let token_requests: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path == "/api/v3/app/installations/77/access_tokens")
+        .collect();
+    assert!(
+        token_requests.len() >= 2,
+        "the token was not renewed: {:#?}",
+        shape(&requests)
+    );
+    for claims in fake.jwt_claims() {
+        assert_eq!(claims["iss"].as_u64(), Some(4242), "{claims}");
+    }
+    // The private key never reaches the log.
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let key_line = pem.lines().nth(1).unwrap();
+    assert!(!agent.log_text().contains(key_line));
+}
+
+#[test]
+fn sigterm_lets_a_short_job_finish_and_answers_not_ready_meanwhile() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        slow_apply_secs: 5,
+        shutdown_grace_secs: 120,
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    let addr = agent.start();
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(4, &sha, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-term", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    wait_for(
+        "terraform apply to finish",
+        Duration::from_secs(240),
+        || agent.applied_marker.exists().then_some(()),
+    );
+    agent.send_sigterm();
+    // While the job finishes, the agent still answers, but is not ready for work.
+    wait_for("/readyz to say 503", Duration::from_secs(10), || {
+        (http(addr, "GET", "/readyz", &[], b"").status == 503).then_some(())
+    });
+    assert!(agent.is_running(), "the agent did not wait for its job");
+    let status = agent.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit {status}: {}", agent.log_text());
+    let log = agent.audit();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(outcome(&log[0]), "succeeded");
+    assert_eq!(log[0]["commit_sha"], sha.as_str());
+}
+
+#[test]
+fn sigterm_past_the_grace_period_interrupts_the_job_which_runs_again_after_restart() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        shutdown_grace_secs: 2,
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    // The wrapper holds `apply` open after it completes, as a stuck provider would.
+    std::fs::write(&agent.hold_file, "").unwrap();
+    let addr = agent.start();
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(5, &sha, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-grace", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    wait_for("terraform apply to hang", Duration::from_secs(240), || {
+        agent.applied_marker.exists().then_some(())
+    });
+    let clock = std::time::Instant::now();
+    agent.send_sigterm();
+    let status = agent.wait_exit(Duration::from_secs(60));
+    let took = clock.elapsed();
+    assert!(status.success(), "exit {status}: {}", agent.log_text());
+    assert!(
+        took >= Duration::from_secs(2),
+        "stopped before the grace period: {took:?}"
+    );
+    assert!(
+        agent.audit().is_empty(),
+        "an interrupted job must not be recorded as finished"
+    );
+    assert!(agent.log_text().contains("interrupting the running job"));
+
+    // After the restart the job is recorded as interrupted and runs again.
+    std::fs::remove_file(&agent.hold_file).unwrap();
+    agent.start();
+    let done = agent.wait_for_record("the job to run again", |r| outcome(r) == "succeeded");
+    assert_eq!(done["commit_sha"], sha.as_str());
+    let outcomes: Vec<String> = agent
+        .audit()
+        .iter()
+        .map(|r| outcome(r).to_owned())
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"]);
+}
