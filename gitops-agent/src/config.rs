@@ -2,8 +2,8 @@
 //! it listens, and where its secrets come from.
 //!
 //! Secrets are never written in the file itself: each one names an environment variable
-//! (`{ env = "NAME" }`) or a file (`{ file = "/path" }`), so the configuration can be
-//! committed and reviewed. Everything is checked at start, and every error names the
+//! (`{ env = "NAME" }`) or a file (`{ file = "/path" }`, relative to the configuration
+//! file), so the configuration can be committed and reviewed. Everything is checked at start, and every error names the
 //! key at fault (`repository[0].root[1].path`) and says how to fix it, because an agent
 //! that starts with a typo would silently skip merges.
 
@@ -375,10 +375,28 @@ impl Config {
 
     /// Parses and validates configuration text; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<config>"),
             message: e.to_string(),
         })?;
+        // A relative secret file is next to the configuration, wherever the agent runs.
+        for source in [
+            &mut raw.secrets.webhook_secret,
+            &mut raw.secrets.api_token,
+            &mut raw.secrets.signing_key,
+            &mut raw.secrets.git_token,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(
+            raw.github
+                .iter_mut()
+                .flat_map(|g| [&mut g.token, &mut g.app_key].into_iter().flatten()),
+        ) {
+            if let Some(file) = &source.file {
+                source.file = Some(base.join(file));
+            }
+        }
         let data_dir = match raw.data_dir {
             Some(d) if d.as_os_str().is_empty() => {
                 return Err(invalid("data_dir", "must not be empty"))

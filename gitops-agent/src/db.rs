@@ -1,5 +1,6 @@
 //! The agent's SQLite database: one file in the data directory holding the job queue,
-//! the delivery ids seen, each root's last deployed commit, and the audit log.
+//! the delivery ids seen, each root's last deployed commit, the audit log, and how far
+//! each job's report to GitHub has got.
 //!
 //! Keeping them in one database lets a job's state change and its audit record commit
 //! in one transaction, so a crash can never leave a job finished without its record or

@@ -14,7 +14,13 @@
 //! - nothing is applied out of order: one worker per root, and waiting jobs collapse
 //!   into the newest commit ([`runner`]);
 //! - a crash is visible: a job left running is recorded as interrupted and runs again
-//!   ([`queue::recover_interrupted`]).
+//!   ([`queue::recover_interrupted`]);
+//! - GitHub hears of every job (deployments, commit statuses, a comment), but a GitHub
+//!   failure never touches a deployment: reports are retried from the database
+//!   ([`report`], [`github`]).
+//!
+//! Operating it: `/healthz`, `/readyz`, `/metrics` ([`metrics`]), the job log over the
+//! authenticated API ([`api`]), and an orderly SIGTERM ([`agent::shut_down`]).
 
 pub mod agent;
 pub mod api;
