@@ -365,6 +365,7 @@ pub struct Agent {
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
+    json_logs: bool,
 }
 
 /// Options for [`Agent::new`].
@@ -379,6 +380,8 @@ pub struct AgentOptions {
     pub slow_apply_secs: u64,
     /// TOML appended to the configuration (a `[github]` table, say).
     pub extra_config: String,
+    /// `SLIPWAY_LOG_FORMAT=json`.
+    pub json_logs: bool,
 }
 
 impl Default for AgentOptions {
@@ -390,6 +393,7 @@ impl Default for AgentOptions {
             public_url: None,
             slow_apply_secs: 0,
             extra_config: String::new(),
+            json_logs: false,
         }
     }
 }
@@ -520,6 +524,7 @@ path = "infra"
             child: None,
             log: dir.join("agent.log"),
             starts: 0,
+            json_logs: options.json_logs,
         }
     }
 
@@ -529,7 +534,11 @@ path = "infra"
             .arg(&self.config)
             .env("E2E_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("E2E_API_TOKEN", API_TOKEN)
-            .env("SLIPWAY_LOG", "info");
+            .env("SLIPWAY_LOG", "info")
+            .env(
+                "SLIPWAY_LOG_FORMAT",
+                if self.json_logs { "json" } else { "text" },
+            );
         cmd
     }
 

@@ -56,6 +56,7 @@ fn a_merge_is_reported_to_github_and_shows_in_metrics_and_the_job_log() {
     let options = AgentOptions {
         public_url: Some(format!("{PUBLIC_URL}/")),
         extra_config: github_token_config(tmp.path(), &fake, "comment_on_pull_request = true"),
+        json_logs: true,
         ..AgentOptions::default()
     };
     let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
@@ -225,6 +226,25 @@ fn a_merge_is_reported_to_github_and_shows_in_metrics_and_the_job_log() {
         .as_secs_f64();
     assert!((now - deployed).abs() < 600.0, "{deployed} vs {now}");
     assert!(text.ends_with("# EOF\n"));
+
+    // Logs were JSON lines, with the job's fields, and no secret.
+    let logs = agent.log_text();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "job finished")
+        .expect("a `job finished` line");
+    assert_eq!(finished["job"], job);
+    assert_eq!(finished["outcome"], "succeeded");
+    for secret in [GITHUB_TOKEN, WEBHOOK_SECRET, API_TOKEN] {
+        assert!(!logs.contains(secret));
+    }
 }
 
 #[test]
