@@ -17,10 +17,10 @@ use serde::Deserialize;
 /// Where a configuration error is and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {path}: {error}; give its path with --config or SLIPWAY_CONFIG")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -87,6 +87,15 @@ impl SecretSource {
                     format!("environment variable {name} is not set; export it or use `file`"),
                 )
             })?,
+            (None, Some(path)) if path.extension().is_some_and(|e| e == "pub") => {
+                return Err(invalid(
+                    format!("{key}.file"),
+                    format!(
+                        "{} is a public key; give the private key (`slipway-agent keygen` writes slipway-agent.key)",
+                        path.display()
+                    ),
+                ))
+            }
             (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
                 invalid(
                     format!("{key}.file"),
@@ -351,17 +360,17 @@ impl Config {
     /// Reads and validates a configuration file. Relative `data_dir` and local
     /// repository paths are taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         // Absolute, so that the data directory and local repository paths mean the same
         // thing to every component (libgit2 resolves relative paths differently).
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        let base = std::path::absolute(parent.unwrap_or(Path::new("."))).map_err(|source| {
+        let base = std::path::absolute(parent.unwrap_or(Path::new("."))).map_err(|error| {
             ConfigError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             }
         })?;
         Config::parse(&text, &base).map_err(|e| match e {

@@ -26,6 +26,8 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("no agent database at {path}: the agent has not run with this data_dir yet; check --config and its `data_dir`")]
+    Missing { path: String },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("database holds an unreadable value: {0}")]
@@ -128,9 +130,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
 /// where a wrong path should be an error rather than a fresh empty log.
 pub fn open_existing(path: &Path) -> Result<Connection, DbError> {
     if !path.exists() {
-        return Err(DbError::Open {
+        return Err(DbError::Missing {
             path: path.display().to_string(),
-            source: rusqlite::Error::InvalidPath(path.to_owned()),
         });
     }
     open(path)

@@ -19,6 +19,19 @@ pub struct GitError {
     pub message: String,
 }
 
+/// A local remote that does not exist: libgit2 would only say "unsupported URL
+/// protocol", which misleads.
+fn check_local(url: &str) -> Result<(), GitError> {
+    let local = !url.contains("://") && !url.contains('@');
+    if local && !Path::new(url).exists() {
+        return Err(GitError {
+            action: format!("open {url}"),
+            message: "no repository there; the repository's `url` must be an https or ssh URL, or the path of an existing local repository".into(),
+        });
+    }
+    Ok(())
+}
+
 fn err(action: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
     let action = action.into();
     move |e| GitError {
@@ -97,6 +110,7 @@ impl Cache {
 
     /// Fetches the tracked branch; returns its tip.
     pub fn fetch(&self, token: Option<&Secret>) -> Result<String, GitError> {
+        check_local(&self.url)?;
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
         let mut remote = self
             .repo
@@ -234,6 +248,7 @@ impl Cache {
 /// The tip of `branch` at `url` without fetching objects (like `git ls-remote`), for
 /// the manual and API triggers when no commit is given.
 pub fn remote_tip(url: &str, branch: &str, token: Option<&Secret>) -> Result<String, GitError> {
+    check_local(url)?;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let scratch =

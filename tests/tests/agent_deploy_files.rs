@@ -283,3 +283,63 @@ fn the_systemd_unit_runs_the_agent_with_time_to_stop() {
         assert!(unit.contains(section));
     }
 }
+
+#[test]
+fn command_line_mistakes_are_named_with_their_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    keygen(tmp.path());
+    let stderr = |args: &[&str]| {
+        let out = agent(args, &[]);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = tmp.path().join("nowhere.toml");
+    let e = stderr(&["--config", missing.to_str().unwrap(), "check-config"]);
+    assert!(e.contains("--config or SLIPWAY_CONFIG"), "{e}");
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
+
+    let write = |name: &str, key: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[secrets]\nsigning_key = {{ file = \"{key}\" }}\n[[repository]]\nname = \"infra\"\nurl = \"does-not-exist\"\n[[repository.root]]\npath = \".\"\n"
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let public = write("public.toml", "slipway-agent.pub");
+    let e = stderr(&["--config", &public, "check-config"]);
+    assert!(
+        e.contains("`secrets.signing_key.file`") && e.contains("is a public key"),
+        "{e}"
+    );
+
+    let good = write("good.toml", "slipway-agent.key");
+    let e = stderr(&["--config", &good, "deploy", "--repository", "infra"]);
+    assert!(
+        e.contains("no repository there") && e.contains("`url`"),
+        "{e}"
+    );
+    let e = stderr(&["--config", &good, "deploy", "--repository", "web"]);
+    assert!(
+        e.contains("`web` is not configured (configured: infra)"),
+        "{e}"
+    );
+    let e = stderr(&[
+        "--config",
+        &good,
+        "deploy",
+        "--repository",
+        "infra",
+        "--commit",
+        "abc",
+    ]);
+    assert!(e.contains("not a full 40-character commit SHA"), "{e}");
+    let e = stderr(&["--config", &good, "audit", "list"]);
+    assert!(
+        e.contains("no agent database") && e.contains("data_dir"),
+        "{e}"
+    );
+}
