@@ -239,9 +239,11 @@ impl SlipwayProvider {
         let Some(choice) = choice else {
             return Err(diags);
         };
-        let runtime = (self.open)(choice)
-            .await
-            .map_err(|d| d.at(AttributePath::root("runtime")))?;
+        // Point at the setting the problem is about; `runtime` when no other one is.
+        let runtime = (self.open)(choice).await.map_err(|d| match d.attribute {
+            Some(_) => d,
+            None => d.at(AttributePath::root("runtime")),
+        })?;
         let provenance = RunProvenance::from_lookup(|name| (self.env)(name), key.as_ref());
         tracing::info!(
             runtime = runtime.kind(),
@@ -276,12 +278,21 @@ impl SlipwayProvider {
                 });
         }
         if let Some(path) = self.setting(file, ENV_AGENT_PUBLIC_KEY_FILE) {
+            // `slipway-agent keygen` writes slipway-agent.key (the secret signing key) and
+            // slipway-agent.pub side by side; the secret one must stay with the agent.
+            if path.ends_with(".key") {
+                return Err(Diagnostic::error(
+                    "Invalid agent public key file",
+                    format!("agent_public_key_file ({ENV_AGENT_PUBLIC_KEY_FILE}) is {path:?}, which looks like slipway-agent's private signing key. Use the public key, the slipway-agent.pub file written next to it; the .key file must stay with the agent."),
+                )
+                .at(AttributePath::root("agent_public_key_file")));
+            }
             return slipway_provenance::load_verifying_key(std::path::Path::new(&path))
                 .map(Some)
                 .map_err(|e| {
                     Diagnostic::error(
                         "Invalid agent public key file",
-                        format!("agent_public_key_file ({ENV_AGENT_PUBLIC_KEY_FILE}): {e}."),
+                        format!("agent_public_key_file ({ENV_AGENT_PUBLIC_KEY_FILE}): {e}. Use the slipway-agent.pub file that `slipway-agent keygen` wrote."),
                     )
                     .at(AttributePath::root("agent_public_key_file"))
                 });
@@ -319,6 +330,7 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
                         "Cannot start the local runtime",
                         format!("{e}. Check `home` (or SLIPWAY_HOME): the directory must be writable, and its path short."),
                     )
+                    .at(AttributePath::root("home"))
                 })?;
             Ok(Arc::new(runtime))
         }
@@ -336,7 +348,17 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
             } else {
                 KubernetesRuntime::from_kubeconfig(kubeconfig.as_deref(), context.as_deref())
             }
-            .map_err(|e| Diagnostic::error("Cannot use the kubernetes runtime", e.to_string()))?;
+            .map_err(|e| {
+                let detail = e.to_string();
+                // The kubernetes runtime names the setting to fix in its messages.
+                let setting = if detail.contains("Set `kube_context`") {
+                    "kube_context"
+                } else {
+                    "kubeconfig"
+                };
+                Diagnostic::error("Cannot use the kubernetes runtime", detail)
+                    .at(AttributePath::root(setting))
+            })?;
             let runtime = match ingress {
                 Some((class, domain)) => {
                     runtime.with_ingress(crate::runtime::kubernetes::mapping::IngressSettings {
@@ -552,6 +574,51 @@ mod tests {
             "{}",
             err.detail
         );
+        assert_eq!(err.attribute, Some(AttributePath::root("kubeconfig")));
+
+        // A context the kubeconfig does not have names `kube_context` and the contexts
+        // it has.
+        let dir = crate::resources::testing::ScratchDir::new();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: dev\n  context:\n    cluster: c\n    user: u\ncurrent-context: dev\n",
+        )
+        .unwrap();
+        let err = open_runtime(RuntimeChoice::Kubernetes {
+            kubeconfig: Some(kubeconfig.clone()),
+            context: Some("prod".into()),
+            ingress: None,
+        })
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(err.attribute, Some(AttributePath::root("kube_context")));
+        assert!(
+            err.detail.contains("\"prod\"") && err.detail.contains("(it has: dev)"),
+            "{}",
+            err.detail
+        );
+        assert!(err.detail.contains("Set `kube_context`"), "{}", err.detail);
+        open_runtime(RuntimeChoice::Kubernetes {
+            kubeconfig: Some(kubeconfig),
+            context: Some("dev".into()),
+            ingress: None,
+        })
+        .await
+        .unwrap();
+
+        // Errors from opening a runtime without an attribute of their own point at
+        // `runtime`.
+        let failing: RuntimeOpener =
+            Arc::new(|_| Box::pin(async { Err(Diagnostic::error("Cannot use it", "broken")) }));
+        let p = SlipwayProvider::with(failing, Arc::new(|_: &str| Some("/h".to_owned())));
+        let err = p
+            .build_client(ProviderConfig::default())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("runtime")));
 
         let (p, _) = provider(&[("SLIPWAY_RUNTIME", "nomad"), ("HOME", "/h")]);
         let err = p
@@ -611,6 +678,38 @@ mod tests {
             .await
             .unwrap();
         assert!(client.policy.agent_public_key.is_some());
+
+        // The private half is refused by name, before it is read.
+        let secret = dir.path().join("slipway-agent.key");
+        std::fs::write(&secret, format!("{key}\n")).unwrap();
+        let err = p
+            .build_client(ProviderConfig {
+                agent_public_key_file: Some(secret.display().to_string()),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.0[0].attribute,
+            Some(AttributePath::root("agent_public_key_file"))
+        );
+        assert!(err.to_string().contains("slipway-agent.pub"), "{err}");
+
+        // A file that cannot be read says which file and what to use.
+        let err = p
+            .build_client(ProviderConfig {
+                agent_public_key_file: Some("/no/such/slipway-agent.pub".into()),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("/no/such/slipway-agent.pub")
+                && err.to_string().contains("slipway-agent keygen"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -65,6 +65,22 @@ impl DataSource for ApplicationLookup {
         client: &SlipwayClient,
         config: ApplicationInfo,
     ) -> Result<ApplicationInfo, Diagnostics> {
+        let environment = client
+            .runtime
+            .get_environment(&config.environment_id)
+            .await
+            .map_err(|e| runtime_error("look up the application's environment", e))?
+            .ok_or_else(|| {
+                Diagnostic::error(
+                    "No such environment",
+                    format!(
+                        "environment_id: no environment has the id {:?} on the {} runtime. Use the id attribute of a slipway_environment resource or data source.",
+                        config.environment_id,
+                        client.runtime.kind()
+                    ),
+                )
+                .at(AttributePath::root("environment_id"))
+            })?;
         let app = client
             .runtime
             .find_application(&config.environment_id, &config.name)
@@ -74,8 +90,8 @@ impl DataSource for ApplicationLookup {
                 Diagnostic::error(
                     "No such application",
                     format!(
-                        "name: no application is named {:?} in the environment with id {:?}.",
-                        config.name, config.environment_id
+                        "name: environment {:?} has no application named {:?}. Check the name; if this configuration creates the application, add the slipway_application resource to this data source's depends_on so that it is read after the apply.",
+                        environment.spec.name, config.name
                     ),
                 )
                 .at(AttributePath::root("name"))
@@ -223,5 +239,35 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.0[0].attribute, Some(AttributePath::root("name")));
+        assert!(err.to_string().contains("depends_on"), "{err}");
+
+        let err = ds
+            .read(
+                &ctx,
+                &client,
+                &value(
+                    &ApplicationLookup.schema(),
+                    json!({"environment_id": "gone-00000000", "name": "web"}),
+                ),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.0[0].attribute,
+            Some(AttributePath::root("environment_id"))
+        );
+        assert!(err.to_string().contains("\"gone-00000000\""), "{err}");
+
+        let ds = tfplug::data_source(EnvironmentLookup);
+        let err = ds
+            .read(
+                &ctx,
+                &client,
+                &value(&EnvironmentLookup.schema(), json!({"name": "nope"})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.0[0].attribute, Some(AttributePath::root("name")));
+        assert!(err.to_string().contains("depends_on"), "{err}");
     }
 }

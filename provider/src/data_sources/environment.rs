@@ -65,7 +65,7 @@ impl DataSource for EnvironmentLookup {
                 Diagnostic::error(
                     "No such environment",
                     format!(
-                        "name: no environment is named {:?} on the {} runtime.",
+                        "name: no environment is named {:?} on the {} runtime. Check the name; if this configuration creates the environment, refer to the slipway_environment resource instead, or add it to this data source's depends_on so that it is read after the apply.",
                         config.name,
                         client.runtime.kind()
                     ),

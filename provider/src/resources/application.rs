@@ -694,7 +694,7 @@ impl Resource for ApplicationResource {
                         Nesting::List,
                         vec![
                             Attribute::string("name").required().validator(validator::dns_label()),
-                            port_attribute("port").description("The port the application listens on (the local runtime passes it in PORT)."),
+                            port_attribute("port").description("The port the application listens on. The local runtime gives each replica a free port in PORT and PORT_<NAME> instead, and sends health checks naming this number there."),
                             Attribute::string("protocol").default("tcp").validator(validator::one_of(&["tcp", "udp"])),
                             Attribute::bool("public").default(false).description("Public ports get an endpoint, balanced over healthy replicas."),
                         ],

@@ -364,11 +364,14 @@ pub fn secrets_digest(key: &str, secrets: &BTreeMap<String, String>) -> String {
 fn whole_seconds(what: &str, d: Duration) -> Result<i32, RuntimeError> {
     if d.subsec_nanos() != 0 || d.is_zero() {
         return Err(RuntimeError::Invalid(format!(
-            "healthcheck {what} is {d:?}: Kubernetes probes count whole seconds; set it to a whole number of seconds, at least 1s"
+            "healthcheck.{what} is {d:?}: Kubernetes probes count whole seconds; set it to a whole number of seconds, at least \"1s\""
         )));
     }
     i32::try_from(d.as_secs()).map_err(|_| {
-        RuntimeError::Invalid(format!("healthcheck {what} is {d:?}, too long for a probe"))
+        RuntimeError::Invalid(format!(
+            "healthcheck.{what} is {d:?}, too long for a probe; use at most {} seconds",
+            i32::MAX
+        ))
     })
 }
 
@@ -376,7 +379,7 @@ fn threshold(what: &str, n: u32) -> Result<i32, RuntimeError> {
     match i32::try_from(n) {
         Ok(v) if v >= 1 => Ok(v),
         _ => Err(RuntimeError::Invalid(format!(
-            "healthcheck {what} is {n}: it must be at least 1"
+            "healthcheck.{what} is {n}: use a whole number of at least 1"
         ))),
     }
 }
@@ -1136,7 +1139,10 @@ mod tests {
         let e = deployment(&spec, "dev", &change(), "d")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("interval") && e.contains("whole"), "{e}");
+        assert!(
+            e.contains("healthcheck.interval is 1.5s") && e.contains("whole number of seconds"),
+            "{e}"
+        );
 
         let mut spec = app_spec();
         spec.ports[0].name = "a-very-long-port-name".into();

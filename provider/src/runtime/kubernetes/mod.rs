@@ -93,7 +93,7 @@ impl KubernetesRuntime {
             })?,
             None => Kubeconfig::read().map_err(|e| {
                 RuntimeError::Invalid(format!(
-                    "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config: {e}. Set `kubeconfig`, or run the provider inside the cluster with `in_cluster`."
+                    "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config: {e}. Set the provider's `kubeconfig` to a kubeconfig file; inside a cluster, leave `kubeconfig` and `kube_context` unset to use the pod's service account."
                 ))
             })?,
         };
@@ -106,13 +106,13 @@ impl KubernetesRuntime {
                     .map(|c| c.name.as_str())
                     .collect();
                 return Err(RuntimeError::Invalid(format!(
-                    "the kubeconfig has no context {name:?} (it has: {}). Set `context` to one of them.",
+                    "the kubeconfig has no context {name:?} (it has: {}). Set `kube_context` to one of them.",
                     known.join(", ")
                 )));
             }
             None if kubeconfig.current_context.is_none() => {
                 return Err(RuntimeError::Invalid(
-                    "the kubeconfig has no current-context. Set `context` to the context to use."
+                    "the kubeconfig has no current-context. Set `kube_context` to the context to use."
                         .to_owned(),
                 ));
             }
@@ -505,7 +505,7 @@ impl Runtime for KubernetesRuntime {
             );
             if at_ns != namespace || at_name != spec.name {
                 return Err(RuntimeError::Conflict(format!(
-                    "application {} is Deployment {at_ns}/{at_name}; Kubernetes objects cannot be renamed or moved. Destroy and re-create the application to rename it.",
+                    "application {} is Deployment {at_ns}/{at_name}; Kubernetes objects cannot be renamed or moved. To rename the application, replace it (`terraform apply -replace=` with this slipway_application's address), or set `name` back to {at_name:?}.",
                     spec.id
                 )));
             }
