@@ -8,7 +8,8 @@
 //! 2. webhook to `terraform` starting (a wrapper records the moment it is exec'd);
 //!    baseline: spawning `terraform version` directly;
 //! 3. a full agent run (webhook → fetch → checkout → init → plan → show → apply →
-//!    audit) against a bare `terraform init` + `apply` of the same commit.
+//!    audit) against a bare `terraform init` + `apply` of the same commit;
+//! 4. a `/metrics` scrape against `/healthz` (both read the queue from the database).
 //!
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p slipway-agent --bench agent`. Needs `git`
 //! and Terraform >= 1.4 (`SLIPWAY_BENCH_TERRAFORM=/path` to choose one).
@@ -452,6 +453,45 @@ fn main() {
         "   bare `terraform init` + `apply` (fresh checkout): {:.0} ms -> ratio {:.2}x",
         med(&bare_init_apply),
         med(&full) / med(&bare_init_apply)
+    );
+
+    // 4. A Prometheus scrape against `/healthz`, which reads the same queue counts.
+    let base = format!("http://{}", addr.trim());
+    let time_gets = |path: &str| -> Vec<Duration> {
+        let mut times = Vec::new();
+        for i in 0..220 {
+            let t = Instant::now();
+            let ok = runtime.block_on(async {
+                let r = client
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .expect("get");
+                let status = r.status().is_success();
+                let _ = r.bytes().await;
+                status
+            });
+            assert!(ok, "GET {path}");
+            if i >= 20 {
+                times.push(t.elapsed());
+            }
+        }
+        times.sort();
+        times
+    };
+    let health = time_gets("/healthz");
+    let scrape = time_gets("/metrics");
+    println!(
+        "== GET /metrics (after {} jobs) vs GET /healthz, 200 sequential requests each",
+        jobs + runs as i64
+    );
+    println!(
+        "   /metrics p50 {:.2} ms, p99 {:.2} ms; /healthz p50 {:.2} ms, p99 {:.2} ms; ratio p50 {:.2}x",
+        ms(percentile(&scrape, 0.5)),
+        ms(percentile(&scrape, 0.99)),
+        ms(percentile(&health, 0.5)),
+        ms(percentile(&health, 0.99)),
+        ms(percentile(&scrape, 0.5)) / ms(percentile(&health, 0.5))
     );
     let _ = child.kill();
     let _ = child.wait();
