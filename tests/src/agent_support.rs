@@ -382,6 +382,8 @@ pub struct AgentOptions {
     pub extra_config: String,
     /// `SLIPWAY_LOG_FORMAT=json`.
     pub json_logs: bool,
+    /// The repository's `url` instead of the origin's path (an HTTP remote, say).
+    pub repository_url: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -394,6 +396,7 @@ impl Default for AgentOptions {
             slow_apply_secs: 0,
             extra_config: String::new(),
             json_logs: false,
+            repository_url: None,
         }
     }
 }
@@ -508,7 +511,10 @@ path = "infra"
                 poller = options.poller,
                 timeout = options.job_timeout_secs,
                 key = keys.join("slipway-agent.key").display(),
-                origin = origin.origin.display(),
+                origin = options
+                    .repository_url
+                    .clone()
+                    .unwrap_or_else(|| origin.origin.display().to_string()),
             ),
         )
         .unwrap();

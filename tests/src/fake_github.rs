@@ -7,6 +7,9 @@
 //! something that is not a full SHA or with an unknown state, `401 Bad credentials`
 //! for a missing, unknown or expired token. A GitHub App's JWT is checked for shape,
 //! issuer and lifetime (not its RSA signature) before an installation token is issued.
+//!
+//! Like github.com it can also serve git over HTTP ([`FakeGitHub::serve_git`], through
+//! `git http-backend`), to callers whose password is a valid token.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,6 +65,8 @@ struct Inner {
     tokens: HashMap<String, SystemTime>,
     /// The JWT claims of every token request.
     jwt_claims: Vec<Value>,
+    /// Bare repositories served at `/git/<name>.git`.
+    git_root: Option<std::path::PathBuf>,
 }
 
 struct Shared {
@@ -122,12 +127,20 @@ impl FakeGitHub {
         self.shared.inner.lock().unwrap().requests.clone()
     }
 
-    /// Requests other than installation token requests.
+    /// Requests other than installation token requests and git traffic.
     pub fn api_requests(&self) -> Vec<Recorded> {
         self.requests()
             .into_iter()
-            .filter(|r| !r.path.contains("/access_tokens"))
+            .filter(|r| !r.path.contains("/access_tokens") && !r.path.starts_with("/git/"))
             .collect()
+    }
+
+    /// Serves the bare repositories in `root` over git's smart HTTP protocol at
+    /// `{base}/git/<name>.git`, as github.com does: only to a caller whose password is
+    /// a valid token (an installation token for an App).
+    pub fn serve_git(&self, root: &std::path::Path) -> String {
+        self.shared.inner.lock().unwrap().git_root = Some(root.to_owned());
+        self.api_url.replace("/api/v3", "/git")
     }
 
     /// The next `times` requests whose path contains `path_contains` fail with `status`.
@@ -215,6 +228,17 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    if path.starts_with("/git/") {
+        let response = git_http(&shared, &method, &uri, &headers, body).await;
+        shared.inner.lock().unwrap().requests.push(Recorded {
+            method: method.to_string(),
+            path,
+            authorization,
+            body: Value::Null,
+            status: response.status().as_u16(),
+        });
+        return response;
+    }
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut inner = shared.inner.lock().unwrap();
     let (status, answer) = answer(
@@ -313,14 +337,7 @@ fn answer(
     }
 
     // Everything else needs the token.
-    let authorized = match (auth, bearer) {
-        (Auth::Token(expected), Some(given)) => given == expected,
-        (Auth::App { .. }, Some(given)) => inner
-            .tokens
-            .get(given)
-            .is_some_and(|expires| *expires > SystemTime::now()),
-        _ => false,
-    };
+    let authorized = bearer.is_some_and(|given| token_is_valid(auth, inner, given));
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
@@ -419,6 +436,124 @@ fn answer(
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// Whether `token` may be used now.
+fn token_is_valid(auth: &Auth, inner: &Inner, token: &str) -> bool {
+    match auth {
+        Auth::Token(expected) => token == expected,
+        Auth::App { .. } => inner
+            .tokens
+            .get(token)
+            .is_some_and(|expires| *expires > SystemTime::now()),
+    }
+}
+
+/// Git's smart HTTP protocol through `git http-backend` (CGI), behind basic auth with
+/// the token as password, as github.com asks of `x-access-token`.
+async fn git_http(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (root, authorized) = {
+        let inner = shared.inner.lock().unwrap();
+        let password = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|up| {
+                up.split_once(':')
+                    .filter(|(user, _)| *user == "x-access-token")
+                    .map(|(_, password)| password.to_owned())
+            });
+        let authorized = password.is_some_and(|p| token_is_valid(&shared.auth, &inner, &p));
+        (inner.git_root.clone(), authorized)
+    };
+    let Some(root) = root else {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    };
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Basic realm=\"GitHub\"")],
+            "Authentication required",
+        )
+            .into_response();
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", &root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", method.as_str())
+        .env("PATH_INFO", uri.path().trim_start_matches("/git"))
+        .env("QUERY_STRING", uri.query().unwrap_or(""))
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", "x-access-token")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let Ok(mut child) = cmd.spawn() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "git http-backend").into_response();
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt as _;
+        let _ = stdin.write_all(&body).await;
+    }
+    let Ok(out) = child.wait_with_output().await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "git http-backend").into_response();
+    };
+    // CGI output: headers, a blank line, the body.
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        });
+    let Some((at, gap)) = split else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, out.stderr).into_response();
+    };
+    let head = String::from_utf8_lossy(&out.stdout[..at]).into_owned();
+    let mut response = axum::http::Response::builder().status(StatusCode::OK);
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(500);
+            response = response.status(code);
+        } else {
+            response = response.header(name, value);
+        }
+    }
+    response
+        .body(axum::body::Body::from(out.stdout[at + gap..].to_vec()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// The claims of a JWT (header.payload.signature), if it has that shape and says RS256.

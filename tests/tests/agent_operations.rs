@@ -372,7 +372,10 @@ fn a_github_app_gets_installation_tokens_and_renews_them() {
         token_ttl: Duration::from_secs(31),
     });
     let origin = Origin::new(tmp.path());
+    // The agent fetches over HTTP from the fake, which wants an installation token.
+    let git_base = fake.serve_git(tmp.path());
     let options = AgentOptions {
+        repository_url: Some(format!("{git_base}/origin.git")),
         extra_config: format!(
             "[github]\napi_url = \"{}\"\napp_id = 4242\ninstallation_id = 77\napp_key = {{ file = \"{}\" }}\nretry_initial_ms = 200\n",
             fake.api_url,
@@ -422,6 +425,33 @@ fn a_github_app_gets_installation_tokens_and_renews_them() {
     for claims in fake.jwt_claims() {
         assert_eq!(claims["iss"].as_u64(), Some(4242), "{claims}");
     }
+    // git fetched over HTTP with an installation token as the password; the fake
+    // refuses anything else, so the fetch could not have succeeded without it.
+    let git: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/git/"))
+        .collect();
+    let authorized: Vec<&&Recorded> = git
+        .iter()
+        .filter(|r| {
+            r.status == 200
+                && r.authorization
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("Basic "))
+        })
+        .collect();
+    assert!(
+        authorized
+            .iter()
+            .any(|r| r.path.ends_with("/git-upload-pack")),
+        "no authenticated fetch: {:#?}",
+        shape(&requests)
+    );
+    assert!(
+        git.iter().all(|r| r.status == 200 || r.status == 401),
+        "{:#?}",
+        shape(&requests)
+    );
     // The private key never reaches the log.
     let pem = std::fs::read_to_string(&key).unwrap();
     let key_line = pem.lines().nth(1).unwrap();
