@@ -9,8 +9,33 @@
 //! replace the resource.
 
 use crate::diagnostics::{AttributePath, Diagnostics};
-use crate::schema::{Block, Nesting, PlanModifier};
+use crate::schema::{Attribute, Block, NestedBlock, Nesting, PlanModifier};
 use crate::value::Value;
+
+/// What the walks below visit: a block's attributes and nested blocks, or a nested
+/// attribute's attributes (no blocks), borrowed from the schema so nothing is copied
+/// on every plan.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    attributes: &'a [Attribute],
+    blocks: &'a [NestedBlock],
+}
+
+impl<'a> Fields<'a> {
+    fn of(block: &'a Block) -> Fields<'a> {
+        Fields {
+            attributes: &block.attributes,
+            blocks: &block.blocks,
+        }
+    }
+
+    fn nested(attributes: &'a [Attribute]) -> Fields<'a> {
+        Fields {
+            attributes,
+            blocks: &[],
+        }
+    }
+}
 
 /// Runs every attribute validator on the known, non-null values of `config`.
 pub fn validate(
@@ -19,7 +44,16 @@ pub fn validate(
     path: &AttributePath,
     diagnostics: &mut Diagnostics,
 ) {
-    for attribute in &block.attributes {
+    validate_fields(Fields::of(block), config, path, diagnostics);
+}
+
+fn validate_fields(
+    fields: Fields<'_>,
+    config: &Value,
+    path: &AttributePath,
+    diagnostics: &mut Diagnostics,
+) {
+    for attribute in fields.attributes {
         let value = config.get(&attribute.name);
         let here = child_path(path, &attribute.name);
         if value.is_null() || value.is_unknown() {
@@ -31,22 +65,28 @@ pub fn validate(
             }
         }
         if let Some((nesting, attributes)) = attribute.nested_attributes() {
-            let nested = Block {
-                attributes: attributes.to_vec(),
-                ..Block::default()
-            };
             for_each_element(nesting, value, &here, |element, element_path| {
                 let mut inner = Diagnostics::new();
-                validate(&nested, element, element_path, &mut inner);
+                validate_fields(
+                    Fields::nested(attributes),
+                    element,
+                    element_path,
+                    &mut inner,
+                );
                 diagnostics.extend(locatable(inner, element_path));
             });
         }
     }
-    for nested in &block.blocks {
+    for nested in fields.blocks {
         let value = config.get(&nested.name);
         let here = child_path(path, &nested.name);
         for_each_element(nested.nesting, value, &here, |element, element_path| {
-            validate(&nested.block, element, element_path, diagnostics)
+            validate_fields(
+                Fields::of(&nested.block),
+                element,
+                element_path,
+                diagnostics,
+            )
         });
     }
 }
@@ -58,10 +98,10 @@ pub fn plan(block: &Block, config: &Value, prior: &Value, proposed: &Value) -> V
         return Value::Null;
     }
     let mut planned = proposed.clone();
-    apply_defaults(block, config, &mut planned);
+    apply_defaults(Fields::of(block), config, &mut planned);
     let changing = prior.is_null() || !planned.same_as(prior);
     if changing {
-        mark_computed_unknown(block, config, prior, &mut planned);
+        mark_computed_unknown(Fields::of(block), config, prior, &mut planned);
     }
     planned
 }
@@ -73,18 +113,24 @@ pub fn requires_replace(block: &Block, prior: &Value, planned: &Value) -> Vec<At
     if prior.is_null() || planned.is_null() {
         return paths;
     }
-    collect_replacements(block, prior, planned, &AttributePath::default(), &mut paths);
+    collect_replacements(
+        Fields::of(block),
+        prior,
+        planned,
+        &AttributePath::default(),
+        &mut paths,
+    );
     paths
 }
 
 fn collect_replacements(
-    block: &Block,
+    fields: Fields<'_>,
     prior: &Value,
     planned: &Value,
     path: &AttributePath,
     paths: &mut Vec<AttributePath>,
 ) {
-    for attribute in &block.attributes {
+    for attribute in fields.attributes {
         let here = child_path(path, &attribute.name);
         let (old, new) = (prior.get(&attribute.name), planned.get(&attribute.name));
         if attribute.has_modifier(PlanModifier::RequiresReplace) && !old.same_as(new) {
@@ -92,22 +138,18 @@ fn collect_replacements(
         } else if let Some((Nesting::Single | Nesting::Group, attributes)) =
             attribute.nested_attributes()
         {
-            let nested = Block {
-                attributes: attributes.to_vec(),
-                ..Block::default()
-            };
             if !old.is_null() && !new.is_null() {
-                collect_replacements(&nested, old, new, &here, paths);
+                collect_replacements(Fields::nested(attributes), old, new, &here, paths);
             }
         }
     }
 }
 
-fn apply_defaults(block: &Block, config: &Value, planned: &mut Value) {
+fn apply_defaults(fields: Fields<'_>, config: &Value, planned: &mut Value) {
     let Some(planned_attrs) = planned.as_object_mut() else {
         return;
     };
-    for attribute in &block.attributes {
+    for attribute in fields.attributes {
         let configured = config.get(&attribute.name);
         if configured.is_null() {
             if let Some(default) = &attribute.default {
@@ -115,32 +157,28 @@ fn apply_defaults(block: &Block, config: &Value, planned: &mut Value) {
             }
         }
         if let Some((nesting, attributes)) = attribute.nested_attributes() {
-            let nested = Block {
-                attributes: attributes.to_vec(),
-                ..Block::default()
-            };
             if let Some(value) = planned_attrs.get_mut(&attribute.name) {
                 zip_elements(nesting, configured, value, |c, p| {
-                    apply_defaults(&nested, c, p)
+                    apply_defaults(Fields::nested(attributes), c, p)
                 });
             }
         }
     }
-    for nested in &block.blocks {
+    for nested in fields.blocks {
         let configured = config.get(&nested.name);
         if let Some(value) = planned_attrs.get_mut(&nested.name) {
             zip_elements(nested.nesting, configured, value, |c, p| {
-                apply_defaults(&nested.block, c, p)
+                apply_defaults(Fields::of(&nested.block), c, p)
             });
         }
     }
 }
 
-fn mark_computed_unknown(block: &Block, config: &Value, prior: &Value, planned: &mut Value) {
+fn mark_computed_unknown(fields: Fields<'_>, config: &Value, prior: &Value, planned: &mut Value) {
     let Some(planned_attrs) = planned.as_object_mut() else {
         return;
     };
-    for attribute in &block.attributes {
+    for attribute in fields.attributes {
         let configured = config.get(&attribute.name);
         if attribute.computed && configured.is_null() && attribute.default.is_none() {
             let previous = prior.get(&attribute.name);
@@ -158,14 +196,10 @@ fn mark_computed_unknown(block: &Block, config: &Value, prior: &Value, planned: 
         if let Some((nesting @ (Nesting::Single | Nesting::Group), attributes)) =
             attribute.nested_attributes()
         {
-            let nested = Block {
-                attributes: attributes.to_vec(),
-                ..Block::default()
-            };
             if let Some(value) = planned_attrs.get_mut(&attribute.name) {
                 let previous = prior.get(&attribute.name);
                 zip_elements(nesting, configured, value, |c, p| {
-                    mark_computed_unknown(&nested, c, previous, p)
+                    mark_computed_unknown(Fields::nested(attributes), c, previous, p)
                 });
             }
         }
