@@ -694,6 +694,65 @@ mod tests {
     }
 
     #[test]
+    fn a_superseded_commit_is_reported_with_the_outcome_of_the_commit_that_carried_it() {
+        use crate::audit::Outcome;
+        use crate::queue::{Intake, NewJobs};
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("r.db")).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let new = |sha: &str| {
+            Intake::Jobs(NewJobs {
+                delivery: None,
+                repository: "acme/infra".into(),
+                branch: "main".into(),
+                commit_sha: sha.into(),
+                trigger: slipway_provenance::Trigger::Webhook,
+                pull_request: Some(3),
+                actor: None,
+                roots: vec!["prod".into()],
+            })
+        };
+        let old_sha = "a".repeat(40);
+        let new_sha = "b".repeat(40);
+        queue::intake(&mut conn, &[new(&old_sha), new(&new_sha)]).unwrap();
+        let queued = queue::queued_for_root(&conn, "acme/infra", "prod").unwrap();
+        let target = queue::start(&mut conn, &key, &queued[1], &queued[..1]).unwrap();
+        let tracked = |conn: &Connection, sha: &str| {
+            due(conn, 0, i64::MAX)
+                .unwrap()
+                .into_iter()
+                .find(|t| t.job.commit_sha == sha)
+                .unwrap()
+        };
+
+        // While the newer commit runs, the older one's outcome is not known yet.
+        let old = tracked(&conn, &old_sha);
+        assert_eq!(old.outcome.as_deref(), Some("superseded"));
+        assert_eq!(ending_of(&conn, &old).unwrap(), None);
+
+        let mut record = target.audit_record(Outcome::Failed, db::now());
+        record.error = Some("terraform apply failed: boom\nmore".into());
+        queue::finish(&mut conn, &key, &target, record).unwrap();
+        let end = ending_of(&conn, &tracked(&conn, &old_sha))
+            .unwrap()
+            .unwrap();
+        assert!(!end.success);
+        assert_eq!(end.deployment_state, "inactive");
+        assert_eq!(
+            end.description,
+            format!(
+                "Newer commit bbbbbbb (job {}), which includes this one, failed to deploy",
+                target.id
+            )
+        );
+        let own = ending_of(&conn, &tracked(&conn, &new_sha))
+            .unwrap()
+            .unwrap();
+        assert!(!own.success);
+        assert_eq!(own.description, "Failed: terraform apply failed: boom");
+    }
+
+    #[test]
     fn plan_counts_read_like_terraform() {
         let mut s = PlanSummary::default();
         assert_eq!(counts(&s), "no changes");
