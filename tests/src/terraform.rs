@@ -179,6 +179,11 @@ impl Workspace {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Removes an environment variable set with [`Workspace::set_env`].
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// Replaces `main.tf`.
     pub fn write_config(&self, hcl: &str) {
         std::fs::write(self.path().join("main.tf"), hcl).expect("write main.tf");

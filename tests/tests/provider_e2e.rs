@@ -543,3 +543,118 @@ fn bad_input_names_the_attribute_on_every_terraform() {
         h.ws.destroy().success();
     }
 }
+
+/// A PRODUCTION environment and an application in it, behind the production gate.
+fn gated_config(public_key: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    slipway = {{ source = "slipway/slipway" }}
+  }}
+}}
+provider "slipway" {{
+  production_requires_signed_provenance = true
+  agent_public_key                      = "{public_key}"
+}}
+variable "demo_app" {{
+  type = string
+}}
+resource "slipway_environment" "prod" {{
+  name = "prod"
+  mode = "PRODUCTION"
+}}
+resource "slipway_application" "web" {{
+  environment_id = slipway_environment.prod.id
+  name           = "web"
+  command        = var.demo_app
+  replicas       = 1
+  ports          = [{{ name = "http", port = 8080, public = true }}]
+  healthcheck    = {{ type = "tcp", port = 8080, interval = "1s" }}
+}}
+"#
+    )
+}
+
+#[test]
+fn the_production_gate_refuses_unsigned_changes_and_destroys_on_every_terraform() {
+    for tf in terraform::required() {
+        production_gate(&tf);
+    }
+}
+
+fn production_gate(tf: &TerraformBinary) {
+    let key = slipway_provenance::generate_signing_key().expect("key");
+    let public = slipway_provenance::encode_verifying_key(&key.verifying_key());
+    let mut h = Harness::new(tf);
+    h.ws.write_config(&gated_config(&public));
+    let v = &tf.version;
+
+    // Without the agent's signed provenance nothing is created.
+    let run = h.ws.apply();
+    assert_ne!(run.code, 0, "terraform {v}: unsigned apply succeeded");
+    assert!(
+        collapse(&run.all_output()).contains("Production changes come through a merge"),
+        "terraform {v}: {}",
+        run.all_output()
+    );
+    assert!(h.demo_processes().is_empty());
+
+    // With it (as slipway-agent runs Terraform), the apply goes through.
+    let signed = slipway_provenance::Provenance {
+        commit_sha: "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392".into(),
+        repository: "acme/infra".into(),
+        pull_request: Some(42),
+        actor: "octocat".into(),
+        trigger: slipway_provenance::Trigger::Webhook,
+        job_id: "7".into(),
+        timestamp: slipway_provenance::Provenance::now_timestamp(),
+    }
+    .sign(&key);
+    let env = signed.to_env();
+    for (k, value) in &env {
+        h.ws.set_env(k, value);
+    }
+    h.ws.apply().success();
+    assert_eq!(h.demo_processes().len(), 1);
+
+    // Destroying production by hand is refused too: at plan on Terraform 1.3 and later
+    // (the provider plans destroys), at apply on older ones; nothing is stopped.
+    for (k, _) in &env {
+        h.ws.remove_env(k);
+    }
+    let plan_destroy = h.ws.run(&["plan", "-destroy", "-no-color"]);
+    let plans_destroys = !v.starts_with("1.0.") && !v.starts_with("1.1.") && !v.starts_with("1.2.");
+    if plans_destroys {
+        assert_ne!(
+            plan_destroy.code, 0,
+            "terraform {v}: unsigned destroy planned"
+        );
+        assert!(collapse(&plan_destroy.all_output())
+            .contains("Production changes come through a merge"));
+    }
+    let destroy = h.ws.destroy();
+    assert_ne!(destroy.code, 0, "terraform {v}: unsigned destroy succeeded");
+    assert!(
+        collapse(&destroy.all_output()).contains("Production changes come through a merge"),
+        "terraform {v}: {}",
+        destroy.all_output()
+    );
+    assert_eq!(
+        h.demo_processes().len(),
+        1,
+        "terraform {v}: a replica was stopped"
+    );
+    assert_eq!(h.ws.resources().len(), 2);
+
+    // The agent's run may.
+    for (k, value) in &env {
+        h.ws.set_env(k, value);
+    }
+    h.ws.destroy().success();
+    assert!(h.ws.resources().is_empty());
+    wait_for("the replica to stop", Duration::from_secs(30), || {
+        h.demo_processes().is_empty()
+    });
+    h.stop_daemon();
+}

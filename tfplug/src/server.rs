@@ -186,9 +186,11 @@ fn split<T>(outcome: Outcome<(T, Diagnostics)>) -> (Option<T>, Vec<pb::Diagnosti
 
 fn capabilities() -> pb::ServerCapabilities {
     pb::ServerCapabilities {
-        // Destroy needs no plan from us, and the schema must be fetched: Terraform then
-        // behaves the same in 1.0 and 1.11.
-        plan_destroy: false,
+        // Terraform 1.3 and later then plan a destroy through the provider too (a null
+        // proposed state), so `modify_plan` can refuse one at `terraform plan`; 1.0
+        // ignores the flag. The schema must still be fetched: Terraform then behaves
+        // the same in 1.0 and 1.11.
+        plan_destroy: true,
         get_provider_schema_optional: false,
         move_resource_state: false,
     }

@@ -844,6 +844,18 @@ impl Resource for ApplicationResource {
         change: &mut PlannedChange,
     ) -> Diagnostics {
         if change.planned.is_null() {
+            // A destroy (Terraform 1.3 and later plan it): refused at plan when the
+            // application is in a gated PRODUCTION environment.
+            let prior = &change.prior;
+            if let (Some(client), Some(environment_id), Some(name)) = (
+                client,
+                prior.get("environment_id").as_str(),
+                prior.get("name").as_str(),
+            ) {
+                if let Err(d) = self.environment_gate(client, environment_id, name).await {
+                    return d;
+                }
+            }
             return Diagnostics::new();
         }
         // Nested attributes are optional *and computed* only to keep Terraform 1.0 from
@@ -1142,7 +1154,9 @@ mod tests {
     use crate::provenance::{Policy, RunProvenance};
     use crate::resources::environment::EnvironmentResource;
     use crate::resources::leaked_secrets;
-    use crate::resources::testing::{apply, assert_consistent, client, plan, plan_is_empty, value};
+    use crate::resources::testing::{
+        apply, assert_consistent, client, plan, plan_destroy, plan_is_empty, value,
+    };
     use crate::runtime::memory::MemoryRuntime;
     use crate::runtime::Runtime;
 
@@ -1596,6 +1610,9 @@ mod tests {
             .planned;
         let err = r.update(&ctx, &manual, &state, &planned).await.unwrap_err();
         assert!(err.to_string().contains("come through a merge"), "{err}");
+        let err = plan_destroy(&*r, &manual, &state).await.unwrap_err();
+        assert!(err.to_string().contains("come through a merge"), "{err}");
+        assert!(plan_destroy(&*r, &signed, &state).await.is_ok());
         let err = r.delete(&ctx, &tampered, &state).await.unwrap_err();
         assert!(err.to_string().contains("come through a merge"), "{err}");
         let updated = r.update(&ctx, &signed, &state, &planned).await.unwrap();

@@ -132,14 +132,30 @@ impl Resource for EnvironmentResource {
         let Some(client) = client else {
             return Diagnostics::new();
         };
+        let mode_of = |v: &tfplug::Value| v.get("mode").as_str().and_then(Mode::parse);
+        // A destroy (planned null; Terraform 1.3 and later ask): gated at plan like any
+        // other production change, and again at apply for older Terraform.
+        if change.planned.is_null() {
+            if change.prior.is_null() || mode_of(&change.prior) != Some(Mode::Production) {
+                return Diagnostics::new();
+            }
+            let name = change.prior.get("name").as_str().unwrap_or_default();
+            return match production_gate(
+                &client.policy,
+                &client.provenance,
+                Mode::Production,
+                &what(name),
+                None,
+            ) {
+                Ok(()) => Diagnostics::new(),
+                Err(d) => d.into(),
+            };
+        }
         // A plan that changes nothing never needs the gate: `terraform plan` on an
         // unchanged production environment must succeed anywhere.
-        if change.planned.is_null()
-            || (change.planned.same_as(&change.prior) && change.requires_replace.is_empty())
-        {
+        if change.planned.same_as(&change.prior) && change.requires_replace.is_empty() {
             return Diagnostics::new();
         }
-        let mode_of = |v: &tfplug::Value| v.get("mode").as_str().and_then(Mode::parse);
         let production =
             [mode_of(&change.prior), mode_of(&change.planned)].contains(&Some(Mode::Production));
         if !production {
@@ -307,7 +323,7 @@ mod tests {
     use super::*;
     use crate::provenance::{Policy, RunProvenance};
     use crate::resources::leaked_secrets;
-    use crate::resources::testing::{apply, client, plan, plan_is_empty, value};
+    use crate::resources::testing::{apply, client, plan, plan_destroy, plan_is_empty, value};
     use crate::runtime::memory::MemoryRuntime;
 
     fn resource() -> Arc<dyn AnyResource<SlipwayClient>> {
@@ -488,6 +504,9 @@ mod tests {
         assert!(err.to_string().contains("come through a merge"), "{err}");
         let demoted = config(json!({"name": "prod", "mode": "DEVELOPMENT"}));
         assert!(plan(&*r, &manual, &demoted, &state).await.is_err());
+        let err = plan_destroy(&*r, &manual, &state).await.unwrap_err();
+        assert!(err.to_string().contains("come through a merge"), "{err}");
+        assert!(plan_destroy(&*r, &signed, &state).await.is_ok());
         let err = r.delete(&ctx, &manual, &state).await.unwrap_err();
         assert!(err.to_string().contains("come through a merge"), "{err}");
         assert!(stored(&runtime, &id).await.is_some());
