@@ -136,9 +136,8 @@ impl Reporter {
             .and_then(|r| r.github.clone())
         else {
             // Not a GitHub repository (or no longer configured): nothing to report.
-            return self
-                .save(tracked.job.id, STEPS.len(), None, 0, 0, None, true)
-                .await;
+            tracked.steps_done = STEPS.len();
+            return self.save(&tracked, 0, None).await;
         };
         let ending = if tracked.state == "done" {
             let path = self.config.database_path();
@@ -177,17 +176,7 @@ impl Reporter {
                     }
                     tracked.steps_done += 1;
                     tracked.failures = 0;
-                    let complete = tracked.steps_done == STEPS.len();
-                    self.save(
-                        tracked.job.id,
-                        tracked.steps_done,
-                        tracked.deployment_id,
-                        0,
-                        0,
-                        None,
-                        complete,
-                    )
-                    .await?;
+                    self.save(&tracked, 0, None).await?;
                 }
                 Err(error) => {
                     let failures = tracked.failures + 1;
@@ -198,33 +187,14 @@ impl Reporter {
                         tracing::warn!(job = tracked.job.id, step = ?step, attempt = failures, retry_in_ms = delay.as_millis() as u64, error = %error, "GitHub report failed; will retry");
                         let next =
                             now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                        return self
-                            .save(
-                                tracked.job.id,
-                                tracked.steps_done,
-                                tracked.deployment_id,
-                                failures,
-                                next,
-                                Some(error.to_string()),
-                                false,
-                            )
-                            .await;
+                        tracked.failures = failures;
+                        return self.save(&tracked, next, Some(error.to_string())).await;
                     }
                     self.metrics.github_report("abandoned");
                     tracing::error!(job = tracked.job.id, step = ?step, attempts = failures, error = %error, "GitHub report given up; the deployment itself is unaffected");
                     tracked.steps_done += 1;
                     tracked.failures = 0;
-                    let complete = tracked.steps_done == STEPS.len();
-                    self.save(
-                        tracked.job.id,
-                        tracked.steps_done,
-                        tracked.deployment_id,
-                        0,
-                        0,
-                        Some(error.to_string()),
-                        complete,
-                    )
-                    .await?;
+                    self.save(&tracked, 0, Some(error.to_string())).await?;
                 }
             }
         }
@@ -243,18 +213,17 @@ impl Reporter {
             })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Stores how far `t`'s report got; `next_attempt_at` (Unix ms) delays the next try.
     async fn save(
         &self,
-        job_id: i64,
-        steps_done: usize,
-        deployment_id: Option<u64>,
-        failures: u32,
+        t: &Tracked,
         next_attempt_at: i64,
         last_error: Option<String>,
-        complete: bool,
     ) -> Result<(), String> {
         let path = self.config.database_path();
+        let (job_id, steps_done, deployment_id, failures) =
+            (t.job.id, t.steps_done, t.deployment_id, t.failures);
+        let complete = steps_done >= STEPS.len();
         tokio::task::spawn_blocking(move || -> Result<(), DbError> {
             let conn = db::open(&path)?;
             conn.execute(
