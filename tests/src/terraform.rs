@@ -247,3 +247,35 @@ pub fn binaries_dir() -> PathBuf {
     let deps = exe.parent().expect("deps dir");
     deps.parent().expect("target profile dir").to_path_buf()
 }
+
+/// `terraform-provider-slipway` beside the test executable, built once per test
+/// process (`cargo test -p slipway-tests` builds only this package's binaries; cargo
+/// makes the build a no-op when the provider is up to date).
+pub fn provider_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = binaries_dir();
+            let target_dir = bin.parent().expect("target dir").to_path_buf();
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "-p",
+                    "terraform-provider-slipway",
+                    "--bin",
+                    "terraform-provider-slipway",
+                ])
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p terraform-provider-slipway");
+            assert!(
+                status.success(),
+                "cargo build -p terraform-provider-slipway failed"
+            );
+            let path = bin.join("terraform-provider-slipway");
+            assert!(path.exists(), "{} missing after build", path.display());
+            path
+        })
+        .clone()
+}

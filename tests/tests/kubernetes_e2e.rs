@@ -4,8 +4,6 @@
 //! with a rollout, a failed rollout, drift, import and destroy.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,35 +16,10 @@ use slipway_tests::terraform::{self, TerraformBinary, Workspace};
 
 const SOURCE: &str = "registry.terraform.io/slipway/slipway";
 
-static BUILD: Mutex<bool> = Mutex::new(false);
-
-/// The provider binary beside the test executable, built once per test run (cargo
-/// makes this a no-op when it is up to date).
+/// The directory holding the provider binary, built once per test run.
 fn provider_dir() -> PathBuf {
-    let dir = terraform::binaries_dir();
-    let mut built = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
-        let target_dir = dir.parent().expect("target dir").to_path_buf();
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "terraform-provider-slipway",
-                "--bin",
-                "terraform-provider-slipway",
-            ])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p terraform-provider-slipway");
-        assert!(
-            status.success(),
-            "cargo build -p terraform-provider-slipway failed"
-        );
-        *built = true;
-    }
-    assert!(dir.join("terraform-provider-slipway").exists());
-    dir
+    let provider = terraform::provider_binary();
+    provider.parent().expect("bin dir").to_path_buf()
 }
 
 fn config(kubeconfig: &std::path::Path, image: &str, replicas: u32) -> String {

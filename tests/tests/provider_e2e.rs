@@ -12,44 +12,12 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use slipway_tests::terraform::{self, TerraformBinary, Workspace};
+use slipway_tests::terraform::{self, provider_binary, TerraformBinary, Workspace};
 
 const SOURCE: &str = "slipway/slipway";
-
-/// The provider binary, built beside the test executable: `cargo test -p
-/// slipway-tests` does not build other packages' binaries, so build it here (a no-op
-/// when it is up to date).
-fn provider_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin = terraform::binaries_dir();
-            let target_dir = bin.parent().expect("target dir").to_path_buf();
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args([
-                    "build",
-                    "-p",
-                    "terraform-provider-slipway",
-                    "--bin",
-                    "terraform-provider-slipway",
-                ])
-                .env("CARGO_TARGET_DIR", &target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build -p terraform-provider-slipway");
-            assert!(
-                status.success(),
-                "cargo build -p terraform-provider-slipway failed"
-            );
-            let path = bin.join("terraform-provider-slipway");
-            assert!(path.exists(), "{} missing after build", path.display());
-            path
-        })
-        .clone()
-}
 
 fn quickstart() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/main.tf");

@@ -35,22 +35,7 @@ fn bin_dir() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let bin = terraform::binaries_dir();
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args([
-                    "build",
-                    "-p",
-                    "terraform-provider-slipway",
-                    "--bin",
-                    "terraform-provider-slipway",
-                ])
-                .env("CARGO_TARGET_DIR", bin.parent().expect("target dir"))
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build -p terraform-provider-slipway");
-            assert!(
-                status.success(),
-                "cargo build -p terraform-provider-slipway failed"
-            );
+            assert_eq!(terraform::provider_binary().parent(), Some(bin.as_path()));
             assert_eq!(agent_binary().parent(), Some(bin.as_path()));
             assert_eq!(
                 Path::new(env!("CARGO_BIN_EXE_slipway-demo-app")).parent(),
