@@ -662,6 +662,24 @@ impl ApplicationResource {
     }
 }
 
+/// The runtime's own checks (image or command, working directory), again at apply:
+/// a saved plan may be applied with another runtime configured.
+fn apply_time_checks(
+    client: &SlipwayClient,
+    planned: &ApplicationState,
+) -> Result<(), Diagnostics> {
+    let checks = runtime_checks(
+        client.runtime.kind(),
+        Field::of_option(&planned.image),
+        Field::of_option(&planned.command),
+        Field::of_option(&planned.working_dir),
+    );
+    if checks.has_errors() {
+        return Err(checks);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Resource for ApplicationResource {
     type Client = SlipwayClient;
@@ -926,15 +944,7 @@ impl Resource for ApplicationResource {
         planned: ApplicationState,
     ) -> Result<ApplicationState, Diagnostics> {
         let runtime = &client.runtime;
-        let checks = runtime_checks(
-            runtime.kind(),
-            Field::of_option(&planned.image),
-            Field::of_option(&planned.command),
-            Field::of_option(&planned.working_dir),
-        );
-        if checks.has_errors() {
-            return Err(checks);
-        }
+        apply_time_checks(client, &planned)?;
         if runtime
             .get_environment(&planned.environment_id)
             .await
@@ -1031,15 +1041,7 @@ impl Resource for ApplicationResource {
         planned: ApplicationState,
     ) -> Result<ApplicationState, Diagnostics> {
         let runtime = &client.runtime;
-        let checks = runtime_checks(
-            runtime.kind(),
-            Field::of_option(&planned.image),
-            Field::of_option(&planned.command),
-            Field::of_option(&planned.working_dir),
-        );
-        if checks.has_errors() {
-            return Err(checks);
-        }
+        apply_time_checks(client, &planned)?;
         self.environment_gate(client, &planned.environment_id, &planned.name)
             .await?;
         let id = prior.id()?.to_owned();
