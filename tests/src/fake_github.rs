@@ -74,6 +74,15 @@ struct Shared {
     inner: Mutex<Inner>,
 }
 
+impl Shared {
+    /// The state; a panic in another handler does not make it unusable.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// A running fake; stops when dropped.
 pub struct FakeGitHub {
     /// The base URL to give the agent as `github.api_url`, with a GitHub Enterprise
@@ -124,7 +133,7 @@ impl FakeGitHub {
 
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.inner.lock().unwrap().requests.clone()
+        self.shared.lock().requests.clone()
     }
 
     /// Requests other than installation token requests and git traffic.
@@ -139,13 +148,13 @@ impl FakeGitHub {
     /// `{base}/git/<name>.git`, as github.com does: only to a caller whose password is
     /// a valid token (an installation token for an App).
     pub fn serve_git(&self, root: &std::path::Path) -> String {
-        self.shared.inner.lock().unwrap().git_root = Some(root.to_owned());
+        self.shared.lock().git_root = Some(root.to_owned());
         self.api_url.replace("/api/v3", "/git")
     }
 
     /// The next `times` requests whose path contains `path_contains` fail with `status`.
     pub fn fail_next(&self, path_contains: &str, times: u32, status: u16) {
-        self.shared.inner.lock().unwrap().failures.push(Failure {
+        self.shared.lock().failures.push(Failure {
             path_contains: path_contains.to_owned(),
             remaining: times,
             status,
@@ -154,12 +163,12 @@ impl FakeGitHub {
 
     /// The states posted to each deployment, by id.
     pub fn deployments(&self) -> HashMap<u64, (String, String, Vec<String>)> {
-        self.shared.inner.lock().unwrap().deployments.clone()
+        self.shared.lock().deployments.clone()
     }
 
     /// The claims of each App JWT presented.
     pub fn jwt_claims(&self) -> Vec<Value> {
-        self.shared.inner.lock().unwrap().jwt_claims.clone()
+        self.shared.lock().jwt_claims.clone()
     }
 
     /// Waits until `pred` holds for the recorded requests.
@@ -230,7 +239,7 @@ async fn handle(
         .map(str::to_owned);
     if path.starts_with("/git/") {
         let response = git_http(&shared, &method, &uri, &headers, body).await;
-        shared.inner.lock().unwrap().requests.push(Recorded {
+        shared.lock().requests.push(Recorded {
             method: method.to_string(),
             path,
             authorization,
@@ -240,7 +249,7 @@ async fn handle(
         return response;
     }
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut inner = shared.inner.lock().unwrap();
+    let mut inner = shared.lock();
     let (status, answer) = answer(
         &shared.auth,
         &mut inner,
@@ -459,7 +468,7 @@ async fn git_http(
     body: Bytes,
 ) -> Response {
     let (root, authorized) = {
-        let inner = shared.inner.lock().unwrap();
+        let inner = shared.lock();
         let password = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
