@@ -139,11 +139,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     runner.spawn_workers();
     if let Some(github) = github {
-        let reporter = Arc::new(Reporter {
-            config: config.clone(),
-            github,
-            metrics: metrics.clone(),
-        });
+        let reporter = Arc::new(Reporter::new(config.clone(), github, metrics.clone())?);
         tokio::spawn(reporter.run());
     }
 

@@ -83,23 +83,51 @@ struct Ending {
 
 /// The reporter task's shared parts.
 pub struct Reporter {
-    pub config: Arc<Config>,
-    pub github: GitHub,
-    pub metrics: Arc<Metrics>,
+    config: Arc<Config>,
+    github: GitHub,
+    metrics: Arc<Metrics>,
+    /// One connection for the reporter's life: it reads every 300 ms, and opening one
+    /// each time would re-run the schema.
+    conn: Arc<std::sync::Mutex<Connection>>,
 }
 
 impl Reporter {
+    /// Opens the reporter's database connection.
+    pub fn new(
+        config: Arc<Config>,
+        github: GitHub,
+        metrics: Arc<Metrics>,
+    ) -> Result<Reporter, DbError> {
+        let conn = db::open(&config.database_path())?;
+        Ok(Reporter {
+            config,
+            github,
+            metrics,
+            conn: Arc::new(std::sync::Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the reporter's connection, off the async threads.
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, String> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+
     /// Runs until the process ends: every 300 ms, reports what changed.
     pub async fn run(self: Arc<Self>) {
-        let path = self.config.database_path();
-        let from = match tokio::task::spawn_blocking(move || start_point(&path)).await {
-            Ok(Ok(from)) => from,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "GitHub reporting is off: cannot read the database");
-                return;
-            }
+        let from = match self.with_db(start_point).await {
+            Ok(from) => from,
             Err(e) => {
-                tracing::error!(error = %e, "GitHub reporting is off");
+                tracing::error!(error = %e, "GitHub reporting is off: cannot read the database");
                 return;
             }
         };
@@ -114,14 +142,7 @@ impl Reporter {
 
     /// One pass over every job whose report is due.
     async fn round(self: Arc<Self>, from: i64) -> Result<(), String> {
-        let path = self.config.database_path();
-        let due = tokio::task::spawn_blocking(move || -> Result<Vec<Tracked>, DbError> {
-            let conn = db::open(&path)?;
-            due(&conn, from, now_ms())
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let due = self.with_db(move |conn| due(conn, from, now_ms())).await?;
         for tracked in due {
             self.advance(tracked).await?;
         }
@@ -140,15 +161,8 @@ impl Reporter {
             return self.save(&tracked, 0, None).await;
         };
         let ending = if tracked.state == "done" {
-            let path = self.config.database_path();
             let t = tracked.clone();
-            tokio::task::spawn_blocking(move || -> Result<Option<Ending>, DbError> {
-                let conn = db::open(&path)?;
-                ending_of(&conn, &t)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
+            self.with_db(move |conn| ending_of(conn, &t)).await?
         } else {
             None
         };
@@ -220,12 +234,10 @@ impl Reporter {
         next_attempt_at: i64,
         last_error: Option<String>,
     ) -> Result<(), String> {
-        let path = self.config.database_path();
         let (job_id, steps_done, deployment_id, failures) =
             (t.job.id, t.steps_done, t.deployment_id, t.failures);
         let complete = steps_done >= STEPS.len();
-        tokio::task::spawn_blocking(move || -> Result<(), DbError> {
-            let conn = db::open(&path)?;
+        self.with_db(move |conn| {
             conn.execute(
                 "INSERT INTO github_reports (job_id, steps_done, deployment_id, failures, next_attempt_at, last_error, complete)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -246,8 +258,6 @@ impl Reporter {
             Ok(())
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
     }
 
     /// Sends one step's request. `Ok(Some(id))` when it created the deployment.
@@ -428,8 +438,7 @@ impl Reporter {
 
 /// The first job to report: the oldest unfinished job when reporting was first turned
 /// on (so enabling it does not replay history). Remembered in the database.
-fn start_point(path: &std::path::Path) -> Result<i64, DbError> {
-    let conn = db::open(path)?;
+fn start_point(conn: &Connection) -> Result<i64, DbError> {
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('github_report_from',
            (SELECT COALESCE(MIN(id), (SELECT COALESCE(MAX(id), 0) + 1 FROM jobs))
