@@ -151,7 +151,10 @@ pub async fn deploy(
         }
     };
     let config = state.config.clone();
-    let git_token = state.runner.git_credentials().await;
+    let git_token = match state.config.repository(&request.repository) {
+        Some(repo) => state.runner.git_credentials(&repo.url).await,
+        None => None,
+    };
     let resolved = tokio::task::spawn_blocking(move || {
         resolve(&config, &request, Trigger::Api, git_token.as_ref())
     })

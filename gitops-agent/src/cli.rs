@@ -157,9 +157,12 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 commit,
                 actor,
             };
-            // Asking the remote for its tip may need the GitHub App's token.
+            // Asking an HTTP(S) remote for its tip may need the GitHub App's token.
+            let http_remote = config
+                .repository(&request.repository)
+                .is_some_and(|r| crate::git::is_http(&r.url));
             let git_token = match (&secrets.git_token, &config.github, &request.commit) {
-                (None, Some(github), None) => {
+                (None, Some(github), None) if http_remote => {
                     let runtime =
                         tokio::runtime::Runtime::new().context("start the async runtime")?;
                     runtime.block_on(async {

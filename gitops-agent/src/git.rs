@@ -19,6 +19,11 @@ pub struct GitError {
     pub message: String,
 }
 
+/// Whether `url` is fetched over HTTP(S), the only transport that takes a token.
+pub fn is_http(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
+}
+
 /// A local remote that does not exist: libgit2 would only say "unsupported URL
 /// protocol", which misleads.
 fn check_local(url: &str) -> Result<(), GitError> {

@@ -32,7 +32,7 @@ pub async fn poll_once(
     locks: &Arc<GitLocks>,
     repo: &Repository,
 ) -> Result<Vec<i64>, String> {
-    let token = state.runner.git_credentials().await;
+    let token = state.runner.git_credentials(&repo.url).await;
     let (config, locks_c, repo_c) = (state.config.clone(), locks.clone(), repo.clone());
     let tip = tokio::task::spawn_blocking(move || -> Result<Option<String>, String> {
         let tip = with_cache(&config, &locks_c, &repo_c, |cache| {

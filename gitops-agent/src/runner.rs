@@ -126,9 +126,13 @@ impl Runner {
         self.abort.send_replace(true);
     }
 
-    /// The token for git over HTTPS: `secrets.git_token`, else the GitHub App's
-    /// installation token (renewed before it expires), else none.
-    pub async fn git_credentials(&self) -> Option<Secret> {
+    /// The token for git over HTTP(S) from `url`: `secrets.git_token`, else the
+    /// GitHub App's installation token (renewed before it expires), else none. ssh and
+    /// local remotes take no token, so none is fetched for them.
+    pub async fn git_credentials(&self, url: &str) -> Option<Secret> {
+        if !crate::git::is_http(url) {
+            return None;
+        }
         if let Some(token) = &self.git_token {
             return Some(token.clone());
         }
@@ -201,7 +205,7 @@ impl Runner {
             return Ok(false);
         }
 
-        let token = self.git_credentials().await;
+        let token = self.git_credentials(&repo.url).await;
         let this = self.clone();
         let repo_c = repo.clone();
         let prepared =
