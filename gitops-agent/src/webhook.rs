@@ -317,14 +317,19 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// GitHub's published example payloads, vendored with the test fixtures
+    /// (`tests/fixtures/github-webhooks`, see its README for source and licence).
     const FIXTURES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/github-webhooks"
+        "/../tests/fixtures/github-webhooks"
     );
 
-    fn fixture(path: &str) -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(Path::new(FIXTURES).join(path)).ok()?;
-        serde_json::from_str(&text).ok()
+    /// A fixture payload, parsed; a missing or broken fixture fails the test.
+    fn fixture(path: &str) -> serde_json::Value {
+        let full = Path::new(FIXTURES).join(path);
+        let text = std::fs::read_to_string(&full)
+            .unwrap_or_else(|e| panic!("read fixture {}: {e}", full.display()));
+        serde_json::from_str(&text).expect("fixture is JSON")
     }
 
     fn config() -> Config {
@@ -365,10 +370,7 @@ path = "app"
 
     #[test]
     fn real_payloads_are_classified() {
-        let Some(mut closed) = fixture("pull_request/closed.payload.json") else {
-            eprintln!("fixtures not found at {FIXTURES}; skipping");
-            return;
-        };
+        let mut closed = fixture("pull_request/closed.payload.json");
         let c = config();
         let decide = |event: &str, v: &serde_json::Value| {
             classify(&c, event, &serde_json::to_vec(v).unwrap()).unwrap()
@@ -394,12 +396,12 @@ path = "app"
                 roots: vec!["app".into()],
             }
         );
-        let opened = fixture("pull_request/opened.payload.json").unwrap();
+        let opened = fixture("pull_request/opened.payload.json");
         assert!(matches!(
             decide("pull_request", &opened),
             Decision::Ignore(_)
         ));
-        let mut push = fixture("push/payload.json").unwrap();
+        let mut push = fixture("push/payload.json");
         assert!(matches!(decide("push", &push), Decision::Ignore(r) if r.contains("refs/tags")));
         push["ref"] = "refs/heads/main".into();
         push["deleted"] = false.into();
@@ -407,7 +409,7 @@ path = "app"
         assert!(
             matches!(decide("push", &push), Decision::Deploy { commit_sha, .. } if commit_sha == "b".repeat(40))
         );
-        let ping = fixture("ping/payload.json").unwrap();
+        let ping = fixture("ping/payload.json");
         assert_eq!(decide("ping", &ping), Decision::Ping);
         assert!(
             matches!(decide("workflow_job", &ping), Decision::Ignore(r) if r.contains("not handled"))

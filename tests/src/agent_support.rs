@@ -247,9 +247,10 @@ output "release" {{
     }
 }
 
-/// Where the real GitHub payloads are (`shared/` sits beside the repository).
+/// Where the real GitHub payloads are: octokit's published examples, vendored in
+/// `tests/fixtures/github-webhooks` (its README names the source and the licence).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github-webhooks")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github-webhooks")
 }
 
 /// A fixture payload, parsed.
