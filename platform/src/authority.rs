@@ -1,0 +1,227 @@
+//! The authority: bearer value -> caller -> policy decision.
+//!
+//! Everything that reaches the runtime goes through [`Authority::authenticate`] and
+//! [`Authority::authorize`]: the platform API's handlers, the MCP tools and the CLI
+//! call the same two functions, so the rules cannot differ between paths.
+
+use slipway_provenance::VerifyingKey;
+
+use crate::credential::{self, CredentialError, CREDENTIAL_PREFIX};
+use crate::identity::{check_name, Caller, Identity, InvalidName, Role, Token};
+use crate::policy::{Action, Decision, Policy, Target};
+use crate::store::{JobStanding, Store, StoreError};
+
+/// Why a bearer value was not accepted, or an identity not created. The messages
+/// never contain the token or the credential.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token: send `Authorization: Bearer <token>` (create one with `slipway-agent token create`)")]
+    MissingToken,
+    #[error("the token is not known or was revoked: ask an admin for a new one")]
+    UnknownToken,
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error("job {job_id} has ended: its credential is no longer accepted")]
+    JobEnded { job_id: String },
+    #[error(
+        "job credentials are not accepted: the platform's configuration names no GitOps \
+         engine key"
+    )]
+    NoEngineKey,
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error("no randomness available to make a token: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The value of an `Authorization` header without its `Bearer ` scheme.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Identities, policy and the GitOps engine's key, over a [`Store`].
+pub struct Authority<S> {
+    store: S,
+    policy: Policy,
+    engine_key: Option<VerifyingKey>,
+}
+
+impl<S: Store> Authority<S> {
+    /// `engine_key` is the GitOps engine's public key, from the platform's own
+    /// configuration; without it no job credential is accepted.
+    pub fn new(store: S, policy: Policy, engine_key: Option<VerifyingKey>) -> Authority<S> {
+        Authority {
+            store,
+            policy,
+            engine_key,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Creates a named identity and returns its token: the only time it is visible.
+    pub fn create_identity(&self, name: &str, role: Role, now_ms: i64) -> Result<Token, AuthError> {
+        check_name(name)?;
+        let token = Token::generate().map_err(|e| AuthError::Random(e.to_string()))?;
+        let identity = Identity {
+            name: name.to_owned(),
+            role,
+        };
+        self.store
+            .create_identity(&identity, &token.digest(), now_ms)?;
+        Ok(token)
+    }
+
+    /// Who a bearer value (a named token or a job credential) belongs to.
+    pub fn authenticate(&self, bearer: Option<&str>, now_ms: i64) -> Result<Caller, AuthError> {
+        let presented = bearer.map(str::trim).filter(|b| !b.is_empty());
+        let presented = presented.ok_or(AuthError::MissingToken)?;
+        if presented.starts_with(CREDENTIAL_PREFIX) {
+            let key = self.engine_key.as_ref().ok_or(AuthError::NoEngineKey)?;
+            let claims = credential::verify(presented, key, now_ms)?;
+            return match self.store.job_presented(&claims.job_id, now_ms)? {
+                JobStanding::Running => Ok(Caller::Job(claims)),
+                JobStanding::Ended => Err(AuthError::JobEnded {
+                    job_id: claims.job_id,
+                }),
+            };
+        }
+        let digest = Token::from_presented(presented).digest();
+        match self.store.identity_by_digest(&digest)? {
+            Some(identity) => Ok(Caller::Identity(identity)),
+            None => Err(AuthError::UnknownToken),
+        }
+    }
+
+    /// The policy's decision for this caller, action and environment.
+    pub fn authorize(&self, caller: &Caller, action: Action, target: &Target) -> Decision {
+        self.policy.decide(caller, action, target)
+    }
+
+    /// The engine reports a job ended: its credential stops working now.
+    pub fn end_job(&self, job_id: &str, now_ms: i64) -> Result<(), AuthError> {
+        Ok(self.store.end_job(job_id, now_ms)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::tests::{key, merge_claims, NOW};
+    use crate::mode::Mode;
+    use crate::store::SqliteStore;
+
+    fn authority() -> Authority<SqliteStore> {
+        Authority::new(
+            SqliteStore::in_memory().unwrap(),
+            Policy::default(),
+            Some(key(1).verifying_key()),
+        )
+    }
+
+    fn prod() -> Target {
+        Target {
+            environment: "prod".into(),
+            mode: Mode::Production,
+        }
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn a_created_token_authenticates_as_its_identity_until_revoked() {
+        let authority = authority();
+        let token = authority
+            .create_identity("alice", Role::Developer, NOW)
+            .unwrap();
+        let caller = authority.authenticate(Some(token.expose()), NOW).unwrap();
+        assert_eq!(caller.who(), "alice");
+        authority.store().revoke_identity("alice", NOW).unwrap();
+        assert!(matches!(
+            authority.authenticate(Some(token.expose()), NOW),
+            Err(AuthError::UnknownToken)
+        ));
+    }
+
+    #[test]
+    fn no_token_or_a_made_up_one_is_refused() {
+        let authority = authority();
+        assert!(matches!(
+            authority.authenticate(None, NOW),
+            Err(AuthError::MissingToken)
+        ));
+        assert!(matches!(
+            authority.authenticate(Some("  "), NOW),
+            Err(AuthError::MissingToken)
+        ));
+        let err = authority.authenticate(Some("slw_guess"), NOW).unwrap_err();
+        assert!(matches!(err, AuthError::UnknownToken));
+        assert!(!err.to_string().contains("slw_guess"));
+    }
+
+    #[test]
+    fn a_job_credential_works_during_its_job_and_never_after() {
+        let authority = authority();
+        let credential = credential::mint(&merge_claims(), &key(1)).unwrap();
+        let caller = authority
+            .authenticate(Some(credential.expose()), NOW)
+            .unwrap();
+        assert_eq!(caller.who(), "job:42");
+        authority
+            .authorize(&caller, Action::Update, &prod())
+            .unwrap();
+        authority.end_job("42", NOW + 10).unwrap();
+        // Replayed after its job, still inside its expiry.
+        assert!(matches!(
+            authority.authenticate(Some(credential.expose()), NOW + 20),
+            Err(AuthError::JobEnded { job_id }) if job_id == "42"
+        ));
+    }
+
+    #[test]
+    fn a_credential_signed_by_anyone_but_the_engine_is_refused() {
+        let authority = authority();
+        let forged = credential::mint(&merge_claims(), &key(9)).unwrap();
+        assert!(matches!(
+            authority.authenticate(Some(forged.expose()), NOW),
+            Err(AuthError::Credential(CredentialError::BadSignature))
+        ));
+        let without_key =
+            Authority::new(SqliteStore::in_memory().unwrap(), Policy::default(), None);
+        let credential = credential::mint(&merge_claims(), &key(1)).unwrap();
+        assert!(matches!(
+            without_key.authenticate(Some(credential.expose()), NOW),
+            Err(AuthError::NoEngineKey)
+        ));
+    }
+
+    #[test]
+    fn identity_names_are_checked_before_anything_is_stored() {
+        let authority = authority();
+        assert!(matches!(
+            authority.create_identity("bad name", Role::Viewer, NOW),
+            Err(AuthError::Name(_))
+        ));
+        assert!(authority.store().list_identities().unwrap().is_empty());
+    }
+}
