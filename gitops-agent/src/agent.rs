@@ -27,6 +27,8 @@ pub struct AppState {
     pub writer: IntakeWriter,
     pub webhook_secret: Option<Secret>,
     pub api_token: Option<Secret>,
+    /// Identities and policy: who a bearer token belongs to.
+    pub authority: Arc<crate::identities::PlatformAuthority>,
     /// The job runner: its git credentials serve the poller and the API too, and its
     /// `stopping` flag makes `/readyz` answer 503 during a shutdown.
     pub runner: Arc<Runner>,
@@ -143,11 +145,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(reporter.run());
     }
 
+    let authority = Arc::new(crate::identities::open(
+        &config,
+        Some(secrets.signing_key.verifying_key()),
+    )?);
     let state = Arc::new(AppState {
         config: config.clone(),
         writer,
         webhook_secret: secrets.webhook_secret,
         api_token: secrets.api_token,
+        authority,
         runner: runner.clone(),
         metrics,
     });

@@ -1,20 +1,27 @@
 //! The HTTP API: `POST /api/v1/deploy` (the manual trigger over HTTP) and
-//! `GET /api/v1/jobs/{id}/log` (a job's Terraform output), both behind the API token;
+//! `GET /api/v1/jobs/{id}/log` (a job's Terraform output), both behind a bearer token;
 //! `GET /healthz` (alive, with queue counts) and `GET /readyz` (taking work).
 //!
-//! The API token is compared by hashing both sides and comparing the digests in
-//! constant time, so neither the token's content nor its length leaks through timing.
+//! Who calls is an [`ApiCaller`], extracted from `Authorization: Bearer`: a named
+//! identity of the platform (`slipway-agent token create`), or the configured
+//! `secrets.api_token` (the identity `api-token`, an admin). The audit's "who" is that
+//! name, never a field of the request. The configured token is compared by hashing
+//! both sides and comparing the digests in constant time, so neither the token's
+//! content nor its length leaks through timing; identities are looked up by digest.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use slipway_platform::authority::{bearer, AuthError};
+use slipway_platform::{Caller, Role};
 use slipway_provenance::Trigger;
 use subtle::ConstantTimeEq;
 
@@ -43,7 +50,8 @@ pub struct DeployRequest {
     pub roots: Vec<String>,
     /// The full commit SHA; the tracked branch's current tip when absent.
     pub commit: Option<String>,
-    /// Who asked, for the audit log.
+    /// Who asked, for the audit log. Set by the CLI (the local user); over HTTP it
+    /// is refused, because there who asked is the token's identity.
     pub actor: Option<String>,
 }
 
@@ -110,37 +118,90 @@ pub fn resolve(
     })
 }
 
-/// Checks `Authorization: Bearer <api token>`; the error response otherwise.
-#[allow(clippy::result_large_err)]
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = state.api_token.as_ref() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "the API is disabled: set secrets.api_token"})),
-        )
-            .into_response());
-    };
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if !token_is_valid(token, auth) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "missing or invalid bearer token: send `Authorization: Bearer <secrets.api_token>`"})),
-        )
-            .into_response());
+/// The name the configured `secrets.api_token` acts under in the audit log.
+pub const API_TOKEN_IDENTITY: &str = "api-token";
+
+/// Who is calling the HTTP API. Handlers that take one are reached only with a valid
+/// token; the rejection is the response that says what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCaller {
+    pub name: String,
+    pub role: Role,
+}
+
+fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+impl FromRequestParts<Arc<AppState>> for ApiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<ApiCaller, Response> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(token) = state.api_token.as_ref() {
+            if token_is_valid(token, header) {
+                return Ok(ApiCaller {
+                    name: API_TOKEN_IDENTITY.to_owned(),
+                    role: Role::Admin,
+                });
+            }
+        }
+        let presented = bearer(header).map(str::to_owned);
+        let authority = state.authority.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            authority.authenticate(presented.as_deref(), crate::db::now_ms())
+        })
+        .await;
+        match found {
+            Ok(Ok(Caller::Identity(identity))) => Ok(ApiCaller {
+                name: identity.name,
+                role: identity.role,
+            }),
+            Ok(Ok(Caller::Job(_))) => Err(refusal(
+                StatusCode::FORBIDDEN,
+                "a job credential works only for the job it was minted for, not on the agent's API",
+            )),
+            Ok(Err(AuthError::Store(e))) => {
+                tracing::error!(error = %e, "identity lookup failed");
+                Err(refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the platform database is unavailable; try again",
+                ))
+            }
+            Ok(Err(e)) => Err(refusal(StatusCode::UNAUTHORIZED, e.to_string())),
+            Err(e) => Err(refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        }
     }
-    Ok(())
 }
 
 /// `POST /api/v1/deploy`.
+///
+/// A deploy re-applies the tracked branch to every root it names, production
+/// included, so only admins may ask for one; everyone else changes things through a
+/// pull request.
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: ApiCaller,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = authorize(&state, &headers) {
-        return refused;
+    if caller.role != Role::Admin {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} ({}) may not deploy: a deploy re-applies the tracked branch, production \
+                 included, so it needs an admin token. Changes come through a merge: open a \
+                 pull request",
+                caller.name, caller.role
+            ),
+        );
     }
-    let request: DeployRequest = match serde_json::from_slice(&body) {
+    let mut request: DeployRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return (
@@ -150,6 +211,17 @@ pub async fn deploy(
                 .into_response()
         }
     };
+    if request.actor.is_some() {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "actor: not accepted over the API: the audit log names the token's identity \
+                 (here `{}`); remove the field",
+                caller.name
+            ),
+        );
+    }
+    request.actor = Some(caller.name.clone());
     let config = state.config.clone();
     let git_token = match state.config.repository(&request.repository) {
         Some(repo) => state.runner.git_credentials(&repo.url).await,
@@ -173,7 +245,7 @@ pub async fn deploy(
     let commit = jobs.commit_sha.clone();
     match state.writer.submit(crate::queue::Intake::Jobs(jobs)).await {
         Ok(IntakeOutcome::Enqueued(ids)) => {
-            tracing::info!(?ids, commit = %commit, "deploy requested through the API");
+            tracing::info!(?ids, commit = %commit, who = %caller.name, "deploy requested through the API");
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"jobs": ids, "commit": commit})),
@@ -194,11 +266,8 @@ pub async fn deploy(
 pub async fn job_log(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _caller: ApiCaller,
 ) -> Response {
-    if let Err(refused) = authorize(&state, &headers) {
-        return refused;
-    }
     let Ok(id) = id.parse::<i64>() else {
         return (
             StatusCode::BAD_REQUEST,

@@ -1,5 +1,5 @@
-//! The command line: `run`, `deploy`, `audit list|show|export|verify`, `keygen` and
-//! `check-config`.
+//! The command line: `run`, `deploy`, `audit list|show|export|verify`,
+//! `token create|list|revoke`, `keygen` and `check-config`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -45,8 +45,10 @@ pub enum Command {
     /// Run the agent: the webhook and API server, the poller, the job workers and the
     /// GitHub reporter.
     ///
-    /// HTTP: POST /webhooks/github, POST /api/v1/deploy, GET /api/v1/jobs/ID/log (both
-    /// with `Authorization: Bearer <api token>`), GET /healthz, /readyz and /metrics.
+    /// HTTP: POST /webhooks/github, POST /api/v1/deploy (admin tokens), GET
+    /// /api/v1/jobs/ID/log (any token; both with `Authorization: Bearer <token>`, from
+    /// `slipway-agent token create` or `secrets.api_token`), GET /healthz, /readyz
+    /// and /metrics.
     ///
     /// On SIGTERM or SIGINT it takes no new work and lets a running job finish within
     /// `shutdown_grace_secs` (90 by default); past that, or on a second signal, it
@@ -76,6 +78,16 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Create, list and revoke the named tokens that call the API.
+    ///
+    /// Each token belongs to an identity with a role: `admin` (may deploy),
+    /// `developer` and `agent` (an AI coding agent; DEVELOPMENT and PREVIEW), `viewer`
+    /// (reads only). The identity's name is the audit log's "who". Tokens are kept
+    /// only as SHA-256 digests in `<data_dir>/platform.db` (mode 0600).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Write a new Ed25519 signing key pair for provenance and the audit log.
     ///
     /// Writes `<out>/slipway-agent.key` (base64 of the 32-byte seed, mode 0600) and
@@ -90,6 +102,32 @@ pub enum Command {
     },
     /// Check the configuration file and its secrets, then exit.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an identity and print its token on stdout, this once.
+    Create {
+        /// The identity's name, as the audit log shows it (e.g. `alice`,
+        /// `claude-code@alice`): letters, digits, `.`, `_`, `-`, `@`.
+        #[arg(long)]
+        name: String,
+        /// admin, developer, agent or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: slipway_platform::Role,
+    },
+    /// Every identity with its role and dates (never a token).
+    List,
+    /// Revoke an identity: its token stops working at once.
+    Revoke {
+        /// The identity's name.
+        name: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<slipway_platform::Role, String> {
+    text.parse()
+        .map_err(|e: slipway_platform::identity::UnknownRole| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +219,16 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 println!("queued commit {commit} as job(s) {ids:?}");
             }
             Ok(0)
+        }
+        Command::Token { command } => {
+            let config = Config::load(&cli.config)?;
+            match command {
+                TokenCommand::Create { name, role } => {
+                    crate::identities::create(&config, &name, role)
+                }
+                TokenCommand::List => crate::identities::list(&config),
+                TokenCommand::Revoke { name } => crate::identities::revoke(&config, &name),
+            }
         }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;

@@ -625,6 +625,11 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("slipway.db")
     }
+
+    /// The platform's identities and job-credential ledger (`slipway-agent token`).
+    pub fn platform_database_path(&self) -> PathBuf {
+        self.data_dir.join("platform.db")
+    }
 }
 
 /// An `http(s)://` URL without a trailing slash.

@@ -137,6 +137,11 @@ pub fn open_existing(path: &Path) -> Result<Connection, DbError> {
     open(path)
 }
 
+/// Milliseconds since the Unix epoch, as the platform's records keep time.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// The current UTC time with milliseconds, the one format every timestamp uses.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -30,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod git;
 pub mod github;
+pub mod identities;
 pub mod metrics;
 pub mod poller;
 pub mod queue;

@@ -13,6 +13,7 @@
 //! Every wait is on a condition with a generous deadline; no test asserts a duration.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -447,7 +448,7 @@ fn manual_deploy_and_the_api_queue_jobs_and_bad_config_names_the_key() {
 
     // The API needs its token.
     let sha = origin.merge_release("feature-2", "v2");
-    let body = format!(r#"{{"repository":"hello","commit":"{sha}","actor":"bob"}}"#);
+    let body = format!(r#"{{"repository":"hello","commit":"{sha}"}}"#);
     let r = http(
         addr,
         "POST",
@@ -457,6 +458,17 @@ fn manual_deploy_and_the_api_queue_jobs_and_bad_config_names_the_key() {
     );
     assert_eq!(r.status, 401);
     let auth = format!("Bearer {API_TOKEN}");
+    // Who asked is the token's identity, never a field the caller sends.
+    let claimed = format!(r#"{{"repository":"hello","commit":"{sha}","actor":"bob"}}"#);
+    let r = http(
+        addr,
+        "POST",
+        "/api/v1/deploy",
+        &[("Authorization", &auth)],
+        claimed.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("actor: not accepted"), "{}", r.body);
     let r = http(
         addr,
         "POST",
@@ -469,6 +481,7 @@ fn manual_deploy_and_the_api_queue_jobs_and_bad_config_names_the_key() {
         r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
     });
     assert_eq!(record["trigger"], "api");
+    assert_eq!(record["merged_by"], "api-token");
 
     // An unknown key fails at start, naming it.
     let text = std::fs::read_to_string(&agent.config).unwrap();
@@ -603,4 +616,123 @@ fn a_job_past_its_timeout_is_stopped_and_sigterm_waits_for_it() {
     assert!(!output.contains(WEBHOOK_SECRET) && !output.contains(API_TOKEN));
     let (ok, text) = verify(&agent);
     assert!(ok, "{text}");
+}
+
+/// Named identities from `slipway-agent token`: the role decides what a token may do,
+/// the identity's name is the audit's "who", a revoked token stops at once, and no
+/// token is kept or listed.
+#[test]
+fn api_tokens_are_named_identities_with_roles() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
+    let addr = agent.start();
+
+    let create = |name: &str, role: &str| -> String {
+        let out = agent.cli(&["token", "create", "--name", name, "--role", role]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("shown this once"));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(token.starts_with("slw_"), "{token}");
+        token
+    };
+    let alice = create("alice", "developer");
+    let ops = create("ops", "admin");
+    let viewer = create("dashboard", "viewer");
+
+    // A bad name or role is refused, naming the fix.
+    let out = agent.cli(&[
+        "token",
+        "create",
+        "--name",
+        "bad name",
+        "--role",
+        "developer",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("claude-code@alice"));
+    let out = agent.cli(&["token", "create", "--name", "x", "--role", "root"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin, developer, agent or viewer"));
+    // Names are unique among live identities.
+    let out = agent.cli(&["token", "create", "--name", "alice", "--role", "viewer"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = format!(r#"{{"repository":"hello","commit":"{sha}"}}"#);
+    let deploy = |token: &str| {
+        let auth = format!("Bearer {token}");
+        http(
+            addr,
+            "POST",
+            "/api/v1/deploy",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        )
+    };
+
+    // A developer cannot re-apply the branch (production included): told what to do.
+    let r = deploy(&alice);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("open a pull request"), "{}", r.body);
+    let r = deploy(&viewer);
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // An admin can; the audit names the identity.
+    let r = deploy(&ops);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let record = agent.wait_for_record("the admin's deploy", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    assert_eq!(record["merged_by"], "ops");
+    assert_eq!(record["trigger"], "api");
+
+    // Any identity reads job logs.
+    let job = record["job_id"].to_string().trim_matches('"').to_owned();
+    let auth = format!("Bearer {viewer}");
+    let r = http(
+        addr,
+        "GET",
+        &format!("/api/v1/jobs/{job}/log"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Revoked: refused at once, by the running agent.
+    let out = agent.cli(&["token", "revoke", "ops"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = deploy(&ops);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("revoked"), "{}", r.body);
+    assert!(!r.body.contains(&ops), "the refusal echoes the token");
+
+    // The list shows names and roles, never a token; the database holds none either.
+    let out = agent.cli(&["token", "list"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    for name in ["alice", "ops", "dashboard"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+    let db = agent.data_dir.join("platform.db");
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut stored = std::fs::read(&db).unwrap();
+    if let Ok(wal) = std::fs::read(agent.data_dir.join("platform.db-wal")) {
+        stored.extend(wal);
+    }
+    for token in [&alice, &ops, &viewer] {
+        assert!(!listed.contains(token.as_str()));
+        assert!(!stored.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
 }
