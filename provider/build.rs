@@ -2,7 +2,11 @@
 //! pure-Rust protobuf compiler), so that building needs no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read at run time, not with env!(): a build script compiled in one checkout may be
+    // reused from a shared target directory by another one.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?;
+    let proto_dir = std::path::Path::new(&manifest_dir).join("../proto");
     let files = ["slipway_runtime.proto"];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());

@@ -186,7 +186,51 @@ fn escape(value: &str, out: &mut String) {
     }
 }
 
+/// A signed record older than this is not trusted: the agent signs one per job, when
+/// the job starts, and no job runs for a day. A record kept and replayed later (from a
+/// log, a state file, another job's environment) stops working.
+pub const MAX_AGE: chrono::Duration = chrono::Duration::hours(24);
+
+/// Clocks of the agent and the machine running the provider may differ this much.
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Why a record's time is not acceptable now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Staleness {
+    #[error("it was signed {hours} h ago, longer than any job runs (at most 24 h): it is a replayed record")]
+    TooOld { hours: i64 },
+    #[error("it claims to be signed in the future ({timestamp})")]
+    InTheFuture { timestamp: String },
+    #[error("its timestamp is not RFC 3339")]
+    Unreadable,
+}
+
 impl Provenance {
+    /// Whether the record's time is acceptable at `now`: not older than [`MAX_AGE`],
+    /// not later than `now` plus [`MAX_CLOCK_SKEW`].
+    pub fn check_age(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), Staleness> {
+        let signed = chrono::DateTime::parse_from_rfc3339(&self.timestamp)
+            .map_err(|_| Staleness::Unreadable)?
+            .with_timezone(&chrono::Utc);
+        if signed > now + MAX_CLOCK_SKEW {
+            return Err(Staleness::InTheFuture {
+                timestamp: self.timestamp.clone(),
+            });
+        }
+        let age = now - signed;
+        if age > MAX_AGE {
+            return Err(Staleness::TooOld {
+                hours: age.num_hours(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Provenance::check_age`] at the current time.
+    pub fn check_age_now(&self) -> Result<(), Staleness> {
+        self.check_age(chrono::Utc::now())
+    }
+
     /// The current time in the format [`Provenance::timestamp`] uses.
     pub fn now_timestamp() -> String {
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -516,5 +560,26 @@ mod tests {
         for t in Trigger::ALL {
             assert_eq!(t.as_str().parse::<Trigger>().unwrap(), t);
         }
+    }
+
+    #[test]
+    fn records_older_than_a_day_or_from_the_future_are_stale() {
+        let mut p = sample();
+        let signed = chrono::DateTime::parse_from_rfc3339(&p.timestamp)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        p.check_age(signed + chrono::Duration::hours(23)).unwrap();
+        // The 11-month-old record of the attack.
+        assert_eq!(
+            p.check_age(signed + chrono::Duration::days(330)),
+            Err(Staleness::TooOld { hours: 330 * 24 })
+        );
+        assert!(matches!(
+            p.check_age(signed - chrono::Duration::hours(1)),
+            Err(Staleness::InTheFuture { .. })
+        ));
+        p.check_age(signed - chrono::Duration::minutes(4)).unwrap();
+        p.timestamp = "yesterday".into();
+        assert_eq!(p.check_age(signed), Err(Staleness::Unreadable));
     }
 }

@@ -43,6 +43,9 @@ pub enum Trust {
     BadSignature,
     /// A signature is present but no public key is configured to check it.
     NoKey,
+    /// Signed by the agent, but too old (or from the future) to be this run's: a record
+    /// kept and replayed.
+    Stale(slipway_provenance::Staleness),
 }
 
 impl Trust {
@@ -59,6 +62,9 @@ impl Trust {
             }
             Trust::NoKey => {
                 "the provider has no agent public key to verify this run's provenance with"
+            }
+            Trust::Stale(_) => {
+                "this run's provenance is signed by the agent but is not from a current job (it was signed more than 24 hours ago, or in the future): a replayed record"
             }
         }
     }
@@ -96,7 +102,10 @@ impl RunProvenance {
                 let trust = match key {
                     None => Trust::NoKey,
                     Some(key) => match signed.verify(key) {
-                        Ok(()) => Trust::Verified,
+                        Ok(()) => match signed.provenance.check_age_now() {
+                            Ok(()) => Trust::Verified,
+                            Err(staleness) => Trust::Stale(staleness),
+                        },
                         Err(_) => Trust::BadSignature,
                     },
                 };
@@ -222,8 +231,10 @@ pub fn production_gate(
         "{what} is a PRODUCTION environment, and this provider's policy (production_requires_signed_provenance) accepts production changes only with provenance signed by slipway-agent. Production changes come through a merge: open a pull request with this change and merge it; slipway-agent then applies it. Here, {}.",
         run.trust.explain()
     );
-    if let Trust::Invalid(reason) = &run.trust {
-        detail.push_str(&format!(" ({reason})"));
+    match &run.trust {
+        Trust::Invalid(reason) => detail.push_str(&format!(" ({reason})")),
+        Trust::Stale(staleness) => detail.push_str(&format!(" ({staleness})")),
+        _ => {}
     }
     let diagnostic = Diagnostic::error("Production changes come through a merge", detail);
     Err(match at {
@@ -250,7 +261,7 @@ mod tests {
             actor: "octocat".into(),
             trigger: Trigger::Webhook,
             job_id: "42".into(),
-            timestamp: "2026-01-02T03:04:05.000Z".into(),
+            timestamp: Provenance::now_timestamp(),
         }
         .sign(&key())
         .to_env_map()
@@ -319,6 +330,34 @@ mod tests {
         let run = read(&partial, Some(&vk));
         assert!(matches!(run.trust, Trust::Invalid(_)), "{:?}", run.trust);
         assert_eq!(run.record().commit_sha, "abc");
+    }
+
+    /// A genuine record, kept and replayed months later, is not this run's.
+    #[test]
+    fn an_old_signed_record_is_not_trusted() {
+        let old = Provenance {
+            commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            repository: "acme/infra".into(),
+            pull_request: None,
+            actor: "octocat".into(),
+            trigger: Trigger::Webhook,
+            job_id: "42".into(),
+            timestamp: "2026-01-02T03:04:05.000Z".into(),
+        }
+        .sign(&key())
+        .to_env_map();
+        let run = read(&old, Some(&key().verifying_key()));
+        assert!(matches!(run.trust, Trust::Stale(_)), "{:?}", run.trust);
+        assert!(!run.record().verified);
+        let err = production_gate(
+            &gate_on(),
+            &run,
+            Mode::Production,
+            "environment \"prod\"",
+            None,
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("replayed record"), "{}", err.detail);
     }
 
     #[test]

@@ -194,36 +194,12 @@ impl SlipwayProvider {
             }
         };
 
-        let key = self.agent_key(config.agent_public_key, config.agent_public_key_file);
-        let key = match key {
-            Ok(key) => key,
-            Err(d) => {
-                diags.push(d);
-                None
-            }
-        };
-        let required = match config.production_requires_signed_provenance {
-            Some(b) => b,
-            None => {
-                match self
-                    .setting(None, ENV_PRODUCTION_REQUIRES_SIGNED)
-                    .as_deref()
-                {
-                    None | Some("false") | Some("0") => false,
-                    Some("true") | Some("1") => true,
-                    Some(other) => {
-                        diags.push(
-                        Diagnostic::error(
-                            "Invalid policy setting",
-                            format!("{ENV_PRODUCTION_REQUIRES_SIGNED} is {other:?}; use true or false."),
-                        )
-                        .at(AttributePath::root("production_requires_signed_provenance")),
-                    );
-                        false
-                    }
-                }
-            }
-        };
+        let (required, key) = self.gate_settings(
+            config.production_requires_signed_provenance,
+            config.agent_public_key,
+            config.agent_public_key_file,
+            &mut diags,
+        );
         if required && key.is_none() && !diags.has_errors() {
             diags.push(
                 Diagnostic::error(
@@ -261,12 +237,82 @@ impl SlipwayProvider {
         })
     }
 
+    /// The production gate's settings. The operator's (the `SLIPWAY_*` variables of the
+    /// process that runs Terraform) are a floor: a configuration, which a pull request
+    /// can change, may turn the gate on but never off, and may not bring a key other
+    /// than the operator's.
+    fn gate_settings(
+        &self,
+        configured_required: Option<bool>,
+        configured_key: Option<String>,
+        configured_key_file: Option<String>,
+        diags: &mut Diagnostics,
+    ) -> (bool, Option<VerifyingKey>) {
+        let operator_required = match self
+            .setting(None, ENV_PRODUCTION_REQUIRES_SIGNED)
+            .as_deref()
+        {
+            None => None,
+            Some("false") | Some("0") => Some(false),
+            Some("true") | Some("1") => Some(true),
+            Some(other) => {
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid policy setting",
+                        format!(
+                            "{ENV_PRODUCTION_REQUIRES_SIGNED} is {other:?}; use true or false."
+                        ),
+                    )
+                    .at(AttributePath::root("production_requires_signed_provenance")),
+                );
+                None
+            }
+        };
+        if operator_required == Some(true) && configured_required == Some(false) {
+            diags.push(
+                Diagnostic::error(
+                    "The production gate cannot be turned off here",
+                    format!("The operator requires signed provenance for PRODUCTION ({ENV_PRODUCTION_REQUIRES_SIGNED}=true); a Terraform configuration can turn the gate on but never off. Remove `production_requires_signed_provenance = false` from the provider block."),
+                )
+                .at(AttributePath::root("production_requires_signed_provenance")),
+            );
+        }
+        let required = operator_required.unwrap_or(false) || configured_required.unwrap_or(false);
+
+        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let operator_key = self.agent_key(
+            self.setting(None, ENV_AGENT_PUBLIC_KEY),
+            self.setting(None, ENV_AGENT_PUBLIC_KEY_FILE),
+        );
+        let configured_key =
+            self.agent_key(non_empty(configured_key), non_empty(configured_key_file));
+        let key = match (operator_key, configured_key) {
+            (Err(d), _) | (_, Err(d)) => {
+                diags.push(d);
+                None
+            }
+            (Ok(Some(operator)), Ok(Some(configured))) if operator != configured => {
+                diags.push(
+                    Diagnostic::error(
+                        "The agent's public key cannot be replaced here",
+                        format!("The operator set slipway-agent's public key ({ENV_AGENT_PUBLIC_KEY} or {ENV_AGENT_PUBLIC_KEY_FILE}), and this provider block names a different one; a Terraform configuration cannot bring its own key. Remove `agent_public_key` and `agent_public_key_file` from the provider block."),
+                    )
+                    .at(AttributePath::root("agent_public_key")),
+                );
+                None
+            }
+            (Ok(operator), Ok(configured)) => operator.or(configured),
+        };
+        (required, key)
+    }
+
+    /// Reads a key from its text or from a file holding it, whichever is given.
     fn agent_key(
         &self,
         text: Option<String>,
         file: Option<String>,
     ) -> Result<Option<VerifyingKey>, Diagnostic> {
-        if let Some(text) = self.setting(text, ENV_AGENT_PUBLIC_KEY) {
+        if let Some(text) = text {
             return slipway_provenance::parse_verifying_key(&text)
                 .map(Some)
                 .map_err(|e| {
@@ -277,7 +323,7 @@ impl SlipwayProvider {
                     .at(AttributePath::root("agent_public_key"))
                 });
         }
-        if let Some(path) = self.setting(file, ENV_AGENT_PUBLIC_KEY_FILE) {
+        if let Some(path) = file {
             // `slipway-agent keygen` writes slipway-agent.key (the secret signing key) and
             // slipway-agent.pub side by side; the secret one must stay with the agent.
             if path.ends_with(".key") {
@@ -710,6 +756,73 @@ mod tests {
                 && err.to_string().contains("slipway-agent keygen"),
             "{err}"
         );
+    }
+
+    /// An attacker's pull request can edit the provider block, not the environment the
+    /// operator runs Terraform in: the block may tighten the gate, never loosen it.
+    #[tokio::test]
+    async fn a_provider_block_cannot_loosen_the_operators_gate() {
+        let key = public_key();
+        let (p, _) = provider(&[
+            ("HOME", "/h"),
+            (ENV_PRODUCTION_REQUIRES_SIGNED, "true"),
+            (ENV_AGENT_PUBLIC_KEY, key.as_str()),
+        ]);
+        let err = p
+            .build_client(ProviderConfig {
+                production_requires_signed_provenance: Some(false),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.0[0].attribute,
+            Some(AttributePath::root("production_requires_signed_provenance"))
+        );
+        assert!(err.to_string().contains("never off"), "{err}");
+
+        // The attacker's own key.
+        let other = slipway_provenance::encode_verifying_key(
+            &slipway_provenance::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+        );
+        let err = p
+            .build_client(ProviderConfig {
+                agent_public_key: Some(other),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.0[0].attribute,
+            Some(AttributePath::root("agent_public_key"))
+        );
+        assert!(
+            err.to_string().contains("cannot bring its own key"),
+            "{err}"
+        );
+
+        // Repeating the operator's settings is fine; so is tightening without them.
+        let client = p
+            .build_client(ProviderConfig {
+                production_requires_signed_provenance: Some(true),
+                agent_public_key: Some(key.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(client.policy.production_requires_signed_provenance);
+        let (p, _) = provider(&[("HOME", "/h"), (ENV_AGENT_PUBLIC_KEY, key.as_str())]);
+        let client = p
+            .build_client(ProviderConfig {
+                production_requires_signed_provenance: Some(true),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(client.policy.production_requires_signed_provenance);
+        assert!(client.policy.agent_public_key.is_some());
     }
 
     #[test]

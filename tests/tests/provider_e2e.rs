@@ -626,3 +626,90 @@ fn production_gate(tf: &TerraformBinary) {
     });
     h.stop_daemon();
 }
+
+/// What a pull request can edit (the provider block, the provenance it could have
+/// copied from an old log) against what the operator set (the environment Terraform
+/// runs in): the operator's gate holds.
+#[test]
+fn a_configuration_cannot_loosen_the_operators_production_gate_on_every_terraform() {
+    for tf in terraform::required() {
+        operator_gate_holds(&tf);
+    }
+}
+
+fn operator_gate_holds(tf: &TerraformBinary) {
+    let v = &tf.version;
+    let agent = slipway_provenance::generate_signing_key().expect("key");
+    let attacker = slipway_provenance::generate_signing_key().expect("key");
+    let agent_public = slipway_provenance::encode_verifying_key(&agent.verifying_key());
+    let attacker_public = slipway_provenance::encode_verifying_key(&attacker.verifying_key());
+    let mut h = Harness::new(tf);
+    h.ws.set_env("SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE", "true");
+    h.ws.set_env("SLIPWAY_AGENT_PUBLIC_KEY", &agent_public);
+    let provenance = |key: &slipway_provenance::SigningKey, timestamp: String| {
+        slipway_provenance::Provenance {
+            commit_sha: "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392".into(),
+            repository: "acme/infra".into(),
+            pull_request: Some(42),
+            actor: "mallory".into(),
+            trigger: slipway_provenance::Trigger::Webhook,
+            job_id: "7".into(),
+            timestamp,
+        }
+        .sign(key)
+        .to_env()
+    };
+
+    // 1. The block turns the gate off.
+    let off = gated_config(&agent_public).replace(
+        "production_requires_signed_provenance = true",
+        "production_requires_signed_provenance = false",
+    );
+    h.ws.write_config(&off);
+    let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
+    assert_ne!(
+        run.code, 0,
+        "terraform {v}: the gate was turned off by the configuration"
+    );
+    assert!(
+        collapse(&run.all_output()).contains("can turn the gate on but never off"),
+        "terraform {v}: {}",
+        run.all_output()
+    );
+
+    // 2. The block brings the attacker's key, and the run carries a record the
+    //    attacker signed.
+    h.ws.write_config(&gated_config(&attacker_public));
+    for (k, value) in provenance(&attacker, slipway_provenance::Provenance::now_timestamp()) {
+        h.ws.set_env(k, &value);
+    }
+    let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
+    assert_ne!(
+        run.code, 0,
+        "terraform {v}: the attacker's key was accepted"
+    );
+    assert!(
+        collapse(&run.all_output()).contains("cannot bring its own key"),
+        "terraform {v}: {}",
+        run.all_output()
+    );
+
+    // 3. A genuine record of the agent's, eleven months old (kept from a log).
+    h.ws.write_config(&gated_config(&agent_public));
+    for (k, value) in provenance(&agent, "2026-01-02T03:04:05.000Z".into()) {
+        h.ws.set_env(k, &value);
+    }
+    let run = h.ws.apply();
+    assert_ne!(run.code, 0, "terraform {v}: an old record was accepted");
+    assert!(
+        collapse(&run.all_output()).contains("replayed record"),
+        "terraform {v}: {}",
+        run.all_output()
+    );
+    assert!(
+        h.demo_processes().is_empty(),
+        "terraform {v}: a replica started"
+    );
+    assert!(h.ws.resources().is_empty());
+    h.stop_daemon();
+}
