@@ -90,7 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("secrets.webhook_secret is not set: POST /webhooks/github answers 404");
     }
     let github = config.github.as_ref().map(GitHub::connect).transpose()?;
-    std::fs::create_dir_all(&config.data_dir)
+    slipway_platform::store::create_private_dir(&config.data_dir)
         .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
     let db_path = config.database_path();
     let mut conn = crate::db::open(&db_path)?;

@@ -26,6 +26,11 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot create the database file {path} (mode 0600): {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("no agent database at {path}: the agent has not run with this data_dir yet; check --config and its `data_dir`")]
     Missing { path: String },
     #[error("database: {0}")]
@@ -109,11 +114,16 @@ CREATE TABLE IF NOT EXISTS meta (
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
+        slipway_platform::store::create_private_dir(dir).map_err(|source| DbError::DataDir {
             path: dir.display().to_string(),
             source,
         })?;
     }
+    // Jobs, deliveries and the audit log: the owner's only.
+    slipway_platform::store::create_private_file(path).map_err(|source| DbError::File {
+        path: path.display().to_string(),
+        source,
+    })?;
     let conn = Connection::open(path).map_err(|source| DbError::Open {
         path: path.display().to_string(),
         source,

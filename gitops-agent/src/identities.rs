@@ -3,7 +3,6 @@
 //! `slipway-agent token create|list|revoke`.
 
 use std::io::Write as _;
-use std::os::unix::fs::DirBuilderExt as _;
 
 use anyhow::Context as _;
 use slipway_platform::{Authority, Policy, Role, SqliteStore, Store as _};
@@ -21,13 +20,8 @@ pub fn open(
     engine_key: Option<VerifyingKey>,
 ) -> anyhow::Result<PlatformAuthority> {
     let dir = &config.data_dir;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("create data_dir {}", dir.display()))?;
-    }
+    slipway_platform::store::create_private_dir(dir)
+        .with_context(|| format!("create data_dir {}", dir.display()))?;
     let path = config.platform_database_path();
     let store = SqliteStore::open(&path)?;
     Ok(Authority::new(store, Policy::default(), engine_key))

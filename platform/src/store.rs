@@ -92,6 +92,40 @@ CREATE TABLE IF NOT EXISTS job_ledger (
 );
 ";
 
+/// Creates `path` (when missing) readable and writable by its owner only, and makes
+/// an existing one so. Databases are created through this before SQLite opens them, so
+/// that they are never, even for a moment, readable by others; SQLite gives its -wal
+/// and -shm files the same mode.
+///
+/// An existing file is never opened here: closing any descriptor of a file releases
+/// every POSIX lock this process holds on it, which would pull the locks out from
+/// under SQLite connections already open on it (SQLite's "disk I/O error").
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and its missing parents, and makes `dir` itself owner-only (0700):
+/// it holds databases, job logs and work trees.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// The embedded store: one SQLite file, readable by its owner only.
 pub struct SqliteStore {
     connection: Mutex<Connection>,

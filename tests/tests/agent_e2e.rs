@@ -725,8 +725,10 @@ fn api_tokens_are_named_identities_with_roles() {
         assert!(listed.contains(name), "{listed}");
     }
     let db = agent.data_dir.join("platform.db");
-    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    let mode_of = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode_of(&db), 0o600);
+    assert_eq!(mode_of(&agent.data_dir.join("slipway.db")), 0o600);
+    assert_eq!(mode_of(&agent.data_dir), 0o700);
     let mut stored = std::fs::read(&db).unwrap();
     if let Ok(wal) = std::fs::read(agent.data_dir.join("platform.db-wal")) {
         stored.extend(wal);
