@@ -225,6 +225,14 @@ output "release" {{
         self.merge(name, &[("infra/main.tf", self.main_tf(release))])
     }
 
+    /// Moves main back to `sha` and force-pushes it, the usual way to undo a bad
+    /// merge (`git reset --hard main~1 && git push -f`).
+    pub fn force_push(&self, sha: &str) {
+        git(&self.clone, &["checkout", "-q", "main"]);
+        git(&self.clone, &["reset", "-q", "--hard", sha]);
+        git(&self.clone, &["push", "-q", "-f", "origin", "main"]);
+    }
+
     /// Whether `a` is an ancestor of (or equal to) `b`.
     pub fn is_ancestor(&self, a: &str, b: &str) -> bool {
         Command::new("git")
@@ -707,6 +715,42 @@ impl Drop for Agent {
                 .status();
         }
     }
+}
+
+/// `payload=<url-encoded json>`, the body of a `form` webhook delivery.
+pub fn deliver_form_body(json: &[u8]) -> Vec<u8> {
+    let mut body = b"payload=".to_vec();
+    for &b in json {
+        if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) {
+            body.push(b);
+        } else if b == b' ' {
+            body.push(b'+');
+        } else {
+            body.extend(format!("%{b:02X}").bytes());
+        }
+    }
+    body
+}
+
+/// Sends `json` as a webhook with content type `form` (the GitHub API's default when a
+/// hook is created): `payload=<url-encoded JSON>`, signed over that raw body.
+pub fn deliver_form(
+    addr: SocketAddr,
+    event: &str,
+    delivery: &str,
+    json: &[u8],
+    secret: &str,
+) -> Response {
+    let body = deliver_form_body(json);
+    let sig = signature(secret, &body);
+    let headers = [
+        ("X-GitHub-Event", event),
+        ("X-GitHub-Delivery", delivery),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("User-Agent", "GitHub-Hookshot/e2e"),
+        ("X-Hub-Signature-256", sig.as_str()),
+    ];
+    http(addr, "POST", "/webhooks/github", &headers, &body)
 }
 
 /// Sends a webhook delivery signed with `secret` (no signature header when `None`).
