@@ -650,7 +650,7 @@ fn a_force_push_rollback_is_deployed_and_a_commit_it_removed_never_is() {
             202
         );
         agent.wait_for_record("the merge", |r| {
-            r["delivery_id"] == delivery.as_str() && outcome(r) != ""
+            r["delivery_id"] == delivery.as_str() && !outcome(r).is_empty()
         });
     }
     assert_eq!(origin.release_state().unwrap()["input"]["value"], "v2");
@@ -769,7 +769,7 @@ fn a_form_encoded_delivery_is_applied_and_an_unknown_content_type_is_refused() {
     let r = deliver_form(addr, "pull_request", "d-form", &body, WEBHOOK_SECRET);
     assert_eq!(r.status, 202, "{}", r.body);
     let record = agent.wait_for_record("the form-encoded merge", |r| {
-        r["delivery_id"] == "d-form" && outcome(r) != ""
+        r["delivery_id"] == "d-form" && !outcome(r).is_empty()
     });
     assert_eq!(outcome(&record), "succeeded", "{record:#?}");
     assert_eq!(record["pull_request"], 3);
