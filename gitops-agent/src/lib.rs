@@ -32,6 +32,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod detached;
 pub mod git;
 pub mod github;
 pub mod metrics;

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -340,6 +339,23 @@ impl Runner {
         let deadline = Instant::now() + self.config.job_timeout;
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
         let work = work_root(&self.config).join(format!("job-{}", job.id));
+        if let Some(pid) = crate::detached::running_in(&work) {
+            // A previous agent process was killed while this job's Terraform ran; it
+            // carried on. Running again before it ends would do its change twice.
+            tracing::warn!(
+                job = job.id,
+                pid,
+                "waiting for the Terraform a previous agent process started for this job"
+            );
+            while crate::detached::running_in(&work).is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            tracing::info!(
+                job = job.id,
+                pid,
+                "the previous Terraform has ended; the job runs again from its state"
+            );
+        }
         let result = self
             .execute_inner(repo, root, job, &job_dir, &work, deadline, &mut out)
             .await;
@@ -440,8 +456,10 @@ impl Runner {
         let tf = Tf {
             runner: self,
             dir: &dir,
+            work,
             env: &env,
             deadline,
+            commands: std::sync::atomic::AtomicU32::new(0),
         };
 
         // The Terraform version comes from the plan JSON; only when a run fails before
@@ -516,14 +534,19 @@ pub fn work_root(config: &Config) -> PathBuf {
 }
 
 /// Removes the work trees a killed agent left (each holds the root's variables and
-/// a saved plan; an interrupted job runs again in a fresh one) and leaves the work
-/// directory empty and private. Call at start-up, before any worker runs.
+/// a saved plan; an interrupted job runs again in a fresh one), except one whose
+/// Terraform still runs, and leaves the work directory private. Call at start-up, before any worker runs.
 pub fn clean_work_root(config: &Config) -> std::io::Result<usize> {
     let root = work_root(config);
     let mut removed = 0;
     if let Ok(entries) = std::fs::read_dir(&root) {
         for entry in entries.flatten() {
             let path = entry.path();
+            if crate::detached::running_in(&path).is_some() {
+                // Its Terraform still runs; the job's worker waits for it, then
+                // replaces the tree.
+                continue;
+            }
             let gone = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {
@@ -639,20 +662,23 @@ impl Default for RunOutcome {
 /// One Terraform invocation context.
 struct Tf<'a> {
     runner: &'a Runner,
+    /// The root's directory, where Terraform runs.
     dir: &'a Path,
+    /// The job's work tree: Terraform's output files and pid file.
+    work: &'a Path,
     env: &'a [(String, String)],
     deadline: Instant,
+    /// Commands run so far, to name their output files.
+    commands: std::sync::atomic::AtomicU32,
 }
 
 impl Tf<'_> {
+    /// Runs Terraform detached from the agent ([`crate::detached`]): its own session,
+    /// output to files in the work tree, read when it exits.
     async fn output(&self, args: &[&str]) -> Result<std::process::Output, JobError> {
         let mut cmd = tokio::process::Command::new(&self.runner.config.terraform);
         cmd.args(args)
             .current_dir(self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .env_remove("TF_WORKSPACE");
         for name in &self.runner.secret_env_vars {
             cmd.env_remove(name);
@@ -662,38 +688,55 @@ impl Tf<'_> {
         if *abort.borrow() {
             return Err(JobError::Interrupted);
         }
-        let child = cmd.spawn().map_err(|e| {
+        let n = self.commands.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut started = crate::detached::spawn(cmd, self.work, n).map_err(|e| {
             format!(
                 "cannot start terraform `{}`: {e}",
                 self.runner.config.terraform.display()
             )
         })?;
-        let pid = child.id();
-        let finished = tokio::time::timeout_at(self.deadline, child.wait_with_output());
-        tokio::pin!(finished);
-        tokio::select! {
-            result = &mut finished => match result {
-                Ok(result) => result.map_err(|e| format!("terraform {}: {e}", args.join(" ")).into()),
-                Err(_) => Err(format!(
-                    "job timed out after {} s during `terraform {}`; terraform was stopped",
-                    self.runner.config.job_timeout.as_secs(),
-                    args.join(" ")
-                ).into()),
-            },
-            _ = async { abort.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                // Terraform treats SIGINT as a request to stop safely: it finishes the
-                // resource operations in flight and writes its state. Past 20 s it is
-                // killed (when `finished` is dropped).
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGINT,
-                    );
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(20), &mut finished).await;
-                Err(JobError::Interrupted)
+        let waited = {
+            let finished = tokio::time::timeout_at(self.deadline, started.child.wait());
+            tokio::pin!(finished);
+            tokio::select! {
+                result = &mut finished => match result {
+                    Ok(status) => Ok(status),
+                    Err(_) => Err(false),
+                },
+                _ = async { abort.wait_for(|stop| *stop).await.map(|_| ()) } => Err(true),
             }
-        }
+        };
+        let status = match waited {
+            Ok(status) => status.map_err(|e| format!("terraform {}: {e}", args.join(" ")))?,
+            Err(interrupted) => {
+                if interrupted {
+                    // Terraform treats SIGINT as a request to stop safely: it finishes
+                    // the resource operations in flight and writes its state.
+                    started.signal(nix::sys::signal::Signal::SIGINT);
+                    let grace = tokio::time::timeout(Duration::from_secs(20), started.child.wait());
+                    if grace.await.is_ok() {
+                        return Err(JobError::Interrupted);
+                    }
+                }
+                // Past its time (or 20 s after SIGINT): Terraform and its providers go.
+                started.signal_group(nix::sys::signal::Signal::SIGKILL);
+                let _ = started.child.wait().await;
+                return Err(if interrupted {
+                    JobError::Interrupted
+                } else {
+                    format!(
+                        "job timed out after {} s during `terraform {}`; terraform was stopped",
+                        self.runner.config.job_timeout.as_secs(),
+                        args.join(" ")
+                    )
+                    .into()
+                });
+            }
+        };
+        Ok(started
+            .finish(status)
+            .await
+            .map_err(|e| format!("terraform {}: read its output: {e}", args.join(" ")))?)
     }
 
     /// Runs and logs (redacted); fails with the tail of stderr on a non-zero exit.

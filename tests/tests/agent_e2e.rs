@@ -815,3 +815,65 @@ fn a_form_encoded_delivery_is_applied_and_an_unknown_content_type_is_refused() {
         "colour codes in a log file"
     );
 }
+
+#[test]
+fn terraform_outlives_a_kill_9_of_the_agent_and_the_change_is_made_once() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
+    let addr = agent.start();
+    // A resource whose creation is seen outside Terraform: its provisioner appends a
+    // line to `creations`, slowly, so the agent can be killed in the middle.
+    let started = tmp.path().join("creating");
+    let creations = tmp.path().join("creations");
+    let observed = format!(
+        r#"resource "terraform_data" "observed" {{
+  provisioner "local-exec" {{
+    command = "touch '{started}'; sleep 6; echo created >> '{creations}'"
+  }}
+}}
+"#,
+        started = started.display(),
+        creations = creations.display()
+    );
+    let sha = origin.merge("observed", &[("infra/observed.tf", observed)]);
+    let body = merged_pull_request(21, &sha, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-observed",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    wait_for(
+        "the resource's creation to start",
+        Duration::from_secs(240),
+        || started.exists().then_some(()),
+    );
+    agent.kill9();
+
+    // Terraform carries on without the agent, and saves the state.
+    agent.start();
+    let done = agent.wait_for_record("the interrupted job to run again", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    let created = std::fs::read_to_string(&creations).unwrap_or_default();
+    assert_eq!(
+        created.lines().count(),
+        1,
+        "created {} times",
+        created.lines().count()
+    );
+    let summary = &done["plan_summary"];
+    assert_eq!(summary["add"], 0, "{done:#?}");
+    let log = agent.audit();
+    let outcomes: Vec<&str> = log.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"], "{log:#?}");
+    let (ok, text) = verify(&agent);
+    assert!(ok, "{text}");
+}

@@ -385,12 +385,12 @@ fn a_github_app_gets_installation_tokens_and_renews_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Tokens that expire 31 s after issue are within the client's 30 s renewal margin
-    // after one second: every later call must first fetch a new token.
+    // Tokens that expire 30 s after issue are within the client's 30 s renewal margin
+    // at once: every later call must first fetch a new token.
     let fake = FakeGitHub::start(Auth::App {
         app_id: 4242,
         installation_id: 77,
-        token_ttl: Duration::from_secs(31),
+        token_ttl: Duration::from_secs(30),
     });
     let origin = Origin::new(tmp.path());
     // The agent fetches over HTTP from the fake, which wants an installation token.
