@@ -567,13 +567,14 @@ path = "infra"
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = self
-            .command()
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn slipway-agent run");
+        // Its own process group, as under a shell's job control or a supervisor, so
+        // [`Agent::kill9_group`] can kill the group as they would.
+        let child = std::os::unix::process::CommandExt::process_group(
+            self.command().arg("run").stdout(Stdio::null()).stderr(log),
+            0,
+        )
+        .spawn()
+        .expect("spawn slipway-agent run");
         self.child = Some(child);
         let addr_file = self.data_dir.join("agent.addr");
         let addr: SocketAddr = wait_for("the agent to listen", Duration::from_secs(60), || {
@@ -600,6 +601,19 @@ path = "infra"
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGKILL to the agent's whole process group, as a shell or supervisor killing
+    /// "the agent" would: any child still in that group dies with it.
+    pub fn kill9_group(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-9", "--", &format!("-{}", child.id())])
+                .status()
+                .unwrap();
+            assert!(status.success());
             child.wait().unwrap();
         }
     }

@@ -824,18 +824,23 @@ fn terraform_outlives_a_kill_9_of_the_agent_and_the_change_is_made_once() {
     let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
     let addr = agent.start();
     // A resource whose creation is seen outside Terraform: its provisioner appends a
-    // line to `creations`, slowly, so the agent can be killed in the middle.
+    // line to `creations`, then takes a while before Terraform can save the state.
+    // The agent's whole process group is killed meanwhile: a Terraform in that group
+    // (or dying of SIGPIPE on its output pipe) would leave the resource created but
+    // not in the state, and the re-run would create it again.
     let started = tmp.path().join("creating");
     let creations = tmp.path().join("creations");
+    let finished = tmp.path().join("finished");
     let observed = format!(
         r#"resource "terraform_data" "observed" {{
   provisioner "local-exec" {{
-    command = "touch '{started}'; sleep 6; echo created >> '{creations}'"
+    command = "echo created >> '{creations}'; touch '{started}'; sleep 8; touch '{finished}'"
   }}
 }}
 "#,
         started = started.display(),
-        creations = creations.display()
+        creations = creations.display(),
+        finished = finished.display()
     );
     let sha = origin.merge("observed", &[("infra/observed.tf", observed)]);
     let body = merged_pull_request(21, &sha, "octocat");
@@ -855,13 +860,23 @@ fn terraform_outlives_a_kill_9_of_the_agent_and_the_change_is_made_once() {
         Duration::from_secs(240),
         || started.exists().then_some(()),
     );
-    agent.kill9();
+    agent.kill9_group();
 
     // Terraform carries on without the agent, and saves the state.
     agent.start();
     let done = agent.wait_for_record("the interrupted job to run again", |r| {
         r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
     });
+    // Terraform (and the provisioner it ran) lived through the kill, and the agent
+    // waited for it before running the job again.
+    assert!(finished.exists(), "terraform died with the agent");
+    assert!(
+        agent
+            .log_text()
+            .contains("waiting for the Terraform a previous agent process started"),
+        "{}",
+        agent.log_text()
+    );
     let created = std::fs::read_to_string(&creations).unwrap_or_default();
     assert_eq!(
         created.lines().count(),
