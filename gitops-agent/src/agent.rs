@@ -99,6 +99,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(job = job.id, commit = %job.commit_sha, "job was interrupted by the previous agent process; queued again");
     }
     drop(conn);
+    let removed = crate::runner::clean_work_root(&config).with_context(|| {
+        format!(
+            "clean the work trees under {}",
+            crate::runner::work_root(&config).display()
+        )
+    })?;
+    if removed > 0 {
+        tracing::info!(removed, "removed work trees a previous agent process left");
+    }
 
     let notify = Arc::new(Notify::new());
     let writer = IntakeWriter::spawn(db_path, notify.clone())?;
@@ -140,10 +149,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         abort: tokio::sync::watch::Sender::new(false),
     });
     runner.spawn_workers();
-    if let Some(github) = github {
-        let reporter = Arc::new(Reporter::new(config.clone(), github, metrics.clone())?);
-        tokio::spawn(reporter.run());
-    }
+    let reporter = match github {
+        Some(github) => {
+            let reporter = Arc::new(Reporter::new(config.clone(), github, metrics.clone())?);
+            tokio::spawn(reporter.clone().run());
+            Some(reporter)
+        }
+        None => None,
+    };
 
     let authority = Arc::new(crate::identities::open(
         &config,
@@ -185,6 +198,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     shut_down(&runner, config.shutdown_grace).await;
+    if let Some(reporter) = &reporter {
+        // What the stopped jobs ended with reaches GitHub now, not at the next start.
+        reporter.flush(REPORT_FLUSH).await;
+    }
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(result)) => result?,
@@ -193,6 +210,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a graceful stop waits for GitHub to take the last reports.
+const REPORT_FLUSH: Duration = Duration::from_secs(15);
 
 /// The orderly stop after SIGTERM or SIGINT: no new job starts and `/readyz` answers
 /// 503 at once; a running job may finish within the grace period (Terraform must not

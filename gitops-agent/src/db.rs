@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS github_reports (
     last_error      TEXT,
     complete        INTEGER NOT NULL DEFAULT 0
 );
+-- Jobs whose deployment creation was sent at least once: a later attempt looks the
+-- deployment up first, in case GitHub created it and the answer was lost.
+CREATE TABLE IF NOT EXISTS github_deployment_attempts (
+    job_id INTEGER PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

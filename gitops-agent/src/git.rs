@@ -250,6 +250,15 @@ impl Cache {
     }
 }
 
+impl crate::selection::Graph for Cache {
+    fn has_commit(&self, sha: &str) -> bool {
+        Cache::has_commit(self, sha)
+    }
+    fn is_ancestor_or_same(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        Cache::is_ancestor_or_same(self, ancestor, descendant)
+    }
+}
+
 /// The tip of `branch` at `url` without fetching objects (like `git ls-remote`), for
 /// the manual and API triggers when no commit is given.
 pub fn remote_tip(url: &str, branch: &str, token: Option<&Secret>) -> Result<String, GitError> {

@@ -9,8 +9,12 @@
 //! The guarantees, and where they are kept:
 //! - nothing accepted is lost: a job is committed to SQLite (WAL, `synchronous=FULL`)
 //!   before any acknowledgement ([`queue`], [`webhook`]);
+//! - what the branch says is what runs: a job's commit must be on the branch as just
+//!   fetched, and an older commit than the deployed one runs only when the branch was
+//!   moved back to it ([`selection`]);
 //! - nothing is applied twice: deliveries are de-duplicated by id, and a commit already
-//!   deployed (or an ancestor of it) is skipped ([`queue`], [`runner`]);
+//!   deployed (or an ancestor of it, while the branch is elsewhere) is skipped
+//!   ([`queue`], [`selection`]);
 //! - nothing is applied out of order: one worker per root, and waiting jobs collapse
 //!   into the newest commit ([`runner`]);
 //! - a crash is visible: a job left running is recorded as interrupted and runs again
@@ -28,6 +32,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod detached;
 pub mod git;
 pub mod github;
 pub mod identities;
@@ -36,4 +41,5 @@ pub mod poller;
 pub mod queue;
 pub mod report;
 pub mod runner;
+pub mod selection;
 pub mod webhook;

@@ -1,5 +1,7 @@
-//! `GET /metrics`: what an operator graphs and alerts on, in the OpenMetrics text
-//! format that Prometheus scrapes.
+//! `GET /metrics`: what an operator graphs and alerts on, in the format the client
+//! asks for with `Accept`: OpenMetrics text (what Prometheus asks for first) or the
+//! plain text format 0.0.4 (any other client, `curl` included), each metric with its
+//! HELP and TYPE ([`text_format`]).
 //!
 //! Counters and histograms are kept in memory by the code that observes them (jobs,
 //! webhooks, GitHub reports). The queue depth and each root's last deployed commit are
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -200,8 +202,52 @@ impl Metrics {
     }
 }
 
+/// Whether an `Accept` header asks for OpenMetrics.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            part.split(';').next().is_some_and(|media| {
+                media
+                    .trim()
+                    .eq_ignore_ascii_case("application/openmetrics-text")
+            })
+        })
+    })
+}
+
+/// OpenMetrics text turned into the text format 0.0.4: no `# EOF` or `# UNIT`, and a
+/// counter family named by its `_total` sample, as 0.0.4 wants.
+pub fn text_format(openmetrics: &str) -> String {
+    let lines: Vec<&str> = openmetrics.lines().collect();
+    let counters: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in lines {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(r) => out.push_str(&r),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// `GET /metrics`.
-pub async fn scrape(State(state): State<Arc<AppState>>) -> Response {
+pub async fn scrape(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let openmetrics = wants_openmetrics(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let path = state.config.database_path();
     let metrics = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || {
@@ -210,12 +256,20 @@ pub async fn scrape(State(state): State<Arc<AppState>>) -> Response {
     })
     .await;
     match text {
-        Ok(Ok(text)) => (
+        Ok(Ok(text)) if openmetrics => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             text,
+        )
+            .into_response(),
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text_format(&text),
         )
             .into_response(),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("metrics: {e}\n")).into_response(),
@@ -253,5 +307,53 @@ mod tests {
             "slipway_last_deployed_timestamp_seconds{repository=\"acme/infra\",root=\"prod\",commit=\"abc123\"} 0"
         ));
         assert!(text.ends_with("# EOF\n"));
+
+        // The same in text format 0.0.4: every sample's family has HELP and TYPE.
+        let plain = text_format(&text);
+        assert!(
+            !plain.contains("# EOF") && !plain.contains("# UNIT"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("# TYPE slipway_jobs_total counter\n"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("# HELP slipway_jobs_total Jobs finished"),
+            "{plain}"
+        );
+        assert!(plain.contains("# TYPE slipway_job_duration_seconds histogram\n"));
+        let typed: Vec<&str> = plain
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for family in &typed {
+            assert!(
+                plain.contains(&format!("# HELP {family} ")),
+                "no HELP for {family}: {plain}"
+            );
+        }
+        for sample in plain.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            assert!(
+                typed.iter().any(|f| name == *f
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name == format!("{f}{s}"))),
+                "sample {name} has no TYPE: {plain}"
+            );
+        }
+        assert_eq!(typed.len(), 6, "{plain}");
+    }
+
+    #[test]
+    fn the_format_follows_accept() {
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
     }
 }

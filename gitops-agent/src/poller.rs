@@ -1,9 +1,11 @@
 //! The poller: fetches the tracked branch of every repository at an interval and
-//! enqueues its tip when no job was ever made for it.
+//! enqueues its tip for each root whose newest job is for another commit and which
+//! does not run the tip already ([`crate::selection::tip_needs_job`]).
 //!
-//! It is how the agent follows git remotes that are not GitHub, and how it catches a
-//! merge whose webhook never arrived (GitHub does not redeliver by itself). It runs
-//! once at start-up too, so merges made while the agent was down are not missed.
+//! It is how the agent follows git remotes that are not GitHub, how it catches a
+//! merge whose webhook never arrived (GitHub does not redeliver by itself), and how a
+//! rollback by force push to an older commit is deployed even without a webhook. It
+//! runs once at start-up too, so what happened while the agent was down is not missed.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use crate::agent::AppState;
 use crate::config::Repository;
 use crate::queue::{self, Intake, NewJobs};
 use crate::runner::{with_cache, GitLocks};
+use crate::selection;
 
 /// Polls forever.
 pub async fn run(state: Arc<AppState>, locks: Arc<GitLocks>) {
@@ -34,22 +37,29 @@ pub async fn poll_once(
 ) -> Result<Vec<i64>, String> {
     let token = state.runner.git_credentials(&repo.url).await;
     let (config, locks_c, repo_c) = (state.config.clone(), locks.clone(), repo.clone());
-    let tip = tokio::task::spawn_blocking(move || -> Result<Option<String>, String> {
+    let found = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), String> {
         let tip = with_cache(&config, &locks_c, &repo_c, |cache| {
             cache.fetch(token.as_ref()).map_err(|e| e.to_string())
         })?;
         let conn = crate::db::open(&config.database_path()).map_err(|e| e.to_string())?;
-        if queue::commit_known(&conn, &repo_c.name, &tip).map_err(|e| e.to_string())? {
-            return Ok(None);
-        }
-        Ok(Some(tip))
+        let roots: Vec<String> = repo_c.roots.iter().map(|r| r.name.clone()).collect();
+        let due = queue::root_positions(&conn, &repo_c.name, &roots)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|p| {
+                selection::tip_needs_job(&tip, p.newest_job.as_deref(), p.last_deployed.as_deref())
+            })
+            .map(|p| p.root)
+            .collect();
+        Ok((tip, due))
     })
     .await
     .map_err(|e| e.to_string())??;
-    let Some(tip) = tip else {
+    let (tip, roots) = found;
+    if roots.is_empty() {
         return Ok(Vec::new());
-    };
-    tracing::info!(repository = %repo.name, commit = %tip, "poller found a new commit");
+    }
+    tracing::info!(repository = %repo.name, commit = %tip, ?roots, "poller found a tip to deploy");
     let outcome = state
         .writer
         .submit(Intake::Jobs(NewJobs {
@@ -60,7 +70,7 @@ pub async fn poll_once(
             trigger: Trigger::Poll,
             pull_request: None,
             actor: None,
-            roots: repo.roots.iter().map(|r| r.name.clone()).collect(),
+            roots,
         }))
         .await?;
     Ok(match outcome {

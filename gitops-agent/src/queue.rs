@@ -205,21 +205,37 @@ pub fn intake(conn: &mut Connection, items: &[Intake]) -> Result<Vec<IntakeOutco
     Ok(out)
 }
 
-/// Whether any job of `repository` was ever made for `commit_sha` (the poller uses
-/// this to leave commits that a webhook already brought alone).
-pub fn commit_known(
+/// Where a root stands, for the poller's [`crate::selection::tip_needs_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootPosition {
+    pub root: String,
+    /// The commit of the newest job made for the root (`None`: no job yet).
+    pub newest_job: Option<String>,
+    pub last_deployed: Option<String>,
+}
+
+/// [`RootPosition`] of each of `roots`.
+pub fn root_positions(
     conn: &Connection,
     repository: &str,
-    commit_sha: &str,
-) -> Result<bool, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM jobs WHERE repository = ?1 AND commit_sha = ?2 LIMIT 1",
-            params![repository, commit_sha],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    roots: &[String],
+) -> Result<Vec<RootPosition>, DbError> {
+    let mut out = Vec::with_capacity(roots.len());
+    for root in roots {
+        let newest_job: Option<String> = conn
+            .query_row(
+                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 ORDER BY id DESC LIMIT 1",
+                params![repository, root],
+                |r| r.get(0),
+            )
+            .optional()?;
+        out.push(RootPosition {
+            root: root.clone(),
+            newest_job,
+            last_deployed: last_deployed(conn, repository, root)?,
+        });
+    }
+    Ok(out)
 }
 
 /// Queued jobs of one root, oldest first.
@@ -465,7 +481,15 @@ mod tests {
             queued_for_root(&conn, "acme/infra", "prod").unwrap().len(),
             1
         );
-        assert!(commit_known(&conn, "acme/infra", "a").unwrap());
+        let positions = root_positions(&conn, "acme/infra", &["prod".into()]).unwrap();
+        assert_eq!(
+            positions,
+            [RootPosition {
+                root: "prod".into(),
+                newest_job: Some("a".into()),
+                last_deployed: None
+            }]
+        );
     }
 
     #[test]

@@ -89,6 +89,14 @@ pub struct Reporter {
     /// One connection for the reporter's life: it reads every 300 ms, and opening one
     /// each time would re-run the schema.
     conn: Arc<std::sync::Mutex<Connection>>,
+    /// The first job to report ([`start_point`]).
+    from: i64,
+    /// One round at a time: the loop's and a shutdown's [`Reporter::flush`].
+    busy: tokio::sync::Mutex<()>,
+    /// No request before this: GitHub's rate limit said so.
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set by [`Reporter::flush`]: the loop sends nothing more.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Reporter {
@@ -99,12 +107,66 @@ impl Reporter {
         metrics: Arc<Metrics>,
     ) -> Result<Reporter, DbError> {
         let conn = db::open(&config.database_path())?;
+        let from = start_point(&conn)?;
         Ok(Reporter {
             config,
             github,
             metrics,
             conn: Arc::new(std::sync::Mutex::new(conn)),
+            from,
+            busy: tokio::sync::Mutex::new(()),
+            paused_until: std::sync::Mutex::new(None),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether GitHub's rate limit still forbids requests.
+    fn paused(&self) -> bool {
+        let until = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        until.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    fn pause(&self, wait: Duration) {
+        let mut until = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let t = std::time::Instant::now() + wait;
+        *until = Some(until.map_or(t, |u| u.max(t)));
+    }
+
+    /// Sends what is due until nothing more can be sent now, or `within` passes, then
+    /// stops the reporter: for a graceful stop, so GitHub shows the jobs' outcomes.
+    pub async fn flush(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let flushed = tokio::time::timeout_at(deadline, async {
+            loop {
+                let sent = {
+                    let _busy = self.busy.lock().await;
+                    self.round().await
+                };
+                match sent {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "GitHub reporter: cannot read or write the database while flushing");
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if flushed.is_err() {
+            tracing::warn!(
+                within_secs = within.as_secs(),
+                "GitHub reports not all sent before stopping; the next start sends the rest"
+            );
+        }
     }
 
     /// Runs `f` on the reporter's connection, off the async threads.
@@ -122,35 +184,42 @@ impl Reporter {
         .map_err(|e| e.to_string())
     }
 
-    /// Runs until the process ends: every 300 ms, reports what changed.
+    /// Runs until the process ends (or [`Reporter::flush`]): every 300 ms, reports
+    /// what changed.
     pub async fn run(self: Arc<Self>) {
-        let from = match self.with_db(start_point).await {
-            Ok(from) => from,
-            Err(e) => {
-                tracing::error!(error = %e, "GitHub reporting is off: cannot read the database");
-                return;
-            }
-        };
-        tracing::info!(from_job = from, "reporting jobs to GitHub");
-        loop {
-            if let Err(e) = self.clone().round(from).await {
+        tracing::info!(from_job = self.from, "reporting jobs to GitHub");
+        while !self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            let result = {
+                let _busy = self.busy.lock().await;
+                if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                self.round().await
+            };
+            if let Err(e) = result {
                 tracing::error!(error = %e, "GitHub reporter: cannot read or write the database; retrying");
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 
-    /// One pass over every job whose report is due.
-    async fn round(self: Arc<Self>, from: i64) -> Result<(), String> {
+    /// One pass over every job whose report is due; how many steps it completed.
+    async fn round(&self) -> Result<usize, String> {
+        let from = self.from;
         let due = self.with_db(move |conn| due(conn, from, now_ms())).await?;
+        let mut steps = 0;
         for tracked in due {
-            self.advance(tracked).await?;
+            if self.paused() {
+                break;
+            }
+            steps += self.advance(tracked).await?;
         }
-        Ok(())
+        Ok(steps)
     }
 
-    /// Takes one job as far as its state allows, stopping at a failed step.
-    async fn advance(&self, mut tracked: Tracked) -> Result<(), String> {
+    /// Takes one job as far as its state allows, stopping at a failed step; how many
+    /// steps it completed.
+    async fn advance(&self, mut tracked: Tracked) -> Result<usize, String> {
         let Some(github_name) = self
             .config
             .repository(&tracked.job.repository)
@@ -158,7 +227,8 @@ impl Reporter {
         else {
             // Not a GitHub repository (or no longer configured): nothing to report.
             tracked.steps_done = STEPS.len();
-            return self.save(&tracked, 0, None).await;
+            self.save(&tracked, 0, None).await?;
+            return Ok(0);
         };
         let ending = if tracked.state == "done" {
             let t = tracked.clone();
@@ -166,8 +236,12 @@ impl Reporter {
         } else {
             None
         };
+        let mut steps = 0;
         while tracked.steps_done < STEPS.len() {
             let step = STEPS[tracked.steps_done];
+            if self.paused() {
+                return Ok(steps);
+            }
             let available = match step {
                 Step::CreateDeployment | Step::DeploymentQueued | Step::CommitQueued => true,
                 Step::DeploymentInProgress | Step::CommitRunning => {
@@ -178,10 +252,19 @@ impl Reporter {
                 }
             };
             if !available {
-                return Ok(());
+                return Ok(steps);
             }
+            // Stored before the request: if its answer is lost, even across a restart,
+            // the next attempt looks for the deployment before creating one.
+            let attempted = if step == Step::CreateDeployment {
+                let job_id = tracked.job.id;
+                self.with_db(move |conn| note_creation_attempt(conn, job_id))
+                    .await?
+            } else {
+                false
+            };
             match self
-                .perform(step, &github_name, &tracked, ending.as_ref())
+                .perform(step, &github_name, &tracked, ending.as_ref(), attempted)
                 .await
             {
                 Ok(deployment) => {
@@ -190,7 +273,16 @@ impl Reporter {
                     }
                     tracked.steps_done += 1;
                     tracked.failures = 0;
+                    steps += 1;
                     self.save(&tracked, 0, None).await?;
+                }
+                Err(GithubError::RateLimited { message, wait }) => {
+                    self.pause(wait);
+                    self.metrics.github_report("retried");
+                    tracing::warn!(job = tracked.job.id, step = ?step, wait_secs = wait.as_secs(), error = %message, "GitHub rate limit: no report is sent until it resets");
+                    let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+                    self.save(&tracked, next, Some(message)).await?;
+                    return Ok(steps);
                 }
                 Err(error) => {
                     let failures = tracked.failures + 1;
@@ -202,7 +294,8 @@ impl Reporter {
                         let next =
                             now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
                         tracked.failures = failures;
-                        return self.save(&tracked, next, Some(error.to_string())).await;
+                        self.save(&tracked, next, Some(error.to_string())).await?;
+                        return Ok(steps);
                     }
                     self.metrics.github_report("abandoned");
                     tracing::error!(job = tracked.job.id, step = ?step, attempts = failures, error = %error, "GitHub report given up; the deployment itself is unaffected");
@@ -212,7 +305,7 @@ impl Reporter {
                 }
             }
         }
-        Ok(())
+        Ok(steps)
     }
 
     fn github_retry(&self) -> RetryPolicy {
@@ -260,13 +353,34 @@ impl Reporter {
         .await
     }
 
-    /// Sends one step's request. `Ok(Some(id))` when it created the deployment.
+    /// The deployment an earlier attempt for `job` created, if GitHub has one: same
+    /// sha and environment, and the job's id in its payload.
+    async fn find_deployment(
+        &self,
+        github_name: &str,
+        job: &Job,
+    ) -> Result<Option<u64>, GithubError> {
+        let route = format!(
+            "/repos/{github_name}/deployments?sha={}&environment={}&per_page=100",
+            query_value(&job.commit_sha),
+            query_value(&job.root)
+        );
+        let answer = self
+            .github
+            .get("look for the job's deployment", &route)
+            .await?;
+        Ok(deployment_of_job(&answer, job.id))
+    }
+
+    /// Sends one step's request. `Ok(Some(id))` when it created (or, after a lost
+    /// answer, found) the deployment; `attempted`: an earlier creation was tried.
     async fn perform(
         &self,
         step: Step,
         github_name: &str,
         t: &Tracked,
         ending: Option<&Ending>,
+        attempted: bool,
     ) -> Result<Option<u64>, GithubError> {
         let job = &t.job;
         let log_url = self
@@ -277,6 +391,16 @@ impl Reporter {
         let never_ran = t.outcome.as_deref() == Some("superseded");
         let result = match step {
             Step::CreateDeployment => {
+                if attempted {
+                    if let Some(id) = self.find_deployment(github_name, job).await? {
+                        tracing::info!(
+                            job = job.id,
+                            deployment = id,
+                            "the deployment an earlier attempt created is reused"
+                        );
+                        return Ok(Some(id));
+                    }
+                }
                 let body = json!({
                     "ref": job.commit_sha,
                     "task": "deploy",
@@ -434,6 +558,35 @@ impl Reporter {
             .await
             .map(|_| true)
     }
+}
+
+/// Records that the deployment of `job_id` is being created; whether an earlier
+/// attempt was recorded already.
+fn note_creation_attempt(conn: &Connection, job_id: i64) -> Result<bool, DbError> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO github_deployment_attempts (job_id) VALUES (?1)",
+        [job_id],
+    )?;
+    Ok(inserted == 0)
+}
+
+/// A value for a URL query.
+fn query_value(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The id of the deployment in GitHub's list whose payload names `job_id` (GitHub
+/// returns the payload as sent, an object; a string holding JSON is read too).
+fn deployment_of_job(list: &serde_json::Value, job_id: i64) -> Option<u64> {
+    list.as_array()?.iter().find_map(|d| {
+        let payload = match &d["payload"] {
+            serde_json::Value::String(text) => serde_json::from_str(text).ok()?,
+            other => other.clone(),
+        };
+        (payload["job_id"].as_i64() == Some(job_id))
+            .then(|| d["id"].as_u64())
+            .flatten()
+    })
 }
 
 /// The first job to report: the oldest unfinished job when reporting was first turned
@@ -728,6 +881,25 @@ mod tests {
             .unwrap();
         assert!(!own.success);
         assert_eq!(own.description, "Failed: terraform apply failed: boom");
+    }
+
+    #[test]
+    fn a_lost_creation_finds_its_deployment_by_the_job_id_in_the_payload() {
+        let list = json!([
+            {"id": 7, "payload": {"job_id": 3}},
+            {"id": 8, "payload": "{\"job_id\": 4}"},
+            {"id": 9, "payload": {}}
+        ]);
+        assert_eq!(deployment_of_job(&list, 3), Some(7));
+        assert_eq!(deployment_of_job(&list, 4), Some(8));
+        assert_eq!(deployment_of_job(&list, 5), None);
+        assert_eq!(deployment_of_job(&json!({"message": "x"}), 3), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(&dir.path().join("a.db")).unwrap();
+        assert!(!note_creation_attempt(&conn, 1).unwrap());
+        assert!(note_creation_attempt(&conn, 1).unwrap());
+        assert!(!note_creation_attempt(&conn, 2).unwrap());
     }
 
     #[test]

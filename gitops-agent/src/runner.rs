@@ -1,18 +1,19 @@
 //! Runs jobs: one worker per Terraform root, at most `max_parallel` running at once.
 //!
-//! A worker takes every queued job of its root, fetches the repository, and collapses
-//! them into the newest commit (the one no other queued commit descends from), so a
-//! burst of merges becomes one apply that lists every commit it covered. Before running
-//! Terraform it skips a commit that is already deployed (or an ancestor of the last
-//! deployed one: a late or repeated delivery) and a commit that changes none of the
-//! root's trigger paths. Then, in a fresh work tree: `init`, `workspace select`,
+//! A worker takes every queued job of its root, fetches the repository, sets aside
+//! (as skipped) the jobs whose commit is not on the branch as just fetched, and
+//! collapses the rest into the newest commit (the one no other queued commit descends
+//! from), so a burst of merges becomes one apply that lists every commit it covered.
+//! Before running Terraform it skips, as [`crate::selection`] decides, a commit that is
+//! already deployed or older than the deployed one while the branch is elsewhere (a
+//! late or repeated delivery; a rollback by force push does run), and a commit that
+//! changes none of the root's trigger paths. Then, in a fresh work tree: `init`, `workspace select`,
 //! `plan -out`, `show -json` for the summary, and `apply` of exactly that saved plan.
 //! Terraform is started directly, never through a shell, with the signed provenance
 //! in its environment and the agent's own secrets removed from it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::git::Cache;
 use crate::github::GitHub;
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
+use crate::selection::{self, Selection, SkipReason, Verdict};
 
 /// One lock per repository cache: libgit2 must not fetch into the same bare repository
 /// from two threads at once.
@@ -93,12 +95,14 @@ pub struct Runner {
     pub abort: watch::Sender<bool>,
 }
 
+/// How many off-branch jobs were closed, and the job started with those it supersedes.
+type Started = (usize, Option<(Job, Vec<Job>)>);
+
 /// What the preparation step decided.
 struct Prepared {
-    /// `None` when no queued commit could be found.
-    target: Option<Job>,
-    superseded: Vec<Job>,
-    missing: Vec<Job>,
+    selection: Selection,
+    /// Why each job in `selection.off_branch` is skipped.
+    off_branch_reason: SkipReason,
 }
 
 impl Runner {
@@ -214,29 +218,31 @@ impl Runner {
                 .map_err(|e| e.to_string())??;
 
         let this = self.clone();
-        let started =
-            tokio::task::spawn_blocking(move || -> Result<Option<(Job, Vec<Job>)>, String> {
-                let mut conn = this.open_db().map_err(|e| e.to_string())?;
-                for job in &prepared.missing {
-                    let mut record = job.audit_record(Outcome::Failed, db::now());
-                    record.error = Some(format!(
-                        "commit {} is not on branch {} after fetching; nothing was run",
-                        job.commit_sha, job.branch
-                    ));
-                    let started =
-                        queue::start(&mut conn, &this.key, job, &[]).map_err(|e| e.to_string())?;
-                    queue::finish(&mut conn, &this.key, &started, record)
-                        .map_err(|e| e.to_string())?;
-                }
-                let Some(target) = &prepared.target else {
-                    return Ok(None);
-                };
-                let target = queue::start(&mut conn, &this.key, target, &prepared.superseded)
-                    .map_err(|e| e.to_string())?;
-                Ok(Some((target, prepared.superseded)))
-            })
-            .await
-            .map_err(|e| e.to_string())??;
+        let started = tokio::task::spawn_blocking(move || -> Result<Started, String> {
+            let mut conn = this.open_db().map_err(|e| e.to_string())?;
+            let selection = prepared.selection;
+            for job in &selection.off_branch {
+                let mut record = job.audit_record(Outcome::Skipped, db::now());
+                record.error = Some(prepared.off_branch_reason.to_string());
+                let started =
+                    queue::start(&mut conn, &this.key, job, &[]).map_err(|e| e.to_string())?;
+                queue::finish(&mut conn, &this.key, &started, record).map_err(|e| e.to_string())?;
+            }
+            let off_branch = selection.off_branch.len();
+            let Some(target) = &selection.target else {
+                return Ok((off_branch, None));
+            };
+            let target = queue::start(&mut conn, &this.key, target, &selection.superseded)
+                .map_err(|e| e.to_string())?;
+            Ok((off_branch, Some((target, selection.superseded))))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let (off_branch, started) = started;
+        if off_branch > 0 {
+            self.metrics
+                .jobs_closed(Outcome::Skipped.as_str(), off_branch);
+        }
         let Some((job, superseded)) = started else {
             return Ok(true);
         };
@@ -304,7 +310,9 @@ impl Runner {
         Ok(true)
     }
 
-    /// Fetches, then picks the newest commit among the queued jobs.
+    /// Fetches, then picks the newest commit among the queued jobs that is on the
+    /// branch as just fetched ([`selection::select`]). A failed fetch leaves the jobs
+    /// queued: without the branch's tip, no commit can be shown to be on it.
     fn prepare(
         &self,
         repo: &Repository,
@@ -312,46 +320,16 @@ impl Runner {
         token: Option<&Secret>,
     ) -> Result<Prepared, String> {
         with_cache(&self.config, &self.git_locks, repo, |cache| {
-            if let Err(e) = cache.fetch(token) {
-                if queued.iter().any(|j| !cache.has_commit(&j.commit_sha)) {
-                    return Err(format!("{e}; the jobs stay queued"));
-                }
-                tracing::warn!(repository = %repo.name, error = %e, "fetch failed; using the cached commits");
-            }
-            let (present, missing): (Vec<Job>, Vec<Job>) = queued
-                .into_iter()
-                .partition(|j| cache.has_commit(&j.commit_sha));
-            // A job is dominated when another queued job has a different commit that
-            // descends from its commit. The newest undominated job is the target.
-            let mut target: Option<&Job> = None;
-            for job in &present {
-                let mut dominated = false;
-                for other in &present {
-                    if other.commit_sha != job.commit_sha
-                        && cache
-                            .is_ancestor_or_same(&job.commit_sha, &other.commit_sha)
-                            .map_err(|e| e.to_string())?
-                    {
-                        dominated = true;
-                        break;
-                    }
-                }
-                if !dominated && target.is_none_or(|t| job.id > t.id) {
-                    target = Some(job);
-                }
-            }
-            let Some(target) = target.cloned() else {
-                return Ok(Prepared {
-                    target: None,
-                    superseded: Vec::new(),
-                    missing,
-                });
-            };
-            let superseded = present.into_iter().filter(|j| j.id != target.id).collect();
+            let tip = cache
+                .fetch(token)
+                .map_err(|e| format!("{e}; the jobs stay queued"))?;
+            let selection = selection::select(queued, &tip, cache).map_err(|e| e.to_string())?;
             Ok(Prepared {
-                target: Some(target),
-                superseded,
-                missing,
+                selection,
+                off_branch_reason: SkipReason::NotOnBranch {
+                    branch: repo.branch.clone(),
+                    tip,
+                },
             })
         })
     }
@@ -360,19 +338,32 @@ impl Runner {
         let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
-        let work = self
-            .config
-            .data_dir
-            .join("work")
-            .join(format!("job-{}", job.id));
+        let work = work_root(&self.config).join(format!("job-{}", job.id));
+        if let Some(pid) = crate::detached::running_in(&work) {
+            // A previous agent process was killed while this job's Terraform ran; it
+            // carried on. Running again before it ends would do its change twice.
+            tracing::warn!(
+                job = job.id,
+                pid,
+                "waiting for the Terraform a previous agent process started for this job"
+            );
+            while crate::detached::running_in(&work).is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            tracing::info!(
+                job = job.id,
+                pid,
+                "the previous Terraform has ended; the job runs again from its state"
+            );
+        }
         let result = self
             .execute_inner(repo, root, job, &job_dir, &work, deadline, &mut out)
             .await;
         let _ = tokio::fs::remove_dir_all(&work).await;
         match result {
             Ok(outcome) => out.outcome = outcome,
-            Err(e) if e == INTERRUPTED => out.interrupted = true,
-            Err(e) => {
+            Err(JobError::Interrupted) => out.interrupted = true,
+            Err(JobError::Failed(e)) => {
                 out.outcome = Outcome::Failed;
                 out.error = Some(e);
             }
@@ -390,7 +381,7 @@ impl Runner {
         work: &Path,
         deadline: Instant,
         out: &mut RunOutcome,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, JobError> {
         // Decide in git whether to run at all, and check out the work tree.
         let config = self.config.clone();
         let locks = self.git_locks.clone();
@@ -406,7 +397,7 @@ impl Runner {
         match decision? {
             Decision::Run => {}
             Decision::Skip(reason) => {
-                out.error = Some(reason);
+                out.error = Some(reason.to_string());
                 return Ok(Outcome::Skipped);
             }
         }
@@ -421,7 +412,8 @@ impl Runner {
             return Err(format!(
                 "root path `{}` does not exist in commit {}",
                 root.path, job.commit_sha
-            ));
+            )
+            .into());
         }
         tokio::fs::create_dir_all(job_dir)
             .await
@@ -464,8 +456,10 @@ impl Runner {
         let tf = Tf {
             runner: self,
             dir: &dir,
+            work,
             env: &env,
             deadline,
+            commands: std::sync::atomic::AtomicU32::new(0),
         };
 
         // The Terraform version comes from the plan JSON; only when a run fails before
@@ -511,7 +505,7 @@ impl Runner {
                 ],
             )
             .await?;
-            Ok(Outcome::Succeeded)
+            Ok::<Outcome, JobError>(Outcome::Succeeded)
         };
         let result = steps.await;
         if out.terraform_version.is_none() {
@@ -521,6 +515,49 @@ impl Runner {
         }
         result
     }
+}
+
+/// Creates `dir` (and missing parents) readable by the agent's user only: a work tree
+/// holds the root's variables, which can be secret, and the saved plan.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Where job work trees live, under the data directory.
+pub fn work_root(config: &Config) -> PathBuf {
+    config.data_dir.join("work")
+}
+
+/// Removes the work trees a killed agent left (each holds the root's variables and
+/// a saved plan; an interrupted job runs again in a fresh one), except one whose
+/// Terraform still runs, and leaves the work directory private. Call at start-up, before any worker runs.
+pub fn clean_work_root(config: &Config) -> std::io::Result<usize> {
+    let root = work_root(config);
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if crate::detached::running_in(&path).is_some() {
+                // Its Terraform still runs; the job's worker waits for it, then
+                // replaces the tree.
+                continue;
+            }
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            gone?;
+            removed += 1;
+        }
+    }
+    private_dir(&root)?;
+    Ok(removed)
 }
 
 /// `terraform_version` from `terraform version -json` or `show -json` output.
@@ -533,12 +570,12 @@ fn version_of(json: &str) -> Option<String> {
 /// Whether a job runs Terraform.
 enum Decision {
     Run,
-    Skip(String),
+    Skip(SkipReason),
 }
 
-/// In git: the commit's author, and whether to run — skipping a commit that is already
-/// deployed (or an ancestor of the last deployed one) and a commit that changes none of
-/// the root's trigger paths — then, to run, checks the commit out into `work`.
+/// In git: the commit's author, and whether to run ([`selection::decide`] against the
+/// branch tip as fetched for this job, then the root's trigger paths); to run, checks
+/// the commit out into `work`.
 fn decide(
     config: &Config,
     locks: &GitLocks,
@@ -555,36 +592,27 @@ fn decide(
             queue::last_deployed(&conn, &job.repository, &job.root).map_err(|e| e.to_string())?;
         with_cache(config, locks, repo, |cache| {
             let sha = &job.commit_sha;
-            author = Some(cache.commit_info(sha).map_err(|e| e.to_string())?.author);
-            let mut base = None;
-            if let Some(last) = &last {
-                if cache
-                    .is_ancestor_or_same(sha, last)
-                    .map_err(|e| e.to_string())?
-                {
-                    return Ok(Decision::Skip(format!(
-                        "commit {sha} is already deployed or an ancestor of the last deployed commit {last}: a late or repeated delivery"
-                    )));
-                }
-                if cache.has_commit(last)
-                    && cache
-                        .is_ancestor_or_same(last, sha)
-                        .map_err(|e| e.to_string())?
-                {
-                    base = Some(last.clone());
-                }
+            if cache.has_commit(sha) {
+                author = Some(cache.commit_info(sha).map_err(|e| e.to_string())?.author);
             }
+            let tip = cache.tip().map_err(|e| e.to_string())?;
+            let base = match selection::decide(cache, sha, &job.branch, &tip, last.as_deref())
+                .map_err(|e| e.to_string())?
+            {
+                Verdict::Skip(reason) => return Ok(Decision::Skip(reason)),
+                Verdict::Run { base } => base,
+            };
             let changed = cache
                 .changed_paths(base.as_deref(), sha)
                 .map_err(|e| e.to_string())?;
             if !changed.iter().any(|p| root.is_triggered_by(p)) {
-                return Ok(Decision::Skip(format!(
-                    "no change under {} since {}",
-                    root.paths.join(", "),
-                    base.as_deref().unwrap_or("the commit's parent")
-                )));
+                return Ok(Decision::Skip(SkipReason::NoChange {
+                    paths: root.paths.clone(),
+                    base,
+                }));
             }
             let _ = std::fs::remove_dir_all(work);
+            private_dir(work).map_err(|e| format!("create work tree {}: {e}", work.display()))?;
             cache.checkout(sha, work).map_err(|e| e.to_string())?;
             Ok(Decision::Run)
         })
@@ -592,8 +620,20 @@ fn decide(
     (author, result)
 }
 
-/// The error text of a Terraform run stopped by the shutdown (not a job failure).
-const INTERRUPTED: &str = "interrupted by the agent's shutdown";
+/// Why a job's run ended early.
+#[derive(Debug)]
+enum JobError {
+    /// Stopped by the shutdown: not a job failure; the job runs again at the next start.
+    Interrupted,
+    /// The job failed, with what to record.
+    Failed(String),
+}
+
+impl From<String> for JobError {
+    fn from(message: String) -> JobError {
+        JobError::Failed(message)
+    }
+}
 
 #[derive(Debug)]
 struct RunOutcome {
@@ -622,20 +662,23 @@ impl Default for RunOutcome {
 /// One Terraform invocation context.
 struct Tf<'a> {
     runner: &'a Runner,
+    /// The root's directory, where Terraform runs.
     dir: &'a Path,
+    /// The job's work tree: Terraform's output files and pid file.
+    work: &'a Path,
     env: &'a [(String, String)],
     deadline: Instant,
+    /// Commands run so far, to name their output files.
+    commands: std::sync::atomic::AtomicU32,
 }
 
 impl Tf<'_> {
-    async fn output(&self, args: &[&str]) -> Result<std::process::Output, String> {
+    /// Runs Terraform detached from the agent ([`crate::detached`]): its own session,
+    /// output to files in the work tree, read when it exits.
+    async fn output(&self, args: &[&str]) -> Result<std::process::Output, JobError> {
         let mut cmd = tokio::process::Command::new(&self.runner.config.terraform);
         cmd.args(args)
             .current_dir(self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .env_remove("TF_WORKSPACE");
         for name in &self.runner.secret_env_vars {
             cmd.env_remove(name);
@@ -643,44 +686,61 @@ impl Tf<'_> {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut abort = self.runner.abort.subscribe();
         if *abort.borrow() {
-            return Err(INTERRUPTED.to_owned());
+            return Err(JobError::Interrupted);
         }
-        let child = cmd.spawn().map_err(|e| {
+        let n = self.commands.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut started = crate::detached::spawn(cmd, self.work, n).map_err(|e| {
             format!(
                 "cannot start terraform `{}`: {e}",
                 self.runner.config.terraform.display()
             )
         })?;
-        let pid = child.id();
-        let finished = tokio::time::timeout_at(self.deadline, child.wait_with_output());
-        tokio::pin!(finished);
-        tokio::select! {
-            result = &mut finished => match result {
-                Ok(result) => result.map_err(|e| format!("terraform {}: {e}", args.join(" "))),
-                Err(_) => Err(format!(
-                    "job timed out after {} s during `terraform {}`; terraform was stopped",
-                    self.runner.config.job_timeout.as_secs(),
-                    args.join(" ")
-                )),
-            },
-            _ = async { abort.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                // Terraform treats SIGINT as a request to stop safely: it finishes the
-                // resource operations in flight and writes its state. Past 20 s it is
-                // killed (when `finished` is dropped).
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGINT,
-                    );
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(20), &mut finished).await;
-                Err(INTERRUPTED.to_owned())
+        let waited = {
+            let finished = tokio::time::timeout_at(self.deadline, started.child.wait());
+            tokio::pin!(finished);
+            tokio::select! {
+                result = &mut finished => match result {
+                    Ok(status) => Ok(status),
+                    Err(_) => Err(false),
+                },
+                _ = async { abort.wait_for(|stop| *stop).await.map(|_| ()) } => Err(true),
             }
-        }
+        };
+        let status = match waited {
+            Ok(status) => status.map_err(|e| format!("terraform {}: {e}", args.join(" ")))?,
+            Err(interrupted) => {
+                if interrupted {
+                    // Terraform treats SIGINT as a request to stop safely: it finishes
+                    // the resource operations in flight and writes its state.
+                    started.signal(nix::sys::signal::Signal::SIGINT);
+                    let grace = tokio::time::timeout(Duration::from_secs(20), started.child.wait());
+                    if grace.await.is_ok() {
+                        return Err(JobError::Interrupted);
+                    }
+                }
+                // Past its time (or 20 s after SIGINT): Terraform and its providers go.
+                started.signal_group(nix::sys::signal::Signal::SIGKILL);
+                let _ = started.child.wait().await;
+                return Err(if interrupted {
+                    JobError::Interrupted
+                } else {
+                    format!(
+                        "job timed out after {} s during `terraform {}`; terraform was stopped",
+                        self.runner.config.job_timeout.as_secs(),
+                        args.join(" ")
+                    )
+                    .into()
+                });
+            }
+        };
+        Ok(started
+            .finish(status)
+            .await
+            .map_err(|e| format!("terraform {}: read its output: {e}", args.join(" ")))?)
     }
 
     /// Runs and logs (redacted); fails with the tail of stderr on a non-zero exit.
-    async fn run(&self, log: &mut tokio::fs::File, args: &[&str]) -> Result<String, String> {
+    async fn run(&self, log: &mut tokio::fs::File, args: &[&str]) -> Result<String, JobError> {
         let output = self.output(args).await?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -697,31 +757,47 @@ impl Tf<'_> {
         let _ = log.write_all(self.runner.redact(&text).as_bytes()).await;
         let _ = log.flush().await;
         if !output.status.success() {
-            let tail: String = stderr
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(format!("terraform {} failed: {}", args[0], tail.trim()));
+            return Err(failure(args[0], &stderr).into());
         }
         Ok(stdout)
     }
 
     /// Runs without logging stdout (plan JSON can hold sensitive values).
-    async fn run_quiet(&self, args: &[&str]) -> Result<String, String> {
+    async fn run_quiet(&self, args: &[&str]) -> Result<String, JobError> {
         let output = self.output(args).await?;
         if !output.status.success() {
-            return Err(format!(
-                "terraform {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
+            return Err(failure(&args.join(" "), &String::from_utf8_lossy(&output.stderr)).into());
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// Terraform's summary of its first error (`Error: Unsupported argument`), wherever it
+/// is in `stderr`: after warnings, inside the `╷ │ ╵` box Terraform draws around each
+/// diagnostic.
+pub fn error_summary(stderr: &str) -> Option<&str> {
+    stderr.lines().find_map(|line| {
+        let text = line
+            .trim_start_matches(['│', '╷', '╵', ' ', '\t'])
+            .trim_end();
+        text.starts_with("Error: ").then_some(text)
+    })
+}
+
+/// A failed command's error: its first line says what failed with Terraform's error
+/// summary (what a commit status shows), then the end of stderr.
+fn failure(command: &str, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    let summary = error_summary(stderr).or_else(|| {
+        lines
+            .iter()
+            .map(|l| l.trim_start_matches(['│', '╷', '╵', ' ', '\t']).trim())
+            .find(|l| !l.is_empty())
+    });
+    match summary {
+        Some(summary) => format!("terraform {command} failed: {summary}\n{}", tail.trim()),
+        None => format!("terraform {command} failed with no message"),
     }
 }
 
@@ -769,6 +845,31 @@ pub fn output_log(config: &Config, job_id: i64) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_quotes_terraforms_error_summary_not_the_warning_box() {
+        let stderr = "╷\n│ Warning: Value for undeclared variable\n│ \n│ The root module does not declare a variable named \"extra\".\n╵\n╷\n│ Error: Reference to undeclared input variable\n│ \n│   on main.tf line 8, in resource \"terraform_data\" \"release\":\n╵\n";
+        assert_eq!(
+            error_summary(stderr),
+            Some("Error: Reference to undeclared input variable")
+        );
+        let text = failure("plan", stderr);
+        assert_eq!(
+            text.lines().next(),
+            Some("terraform plan failed: Error: Reference to undeclared input variable")
+        );
+        assert!(text.contains("on main.tf line 8"), "{text}");
+        // No diagnostic: the first line with words.
+        assert_eq!(
+            failure("init", "\n  boom\nmore\n").lines().next(),
+            Some("terraform init failed: boom")
+        );
+        assert_eq!(error_summary("Error: x"), Some("Error: x"));
+        assert_eq!(
+            failure("apply", ""),
+            "terraform apply failed with no message"
+        );
+    }
 
     #[test]
     fn plan_summary_counts_like_terraform() {

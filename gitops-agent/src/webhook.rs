@@ -1,8 +1,10 @@
 //! `POST /webhooks/github`: GitHub deliveries in, durable jobs out.
 //!
 //! Order of checks: the body size (axum's limit, GitHub sends at most 25 MB), then the
-//! `X-Hub-Signature-256` HMAC in constant time (401 without a valid one, and nothing
-//! else is read), then the delivery id, then the payload. Payloads are parsed with
+//! `X-Hub-Signature-256` HMAC over the raw body in constant time (401 without a valid
+//! one, and nothing else is read), then the delivery id, then the payload. Both of
+//! GitHub's content types are accepted ([`payload_json`]): `json`, and `form` (the
+//! API's default when creating a hook), whose body is `payload=<url-encoded JSON>`. Payloads are parsed with
 //! minimal serde structs that ignore unknown fields, so a new GitHub event or action is
 //! acknowledged and ignored instead of failing. The response is sent only after the
 //! job (or the fact that the delivery was ignored) is committed to the database; a
@@ -50,6 +52,36 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Why a delivery's body holds no payload to read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("a form-encoded delivery without a `payload` field; set the webhook's content type to application/json")]
+    NoFormPayload,
+    #[error("content type `{0}` is not one GitHub sends; set the webhook's content type to application/json")]
+    UnsupportedContentType(String),
+}
+
+/// The JSON payload of a delivery, by its `Content-Type`: the body itself for
+/// `application/json` (or no type), the `payload` field for
+/// `application/x-www-form-urlencoded`.
+pub fn payload_json<'a>(
+    content_type: Option<&str>,
+    body: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, PayloadError> {
+    let media = content_type
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match media.as_str() {
+        "" | "application/json" => Ok(std::borrow::Cow::Borrowed(body)),
+        "application/x-www-form-urlencoded" => form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| std::borrow::Cow::Owned(v.into_owned().into_bytes()))
+            .ok_or(PayloadError::NoFormPayload),
+        _ => Err(PayloadError::UnsupportedContentType(media)),
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -246,7 +278,17 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response
         id: delivery_id.to_owned(),
         event: event.clone(),
     };
-    let decision = match classify(&state.config, &event, body) {
+    let payload = match payload_json(header("content-type"), body) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook body refused");
+            return reply(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": e.to_string()}),
+            );
+        }
+    };
+    let decision = match classify(&state.config, &event, &payload) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook payload does not parse");
@@ -365,6 +407,35 @@ path = "app"
             &Secret::new("old secret"),
             body,
             Some(good)
+        ));
+    }
+
+    #[test]
+    fn form_bodies_carry_the_json_in_their_payload_field() {
+        let json = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+        let form = format!(
+            "payload={}",
+            form_urlencoded::byte_serialize(json).collect::<String>()
+        );
+        let form_type = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            payload_json(form_type, form.as_bytes()).unwrap().as_ref(),
+            json
+        );
+        assert_eq!(
+            payload_json(Some("application/json; charset=utf-8"), json)
+                .unwrap()
+                .as_ref(),
+            json
+        );
+        assert_eq!(payload_json(None, json).unwrap().as_ref(), json);
+        assert_eq!(
+            payload_json(form_type, b"other=1"),
+            Err(PayloadError::NoFormPayload)
+        );
+        assert!(matches!(
+            payload_json(Some("text/xml"), json),
+            Err(PayloadError::UnsupportedContentType(t)) if t == "text/xml"
         ));
     }
 

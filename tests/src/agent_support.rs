@@ -42,59 +42,24 @@ fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
 
 static BUILD: Mutex<bool> = Mutex::new(false);
 
-/// The newest modification time among the agent's sources.
-fn newest_source() -> Option<std::time::SystemTime> {
-    fn walk(path: &Path, newest: &mut Option<std::time::SystemTime>) {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                walk(&entry.path(), newest);
-            }
-        } else if let Ok(modified) = meta.modified() {
-            *newest = Some(newest.map_or(modified, |n| n.max(modified)));
-        }
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut newest = None;
-    for p in [
-        "gitops-agent/src",
-        "gitops-agent/Cargo.toml",
-        "provenance/src",
-        "provenance/Cargo.toml",
-    ] {
-        walk(&root.join(p), &mut newest);
-    }
-    newest
-}
-
-/// The `slipway-agent` binary beside the test executable. `cargo test --workspace`
-/// builds it first; under `cargo test -p slipway-tests` it is built here when it is
-/// missing or older than the agent's sources.
+/// The `slipway-agent` binary beside the test executable, built once per test process
+/// by `cargo build -p slipway-agent` (a no-op when it is up to date). Cargo decides,
+/// not a guess from modification times: the agent is built from several crates.
 pub fn agent_binary() -> PathBuf {
     let path = crate::terraform::binaries_dir().join("slipway-agent");
     let mut checked = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     if !*checked {
-        let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let stale = match (built, newest_source()) {
-            (Some(built), Some(source)) => source > built,
-            (None, _) => true,
-            (Some(_), None) => false,
-        };
-        if stale {
-            let target_dir = crate::terraform::binaries_dir()
-                .parent()
-                .expect("target dir")
-                .to_path_buf();
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "-p", "slipway-agent", "--bin", "slipway-agent"])
-                .env("CARGO_TARGET_DIR", &target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build -p slipway-agent");
-            assert!(status.success(), "cargo build -p slipway-agent failed");
-        }
+        let target_dir = crate::terraform::binaries_dir()
+            .parent()
+            .expect("target dir")
+            .to_path_buf();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "slipway-agent", "--bin", "slipway-agent"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p slipway-agent");
+        assert!(status.success(), "cargo build -p slipway-agent failed");
         *checked = true;
     }
     assert!(path.exists(), "{} missing after build", path.display());
@@ -223,6 +188,14 @@ output "release" {{
     /// A merge that changes the resource's input to `release`.
     pub fn merge_release(&self, name: &str, release: &str) -> String {
         self.merge(name, &[("infra/main.tf", self.main_tf(release))])
+    }
+
+    /// Moves main back to `sha` and force-pushes it, the usual way to undo a bad
+    /// merge (`git reset --hard main~1 && git push -f`).
+    pub fn force_push(&self, sha: &str) {
+        git(&self.clone, &["checkout", "-q", "main"]);
+        git(&self.clone, &["reset", "-q", "--hard", sha]);
+        git(&self.clone, &["push", "-q", "-f", "origin", "main"]);
     }
 
     /// Whether `a` is an ancestor of (or equal to) `b`.
@@ -559,13 +532,14 @@ path = "infra"
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = self
-            .command()
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn slipway-agent run");
+        // Its own process group, as under a shell's job control or a supervisor, so
+        // [`Agent::kill9_group`] can kill the group as they would.
+        let child = std::os::unix::process::CommandExt::process_group(
+            self.command().arg("run").stdout(Stdio::null()).stderr(log),
+            0,
+        )
+        .spawn()
+        .expect("spawn slipway-agent run");
         self.child = Some(child);
         let addr_file = self.data_dir.join("agent.addr");
         let addr: SocketAddr = wait_for("the agent to listen", Duration::from_secs(60), || {
@@ -592,6 +566,19 @@ path = "infra"
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGKILL to the agent's whole process group, as a shell or supervisor killing
+    /// "the agent" would: any child still in that group dies with it.
+    pub fn kill9_group(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-9", "--", &format!("-{}", child.id())])
+                .status()
+                .unwrap();
+            assert!(status.success());
             child.wait().unwrap();
         }
     }
@@ -707,6 +694,42 @@ impl Drop for Agent {
                 .status();
         }
     }
+}
+
+/// `payload=<url-encoded json>`, the body of a `form` webhook delivery.
+pub fn deliver_form_body(json: &[u8]) -> Vec<u8> {
+    let mut body = b"payload=".to_vec();
+    for &b in json {
+        if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) {
+            body.push(b);
+        } else if b == b' ' {
+            body.push(b'+');
+        } else {
+            body.extend(format!("%{b:02X}").bytes());
+        }
+    }
+    body
+}
+
+/// Sends `json` as a webhook with content type `form` (the GitHub API's default when a
+/// hook is created): `payload=<url-encoded JSON>`, signed over that raw body.
+pub fn deliver_form(
+    addr: SocketAddr,
+    event: &str,
+    delivery: &str,
+    json: &[u8],
+    secret: &str,
+) -> Response {
+    let body = deliver_form_body(json);
+    let sig = signature(secret, &body);
+    let headers = [
+        ("X-GitHub-Event", event),
+        ("X-GitHub-Delivery", delivery),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("User-Agent", "GitHub-Hookshot/e2e"),
+        ("X-Hub-Signature-256", sig.as_str()),
+    ];
+    http(addr, "POST", "/webhooks/github", &headers, &body)
 }
 
 /// Sends a webhook delivery signed with `secret` (no signature header when `None`).

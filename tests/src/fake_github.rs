@@ -8,6 +8,13 @@
 //! for a missing, unknown or expired token. A GitHub App's JWT is checked for shape,
 //! issuer and lifetime (not its RSA signature) before an installation token is issued.
 //!
+//! Faults on demand, as GitHub produces them: an error status ([`FakeGitHub::fail_next`]),
+//! a rate limit that lasts ([`FakeGitHub::rate_limit_next`]: a secondary limit with
+//! `retry-after`, or the primary one with `x-ratelimit-remaining: 0` until
+//! `x-ratelimit-reset`; every request in the window is refused again), and a lost answer
+//! ([`FakeGitHub::drop_answer_next`]: the request takes effect, then the connection
+//! breaks before the body). Deployments can be listed (`GET .../deployments?sha=&environment=`).
+//!
 //! Like github.com it can also serve git over HTTP ([`FakeGitHub::serve_git`], through
 //! `git http-backend`), to callers whose password is a valid token.
 
@@ -32,6 +39,33 @@ pub struct Recorded {
     pub body: Value,
     /// The status the fake answered.
     pub status: u16,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The `Accept` and `X-GitHub-Api-Version` headers.
+    pub accept: Option<String>,
+    pub api_version: Option<String>,
+    /// When it arrived.
+    pub at: Instant,
+    /// The request took effect but its answer was broken off ([`FakeGitHub::drop_answer_next`]).
+    pub answer_dropped: bool,
+}
+
+/// A rate limit for [`FakeGitHub::rate_limit_next`].
+#[derive(Debug, Clone, Copy)]
+pub enum RateLimit {
+    /// A secondary rate limit: `429` with `retry-after: secs`.
+    Secondary { retry_after_secs: u64 },
+    /// The primary rate limit: `403` with `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset` `reset_in_secs` from now.
+    Primary { reset_in_secs: u64 },
+}
+
+#[derive(Debug)]
+struct Window {
+    path_contains: String,
+    limit: RateLimit,
+    /// Set when the first matching request opens the window.
+    until: Option<SystemTime>,
 }
 
 /// Who may call the fake.
@@ -58,6 +92,11 @@ struct Failure {
 struct Inner {
     requests: Vec<Recorded>,
     failures: Vec<Failure>,
+    rate_limits: Vec<Window>,
+    /// Path fragment → how many more answers to break off.
+    drops: Vec<(String, u32)>,
+    /// Deployment id → the payload it was created with.
+    payloads: HashMap<u64, Value>,
     /// Deployment id → (environment, sha, statuses).
     deployments: HashMap<u64, (String, String, Vec<String>)>,
     next_id: u64,
@@ -161,6 +200,26 @@ impl FakeGitHub {
         });
     }
 
+    /// The next request whose path contains `path_contains` is refused with `limit`,
+    /// and so is every API request until the limit's time has passed.
+    pub fn rate_limit_next(&self, path_contains: &str, limit: RateLimit) {
+        self.shared.lock().rate_limits.push(Window {
+            path_contains: path_contains.to_owned(),
+            limit,
+            until: None,
+        });
+    }
+
+    /// The next `times` requests whose path contains `path_contains` take effect (a
+    /// deployment is created, say) but their answer is broken off: the connection
+    /// closes before the body arrives.
+    pub fn drop_answer_next(&self, path_contains: &str, times: u32) {
+        self.shared
+            .lock()
+            .drops
+            .push((path_contains.to_owned(), times));
+    }
+
     /// The states posted to each deployment, by id.
     pub fn deployments(&self) -> HashMap<u64, (String, String, Vec<String>)> {
         self.shared.lock().deployments.clone()
@@ -237,35 +296,126 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let record = |body: Value, status: u16, answer_dropped: bool| Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        authorization: authorization.clone(),
+        body,
+        status,
+        query: uri.query().map(str::to_owned),
+        accept: header("accept"),
+        api_version: header("x-github-api-version"),
+        at: Instant::now(),
+        answer_dropped,
+    };
     if path.starts_with("/git/") {
-        let response = git_http(&shared, &method, &uri, &headers, body).await;
-        shared.lock().requests.push(Recorded {
-            method: method.to_string(),
-            path,
-            authorization,
-            body: Value::Null,
-            status: response.status().as_u16(),
-        });
+        let response = git_http(&shared, &method, &uri, &headers, body.clone()).await;
+        let recorded = record(Value::Null, response.status().as_u16(), false);
+        shared.lock().requests.push(recorded);
         return response;
     }
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut inner = shared.lock();
+    if let Some((status, extra, answer)) = rate_limited(&mut inner, &path) {
+        inner
+            .requests
+            .push(record(body_json, status.as_u16(), false));
+        let mut response = (status, axum::Json(answer)).into_response();
+        for (name, value) in extra {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
+    }
     let (status, answer) = answer(
         &shared.auth,
         &mut inner,
         &method,
         &path,
+        uri.query().unwrap_or(""),
         authorization.as_deref(),
         &body_json,
     );
-    inner.requests.push(Recorded {
-        method: method.to_string(),
-        path,
-        authorization,
-        body: body_json,
-        status: status.as_u16(),
-    });
+    let dropped = status.is_success()
+        && inner
+            .drops
+            .iter_mut()
+            .find(|(fragment, left)| *left > 0 && path.contains(fragment.as_str()))
+            .map(|(_, left)| *left -= 1)
+            .is_some();
+    inner
+        .requests
+        .push(record(body_json, status.as_u16(), dropped));
+    if dropped {
+        // The head goes out, then the body fails: the client sees the connection
+        // break before the answer is complete.
+        let broken = futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("answer dropped by the test"))
+        });
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from_stream(broken))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     (status, axum::Json(answer)).into_response()
+}
+
+/// The rate limit answer for a request to `path`, when a window is (or becomes) open.
+#[allow(clippy::type_complexity)]
+fn rate_limited(
+    inner: &mut Inner,
+    path: &str,
+) -> Option<(StatusCode, Vec<(&'static str, String)>, Value)> {
+    let now = SystemTime::now();
+    let window = match inner
+        .rate_limits
+        .iter_mut()
+        .find(|w| w.until.is_some_and(|until| now < until))
+    {
+        Some(open) => open,
+        None => {
+            let next = inner
+                .rate_limits
+                .iter_mut()
+                .find(|w| w.until.is_none() && path.contains(&w.path_contains))?;
+            let secs = match next.limit {
+                RateLimit::Secondary { retry_after_secs } => retry_after_secs,
+                RateLimit::Primary { reset_in_secs } => reset_in_secs,
+            };
+            next.until = Some(now + Duration::from_secs(secs));
+            next
+        }
+    };
+    let until = window.until.unwrap_or(now);
+    let left = until.duration_since(now).unwrap_or_default();
+    Some(match window.limit {
+        RateLimit::Secondary { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![(
+                "retry-after",
+                (left.as_secs_f64().ceil() as u64).to_string(),
+            )],
+            json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}),
+        ),
+        RateLimit::Primary { .. } => (
+            StatusCode::FORBIDDEN,
+            vec![
+                ("x-ratelimit-limit", "5000".to_owned()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-used", "5000".to_owned()),
+                ("x-ratelimit-reset", (unix(until) + 1).to_string()),
+            ],
+            json!({"message": "API rate limit exceeded for installation ID 77.", "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}),
+        ),
+    })
 }
 
 fn answer(
@@ -273,6 +423,7 @@ fn answer(
     inner: &mut Inner,
     method: &Method,
     path: &str,
+    query: &str,
     authorization: Option<&str>,
     body: &Value,
 ) -> (StatusCode, Value) {
@@ -350,6 +501,45 @@ fn answer(
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
+    if method == Method::GET {
+        // GET /repos/{owner}/{repo}/deployments?sha=&environment=, newest first.
+        let ["repos", owner, repo, "deployments"] = segments.as_slice() else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        };
+        let (sha, environment) = (param("sha"), param("environment"));
+        let mut ids: Vec<&u64> = inner
+            .deployments
+            .iter()
+            .filter(|(_, (env, r#ref, _))| {
+                sha.as_deref().is_none_or(|s| s == r#ref)
+                    && environment.as_deref().is_none_or(|e| e == env)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_by(|a, b| b.cmp(a));
+        let list: Vec<Value> = ids
+            .into_iter()
+            .map(|id| {
+                let (env, r#ref, _) = &inner.deployments[id];
+                json!({
+                    "url": format!("https://api.github.com/repos/{owner}/{repo}/deployments/{id}"),
+                    "id": id,
+                    "sha": r#ref,
+                    "ref": r#ref,
+                    "environment": env,
+                    "payload": inner.payloads.get(id).cloned().unwrap_or(json!({})),
+                })
+            })
+            .collect();
+        return (StatusCode::OK, Value::Array(list));
+    }
     if method != Method::POST {
         return error(StatusCode::NOT_FOUND, "Not Found");
     }
@@ -368,6 +558,7 @@ fn answer(
             inner
                 .deployments
                 .insert(id, (environment.to_owned(), r#ref.to_owned(), Vec::new()));
+            inner.payloads.insert(id, body["payload"].clone());
             (
                 StatusCode::CREATED,
                 json!({

@@ -13,7 +13,6 @@
 //! Every wait is on a condition with a generous deadline; no test asserts a duration.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -349,7 +348,25 @@ fn sigkill_during_apply_then_restart_applies_the_merge_exactly_once() {
     );
     let applied = origin.release_state().expect("state after the first apply");
     assert_eq!(applied["input"]["value"], "v1");
+    // Meanwhile the job's work tree (the root's variables, the saved plan) is private.
+    let work = agent.data_dir.join("work");
+    let trees: Vec<std::path::PathBuf> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for dir in [&work, &trees[0]] {
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
+    }
     agent.kill9();
+    assert!(
+        trees[0].exists(),
+        "the killed job's work tree is left behind"
+    );
     // The orphaned wrapper would otherwise hold on; the state lock is already free.
     let pid = std::fs::read_to_string(&agent.wrapper_pid).unwrap();
     let _ = std::process::Command::new("kill")
@@ -387,6 +404,16 @@ fn sigkill_during_apply_then_restart_applies_the_merge_exactly_once() {
         after["id"], applied["id"],
         "terraform_data.release was recreated"
     );
+    // The restart removed what the killed job left, and the re-run cleaned up after
+    // itself.
+    assert!(
+        agent
+            .log_text()
+            .contains("removed work trees a previous agent process left"),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
     let (ok, text) = verify(&agent);
     assert!(ok, "{text}");
 }
@@ -614,6 +641,266 @@ fn a_job_past_its_timeout_is_stopped_and_sigterm_waits_for_it() {
     .unwrap();
     assert!(output.contains("terraform plan"), "{output}");
     assert!(!output.contains(WEBHOOK_SECRET) && !output.contains(API_TOKEN));
+    let (ok, text) = verify(&agent);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn a_force_push_rollback_is_deployed_and_a_commit_it_removed_never_is() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
+    let addr = agent.start();
+    let first = origin.merge_release("feature-1", "v1");
+    let second = origin.merge_release("feature-2", "v2");
+    for (n, sha) in [(1, &first), (2, &second)] {
+        let body = merged_pull_request(n, sha, "octocat");
+        let delivery = format!("d-merge-{n}");
+        assert_eq!(
+            deliver(addr, "pull_request", &delivery, &body, Some(WEBHOOK_SECRET)).status,
+            202
+        );
+        agent.wait_for_record("the merge", |r| {
+            r["delivery_id"] == delivery.as_str() && !outcome(r).is_empty()
+        });
+    }
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v2");
+
+    // The second merge was bad: main is reset to the first and force-pushed. GitHub
+    // sends a forced push whose `after` is the older, already deployed commit.
+    origin.force_push(&first);
+    let mut push: Value = serde_json::from_slice(&push_to_main(&first, "mona")).unwrap();
+    push["forced"] = true.into();
+    let body = serde_json::to_vec(&push).unwrap();
+    assert_eq!(
+        deliver(addr, "push", "d-rollback", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    let rollback = agent.wait_for_record("the rollback", |r| r["delivery_id"] == "d-rollback");
+    assert_eq!(outcome(&rollback), "succeeded", "{rollback:#?}");
+    assert_eq!(rollback["commit_sha"], first.as_str());
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v1");
+
+    // The bad merge's signed delivery sent again under a new delivery id: its commit is
+    // no longer on main, so it is skipped, and the audit says why.
+    let body = merged_pull_request(2, &second, "octocat");
+    assert_eq!(
+        deliver(addr, "pull_request", "d-stale", &body, Some(WEBHOOK_SECRET)).status,
+        202
+    );
+    let stale = agent.wait_for_record("the stale delivery", |r| r["delivery_id"] == "d-stale");
+    assert_eq!(outcome(&stale), "skipped", "{stale:#?}");
+    let why = stale["error"].as_str().unwrap();
+    assert!(
+        why.contains("not on branch main") && why.contains(&first),
+        "{why}"
+    );
+
+    // A late delivery of the rollback's commit now that main is there and it runs: a
+    // repeated delivery, skipped.
+    let body = merged_pull_request(1, &first, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-first-again",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    let again = agent.wait_for_record("the repeated delivery", |r| {
+        r["delivery_id"] == "d-first-again"
+    });
+    assert_eq!(outcome(&again), "skipped", "{again:#?}");
+
+    let applies = std::fs::read_to_string(&agent.provenance_log).unwrap();
+    assert_eq!(applies.matches("--- apply").count(), 3);
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v1");
+    let (ok, text) = verify(&agent);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn a_rollback_without_a_webhook_is_deployed_by_the_poller() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let initial = git(&origin.clone, &["rev-parse", "HEAD"]);
+    let mut agent = Agent::new(
+        tmp.path(),
+        &origin,
+        &tf,
+        AgentOptions {
+            poller: true,
+            ..AgentOptions::default()
+        },
+    );
+    agent.start();
+    agent.wait_for_record("the initial commit", |r| {
+        r["commit_sha"] == initial.as_str() && outcome(r) == "succeeded"
+    });
+    let bad = origin.merge_release("feature-1", "v1");
+    agent.wait_for_record("the merge", |r| {
+        r["commit_sha"] == bad.as_str() && outcome(r) == "succeeded"
+    });
+    origin.force_push(&initial);
+    agent.wait_for_record("the rollback", |r| {
+        r["commit_sha"] == initial.as_str()
+            && outcome(r) == "succeeded"
+            && r["seq"].as_i64() > Some(2)
+    });
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "initial");
+    // The poller queued the rolled-back tip once, not at every round: while the next
+    // merge runs, many rounds see it, and no job besides these four is made.
+    let next = origin.merge_release("feature-2", "v2");
+    agent.wait_for_record("the next merge", |r| {
+        r["commit_sha"] == next.as_str() && outcome(r) == "succeeded"
+    });
+    let log = agent.audit();
+    let outcomes: Vec<&str> = log.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["succeeded"; 4], "{log:#?}");
+}
+
+#[test]
+fn a_form_encoded_delivery_is_applied_and_an_unknown_content_type_is_refused() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
+    let addr = agent.start();
+
+    // A hook created through GitHub's API defaults to content_type=form.
+    let ping = serde_json::to_vec(&fixture("ping/payload.json")).unwrap();
+    let r = deliver_form(addr, "ping", "d-form-ping", &ping, WEBHOOK_SECRET);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(3, &sha, "octocat");
+    let r = deliver_form(addr, "pull_request", "d-form", &body, WEBHOOK_SECRET);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let record = agent.wait_for_record("the form-encoded merge", |r| {
+        r["delivery_id"] == "d-form" && !outcome(r).is_empty()
+    });
+    assert_eq!(outcome(&record), "succeeded", "{record:#?}");
+    assert_eq!(record["pull_request"], 3);
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v1");
+
+    // A signature over anything but the raw form body is refused.
+    let mut tampered = deliver_form_body(&body);
+    tampered.push(b'&');
+    let sig = signature(WEBHOOK_SECRET, &deliver_form_body(&body));
+    let r = http(
+        addr,
+        "POST",
+        "/webhooks/github",
+        &[
+            ("X-GitHub-Event", "pull_request"),
+            ("X-GitHub-Delivery", "d-form-tampered"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Hub-Signature-256", &sig),
+        ],
+        &tampered,
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // A content type GitHub never sends is refused at once, saying how to fix the hook.
+    let xml = b"<push/>";
+    let sig = signature(WEBHOOK_SECRET, xml);
+    let r = http(
+        addr,
+        "POST",
+        "/webhooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-xml"),
+            ("Content-Type", "text/xml"),
+            ("X-Hub-Signature-256", &sig),
+        ],
+        xml,
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+    assert!(r.body.contains("application/json"), "{}", r.body);
+    assert!(
+        !agent.log_text().contains('\u{1b}'),
+        "colour codes in a log file"
+    );
+}
+
+#[test]
+fn terraform_outlives_a_kill_9_of_the_agent_and_the_change_is_made_once() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
+    let addr = agent.start();
+    // A resource whose creation is seen outside Terraform: its provisioner appends a
+    // line to `creations`, then takes a while before Terraform can save the state.
+    // The agent's whole process group is killed meanwhile: a Terraform in that group
+    // (or dying of SIGPIPE on its output pipe) would leave the resource created but
+    // not in the state, and the re-run would create it again.
+    let started = tmp.path().join("creating");
+    let creations = tmp.path().join("creations");
+    let finished = tmp.path().join("finished");
+    let observed = format!(
+        r#"resource "terraform_data" "observed" {{
+  provisioner "local-exec" {{
+    command = "echo created >> '{creations}'; touch '{started}'; sleep 8; touch '{finished}'"
+  }}
+}}
+"#,
+        started = started.display(),
+        creations = creations.display(),
+        finished = finished.display()
+    );
+    let sha = origin.merge("observed", &[("infra/observed.tf", observed)]);
+    let body = merged_pull_request(21, &sha, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-observed",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    wait_for(
+        "the resource's creation to start",
+        Duration::from_secs(240),
+        || started.exists().then_some(()),
+    );
+    agent.kill9_group();
+
+    // Terraform carries on without the agent, and saves the state.
+    agent.start();
+    let done = agent.wait_for_record("the interrupted job to run again", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    // Terraform (and the provisioner it ran) lived through the kill, and the agent
+    // waited for it before running the job again.
+    assert!(finished.exists(), "terraform died with the agent");
+    assert!(
+        agent
+            .log_text()
+            .contains("waiting for the Terraform a previous agent process started"),
+        "{}",
+        agent.log_text()
+    );
+    let created = std::fs::read_to_string(&creations).unwrap_or_default();
+    assert_eq!(
+        created.lines().count(),
+        1,
+        "created {} times",
+        created.lines().count()
+    );
+    let summary = &done["plan_summary"];
+    assert_eq!(summary["add"], 0, "{done:#?}");
+    let log = agent.audit();
+    let outcomes: Vec<&str> = log.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"], "{log:#?}");
     let (ok, text) = verify(&agent);
     assert!(ok, "{text}");
 }

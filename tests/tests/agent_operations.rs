@@ -11,7 +11,7 @@ use slipway_tests::agent_support::{
     deliver, http, merged_pull_request, terraform_with_terraform_data, wait_for, Agent,
     AgentOptions, Origin, API_TOKEN, GITHUB_REPO, WEBHOOK_SECRET,
 };
-use slipway_tests::fake_github::{Auth, FakeGitHub, Recorded};
+use slipway_tests::fake_github::{Auth, FakeGitHub, RateLimit, Recorded};
 
 const GITHUB_TOKEN: &str = "ghp_e2eTokenForTheFakeGitHub0001";
 const PUBLIC_URL: &str = "https://slipway.example.com";
@@ -181,10 +181,31 @@ fn a_merge_is_reported_to_github_and_shows_in_metrics_and_the_job_log() {
         missing.body
     );
 
-    // A scrape after the run.
-    let scrape = http(addr, "GET", "/metrics", &[], b"");
+    // A scrape after the run, as Prometheus asks for it.
+    let openmetrics = [(
+        "Accept",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    )];
+    let scrape = http(addr, "GET", "/metrics", &openmetrics, b"");
     assert_eq!(scrape.status, 200);
     let text = scrape.body;
+    // Any other client gets the text format 0.0.4: HELP and TYPE for every family, a
+    // counter named by its `_total` sample, no `# EOF`.
+    let plain = http(addr, "GET", "/metrics", &[("Accept", "*/*")], b"").body;
+    assert!(!plain.contains("# EOF"), "{plain}");
+    assert!(
+        plain.contains("# TYPE slipway_jobs_total counter"),
+        "{plain}"
+    );
+    assert!(plain.contains("# HELP slipway_jobs_total "), "{plain}");
+    for family in plain.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(plain.contains(&format!("# HELP {name} ")), "{plain}");
+    }
+    assert_eq!(
+        metric(&plain, "slipway_jobs_total{outcome=\"succeeded\"}"),
+        Some(1.0)
+    );
     assert_eq!(
         metric(&text, "slipway_jobs_total{outcome=\"succeeded\"}"),
         Some(1.0),
@@ -364,12 +385,12 @@ fn a_github_app_gets_installation_tokens_and_renews_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Tokens that expire 31 s after issue are within the client's 30 s renewal margin
-    // after one second: every later call must first fetch a new token.
+    // Tokens that expire 30 s after issue are within the client's 30 s renewal margin
+    // at once: every later call must first fetch a new token.
     let fake = FakeGitHub::start(Auth::App {
         app_id: 4242,
         installation_id: 77,
-        token_ttl: Duration::from_secs(31),
+        token_ttl: Duration::from_secs(30),
     });
     let origin = Origin::new(tmp.path());
     // The agent fetches over HTTP from the fake, which wants an installation token.
@@ -425,6 +446,17 @@ fn a_github_app_gets_installation_tokens_and_renews_them() {
     for claims in fake.jwt_claims() {
         assert_eq!(claims["iss"].as_u64(), Some(4242), "{claims}");
     }
+    // Every API request, the installation token requests included, says what it
+    // accepts and which API version it was written for.
+    for r in requests.iter().filter(|r| !r.path.starts_with("/git/")) {
+        assert_eq!(
+            (r.accept.as_deref(), r.api_version.as_deref()),
+            (Some("application/vnd.github+json"), Some("2022-11-28")),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
     // git fetched over HTTP with an installation token as the password; the fake
     // refuses anything else, so the fetch could not have succeeded without it.
     let git: Vec<&Recorded> = requests
@@ -463,9 +495,11 @@ fn sigterm_lets_a_short_job_finish_and_answers_not_ready_meanwhile() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
+    let fake = FakeGitHub::start(Auth::Token(GITHUB_TOKEN.into()));
     let options = AgentOptions {
         slow_apply_secs: 5,
         shutdown_grace_secs: 120,
+        extra_config: github_token_config(tmp.path(), &fake, ""),
         ..AgentOptions::default()
     };
     let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
@@ -493,6 +527,22 @@ fn sigterm_lets_a_short_job_finish_and_answers_not_ready_meanwhile() {
     assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(outcome(&log[0]), "succeeded");
     assert_eq!(log[0]["commit_sha"], sha.as_str());
+    // GitHub heard the outcome before the agent exited, not at its next start.
+    let states: Vec<String> = fake.deployments().into_values().flat_map(|d| d.2).collect();
+    assert_eq!(
+        states,
+        ["queued", "in_progress", "success"],
+        "{:#?}",
+        shape(&fake.requests())
+    );
+    let last_commit_status = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.contains("/statuses/"))
+        .map(|r| r.body["state"].clone());
+    assert_eq!(last_commit_status, Some(Value::from("success")));
+    // Logs to a file carry no colour codes.
+    assert!(!agent.log_text().contains('\u{1b}'), "{}", agent.log_text());
 }
 
 #[test]
@@ -543,4 +593,177 @@ fn sigterm_past_the_grace_period_interrupts_the_job_which_runs_again_after_resta
         .map(|r| outcome(r).to_owned())
         .collect();
     assert_eq!(outcomes, ["interrupted", "succeeded"]);
+}
+
+#[test]
+fn rate_limits_are_waited_out_and_a_lost_answer_creates_no_second_deployment() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeGitHub::start(Auth::Token(GITHUB_TOKEN.into()));
+    // GitHub creates the deployment but the answer never arrives; then a secondary
+    // rate limit (429, retry-after: 3) on the first commit status, and the primary one
+    // (403, x-ratelimit-remaining: 0 until x-ratelimit-reset) on the comment. Every
+    // request sent inside a limit's window is refused again, and recorded.
+    fake.drop_answer_next("/deployments", 1);
+    fake.rate_limit_next(
+        "/statuses/",
+        RateLimit::Secondary {
+            retry_after_secs: 3,
+        },
+    );
+    fake.rate_limit_next("/comments", RateLimit::Primary { reset_in_secs: 3 });
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        extra_config: github_token_config(tmp.path(), &fake, "comment_on_pull_request = true"),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    let addr = agent.start();
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(11, &sha, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-limits",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    agent.wait_for_record("the merge to be applied", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    fake.wait_for("the comment", Duration::from_secs(90), |r| {
+        r.iter()
+            .any(|r| r.path.ends_with("/comments") && r.status == 201)
+    });
+    let requests = fake.requests();
+    let shapes = shape(&requests);
+
+    // One deployment: after the lost answer the agent looked it up (by sha and
+    // environment; the job id in its payload) and used it.
+    let deployments = fake.deployments();
+    assert_eq!(deployments.len(), 1, "{shapes:#?}");
+    let (id, (environment, deployed_sha, states)) = deployments.into_iter().next().unwrap();
+    assert_eq!(
+        (environment.as_str(), deployed_sha.as_str()),
+        ("infra", sha.as_str())
+    );
+    assert_eq!(states, ["queued", "in_progress", "success"], "{shapes:#?}");
+    assert!(requests[0].answer_dropped, "{shapes:#?}");
+    let lookup = &requests[1];
+    assert_eq!(lookup.method, "GET", "{shapes:#?}");
+    let query = lookup.query.as_deref().unwrap_or("");
+    assert!(
+        query.contains(&format!("sha={sha}")) && query.contains("environment=infra"),
+        "{query}"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/deployments"))
+            .count(),
+        1,
+        "{shapes:#?}"
+    );
+    assert!(
+        requests[2]
+            .path
+            .ends_with(&format!("/deployments/{id}/statuses")),
+        "{shapes:#?}"
+    );
+
+    // Each rate limit was answered once: nothing was sent again inside its window.
+    let limited: Vec<u16> = requests
+        .iter()
+        .filter(|r| r.status == 429 || r.status == 403)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(limited, [429, 403], "{shapes:#?}");
+    // And not given up: every status and the comment went through.
+    let commit_states: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.path.contains("/statuses/") && r.status == 201)
+        .map(|r| r.body["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(commit_states, ["pending", "pending", "success"]);
+    for r in &requests {
+        assert_eq!(
+            (r.accept.as_deref(), r.api_version.as_deref()),
+            (Some("application/vnd.github+json"), Some("2022-11-28")),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    let text = agent.log_text();
+    assert_eq!(text.matches("GitHub rate limit").count(), 2, "{text}");
+    assert!(!text.contains("given up"), "{text}");
+}
+
+#[test]
+fn a_failed_plan_is_reported_with_terraforms_error_summary() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeGitHub::start(Auth::Token(GITHUB_TOKEN.into()));
+    let origin = Origin::new(tmp.path());
+    let options = AgentOptions {
+        extra_config: github_token_config(tmp.path(), &fake, ""),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    // A variable the configuration does not declare makes Terraform print a warning
+    // box before the error.
+    let text = std::fs::read_to_string(&agent.config).unwrap();
+    std::fs::write(
+        &agent.config,
+        text.replace(
+            "path = \"infra\"\n",
+            "path = \"infra\"\nvariables = { undeclared = \"x\" }\n",
+        ),
+    )
+    .unwrap();
+    let addr = agent.start();
+    let broken = origin.main_tf("v1").replace("\"v1\"", "var.missing");
+    let sha = origin.merge("broken", &[("infra/main.tf", broken)]);
+    let body = merged_pull_request(12, &sha, "octocat");
+    assert_eq!(
+        deliver(
+            addr,
+            "pull_request",
+            "d-broken",
+            &body,
+            Some(WEBHOOK_SECRET)
+        )
+        .status,
+        202
+    );
+    let record = agent.wait_for_record("the failed plan", |r| r["commit_sha"] == sha.as_str());
+    assert_eq!(outcome(&record), "failed", "{record:#?}");
+    fake.wait_for("the failure status", Duration::from_secs(60), |r| {
+        r.iter()
+            .any(|r| r.body["state"] == "failure" && r.path.contains("/statuses/"))
+    });
+    let status = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.body["state"] == "failure" && r.path.contains("/statuses/"))
+        .unwrap();
+    assert_eq!(
+        status.body["description"],
+        "Failed: terraform plan failed: Error: Reference to undeclared input variable",
+        "{:#?}",
+        record["error"]
+    );
+    // The warning was there, in the job's log, before the error.
+    let log = std::fs::read_to_string(
+        agent
+            .data_dir
+            .join(format!("jobs/{}/output.log", record["job_id"])),
+    )
+    .unwrap();
+    let (warning, error) = (log.find("Warning:"), log.find("Error:"));
+    assert!(warning.is_some() && warning < error, "{log}");
 }
