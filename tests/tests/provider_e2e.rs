@@ -512,6 +512,88 @@ fn bad_input_names_the_attribute_on_every_terraform() {
     }
 }
 
+/// Bad variable and secret names fail `terraform plan` (from the schema, in
+/// ValidateResourceConfig: before anything exists), each error quoting the very line of
+/// the bad key, for the environment's maps and the application's alike.
+#[test]
+fn variable_names_are_checked_at_plan_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::new(&tf);
+        let config = r#"
+terraform {
+  required_providers {
+    slipway = { source = "slipway/slipway" }
+  }
+}
+
+variable "demo_app" {
+  type = string
+}
+
+resource "slipway_environment" "bad" {
+  name = "names"
+  variables = {
+    "A=B" = "1"
+  }
+  secrets = {
+    "BAD NAME" = "hidden-value"
+  }
+}
+
+resource "slipway_environment" "good" {
+  name = "good"
+}
+
+resource "slipway_application" "app" {
+  environment_id = slipway_environment.good.id
+  name           = "app"
+  command        = var.demo_app
+  ports          = [{ name = "http", port = 8080 }]
+  variables = {
+    "1ABC" = "x"
+    PORT   = "80"
+    ""     = "y"
+    GOOD   = "z"
+  }
+}
+"#;
+        h.ws.write_config(config);
+        let run = h.ws.run(&["plan", "-no-color"]);
+        let output = run.all_output();
+        let v = &tf.version;
+        assert_eq!(run.code, 1, "terraform {v}: {output}");
+        let flat = collapse(&output);
+        for expected in [
+            "\"A=B\" = \"1\"",
+            "\"A=B\" is not a variable name",
+            "\"BAD NAME\" = \"hidden-value\"",
+            "\"BAD NAME\" is not a variable name",
+            "\"1ABC\" = \"x\"",
+            "not starting with a digit",
+            "PORT = \"80\"",
+            "\"PORT\" is set by the runtime itself",
+            "\"\" = \"y\"",
+            "a variable name cannot be empty",
+        ] {
+            assert!(
+                flat.contains(&collapse(expected)),
+                "terraform {v}: expected {expected:?} in {output}"
+            );
+        }
+        assert_eq!(
+            output.matches("Invalid variable name").count(),
+            5,
+            "terraform {v}: one error per bad name, none for GOOD: {output}"
+        );
+        assert!(
+            !output.contains("GOOD   = \"z\""),
+            "terraform {v}: {output}"
+        );
+        assert!(h.ws.resources().is_empty());
+    }
+}
+
 /// A PRODUCTION environment and an application in it, behind the production gate.
 fn gated_config(public_key: &str) -> String {
     format!(

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::provenance::production_gate;
 use crate::provider::SlipwayClient;
+use crate::runtime::variables::names_validator;
 use crate::runtime::{
     Application, ApplicationSpec, HealthCheck, HealthProbe, Phase, PortSpec, Protocol,
     ResourceLimits, RuntimeError,
@@ -721,8 +722,8 @@ impl Resource for ApplicationResource {
                     .computed()
                     .description("The ports the application listens on."),
                 )
-                .attribute(Attribute::string_map("variables").optional().description("Environment variables, on top of the environment's."))
-                .attribute(Attribute::string_map("secrets").optional().sensitive().description("Secret environment variables; never shown or logged."))
+                .attribute(Attribute::string_map("variables").optional().validator(names_validator()).description("Environment variables, on top of the environment's."))
+                .attribute(Attribute::string_map("secrets").optional().sensitive().validator(names_validator()).description("Secret environment variables; never shown or logged."))
                 .attribute(
                     Attribute::nested(
                         "healthcheck",
@@ -1410,6 +1411,26 @@ mod tests {
                 json!({"resources": {"cpu": "fast"}}),
                 "resources",
                 "not a CPU quantity",
+            ),
+            (
+                json!({"variables": {"A=B": "1"}}),
+                "variables[\"A=B\"]",
+                "\"A=B\" is not a variable name",
+            ),
+            (
+                json!({"variables": {"": "1"}}),
+                "variables[\"\"]",
+                "cannot be empty",
+            ),
+            (
+                json!({"variables": {"PORT": "80"}}),
+                "variables[\"PORT\"]",
+                "set by the runtime itself",
+            ),
+            (
+                json!({"secrets": {"1ABC": "never-shown"}}),
+                "secrets[\"1ABC\"]",
+                "not starting with a digit",
             ),
         ];
         for (overrides, at, text) in cases {

@@ -23,6 +23,7 @@ use super::logs::{Redactor, Rotation};
 use super::proxy::{self, Backend, Proxy};
 use super::store::{Store, StoredApplication};
 use super::supervisor::{Replica, ReplicaConfig, ReplicaState};
+use crate::runtime::variables::first_bad_name;
 use crate::runtime::{Application, ApplicationSpec, Environment, Phase, Protocol, RuntimeError};
 
 /// Tunables of the daemon that apply to every application.
@@ -134,23 +135,14 @@ pub fn validate(spec: &ApplicationSpec) -> Result<(), RuntimeError> {
             ));
         }
     }
+    if let Some((kind, why)) = first_bad_name(&spec.variables, &spec.secrets) {
+        return invalid(format!("application `{}`: `{kind}`: {why}", spec.name));
+    }
     for (kind, map) in [("variables", &spec.variables), ("secrets", &spec.secrets)] {
         for (name, value) in map {
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return invalid(format!(
-                    "application `{}`: `{kind}` has an invalid name {name:?}: names cannot be empty or contain `=`",
-                    spec.name
-                ));
-            }
             if value.contains('\0') {
                 return invalid(format!(
                     "application `{}`: `{kind}.{name}` contains a NUL byte, which cannot be passed in an environment",
-                    spec.name
-                ));
-            }
-            if !spec.ports.is_empty() && (name == "PORT" || name.starts_with("PORT_")) {
-                return invalid(format!(
-                    "application `{}`: `{kind}.{name}` is set by the local runtime from `ports`; remove it",
                     spec.name
                 ));
             }
