@@ -594,6 +594,93 @@ resource "slipway_application" "app" {
     }
 }
 
+/// A program that takes its port as an argument needs no shell: `$PORT_<NAME>` in
+/// `args` is the replica's port. The application's first port is not the public one, so
+/// the endpoint answers only when the named port (not `PORT`) was substituted.
+#[test]
+fn port_references_in_args_are_substituted_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::new(&tf);
+        h.ws.write_config(
+            r#"
+terraform {
+  required_providers {
+    slipway = { source = "slipway/slipway" }
+  }
+}
+
+variable "demo_app" {
+  type = string
+}
+
+resource "slipway_environment" "args" {
+  name = "args"
+}
+
+resource "slipway_application" "web" {
+  environment_id = slipway_environment.args.id
+  name           = "web"
+  command        = var.demo_app
+  args           = ["--port", "$PORT_HTTP"]
+  ports = [
+    { name = "admin", port = 9000 },
+    { name = "http", port = 8080, public = true },
+  ]
+  healthcheck = { type = "http", path = "/healthz", port = 8080, interval = "500ms" }
+  timeouts    = { create = "60s" }
+}
+
+output "endpoint" {
+  value = slipway_application.web.endpoints["http"]
+}
+"#,
+        );
+        h.ws.apply().success();
+        let endpoint = h.output("endpoint");
+        assert_eq!(body(&endpoint), "v1", "terraform {}", tf.version);
+        assert_ne!(
+            body(&format!("{endpoint}/env/PORT")),
+            body(&format!("{endpoint}/env/PORT_HTTP")),
+            "the first port is another one"
+        );
+        h.assert_plan_empty("an apply with $PORT_HTTP in args");
+        h.ws.destroy().success();
+    }
+}
+
+/// `terraform-provider-slipway --help` names every `runtime` subcommand.
+#[test]
+fn help_names_the_runtime_commands() {
+    let run = |args: &[&str]| {
+        let out = Command::new(provider_binary())
+            .args(args)
+            .output()
+            .expect("run terraform-provider-slipway");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let help = run(&["--help"]);
+    let runtime_help = run(&["runtime", "--help"]);
+    let commands: Vec<&str> = runtime_help
+        .split("Commands:")
+        .nth(1)
+        .expect("runtime --help lists commands")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 3, "{runtime_help}");
+    for command in commands {
+        assert!(
+            help.contains(&format!("terraform-provider-slipway runtime {command}")),
+            "--help does not mention `runtime {command}`:\n{help}"
+        );
+    }
+}
+
 /// A PRODUCTION environment and an application in it, behind the production gate.
 fn gated_config(public_key: &str) -> String {
     format!(
