@@ -598,7 +598,7 @@ resource "slipway_application" "app" {
 /// `args` is the replica's port. The application's first port is not the public one, so
 /// the endpoint answers only when the named port (not `PORT`) was substituted.
 #[test]
-fn port_references_in_args_are_substituted_on_every_terraform() {
+fn port_references_in_args_are_substituted_and_refresh_sees_no_drift_on_every_terraform() {
     for tf in terraform::required() {
         eprintln!("--- terraform {}", tf.version);
         let h = Harness::new(&tf);
@@ -645,6 +645,17 @@ output "endpoint" {
             "the first port is another one"
         );
         h.assert_plan_empty("an apply with $PORT_HTTP in args");
+        // Nothing changed, so a refresh-only plan is empty too (Terraform before 1.15
+        // compares refreshed and prior state structurally).
+        let run =
+            h.ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"]);
+        assert_eq!(
+            run.code,
+            0,
+            "terraform {}: refresh-only plan\n{}",
+            tf.version,
+            run.all_output()
+        );
         h.ws.destroy().success();
     }
 }
