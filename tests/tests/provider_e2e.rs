@@ -49,6 +49,13 @@ impl Harness {
         Harness { ws, home, demo_app }
     }
 
+    /// A harness whose configuration is [`HEADER`] and `body`.
+    fn with_config(tf: &TerraformBinary, body: &str) -> Harness {
+        let h = Harness::new(tf);
+        h.ws.write_config(&format!("{HEADER}{body}"));
+        h
+    }
+
     fn outputs(&self) -> serde_json::Value {
         let run = self.ws.run(&["output", "-json", "-no-color"]).success();
         serde_json::from_str(&run.stdout).expect("terraform output -json prints JSON")
@@ -512,15 +519,8 @@ fn bad_input_names_the_attribute_on_every_terraform() {
     }
 }
 
-/// Bad variable and secret names fail `terraform plan` (from the schema, in
-/// ValidateResourceConfig: before anything exists), each error quoting the very line of
-/// the bad key, for the environment's maps and the application's alike.
-#[test]
-fn variable_names_are_checked_at_plan_on_every_terraform() {
-    for tf in terraform::required() {
-        eprintln!("--- terraform {}", tf.version);
-        let h = Harness::new(&tf);
-        let config = r#"
+/// The start of the configurations below: the provider, and the demo app's path.
+const HEADER: &str = r#"
 terraform {
   required_providers {
     slipway = { source = "slipway/slipway" }
@@ -530,7 +530,19 @@ terraform {
 variable "demo_app" {
   type = string
 }
+"#;
 
+/// Bad variable and secret names fail `terraform plan` (from the schema, in
+/// ValidateResourceConfig: before anything exists), each error quoting the very line of
+/// the bad key, for the environment's maps and the application's alike.
+#[test]
+fn variable_names_are_checked_at_plan_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::new(&tf);
+        let config = &format!(
+            "{HEADER}{}",
+            r#"
 resource "slipway_environment" "bad" {
   name = "names"
   variables = {
@@ -557,7 +569,8 @@ resource "slipway_application" "app" {
     GOOD   = "z"
   }
 }
-"#;
+"#
+        );
         h.ws.write_config(config);
         let run = h.ws.run(&["plan", "-no-color"]);
         let output = run.all_output();
@@ -601,19 +614,9 @@ resource "slipway_application" "app" {
 fn port_references_in_args_are_substituted_and_refresh_sees_no_drift_on_every_terraform() {
     for tf in terraform::required() {
         eprintln!("--- terraform {}", tf.version);
-        let h = Harness::new(&tf);
-        h.ws.write_config(
+        let h = Harness::with_config(
+            &tf,
             r#"
-terraform {
-  required_providers {
-    slipway = { source = "slipway/slipway" }
-  }
-}
-
-variable "demo_app" {
-  type = string
-}
-
 resource "slipway_environment" "args" {
   name = "args"
 }
@@ -656,6 +659,62 @@ output "endpoint" {
             tf.version,
             run.all_output()
         );
+        h.ws.destroy().success();
+    }
+}
+
+/// Import knows only what the runtime has, so defaults written out (`path = "/"`,
+/// `args = []`, empty maps and lists) and defaults left out must both come back as the
+/// configuration says: the first plan after `terraform import` is empty.
+#[test]
+fn import_round_trips_written_and_unwritten_defaults_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::with_config(
+            &tf,
+            r#"
+resource "slipway_environment" "imports" {
+  name = "imports"
+}
+
+resource "slipway_application" "explicit" {
+  environment_id = slipway_environment.imports.id
+  name           = "explicit"
+  command        = var.demo_app
+  args           = []
+  ports          = [{ name = "http", port = 8080 }]
+  variables      = {}
+  secrets        = {}
+  resources      = {}
+  healthcheck    = { type = "http", path = "/", port = 8080, interval = "500ms" }
+}
+
+resource "slipway_application" "bare" {
+  environment_id = slipway_environment.imports.id
+  name           = "bare"
+  command        = var.demo_app
+  ports          = [{ name = "http", port = 8080 }]
+  healthcheck    = { type = "http", port = 8080, interval = "500ms" }
+}
+"#,
+        );
+        h.ws.apply().success();
+        h.assert_plan_empty("the apply");
+        let before = h.ws.resources();
+        for address in ["slipway_application.explicit", "slipway_application.bare"] {
+            let id = before[address]["id"].as_str().expect("id").to_owned();
+            h.ws.run(&["state", "rm", "-no-color", address]).success();
+            h.ws.run(&["import", "-no-color", address, &id]).success();
+        }
+        let after = h.ws.resources();
+        for address in ["slipway_application.explicit", "slipway_application.bare"] {
+            assert_eq!(
+                after[address], before[address],
+                "terraform {}: {address} after import",
+                tf.version
+            );
+        }
+        h.assert_plan_empty("import");
         h.ws.destroy().success();
     }
 }
