@@ -9,7 +9,8 @@ fn main() -> std::process::ExitCode {
     close_inherited_descriptors_on_exec();
     tfplug::serve(
         slipway_provider::provider::SlipwayProvider::new(),
-        tfplug::ServeOptions::new("registry.terraform.io/slipway/slipway"),
+        tfplug::ServeOptions::new("registry.terraform.io/slipway/slipway")
+            .more_help(slipway_provider::runtime::local::cli::SUMMARY),
     )
 }
 

@@ -49,6 +49,13 @@ impl Harness {
         Harness { ws, home, demo_app }
     }
 
+    /// A harness whose configuration is [`HEADER`] and `body`.
+    fn with_config(tf: &TerraformBinary, body: &str) -> Harness {
+        let h = Harness::new(tf);
+        h.ws.write_config(&format!("{HEADER}{body}"));
+        h
+    }
+
     fn outputs(&self) -> serde_json::Value {
         let run = self.ws.run(&["output", "-json", "-no-color"]).success();
         serde_json::from_str(&run.stdout).expect("terraform output -json prints JSON")
@@ -509,6 +516,238 @@ fn bad_input_names_the_attribute_on_every_terraform() {
             || h.demo_processes().is_empty(),
         );
         h.ws.destroy().success();
+    }
+}
+
+/// The start of the configurations below: the provider, and the demo app's path.
+const HEADER: &str = r#"
+terraform {
+  required_providers {
+    slipway = { source = "slipway/slipway" }
+  }
+}
+
+variable "demo_app" {
+  type = string
+}
+"#;
+
+/// Bad variable and secret names fail `terraform plan` (from the schema, in
+/// ValidateResourceConfig: before anything exists), each error quoting the very line of
+/// the bad key, for the environment's maps and the application's alike.
+#[test]
+fn variable_names_are_checked_at_plan_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::new(&tf);
+        let config = &format!(
+            "{HEADER}{}",
+            r#"
+resource "slipway_environment" "bad" {
+  name = "names"
+  variables = {
+    "A=B" = "1"
+  }
+  secrets = {
+    "BAD NAME" = "hidden-value"
+  }
+}
+
+resource "slipway_environment" "good" {
+  name = "good"
+}
+
+resource "slipway_application" "app" {
+  environment_id = slipway_environment.good.id
+  name           = "app"
+  command        = var.demo_app
+  ports          = [{ name = "http", port = 8080 }]
+  variables = {
+    "1ABC" = "x"
+    PORT   = "80"
+    ""     = "y"
+    GOOD   = "z"
+  }
+}
+"#
+        );
+        h.ws.write_config(config);
+        let run = h.ws.run(&["plan", "-no-color"]);
+        let output = run.all_output();
+        let v = &tf.version;
+        assert_eq!(run.code, 1, "terraform {v}: {output}");
+        let flat = collapse(&output);
+        for expected in [
+            "\"A=B\" = \"1\"",
+            "\"A=B\" is not a variable name",
+            "\"BAD NAME\" = \"hidden-value\"",
+            "\"BAD NAME\" is not a variable name",
+            "\"1ABC\" = \"x\"",
+            "not starting with a digit",
+            "PORT = \"80\"",
+            "\"PORT\" is set by the runtime itself",
+            "\"\" = \"y\"",
+            "a variable name cannot be empty",
+        ] {
+            assert!(
+                flat.contains(&collapse(expected)),
+                "terraform {v}: expected {expected:?} in {output}"
+            );
+        }
+        assert_eq!(
+            output.matches("Invalid variable name").count(),
+            5,
+            "terraform {v}: one error per bad name, none for GOOD: {output}"
+        );
+        assert!(
+            !output.contains("GOOD   = \"z\""),
+            "terraform {v}: {output}"
+        );
+        assert!(h.ws.resources().is_empty());
+    }
+}
+
+/// A program that takes its port as an argument needs no shell: `$PORT_<NAME>` in
+/// `args` is the replica's port. The application's first port is not the public one, so
+/// the endpoint answers only when the named port (not `PORT`) was substituted.
+#[test]
+fn port_references_in_args_are_substituted_and_refresh_sees_no_drift_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::with_config(
+            &tf,
+            r#"
+resource "slipway_environment" "args" {
+  name = "args"
+}
+
+resource "slipway_application" "web" {
+  environment_id = slipway_environment.args.id
+  name           = "web"
+  command        = var.demo_app
+  args           = ["--port", "$PORT_HTTP"]
+  ports = [
+    { name = "admin", port = 9000 },
+    { name = "http", port = 8080, public = true },
+  ]
+  healthcheck = { type = "http", path = "/healthz", port = 8080, interval = "500ms" }
+  timeouts    = { create = "60s" }
+}
+
+output "endpoint" {
+  value = slipway_application.web.endpoints["http"]
+}
+"#,
+        );
+        h.ws.apply().success();
+        let endpoint = h.output("endpoint");
+        assert_eq!(body(&endpoint), "v1", "terraform {}", tf.version);
+        assert_ne!(
+            body(&format!("{endpoint}/env/PORT")),
+            body(&format!("{endpoint}/env/PORT_HTTP")),
+            "the first port is another one"
+        );
+        h.assert_plan_empty("an apply with $PORT_HTTP in args");
+        // Nothing changed, so a refresh-only plan is empty too (Terraform before 1.15
+        // compares refreshed and prior state structurally).
+        let run =
+            h.ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"]);
+        assert_eq!(
+            run.code,
+            0,
+            "terraform {}: refresh-only plan\n{}",
+            tf.version,
+            run.all_output()
+        );
+        h.ws.destroy().success();
+    }
+}
+
+/// Import knows only what the runtime has, so defaults written out (`path = "/"`,
+/// `args = []`, empty maps and lists) and defaults left out must both come back as the
+/// configuration says: the first plan after `terraform import` is empty.
+#[test]
+fn import_round_trips_written_and_unwritten_defaults_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let h = Harness::with_config(
+            &tf,
+            r#"
+resource "slipway_environment" "imports" {
+  name = "imports"
+}
+
+resource "slipway_application" "explicit" {
+  environment_id = slipway_environment.imports.id
+  name           = "explicit"
+  command        = var.demo_app
+  args           = []
+  ports          = [{ name = "http", port = 8080 }]
+  variables      = {}
+  secrets        = {}
+  resources      = {}
+  healthcheck    = { type = "http", path = "/", port = 8080, interval = "500ms" }
+}
+
+resource "slipway_application" "bare" {
+  environment_id = slipway_environment.imports.id
+  name           = "bare"
+  command        = var.demo_app
+  ports          = [{ name = "http", port = 8080 }]
+  healthcheck    = { type = "http", port = 8080, interval = "500ms" }
+}
+"#,
+        );
+        h.ws.apply().success();
+        h.assert_plan_empty("the apply");
+        let before = h.ws.resources();
+        for address in ["slipway_application.explicit", "slipway_application.bare"] {
+            let id = before[address]["id"].as_str().expect("id").to_owned();
+            h.ws.run(&["state", "rm", "-no-color", address]).success();
+            h.ws.run(&["import", "-no-color", address, &id]).success();
+        }
+        let after = h.ws.resources();
+        for address in ["slipway_application.explicit", "slipway_application.bare"] {
+            assert_eq!(
+                after[address], before[address],
+                "terraform {}: {address} after import",
+                tf.version
+            );
+        }
+        h.assert_plan_empty("import");
+        h.ws.destroy().success();
+    }
+}
+
+/// `terraform-provider-slipway --help` names every `runtime` subcommand.
+#[test]
+fn help_names_the_runtime_commands() {
+    let run = |args: &[&str]| {
+        let out = Command::new(provider_binary())
+            .args(args)
+            .output()
+            .expect("run terraform-provider-slipway");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let help = run(&["--help"]);
+    let runtime_help = run(&["runtime", "--help"]);
+    let commands: Vec<&str> = runtime_help
+        .split("Commands:")
+        .nth(1)
+        .expect("runtime --help lists commands")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 3, "{runtime_help}");
+    for command in commands {
+        assert!(
+            help.contains(&format!("terraform-provider-slipway runtime {command}")),
+            "--help does not mention `runtime {command}`:\n{help}"
+        );
     }
 }
 

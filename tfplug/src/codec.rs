@@ -12,9 +12,11 @@
 //!   map of "refinements" (not null, string prefix, number bounds, length bounds) for a
 //!   refined one. This model has no refinements, so both decode as [`Value::Unknown`]
 //!   and every unknown is written in the plain form, which Terraform accepts anywhere.
-//! * Numbers are arbitrary-precision decimals. A number that fits an `i64` travels as a
-//!   MessagePack integer, one that is exactly an `f64` as a float64, and anything else
-//!   as its exact decimal text in a MessagePack string, so nothing is ever rounded.
+//! * Numbers are arbitrary-precision decimals, read in any of go-cty's forms (integer,
+//!   float64, decimal text). A whole number is written as its decimal text in a
+//!   MessagePack string, so that Terraform decodes it exactly as it decodes the state
+//!   file (see `MsgpackEncoder::number`); one that is exactly an `f64` as a float64,
+//!   and anything else as its exact decimal text, so nothing is ever rounded.
 //! * At a [`Type::Dynamic`] position the concrete type travels with the value:
 //!   MessagePack `[type JSON as bin, value]`, JSON `{"value": …, "type": …}`.
 //!
@@ -345,13 +347,6 @@ fn parse_integer_text(text: &str) -> Option<Number> {
     } else {
         Number::Decimal(text.to_owned())
     })
-}
-
-/// Whether `f` is an integer that an `i64` holds exactly.
-fn f64_as_exact_i64(f: f64) -> Option<i64> {
-    // 2^63 is exactly representable; every integral f64 in [-2^63, 2^63) fits.
-    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    (f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f)).then_some(f as i64)
 }
 
 // ---------------------------------------------------------------------------------
@@ -1019,14 +1014,19 @@ impl<'v> MsgpackEncoder<'v> {
         Ok(())
     }
 
-    /// Writes a number the way go-cty does: an int when it is an integer that fits
-    /// `i64`, a float64 when it is exactly a (non-integral) f64, otherwise its exact
-    /// decimal text.
+    /// Writes a whole number as its decimal text (a MessagePack string), which go-cty
+    /// reads with `ParseNumberVal`: the very function its JSON decoder uses on the
+    /// state file. So a whole number Terraform reads back from the state and the same
+    /// number from this plugin are one and the same `big.Float`, and Terraform before
+    /// 1.15, which compares refreshed and prior state objects structurally (their
+    /// cached decoded values included, hashicorp/terraform#36403), sees no change
+    /// where there is none. As a MessagePack int (go-cty's own choice) it would decode
+    /// with another precision and count as drift in `plan -refresh-only
+    /// -detailed-exitcode`. Other numbers go as go-cty writes them: a float64 when
+    /// exactly one, else their exact decimal text.
     fn number(&mut self, n: &Number) -> Result<(), CodecError> {
         match n {
-            Number::Int(i) => {
-                rmp::encode::write_sint(&mut self.out, *i).map_err(write_failed)?;
-            }
+            Number::Int(i) => self.write_str(&i.to_string())?,
             Number::Float(f) if f.is_nan() => {
                 return Err(CodecError::Mismatch {
                     path: self.here(),
@@ -1038,15 +1038,12 @@ impl<'v> MsgpackEncoder<'v> {
             Number::Float(f) if f.is_infinite() => {
                 rmp::encode::write_f64(&mut self.out, *f).map_err(write_failed)?;
             }
+            Number::Float(f) if f.fract() == 0.0 => {
+                // Whole: as text, like an Int (and beyond i64 go-cty sends text too).
+                self.write_str(&n.to_decimal_string())?;
+            }
             Number::Float(f) => {
-                if let Some(i) = f64_as_exact_i64(*f) {
-                    rmp::encode::write_sint(&mut self.out, i).map_err(write_failed)?;
-                } else if f.fract() == 0.0 {
-                    // An integer beyond i64: go-cty sends those as text.
-                    self.write_str(&n.to_decimal_string())?;
-                } else {
-                    rmp::encode::write_f64(&mut self.out, *f).map_err(write_failed)?;
-                }
+                rmp::encode::write_f64(&mut self.out, *f).map_err(write_failed)?;
             }
             Number::Decimal(text) => {
                 if !is_decimal_text(text) {

@@ -59,8 +59,9 @@ fn validate_fields(
         if value.is_null() || value.is_unknown() {
             continue;
         }
-        if value.is_wholly_known() {
-            for validator in &attribute.validators {
+        let known = value.is_wholly_known();
+        for validator in &attribute.validators {
+            if known || validator.accepts_unknown_elements() {
                 validator.validate(value, &here, diagnostics);
             }
         }

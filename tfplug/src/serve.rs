@@ -35,13 +35,23 @@ pub struct ServeOptions {
     /// The provider's source address, as in `required_providers`
     /// (`registry.terraform.io/slipway/slipway`); used for the debug reattach line.
     pub address: String,
+    /// What else the binary does when run by hand (its own subcommands), shown at the
+    /// end of `--help`.
+    pub more_help: Option<String>,
 }
 
 impl ServeOptions {
     pub fn new(address: impl Into<String>) -> ServeOptions {
         ServeOptions {
             address: address.into(),
+            more_help: None,
         }
+    }
+
+    /// Adds `text` to `--help`: the commands a person may run this binary with.
+    pub fn more_help(mut self, text: impl Into<String>) -> ServeOptions {
+        self.more_help = Some(text.into());
+        self
     }
 }
 
@@ -113,6 +123,9 @@ fn parse_args(options: &ServeOptions) -> Result<Option<bool>, String> {
                      Options:\n  --debug    serve without Terraform starting it, and print the\n             TF_REATTACH_PROVIDERS value that attaches Terraform to it\n  --version  print the version\n  --help     print this help",
                     options.address
                 );
+                if let Some(more) = &options.more_help {
+                    println!("\n{more}");
+                }
                 return Ok(None);
             }
             "--version" | "-V" => {

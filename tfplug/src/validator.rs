@@ -2,7 +2,10 @@
 //! at the attribute, so the user sees the error under the line that caused it.
 //!
 //! Validators only see known, non-null values: Terraform validates configuration before
-//! every value is known, and an unset optional attribute is not an error.
+//! every value is known, and an unset optional attribute is not an error. A validator
+//! that needs only part of a value (a map's keys, which are always known) says so with
+//! [`Validator::accepts_unknown_elements`], and then also sees maps and lists some of
+//! whose elements are still unknown.
 
 use crate::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::value::Value;
@@ -11,6 +14,12 @@ use crate::value::Value;
 pub trait Validator: Send + Sync {
     /// Adds an error to `diagnostics` when `value` (known and not null) is invalid.
     fn validate(&self, value: &Value, path: &AttributePath, diagnostics: &mut Diagnostics);
+
+    /// True when the validator also wants a value some of whose elements are unknown
+    /// (it must then skip those). False by default: most checks need the whole value.
+    fn accepts_unknown_elements(&self) -> bool {
+        false
+    }
 }
 
 /// A validator made from a closure that returns the reason a value is invalid.
@@ -37,6 +46,46 @@ where
     F: Fn(&Value) -> Result<(), String> + Send + Sync,
 {
     FnValidator {
+        summary: summary.into(),
+        check,
+    }
+}
+
+/// A check on every key of a map, whose error points at that key
+/// (`variables["BAD NAME"]`), so Terraform shows it under the very line. Keys are known
+/// even while values are not, so this runs on maps with unknown values too.
+pub struct MapKeys<F> {
+    summary: String,
+    check: F,
+}
+
+impl<F> Validator for MapKeys<F>
+where
+    F: Fn(&str) -> Result<(), String> + Send + Sync,
+{
+    fn validate(&self, value: &Value, path: &AttributePath, diagnostics: &mut Diagnostics) {
+        let Value::Map(entries) = value else {
+            return;
+        };
+        for key in entries.keys() {
+            if let Err(detail) = (self.check)(key) {
+                diagnostics.push(Diagnostic::error(self.summary.clone(), detail).at(path.key(key)));
+            }
+        }
+    }
+
+    fn accepts_unknown_elements(&self) -> bool {
+        true
+    }
+}
+
+/// A validator of a map's keys: `summary` is the headline, the closure's error the
+/// detail, at the key's path.
+pub fn map_keys<F>(summary: impl Into<String>, check: F) -> MapKeys<F>
+where
+    F: Fn(&str) -> Result<(), String> + Send + Sync,
+{
+    MapKeys {
         summary: summary.into(),
         check,
     }
@@ -144,6 +193,32 @@ mod tests {
         assert!(run(&v, 0.into()).has_errors());
         assert!(run(&v, 70000.into()).has_errors());
         assert!(run(&v, 1.5.into()).has_errors());
+    }
+
+    #[test]
+    fn map_keys_point_at_the_key_even_when_values_are_unknown() {
+        let v = map_keys("Invalid key", |k| {
+            if k.contains(' ') {
+                Err(format!("{k:?} has a space"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(v.accepts_unknown_elements());
+        let map = Value::Map(
+            [
+                ("GOOD".to_owned(), Value::Unknown),
+                ("BAD KEY".to_owned(), Value::from("1")),
+            ]
+            .into(),
+        );
+        let diags = run(&v, map);
+        assert_eq!(diags.0.len(), 1, "{diags}");
+        assert_eq!(
+            diags.0[0].attribute,
+            Some(AttributePath::root("x").key("BAD KEY"))
+        );
+        assert!(diags.to_string().contains("has a space"), "{diags}");
     }
 
     #[test]

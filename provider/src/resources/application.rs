@@ -4,9 +4,10 @@
 //!
 //! Plans stay empty when nothing changed: `status` is the steady outcome of a rollout
 //! (`running`, or `stopped` at zero replicas) rather than a moment of it, `endpoints`
-//! keep their prior value while the ports do not change, and reads keep "unset" apart
-//! from "empty". Reads report what really runs, so replicas scaled or applications
-//! deleted outside Terraform show up in the next plan.
+//! keep their prior value while the ports do not change, and "unset" is planned as
+//! what the runtime will hold (empty, or the default), so that an import, which sees
+//! only the runtime, matches either spelling. Reads report what really runs, so
+//! replicas scaled or applications deleted outside Terraform show up in the next plan.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,12 +20,10 @@ use tfplug::{
     Resource, Value,
 };
 
-use super::{
-    duration_text, duration_validator, error_at, list_or_null, map_or_null, new_id, parse_duration,
-    runtime_error,
-};
+use super::{duration_text, duration_validator, error_at, new_id, parse_duration, runtime_error};
 use crate::provenance::production_gate;
 use crate::provider::SlipwayClient;
+use crate::runtime::variables::names_validator;
 use crate::runtime::{
     Application, ApplicationSpec, HealthCheck, HealthProbe, Phase, PortSpec, Protocol,
     ResourceLimits, RuntimeError,
@@ -184,16 +183,9 @@ impl HealthcheckState {
 
     fn from_runtime(check: HealthCheck, had: Option<&HealthcheckState>) -> HealthcheckState {
         let (kind, path, port, command) = match check.probe {
-            HealthProbe::Http { path, port } => {
-                // An unset path means "/": keep it unset (also on import, where the
-                // default is the likelier configuration) so the plan stays empty.
-                let path = if path == "/" && had.is_none_or(|h| h.path.is_none()) {
-                    None
-                } else {
-                    Some(path)
-                };
-                ("http", path, Some(port.into()), None)
-            }
+            // The path is computed ("/" when unset), so whether the configuration wrote
+            // "/" or nothing, the state and an import say "/".
+            HealthProbe::Http { path, port } => ("http", Some(path), Some(port.into()), None),
             HealthProbe::Tcp { port } => ("tcp", None, Some(port.into()), None),
             HealthProbe::Exec { command } => ("exec", None, None, Some(command)),
         };
@@ -376,32 +368,22 @@ impl ApplicationState {
                 public: Some(p.public),
             })
             .collect();
-        let had_ports = had.and_then(|h| h.ports.as_ref());
-        let resources = match (spec.resources.cpu, spec.resources.memory) {
-            (None, None) => had
-                .and_then(|h| h.resources.clone())
-                .map(|_| ResourcesState {
-                    cpu: None,
-                    memory: None,
-                }),
-            (cpu, memory) => Some(ResourcesState { cpu, memory }),
-        };
+        let resources = Some(ResourcesState {
+            cpu: spec.resources.cpu,
+            memory: spec.resources.memory,
+        });
         ApplicationState {
             id: Some(spec.id),
             environment_id: spec.environment_id,
             name: spec.name,
             image: spec.image,
             command: spec.command,
-            args: list_or_null(&had.and_then(|h| h.args.clone()), spec.args),
+            args: Some(spec.args),
             working_dir: spec.working_dir,
             replicas: Some(spec.replicas.into()),
-            ports: if ports.is_empty() && had_ports.is_none_or(|p| p.is_empty()) {
-                had_ports.cloned()
-            } else {
-                Some(ports)
-            },
-            variables: map_or_null(&had.and_then(|h| h.variables.clone()), spec.variables),
-            secrets: map_or_null(&had.and_then(|h| h.secrets.clone()), spec.secrets),
+            ports: Some(ports),
+            variables: Some(spec.variables),
+            secrets: Some(spec.secrets),
             healthcheck: spec.healthcheck.map(|c| {
                 HealthcheckState::from_runtime(c, had.and_then(|h| h.healthcheck.as_ref()))
             }),
@@ -592,6 +574,46 @@ fn rollout_failed(
 /// `slipway_application`.
 pub struct ApplicationResource;
 
+/// Plans what the runtime will hold for attributes the configuration leaves unset:
+/// empty lists and maps, no resource limits, the `/` of an http check. The state then
+/// says the same whether the configuration wrote `args = []` (or `path = "/"`) or
+/// nothing, and so does an import, which knows only what the runtime has: the first
+/// plan after `terraform import` is empty. These attributes are optional *and
+/// computed* for this.
+fn unset_as_empty(config: &Value, attributes: &mut BTreeMap<String, Value>) {
+    let unset = |name: &str| config.get(name).is_null();
+    for name in ["args", "ports"] {
+        if unset(name) {
+            attributes.insert(name.into(), Value::List(Vec::new()));
+        }
+    }
+    for name in ["variables", "secrets"] {
+        if unset(name) {
+            attributes.insert(name.into(), Value::Map(BTreeMap::new()));
+        }
+    }
+    if unset("resources") {
+        attributes.insert(
+            "resources".into(),
+            Value::object([("cpu", Value::Null), ("memory", Value::Null)]),
+        );
+    }
+    let check = config.get("healthcheck");
+    if let Some(planned) = attributes
+        .get_mut("healthcheck")
+        .and_then(Value::as_object_mut)
+    {
+        if check.get("path").is_null() {
+            let path = match check.get("type") {
+                Value::Unknown => Value::Unknown,
+                kind if kind.as_str() == Some("http") => Value::from("/"),
+                _ => Value::Null,
+            };
+            planned.insert("path".into(), path);
+        }
+    }
+}
+
 /// The nested attributes; see `modify_plan` for why they are marked computed.
 const NESTED: [&str; 4] = ["ports", "healthcheck", "resources", "timeouts"];
 
@@ -698,7 +720,7 @@ impl Resource for ApplicationResource {
                 .attribute(Attribute::string("name").required().validator(validator::dns_label()).description("A DNS label, unique within the environment."))
                 .attribute(Attribute::string("image").optional().description("The container image, for the kubernetes runtime."))
                 .attribute(Attribute::string("command").optional().description("The program to run, for the local runtime: an absolute path, a path relative to working_dir, or a name on PATH."))
-                .attribute(Attribute::string_list("args").optional().description("The command's arguments."))
+                .attribute(Attribute::string_list("args").optional().computed().description("The command's arguments."))
                 .attribute(Attribute::string("working_dir").optional().description("The directory the command runs in."))
                 .attribute(
                     Attribute::number("replicas")
@@ -721,8 +743,8 @@ impl Resource for ApplicationResource {
                     .computed()
                     .description("The ports the application listens on."),
                 )
-                .attribute(Attribute::string_map("variables").optional().description("Environment variables, on top of the environment's."))
-                .attribute(Attribute::string_map("secrets").optional().sensitive().description("Secret environment variables; never shown or logged."))
+                .attribute(Attribute::string_map("variables").optional().computed().validator(names_validator()).description("Environment variables, on top of the environment's."))
+                .attribute(Attribute::string_map("secrets").optional().computed().sensitive().validator(names_validator()).description("Secret environment variables; never shown or logged."))
                 .attribute(
                     Attribute::nested(
                         "healthcheck",
@@ -732,7 +754,7 @@ impl Resource for ApplicationResource {
                                 .required()
                                 .validator(validator::one_of(&["http", "tcp", "exec"]))
                                 .description("http: GET path on port answers 2xx or 3xx; tcp: port accepts a connection; exec: command exits 0."),
-                            Attribute::string("path").optional().description("http: the path to GET; defaults to /."),
+                            Attribute::string("path").optional().computed().description("http: the path to GET; defaults to /."),
                             Attribute::number("port")
                                 .optional()
                                 .validator(validator::int_between(1, 65535))
@@ -886,6 +908,7 @@ impl Resource for ApplicationResource {
                     attributes.insert(name.into(), Value::Null);
                 }
             }
+            unset_as_empty(&change.config, attributes);
         }
         let planned = &change.planned;
         let changing = change.prior.is_null()
@@ -1210,7 +1233,11 @@ mod tests {
         assert!(change.planned.get("endpoints").is_unknown());
         assert_eq!(change.planned.get("status"), &Value::from("running"));
         let hc = change.planned.get("healthcheck");
-        assert!(hc.get("path").is_null());
+        assert_eq!(
+            hc.get("path"),
+            &Value::from("/"),
+            "the default, known at plan"
+        );
         assert_eq!(hc.get("timeout"), &Value::from("5s"));
         assert_eq!(
             change.planned.get("ports").as_elements().unwrap()[1].get("protocol"),
@@ -1284,7 +1311,7 @@ mod tests {
         without.as_object_mut().unwrap().remove("resources");
         let change = plan(&*r, &client, &config(without), &state4).await.unwrap();
         assert!(change.planned.get("healthcheck").is_null());
-        assert!(change.planned.get("resources").is_null());
+        assert!(change.planned.get("resources").get("memory").is_null());
         assert!(change.planned.get("timeouts").is_null());
 
         // Moving to another environment replaces.
@@ -1306,6 +1333,42 @@ mod tests {
         r.delete(&ctx, &client, &state4).await.unwrap();
         assert!(runtime.get_application(&id).await.unwrap().is_none());
         r.delete(&ctx, &client, &state4).await.unwrap();
+    }
+
+    /// Import knows only what the runtime has; whether the configuration spells out a
+    /// default (`path = "/"`, `args = []`, empty maps and lists) or leaves it out, the
+    /// first plan after import is empty.
+    #[tokio::test]
+    async fn import_round_trips_defaults_written_or_not() {
+        let runtime = Arc::new(MemoryRuntime::with_kind("local"));
+        let client = client(runtime.clone());
+        let env = environment(&client, "dev", "DEVELOPMENT").await;
+        let r = resource();
+        let ctx = Context::background();
+        let bare = json!({
+            "environment_id": env,
+            "name": "web",
+            "command": "sh",
+            "healthcheck": {"type": "http", "port": 8080},
+        });
+        let mut explicit = bare.clone();
+        explicit["args"] = json!([]);
+        explicit["ports"] = json!([]);
+        explicit["variables"] = json!({});
+        explicit["secrets"] = json!({});
+        explicit["resources"] = json!({});
+        explicit["healthcheck"]["path"] = json!("/");
+        for json in [bare, explicit] {
+            let cfg = config(json.clone());
+            let state = apply(&*r, &client, &cfg, &Value::Null).await.unwrap();
+            assert!(plan_is_empty(&*r, &client, &cfg, &state).await, "{json}");
+            let id = state.get("id").as_str().unwrap().to_owned();
+            let imported = r.import(&ctx, &client, &id).await.unwrap();
+            let imported = r.read(&ctx, &client, &imported).await.unwrap();
+            assert_eq!(imported, state, "{json}");
+            assert!(plan_is_empty(&*r, &client, &cfg, &imported).await, "{json}");
+            r.delete(&ctx, &client, &state).await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -1410,6 +1473,26 @@ mod tests {
                 json!({"resources": {"cpu": "fast"}}),
                 "resources",
                 "not a CPU quantity",
+            ),
+            (
+                json!({"variables": {"A=B": "1"}}),
+                "variables[\"A=B\"]",
+                "\"A=B\" is not a variable name",
+            ),
+            (
+                json!({"variables": {"": "1"}}),
+                "variables[\"\"]",
+                "cannot be empty",
+            ),
+            (
+                json!({"variables": {"PORT": "80"}}),
+                "variables[\"PORT\"]",
+                "set by the runtime itself",
+            ),
+            (
+                json!({"secrets": {"1ABC": "never-shown"}}),
+                "secrets[\"1ABC\"]",
+                "not starting with a digit",
             ),
         ];
         for (overrides, at, text) in cases {

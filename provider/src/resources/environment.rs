@@ -14,6 +14,7 @@ use tfplug::{
 use super::{error_at, map_or_null, new_id, runtime_error};
 use crate::provenance::production_gate;
 use crate::provider::SlipwayClient;
+use crate::runtime::variables::names_validator;
 use crate::runtime::{Environment, EnvironmentSpec, Mode, RuntimeError};
 
 /// How long deleting an environment may take.
@@ -112,11 +113,13 @@ impl Resource for EnvironmentResource {
                 .attribute(
                     Attribute::string_map("variables")
                         .optional()
+                        .validator(names_validator())
                         .description("Environment variables every application in the environment gets."),
                 )
                 .attribute(
                     Attribute::string_map("secrets")
                         .optional()
+                        .validator(names_validator())
                         .sensitive()
                         .description("Secret environment variables every application gets; never shown or logged."),
                 ),
@@ -414,6 +417,24 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.0[0].attribute, Some(AttributePath::root("mode")));
         assert!(err.to_string().contains("PRODUCTION"), "{err}");
+        for (attribute, name) in [
+            ("variables", "A=B"),
+            ("variables", "BAD NAME"),
+            ("secrets", "1ABC"),
+            ("variables", "SLIPWAY_REPLICA"),
+        ] {
+            let cfg = config(json!({"name": "a", attribute: {name: "hidden-value"}}));
+            let err = plan(&*r, &client, &cfg, &Value::Null).await.unwrap_err();
+            assert_eq!(
+                err.0[0].attribute,
+                Some(AttributePath::root(attribute).key(name)),
+                "{err}"
+            );
+            assert_eq!(err.0[0].summary, "Invalid variable name");
+            assert!(err.0[0].detail.contains(name), "{err}");
+            let secrets = [(name.to_owned(), "hidden-value".to_owned())].into();
+            assert!(leaked_secrets(&secrets, &err).is_empty());
+        }
 
         let cfg = config(json!({"name": "dup", "secrets": {"K": "hidden-value"}}));
         apply(&*r, &client, &cfg, &Value::Null).await.unwrap();

@@ -128,15 +128,6 @@ pub(crate) fn map_or_null(
     }
 }
 
-/// Same as [`map_or_null`], for lists.
-pub(crate) fn list_or_null(had: &Option<Vec<String>>, actual: Vec<String>) -> Option<Vec<String>> {
-    if actual.is_empty() && had.as_ref().is_none_or(|l| l.is_empty()) {
-        had.clone()
-    } else {
-        Some(actual)
-    }
-}
-
 /// Names every key of `secrets` whose value also appears in `text`, without the
 /// values: for tests that prove diagnostics never carry a secret.
 #[cfg(test)]
@@ -417,6 +408,5 @@ mod tests {
         );
         let m: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
         assert_eq!(map_or_null(&None, m.clone()), Some(m));
-        assert_eq!(list_or_null(&None, vec![]), None);
     }
 }

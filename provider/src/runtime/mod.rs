@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod kubernetes;
 pub mod local;
 pub mod memory;
+pub mod variables;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! A tiny HTTP application for Slipway's tests and examples.
 //!
-//! It listens on `127.0.0.1:$PORT` and answers `GET /` with `$APP_VERSION` (or `v1`),
+//! It listens on `127.0.0.1:$PORT` (or on the port of a `--port N` argument, like a
+//! program that takes its port on the command line) and answers `GET /` with `$APP_VERSION` (or `v1`),
 //! `GET /healthz` with 200 (or 500 when `$DEMO_UNHEALTHY` is set, to test failing
 //! checks), `GET /env/NAME` with that variable's value (to test what a replica gets),
 //! and `GET /pid` with its process id. Every answer closes the connection. On SIGTERM it
@@ -15,10 +16,26 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    let port: u16 = match std::env::var("PORT").ok().and_then(|p| p.parse().ok()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let from_args = match args.as_slice() {
+        [] => None,
+        [flag, port] if flag == "--port" => match port.parse::<u16>() {
+            Ok(port) => Some(port),
+            Err(_) => {
+                eprintln!("slipway-demo-app: --port {port:?} is not a port number");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        other => {
+            eprintln!("slipway-demo-app: unknown arguments {other:?}; the only one is --port N");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let from_env = std::env::var("PORT").ok().and_then(|p| p.parse().ok());
+    let port: u16 = match from_args.or(from_env) {
         Some(port) => port,
         None => {
-            eprintln!("slipway-demo-app: set PORT to the port to listen on");
+            eprintln!("slipway-demo-app: set PORT (or --port N) to the port to listen on");
             return std::process::ExitCode::from(2);
         }
     };

@@ -11,6 +11,13 @@ use super::client::LocalRuntime;
 use super::home::Home;
 use super::proto as pb;
 
+/// The commands, for the provider binary's `--help`.
+pub const SUMMARY: &str = "The same binary is the local runtime's command line:\n  \
+terraform-provider-slipway runtime status            applications, replicas and endpoints\n  \
+terraform-provider-slipway runtime logs APPLICATION  a replica's last log lines (secrets redacted)\n  \
+terraform-provider-slipway runtime stop              stop every replica and the daemon\n  \
+terraform-provider-slipway runtime --help            all options (--home DIR, logs -n LINES)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "terraform-provider-slipway runtime",

@@ -190,6 +190,14 @@ impl Daemon {
                 "an environment needs an `id` and a `name`".into(),
             ));
         }
+        if let Some((kind, why)) =
+            crate::runtime::variables::first_bad_name(&spec.variables, &spec.secrets)
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "environment `{}`: `{kind}`: {why}",
+                spec.name
+            )));
+        }
         let env = Environment { spec, change };
         let previous = {
             let mut store = self.ctx.store.lock().await;

@@ -16,6 +16,8 @@
 //!   `ports[].port` is not used to listen (replicas share the machine); health checks
 //!   that name it are mapped to the replica's own port. Each public port gets a stable
 //!   `127.0.0.1` proxy port, allocated once and kept in the state, as its endpoint.
+//!   `$PORT` and `$PORT_<NAME>` in `args` become the same numbers
+//!   ([`rollout::expand_ports`]).
 //! - The environment's variables and secrets, then the application's (which win), and
 //!   `SLIPWAY_ENVIRONMENT`, `SLIPWAY_APPLICATION`, `SLIPWAY_REPLICA`.
 //! - From the daemon only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`,

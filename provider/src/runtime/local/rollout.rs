@@ -23,6 +23,7 @@ use super::logs::{Redactor, Rotation};
 use super::proxy::{self, Backend, Proxy};
 use super::store::{Store, StoredApplication};
 use super::supervisor::{Replica, ReplicaConfig, ReplicaState};
+use crate::runtime::variables::first_bad_name;
 use crate::runtime::{Application, ApplicationSpec, Environment, Phase, Protocol, RuntimeError};
 
 /// Tunables of the daemon that apply to every application.
@@ -134,23 +135,14 @@ pub fn validate(spec: &ApplicationSpec) -> Result<(), RuntimeError> {
             ));
         }
     }
+    if let Some((kind, why)) = first_bad_name(&spec.variables, &spec.secrets) {
+        return invalid(format!("application `{}`: `{kind}`: {why}", spec.name));
+    }
     for (kind, map) in [("variables", &spec.variables), ("secrets", &spec.secrets)] {
         for (name, value) in map {
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return invalid(format!(
-                    "application `{}`: `{kind}` has an invalid name {name:?}: names cannot be empty or contain `=`",
-                    spec.name
-                ));
-            }
             if value.contains('\0') {
                 return invalid(format!(
                     "application `{}`: `{kind}.{name}` contains a NUL byte, which cannot be passed in an environment",
-                    spec.name
-                ));
-            }
-            if !spec.ports.is_empty() && (name == "PORT" || name.starts_with("PORT_")) {
-                return invalid(format!(
-                    "application `{}`: `{kind}.{name}` is set by the local runtime from `ports`; remove it",
                     spec.name
                 ));
             }
@@ -216,6 +208,42 @@ pub fn port_variable(name: &str) -> String {
         })
         .collect();
     format!("PORT_{upper}")
+}
+
+/// `arg` with `$PORT`, `${PORT}`, `$PORT_<NAME>` and `${PORT_<NAME>}` replaced by the
+/// replica's ports (`ports`: variable name to number), so a program that takes its port
+/// as an argument needs no shell. Nothing else is expanded: any other `$` stays as
+/// written, so arguments meant for a shell (`sh -c 'echo $$'`) keep working.
+pub fn expand_ports(arg: &str, ports: &BTreeMap<String, String>) -> String {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, len) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after.find(|c| !is_name(c)).unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match ports.get(name) {
+            Some(value) if len > 0 => {
+                out.push_str(value);
+                rest = &after[len..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn free_port(protocol: Protocol) -> Result<u16, RuntimeError> {
@@ -400,16 +428,23 @@ impl AppRuntime {
         inner.next_index += 1;
         let mut ports = BTreeMap::new();
         let mut declared = Vec::new();
-        let mut vars = base_env(env, &spec);
+        let mut port_vars = BTreeMap::new();
         for (i, port) in spec.ports.iter().enumerate() {
             let actual = free_port(port.protocol)?;
             ports.insert(port.name.clone(), actual);
             declared.push((port.port, actual));
-            vars.insert(port_variable(&port.name), actual.to_string());
+            port_vars.insert(port_variable(&port.name), actual.to_string());
             if i == 0 {
-                vars.insert("PORT".into(), actual.to_string());
+                port_vars.insert("PORT".into(), actual.to_string());
             }
         }
+        let args = spec
+            .args
+            .iter()
+            .map(|a| expand_ports(a, &port_vars))
+            .collect();
+        let mut vars = base_env(env, &spec);
+        vars.extend(port_vars);
         vars.insert("SLIPWAY_REPLICA".into(), id.clone());
         let first = spec.ports.first().and_then(|p| ports.get(&p.name)).copied();
         let check = CheckPolicy::resolve(spec.healthcheck.as_ref(), &declared, first);
@@ -424,7 +459,7 @@ impl AppRuntime {
             generation: inner.stored.generation,
             template,
             program: spec.command.clone().unwrap_or_default(),
-            args: spec.args.clone(),
+            args,
             working_dir,
             env: vars,
             ports: ports.clone(),
@@ -702,5 +737,31 @@ mod tests {
     fn port_variables_are_upper_case_identifiers() {
         assert_eq!(port_variable("http"), "PORT_HTTP");
         assert_eq!(port_variable("admin-api"), "PORT_ADMIN_API");
+    }
+
+    #[test]
+    fn port_references_in_args_are_replaced_and_nothing_else() {
+        let ports: BTreeMap<String, String> = [
+            ("PORT".to_owned(), "4100".to_owned()),
+            ("PORT_HTTP".to_owned(), "4100".to_owned()),
+            ("PORT_ADMIN".to_owned(), "4200".to_owned()),
+        ]
+        .into();
+        for (arg, expanded) in [
+            ("$PORT", "4100"),
+            ("--port=${PORT}", "--port=4100"),
+            ("-listen=:$PORT_ADMIN", "-listen=:4200"),
+            ("${PORT_HTTP}0", "41000"),
+            ("$PORT/x $PORT_HTTP", "4100/x 4100"),
+            (
+                "$PORTS $PORT_OTHER ${HOME} $$ $",
+                "$PORTS $PORT_OTHER ${HOME} $$ $",
+            ),
+            ("${PORT", "${PORT"),
+            ("no dollar", "no dollar"),
+        ] {
+            assert_eq!(expand_ports(arg, &ports), expanded, "{arg}");
+        }
+        assert_eq!(expand_ports("$PORT", &BTreeMap::new()), "$PORT");
     }
 }
