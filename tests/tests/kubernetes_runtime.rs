@@ -12,6 +12,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
+use slipway_provider::runtime::kubernetes::mapping::IngressSettings;
 use slipway_provider::runtime::kubernetes::KubernetesRuntime;
 use slipway_provider::runtime::{
     ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
@@ -864,4 +865,107 @@ async fn real_cluster_lifecycle() {
     assert_eq!(read.unwrap().unwrap().spec.image, app.image);
     deleted.unwrap();
     env_deleted.unwrap();
+}
+
+/// The ClusterRole in deploy/kubernetes/slipway-agent.yaml as (group, resource, verb).
+fn shipped_cluster_role() -> std::collections::BTreeSet<(String, String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/slipway-agent.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let role = documents
+        .iter()
+        .find(|d| d["kind"] == json!("ClusterRole"))
+        .expect("the manifest has a ClusterRole");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+/// Every code path of the runtime that talks to the API server, once: environments and
+/// applications (with an Ingress) created, read, found, updated, a public port made
+/// private, a failed rollout, deleted.
+#[tokio::test]
+async fn the_shipped_cluster_role_grants_exactly_what_the_runtime_uses() {
+    let fake = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&path).unwrap();
+    let runtime = KubernetesRuntime::from_kubeconfig(Some(&path), Some("fake"))
+        .unwrap()
+        .with_ingress(IngressSettings {
+            class: "nginx".into(),
+            domain: "apps.example.com".into(),
+        });
+    let env = environment("rbac");
+    runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    runtime
+        .apply_environment(env.clone(), change("c2"))
+        .await
+        .unwrap();
+    runtime.get_environment(&env.id).await.unwrap().unwrap();
+    runtime.find_environment("rbac").await.unwrap().unwrap();
+    let mut app = application(&env, "web", "nginx:1.27", 2);
+    runtime
+        .apply_application(app.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    runtime.get_application(&app.id).await.unwrap().unwrap();
+    runtime
+        .find_application(&env.id, "web")
+        .await
+        .unwrap()
+        .unwrap();
+    app.ports[0].public = false;
+    runtime
+        .apply_application(app.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    fake.set_rollout_mode("rbac", "web", RolloutMode::Fail);
+    app.image = Some("nginx:broken".into());
+    runtime
+        .apply_application(app.clone(), change("c3"), TIMEOUT)
+        .await
+        .unwrap_err();
+    runtime
+        .delete_application(&app.id, change("c4"), TIMEOUT)
+        .await
+        .unwrap();
+    runtime
+        .delete_environment(&env.id, change("c4"), TIMEOUT)
+        .await
+        .unwrap();
+
+    let used: std::collections::BTreeSet<(String, String, String)> = fake
+        .access()
+        .into_iter()
+        .map(|a| (a.group, a.resource, a.verb))
+        .collect();
+    let granted = shipped_cluster_role();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "deploy/kubernetes/slipway-agent.yaml's ClusterRole must grant exactly what the runtime uses.\nmissing (a real cluster answers 403): {missing:?}\nunused (not minimal): {unused:?}"
+    );
 }

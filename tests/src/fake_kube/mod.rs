@@ -23,7 +23,7 @@ pub mod server;
 pub mod store;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 pub use controller::Timing;
-pub use store::{RolloutMode, ROLLOUT_ANNOTATION};
+pub use store::{Access, RolloutMode, ROLLOUT_ANNOTATION};
 
 /// State shared by the handlers and the simulated controllers.
 pub struct Shared {
@@ -166,6 +166,11 @@ impl FakeKube {
     /// Request counts by verb (`get`, `list`, `apply`, `patch`, `delete`, …).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.shared.lock().requests.clone()
+    }
+
+    /// Every (group, resource, verb) that authenticated clients used, in RBAC's terms.
+    pub fn access(&self) -> BTreeSet<Access> {
+        self.shared.lock().access.clone()
     }
 }
 

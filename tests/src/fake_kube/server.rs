@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::controller;
 use super::errors::ApiError;
 use super::kinds::{self, Kind};
-use super::store::{Effect, RolloutMode};
+use super::store::{Access, Effect, RolloutMode};
 use super::Shared;
 
 /// Request bodies larger than this are refused (the real default is 3 MiB).
@@ -236,6 +236,31 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
     }
 }
 
+/// The request as RBAC authorizes it.
+fn access(method: &Method, t: &Target, param: &dyn Fn(&str) -> Option<String>) -> Access {
+    let watch = param("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method, t.name.is_some()) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, false) => "deletecollection",
+        (&Method::DELETE, true) => "delete",
+        (other, _) => other.as_str(),
+    };
+    let resource = match &t.subresource {
+        Some(sub) => format!("{}/{sub}", t.kind.plural),
+        None => t.kind.plural.to_owned(),
+    };
+    Access {
+        group: t.kind.group.to_owned(),
+        resource,
+        verb: verb.to_ascii_lowercase(),
+    }
+}
+
 fn serve(
     shared: &Arc<Shared>,
     method: &Method,
@@ -258,6 +283,7 @@ fn serve(
         }
     };
     let mut store = shared.lock();
+    store.access.insert(access(method, t, param));
     match (method, &t.name) {
         (&Method::GET, None) => {
             if param("watch").is_some_and(|w| w == "true" || w == "1") {
@@ -305,6 +331,12 @@ fn serve(
                     };
                     let force = param("force").is_some_and(|f| f == "true");
                     let existed = store.get(kind, &namespace, name).is_ok();
+                    if !existed {
+                        // An apply that creates is authorized for `create` too.
+                        let mut create = access(&Method::POST, t, param);
+                        create.resource = kind.plural.to_owned();
+                        store.access.insert(create);
+                    }
                     let (o, e) =
                         store.server_side_apply(kind, &namespace, name, body, &manager, force)?;
                     Ok((if existed { 200 } else { 201 }, o, e))

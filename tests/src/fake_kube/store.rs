@@ -6,7 +6,7 @@
 //! global `resourceVersion`; a write that changes nothing changes nothing, as with the
 //! real server (a no-op apply keeps the resourceVersion).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
 
@@ -83,6 +83,19 @@ pub struct Store {
     pub rollout_modes: HashMap<(String, String), RolloutMode>,
     /// Counts of requests by verb, for tests and the benchmark.
     pub requests: BTreeMap<String, u64>,
+    /// Every authorized request as RBAC sees it, for deriving the permissions a client
+    /// needs.
+    pub access: BTreeSet<Access>,
+}
+
+/// One request in RBAC's terms: API group, resource (`deployments/status` for a
+/// subresource) and verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
+/// `delete`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Access {
+    pub group: String,
+    pub resource: String,
+    pub verb: String,
 }
 
 pub fn now() -> String {

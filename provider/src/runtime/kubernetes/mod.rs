@@ -8,11 +8,14 @@
 //!
 //! # Permissions
 //!
-//! Slipway's user or service account needs, cluster-wide: `get`, `list`, `create`,
-//! `patch` and `delete` on `namespaces`, and `list` on `deployments` (an application id
-//! is found by label across namespaces); and in each environment's namespace: `get`,
-//! `list`, `create`, `patch` and `delete` on `deployments`, `services`, `secrets`,
-//! `configmaps` and `ingresses`.
+//! Slipway's user or service account needs: `get`, `list`, `create`, `patch` and
+//! `delete` on `namespaces` and `deployments` (an id is found by a label-selected list,
+//! of Deployments across namespaces); `get`, `create`, `patch` and `delete` on
+//! `services`, `secrets` and `ingresses`; `get`, `create` and `patch` on `configmaps`
+//! (an environment's ConfigMap goes with its Namespace). `create` because a server-side
+//! apply that creates is authorized as a create too; never `update` or `watch`.
+//! `deploy/kubernetes/slipway-agent.yaml` ships exactly this, and a test derives it from
+//! the requests the runtime makes.
 //!
 //! # Connecting
 //!
