@@ -79,16 +79,9 @@ async fn kube_client(fake: &FakeKube) -> Client {
     Client::try_from(config).expect("kube client")
 }
 
-#[test]
-fn lifecycle_on_every_terraform() {
-    let dir = provider_dir();
-    for tf in terraform::required() {
-        eprintln!("--- terraform {}", tf.version);
-        lifecycle(&tf, &dir);
-    }
-}
-
-fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
+/// A fake API server (with controller steps slow enough to watch) on its own runtime,
+/// which must outlive it.
+fn start_fake() -> (tokio::runtime::Runtime, FakeKube) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,6 +96,20 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
             ..Options::default()
         }))
         .expect("start the fake API server");
+    (rt, fake)
+}
+
+#[test]
+fn lifecycle_on_every_terraform() {
+    let dir = provider_dir();
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        lifecycle(&tf, &dir);
+    }
+}
+
+fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
+    let (rt, fake) = start_fake();
     let ws = Workspace::new(tf, &[(SOURCE, provider_dir)]);
     let kubeconfig = ws.path().join("kubeconfig");
     fake.write_kubeconfig(&kubeconfig)
@@ -249,4 +256,52 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
     assert!(fake.object("apps", "deployments", "dev", "web").is_none());
     assert!(fake.object("", "namespaces", "", "dev").is_none());
     drop(fake);
+}
+
+/// What the API server would answer 422 to fails `terraform apply` at its plan, at the
+/// attribute to fix, before the environment is written: an application name that is no
+/// Service name (DNS-1035: it starts with a letter) and a secret name that is no Secret
+/// key.
+#[test]
+fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
+    let dir = provider_dir();
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let (_rt, fake) = start_fake();
+        let ws = Workspace::new(&tf, &[(SOURCE, &dir)]);
+        let kubeconfig = ws.path().join("kubeconfig");
+        fake.write_kubeconfig(&kubeconfig)
+            .expect("write kubeconfig");
+        let hcl = config(&kubeconfig, "nginx:1.27", 1)
+            .replace("name           = \"web\"", "name           = \"1web\"")
+            .replace(
+                "secrets   = { DB_PASSWORD = \"e2e-secret-value\" }",
+                "secrets   = { \"MY VAR\" = \"e2e-secret-value\" }",
+            );
+        assert!(hcl.contains("\"1web\"") && hcl.contains("\"MY VAR\""));
+        ws.write_config(&hcl);
+        let run = ws.apply();
+        let output = run.all_output();
+        assert_ne!(run.code, 0, "{output}");
+        assert!(
+            output.contains("Invalid application name for Kubernetes"),
+            "{output}"
+        );
+        assert!(output.contains("DNS-1035"), "{output}");
+        assert!(
+            output.contains("Invalid secret name for Kubernetes"),
+            "{output}"
+        );
+        // Terraform shows the configuration line of the attribute at fault.
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains("name") && l.contains("= \"1web\"")),
+            "{output}"
+        );
+        assert!(
+            fake.object("", "namespaces", "", "dev").is_none(),
+            "nothing is written when the plan fails"
+        );
+    }
 }

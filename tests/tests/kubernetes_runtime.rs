@@ -969,3 +969,33 @@ async fn the_shipped_cluster_role_grants_exactly_what_the_runtime_uses() {
         "deploy/kubernetes/slipway-agent.yaml's ClusterRole must grant exactly what the runtime uses.\nmissing (a real cluster answers 403): {missing:?}\nunused (not minimal): {unused:?}"
     );
 }
+
+/// A Service name may be 63 characters long, so an application name may be too: every
+/// object it becomes (Deployment, Service, `<name>-secrets`, container, labels) is valid.
+#[tokio::test]
+async fn a_63_character_application_name_works() {
+    let h = harness().await;
+    let env = environment("long");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let name = format!("w{}", "e".repeat(62));
+    let app = h
+        .runtime
+        .apply_application(
+            application(&env, &name, "nginx:1", 1),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
+    assert!(h.fake.object("", "services", "long", &name).is_some());
+    assert!(h
+        .runtime
+        .get_application(&app.spec.id)
+        .await
+        .unwrap()
+        .is_some());
+}

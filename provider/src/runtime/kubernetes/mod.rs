@@ -4,7 +4,7 @@
 //! [`mapping`] says which objects a spec becomes and how ids find them; [`apply`] writes
 //! them with server-side apply as the field manager `slipway`; [`rollout`] waits like
 //! `kubectl rollout status`; [`ownership`] keeps Slipway's hands off objects it did not
-//! create.
+//! create; [`rules`] are the API server's validation rules, checked at plan.
 //!
 //! # Permissions
 //!
@@ -27,6 +27,7 @@ pub mod apply;
 pub mod mapping;
 pub mod ownership;
 pub mod rollout;
+pub mod rules;
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,7 +48,8 @@ use self::mapping::{
 };
 use self::ownership::{check, owner_id, Expected};
 use super::{
-    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Runtime, RuntimeError,
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
+    PlannedApplication, Runtime, RuntimeError,
 };
 
 const ENVIRONMENT: &str = "slipway_environment";
@@ -349,6 +351,10 @@ fn is_terminating(meta: &ObjectMeta) -> bool {
 impl Runtime for KubernetesRuntime {
     fn kind(&self) -> &'static str {
         "kubernetes"
+    }
+
+    fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
+        rules::check_application(planned)
     }
 
     async fn apply_environment(
