@@ -1,7 +1,8 @@
 //! The Slipway provider on the kubernetes runtime, driven by the real `terraform`
 //! against the fake API server (`slipway_tests::fake_kube`) through a kubeconfig, on
 //! every Terraform version on the machine: apply, an empty plan after it, an update
-//! with a rollout, a failed rollout, drift, import and destroy.
+//! with a rollout, a failed rollout, drift, import, a Deployment deleted out of band,
+//! and destroy.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -250,6 +251,35 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
         "plan after import and apply is not empty:\n{}",
         plan.all_output()
     );
+
+    // A Deployment deleted out of band: the plan creates it again, the apply takes over
+    // the Service and Secret it left behind, and the plan after is empty.
+    rt.block_on(async {
+        let client = kube_client(&fake).await;
+        let api: Api<Deployment> = Api::namespaced(client, "dev");
+        api.delete("web", &Default::default())
+            .await
+            .expect("delete the Deployment");
+    });
+    let plan = ws.plan_exit_code();
+    assert_eq!(plan.code, 2, "{}", plan.all_output());
+    ws.apply().success();
+    let new_id = ws.resources()["slipway_application.web"]["id"]
+        .as_str()
+        .expect("application id")
+        .to_owned();
+    assert_eq!(
+        deployment()["metadata"]["annotations"]["slipway.dev/application-id"],
+        json!(new_id)
+    );
+    let service = fake
+        .object("", "services", "dev", "web")
+        .expect("the Service dev/web");
+    assert_eq!(
+        service["metadata"]["annotations"]["slipway.dev/application-id"],
+        json!(new_id)
+    );
+    assert_eq!(ws.plan_exit_code().code, 0);
 
     // Destroy: everything goes, the namespace after terminating.
     ws.destroy().success();

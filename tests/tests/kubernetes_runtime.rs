@@ -291,6 +291,22 @@ async fn create_environment_and_application_then_read_and_find_them() {
     let d2 = h.fake.object("apps", "deployments", "dev", "web").unwrap();
     assert_eq!(d2["metadata"]["generation"], generation);
     assert_eq!(annotations(&d2)["slipway.dev/commit-sha"], "c2");
+    // The pods still run what c1 deployed, and say so.
+    assert_eq!(
+        d2["spec"]["template"]["metadata"]["annotations"]["slipway.dev/commit-sha"],
+        json!("c1")
+    );
+    let template_labels = &d2["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(template_labels["app.kubernetes.io/name"], json!("web"));
+    assert_eq!(
+        template_labels["app.kubernetes.io/instance"],
+        json!(app_spec.id)
+    );
+    assert_eq!(template_labels["app.kubernetes.io/part-of"], json!("dev"));
+    assert_eq!(
+        template_labels["app.kubernetes.io/managed-by"],
+        json!("slipway")
+    );
 }
 
 #[tokio::test]
@@ -956,6 +972,16 @@ async fn the_shipped_cluster_role_grants_exactly_what_the_runtime_uses() {
         .await
         .unwrap();
 
+    // Every request names the client.
+    let agents = fake.user_agents();
+    assert!(
+        !agents.is_empty()
+            && agents
+                .iter()
+                .all(|a| a.starts_with("terraform-provider-slipway/")),
+        "{agents:?}"
+    );
+
     let used: std::collections::BTreeSet<(String, String, String)> = fake
         .access()
         .into_iter()
@@ -998,4 +1024,72 @@ async fn a_63_character_application_name_works() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// A Deployment deleted out of band reads as gone, so Terraform plans a create with a
+/// new id: that create takes over the Service and Secret the old one left behind. An
+/// application whose Deployment still exists keeps its objects, and the conflict names
+/// an id that reads (so `terraform import` with it works).
+#[tokio::test]
+async fn a_deployment_deleted_out_of_band_is_re_created_over_its_leftovers() {
+    let h = harness().await;
+    let env = environment("oob");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let old = application(&env, "web", "nginx:1", 1);
+    h.runtime
+        .apply_application(old.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "oob");
+    deployments
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    assert!(h.runtime.get_application(&old.id).await.unwrap().is_none());
+    assert!(h.fake.object("", "services", "oob", "web").is_some());
+
+    let mut new = old.clone();
+    new.id = "web-99990000".into();
+    let app = h
+        .runtime
+        .apply_application(new.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
+    for (plural, name) in [("services", "web"), ("secrets", "web-secrets")] {
+        let o = h.fake.object("", plural, "oob", name).unwrap();
+        assert_eq!(
+            annotations(&o)["slipway.dev/application-id"],
+            new.id,
+            "{plural}"
+        );
+        assert_eq!(labels(&o)["slipway.dev/application-id"], new.id, "{plural}");
+    }
+    let service = h.fake.object("", "services", "oob", "web").unwrap();
+    assert_eq!(
+        service["spec"]["selector"]["slipway.dev/application-id"],
+        json!(new.id)
+    );
+
+    // A live application's objects are not leftovers.
+    let mut other = old.clone();
+    other.id = "web-77770000".into();
+    let err = h
+        .runtime
+        .apply_application(other, change("c3"), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "terraform import slipway_application.<name> {}",
+            new.id
+        )),
+        "{msg}"
+    );
+    assert!(h.runtime.get_application(&new.id).await.unwrap().is_some());
 }

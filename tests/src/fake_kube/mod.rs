@@ -168,6 +168,11 @@ impl FakeKube {
         self.shared.lock().requests.clone()
     }
 
+    /// The User-Agent of every request to the Kubernetes API (empty for none).
+    pub fn user_agents(&self) -> BTreeSet<String> {
+        self.shared.lock().user_agents.clone()
+    }
+
     /// Every (group, resource, verb) that authenticated clients used, in RBAC's terms.
     pub fn access(&self) -> BTreeSet<Access> {
         self.shared.lock().access.clone()

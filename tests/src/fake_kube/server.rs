@@ -214,6 +214,13 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
             .unwrap_or("unknown")
             .to_owned()
     });
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    shared.lock().user_agents.insert(user_agent);
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return error(&ApiError::bad_request("the request body is too large")),

@@ -86,6 +86,8 @@ pub struct Store {
     /// Every authorized request as RBAC sees it, for deriving the permissions a client
     /// needs.
     pub access: BTreeSet<Access>,
+    /// The User-Agent of every authenticated request (empty when there was none).
+    pub user_agents: BTreeSet<String>,
 }
 
 /// One request in RBAC's terms: API group, resource (`deployments/status` for a

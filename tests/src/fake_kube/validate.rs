@@ -201,14 +201,17 @@ fn validate_deployment(object: &Value, old: Option<&Value>, causes: &mut Causes)
                 }
             }
         }
-        if let Some(probe) = c.get("livenessProbe") {
+        for probe_name in ["livenessProbe", "startupProbe"] {
+            let Some(probe) = c.get(probe_name) else {
+                continue;
+            };
             if probe
                 .get("successThreshold")
                 .and_then(|v| v.as_i64())
                 .is_some_and(|v| v != 1)
             {
                 causes.push((
-                    format!("spec.template.spec.containers[{i}].livenessProbe.successThreshold"),
+                    format!("spec.template.spec.containers[{i}].{probe_name}.successThreshold"),
                     "Invalid value: must be 1".to_owned(),
                 ));
             }

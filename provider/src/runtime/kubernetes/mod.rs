@@ -52,6 +52,10 @@ use super::{
     PlannedApplication, Runtime, RuntimeError,
 };
 
+/// Sent on every request, so that API server audit logs and metrics name the client
+/// (kube-rs sends none of its own).
+const USER_AGENT: &str = concat!("terraform-provider-slipway/", env!("CARGO_PKG_VERSION"));
+
 const ENVIRONMENT: &str = "slipway_environment";
 const APPLICATION: &str = "slipway_application";
 
@@ -174,6 +178,11 @@ impl KubernetesRuntime {
                         })?,
                     Source::Config(config) => (**config).clone(),
                 };
+                let mut config = config;
+                config.headers.push((
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_static(USER_AGENT),
+                ));
                 Client::try_from(config).map_err(|e| {
                     RuntimeError::Unavailable(format!("cannot make a Kubernetes client: {e}"))
                 })
@@ -245,6 +254,25 @@ impl KubernetesRuntime {
         .await?
         .filter(|s| owner_id(&s.metadata, LABEL_APPLICATION_ID) == Some(id.as_str()));
         mapping::application_from(&deployment, secret.as_ref(), self.ingress.as_ref())
+    }
+
+    /// Whether `meta` is a leftover of another application of this environment whose
+    /// Deployment no longer exists: Slipway's own object (managed-by label, environment
+    /// and application ids), which nothing else can use, so `spec` may take it over.
+    async fn is_leftover(
+        &self,
+        meta: &ObjectMeta,
+        spec: &ApplicationSpec,
+    ) -> Result<bool, RuntimeError> {
+        let Some(owner) = owner_id(meta, LABEL_APPLICATION_ID) else {
+            return Ok(false);
+        };
+        if owner == spec.id
+            || owner_id(meta, LABEL_ENVIRONMENT_ID) != Some(spec.environment_id.as_str())
+        {
+            return Ok(false);
+        }
+        Ok(self.locate(owner).await?.is_none())
     }
 
     /// Records who is deleting an object on it first, so that `kubectl` shows it while
@@ -545,18 +573,27 @@ impl Runtime for KubernetesRuntime {
             id: &spec.id,
             resource: APPLICATION,
         };
-        if let Some(o) = d? {
+        let existing_deployment = d?;
+        if let Some(o) = &existing_deployment {
             check(&o.metadata, expected("Deployment"))?;
         }
+        // With the Deployment gone (deleted out of band, so Terraform plans a create),
+        // the Service, Secret and Ingress it left behind are taken over.
         if let Some(o) = s? {
-            check(&o.metadata, expected("Service"))?;
+            if !self.is_leftover(&o.metadata, &spec).await? {
+                check(&o.metadata, expected("Service"))?;
+            }
         }
         if let Some(o) = sec? {
-            check(&o.metadata, expected("Secret"))?;
+            if !self.is_leftover(&o.metadata, &spec).await? {
+                check(&o.metadata, expected("Secret"))?;
+            }
         }
         let existing_ingress = ing?;
         if let Some(o) = &existing_ingress {
-            check(&o.metadata, expected("Ingress"))?;
+            if !self.is_leftover(&o.metadata, &spec).await? {
+                check(&o.metadata, expected("Ingress"))?;
+            }
         }
 
         let secret = apply::apply(
@@ -570,7 +607,10 @@ impl Runtime for KubernetesRuntime {
             secret.metadata.uid.as_deref().unwrap_or_default(),
             &spec.secrets,
         );
-        let deployment = mapping::deployment(&spec, &namespace, &change, &digest)?;
+        let mut deployment = mapping::deployment(&spec, &namespace, &change, &digest)?;
+        if let Some(existing) = &existing_deployment {
+            mapping::keep_pod_commit(&mut deployment, existing);
+        }
         apply::apply(&deployments, &name, &deployment, &d_what).await?;
         apply::apply(
             &services,
