@@ -1093,3 +1093,58 @@ async fn a_deployment_deleted_out_of_band_is_re_created_over_its_leftovers() {
     );
     assert!(h.runtime.get_application(&new.id).await.unwrap().is_some());
 }
+
+/// The fake answers like a real API server where a client notices: a dry run validates
+/// and defaults but stores nothing, and a strategic merge patch, which it cannot merge
+/// by key, is refused with a 415 instead of merged wrongly.
+#[tokio::test]
+async fn the_fake_honours_dry_run_and_refuses_strategic_merge_patches() {
+    let h = harness().await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let created = namespaces.create(&dry, &ns).await.unwrap();
+    assert_eq!(created.metadata.name.as_deref(), Some("dry"));
+    assert!(h.fake.object("", "namespaces", "", "dry").is_none());
+    let bad: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "Not_Valid"}})).unwrap();
+    let err = namespaces.create(&dry, &bad).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
+
+    let apply = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("someone")
+    };
+    namespaces
+        .patch(
+            "dry",
+            &apply,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dry"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(h.fake.object("", "namespaces", "", "dry").is_none());
+
+    let err = namespaces
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 415),
+        "{err:?}"
+    );
+    let default = h.fake.object("", "namespaces", "", "default").unwrap();
+    assert!(!labels(&default).contains_key("a"));
+}

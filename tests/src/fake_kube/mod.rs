@@ -8,7 +8,10 @@
 //! `metav1.Status` bodies; server-side apply with per-manager field ownership; label and
 //! field selectors; Namespaces that terminate and take their contents with them; and a
 //! simulated deployment controller whose rollouts can be made slow or to fail
-//! ([`RolloutMode`]). Watches are not served: Slipway's waits poll.
+//! ([`RolloutMode`]). `dryRun=All` is honoured; strategic merge and JSON patches get a
+//! 415 rather than a wrong merge. Every authenticated request is logged in RBAC's terms
+//! ([`FakeKube::access`]) with its User-Agent. Watches are not served: Slipway's waits
+//! poll.
 //!
 //! It listens on 127.0.0.1 over plain HTTP with a bearer token, and writes a kubeconfig,
 //! so that anything that reads a kubeconfig (kube-rs, the provider under Terraform)

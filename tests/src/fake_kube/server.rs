@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::controller;
 use super::errors::ApiError;
 use super::kinds::{self, Kind};
-use super::store::{Access, Effect, RolloutMode};
+use super::store::{Access, Effect, RolloutMode, Store};
 use super::Shared;
 
 /// Request bodies larger than this are refused (the real default is 3 MiB).
@@ -227,12 +227,14 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
     };
     let result = serve(
         &shared,
-        &parts.method,
-        &target,
-        &content_type,
-        &manager,
-        &param,
-        &bytes,
+        Call {
+            method: &parts.method,
+            t: &target,
+            content_type: &content_type,
+            manager: &manager,
+            param: &param,
+            bytes: &bytes,
+        },
     );
     match result {
         Ok((code, value, effect)) => {
@@ -268,17 +270,22 @@ fn access(method: &Method, t: &Target, param: &dyn Fn(&str) -> Option<String>) -
     }
 }
 
-fn serve(
-    shared: &Arc<Shared>,
-    method: &Method,
-    t: &Target,
-    content_type: &str,
-    manager: &str,
-    param: &dyn Fn(&str) -> Option<String>,
-    bytes: &[u8],
-) -> Result<(u16, Value, Effect), ApiError> {
+/// One API request, as [`serve`] needs it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    method: &'a Method,
+    t: &'a Target,
+    content_type: &'a str,
+    manager: &'a str,
+    param: &'a dyn Fn(&str) -> Option<String>,
+    bytes: &'a [u8],
+}
+
+fn serve(shared: &Arc<Shared>, call: Call<'_>) -> Result<(u16, Value, Effect), ApiError> {
+    let Call {
+        method, t, param, ..
+    } = call;
     let kind = t.kind;
-    let namespace = t.namespace.clone().unwrap_or_default();
     let status_sub = match t.subresource.as_deref() {
         None => false,
         Some("status") if kind.status => true,
@@ -289,8 +296,48 @@ fn serve(
             )))
         }
     };
-    let mut store = shared.lock();
-    store.access.insert(access(method, t, param));
+    let mut guard = shared.lock();
+    guard.access.insert(access(method, t, param));
+    // `dryRun=All`: everything a write does, validation and defaulting included, on a
+    // copy that is thrown away, so nothing is stored and no controller reacts.
+    let dry_run = match param("dryRun").as_deref() {
+        None => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dryRun value {other:?}: the only valid value is \"All\""
+            )))
+        }
+    };
+    let mut scratch;
+    let store: &mut Store = if dry_run && *method != Method::GET {
+        scratch = guard.clone();
+        &mut scratch
+    } else {
+        &mut guard
+    };
+    let result = serve_on(store, call, status_sub);
+    if dry_run {
+        return result.map(|(code, value, _)| (code, value, Effect::None));
+    }
+    result
+}
+
+fn serve_on(
+    store: &mut Store,
+    call: Call<'_>,
+    status_sub: bool,
+) -> Result<(u16, Value, Effect), ApiError> {
+    let Call {
+        method,
+        t,
+        content_type,
+        manager,
+        param,
+        bytes,
+    } = call;
+    let kind = t.kind;
+    let namespace = t.namespace.clone().unwrap_or_default();
     match (method, &t.name) {
         (&Method::GET, None) => {
             if param("watch").is_some_and(|w| w == "true" || w == "1") {
@@ -348,7 +395,7 @@ fn serve(
                         store.server_side_apply(kind, &namespace, name, body, &manager, force)?;
                     Ok((if existed { 200 } else { 201 }, o, e))
                 }
-                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                "application/merge-patch+json" => {
                     store.count("patch");
                     let (o, e) =
                         store.merge_patch(kind, &namespace, name, &body, manager, status_sub)?;

@@ -73,7 +73,8 @@ pub enum Effect {
     },
 }
 
-#[derive(Default)]
+/// Clone: a dry run works on a copy and throws it away.
+#[derive(Default, Clone)]
 pub struct Store {
     pub objects: BTreeMap<Key, Stored>,
     resource_version: u64,
@@ -476,8 +477,9 @@ impl Store {
         self.commit(kind, namespace, name, new, managers)
     }
 
-    /// JSON merge patch (RFC 7386); strategic merge patches are treated the same, which
-    /// is right for maps and scalars, the fields tests change.
+    /// JSON merge patch (RFC 7386). Strategic merge patches are refused with a 415 by
+    /// the server: treated as merge patches, they would replace lists that a real server
+    /// merges by key.
     pub fn merge_patch(
         &mut self,
         kind: &Kind,
