@@ -1,7 +1,8 @@
 //! The Slipway provider on the kubernetes runtime, driven by the real `terraform`
 //! against the fake API server (`slipway_tests::fake_kube`) through a kubeconfig, on
 //! every Terraform version on the machine: apply, an empty plan after it, an update
-//! with a rollout, a failed rollout, drift, import and destroy.
+//! with a rollout, a failed rollout, drift, import, a Deployment deleted out of band,
+//! and destroy.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,16 +80,9 @@ async fn kube_client(fake: &FakeKube) -> Client {
     Client::try_from(config).expect("kube client")
 }
 
-#[test]
-fn lifecycle_on_every_terraform() {
-    let dir = provider_dir();
-    for tf in terraform::required() {
-        eprintln!("--- terraform {}", tf.version);
-        lifecycle(&tf, &dir);
-    }
-}
-
-fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
+/// A fake API server (with controller steps slow enough to watch) on its own runtime,
+/// which must outlive it.
+fn start_fake() -> (tokio::runtime::Runtime, FakeKube) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,6 +97,20 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
             ..Options::default()
         }))
         .expect("start the fake API server");
+    (rt, fake)
+}
+
+#[test]
+fn lifecycle_on_every_terraform() {
+    let dir = provider_dir();
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        lifecycle(&tf, &dir);
+    }
+}
+
+fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
+    let (rt, fake) = start_fake();
     let ws = Workspace::new(tf, &[(SOURCE, provider_dir)]);
     let kubeconfig = ws.path().join("kubeconfig");
     fake.write_kubeconfig(&kubeconfig)
@@ -244,9 +252,86 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
         plan.all_output()
     );
 
+    // A Deployment deleted out of band: the plan creates it again, the apply takes over
+    // the Service and Secret it left behind, and the plan after is empty.
+    rt.block_on(async {
+        let client = kube_client(&fake).await;
+        let api: Api<Deployment> = Api::namespaced(client, "dev");
+        api.delete("web", &Default::default())
+            .await
+            .expect("delete the Deployment");
+    });
+    let plan = ws.plan_exit_code();
+    assert_eq!(plan.code, 2, "{}", plan.all_output());
+    ws.apply().success();
+    let new_id = ws.resources()["slipway_application.web"]["id"]
+        .as_str()
+        .expect("application id")
+        .to_owned();
+    assert_eq!(
+        deployment()["metadata"]["annotations"]["slipway.dev/application-id"],
+        json!(new_id)
+    );
+    let service = fake
+        .object("", "services", "dev", "web")
+        .expect("the Service dev/web");
+    assert_eq!(
+        service["metadata"]["annotations"]["slipway.dev/application-id"],
+        json!(new_id)
+    );
+    assert_eq!(ws.plan_exit_code().code, 0);
+
     // Destroy: everything goes, the namespace after terminating.
     ws.destroy().success();
     assert!(fake.object("apps", "deployments", "dev", "web").is_none());
     assert!(fake.object("", "namespaces", "", "dev").is_none());
     drop(fake);
+}
+
+/// What the API server would answer 422 to fails `terraform apply` at its plan, at the
+/// attribute to fix, before the environment is written: an application name that is no
+/// Service name (DNS-1035: it starts with a letter) and a secret name that is no Secret
+/// key.
+#[test]
+fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
+    let dir = provider_dir();
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let (_rt, fake) = start_fake();
+        let ws = Workspace::new(&tf, &[(SOURCE, &dir)]);
+        let kubeconfig = ws.path().join("kubeconfig");
+        fake.write_kubeconfig(&kubeconfig)
+            .expect("write kubeconfig");
+        let hcl = config(&kubeconfig, "nginx:1.27", 1)
+            .replace("name           = \"web\"", "name           = \"1web\"")
+            .replace(
+                "secrets   = { DB_PASSWORD = \"e2e-secret-value\" }",
+                "secrets   = { \"MY VAR\" = \"e2e-secret-value\" }",
+            );
+        assert!(hcl.contains("\"1web\"") && hcl.contains("\"MY VAR\""));
+        ws.write_config(&hcl);
+        let run = ws.apply();
+        let output = run.all_output();
+        assert_ne!(run.code, 0, "{output}");
+        assert!(
+            output.contains("Invalid application name for Kubernetes"),
+            "{output}"
+        );
+        assert!(output.contains("DNS-1035"), "{output}");
+        assert!(
+            output.contains("Invalid secret name for Kubernetes"),
+            "{output}"
+        );
+        // Terraform shows the configuration line of the attribute at fault.
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains("name") && l.contains("= \"1web\"")),
+            "{output}"
+        );
+        assert!(
+            fake.object("", "namespaces", "", "dev").is_none(),
+            "nothing is written when the plan fails"
+        );
+    }
 }

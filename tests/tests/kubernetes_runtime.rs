@@ -12,6 +12,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
+use slipway_provider::runtime::kubernetes::mapping::IngressSettings;
 use slipway_provider::runtime::kubernetes::KubernetesRuntime;
 use slipway_provider::runtime::{
     ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
@@ -290,6 +291,22 @@ async fn create_environment_and_application_then_read_and_find_them() {
     let d2 = h.fake.object("apps", "deployments", "dev", "web").unwrap();
     assert_eq!(d2["metadata"]["generation"], generation);
     assert_eq!(annotations(&d2)["slipway.dev/commit-sha"], "c2");
+    // The pods still run what c1 deployed, and say so.
+    assert_eq!(
+        d2["spec"]["template"]["metadata"]["annotations"]["slipway.dev/commit-sha"],
+        json!("c1")
+    );
+    let template_labels = &d2["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(template_labels["app.kubernetes.io/name"], json!("web"));
+    assert_eq!(
+        template_labels["app.kubernetes.io/instance"],
+        json!(app_spec.id)
+    );
+    assert_eq!(template_labels["app.kubernetes.io/part-of"], json!("dev"));
+    assert_eq!(
+        template_labels["app.kubernetes.io/managed-by"],
+        json!("slipway")
+    );
 }
 
 #[tokio::test]
@@ -864,4 +881,270 @@ async fn real_cluster_lifecycle() {
     assert_eq!(read.unwrap().unwrap().spec.image, app.image);
     deleted.unwrap();
     env_deleted.unwrap();
+}
+
+/// The ClusterRole in deploy/kubernetes/slipway-agent.yaml as (group, resource, verb).
+fn shipped_cluster_role() -> std::collections::BTreeSet<(String, String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/slipway-agent.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let role = documents
+        .iter()
+        .find(|d| d["kind"] == json!("ClusterRole"))
+        .expect("the manifest has a ClusterRole");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+/// Every code path of the runtime that talks to the API server, once: environments and
+/// applications (with an Ingress) created, read, found, updated, a public port made
+/// private, a failed rollout, deleted.
+#[tokio::test]
+async fn the_shipped_cluster_role_grants_exactly_what_the_runtime_uses() {
+    let fake = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&path).unwrap();
+    let runtime = KubernetesRuntime::from_kubeconfig(Some(&path), Some("fake"))
+        .unwrap()
+        .with_ingress(IngressSettings {
+            class: "nginx".into(),
+            domain: "apps.example.com".into(),
+        });
+    let env = environment("rbac");
+    runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    runtime
+        .apply_environment(env.clone(), change("c2"))
+        .await
+        .unwrap();
+    runtime.get_environment(&env.id).await.unwrap().unwrap();
+    runtime.find_environment("rbac").await.unwrap().unwrap();
+    let mut app = application(&env, "web", "nginx:1.27", 2);
+    runtime
+        .apply_application(app.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    runtime.get_application(&app.id).await.unwrap().unwrap();
+    runtime
+        .find_application(&env.id, "web")
+        .await
+        .unwrap()
+        .unwrap();
+    app.ports[0].public = false;
+    runtime
+        .apply_application(app.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    fake.set_rollout_mode("rbac", "web", RolloutMode::Fail);
+    app.image = Some("nginx:broken".into());
+    runtime
+        .apply_application(app.clone(), change("c3"), TIMEOUT)
+        .await
+        .unwrap_err();
+    runtime
+        .delete_application(&app.id, change("c4"), TIMEOUT)
+        .await
+        .unwrap();
+    runtime
+        .delete_environment(&env.id, change("c4"), TIMEOUT)
+        .await
+        .unwrap();
+
+    // Every request names the client.
+    let agents = fake.user_agents();
+    assert!(
+        !agents.is_empty()
+            && agents
+                .iter()
+                .all(|a| a.starts_with("terraform-provider-slipway/")),
+        "{agents:?}"
+    );
+
+    let used: std::collections::BTreeSet<(String, String, String)> = fake
+        .access()
+        .into_iter()
+        .map(|a| (a.group, a.resource, a.verb))
+        .collect();
+    let granted = shipped_cluster_role();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "deploy/kubernetes/slipway-agent.yaml's ClusterRole must grant exactly what the runtime uses.\nmissing (a real cluster answers 403): {missing:?}\nunused (not minimal): {unused:?}"
+    );
+}
+
+/// A Service name may be 63 characters long, so an application name may be too: every
+/// object it becomes (Deployment, Service, `<name>-secrets`, container, labels) is valid.
+#[tokio::test]
+async fn a_63_character_application_name_works() {
+    let h = harness().await;
+    let env = environment("long");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let name = format!("w{}", "e".repeat(62));
+    let app = h
+        .runtime
+        .apply_application(
+            application(&env, &name, "nginx:1", 1),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
+    assert!(h.fake.object("", "services", "long", &name).is_some());
+    assert!(h
+        .runtime
+        .get_application(&app.spec.id)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// A Deployment deleted out of band reads as gone, so Terraform plans a create with a
+/// new id: that create takes over the Service and Secret the old one left behind. An
+/// application whose Deployment still exists keeps its objects, and the conflict names
+/// an id that reads (so `terraform import` with it works).
+#[tokio::test]
+async fn a_deployment_deleted_out_of_band_is_re_created_over_its_leftovers() {
+    let h = harness().await;
+    let env = environment("oob");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let old = application(&env, "web", "nginx:1", 1);
+    h.runtime
+        .apply_application(old.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "oob");
+    deployments
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    assert!(h.runtime.get_application(&old.id).await.unwrap().is_none());
+    assert!(h.fake.object("", "services", "oob", "web").is_some());
+
+    let mut new = old.clone();
+    new.id = "web-99990000".into();
+    let app = h
+        .runtime
+        .apply_application(new.clone(), change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
+    for (plural, name) in [("services", "web"), ("secrets", "web-secrets")] {
+        let o = h.fake.object("", plural, "oob", name).unwrap();
+        assert_eq!(
+            annotations(&o)["slipway.dev/application-id"],
+            new.id,
+            "{plural}"
+        );
+        assert_eq!(labels(&o)["slipway.dev/application-id"], new.id, "{plural}");
+    }
+    let service = h.fake.object("", "services", "oob", "web").unwrap();
+    assert_eq!(
+        service["spec"]["selector"]["slipway.dev/application-id"],
+        json!(new.id)
+    );
+
+    // A live application's objects are not leftovers.
+    let mut other = old.clone();
+    other.id = "web-77770000".into();
+    let err = h
+        .runtime
+        .apply_application(other, change("c3"), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "terraform import slipway_application.<name> {}",
+            new.id
+        )),
+        "{msg}"
+    );
+    assert!(h.runtime.get_application(&new.id).await.unwrap().is_some());
+}
+
+/// The fake answers like a real API server where a client notices: a dry run validates
+/// and defaults but stores nothing, and a strategic merge patch, which it cannot merge
+/// by key, is refused with a 415 instead of merged wrongly.
+#[tokio::test]
+async fn the_fake_honours_dry_run_and_refuses_strategic_merge_patches() {
+    let h = harness().await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let created = namespaces.create(&dry, &ns).await.unwrap();
+    assert_eq!(created.metadata.name.as_deref(), Some("dry"));
+    assert!(h.fake.object("", "namespaces", "", "dry").is_none());
+    let bad: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "Not_Valid"}})).unwrap();
+    let err = namespaces.create(&dry, &bad).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
+
+    let apply = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("someone")
+    };
+    namespaces
+        .patch(
+            "dry",
+            &apply,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dry"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(h.fake.object("", "namespaces", "", "dry").is_none());
+
+    let err = namespaces
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 415),
+        "{err:?}"
+    );
+    let default = h.fake.object("", "namespaces", "", "default").unwrap();
+    assert!(!labels(&default).contains_key("a"));
 }

@@ -25,8 +25,8 @@ use crate::provenance::production_gate;
 use crate::provider::SlipwayClient;
 use crate::runtime::variables::names_validator;
 use crate::runtime::{
-    Application, ApplicationSpec, HealthCheck, HealthProbe, Phase, PortSpec, Protocol,
-    ResourceLimits, RuntimeError,
+    Application, ApplicationSpec, HealthCheck, HealthProbe, Phase, PlannedApplication, PortSpec,
+    Protocol, ResourceLimits, Runtime, RuntimeError,
 };
 
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -472,6 +472,32 @@ fn runtime_checks(kind: &str, image: Field, command: Field, working_dir: Field) 
                 );
         }
         _ => {}
+    }
+    diags
+}
+
+/// The runtime's own plan-time rules ([`Runtime::check_application`]), as errors at the
+/// attribute and key to fix.
+fn runtime_rules(runtime: &dyn Runtime, planned: &Value) -> Diagnostics {
+    let keys = |a: &str| {
+        planned
+            .get(a)
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    };
+    let application = PlannedApplication {
+        name: planned.get("name").as_str(),
+        variables: keys("variables"),
+        secrets: keys("secrets"),
+    };
+    let mut diags = Diagnostics::new();
+    for problem in runtime.check_application(&application) {
+        let path = match problem.key {
+            Some(key) => root(problem.attribute).key(key),
+            None => root(problem.attribute),
+        };
+        diags.push(Diagnostic::error(problem.summary, problem.detail).at(path));
     }
     diags
 }
@@ -925,6 +951,7 @@ impl Resource for ApplicationResource {
                 Field::of(planned.get("command")),
                 Field::of(planned.get("working_dir")),
             ));
+            diags.extend(runtime_rules(client.runtime.as_ref(), planned));
             if let (Some(environment_id), Some(name)) = (
                 planned.get("environment_id").as_str(),
                 planned.get("name").as_str(),

@@ -190,6 +190,24 @@ pub struct Application {
     pub message: Option<String>,
 }
 
+/// What `terraform plan` knows of an application, for a runtime's own checks: the
+/// values that are known yet (an unknown name is `None`; unknown keys are left out).
+#[derive(Debug, Clone, Default)]
+pub struct PlannedApplication<'a> {
+    pub name: Option<&'a str>,
+    pub variables: Vec<&'a str>,
+    pub secrets: Vec<&'a str>,
+}
+
+/// A planned value the runtime would refuse, at the attribute (and map key) to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanProblem {
+    pub attribute: &'static str,
+    pub key: Option<String>,
+    pub summary: String,
+    pub detail: String,
+}
+
 /// Why a runtime call failed. Messages are shown to users: they say what to do, and
 /// never contain a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +233,12 @@ pub enum RuntimeError {
 pub trait Runtime: Send + Sync {
     /// A short name for messages: `local` or `kubernetes`.
     fn kind(&self) -> &'static str;
+
+    /// The runtime's own rules for an application, checked at plan so that what the
+    /// runtime would refuse at apply fails before anything is written. None by default.
+    fn check_application(&self, _planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
+        Vec::new()
+    }
 
     /// Creates or updates an environment.
     async fn apply_environment(

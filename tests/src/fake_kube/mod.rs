@@ -8,7 +8,10 @@
 //! `metav1.Status` bodies; server-side apply with per-manager field ownership; label and
 //! field selectors; Namespaces that terminate and take their contents with them; and a
 //! simulated deployment controller whose rollouts can be made slow or to fail
-//! ([`RolloutMode`]). Watches are not served: Slipway's waits poll.
+//! ([`RolloutMode`]). `dryRun=All` is honoured; strategic merge and JSON patches get a
+//! 415 rather than a wrong merge. Every authenticated request is logged in RBAC's terms
+//! ([`FakeKube::access`]) with its User-Agent. Watches are not served: Slipway's waits
+//! poll.
 //!
 //! It listens on 127.0.0.1 over plain HTTP with a bearer token, and writes a kubeconfig,
 //! so that anything that reads a kubeconfig (kube-rs, the provider under Terraform)
@@ -23,7 +26,7 @@ pub mod server;
 pub mod store;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,7 +35,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 pub use controller::Timing;
-pub use store::{RolloutMode, ROLLOUT_ANNOTATION};
+pub use store::{Access, RolloutMode, ROLLOUT_ANNOTATION};
 
 /// State shared by the handlers and the simulated controllers.
 pub struct Shared {
@@ -166,6 +169,16 @@ impl FakeKube {
     /// Request counts by verb (`get`, `list`, `apply`, `patch`, `delete`, …).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.shared.lock().requests.clone()
+    }
+
+    /// The User-Agent of every request to the Kubernetes API (empty for none).
+    pub fn user_agents(&self) -> BTreeSet<String> {
+        self.shared.lock().user_agents.clone()
+    }
+
+    /// Every (group, resource, verb) that authenticated clients used, in RBAC's terms.
+    pub fn access(&self) -> BTreeSet<Access> {
+        self.shared.lock().access.clone()
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::controller;
 use super::errors::ApiError;
 use super::kinds::{self, Kind};
-use super::store::{Effect, RolloutMode};
+use super::store::{Access, Effect, RolloutMode, Store};
 use super::Shared;
 
 /// Request bodies larger than this are refused (the real default is 3 MiB).
@@ -214,18 +214,27 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
             .unwrap_or("unknown")
             .to_owned()
     });
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    shared.lock().user_agents.insert(user_agent);
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return error(&ApiError::bad_request("the request body is too large")),
     };
     let result = serve(
         &shared,
-        &parts.method,
-        &target,
-        &content_type,
-        &manager,
-        &param,
-        &bytes,
+        Call {
+            method: &parts.method,
+            t: &target,
+            content_type: &content_type,
+            manager: &manager,
+            param: &param,
+            bytes: &bytes,
+        },
     );
     match result {
         Ok((code, value, effect)) => {
@@ -236,17 +245,47 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
     }
 }
 
-fn serve(
-    shared: &Arc<Shared>,
-    method: &Method,
-    t: &Target,
-    content_type: &str,
-    manager: &str,
-    param: &dyn Fn(&str) -> Option<String>,
-    bytes: &[u8],
-) -> Result<(u16, Value, Effect), ApiError> {
+/// The request as RBAC authorizes it.
+fn access(method: &Method, t: &Target, param: &dyn Fn(&str) -> Option<String>) -> Access {
+    let watch = param("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method, t.name.is_some()) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, false) => "deletecollection",
+        (&Method::DELETE, true) => "delete",
+        (other, _) => other.as_str(),
+    };
+    let resource = match &t.subresource {
+        Some(sub) => format!("{}/{sub}", t.kind.plural),
+        None => t.kind.plural.to_owned(),
+    };
+    Access {
+        group: t.kind.group.to_owned(),
+        resource,
+        verb: verb.to_ascii_lowercase(),
+    }
+}
+
+/// One API request, as [`serve`] needs it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    method: &'a Method,
+    t: &'a Target,
+    content_type: &'a str,
+    manager: &'a str,
+    param: &'a dyn Fn(&str) -> Option<String>,
+    bytes: &'a [u8],
+}
+
+fn serve(shared: &Arc<Shared>, call: Call<'_>) -> Result<(u16, Value, Effect), ApiError> {
+    let Call {
+        method, t, param, ..
+    } = call;
     let kind = t.kind;
-    let namespace = t.namespace.clone().unwrap_or_default();
     let status_sub = match t.subresource.as_deref() {
         None => false,
         Some("status") if kind.status => true,
@@ -257,7 +296,48 @@ fn serve(
             )))
         }
     };
-    let mut store = shared.lock();
+    let mut guard = shared.lock();
+    guard.access.insert(access(method, t, param));
+    // `dryRun=All`: everything a write does, validation and defaulting included, on a
+    // copy that is thrown away, so nothing is stored and no controller reacts.
+    let dry_run = match param("dryRun").as_deref() {
+        None => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dryRun value {other:?}: the only valid value is \"All\""
+            )))
+        }
+    };
+    let mut scratch;
+    let store: &mut Store = if dry_run && *method != Method::GET {
+        scratch = guard.clone();
+        &mut scratch
+    } else {
+        &mut guard
+    };
+    let result = serve_on(store, call, status_sub);
+    if dry_run {
+        return result.map(|(code, value, _)| (code, value, Effect::None));
+    }
+    result
+}
+
+fn serve_on(
+    store: &mut Store,
+    call: Call<'_>,
+    status_sub: bool,
+) -> Result<(u16, Value, Effect), ApiError> {
+    let Call {
+        method,
+        t,
+        content_type,
+        manager,
+        param,
+        bytes,
+    } = call;
+    let kind = t.kind;
+    let namespace = t.namespace.clone().unwrap_or_default();
     match (method, &t.name) {
         (&Method::GET, None) => {
             if param("watch").is_some_and(|w| w == "true" || w == "1") {
@@ -305,11 +385,17 @@ fn serve(
                     };
                     let force = param("force").is_some_and(|f| f == "true");
                     let existed = store.get(kind, &namespace, name).is_ok();
+                    if !existed {
+                        // An apply that creates is authorized for `create` too.
+                        let mut create = access(&Method::POST, t, param);
+                        create.resource = kind.plural.to_owned();
+                        store.access.insert(create);
+                    }
                     let (o, e) =
                         store.server_side_apply(kind, &namespace, name, body, &manager, force)?;
                     Ok((if existed { 200 } else { 201 }, o, e))
                 }
-                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                "application/merge-patch+json" => {
                     store.count("patch");
                     let (o, e) =
                         store.merge_patch(kind, &namespace, name, &body, manager, status_sub)?;

@@ -6,7 +6,7 @@
 //! global `resourceVersion`; a write that changes nothing changes nothing, as with the
 //! real server (a no-op apply keeps the resourceVersion).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
 
@@ -73,7 +73,8 @@ pub enum Effect {
     },
 }
 
-#[derive(Default)]
+/// Clone: a dry run works on a copy and throws it away.
+#[derive(Default, Clone)]
 pub struct Store {
     pub objects: BTreeMap<Key, Stored>,
     resource_version: u64,
@@ -83,6 +84,21 @@ pub struct Store {
     pub rollout_modes: HashMap<(String, String), RolloutMode>,
     /// Counts of requests by verb, for tests and the benchmark.
     pub requests: BTreeMap<String, u64>,
+    /// Every authorized request as RBAC sees it, for deriving the permissions a client
+    /// needs.
+    pub access: BTreeSet<Access>,
+    /// The User-Agent of every authenticated request (empty when there was none).
+    pub user_agents: BTreeSet<String>,
+}
+
+/// One request in RBAC's terms: API group, resource (`deployments/status` for a
+/// subresource) and verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
+/// `delete`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Access {
+    pub group: String,
+    pub resource: String,
+    pub verb: String,
 }
 
 pub fn now() -> String {
@@ -461,8 +477,9 @@ impl Store {
         self.commit(kind, namespace, name, new, managers)
     }
 
-    /// JSON merge patch (RFC 7386); strategic merge patches are treated the same, which
-    /// is right for maps and scalars, the fields tests change.
+    /// JSON merge patch (RFC 7386). Strategic merge patches are refused with a 415 by
+    /// the server: treated as merge patches, they would replace lists that a real server
+    /// merges by key.
     pub fn merge_patch(
         &mut self,
         kind: &Kind,

@@ -18,8 +18,19 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// apimachinery's `IsDNS1123Subdomain`: at most 253 in all, with no limit on each
+/// dot-separated part (unlike a DNS label), so `<63 characters>-secrets` is valid.
 fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 fn is_label_value(s: &str) -> bool {
@@ -190,14 +201,17 @@ fn validate_deployment(object: &Value, old: Option<&Value>, causes: &mut Causes)
                 }
             }
         }
-        if let Some(probe) = c.get("livenessProbe") {
+        for probe_name in ["livenessProbe", "startupProbe"] {
+            let Some(probe) = c.get(probe_name) else {
+                continue;
+            };
             if probe
                 .get("successThreshold")
                 .and_then(|v| v.as_i64())
                 .is_some_and(|v| v != 1)
             {
                 causes.push((
-                    format!("spec.template.spec.containers[{i}].livenessProbe.successThreshold"),
+                    format!("spec.template.spec.containers[{i}].{probe_name}.successThreshold"),
                     "Invalid value: must be 1".to_owned(),
                 ));
             }
@@ -352,6 +366,15 @@ mod tests {
     fn names_and_label_values_are_checked() {
         let ns = kinds::namespaces();
         assert!(!validate(ns, "Bad_Name", &json!({}), None).is_empty());
+        let secrets = kinds::find("", "v1", "secrets").unwrap();
+        assert!(validate(
+            secrets,
+            &format!("{}-secrets", "w".repeat(63)),
+            &json!({}),
+            None
+        )
+        .is_empty());
+        assert!(!validate(secrets, &"w".repeat(254), &json!({}), None).is_empty());
         let long = json!({"metadata": {"labels": {"a": "x".repeat(64)}}});
         assert!(!validate(ns, "ok", &long, None).is_empty());
     }

@@ -52,6 +52,10 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "slipway";
 /// The standard label with the application's name (for people and dashboards).
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+/// The standard label for this instance of the application: its id (as [`id_label`]).
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+/// The standard label for what the application is part of: its environment's namespace.
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
 /// Label (of [`id_label`]) and annotation (of the id) with the environment id.
 pub const LABEL_ENVIRONMENT_ID: &str = "slipway.dev/environment-id";
 /// Label (of [`id_label`]) and annotation (of the id) with the application id.
@@ -64,6 +68,8 @@ pub const ANNOTATION_PUBLIC_PORTS: &str = "slipway.dev/public-ports";
 /// On a pod template: a keyed digest of the application's secrets, so that changing a
 /// secret rolls the pods (environment variables from a Secret are read at start only).
 pub const ANNOTATION_SECRETS_DIGEST: &str = "slipway.dev/secrets-digest";
+/// On a pod template: a digest of the rest of the template, see [`keep_pod_commit`].
+pub const ANNOTATION_TEMPLATE_DIGEST: &str = "slipway.dev/template-digest";
 
 /// The ConfigMap (variables) and Secret (secrets) shared by an environment's applications.
 pub const ENVIRONMENT_OBJECT: &str = "slipway-environment";
@@ -275,7 +281,10 @@ pub fn environment_from(
     })
 }
 
-fn application_labels(spec: &ApplicationSpec) -> BTreeMap<String, String> {
+/// Slipway's id labels and Kubernetes' recommended labels, which dashboards and
+/// `kubectl get -l` understand: the application's name, this instance of it (its id),
+/// the environment it is part of, and the tool that manages it.
+fn application_labels(spec: &ApplicationSpec, namespace: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
         (
@@ -284,6 +293,8 @@ fn application_labels(spec: &ApplicationSpec) -> BTreeMap<String, String> {
         ),
         (LABEL_APPLICATION_ID.to_owned(), id_label(&spec.id)),
         (LABEL_NAME.to_owned(), spec.name.clone()),
+        (LABEL_INSTANCE.to_owned(), id_label(&spec.id)),
+        (LABEL_PART_OF.to_owned(), namespace.to_owned()),
     ])
 }
 
@@ -307,7 +318,7 @@ fn application_meta(
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: Some(namespace.to_owned()),
-        labels: Some(application_labels(spec)),
+        labels: Some(application_labels(spec, namespace)),
         annotations: Some(annotations),
         ..ObjectMeta::default()
     }
@@ -384,7 +395,7 @@ fn threshold(what: &str, n: u32) -> Result<i32, RuntimeError> {
     }
 }
 
-fn probes(check: &HealthCheck) -> Result<(Probe, Probe), RuntimeError> {
+fn probes(check: &HealthCheck) -> Result<Probes, RuntimeError> {
     let mut probe = Probe {
         period_seconds: Some(whole_seconds("interval", check.interval)?),
         timeout_seconds: Some(whole_seconds("timeout", check.timeout)?),
@@ -411,17 +422,54 @@ fn probes(check: &HealthCheck) -> Result<(Probe, Probe), RuntimeError> {
             })
         }
     }
-    // Liveness must have successThreshold 1 (the API server rejects anything else);
-    // readiness carries the healthy threshold.
+    // Readiness carries the configured thresholds: a failing replica leaves the
+    // Service quickly. Liveness restarts it only after failing LIVENESS_PATIENCE times
+    // as long, and not at all during the start-up allowance, when the startup probe
+    // runs instead. Liveness and startup must have successThreshold 1 (the API server
+    // rejects anything else).
+    let period = probe.period_seconds.unwrap_or(10).max(1);
+    let startup = Probe {
+        success_threshold: Some(1),
+        failure_threshold: Some(
+            i32::try_from(
+                STARTUP_ALLOWANCE
+                    .as_secs()
+                    .div_ceil(u64::from(period.unsigned_abs())),
+            )
+            .unwrap_or(i32::MAX)
+            .max(1),
+        ),
+        ..probe.clone()
+    };
     let liveness = Probe {
         success_threshold: Some(1),
+        failure_threshold: probe
+            .failure_threshold
+            .map(|f| f.saturating_mul(LIVENESS_PATIENCE)),
         ..probe.clone()
     };
     let readiness = Probe {
         success_threshold: Some(threshold("healthy_threshold", check.healthy_threshold)?),
         ..probe
     };
-    Ok((readiness, liveness))
+    Ok(Probes {
+        readiness,
+        liveness,
+        startup,
+    })
+}
+
+/// How long a new replica may take to pass its health check once before liveness
+/// failures restart it.
+pub const STARTUP_ALLOWANCE: Duration = Duration::from_secs(300);
+/// How many times the readiness failure threshold liveness waits before a restart.
+pub const LIVENESS_PATIENCE: i32 = 3;
+
+/// The three probes made of one health check.
+struct Probes {
+    readiness: Probe,
+    liveness: Probe,
+    startup: Probe,
 }
 
 fn health_from(probe: &Probe) -> Option<HealthCheck> {
@@ -515,12 +563,10 @@ pub fn deployment(
     for port in &spec.ports {
         check_port_name(&port.name)?;
     }
-    let (readiness, liveness) = match &spec.healthcheck {
-        Some(check) => {
-            let (r, l) = probes(check)?;
-            (Some(r), Some(l))
-        }
-        None => (None, None),
+    let probes = spec.healthcheck.as_ref().map(probes).transpose()?;
+    let (readiness, liveness, startup) = match probes {
+        Some(p) => (Some(p.readiness), Some(p.liveness), Some(p.startup)),
+        None => (None, None, None),
     };
     let mut meta = application_meta(spec, &spec.name, namespace, change);
     let public: Vec<&str> = spec
@@ -592,12 +638,13 @@ pub fn deployment(
         env_from: Some(env_from),
         readiness_probe: readiness,
         liveness_probe: liveness,
+        startup_probe: startup,
         resources,
         ..Container::default()
     };
-    let mut pod_labels = application_labels(spec);
+    let mut pod_labels = application_labels(spec, namespace);
     pod_labels.extend(selector_labels(spec));
-    Ok(Deployment {
+    let mut d = Deployment {
         metadata: meta,
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
@@ -630,7 +677,62 @@ pub fn deployment(
             ..DeploymentSpec::default()
         }),
         status: None,
-    })
+    };
+    annotate_pod_commit(&mut d, &change.commit_sha);
+    Ok(d)
+}
+
+/// Puts the commit that deployed the pods on the pod template (`kubectl describe pod`
+/// shows it), with a digest of the rest of the template: [`keep_pod_commit`] keeps the
+/// older commit when nothing else in the template changed, so that a new commit alone
+/// rolls no pods.
+fn annotate_pod_commit(d: &mut Deployment, commit: &str) {
+    let Some(template) = d.spec.as_mut().map(|s| &mut s.template) else {
+        return;
+    };
+    let json = serde_json::to_vec(&*template).unwrap_or_default();
+    let digest: String = Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let annotations = template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default)
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
+    annotations.insert(ANNOTATION_TEMPLATE_DIGEST.to_owned(), digest);
+    annotations.insert(ANNOTATION_COMMIT_SHA.to_owned(), commit.to_owned());
+}
+
+fn template_annotation<'a>(d: &'a Deployment, key: &str) -> Option<&'a String> {
+    d.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(key)
+}
+
+/// When `existing` runs the same pod template as `new` but for the commit, `new` keeps
+/// `existing`'s commit: the pods still run what that commit deployed.
+pub fn keep_pod_commit(new: &mut Deployment, existing: &Deployment) {
+    let digest = template_annotation(new, ANNOTATION_TEMPLATE_DIGEST);
+    if digest.is_none() || digest != template_annotation(existing, ANNOTATION_TEMPLATE_DIGEST) {
+        return;
+    }
+    let Some(old_commit) = template_annotation(existing, ANNOTATION_COMMIT_SHA).cloned() else {
+        return;
+    };
+    if let Some(a) = new
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.metadata.as_mut())
+        .and_then(|m| m.annotations.as_mut())
+    {
+        a.insert(ANNOTATION_COMMIT_SHA.to_owned(), old_commit);
+    }
 }
 
 /// The Service in front of an application's replicas (every port, public or not).
@@ -1015,10 +1117,34 @@ mod tests {
         let readiness = c.readiness_probe.as_ref().unwrap();
         assert_eq!(readiness.success_threshold, Some(2));
         assert_eq!(readiness.failure_threshold, Some(4));
-        assert_eq!(
-            c.liveness_probe.as_ref().unwrap().success_threshold,
-            Some(1)
-        );
+        // Liveness is more patient than readiness, and waits out the start-up allowance.
+        let liveness = c.liveness_probe.as_ref().unwrap();
+        assert_eq!(liveness.success_threshold, Some(1));
+        assert_eq!(liveness.failure_threshold, Some(4 * LIVENESS_PATIENCE));
+        let startup = c.startup_probe.as_ref().unwrap();
+        assert_eq!(startup.success_threshold, Some(1));
+        assert_eq!(startup.period_seconds, Some(5));
+        assert_eq!(startup.failure_threshold, Some(60), "300 s at 5 s");
+        assert_eq!(startup.http_get, readiness.http_get);
+        // Recommended labels, and the deployed commit on the pods.
+        for (key, value) in [
+            (LABEL_NAME, "web"),
+            (LABEL_INSTANCE, "web-12345678"),
+            (LABEL_PART_OF, "dev"),
+            (LABEL_MANAGED_BY, "slipway"),
+        ] {
+            assert_eq!(template_labels[key], value, "{key}");
+            assert_eq!(d.metadata.labels.as_ref().unwrap()[key], value, "{key}");
+        }
+        let template_annotations = ds
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap();
+        assert_eq!(template_annotations[ANNOTATION_COMMIT_SHA], "abc123");
         let resources = c.resources.as_ref().unwrap();
         assert_eq!(resources.limits, resources.requests);
         assert_eq!(
@@ -1045,6 +1171,28 @@ mod tests {
             .unwrap();
         assert_eq!(strategy.max_unavailable, Some(IntOrString::Int(0)));
         assert_eq!(ds.replicas, Some(3));
+    }
+
+    #[test]
+    fn a_new_commit_alone_keeps_the_pods_commit_and_rolls_nothing() {
+        let spec = app_spec();
+        let old = deployment(&spec, "dev", &change(), "d").unwrap();
+        let mut later = change();
+        later.commit_sha = "def456".into();
+        let mut same = deployment(&spec, "dev", &later, "d").unwrap();
+        keep_pod_commit(&mut same, &old);
+        assert_eq!(
+            same.spec.as_ref().unwrap().template,
+            old.spec.as_ref().unwrap().template
+        );
+        let mut changed_spec = spec.clone();
+        changed_spec.image = Some("nginx:1.28".into());
+        let mut changed = deployment(&changed_spec, "dev", &later, "d").unwrap();
+        keep_pod_commit(&mut changed, &old);
+        assert_eq!(
+            template_annotation(&changed, ANNOTATION_COMMIT_SHA).map(String::as_str),
+            Some("def456")
+        );
     }
 
     #[test]

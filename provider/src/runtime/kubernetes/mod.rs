@@ -4,15 +4,18 @@
 //! [`mapping`] says which objects a spec becomes and how ids find them; [`apply`] writes
 //! them with server-side apply as the field manager `slipway`; [`rollout`] waits like
 //! `kubectl rollout status`; [`ownership`] keeps Slipway's hands off objects it did not
-//! create.
+//! create; [`rules`] are the API server's validation rules, checked at plan.
 //!
 //! # Permissions
 //!
-//! Slipway's user or service account needs, cluster-wide: `get`, `list`, `create`,
-//! `patch` and `delete` on `namespaces`, and `list` on `deployments` (an application id
-//! is found by label across namespaces); and in each environment's namespace: `get`,
-//! `list`, `create`, `patch` and `delete` on `deployments`, `services`, `secrets`,
-//! `configmaps` and `ingresses`.
+//! Slipway's user or service account needs: `get`, `list`, `create`, `patch` and
+//! `delete` on `namespaces` and `deployments` (an id is found by a label-selected list,
+//! of Deployments across namespaces); `get`, `create`, `patch` and `delete` on
+//! `services`, `secrets` and `ingresses`; `get`, `create` and `patch` on `configmaps`
+//! (an environment's ConfigMap goes with its Namespace). `create` because a server-side
+//! apply that creates is authorized as a create too; never `update` or `watch`.
+//! `deploy/kubernetes/slipway-agent.yaml` ships exactly this, and a test derives it from
+//! the requests the runtime makes.
 //!
 //! # Connecting
 //!
@@ -24,6 +27,7 @@ pub mod apply;
 pub mod mapping;
 pub mod ownership;
 pub mod rollout;
+pub mod rules;
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,8 +48,13 @@ use self::mapping::{
 };
 use self::ownership::{check, owner_id, Expected};
 use super::{
-    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Runtime, RuntimeError,
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
+    PlannedApplication, Runtime, RuntimeError,
 };
+
+/// Sent on every request, so that API server audit logs and metrics name the client
+/// (kube-rs sends none of its own).
+const USER_AGENT: &str = concat!("terraform-provider-slipway/", env!("CARGO_PKG_VERSION"));
 
 const ENVIRONMENT: &str = "slipway_environment";
 const APPLICATION: &str = "slipway_application";
@@ -169,6 +178,11 @@ impl KubernetesRuntime {
                         })?,
                     Source::Config(config) => (**config).clone(),
                 };
+                let mut config = config;
+                config.headers.push((
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_static(USER_AGENT),
+                ));
                 Client::try_from(config).map_err(|e| {
                     RuntimeError::Unavailable(format!("cannot make a Kubernetes client: {e}"))
                 })
@@ -240,6 +254,25 @@ impl KubernetesRuntime {
         .await?
         .filter(|s| owner_id(&s.metadata, LABEL_APPLICATION_ID) == Some(id.as_str()));
         mapping::application_from(&deployment, secret.as_ref(), self.ingress.as_ref())
+    }
+
+    /// Whether `meta` is a leftover of another application of this environment whose
+    /// Deployment no longer exists: Slipway's own object (managed-by label, environment
+    /// and application ids), which nothing else can use, so `spec` may take it over.
+    async fn is_leftover(
+        &self,
+        meta: &ObjectMeta,
+        spec: &ApplicationSpec,
+    ) -> Result<bool, RuntimeError> {
+        let Some(owner) = owner_id(meta, LABEL_APPLICATION_ID) else {
+            return Ok(false);
+        };
+        if owner == spec.id
+            || owner_id(meta, LABEL_ENVIRONMENT_ID) != Some(spec.environment_id.as_str())
+        {
+            return Ok(false);
+        }
+        Ok(self.locate(owner).await?.is_none())
     }
 
     /// Records who is deleting an object on it first, so that `kubectl` shows it while
@@ -346,6 +379,10 @@ fn is_terminating(meta: &ObjectMeta) -> bool {
 impl Runtime for KubernetesRuntime {
     fn kind(&self) -> &'static str {
         "kubernetes"
+    }
+
+    fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
+        rules::check_application(planned)
     }
 
     async fn apply_environment(
@@ -536,18 +573,27 @@ impl Runtime for KubernetesRuntime {
             id: &spec.id,
             resource: APPLICATION,
         };
-        if let Some(o) = d? {
+        let existing_deployment = d?;
+        if let Some(o) = &existing_deployment {
             check(&o.metadata, expected("Deployment"))?;
         }
+        // With the Deployment gone (deleted out of band, so Terraform plans a create),
+        // the Service, Secret and Ingress it left behind are taken over.
         if let Some(o) = s? {
-            check(&o.metadata, expected("Service"))?;
+            if !self.is_leftover(&o.metadata, &spec).await? {
+                check(&o.metadata, expected("Service"))?;
+            }
         }
         if let Some(o) = sec? {
-            check(&o.metadata, expected("Secret"))?;
+            if !self.is_leftover(&o.metadata, &spec).await? {
+                check(&o.metadata, expected("Secret"))?;
+            }
         }
         let existing_ingress = ing?;
         if let Some(o) = &existing_ingress {
-            check(&o.metadata, expected("Ingress"))?;
+            if !self.is_leftover(&o.metadata, &spec).await? {
+                check(&o.metadata, expected("Ingress"))?;
+            }
         }
 
         let secret = apply::apply(
@@ -561,7 +607,10 @@ impl Runtime for KubernetesRuntime {
             secret.metadata.uid.as_deref().unwrap_or_default(),
             &spec.secrets,
         );
-        let deployment = mapping::deployment(&spec, &namespace, &change, &digest)?;
+        let mut deployment = mapping::deployment(&spec, &namespace, &change, &digest)?;
+        if let Some(existing) = &existing_deployment {
+            mapping::keep_pod_commit(&mut deployment, existing);
+        }
         apply::apply(&deployments, &name, &deployment, &d_what).await?;
         apply::apply(
             &services,
