@@ -13,6 +13,7 @@
 //! Every wait is on a condition with a generous deadline; no test asserts a duration.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use serde_json::Value;
