@@ -288,10 +288,11 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
     drop(fake);
 }
 
-/// What the API server would answer 422 to fails `terraform apply` at its plan, at the
-/// attribute to fix, before the environment is written: an application name that is no
-/// Service name (DNS-1035: it starts with a letter) and a secret name that is no Secret
-/// key.
+/// What the API server would answer 422 to fails `terraform apply` before anything
+/// is written, at the attribute to fix: a secret name that is no Secret key (refused by
+/// the variable-name rule already, when Terraform validates the configuration), and an
+/// application name that is no Service name (DNS-1035: it starts with a letter),
+/// refused by the Kubernetes runtime's own rules at plan.
 #[test]
 fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
     let dir = provider_dir();
@@ -302,14 +303,28 @@ fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
         let kubeconfig = ws.path().join("kubeconfig");
         fake.write_kubeconfig(&kubeconfig)
             .expect("write kubeconfig");
-        let hcl = config(&kubeconfig, "nginx:1.27", 1)
-            .replace("name           = \"web\"", "name           = \"1web\"")
-            .replace(
-                "secrets   = { DB_PASSWORD = \"e2e-secret-value\" }",
-                "secrets   = { \"MY VAR\" = \"e2e-secret-value\" }",
-            );
-        assert!(hcl.contains("\"1web\"") && hcl.contains("\"MY VAR\""));
-        ws.write_config(&hcl);
+        let base = config(&kubeconfig, "nginx:1.27", 1);
+
+        let bad_secret = base.replace(
+            "secrets   = { DB_PASSWORD = \"e2e-secret-value\" }",
+            "secrets   = { \"MY VAR\" = \"e2e-secret-value\" }",
+        );
+        assert!(bad_secret.contains("\"MY VAR\""));
+        ws.write_config(&bad_secret);
+        let run = ws.apply();
+        let output = run.all_output();
+        assert_ne!(run.code, 0, "{output}");
+        assert!(output.contains("Invalid variable name"), "{output}");
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains("secrets") && l.contains("\"MY VAR\"")),
+            "{output}"
+        );
+
+        let bad_name = base.replace("name           = \"web\"", "name           = \"1web\"");
+        assert!(bad_name.contains("\"1web\""));
+        ws.write_config(&bad_name);
         let run = ws.apply();
         let output = run.all_output();
         assert_ne!(run.code, 0, "{output}");
@@ -318,10 +333,6 @@ fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
             "{output}"
         );
         assert!(output.contains("DNS-1035"), "{output}");
-        assert!(
-            output.contains("Invalid secret name for Kubernetes"),
-            "{output}"
-        );
         // Terraform shows the configuration line of the attribute at fault.
         assert!(
             output
