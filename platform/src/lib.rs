@@ -18,14 +18,18 @@
 //! [`store::Store`] trait, with SQLite as the embedded default, so a PostgreSQL backend
 //! is an implementation of the same trait and not a rewrite.
 
+pub mod audit;
 pub mod authority;
+pub mod config;
 pub mod credential;
 pub mod identity;
 pub mod mode;
 pub mod policy;
 pub mod store;
 
+pub use audit::AuditLog;
 pub use authority::{AuthError, Authority};
+pub use config::PlatformConfig;
 pub use credential::{CredentialError, JobClaims, JobKind};
 pub use identity::{Caller, Identity, Role, Token, TokenDigest};
 pub use mode::Mode;

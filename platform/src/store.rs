@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension as _};
 
+use crate::audit::{Entry, Stored};
 use crate::identity::{Identity, Role, TokenDigest};
 
 /// Why the store could not do what was asked.
@@ -20,6 +21,10 @@ pub enum StoreError {
     NoSuchIdentity(String),
     #[error("the platform database holds a role this build does not know: `{0}`")]
     UnknownRole(String),
+    #[error("audit record {0} was written by another writer first")]
+    AuditSeqTaken(i64),
+    #[error("the platform database holds a record this build cannot read: {0}")]
+    Corrupt(String),
     #[error("platform database: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("platform database file {path}: {source}")]
@@ -72,6 +77,16 @@ pub trait Store: Send + Sync {
 
     /// Marks a job ended: its credential is refused from now on, even before expiry.
     fn end_job(&self, job_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// The newest audit record's sequence number and hash.
+    fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;
+
+    /// Adds an audit record; [`StoreError::AuditSeqTaken`] when its sequence number is
+    /// already used (another writer won the race: read the head again).
+    fn insert_audit(&self, record: &Stored) -> Result<(), StoreError>;
+
+    /// Every audit record, oldest first.
+    fn audit_records(&self) -> Result<Vec<Stored>, StoreError>;
 }
 
 const SCHEMA: &str = "
@@ -89,6 +104,13 @@ CREATE TABLE IF NOT EXISTS job_ledger (
     job_id        TEXT PRIMARY KEY,
     first_seen_ms INTEGER NOT NULL,
     ended_at_ms   INTEGER
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq       INTEGER PRIMARY KEY,
+    record    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    signature TEXT NOT NULL
 );
 ";
 
@@ -295,6 +317,68 @@ impl Store for SqliteStore {
             params![job_id, now_ms],
         )?;
         Ok(())
+    }
+
+    fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn insert_audit(&self, record: &Stored) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&record.entry)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self.lock().execute(
+            "INSERT INTO audit (seq, record, prev_hash, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                record.entry.seq,
+                json,
+                record.prev_hash,
+                record.hash,
+                record.signature
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::AuditSeqTaken(record.entry.seq))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn audit_records(&self) -> Result<Vec<Stored>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT record, prev_hash, hash, signature FROM audit ORDER BY seq")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (json, prev_hash, hash, signature) = row?;
+            let entry: Entry =
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            records.push(Stored {
+                entry,
+                prev_hash,
+                hash,
+                signature,
+            });
+        }
+        Ok(records)
     }
 }
 
