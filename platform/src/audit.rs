@@ -148,6 +148,11 @@ impl AuditLog {
         self.key.verifying_key()
     }
 
+    /// Where the signed head is written.
+    pub fn checkpoint_path(&self) -> Option<&Path> {
+        self.checkpoint.as_deref()
+    }
+
     /// Appends `entry` (its `seq` is assigned here). Writers in other processes
     /// sharing the store may append at the same time: a lost race is retried.
     pub fn append(&self, store: &dyn Store, mut entry: Entry) -> Result<Stored, AuditError> {
@@ -255,14 +260,13 @@ pub fn verify(
         }
         match chain_hash(&r.prev_hash, &r.entry) {
             Ok(hash) if hash == r.hash => {}
-            _ => v
-                .problems
-                .push(format!("record {seq}: its contents do not match its hash (edited)")),
+            _ => v.problems.push(format!(
+                "record {seq}: its contents do not match its hash (edited)"
+            )),
         }
         if !signature_ok(key, r.hash.as_bytes(), &r.signature) {
-            v.problems.push(format!(
-                "record {seq}: the signature is not the platform's"
-            ));
+            v.problems
+                .push(format!("record {seq}: the signature is not the platform's"));
         }
         prev = r.hash.clone();
     }
@@ -358,7 +362,9 @@ mod tests {
         assert!(verify(&truncated, &key, None).ok());
         let v = verify(&truncated, &key, Some(&checkpoint));
         assert!(
-            v.problems.iter().any(|p| p.contains("newest records were deleted")),
+            v.problems
+                .iter()
+                .any(|p| p.contains("newest records were deleted")),
             "{:?}",
             v.problems
         );

@@ -95,17 +95,21 @@ impl PlatformConfig {
                     "set `engine_public_key` or `engine_public_key_file`, not both".into(),
                 ))
             }
-            (Some(text), None) => Some(slipway_provenance::parse_verifying_key(&text).map_err(
-                |e| invalid(format!("`engine_public_key`: {e}; use the contents of slipway-agent.pub")),
-            )?),
-            (None, Some(file)) => Some(slipway_provenance::load_verifying_key(&file).map_err(
-                |e| {
+            (Some(text), None) => {
+                Some(slipway_provenance::parse_verifying_key(&text).map_err(|e| {
+                    invalid(format!(
+                        "`engine_public_key`: {e}; use the contents of slipway-agent.pub"
+                    ))
+                })?)
+            }
+            (None, Some(file)) => {
+                Some(slipway_provenance::load_verifying_key(&file).map_err(|e| {
                     invalid(format!(
                         "`engine_public_key_file` ({}): {e}; name the slipway-agent.pub file",
                         file.display()
                     ))
-                },
-            )?),
+                })?)
+            }
             (None, None) => None,
         };
         let mut policy = Policy::default();

@@ -7,8 +7,10 @@ use std::str::FromStr;
 ///
 /// The order of the variants is their strictness: a rule that must hold for two modes
 /// at once (moving an environment from one mode to another) holds for the stricter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Mode {
+    /// What an environment is when its configuration names no mode.
+    #[default]
     Development,
     Preview,
     Staging,
@@ -23,6 +25,9 @@ impl Mode {
         Mode::Staging,
         Mode::Production,
     ];
+
+    /// Every mode's name, least strict first (for schema validators and messages).
+    pub const NAMES: [&'static str; 4] = ["DEVELOPMENT", "PREVIEW", "STAGING", "PRODUCTION"];
 
     /// The name as Terraform configurations write it: `PRODUCTION`.
     pub fn as_str(self) -> &'static str {

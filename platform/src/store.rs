@@ -331,8 +331,8 @@ impl Store for SqliteStore {
     }
 
     fn insert_audit(&self, record: &Stored) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&record.entry)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json =
+            serde_json::to_string(&record.entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let result = self.lock().execute(
             "INSERT INTO audit (seq, record, prev_hash, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![

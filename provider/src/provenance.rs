@@ -184,7 +184,7 @@ impl RunProvenance {
 /// The local user's name, for the record of a manual apply: `$USER` (or `$LOGNAME`),
 /// else the account of this process's user id, which is what a service without a login
 /// environment has.
-fn local_user() -> String {
+pub(crate) fn local_user() -> String {
     if let Some(name) = ["USER", "USERNAME", "LOGNAME"]
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))

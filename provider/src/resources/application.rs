@@ -28,6 +28,7 @@ use crate::runtime::{
     Application, ApplicationSpec, HealthCheck, HealthProbe, Phase, PlannedApplication, PortSpec,
     Protocol, ResourceLimits, Runtime, RuntimeError,
 };
+use slipway_platform::{Action, Target};
 
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -372,6 +373,13 @@ impl ApplicationState {
             cpu: spec.resources.cpu,
             memory: spec.resources.memory,
         });
+        // The runtime gives digests, not values: keep the values the state knows.
+        let secrets = crate::runtime::secrets::reconcile(
+            &spec.id,
+            had.and_then(|h| h.secrets.as_ref())
+                .unwrap_or(&BTreeMap::new()),
+            &spec.secrets,
+        );
         ApplicationState {
             id: Some(spec.id),
             environment_id: spec.environment_id,
@@ -383,7 +391,7 @@ impl ApplicationState {
             replicas: Some(spec.replicas.into()),
             ports: Some(ports),
             variables: Some(spec.variables),
-            secrets: Some(spec.secrets),
+            secrets: Some(secrets),
             healthcheck: spec.healthcheck.map(|c| {
                 HealthcheckState::from_runtime(c, had.and_then(|h| h.healthcheck.as_ref()))
             }),
@@ -683,11 +691,14 @@ fn port_attribute(name: &str) -> Attribute {
 }
 
 impl ApplicationResource {
+    /// The production gate, and at plan (`asking` names the change) the platform's
+    /// decision, so that a refusal shows before anything is written.
     async fn environment_gate(
         &self,
         client: &SlipwayClient,
         environment_id: &str,
         name: &str,
+        asking: Option<Action>,
     ) -> Result<(), Diagnostics> {
         let environment = client
             .runtime
@@ -705,6 +716,18 @@ impl ApplicationResource {
                 ),
                 Some(root("environment_id")),
             )?;
+            if let Some(action) = asking {
+                let target = Target {
+                    environment: environment.spec.name.clone(),
+                    mode: environment.spec.mode,
+                };
+                let object = format!("application {}/{name}", environment.spec.name);
+                client
+                    .runtime
+                    .authorize(action, &target, &object)
+                    .await
+                    .map_err(|e| runtime_error("plan this change", e).at(root("environment_id")))?;
+            }
         }
         Ok(())
     }
@@ -918,7 +941,10 @@ impl Resource for ApplicationResource {
                 prior.get("environment_id").as_str(),
                 prior.get("name").as_str(),
             ) {
-                if let Err(d) = self.environment_gate(client, environment_id, name).await {
+                if let Err(d) = self
+                    .environment_gate(client, environment_id, name, Some(Action::Delete))
+                    .await
+                {
                     return d;
                 }
             }
@@ -956,7 +982,15 @@ impl Resource for ApplicationResource {
                 planned.get("environment_id").as_str(),
                 planned.get("name").as_str(),
             ) {
-                if let Err(d) = self.environment_gate(client, environment_id, name).await {
+                let action = if change.prior.is_null() {
+                    Action::Create
+                } else {
+                    Action::Update
+                };
+                if let Err(d) = self
+                    .environment_gate(client, environment_id, name, Some(action))
+                    .await
+                {
                     diags.extend(d);
                 }
             }
@@ -1007,7 +1041,7 @@ impl Resource for ApplicationResource {
                 format!("environment_id: no environment has the id {:?}; it may have been deleted outside Terraform. Use the id of a slipway_environment.", planned.environment_id),
             ));
         }
-        self.environment_gate(client, &planned.environment_id, &planned.name)
+        self.environment_gate(client, &planned.environment_id, &planned.name, None)
             .await?;
         if let Some(existing) = runtime
             .find_application(&planned.environment_id, &planned.name)
@@ -1092,7 +1126,7 @@ impl Resource for ApplicationResource {
     ) -> Result<ApplicationState, Diagnostics> {
         let runtime = &client.runtime;
         apply_time_checks(client, &planned)?;
-        self.environment_gate(client, &planned.environment_id, &planned.name)
+        self.environment_gate(client, &planned.environment_id, &planned.name, None)
             .await?;
         let id = prior.id()?.to_owned();
         let timeout = planned.timeout(|t| t.update.as_deref(), "update", DEFAULT_UPDATE_TIMEOUT)?;
@@ -1149,7 +1183,7 @@ impl Resource for ApplicationResource {
         client: &SlipwayClient,
         prior: ApplicationState,
     ) -> Result<(), Diagnostics> {
-        self.environment_gate(client, &prior.environment_id, &prior.name)
+        self.environment_gate(client, &prior.environment_id, &prior.name, None)
             .await?;
         let timeout = prior.timeout(|t| t.delete.as_deref(), "delete", DEFAULT_DELETE_TIMEOUT)?;
         match client
@@ -1181,6 +1215,17 @@ impl Resource for ApplicationResource {
                         .map_err(fail)?;
                 }
             }
+        }
+        if let Some(app) = &found {
+            // Importing brings the application under this caller's state: the policy
+            // treats it as a change of its environment's mode.
+            self.environment_gate(
+                client,
+                &app.spec.environment_id,
+                &app.spec.name,
+                Some(Action::Import),
+            )
+            .await?;
         }
         found
             .map(|app| ApplicationState::from_runtime(app, None, None))

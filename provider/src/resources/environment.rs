@@ -16,6 +16,7 @@ use crate::provenance::production_gate;
 use crate::provider::SlipwayClient;
 use crate::runtime::variables::names_validator;
 use crate::runtime::{Environment, EnvironmentSpec, Mode, RuntimeError};
+use slipway_platform::{Action, Target};
 
 /// How long deleting an environment may take.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -34,7 +35,7 @@ impl EnvironmentState {
     fn mode(&self) -> Mode {
         self.mode
             .as_deref()
-            .and_then(Mode::parse)
+            .and_then(|m| m.parse::<Mode>().ok())
             .unwrap_or_default()
     }
 
@@ -51,12 +52,19 @@ impl EnvironmentState {
     /// The state for what the runtime has, keeping unset maps unset.
     fn from_runtime(environment: Environment, had: Option<&EnvironmentState>) -> EnvironmentState {
         let spec = environment.spec;
+        let known = had.and_then(|h| h.secrets.clone());
+        // The runtime gives digests, not values: keep the values the state knows.
+        let secrets = crate::runtime::secrets::reconcile(
+            &spec.id,
+            known.as_ref().unwrap_or(&BTreeMap::new()),
+            &spec.secrets,
+        );
         EnvironmentState {
-            id: Some(spec.id),
             name: spec.name,
             mode: Some(spec.mode.as_str().to_owned()),
             variables: map_or_null(&had.and_then(|h| h.variables.clone()), spec.variables),
-            secrets: map_or_null(&had.and_then(|h| h.secrets.clone()), spec.secrets),
+            secrets: map_or_null(&known, secrets),
+            id: Some(spec.id),
         }
     }
 
@@ -107,7 +115,7 @@ impl Resource for EnvironmentResource {
                 .attribute(
                     Attribute::string("mode")
                         .default("DEVELOPMENT")
-                        .validator(validator::one_of(&Mode::ALL))
+                        .validator(validator::one_of(&Mode::NAMES))
                         .description("DEVELOPMENT (the default), PREVIEW, STAGING or PRODUCTION. The provider's policy may accept PRODUCTION changes only through a merge."),
                 )
                 .attribute(
@@ -135,33 +143,34 @@ impl Resource for EnvironmentResource {
         let Some(client) = client else {
             return Diagnostics::new();
         };
-        let mode_of = |v: &tfplug::Value| v.get("mode").as_str().and_then(Mode::parse);
+        let mode_of =
+            |v: &tfplug::Value| v.get("mode").as_str().and_then(|m| m.parse::<Mode>().ok());
         // A destroy (planned null; Terraform 1.3 and later ask): gated at plan like any
         // other production change, and again at apply for older Terraform.
         if change.planned.is_null() {
-            if change.prior.is_null() || mode_of(&change.prior) != Some(Mode::Production) {
+            if change.prior.is_null() {
                 return Diagnostics::new();
             }
             let name = change.prior.get("name").as_str().unwrap_or_default();
-            return match production_gate(
-                &client.policy,
-                &client.provenance,
-                Mode::Production,
-                &what(name),
-                None,
-            ) {
-                Ok(()) => Diagnostics::new(),
-                Err(d) => d.into(),
+            if mode_of(&change.prior) == Some(Mode::Production) {
+                if let Err(d) = production_gate(
+                    &client.policy,
+                    &client.provenance,
+                    Mode::Production,
+                    &what(name),
+                    None,
+                ) {
+                    return d.into();
+                }
+            }
+            let Some(mode) = mode_of(&change.prior) else {
+                return Diagnostics::new();
             };
+            return ask_platform(client, Action::Delete, name, mode, None).await;
         }
         // A plan that changes nothing never needs the gate: `terraform plan` on an
         // unchanged production environment must succeed anywhere.
         if change.planned.same_as(&change.prior) && change.requires_replace.is_empty() {
-            return Diagnostics::new();
-        }
-        let production =
-            [mode_of(&change.prior), mode_of(&change.planned)].contains(&Some(Mode::Production));
-        if !production {
             return Diagnostics::new();
         }
         let name = change
@@ -170,16 +179,42 @@ impl Resource for EnvironmentResource {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        match production_gate(
-            &client.policy,
-            &client.provenance,
-            Mode::Production,
-            &what(&name),
-            Some(AttributePath::root("mode")),
-        ) {
-            Ok(()) => Diagnostics::new(),
-            Err(d) => d.into(),
+        let production =
+            [mode_of(&change.prior), mode_of(&change.planned)].contains(&Some(Mode::Production));
+        if production {
+            if let Err(d) = production_gate(
+                &client.policy,
+                &client.provenance,
+                Mode::Production,
+                &what(&name),
+                Some(AttributePath::root("mode")),
+            ) {
+                return d.into();
+            }
         }
+        let Some(planned_mode) = mode_of(&change.planned) else {
+            return Diagnostics::new();
+        };
+        let (action, mode) = match mode_of(&change.prior) {
+            None => (Action::Create, planned_mode),
+            Some(prior) if prior != planned_mode => {
+                (Action::ChangeMode { to: planned_mode }, prior)
+            }
+            Some(prior) => (Action::Update, prior),
+        };
+        let environment = change
+            .prior
+            .get("name")
+            .as_str()
+            .map_or(name.clone(), str::to_owned);
+        ask_platform(
+            client,
+            action,
+            &environment,
+            mode,
+            Some(AttributePath::root("mode")),
+        )
+        .await
     }
 
     async fn create(
@@ -303,6 +338,14 @@ impl Resource for EnvironmentResource {
                 .await
                 .map_err(|e| runtime_error("import the environment", e))?,
         };
+        if let Some(env) = &found {
+            // Importing brings the environment under this caller's state: the policy
+            // treats it as a change of that environment's mode.
+            let d = ask_platform(client, Action::Import, &env.spec.name, env.spec.mode, None).await;
+            if d.has_errors() {
+                return Err(d);
+            }
+        }
         found
             .map(|e| EnvironmentState::from_runtime(e, None))
             .ok_or_else(|| {
@@ -312,6 +355,31 @@ impl Resource for EnvironmentResource {
                 )
                 .into()
             })
+    }
+}
+
+/// The platform's decision on a planned change, as diagnostics (empty when allowed).
+async fn ask_platform(
+    client: &SlipwayClient,
+    action: Action,
+    environment: &str,
+    mode: Mode,
+    at: Option<AttributePath>,
+) -> Diagnostics {
+    let target = Target {
+        environment: environment.to_owned(),
+        mode,
+    };
+    let object = format!("environment {environment}");
+    match client.runtime.authorize(action, &target, &object).await {
+        Ok(()) => Diagnostics::new(),
+        Err(e) => {
+            let d = runtime_error("plan this change", e);
+            match at {
+                Some(path) => d.at(path).into(),
+                None => d.into(),
+            }
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub(crate) fn runtime_error(action: &str, error: RuntimeError) -> Diagnostic {
         RuntimeError::Invalid(_) => format!("Cannot {action}: invalid"),
         RuntimeError::RolloutFailed(_) => format!("Cannot {action}: the rollout failed"),
         RuntimeError::Unavailable(_) => format!("Cannot {action}: the runtime is unreachable"),
+        RuntimeError::Refused(_) => format!("Cannot {action}: refused by the platform's policy"),
+        RuntimeError::Unauthenticated(_) => {
+            format!("Cannot {action}: the platform does not know who is calling")
+        }
         RuntimeError::Other(_) => format!("Cannot {action}"),
     };
     Diagnostic::error(summary, error.to_string())

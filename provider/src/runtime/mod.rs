@@ -14,43 +14,14 @@ use std::time::Duration;
 pub mod kubernetes;
 pub mod local;
 pub mod memory;
+pub mod secrets;
 pub mod variables;
 
 use serde::{Deserialize, Serialize};
 
-/// An environment's mode. PRODUCTION may be guarded by the provider's policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Mode {
-    #[default]
-    Development,
-    Preview,
-    Staging,
-    Production,
-}
-
-impl Mode {
-    pub const ALL: [&'static str; 4] = ["DEVELOPMENT", "PREVIEW", "STAGING", "PRODUCTION"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Development => "DEVELOPMENT",
-            Mode::Preview => "PREVIEW",
-            Mode::Staging => "STAGING",
-            Mode::Production => "PRODUCTION",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "DEVELOPMENT" => Some(Mode::Development),
-            "PREVIEW" => Some(Mode::Preview),
-            "STAGING" => Some(Mode::Staging),
-            "PRODUCTION" => Some(Mode::Production),
-            _ => None,
-        }
-    }
-}
+/// An environment's mode: the platform's, so that the provider, the runtimes and the
+/// policy share one definition.
+pub use slipway_platform::Mode;
 
 /// Who made a change, from which commit, and how. Recorded on every object a runtime
 /// writes. Without the agent's environment variables, the trigger is a manual
@@ -222,6 +193,12 @@ pub enum RuntimeError {
     /// The rollout did not become healthy in time, or failed.
     #[error("{0}")]
     RolloutFailed(String),
+    /// The platform's policy refused the change; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+    /// The platform could not tell who is calling.
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("the runtime is unreachable: {0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -238,6 +215,19 @@ pub trait Runtime: Send + Sync {
     /// runtime would refuse at apply fails before anything is written. None by default.
     fn check_application(&self, _planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
         Vec::new()
+    }
+
+    /// Whether the caller may make this change, asked at plan so that a refusal shows
+    /// before anything is written. A runtime behind the platform asks it (and it
+    /// decides again at apply); one that is not answers yes, and the provider's own
+    /// production gate is what holds.
+    async fn authorize(
+        &self,
+        _action: slipway_platform::Action,
+        _target: &slipway_platform::Target,
+        _object: &str,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
     }
 
     /// Creates or updates an environment.

@@ -267,7 +267,7 @@ pub fn environment_from(
         .labels
         .as_ref()
         .and_then(|l| l.get(LABEL_MODE))
-        .and_then(|m| Mode::parse(&m.to_ascii_uppercase()))
+        .and_then(|m| m.to_ascii_uppercase().parse::<Mode>().ok())
         .unwrap_or_default();
     Ok(Environment {
         spec: EnvironmentSpec {

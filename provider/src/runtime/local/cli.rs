@@ -16,6 +16,7 @@ pub const SUMMARY: &str = "The same binary is the local runtime's command line:\
 terraform-provider-slipway runtime status            applications, replicas and endpoints\n  \
 terraform-provider-slipway runtime logs APPLICATION  a replica's last log lines (secrets redacted)\n  \
 terraform-provider-slipway runtime stop              stop every replica and the daemon\n  \
+terraform-provider-slipway runtime audit list|verify  the platform's audit log, and checking it\n  \
 terraform-provider-slipway runtime --help            all options (--home DIR, logs -n LINES)";
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,23 @@ enum Command {
     /// Stops every replica gracefully and stops the daemon. The desired state is kept:
     /// the next Terraform run starts the daemon again and brings everything back.
     Stop,
+    /// The platform's audit log: every change and every refusal, from every path.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Prints every record, oldest first (one JSON object per line with --json).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks every record's hash, link and signature, and the newest against the
+    /// signed checkpoint; exits 1 and names each record at fault when one fails.
+    Verify,
 }
 
 /// Runs the CLI on `args` (without the program name and `runtime`).
@@ -85,13 +103,19 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
             );
             return match cli.command {
                 Command::Stop | Command::Status => ExitCode::SUCCESS,
-                Command::Logs { .. } => ExitCode::FAILURE,
+                Command::Logs { .. } | Command::Audit { .. } => ExitCode::FAILURE,
             };
         }
     };
     let result = match cli.command {
         Command::Status => status(&runtime).await,
         Command::Logs { application, lines } => logs(&runtime, &application, lines).await,
+        Command::Audit {
+            command: AuditCommand::List { json },
+        } => audit_list(&runtime, json).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(&runtime).await,
         Command::Stop => runtime
             .shutdown(Duration::from_secs(60))
             .await
@@ -172,4 +196,72 @@ async fn logs(
         println!("[{}] {}", line.replica, line.line);
     }
     Ok(())
+}
+
+async fn audit_list(
+    runtime: &LocalRuntime,
+    json: bool,
+) -> Result<(), crate::runtime::RuntimeError> {
+    let audit = runtime.audit().await?;
+    for record in &audit.records {
+        if json {
+            println!("{record}");
+            continue;
+        }
+        let Ok(r) = serde_json::from_str::<serde_json::Value>(record) else {
+            println!("{record}");
+            continue;
+        };
+        let text = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let at = r["at_ms"].as_i64().unwrap_or(0);
+        let fields: Vec<&str> = r["fields"]
+            .as_array()
+            .map(|f| f.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "{:>5} {} {:<9} {:<24} {:<16} {:<11} {} ({}){}{}{}",
+            r["seq"],
+            at,
+            text("outcome"),
+            text("who"),
+            text("how"),
+            text("action"),
+            text("object"),
+            text("mode"),
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!(" fields {}", fields.join(","))
+            },
+            r["commit"]
+                .as_str()
+                .map(|c| format!(" commit {c}"))
+                .unwrap_or_default(),
+            r["reason"]
+                .as_str()
+                .map(|c| format!("\n      {c}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+async fn audit_verify(runtime: &LocalRuntime) -> Result<(), crate::runtime::RuntimeError> {
+    let audit = runtime.audit().await?;
+    println!(
+        "{} record(s); the newest checked against {}",
+        audit.records.len(),
+        audit.head_checked_against
+    );
+    if audit.problems.is_empty() {
+        println!("The audit log verifies.");
+        return Ok(());
+    }
+    for problem in &audit.problems {
+        println!("  {problem}");
+    }
+    Err(crate::runtime::RuntimeError::Invalid(format!(
+        "the audit log does not verify: {} problem(s)",
+        audit.problems.len()
+    )))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::convert;
@@ -23,10 +24,82 @@ const SPAWN_WAIT: Duration = Duration::from_secs(20);
 /// The longest Unix socket path the kernel takes (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
+/// A named token for the platform (`slw_...`), when the caller has one.
+pub const ENV_TOKEN: &str = "SLIPWAY_TOKEN";
+
+/// A file holding this job's credential, which slipway-agent writes (mode 0600) for
+/// the job's Terraform runs; the credential itself is never in an environment
+/// variable that every process Terraform starts would inherit.
+pub const ENV_JOB_CREDENTIAL_FILE: &str = "SLIPWAY_JOB_CREDENTIAL_FILE";
+
+/// What the daemon must never inherit from the process that starts it: it would keep
+/// them for its whole life.
+const NOT_FOR_THE_DAEMON: [&str; 2] = [ENV_TOKEN, ENV_JOB_CREDENTIAL_FILE];
+
+/// Adds the caller's bearer value to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl Bearer {
+    /// The job credential (from its file) or the named token this process was given;
+    /// none means "the local user" to the embedded platform.
+    pub fn from_env() -> Result<Bearer, RuntimeError> {
+        let value = match (
+            std::env::var(ENV_JOB_CREDENTIAL_FILE)
+                .ok()
+                .filter(|v| !v.is_empty()),
+            std::env::var(ENV_TOKEN).ok().filter(|v| !v.is_empty()),
+        ) {
+            (Some(file), _) => Some(std::fs::read_to_string(&file).map_err(|e| {
+                RuntimeError::Unauthenticated(format!(
+                    "cannot read the job credential file {file} ({ENV_JOB_CREDENTIAL_FILE}): {e}"
+                ))
+            })?),
+            (None, Some(token)) => Some(token),
+            (None, None) => None,
+        };
+        let value = value
+            .map(|v| {
+                let mut header: tonic::metadata::AsciiMetadataValue =
+                    format!("Bearer {}", v.trim()).parse().map_err(|_| {
+                        RuntimeError::Unauthenticated(format!(
+                            "the token ({ENV_TOKEN} or {ENV_JOB_CREDENTIAL_FILE}) holds characters a token never has"
+                        ))
+                    })?;
+                header.set_sensitive(true);
+                Ok::<_, RuntimeError>(header)
+            })
+            .transpose()?;
+        Ok(Bearer(value))
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = LocalRuntimeClient<InterceptedService<Channel, Bearer>>;
+
 /// The local runtime, as the provider's resources see it.
 #[derive(Debug, Clone)]
 pub struct LocalRuntime {
-    client: LocalRuntimeClient<Channel>,
+    client: Client,
     home: Home,
 }
 
@@ -59,8 +132,8 @@ impl LocalRuntime {
                 }))
                 .await
                 .map_err(|e| unavailable(home, error_chain(&e)))?;
-        let mut client =
-            LocalRuntimeClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::from_env()?)
+            .max_decoding_message_size(64 * 1024 * 1024);
         client
             .info(pb::InfoRequest {})
             .await
@@ -155,6 +228,27 @@ impl LocalRuntime {
             .lines)
     }
 
+    /// The platform's audit log and what verifying it found.
+    pub async fn audit(&self) -> Result<pb::AuditResponse, RuntimeError> {
+        Ok(self
+            .client
+            .clone()
+            .audit(pb::AuditRequest {})
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner())
+    }
+
+    /// Ends the job whose credential this client carries.
+    pub async fn end_job(&self) -> Result<(), RuntimeError> {
+        self.client
+            .clone()
+            .end_job(pb::EndJobRequest {})
+            .await
+            .map_err(convert::error_from_status)?;
+        Ok(())
+    }
+
     pub async fn info(&self) -> Result<pb::InfoResponse, RuntimeError> {
         Ok(self
             .client
@@ -234,6 +328,12 @@ fn spawn_daemon(home: &Home, program: &Path) -> Result<(), RuntimeError> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
+    for name in NOT_FOR_THE_DAEMON
+        .iter()
+        .chain(slipway_provenance::ENV_VARS.iter())
+    {
+        command.env_remove(name);
+    }
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -261,6 +361,38 @@ fn spawn_daemon(home: &Home, program: &Path) -> Result<(), RuntimeError> {
 impl Runtime for LocalRuntime {
     fn kind(&self) -> &'static str {
         "local"
+    }
+
+    async fn authorize(
+        &self,
+        action: slipway_platform::Action,
+        target: &slipway_platform::Target,
+        object: &str,
+    ) -> Result<(), RuntimeError> {
+        use slipway_platform::Action;
+        let (action, to_mode) = match action {
+            Action::Read => return Ok(()),
+            Action::Create => (pb::ChangeAction::Create, None),
+            Action::Update => (pb::ChangeAction::Update, None),
+            Action::Delete => (pb::ChangeAction::Delete, None),
+            Action::Import => (pb::ChangeAction::Import, None),
+            Action::ChangeMode { to } => (pb::ChangeAction::Update, Some(to)),
+        };
+        self.client
+            .clone()
+            .authorize(pb::AuthorizeRequest {
+                environment: target.environment.clone(),
+                mode: convert::mode_to_pb(target.mode) as i32,
+                action: action as i32,
+                to_mode: to_mode.map_or(pb::Mode::Unspecified as i32, |m| {
+                    convert::mode_to_pb(m) as i32
+                }),
+                object: object.to_owned(),
+                how: "terraform-plan".to_owned(),
+            })
+            .await
+            .map_err(convert::error_from_status)?;
+        Ok(())
     }
 
     async fn apply_environment(

@@ -47,7 +47,7 @@ pub fn change_from_pb(c: Option<pb::ChangeRecord>) -> ChangeRecord {
     }
 }
 
-fn mode_to_pb(m: Mode) -> pb::Mode {
+pub fn mode_to_pb(m: Mode) -> pb::Mode {
     match m {
         Mode::Development => pb::Mode::Development,
         Mode::Preview => pb::Mode::Preview,
@@ -56,7 +56,7 @@ fn mode_to_pb(m: Mode) -> pb::Mode {
     }
 }
 
-fn mode_from_pb(m: i32) -> Result<Mode, RuntimeError> {
+pub fn mode_from_pb(m: i32) -> Result<Mode, RuntimeError> {
     match pb::Mode::try_from(m) {
         Ok(pb::Mode::Development) | Ok(pb::Mode::Unspecified) => Ok(Mode::Development),
         Ok(pb::Mode::Preview) => Ok(Mode::Preview),
@@ -262,6 +262,20 @@ pub fn app_from_pb(a: pb::Application) -> Result<Application, RuntimeError> {
 }
 
 /// The status code a runtime error travels as; [`error_from_status`] undoes it.
+/// An environment as a caller may see it: secret values replaced by their digests.
+pub fn without_secret_values(mut env: crate::runtime::Environment) -> crate::runtime::Environment {
+    env.spec.secrets = crate::runtime::secrets::digests(&env.spec.id, &env.spec.secrets);
+    env
+}
+
+/// An application as a caller may see it: secret values replaced by their digests.
+pub fn app_without_secret_values(
+    mut app: crate::runtime::Application,
+) -> crate::runtime::Application {
+    app.spec.secrets = crate::runtime::secrets::digests(&app.spec.id, &app.spec.secrets);
+    app
+}
+
 pub fn error_to_status(e: RuntimeError) -> tonic::Status {
     match e {
         RuntimeError::NotFound(m) => tonic::Status::not_found(m),
@@ -269,6 +283,8 @@ pub fn error_to_status(e: RuntimeError) -> tonic::Status {
         RuntimeError::Invalid(m) => tonic::Status::invalid_argument(m),
         RuntimeError::RolloutFailed(m) => tonic::Status::aborted(m),
         RuntimeError::Unavailable(m) => tonic::Status::unavailable(m),
+        RuntimeError::Refused(m) => tonic::Status::permission_denied(m),
+        RuntimeError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
         RuntimeError::Other(m) => tonic::Status::internal(m),
     }
 }
@@ -280,6 +296,8 @@ pub fn error_from_status(s: tonic::Status) -> RuntimeError {
         tonic::Code::FailedPrecondition => RuntimeError::Conflict(m),
         tonic::Code::InvalidArgument => RuntimeError::Invalid(m),
         tonic::Code::Aborted => RuntimeError::RolloutFailed(m),
+        tonic::Code::PermissionDenied => RuntimeError::Refused(m),
+        tonic::Code::Unauthenticated => RuntimeError::Unauthenticated(m),
         tonic::Code::Unavailable => RuntimeError::Unavailable(format!(
             "the local runtime daemon did not answer ({m}); check its log `daemon.log` in the Slipway home directory"
         )),

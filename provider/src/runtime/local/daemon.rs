@@ -18,13 +18,17 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
+use slipway_platform::audit::Outcome;
+use slipway_platform::{Action, Caller, Target};
+
 use super::convert::{self, error_to_status};
+use super::gate::{environment_action, Attempt, Gate};
 use super::home::Home;
 use super::proto as pb;
 use super::proto::local_runtime_server::{LocalRuntime as LocalRuntimeApi, LocalRuntimeServer};
 use super::rollout::{self, AppRuntime, Ctx, Settings};
 use super::store::{Store, StoredApplication};
-use crate::runtime::{Environment, RuntimeError};
+use crate::runtime::{ApplicationSpec, Environment, EnvironmentSpec, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -56,6 +60,12 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
         .map_err(|_| DaemonError::AlreadyRunning(home.root().display().to_string()))?;
     std::fs::write(home.pid_file(), format!("{}\n", std::process::id()))
         .map_err(|e| setup("cannot write the pid file", &e))?;
+    // Whatever a replica starts stays below the daemon in the process tree, however
+    // it forks: the gate tells replicas from the local user by that.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| setup("cannot become the replicas' subreaper", &e))?;
+    let gate = Gate::open(&home, &|name| std::env::var(name).ok())
+        .map_err(|e| setup("cannot open the platform", &e))?;
 
     let reaped = super::supervisor::reap_orphans(&home.run_dir(), settings.grace).await;
     if reaped > 0 {
@@ -73,6 +83,7 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
             store: tokio::sync::Mutex::new(store),
         }),
         apps: Mutex::new(BTreeMap::new()),
+        gate,
         shutdown,
         started_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -80,6 +91,7 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
             .unwrap_or(0),
     });
     daemon.restore().await;
+    tokio::spawn(super::reaper::reap_orphans(daemon.clone()));
 
     let socket = home.socket();
     let _ = std::fs::remove_file(&socket);
@@ -118,9 +130,10 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
     Ok(())
 }
 
-struct Daemon {
+pub(super) struct Daemon {
     ctx: Arc<Ctx>,
     apps: Mutex<BTreeMap<String, Arc<AppRuntime>>>,
+    gate: Gate,
     shutdown: watch::Sender<bool>,
     started_at: u64,
 }
@@ -132,6 +145,16 @@ impl Daemon {
 
     fn app(&self, id: &str) -> Option<Arc<AppRuntime>> {
         self.apps().get(id).cloned()
+    }
+
+    /// The process ids of every replica: the daemon's own children, which tokio
+    /// reaps (the orphan reaper leaves them alone).
+    pub(super) fn replica_pids(&self) -> std::collections::BTreeSet<u32> {
+        self.apps()
+            .values()
+            .flat_map(|app| app.replicas())
+            .filter_map(|r| r.status().pid)
+            .collect()
     }
 
     /// Brings back every stored application.
@@ -399,30 +422,172 @@ fn ms(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
+impl Service {
+    /// The caller of a change: one the gate cannot name is recorded and refused.
+    fn change_caller<T>(
+        &self,
+        r: &Request<T>,
+        action: &str,
+        object: String,
+    ) -> Result<Caller, Status> {
+        self.0
+            .gate
+            .caller(r)
+            .inspect_err(|status| self.0.gate.record_unauthenticated(action, object, status))
+    }
+
+    /// Decides, runs and records one change.
+    async fn change<T>(
+        &self,
+        attempt: Attempt<'_>,
+        run: impl std::future::Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, Status> {
+        self.0.gate.decide(&attempt)?;
+        let result = run.await;
+        match &result {
+            Ok(_) => self.0.gate.record(&attempt, Outcome::Applied, None),
+            Err(e) => self
+                .0
+                .gate
+                .record(&attempt, Outcome::Failed, Some(e.to_string())),
+        }
+        result.map_err(error_to_status)
+    }
+
+    async fn environment_target(&self, id: &str) -> Option<(Target, String)> {
+        self.0.environment(id).await.map(|env| {
+            (
+                Target {
+                    environment: env.spec.name.clone(),
+                    mode: env.spec.mode,
+                },
+                env.spec.name,
+            )
+        })
+    }
+}
+
+/// The fields an environment write changes (names only, never values).
+fn environment_fields(prior: Option<&EnvironmentSpec>, next: &EnvironmentSpec) -> Vec<String> {
+    let Some(prior) = prior else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    if prior.name != next.name {
+        fields.push("name".to_owned());
+    }
+    if prior.mode != next.mode {
+        fields.push("mode".to_owned());
+    }
+    map_fields("variables", &prior.variables, &next.variables, &mut fields);
+    map_fields("secrets", &prior.secrets, &next.secrets, &mut fields);
+    fields
+}
+
+/// The fields an application write changes (names only, never values).
+fn application_fields(prior: Option<&ApplicationSpec>, next: &ApplicationSpec) -> Vec<String> {
+    let Some(prior) = prior else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    let mut differs = |name: &str, changed: bool| {
+        if changed {
+            fields.push(name.to_owned());
+        }
+    };
+    differs("name", prior.name != next.name);
+    differs("image", prior.image != next.image);
+    differs("command", prior.command != next.command);
+    differs("args", prior.args != next.args);
+    differs("working_dir", prior.working_dir != next.working_dir);
+    differs("replicas", prior.replicas != next.replicas);
+    differs("ports", prior.ports != next.ports);
+    differs("healthcheck", prior.healthcheck != next.healthcheck);
+    differs("resources", prior.resources != next.resources);
+    map_fields("variables", &prior.variables, &next.variables, &mut fields);
+    map_fields("secrets", &prior.secrets, &next.secrets, &mut fields);
+    fields
+}
+
+fn map_fields(
+    name: &str,
+    prior: &BTreeMap<String, String>,
+    next: &BTreeMap<String, String>,
+    out: &mut Vec<String>,
+) {
+    let keys: std::collections::BTreeSet<&String> = prior.keys().chain(next.keys()).collect();
+    for key in keys {
+        if prior.get(key) != next.get(key) {
+            out.push(format!("{name}.{key}"));
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl LocalRuntimeApi for Service {
     async fn apply_environment(
         &self,
         r: Request<pb::ApplyEnvironmentRequest>,
     ) -> Reply<pb::Environment> {
+        let name = r
+            .get_ref()
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let caller = self.change_caller(&r, "apply", format!("environment {name}"))?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::env_spec_from_pb(r.spec).map_err(error_to_status)?;
+        let requested = convert::change_from_pb(r.change);
+        let prior = self.0.environment(&spec.id).await;
+        let (action, mode) = environment_action(prior.as_ref().map(|p| p.spec.mode), spec.mode);
+        if let Some(prior) = prior.as_ref().filter(|p| p.spec.name != spec.name) {
+            // A rename must be allowed under the new name as well as the old one.
+            self.0.gate.decide(&Attempt {
+                caller: &caller,
+                how: &requested.trigger,
+                action,
+                target: Target {
+                    environment: spec.name.clone(),
+                    mode,
+                },
+                object: format!("environment {}", prior.spec.name),
+                fields: vec!["name".into()],
+            })?;
+        }
+        let attempt = Attempt {
+            caller: &caller,
+            how: &requested.trigger,
+            action,
+            target: Target {
+                environment: prior
+                    .as_ref()
+                    .map_or_else(|| spec.name.clone(), |p| p.spec.name.clone()),
+                mode,
+            },
+            object: format!("environment {}", spec.name),
+            fields: environment_fields(prior.as_ref().map(|p| &p.spec), &spec),
+        };
+        let change = self.0.gate.stamp(&caller, &requested);
         let env = self
-            .0
-            .apply_environment(spec, convert::change_from_pb(r.change))
-            .await
-            .map_err(error_to_status)?;
-        Ok(Response::new(convert::env_to_pb(env)))
+            .change(attempt, self.0.apply_environment(spec, change))
+            .await?;
+        Ok(Response::new(convert::env_to_pb(
+            convert::without_secret_values(env),
+        )))
     }
 
     async fn get_environment(
         &self,
         r: Request<pb::GetEnvironmentRequest>,
     ) -> Reply<pb::EnvironmentLookup> {
+        self.0.gate.caller(&r)?;
         let env = self.0.environment(&r.into_inner().id).await;
         Ok(Response::new(pb::EnvironmentLookup {
-            environment: env.map(convert::env_to_pb),
+            environment: env
+                .map(convert::without_secret_values)
+                .map(convert::env_to_pb),
         }))
     }
 
@@ -430,6 +595,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::FindEnvironmentRequest>,
     ) -> Reply<pb::EnvironmentLookup> {
+        self.0.gate.caller(&r)?;
         let name = r.into_inner().name;
         let env = self
             .0
@@ -443,7 +609,9 @@ impl LocalRuntimeApi for Service {
             .find(|e| e.spec.name == name)
             .cloned();
         Ok(Response::new(pb::EnvironmentLookup {
-            environment: env.map(convert::env_to_pb),
+            environment: env
+                .map(convert::without_secret_values)
+                .map(convert::env_to_pb),
         }))
     }
 
@@ -451,11 +619,22 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::DeleteEnvironmentRequest>,
     ) -> Reply<pb::DeleteResponse> {
+        let id = r.get_ref().id.clone();
+        let caller = self.change_caller(&r, "delete", format!("environment {id}"))?;
         self.0.check_running().map_err(error_to_status)?;
-        self.0
-            .delete_environment(&r.into_inner().id)
-            .await
-            .map_err(error_to_status)?;
+        let requested = convert::change_from_pb(r.into_inner().change);
+        let Some((target, name)) = self.environment_target(&id).await else {
+            return Ok(Response::new(pb::DeleteResponse {}));
+        };
+        let attempt = Attempt {
+            caller: &caller,
+            how: &requested.trigger,
+            action: Action::Delete,
+            target,
+            object: format!("environment {name}"),
+            fields: Vec::new(),
+        };
+        self.change(attempt, self.0.delete_environment(&id)).await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 
@@ -463,27 +642,66 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::ApplyApplicationRequest>,
     ) -> Reply<pb::Application> {
+        let name = r
+            .get_ref()
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let caller = self.change_caller(&r, "apply", format!("application {name}"))?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::app_spec_from_pb(r.spec).map_err(error_to_status)?;
+        let requested = convert::change_from_pb(r.change);
+        let Some((target, env_name)) = self.environment_target(&spec.environment_id).await else {
+            // No environment: nothing to decide on; the daemon says what is missing.
+            let change = self.0.gate.stamp(&caller, &requested);
+            return Err(error_to_status(
+                self.0
+                    .apply_application(spec, change, ms(r.timeout_ms))
+                    .await
+                    .err()
+                    .unwrap_or_else(|| RuntimeError::Other("the environment vanished".into())),
+            ));
+        };
+        let prior = self.0.app(&spec.id).map(|a| a.stored().spec);
+        let attempt = Attempt {
+            caller: &caller,
+            how: &requested.trigger,
+            action: if prior.is_some() {
+                Action::Update
+            } else {
+                Action::Create
+            },
+            target,
+            object: format!("application {env_name}/{}", spec.name),
+            fields: application_fields(prior.as_ref(), &spec),
+        };
+        let change = self.0.gate.stamp(&caller, &requested);
         let app = self
-            .0
-            .apply_application(spec, convert::change_from_pb(r.change), ms(r.timeout_ms))
-            .await
-            .map_err(error_to_status)?;
-        Ok(Response::new(convert::app_to_pb(app)))
+            .change(
+                attempt,
+                self.0.apply_application(spec, change, ms(r.timeout_ms)),
+            )
+            .await?;
+        Ok(Response::new(convert::app_to_pb(
+            convert::app_without_secret_values(app),
+        )))
     }
 
     async fn get_application(
         &self,
         r: Request<pb::GetApplicationRequest>,
     ) -> Reply<pb::ApplicationLookup> {
+        self.0.gate.caller(&r)?;
         let app = match self.0.app(&r.into_inner().id) {
             Some(app) => self.0.application(&app).await,
             None => None,
         };
         Ok(Response::new(pb::ApplicationLookup {
-            application: app.map(convert::app_to_pb),
+            application: app
+                .map(convert::app_without_secret_values)
+                .map(convert::app_to_pb),
         }))
     }
 
@@ -491,6 +709,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::FindApplicationRequest>,
     ) -> Reply<pb::ApplicationLookup> {
+        self.0.gate.caller(&r)?;
         let r = r.into_inner();
         let found = self
             .0
@@ -506,7 +725,9 @@ impl LocalRuntimeApi for Service {
             None => None,
         };
         Ok(Response::new(pb::ApplicationLookup {
-            application: app.map(convert::app_to_pb),
+            application: app
+                .map(convert::app_without_secret_values)
+                .map(convert::app_to_pb),
         }))
     }
 
@@ -514,15 +735,34 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::DeleteApplicationRequest>,
     ) -> Reply<pb::DeleteResponse> {
+        let id = r.get_ref().id.clone();
+        let caller = self.change_caller(&r, "delete", format!("application {id}"))?;
         self.0.check_running().map_err(error_to_status)?;
-        self.0
-            .delete_application(&r.into_inner().id)
-            .await
-            .map_err(error_to_status)?;
+        let requested = convert::change_from_pb(r.into_inner().change);
+        let Some(app) = self.0.app(&id) else {
+            return Ok(Response::new(pb::DeleteResponse {}));
+        };
+        let stored = app.stored();
+        let Some((target, env_name)) = self.environment_target(&stored.spec.environment_id).await
+        else {
+            return Err(Status::failed_precondition(
+                "the application's environment is gone from the state; see daemon.log",
+            ));
+        };
+        let attempt = Attempt {
+            caller: &caller,
+            how: &requested.trigger,
+            action: Action::Delete,
+            target,
+            object: format!("application {env_name}/{}", stored.spec.name),
+            fields: Vec::new(),
+        };
+        self.change(attempt, self.0.delete_application(&id)).await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 
-    async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+    async fn status(&self, r: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+        self.0.gate.caller(&r)?;
         let apps: Vec<_> = self.0.apps().values().cloned().collect();
         let mut out = Vec::with_capacity(apps.len());
         for app in apps {
@@ -573,6 +813,7 @@ impl LocalRuntimeApi for Service {
     }
 
     async fn logs(&self, r: Request<pb::LogsRequest>) -> Reply<pb::LogsResponse> {
+        self.0.gate.caller(&r)?;
         let r = r.into_inner();
         let app = self.0.resolve(&r.application).map_err(error_to_status)?;
         let n = if r.lines == 0 { 100 } else { r.lines as usize };
@@ -609,7 +850,8 @@ impl LocalRuntimeApi for Service {
         Ok(Response::new(pb::LogsResponse { lines }))
     }
 
-    async fn info(&self, _: Request<pb::InfoRequest>) -> Reply<pb::InfoResponse> {
+    async fn info(&self, r: Request<pb::InfoRequest>) -> Reply<pb::InfoResponse> {
+        self.0.gate.caller(&r)?;
         Ok(Response::new(pb::InfoResponse {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -618,8 +860,67 @@ impl LocalRuntimeApi for Service {
         }))
     }
 
-    async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
+    async fn shutdown(&self, r: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
+        let caller = self.change_caller(&r, "shutdown", "local runtime".into())?;
+        self.0.gate.may_shut_down(&caller)?;
         let _ = self.0.shutdown.send(true);
         Ok(Response::new(pb::ShutdownResponse {}))
+    }
+
+    async fn authorize(&self, r: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
+        let object = r.get_ref().object.clone();
+        let caller = self.change_caller(&r, "plan", object)?;
+        let r = r.into_inner();
+        let mode = |m: i32| convert::mode_from_pb(m).map_err(error_to_status);
+        let target = Target {
+            environment: r.environment,
+            mode: mode(r.mode)?,
+        };
+        let action = match pb::ChangeAction::try_from(r.action) {
+            Ok(pb::ChangeAction::Create) => Action::Create,
+            Ok(pb::ChangeAction::Delete) => Action::Delete,
+            Ok(pb::ChangeAction::Import) => Action::Import,
+            Ok(pb::ChangeAction::Update) if r.to_mode != pb::Mode::Unspecified as i32 => {
+                Action::ChangeMode {
+                    to: mode(r.to_mode)?,
+                }
+            }
+            Ok(pb::ChangeAction::Update) => Action::Update,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "`action`: name the change to check",
+                ))
+            }
+        };
+        self.0.gate.decide(&Attempt {
+            caller: &caller,
+            how: &r.how,
+            action,
+            target,
+            object: r.object,
+            fields: Vec::new(),
+        })?;
+        Ok(Response::new(pb::AuthorizeResponse {
+            caller: caller.who(),
+        }))
+    }
+
+    async fn end_job(&self, r: Request<pb::EndJobRequest>) -> Reply<pb::EndJobResponse> {
+        let caller = self.0.gate.caller(&r)?;
+        self.0.gate.end_job(&caller)?;
+        Ok(Response::new(pb::EndJobResponse {}))
+    }
+
+    async fn audit(&self, r: Request<pb::AuditRequest>) -> Reply<pb::AuditResponse> {
+        self.0.gate.caller(&r)?;
+        let (records, verification) = self.0.gate.audit()?;
+        Ok(Response::new(pb::AuditResponse {
+            records: records
+                .iter()
+                .filter_map(|record| serde_json::to_string(record).ok())
+                .collect(),
+            problems: verification.problems,
+            head_checked_against: verification.head_checked_against,
+        }))
     }
 }

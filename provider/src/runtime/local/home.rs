@@ -65,6 +65,28 @@ impl Home {
         self.root.join("state.json")
     }
 
+    /// The platform's database: identities, the job-credential ledger, the audit log.
+    pub fn platform_db(&self) -> PathBuf {
+        self.root.join("platform.db")
+    }
+
+    /// The platform's configuration (policy, the GitOps engine's key), written by the
+    /// operator; missing means the defaults.
+    pub fn platform_config(&self) -> PathBuf {
+        self.root.join("platform.toml")
+    }
+
+    /// The platform's Ed25519 key, which signs its audit records.
+    pub fn platform_key(&self) -> PathBuf {
+        self.root.join("platform.key")
+    }
+
+    /// The signed head of the audit log, unless `platform.toml` names another place
+    /// (better: another disk than the database's).
+    pub fn audit_checkpoint(&self) -> PathBuf {
+        self.root.join("audit-checkpoint.json")
+    }
+
     /// Replica logs: `logs/<application id>/<replica id>.log`.
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")

@@ -1,0 +1,396 @@
+//! The platform at the local runtime's door: who is calling, may they, and the record.
+//!
+//! The daemon is the embedded platform: the only holder of the runtime (the replicas,
+//! their secrets, the state). Every call goes through [`Gate::caller`], and every
+//! change through [`Gate::decide`] and then [`Gate::record`], which use the platform
+//! crate's [`Authority`] (identities, job credentials, the policy from the platform's
+//! own configuration) and [`AuditLog`]. What the request says about who sent it is
+//! never believed: the stored [`ChangeRecord`] is stamped here from the caller.
+//!
+//! Without a bearer value the caller is the socket's peer. The socket is the user's
+//! alone (0600), so the peer is the local user, who is this embedded platform's admin,
+//! unless the peer is a process the daemon itself started (a replica, or anything a
+//! replica started: the daemon is their child subreaper, so they cannot escape by
+//! double-forking). Those are refused: an application's code can do no more than the
+//! token it was given, and it is given none.
+
+use std::path::Path;
+
+use slipway_platform::audit::{self, Entry, Outcome};
+use slipway_platform::{
+    Action, AuditLog, Authority, Caller, Identity, JobKind, PlatformConfig, Role, SqliteStore,
+    Store as _, Target,
+};
+use tonic::{Request, Status};
+
+use super::home::Home;
+use crate::runtime::{ChangeRecord, Mode};
+
+/// Why the gate could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Config(#[from] slipway_platform::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] slipway_platform::StoreError),
+    #[error("the platform's signing key {path}: {message}")]
+    Key { path: String, message: String },
+}
+
+/// The operator's variables that name the GitOps engine's key when `platform.toml`
+/// does not (read from the environment the daemon starts in, which a Terraform
+/// configuration cannot set).
+pub const ENV_ENGINE_KEY: &str = "SLIPWAY_AGENT_PUBLIC_KEY";
+pub const ENV_ENGINE_KEY_FILE: &str = "SLIPWAY_AGENT_PUBLIC_KEY_FILE";
+
+/// A change the caller asks for.
+pub struct Attempt<'a> {
+    pub caller: &'a Caller,
+    /// `terraform-apply`, `cli`, ...: what the client says; a job's is its kind's.
+    pub how: &'a str,
+    pub action: Action,
+    pub target: Target,
+    /// `environment prod`, `application prod/web`.
+    pub object: String,
+    /// The fields that change (names only).
+    pub fields: Vec<String>,
+}
+
+pub struct Gate {
+    authority: Authority<SqliteStore>,
+    audit: AuditLog,
+    /// The daemon's own pid: peers below it in the process tree are its replicas.
+    daemon_pid: u32,
+    uid: u32,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Gate {
+    /// Opens the platform's database, configuration and signing key in `home`.
+    pub fn open(home: &Home, env: &dyn Fn(&str) -> Option<String>) -> Result<Gate, GateError> {
+        let mut config = PlatformConfig::load(&home.platform_config())?;
+        if config.engine_key.is_none() {
+            config.engine_key = engine_key_from_env(env)?;
+        }
+        let store = SqliteStore::open(&home.platform_db())?;
+        let key = signing_key(&home.platform_key())?;
+        let checkpoint = config
+            .audit_checkpoint
+            .clone()
+            .unwrap_or_else(|| home.audit_checkpoint());
+        Ok(Gate {
+            authority: Authority::new(store, config.policy, config.engine_key),
+            audit: AuditLog::new(key, Some(checkpoint)),
+            daemon_pid: std::process::id(),
+            uid: nix::unistd::getuid().as_raw(),
+        })
+    }
+
+    /// Who sent `request`; a refusal is UNAUTHENTICATED and names what to send.
+    pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if let Some(header) = header {
+            let bearer = slipway_platform::authority::bearer(Some(header));
+            return self
+                .authority
+                .authenticate(bearer, now_ms())
+                .map_err(|e| Status::unauthenticated(e.to_string()));
+        }
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::UdsConnectInfo>()
+            .and_then(|info| info.peer_cred);
+        let Some(peer) = peer else {
+            return Err(Status::unauthenticated(
+                "no token, and the connection's peer is unknown: send `authorization: Bearer <token>`",
+            ));
+        };
+        if peer.uid() != self.uid {
+            return Err(Status::unauthenticated(
+                "the local runtime serves its own user only: send a token",
+            ));
+        }
+        let started_by_runtime = peer
+            .pid()
+            .and_then(|pid| u32::try_from(pid).ok())
+            .is_some_and(|pid| descends_from(pid, self.daemon_pid));
+        if started_by_runtime {
+            return Err(Status::unauthenticated(
+                "a process the runtime started (an application's replica) cannot call the platform without a token",
+            ));
+        }
+        Ok(Caller::Identity(Identity {
+            name: format!("local:{}", crate::provenance::local_user()),
+            role: Role::Admin,
+        }))
+    }
+
+    /// The policy's decision; a refusal is recorded and becomes PERMISSION_DENIED.
+    pub fn decide(&self, attempt: &Attempt<'_>) -> Result<(), Status> {
+        match self
+            .authority
+            .authorize(attempt.caller, attempt.action, &attempt.target)
+        {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                let reason = format!("{}: {refusal}", refusal.reason.code());
+                self.record(attempt, Outcome::Refused, Some(reason));
+                Err(Status::permission_denied(refusal.to_string()))
+            }
+        }
+    }
+
+    /// A call that could not say who sent it, when it asked for a change.
+    pub fn record_unauthenticated(&self, action: &str, object: String, status: &Status) {
+        self.append(Entry {
+            seq: 0,
+            at_ms: now_ms(),
+            who: "unauthenticated".into(),
+            how: "grpc".into(),
+            action: action.into(),
+            object,
+            environment: String::new(),
+            mode: String::new(),
+            fields: Vec::new(),
+            outcome: Outcome::Refused,
+            reason: Some(format!("unauthenticated: {}", status.message())),
+            repository: None,
+            commit: None,
+            job_id: None,
+            actor: None,
+        });
+    }
+
+    /// Records what became of an attempt.
+    pub fn record(&self, attempt: &Attempt<'_>, outcome: Outcome, reason: Option<String>) {
+        let job = match attempt.caller {
+            Caller::Job(claims) => Some(claims),
+            Caller::Identity(_) => None,
+        };
+        self.append(Entry {
+            seq: 0,
+            at_ms: now_ms(),
+            who: attempt.caller.who(),
+            how: how(attempt.caller, attempt.how),
+            action: action_name(attempt.action).into(),
+            object: attempt.object.clone(),
+            environment: attempt.target.environment.clone(),
+            mode: attempt.target.mode.as_str().into(),
+            fields: attempt.fields.clone(),
+            outcome,
+            reason,
+            repository: job.map(|c| c.repository.clone()),
+            commit: job.map(|c| c.commit.clone()),
+            job_id: job.map(|c| c.job_id.clone()),
+            actor: job.map(|c| c.actor.clone()),
+        });
+    }
+
+    fn append(&self, entry: Entry) {
+        // The change itself has happened (or been refused) by now; a record that cannot
+        // be written is loud in the daemon's log rather than undoing it.
+        if let Err(e) = self.audit.append(self.authority.store(), entry) {
+            tracing::error!(error = %e, "cannot write the audit record");
+        }
+    }
+
+    /// The record to store on the object: who and where from, as the caller proved.
+    pub fn stamp(&self, caller: &Caller, requested: &ChangeRecord) -> ChangeRecord {
+        let changed_at = slipway_provenance::Provenance::now_timestamp();
+        match caller {
+            Caller::Job(claims) => ChangeRecord {
+                commit_sha: claims.commit.clone(),
+                repository: claims.repository.clone(),
+                pull_request: requested.pull_request,
+                actor: claims.actor.clone(),
+                trigger: requested.trigger.clone(),
+                job_id: claims.job_id.clone(),
+                changed_at,
+                verified: true,
+            },
+            Caller::Identity(identity) => ChangeRecord {
+                actor: identity.name.clone(),
+                trigger: requested.trigger.clone(),
+                changed_at,
+                ..ChangeRecord::default()
+            },
+        }
+    }
+
+    /// Ends the caller's job; only a job credential can.
+    pub fn end_job(&self, caller: &Caller) -> Result<(), Status> {
+        let Caller::Job(claims) = caller else {
+            return Err(Status::permission_denied(
+                "only a job's own credential can end the job",
+            ));
+        };
+        self.authority
+            .end_job(&claims.job_id, now_ms())
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// Only the local admin (or an admin token) may stop the whole runtime.
+    pub fn may_shut_down(&self, caller: &Caller) -> Result<(), Status> {
+        match caller {
+            Caller::Identity(identity) if identity.role == Role::Admin => Ok(()),
+            _ => Err(Status::permission_denied(
+                "only an admin may stop the local runtime (it stops every application)",
+            )),
+        }
+    }
+
+    /// The audit log with what verifying it found.
+    pub fn audit(&self) -> Result<(Vec<audit::Stored>, audit::Verification), Status> {
+        let records = self
+            .authority
+            .store()
+            .audit_records()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let checkpoint = self
+            .audit
+            .checkpoint_path()
+            .map(audit::read_checkpoint)
+            .transpose()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .flatten();
+        let verification =
+            audit::verify(&records, &self.audit.verifying_key(), checkpoint.as_ref());
+        Ok((records, verification))
+    }
+}
+
+/// The audit's `how`: a job's is its kind, which the caller cannot choose.
+fn how(caller: &Caller, said: &str) -> String {
+    match caller {
+        Caller::Job(claims) => match claims.kind {
+            JobKind::Merge => "git-merge",
+            JobKind::Preview => "pr-preview",
+            JobKind::PullRequestPlan => "pr-plan",
+            JobKind::Drift => "drift",
+        }
+        .into(),
+        Caller::Identity(_) if said.is_empty() => "terraform-apply".into(),
+        Caller::Identity(_) => said.into(),
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Read => "read",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::Import => "import",
+        Action::ChangeMode { .. } => "change-mode",
+    }
+}
+
+/// What an environment write does, against what the runtime has.
+pub fn environment_action(prior: Option<Mode>, mode: Mode) -> (Action, Mode) {
+    match prior {
+        None => (Action::Create, mode),
+        Some(prior) if prior != mode => (Action::ChangeMode { to: mode }, prior),
+        Some(prior) => (Action::Update, prior),
+    }
+}
+
+/// Whether `pid` is `ancestor` or below it in the process tree.
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..256 {
+        if pid == ancestor {
+            return true;
+        }
+        if pid <= 1 {
+            return false;
+        }
+        match parent_of(pid) {
+            Some(parent) => pid = parent,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn engine_key_from_env(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<slipway_provenance::VerifyingKey>, GateError> {
+    let invalid = |name: &str, e: &dyn std::fmt::Display| {
+        GateError::Config(slipway_platform::config::ConfigError::Invalid {
+            path: name.into(),
+            message: format!("{e}; use the contents of slipway-agent.pub"),
+        })
+    };
+    if let Some(text) = env(ENV_ENGINE_KEY).filter(|v| !v.is_empty()) {
+        return slipway_provenance::parse_verifying_key(&text)
+            .map(Some)
+            .map_err(|e| invalid(ENV_ENGINE_KEY, &e));
+    }
+    if let Some(path) = env(ENV_ENGINE_KEY_FILE).filter(|v| !v.is_empty()) {
+        return slipway_provenance::load_verifying_key(Path::new(&path))
+            .map(Some)
+            .map_err(|e| invalid(ENV_ENGINE_KEY_FILE, &e));
+    }
+    Ok(None)
+}
+
+/// The platform's own key (for its audit signatures), made on first start.
+fn signing_key(path: &Path) -> Result<slipway_provenance::SigningKey, GateError> {
+    let error = |message: String| GateError::Key {
+        path: path.display().to_string(),
+        message,
+    };
+    if path.exists() {
+        return slipway_provenance::load_signing_key(path).map_err(|e| error(e.to_string()));
+    }
+    let key = slipway_provenance::generate_signing_key().map_err(|e| error(e.to_string()))?;
+    slipway_platform::store::create_private_file(path).map_err(|e| error(e.to_string()))?;
+    std::fs::write(path, slipway_provenance::encode_signing_key(&key))
+        .map_err(|e| error(e.to_string()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_descends_from_itself_and_its_parent_not_from_it() {
+        let me = std::process::id();
+        assert!(descends_from(me, me));
+        let parent = parent_of(me).unwrap();
+        assert!(descends_from(me, parent));
+        assert!(!descends_from(parent, me));
+    }
+
+    #[test]
+    fn a_mode_change_is_decided_from_the_mode_the_environment_has() {
+        assert_eq!(
+            environment_action(None, Mode::Production),
+            (Action::Create, Mode::Production)
+        );
+        assert_eq!(
+            environment_action(Some(Mode::Production), Mode::Preview),
+            (Action::ChangeMode { to: Mode::Preview }, Mode::Production)
+        );
+        assert_eq!(
+            environment_action(Some(Mode::Staging), Mode::Staging),
+            (Action::Update, Mode::Staging)
+        );
+    }
+}
