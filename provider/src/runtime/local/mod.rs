@@ -50,10 +50,7 @@ pub mod store;
 pub mod supervisor;
 
 /// The daemon's gRPC API, generated from `proto/slipway_runtime.proto`.
-#[allow(clippy::all, missing_docs)]
-pub mod proto {
-    tonic::include_proto!("slipway.runtime.v1");
-}
+pub use slipway_proto::runtime as proto;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
