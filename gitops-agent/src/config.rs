@@ -189,6 +189,8 @@ struct RawRoot {
     #[serde(default)]
     variables: BTreeMap<String, toml::Value>,
     paths: Option<Vec<String>>,
+    modes: Option<Vec<String>>,
+    environments: Option<Vec<String>>,
 }
 
 /// The validated configuration.
@@ -294,6 +296,12 @@ pub struct Root {
     pub variables: BTreeMap<String, serde_json::Value>,
     /// Repository-relative paths whose changes trigger this root.
     pub paths: Vec<String>,
+    /// The environment modes this root's merge jobs may change (every mode unless the
+    /// configuration narrows it): bound into each job's credential, so that a job of a
+    /// STAGING root cannot reach PRODUCTION whatever its Terraform code says.
+    pub modes: Vec<slipway_platform::Mode>,
+    /// The environments (by name) this root may change; empty means any of its modes.
+    pub environments: Vec<String>,
 }
 
 impl Root {
@@ -546,12 +554,35 @@ impl Config {
                 for (k, v) in &root.variables {
                     variables.insert(k.clone(), json_of(&format!("{rkey}.variables.{k}"), v)?);
                 }
+                let modes = match root.modes {
+                    None => slipway_platform::Mode::ALL.to_vec(),
+                    Some(list) if list.is_empty() => {
+                        return Err(invalid(
+                            format!("{rkey}.modes"),
+                            "is empty: leave it out to let the root change every mode",
+                        ))
+                    }
+                    Some(list) => list
+                        .iter()
+                        .enumerate()
+                        .map(|(k, m)| {
+                            m.parse::<slipway_platform::Mode>()
+                                .map_err(|e| invalid(format!("{rkey}.modes[{k}]"), e.to_string()))
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                let environments = root.environments.unwrap_or_default();
+                for (k, e) in environments.iter().enumerate() {
+                    valid_name(&format!("{rkey}.environments[{k}]"), e)?;
+                }
                 roots.push(Root {
                     name,
                     path,
                     workspace: root.workspace,
                     variables,
                     paths,
+                    modes,
+                    environments,
                 });
             }
             repositories.push(Repository {

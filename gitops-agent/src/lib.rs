@@ -36,6 +36,7 @@ pub mod detached;
 pub mod git;
 pub mod github;
 pub mod identities;
+pub mod job_credential;
 pub mod metrics;
 pub mod poller;
 pub mod queue;

@@ -425,11 +425,54 @@ impl Runner {
             .await
             .map_err(|e| format!("open job log: {e}"))?;
 
+        let actor = job.actor.clone().unwrap_or(author);
+        // The job's credential: what the platform decides this run may change.
+        let now_ms = db::now_ms();
+        let lifetime = deadline.saturating_duration_since(Instant::now());
+        let claims = crate::job_credential::merge_claims(repo, root, job, &actor, now_ms, lifetime)
+            .map_err(|e| format!("no randomness for the job credential: {e}"))?;
+        let issued = crate::job_credential::issue(
+            claims,
+            &self.key,
+            work_root(&self.config).join(format!("job-{}.credential", job.id)),
+        )?;
+        let credential_file = issued.file.display().to_string();
+        let result = self
+            .run_terraform(
+                root,
+                job,
+                &dir,
+                work,
+                deadline,
+                &mut log,
+                &actor,
+                &credential_file,
+                out,
+            )
+            .await;
+        crate::job_credential::end(issued, crate::job_credential::embedded_platform_socket()).await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_terraform(
+        &self,
+        root: &Root,
+        job: &Job,
+        dir: &Path,
+        work: &Path,
+        deadline: Instant,
+        mut log: &mut tokio::fs::File,
+        actor: &str,
+        credential_file: &str,
+        out: &mut RunOutcome,
+    ) -> Result<Outcome, JobError> {
+        let repo_name = &job.repository;
         let provenance = Provenance {
             commit_sha: job.commit_sha.clone(),
-            repository: repo.name.clone(),
+            repository: repo_name.clone(),
             pull_request: job.pull_request,
-            actor: job.actor.clone().unwrap_or(author),
+            actor: actor.to_owned(),
             trigger: job.trigger.parse().unwrap_or(Trigger::Manual),
             job_id: job.id.to_string(),
             timestamp: Provenance::now_timestamp(),
@@ -443,6 +486,10 @@ impl Runner {
                 ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
                 ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
                 ("TF_INPUT".to_owned(), "0".to_owned()),
+                (
+                    crate::job_credential::ENV_FILE.to_owned(),
+                    credential_file.to_owned(),
+                ),
             ])
             .collect();
         let header = format!(
@@ -455,7 +502,7 @@ impl Runner {
         let _ = log.write_all(header.as_bytes()).await;
         let tf = Tf {
             runner: self,
-            dir: &dir,
+            dir,
             work,
             env: &env,
             deadline,

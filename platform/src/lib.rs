@@ -22,10 +22,12 @@ pub mod audit;
 pub mod authority;
 pub mod config;
 pub mod credential;
+pub mod embedded;
 pub mod identity;
 pub mod mode;
 pub mod policy;
 pub mod store;
+pub mod tokens;
 
 pub use audit::AuditLog;
 pub use authority::{AuthError, Authority};

@@ -17,6 +17,7 @@ terraform-provider-slipway runtime status            applications, replicas and 
 terraform-provider-slipway runtime logs APPLICATION  a replica's last log lines (secrets redacted)\n  \
 terraform-provider-slipway runtime stop              stop every replica and the daemon\n  \
 terraform-provider-slipway runtime audit list|verify  the platform's audit log, and checking it\n  \
+terraform-provider-slipway runtime token create|list|revoke  the platform's named tokens\n  \
 terraform-provider-slipway runtime --help            all options (--home DIR, logs -n LINES)";
 
 #[derive(Debug, Parser)]
@@ -52,6 +53,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The embedded platform's named tokens (people, AI agents, CI), each with a role.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Creates an identity and prints its token (alone on stdout), shown this once.
+    Create {
+        /// Who it is for: `alice`, `claude-code@alice`, `ci`.
+        #[arg(long)]
+        name: String,
+        /// admin, developer, agent (an AI coding agent) or viewer (reads only).
+        #[arg(long)]
+        role: slipway_platform::Role,
+    },
+    /// Lists identities: names, roles, dates; never a token.
+    List,
+    /// Revokes an identity: its token stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +117,10 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         }
     };
     let home = Home::new(root);
+    if let Command::Token { command } = &cli.command {
+        // Tokens live in the platform's database, which needs no running daemon.
+        return tokens(&home, command);
+    }
     let runtime = match LocalRuntime::connect(&home).await {
         Ok(runtime) => runtime,
         Err(_) => {
@@ -103,7 +130,9 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
             );
             return match cli.command {
                 Command::Stop | Command::Status => ExitCode::SUCCESS,
-                Command::Logs { .. } | Command::Audit { .. } => ExitCode::FAILURE,
+                Command::Logs { .. } | Command::Audit { .. } | Command::Token { .. } => {
+                    ExitCode::FAILURE
+                }
             };
         }
     };
@@ -116,6 +145,7 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(&runtime).await,
+        Command::Token { .. } => Ok(()),
         Command::Stop => runtime
             .shutdown(Duration::from_secs(60))
             .await
@@ -264,4 +294,28 @@ async fn audit_verify(runtime: &LocalRuntime) -> Result<(), crate::runtime::Runt
         "the audit log does not verify: {} problem(s)",
         audit.problems.len()
     )))
+}
+
+fn tokens(home: &Home, command: &TokenCommand) -> ExitCode {
+    use slipway_platform::tokens;
+    if let Err(e) = home.create() {
+        eprintln!("error: cannot create {}: {e}", home.root().display());
+        return ExitCode::FAILURE;
+    }
+    let db = home.platform_db();
+    let (mut out, mut note) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let result = match command {
+        TokenCommand::Create { name, role } => {
+            tokens::create(&db, name, *role, &mut out, &mut note)
+        }
+        TokenCommand::List => tokens::list(&db, &mut out),
+        TokenCommand::Revoke { name } => tokens::revoke(&db, name, &mut note),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

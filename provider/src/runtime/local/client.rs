@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use super::convert;
 use super::home::Home;
@@ -120,18 +118,9 @@ impl LocalRuntime {
                 socket.display()
             )));
         }
-        let path = socket.clone();
-        // The URI is required by the API but unused: the connector dials the socket.
-        let channel =
-            Endpoint::from_static("http://local-runtime.invalid")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }))
-                .await
-                .map_err(|e| unavailable(home, error_chain(&e)))?;
+        let channel = slipway_proto::connect_unix(socket.clone())
+            .await
+            .map_err(|e| unavailable(home, error_chain(&e)))?;
         let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::from_env()?)
             .max_decoding_message_size(64 * 1024 * 1024);
         client

@@ -17,24 +17,10 @@ impl Home {
     }
 
     /// `$SLIPWAY_HOME`, or `slipway` in the user's data directory
-    /// (`$XDG_DATA_HOME`, else `~/.local/share`; `~/Library/Application Support` on macOS).
+    /// (see [`slipway_platform::embedded::default_home`]).
     pub fn default_root() -> Result<PathBuf, String> {
-        if let Some(home) = std::env::var_os("SLIPWAY_HOME").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(home));
-        }
-        if cfg!(target_os = "macos") {
-            if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                return Ok(PathBuf::from(home).join("Library/Application Support/slipway"));
-            }
-        } else {
-            if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-                return Ok(PathBuf::from(data).join("slipway"));
-            }
-            if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                return Ok(PathBuf::from(home).join(".local/share/slipway"));
-            }
-        }
-        Err("cannot find a home directory for the local runtime: set SLIPWAY_HOME (or the provider's `home` setting) to a directory".to_string())
+        slipway_platform::embedded::default_home(&|name| std::env::var(name).ok())
+            .map_err(|e| e.to_string())
     }
 
     pub fn root(&self) -> &Path {
@@ -43,7 +29,7 @@ impl Home {
 
     /// The daemon's gRPC socket.
     pub fn socket(&self) -> PathBuf {
-        self.root.join("runtime.sock")
+        slipway_platform::embedded::socket(&self.root)
     }
 
     /// Held (flock) by the one daemon that serves this home.

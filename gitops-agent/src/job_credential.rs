@@ -1,0 +1,131 @@
+//! Each job's credential: minted for the job, handed to its provider alone, ended
+//! with the job.
+//!
+//! The platform decides what a Terraform run may change from the credential it
+//! presents, not from anything in the repository: the claims bind the repository, the
+//! root, the commit, the modes and environments the root's configuration allows, an
+//! expiry (the job's deadline) and a job id the platform refuses once the job ended.
+//! The credential goes into a file only the agent's user can read, whose path Terraform
+//! passes on to the provider (`SLIPWAY_JOB_CREDENTIAL_FILE`); it is never the value of
+//! a variable that every process Terraform starts would inherit. When the job ends the
+//! file is removed and the platform is told, so a copy is worthless from then on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use slipway_platform::credential::{self, JobCredential};
+use slipway_platform::{JobClaims, JobKind};
+use slipway_proto::runtime::local_runtime_client::LocalRuntimeClient;
+use slipway_proto::runtime::EndJobRequest;
+
+use crate::config::{Repository, Root};
+use crate::queue::Job;
+
+/// The variable naming the file (the provider reads it).
+pub const ENV_FILE: &str = "SLIPWAY_JOB_CREDENTIAL_FILE";
+
+/// A minted credential, written to its file.
+pub struct Issued {
+    pub claims: JobClaims,
+    pub credential: JobCredential,
+    pub file: PathBuf,
+}
+
+/// The claims of a merge job of `root` at the job's commit, valid for `lifetime`.
+pub fn merge_claims(
+    repo: &Repository,
+    root: &Root,
+    job: &Job,
+    actor: &str,
+    now_ms: i64,
+    lifetime: Duration,
+) -> Result<JobClaims, getrandom::Error> {
+    let mut nonce = [0u8; 6];
+    getrandom::fill(&mut nonce)?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    Ok(JobClaims {
+        // Unique across attempts and agent databases: the ledger keys on it.
+        job_id: format!("{}.{}.{nonce}", job.id, job.attempts),
+        kind: JobKind::Merge,
+        repository: repo.name.clone(),
+        root: root.name.clone(),
+        commit: job.commit_sha.clone(),
+        branch: Some(repo.branch.clone()),
+        actor: actor.to_owned(),
+        modes: root.modes.clone(),
+        environments: root.environments.clone(),
+        issued_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
+    })
+}
+
+/// Signs `claims` and writes the credential to `file`, readable by the agent's user
+/// only.
+pub fn issue(claims: JobClaims, key: &SigningKey, file: PathBuf) -> Result<Issued, String> {
+    let credential =
+        credential::mint(&claims, key).map_err(|e| format!("mint the job credential: {e}"))?;
+    write_private(&file, credential.expose())
+        .map_err(|e| format!("write the job credential file {}: {e}", file.display()))?;
+    Ok(Issued {
+        claims,
+        credential,
+        file,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+/// Ends the job: removes the file, and tells the embedded platform (when one runs)
+/// to refuse the credential from now on.
+pub async fn end(issued: Issued, platform_socket: Option<PathBuf>) {
+    let _ = std::fs::remove_file(&issued.file);
+    let Some(socket) = platform_socket.filter(|s| s.exists()) else {
+        return;
+    };
+    let job_id = issued.claims.job_id.clone();
+    let ended = async {
+        let channel = slipway_proto::connect_unix(socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(EndJobRequest {});
+        let mut bearer: tonic::metadata::AsciiMetadataValue =
+            format!("Bearer {}", issued.credential.expose())
+                .parse()
+                .map_err(|_| "the credential is not ASCII".to_owned())?;
+        bearer.set_sensitive(true);
+        request.metadata_mut().insert("authorization", bearer);
+        LocalRuntimeClient::new(channel)
+            .end_job(request)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), ended).await {
+        Ok(Ok(())) => tracing::debug!(job = %job_id, "the platform ended the job's credential"),
+        Ok(Err(e)) => {
+            tracing::warn!(job = %job_id, error = %e, "cannot end the job's credential at the platform; it expires at the job's deadline")
+        }
+        Err(_) => {
+            tracing::warn!(job = %job_id, "the platform did not answer in time; the job's credential expires at its deadline")
+        }
+    }
+}
+
+/// The embedded platform's socket as this process's Terraform runs would find it.
+pub fn embedded_platform_socket() -> Option<PathBuf> {
+    slipway_platform::embedded::default_home(&|name| std::env::var(name).ok())
+        .ok()
+        .map(|home| slipway_platform::embedded::socket(&home))
+}
