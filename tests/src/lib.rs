@@ -5,5 +5,6 @@
 pub mod agent_support;
 pub mod fake_github;
 pub mod fake_kube;
+pub mod local_harness;
 pub mod plan_bench;
 pub mod terraform;

@@ -7,162 +7,20 @@
 //! applications back; every plan after an apply is empty; import gives the same state;
 //! destroy leaves no process and no listening port; bad input names the attribute.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use slipway_tests::terraform::{self, provider_binary, TerraformBinary, Workspace};
-
-const SOURCE: &str = "slipway/slipway";
+use slipway_tests::local_harness::{
+    body, collapse, get, refuses, wait_for, Harness, HEADER, SOURCE,
+};
+use slipway_tests::terraform::{self, provider_binary, TerraformBinary};
 
 fn quickstart() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/main.tf");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A Terraform workspace with its own local-runtime home, and its own copy of the demo
-/// application so that its processes can be told apart from other tests'.
-struct Harness {
-    ws: Workspace,
-    home: tempfile::TempDir,
-    demo_app: PathBuf,
-}
-
-impl Harness {
-    fn new(tf: &TerraformBinary) -> Harness {
-        let provider = provider_binary();
-        let bin = provider.parent().expect("bin dir").to_path_buf();
-        let mut ws = Workspace::new(tf, &[(SOURCE, &bin)]);
-        // The daemon's socket lives in the home: keep the path short.
-        let home = tempfile::Builder::new()
-            .prefix("swh")
-            .tempdir_in("/tmp")
-            .expect("home");
-        let demo_app = ws.path().join("demo-app");
-        std::fs::copy(bin.join("slipway-demo-app"), &demo_app).expect("copy slipway-demo-app");
-        ws.set_env("SLIPWAY_HOME", &home.path().display().to_string());
-        ws.set_env("TF_VAR_demo_app", &demo_app.display().to_string());
-        Harness { ws, home, demo_app }
-    }
-
-    /// A harness whose configuration is [`HEADER`] and `body`.
-    fn with_config(tf: &TerraformBinary, body: &str) -> Harness {
-        let h = Harness::new(tf);
-        h.ws.write_config(&format!("{HEADER}{body}"));
-        h
-    }
-
-    fn outputs(&self) -> serde_json::Value {
-        let run = self.ws.run(&["output", "-json", "-no-color"]).success();
-        serde_json::from_str(&run.stdout).expect("terraform output -json prints JSON")
-    }
-
-    fn output(&self, name: &str) -> String {
-        self.outputs()[name]["value"]
-            .as_str()
-            .unwrap_or_else(|| panic!("output {name} is not a string"))
-            .to_owned()
-    }
-
-    fn assert_plan_empty(&self, after: &str) {
-        let run = self.ws.plan_exit_code();
-        assert_eq!(
-            run.code,
-            0,
-            "terraform {}: plan after {after} must be empty\n{}",
-            self.ws.terraform.version,
-            run.all_output()
-        );
-    }
-
-    /// `terraform-provider-slipway runtime stop`: stops every replica and the daemon.
-    fn stop_daemon(&self) {
-        let status = Command::new(provider_binary())
-            .args(["runtime", "stop"])
-            .env("SLIPWAY_HOME", self.home.path())
-            .status()
-            .expect("run terraform-provider-slipway runtime stop");
-        assert!(status.success(), "runtime stop failed");
-    }
-
-    /// Pids of processes running this harness's copy of the demo application.
-    fn demo_processes(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == self.demo_app) {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        // Whatever happened, leave no daemon or replica behind.
-        let _ = Command::new(provider_binary())
-            .args(["runtime", "stop"])
-            .env("SLIPWAY_HOME", self.home.path())
-            .output();
-    }
-}
-
-/// `GET url` (plain HTTP, one request per connection); the status and body.
-fn get(url: &str) -> std::io::Result<(u16, String)> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let mut stream = TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn body(url: &str) -> String {
-    match get(url) {
-        Ok((200, body)) => body,
-        other => panic!("GET {url}: {other:?}"),
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn refuses(url: &str) -> bool {
-    let host = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    TcpStream::connect(host).is_err()
 }
 
 /// Hits `url` in a loop until stopped; counts answers that are not 200.
@@ -388,10 +246,6 @@ fn quickstart_lifecycle(tf: &TerraformBinary) {
     assert!(h.ws.resources().is_empty());
 }
 
-fn collapse(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// A configuration of one environment and one application with `app` spliced into the
 /// application's block.
 fn bad_config(env_name: &str, app: &str) -> String {
@@ -518,19 +372,6 @@ fn bad_input_names_the_attribute_on_every_terraform() {
         h.ws.destroy().success();
     }
 }
-
-/// The start of the configurations below: the provider, and the demo app's path.
-const HEADER: &str = r#"
-terraform {
-  required_providers {
-    slipway = { source = "slipway/slipway" }
-  }
-}
-
-variable "demo_app" {
-  type = string
-}
-"#;
 
 /// Bad variable and secret names fail `terraform plan` (from the schema, in
 /// ValidateResourceConfig: before anything exists), each error quoting the very line of
@@ -781,89 +622,6 @@ resource "slipway_application" "web" {{
 }}
 "#
     )
-}
-
-#[test]
-fn the_production_gate_refuses_unsigned_changes_and_destroys_on_every_terraform() {
-    for tf in terraform::required() {
-        production_gate(&tf);
-    }
-}
-
-fn production_gate(tf: &TerraformBinary) {
-    let key = slipway_provenance::generate_signing_key().expect("key");
-    let public = slipway_provenance::encode_verifying_key(&key.verifying_key());
-    let mut h = Harness::new(tf);
-    h.ws.write_config(&gated_config(&public));
-    let v = &tf.version;
-
-    // Without the agent's signed provenance nothing is created.
-    let run = h.ws.apply();
-    assert_ne!(run.code, 0, "terraform {v}: unsigned apply succeeded");
-    assert!(
-        collapse(&run.all_output()).contains("Production changes come through a merge"),
-        "terraform {v}: {}",
-        run.all_output()
-    );
-    assert!(h.demo_processes().is_empty());
-
-    // With it (as slipway-agent runs Terraform), the apply goes through.
-    let signed = slipway_provenance::Provenance {
-        commit_sha: "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392".into(),
-        repository: "acme/infra".into(),
-        pull_request: Some(42),
-        actor: "octocat".into(),
-        trigger: slipway_provenance::Trigger::Webhook,
-        job_id: "7".into(),
-        timestamp: slipway_provenance::Provenance::now_timestamp(),
-    }
-    .sign(&key);
-    let env = signed.to_env();
-    for (k, value) in &env {
-        h.ws.set_env(k, value);
-    }
-    h.ws.apply().success();
-    assert_eq!(h.demo_processes().len(), 1);
-
-    // Destroying production by hand is refused too: at plan on Terraform 1.3 and later
-    // (the provider plans destroys), at apply on older ones; nothing is stopped.
-    for (k, _) in &env {
-        h.ws.remove_env(k);
-    }
-    let plan_destroy = h.ws.run(&["plan", "-destroy", "-no-color"]);
-    let plans_destroys = !v.starts_with("1.0.") && !v.starts_with("1.1.") && !v.starts_with("1.2.");
-    if plans_destroys {
-        assert_ne!(
-            plan_destroy.code, 0,
-            "terraform {v}: unsigned destroy planned"
-        );
-        assert!(collapse(&plan_destroy.all_output())
-            .contains("Production changes come through a merge"));
-    }
-    let destroy = h.ws.destroy();
-    assert_ne!(destroy.code, 0, "terraform {v}: unsigned destroy succeeded");
-    assert!(
-        collapse(&destroy.all_output()).contains("Production changes come through a merge"),
-        "terraform {v}: {}",
-        destroy.all_output()
-    );
-    assert_eq!(
-        h.demo_processes().len(),
-        1,
-        "terraform {v}: a replica was stopped"
-    );
-    assert_eq!(h.ws.resources().len(), 2);
-
-    // The agent's run may.
-    for (k, value) in &env {
-        h.ws.set_env(k, value);
-    }
-    h.ws.destroy().success();
-    assert!(h.ws.resources().is_empty());
-    wait_for("the replica to stop", Duration::from_secs(30), || {
-        h.demo_processes().is_empty()
-    });
-    h.stop_daemon();
 }
 
 /// What a pull request can edit (the provider block, the provenance it could have

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use super::client::LocalRuntime;
 use super::home::Home;
 use super::proto as pb;
+use crate::runtime::RuntimeError;
 
 /// The commands, for the provider binary's `--help`.
 pub const SUMMARY: &str = "The same binary is the local runtime's command line:\n  \
@@ -123,6 +124,10 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     }
     let runtime = match LocalRuntime::connect(&home).await {
         Ok(runtime) => runtime,
+        Err(e @ (RuntimeError::Unauthenticated(_) | RuntimeError::Invalid(_))) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(_) => {
             println!(
                 "The local runtime daemon is not running (home {}).",

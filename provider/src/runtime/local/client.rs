@@ -126,7 +126,13 @@ impl LocalRuntime {
         client
             .info(pb::InfoRequest {})
             .await
-            .map_err(|e| unavailable(home, e.message()))?;
+            .map_err(|e| match e.code() {
+                // The daemon answered, and said no: that is not "unreachable".
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                    convert::error_from_status(e)
+                }
+                _ => unavailable(home, e.message()),
+            })?;
         Ok(LocalRuntime {
             client,
             home: home.clone(),

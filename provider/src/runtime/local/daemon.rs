@@ -19,7 +19,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use slipway_platform::audit::Outcome;
-use slipway_platform::{Action, Caller, Target};
+use slipway_platform::{Action, Target};
 
 use super::convert::{self, error_to_status};
 use super::gate::{environment_action, Attempt, Gate};
@@ -423,19 +423,6 @@ fn ms(ms: u64) -> Duration {
 }
 
 impl Service {
-    /// The caller of a change: one the gate cannot name is recorded and refused.
-    fn change_caller<T>(
-        &self,
-        r: &Request<T>,
-        action: &str,
-        object: String,
-    ) -> Result<Caller, Status> {
-        self.0
-            .gate
-            .caller(r)
-            .inspect_err(|status| self.0.gate.record_unauthenticated(action, object, status))
-    }
-
     /// Decides, runs and records one change.
     async fn change<T>(
         &self,
@@ -529,13 +516,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::ApplyEnvironmentRequest>,
     ) -> Reply<pb::Environment> {
-        let name = r
-            .get_ref()
-            .spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let caller = self.change_caller(&r, "apply", format!("environment {name}"))?;
+        let caller = self.0.gate.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::env_spec_from_pb(r.spec).map_err(error_to_status)?;
@@ -620,7 +601,7 @@ impl LocalRuntimeApi for Service {
         r: Request<pb::DeleteEnvironmentRequest>,
     ) -> Reply<pb::DeleteResponse> {
         let id = r.get_ref().id.clone();
-        let caller = self.change_caller(&r, "delete", format!("environment {id}"))?;
+        let caller = self.0.gate.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let requested = convert::change_from_pb(r.into_inner().change);
         let Some((target, name)) = self.environment_target(&id).await else {
@@ -642,13 +623,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::ApplyApplicationRequest>,
     ) -> Reply<pb::Application> {
-        let name = r
-            .get_ref()
-            .spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let caller = self.change_caller(&r, "apply", format!("application {name}"))?;
+        let caller = self.0.gate.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::app_spec_from_pb(r.spec).map_err(error_to_status)?;
@@ -736,7 +711,7 @@ impl LocalRuntimeApi for Service {
         r: Request<pb::DeleteApplicationRequest>,
     ) -> Reply<pb::DeleteResponse> {
         let id = r.get_ref().id.clone();
-        let caller = self.change_caller(&r, "delete", format!("application {id}"))?;
+        let caller = self.0.gate.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let requested = convert::change_from_pb(r.into_inner().change);
         let Some(app) = self.0.app(&id) else {
@@ -861,15 +836,14 @@ impl LocalRuntimeApi for Service {
     }
 
     async fn shutdown(&self, r: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
-        let caller = self.change_caller(&r, "shutdown", "local runtime".into())?;
+        let caller = self.0.gate.caller(&r)?;
         self.0.gate.may_shut_down(&caller)?;
         let _ = self.0.shutdown.send(true);
         Ok(Response::new(pb::ShutdownResponse {}))
     }
 
     async fn authorize(&self, r: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
-        let object = r.get_ref().object.clone();
-        let caller = self.change_caller(&r, "plan", object)?;
+        let caller = self.0.gate.caller(&r)?;
         let r = r.into_inner();
         let mode = |m: i32| convert::mode_from_pb(m).map_err(error_to_status);
         let target = Target {

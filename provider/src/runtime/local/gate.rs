@@ -92,8 +92,14 @@ impl Gate {
         })
     }
 
-    /// Who sent `request`; a refusal is UNAUTHENTICATED and names what to send.
+    /// Who sent `request`; a refusal is UNAUTHENTICATED, names what to send, and is
+    /// recorded in the audit log (a bad or replayed credential, a replica trying).
     pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.identify(request)
+            .inspect_err(|status| self.record_unauthenticated(status))
+    }
+
+    fn identify<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -149,15 +155,14 @@ impl Gate {
         }
     }
 
-    /// A call that could not say who sent it, when it asked for a change.
-    pub fn record_unauthenticated(&self, action: &str, object: String, status: &Status) {
+    fn record_unauthenticated(&self, status: &Status) {
         self.append(Entry {
             seq: 0,
             at_ms: now_ms(),
             who: "unauthenticated".into(),
             how: "grpc".into(),
-            action: action.into(),
-            object,
+            action: "authenticate".into(),
+            object: "the platform API".into(),
             environment: String::new(),
             mode: String::new(),
             fields: Vec::new(),

@@ -1,0 +1,173 @@
+//! A Terraform workspace on the provider's local runtime, for the end-to-end tests:
+//! its own Slipway home (so its daemon is its own), its own copy of the demo
+//! application (so its replicas can be told apart from other tests'), and small HTTP
+//! and polling helpers.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::terraform::{provider_binary, TerraformBinary, Workspace};
+
+pub const SOURCE: &str = "slipway/slipway";
+
+/// The start of the configurations below: the provider, and the demo app's path.
+pub const HEADER: &str = r#"
+terraform {
+  required_providers {
+    slipway = { source = "slipway/slipway" }
+  }
+}
+
+variable "demo_app" {
+  type = string
+}
+"#;
+
+/// A Terraform workspace with its own local-runtime home, and its own copy of the demo
+/// application so that its processes can be told apart from other tests'.
+pub struct Harness {
+    pub ws: Workspace,
+    pub home: tempfile::TempDir,
+    pub demo_app: PathBuf,
+}
+
+impl Harness {
+    pub fn new(tf: &TerraformBinary) -> Harness {
+        let provider = provider_binary();
+        let bin = provider.parent().expect("bin dir").to_path_buf();
+        let mut ws = Workspace::new(tf, &[(SOURCE, &bin)]);
+        // The daemon's socket lives in the home: keep the path short.
+        let home = tempfile::Builder::new()
+            .prefix("swh")
+            .tempdir_in("/tmp")
+            .expect("home");
+        let demo_app = ws.path().join("demo-app");
+        std::fs::copy(bin.join("slipway-demo-app"), &demo_app).expect("copy slipway-demo-app");
+        ws.set_env("SLIPWAY_HOME", &home.path().display().to_string());
+        ws.set_env("TF_VAR_demo_app", &demo_app.display().to_string());
+        Harness { ws, home, demo_app }
+    }
+
+    /// A harness whose configuration is [`HEADER`] and `body`.
+    pub fn with_config(tf: &TerraformBinary, body: &str) -> Harness {
+        let h = Harness::new(tf);
+        h.ws.write_config(&format!("{HEADER}{body}"));
+        h
+    }
+
+    pub fn outputs(&self) -> serde_json::Value {
+        let run = self.ws.run(&["output", "-json", "-no-color"]).success();
+        serde_json::from_str(&run.stdout).expect("terraform output -json prints JSON")
+    }
+
+    pub fn output(&self, name: &str) -> String {
+        self.outputs()[name]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("output {name} is not a string"))
+            .to_owned()
+    }
+
+    pub fn assert_plan_empty(&self, after: &str) {
+        let run = self.ws.plan_exit_code();
+        assert_eq!(
+            run.code,
+            0,
+            "terraform {}: plan after {after} must be empty\n{}",
+            self.ws.terraform.version,
+            run.all_output()
+        );
+    }
+
+    /// `terraform-provider-slipway runtime stop`: stops every replica and the daemon.
+    pub fn stop_daemon(&self) {
+        let status = Command::new(provider_binary())
+            .args(["runtime", "stop"])
+            .env("SLIPWAY_HOME", self.home.path())
+            .status()
+            .expect("run terraform-provider-slipway runtime stop");
+        assert!(status.success(), "runtime stop failed");
+    }
+
+    /// Pids of processes running this harness's copy of the demo application.
+    pub fn demo_processes(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == self.demo_app) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Whatever happened, leave no daemon or replica behind.
+        let _ = Command::new(provider_binary())
+            .args(["runtime", "stop"])
+            .env("SLIPWAY_HOME", self.home.path())
+            .output();
+    }
+}
+
+/// `GET url` (plain HTTP, one request per connection); the status and body.
+pub fn get(url: &str) -> std::io::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+pub fn body(url: &str) -> String {
+    match get(url) {
+        Ok((200, body)) => body,
+        other => panic!("GET {url}: {other:?}"),
+    }
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn refuses(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    TcpStream::connect(host).is_err()
+}
+
+/// Whitespace collapsed, so that a wrapped diagnostic matches one line of text.
+pub fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

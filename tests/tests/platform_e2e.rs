@@ -1,0 +1,581 @@
+//! The platform's trust boundary, tried as an attacker would: the real `terraform`
+//! (every version found), the real provider and its runtime daemon (the embedded
+//! platform), job credentials as slipway-agent mints them, and a bare gRPC client on the
+//! daemon's socket.
+//!
+//! Proves: PRODUCTION changes only with a merge job's credential, refused at
+//! `terraform plan` otherwise, whatever the provider block says; a credential for
+//! another mode, a read-only one, one signed with another key, or one whose job ended
+//! is refused; a replica's process (even one that double-forked) cannot use the socket;
+//! a bare client gets digests instead of secrets and cannot change production; a
+//! developer cannot import a production application; every refusal and change is in
+//! the audit log, which verifies, and deleting its newest record is caught.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use slipway_platform::{JobClaims, JobKind, Mode};
+use slipway_proto::runtime as pb;
+use slipway_proto::runtime::local_runtime_client::LocalRuntimeClient;
+use slipway_provenance::SigningKey;
+use slipway_tests::local_harness::{collapse, wait_for, Harness, HEADER};
+use slipway_tests::terraform::{self, provider_binary, TerraformBinary};
+
+/// A PRODUCTION environment with one application that has a secret, and a PREVIEW one.
+fn production_config() -> String {
+    format!(
+        r#"
+resource "slipway_environment" "prod" {{
+  name = "prod"
+  mode = "PRODUCTION"
+}}
+resource "slipway_application" "web" {{
+  environment_id = slipway_environment.prod.id
+  name           = "web"
+  command        = var.demo_app
+  replicas       = 1
+  ports          = [{{ name = "http", port = 8080, public = true }}]
+  secrets        = {{ API_KEY = "prod-secret-value" }}
+  healthcheck    = {{ type = "tcp", port = 8080, interval = "1s" }}
+}}
+"#
+    )
+}
+
+const COMMIT: &str = "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn claims(job: &str, kind: JobKind, modes: &[Mode]) -> JobClaims {
+    JobClaims {
+        job_id: job.into(),
+        kind,
+        repository: "acme/infra".into(),
+        root: "infra".into(),
+        commit: COMMIT.into(),
+        branch: Some("main".into()),
+        actor: "octocat".into(),
+        modes: modes.to_vec(),
+        environments: vec![],
+        issued_at_ms: now_ms(),
+        expires_at_ms: now_ms() + 10 * 60 * 1000,
+    }
+}
+
+/// Writes a credential file (mode 0600) as slipway-agent does; returns its path and
+/// the credential.
+fn credential_file(dir: &Path, claims: &JobClaims, key: &SigningKey) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let credential = slipway_platform::credential::mint(claims, key).unwrap();
+    let path = dir.join(format!("credential-{}", claims.job_id));
+    std::fs::write(&path, credential.expose()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (path, credential.expose().to_owned())
+}
+
+/// The operator's configuration of the embedded platform: it trusts `engine`.
+fn configure_platform(h: &Harness, engine: &SigningKey) {
+    std::fs::write(
+        h.home.path().join("platform.toml"),
+        format!(
+            "engine_public_key = \"{}\"\n",
+            slipway_provenance::encode_verifying_key(&engine.verifying_key())
+        ),
+    )
+    .unwrap();
+}
+
+fn runtime_cli(h: &Harness, args: &[&str]) -> std::process::Output {
+    Command::new(provider_binary())
+        .arg("runtime")
+        .args(args)
+        .env("SLIPWAY_HOME", h.home.path())
+        .env_remove("SLIPWAY_TOKEN")
+        .env_remove("SLIPWAY_JOB_CREDENTIAL_FILE")
+        .output()
+        .unwrap()
+}
+
+fn audit(h: &Harness) -> Vec<serde_json::Value> {
+    let out = runtime_cli(h, &["audit", "list", "--json"]);
+    assert!(out.status.success(), "audit list: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A gRPC client on the daemon's socket, with `bearer` when given.
+async fn bare_client(h: &Harness) -> LocalRuntimeClient<tonic::transport::Channel> {
+    let channel = slipway_proto::connect_unix(h.home.path().join("runtime.sock"))
+        .await
+        .unwrap();
+    LocalRuntimeClient::new(channel)
+}
+
+fn with_bearer<T>(message: T, bearer: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    request
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn plan_fails_with(h: &Harness, what: &str, expected: &str) {
+    let v = &h.ws.terraform.version;
+    let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
+    let output = collapse(&run.all_output());
+    assert_ne!(run.code, 0, "terraform {v}: {what}: the plan went through");
+    assert!(
+        output.contains(expected),
+        "terraform {v}: {what}: expected {expected:?} in\n{output}"
+    );
+}
+
+#[test]
+fn production_changes_only_with_a_merge_jobs_credential_on_every_terraform() {
+    for tf in terraform::required() {
+        merge_credentials(&tf);
+    }
+}
+
+fn merge_credentials(tf: &TerraformBinary) {
+    let v = tf.version.clone();
+    let agent = slipway_provenance::generate_signing_key().unwrap();
+    let attacker = slipway_provenance::generate_signing_key().unwrap();
+    let mut h = Harness::with_config(tf, &production_config());
+    configure_platform(&h, &agent);
+    let dir = h.ws.path().to_owned();
+    let file_var = "SLIPWAY_JOB_CREDENTIAL_FILE";
+
+    // 1. By hand: refused at plan, with what to do instead.
+    plan_fails_with(
+        &h,
+        "a manual plan",
+        "Production changes come through a merge: open a pull request",
+    );
+
+    // 2. A STAGING root's job, a read-only pull-request plan, a credential the attacker
+    //    signed: all refused at plan.
+    let attempts = [
+        (
+            claims("staging.1", JobKind::Merge, &[Mode::Staging]),
+            &agent,
+            "does not cover this PRODUCTION environment",
+        ),
+        (
+            claims("plan.1", JobKind::PullRequestPlan, &[]),
+            &agent,
+            "job can only read",
+        ),
+        (
+            claims("forged.1", JobKind::Merge, &Mode::ALL),
+            &attacker,
+            "signature is not the GitOps engine's",
+        ),
+    ];
+    for (claims, key, expected) in &attempts {
+        let (file, _) = credential_file(&dir, claims, key);
+        h.ws.set_env(file_var, &file.display().to_string());
+        plan_fails_with(&h, &claims.job_id, expected);
+    }
+    assert!(
+        h.demo_processes().is_empty(),
+        "terraform {v}: a replica started"
+    );
+
+    // 3. A merge job's credential: applied, and the record names the job, not a person.
+    let merge = claims("7.1.a1b2", JobKind::Merge, &Mode::ALL);
+    let (file, credential) = credential_file(&dir, &merge, &agent);
+    h.ws.set_env(file_var, &file.display().to_string());
+    h.ws.apply().success();
+    assert_eq!(h.demo_processes().len(), 1);
+    h.assert_plan_empty("the merge job's apply");
+
+    // 4. Without it, a destroy is refused and nothing stops.
+    h.ws.remove_env(file_var);
+    let destroy = h.ws.destroy();
+    assert_ne!(
+        destroy.code, 0,
+        "terraform {v}: a manual destroy went through"
+    );
+    assert!(collapse(&destroy.all_output()).contains("Production changes come through a merge"));
+    assert_eq!(
+        h.demo_processes().len(),
+        1,
+        "terraform {v}: a replica stopped"
+    );
+
+    // 5. The job ends: its credential, replayed, is refused.
+    block_on(async {
+        bare_client(&h)
+            .await
+            .end_job(with_bearer(pb::EndJobRequest {}, &credential))
+            .await
+            .unwrap();
+    });
+    h.ws.set_env(file_var, &file.display().to_string());
+    let destroy = h.ws.destroy();
+    assert_ne!(
+        destroy.code, 0,
+        "terraform {v}: an ended job's credential worked"
+    );
+    assert!(
+        collapse(&destroy.all_output()).contains("job 7.1.a1b2 has ended"),
+        "terraform {v}: {}",
+        destroy.all_output()
+    );
+
+    // 6. The next merge job may.
+    let (file, _) = credential_file(
+        &dir,
+        &claims("8.1.c3d4", JobKind::Merge, &Mode::ALL),
+        &agent,
+    );
+    h.ws.set_env(file_var, &file.display().to_string());
+    h.ws.destroy().success();
+    wait_for("the replica to stop", Duration::from_secs(30), || {
+        h.demo_processes().is_empty()
+    });
+
+    // 7. The audit log: the refusals with their reasons, the job's changes with its
+    //    commit, no secret value; it verifies.
+    let records = audit(&h);
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(
+        !text.contains("prod-secret-value"),
+        "a secret in the audit log"
+    );
+    let refused = |code: &str| {
+        records.iter().any(|r| {
+            r["outcome"] == "refused" && r["reason"].as_str().is_some_and(|x| x.contains(code))
+        })
+    };
+    for code in [
+        "mode-closed-to-role",
+        "outside-job-credential",
+        "read-only-job",
+        "unauthenticated",
+    ] {
+        assert!(
+            refused(code),
+            "terraform {v}: no `{code}` refusal in {text}"
+        );
+    }
+    let applied: Vec<_> = records
+        .iter()
+        .filter(|r| r["outcome"] == "applied")
+        .collect();
+    assert!(
+        applied.iter().any(|r| r["who"] == "job:7.1.a1b2"
+            && r["how"] == "git-merge"
+            && r["action"] == "create"
+            && r["object"] == "application prod/web"
+            && r["commit"] == COMMIT
+            && r["actor"] == "octocat"),
+        "terraform {v}: {text}"
+    );
+    assert!(applied
+        .iter()
+        .any(|r| r["who"] == "job:8.1.c3d4" && r["action"] == "delete"));
+    assert!(runtime_cli(&h, &["audit", "verify"]).status.success());
+
+    // 8. Deleting the newest record leaves a valid chain, but not the checkpoint's.
+    let db = rusqlite::Connection::open(h.home.path().join("platform.db")).unwrap();
+    db.execute(
+        "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let verify = runtime_cli(&h, &["audit", "verify"]);
+    assert!(
+        !verify.status.success(),
+        "terraform {v}: a truncated log verified"
+    );
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("newest records were deleted"),
+        "{verify:?}"
+    );
+    h.stop_daemon();
+}
+
+/// What a pull request can edit (the provider block) cannot turn the platform's rule
+/// off or bring its own key, even where the operator set no provider-side gate.
+#[test]
+fn a_provider_block_cannot_loosen_the_platform_on_every_terraform() {
+    for tf in terraform::required() {
+        let agent = slipway_provenance::generate_signing_key().unwrap();
+        let attacker = slipway_provenance::generate_signing_key().unwrap();
+        let attacker_public = slipway_provenance::encode_verifying_key(&attacker.verifying_key());
+        let mut h = Harness::with_config(
+            &tf,
+            &format!(
+                "provider \"slipway\" {{\n  production_requires_signed_provenance = false\n  agent_public_key = \"{attacker_public}\"\n}}\n{}",
+                production_config()
+            ),
+        );
+        configure_platform(&h, &agent);
+        // The attacker's signed provenance, as the old gate read it, and a job
+        // credential the attacker signed.
+        let provenance = slipway_provenance::Provenance {
+            commit_sha: COMMIT.into(),
+            repository: "acme/infra".into(),
+            pull_request: Some(42),
+            actor: "mallory".into(),
+            trigger: slipway_provenance::Trigger::Webhook,
+            job_id: "7".into(),
+            timestamp: slipway_provenance::Provenance::now_timestamp(),
+        }
+        .sign(&attacker);
+        for (k, value) in provenance.to_env() {
+            h.ws.set_env(k, &value);
+        }
+        plan_fails_with(
+            &h,
+            "the block's own gate and key",
+            "closed to the admin role",
+        );
+        let (file, _) = credential_file(
+            h.ws.path(),
+            &claims("7", JobKind::Merge, &Mode::ALL),
+            &attacker,
+        );
+        h.ws.set_env("SLIPWAY_JOB_CREDENTIAL_FILE", &file.display().to_string());
+        plan_fails_with(
+            &h,
+            "a credential signed with the block's key",
+            "signature is not the GitOps engine's",
+        );
+        let apply = h.ws.apply();
+        assert_ne!(apply.code, 0);
+        assert!(h.demo_processes().is_empty());
+        assert!(h.ws.resources().is_empty());
+        h.stop_daemon();
+    }
+}
+
+/// The socket itself: a replica's process gets nothing; the local user's bare client
+/// sees digests, not secrets, and cannot change production; a developer's token cannot
+/// import production, and a viewer's cannot change anything.
+#[test]
+fn the_socket_gives_no_more_than_the_policy_on_every_terraform() {
+    for tf in terraform::required() {
+        socket(&tf);
+    }
+}
+
+fn socket(tf: &TerraformBinary) {
+    let v = tf.version.clone();
+    let agent = slipway_provenance::generate_signing_key().unwrap();
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = probe_dir.path();
+    let cli = provider_binary();
+    let home_placeholder = "@HOME@";
+    // A PREVIEW application whose code tries the socket, directly and from a
+    // double-forked process in a session of its own.
+    let status = format!("{} runtime --home {home_placeholder} status", cli.display());
+    let script = format!(
+        "{status} > direct.txt 2>&1; echo exit=$? >> direct.txt; \
+         (setsid sh -c '{status} > forked.txt 2>&1; echo exit=$? >> forked.txt' &); \
+         exec sleep 600"
+    );
+    let mut h = Harness::new(tf);
+    let script = script.replace(home_placeholder, &h.home.path().display().to_string());
+    h.ws.write_config(&format!(
+        r#"{HEADER}{}
+resource "slipway_environment" "preview" {{
+  name = "pr-1"
+  mode = "PREVIEW"
+}}
+resource "slipway_application" "probe" {{
+  environment_id = slipway_environment.preview.id
+  name           = "probe"
+  command        = "/bin/sh"
+  args           = ["-c", {script:?}]
+  working_dir    = {probe:?}
+}}
+"#,
+        production_config()
+    ));
+    configure_platform(&h, &agent);
+    let (file, _) = credential_file(
+        h.ws.path(),
+        &claims("7.1.e5f6", JobKind::Merge, &Mode::ALL),
+        &agent,
+    );
+    h.ws.set_env("SLIPWAY_JOB_CREDENTIAL_FILE", &file.display().to_string());
+    h.ws.apply().success();
+    h.ws.remove_env("SLIPWAY_JOB_CREDENTIAL_FILE");
+
+    for name in ["direct.txt", "forked.txt"] {
+        let path = probe.join(name);
+        wait_for(
+            &format!("the replica to write {name}"),
+            Duration::from_secs(30),
+            || std::fs::read_to_string(&path).is_ok_and(|t| t.contains("exit=")),
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("cannot call the platform without a token") && !text.contains("exit=0"),
+            "terraform {v}: the replica's {name}: {text}"
+        );
+    }
+
+    let web_id = h.ws.resources()["slipway_application.web"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prod_id = h.ws.resources()["slipway_environment.prod"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    block_on(async {
+        let mut client = bare_client(&h).await;
+        // Reads carry digests.
+        let app = client
+            .get_application(pb::GetApplicationRequest { id: web_id.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .application
+            .unwrap();
+        let spec = app.spec.clone().unwrap();
+        assert!(
+            spec.secrets["API_KEY"].starts_with("sha256:"),
+            "{:?}",
+            spec.secrets
+        );
+        assert!(!format!("{app:?}").contains("prod-secret-value"));
+        let status = client
+            .status(pb::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!format!("{status:?}").contains("prod-secret-value"));
+
+        // Changes to production are refused with what to do.
+        let mut scaled = spec.clone();
+        scaled.replicas = 3;
+        let refused = client
+            .apply_application(pb::ApplyApplicationRequest {
+                spec: Some(scaled),
+                change: None,
+                timeout_ms: 10_000,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(
+            refused.message().contains("come through a merge"),
+            "{refused:?}"
+        );
+        let demote = client
+            .apply_environment(pb::ApplyEnvironmentRequest {
+                spec: Some(pb::EnvironmentSpec {
+                    id: prod_id.clone(),
+                    name: "prod".into(),
+                    mode: pb::Mode::Development as i32,
+                    variables: Default::default(),
+                    secrets: Default::default(),
+                }),
+                change: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(demote.code(), tonic::Code::PermissionDenied);
+        let delete = client
+            .delete_application(pb::DeleteApplicationRequest {
+                id: web_id.clone(),
+                change: None,
+                timeout_ms: 10_000,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(delete.code(), tonic::Code::PermissionDenied);
+
+        // A token nobody issued is nobody.
+        let unknown = client
+            .status(with_bearer(pb::StatusRequest {}, "slw_not-a-real-token"))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+    });
+    assert_eq!(
+        h.demo_processes().len(),
+        1,
+        "terraform {v}: production changed"
+    );
+
+    // A developer may work in DEVELOPMENT, not import production; a viewer reads only.
+    let token = |name: &str, role: &str| {
+        let out = runtime_cli(&h, &["token", "create", "--name", name, "--role", role]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let alice = token("alice", "developer");
+    let victor = token("victor", "viewer");
+    h.ws.set_env("SLIPWAY_TOKEN", &alice);
+    h.ws.run(&["state", "rm", "-no-color", "slipway_application.web"])
+        .success();
+    let import =
+        h.ws.run(&["import", "-no-color", "slipway_application.web", &web_id]);
+    assert_ne!(
+        import.code, 0,
+        "terraform {v}: a developer imported production"
+    );
+    assert!(
+        collapse(&import.all_output()).contains("alice may not import environment `prod`"),
+        "terraform {v}: {}",
+        import.all_output()
+    );
+    let with_dev = format!(
+        "{}\nresource \"slipway_environment\" \"dev\" {{\n  name = \"alice-dev\"\n}}\n",
+        std::fs::read_to_string(h.ws.path().join("main.tf")).unwrap()
+    );
+    h.ws.write_config(&with_dev);
+    h.ws.run(&[
+        "apply",
+        "-auto-approve",
+        "-no-color",
+        "-target=slipway_environment.dev",
+    ])
+    .success();
+    h.ws.set_env("SLIPWAY_TOKEN", &victor);
+    let viewer = h.ws.run(&[
+        "destroy",
+        "-auto-approve",
+        "-no-color",
+        "-target=slipway_environment.dev",
+    ]);
+    assert_ne!(viewer.code, 0, "terraform {v}: a viewer destroyed");
+    assert!(collapse(&viewer.all_output()).contains("a viewer token reads only"));
+
+    let records = audit(&h);
+    assert!(records
+        .iter()
+        .any(|r| r["who"] == "alice" && r["action"] == "create" && r["outcome"] == "applied"));
+    assert!(records
+        .iter()
+        .any(|r| r["who"] == "alice" && r["action"] == "import" && r["outcome"] == "refused"));
+    assert!(records.iter().any(
+        |r| r["who"].as_str().is_some_and(|w| w.starts_with("local:"))
+            && r["action"] == "change-mode"
+            && r["outcome"] == "refused"
+    ));
+    h.stop_daemon();
+}
