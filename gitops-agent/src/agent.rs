@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use std::future::IntoFuture as _;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
@@ -99,6 +98,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(job = job.id, commit = %job.commit_sha, "job was interrupted by the previous agent process; queued again");
     }
     drop(conn);
+    crate::job_credential::clean(&config.data_dir).with_context(|| {
+        format!(
+            "clean the job credentials in {}",
+            crate::job_credential::credentials_dir(&config.data_dir).display()
+        )
+    })?;
     let removed = crate::runner::clean_work_root(&config).with_context(|| {
         format!(
             "clean the work trees under {}",
@@ -189,13 +194,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", addr_file.display()))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "slipway-agent listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
+    let limits = crate::server::Limits::default().within_fd_limit();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        max_per_peer = limits.max_per_peer,
+        "HTTP limits"
     );
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        router(state),
+        limits,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(5),
+    ));
     shutdown_signal().await;
     shut_down(&runner, config.shutdown_grace).await;
     if let Some(reporter) = &reporter {
@@ -203,9 +216,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         reporter.flush(REPORT_FLUSH).await;
     }
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(result)) => result?,
-        _ => tracing::warn!("HTTP connections still open after 5 s; closing them"),
+    if tokio::time::timeout(Duration::from_secs(6), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after 5 s; closing them");
     }
     tracing::info!("stopped");
     Ok(())

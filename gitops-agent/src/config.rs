@@ -759,15 +759,11 @@ fn github_full_name(url: &str) -> Option<String> {
 }
 
 /// Every secret the agent resolved, with their values, so output can be redacted.
+/// Each line of a multi-line secret (a PEM key) is redacted too.
 pub fn redact(text: &str, secrets: &[&Secret]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        let value = secret.expose();
-        if value.len() >= 4 {
-            out = out.replace(value, "[REDACTED]");
-        }
-    }
-    out
+    slipway_platform::redact::Redactor::new(secrets.iter().map(|s| s.expose()), 4)
+        .redact(text)
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -817,6 +813,28 @@ path = "envs/prod"
         assert!(err(&MINIMAL.replace("{ file = \"agent.key\" }", "{ }"))
             .contains("`secrets.signing_key`"));
         assert!(err(&format!("[server]\nlisten = \"nope\"\n{MINIMAL}")).contains("`server.listen`"));
+    }
+
+    /// What a root's jobs may change is bound into their credentials: every mode by
+    /// default, narrowed by `modes` and `environments`, with mistakes named.
+    #[test]
+    fn a_roots_modes_and_environments_are_read_and_checked() {
+        let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(
+            c.repositories[0].roots[0].modes,
+            slipway_platform::Mode::ALL
+        );
+        assert!(c.repositories[0].roots[0].environments.is_empty());
+        let narrowed = format!("{MINIMAL}modes = [\"STAGING\"]\nenvironments = [\"staging\"]\n");
+        let c = Config::parse(&narrowed, Path::new("/")).unwrap();
+        assert_eq!(
+            c.repositories[0].roots[0].modes,
+            vec![slipway_platform::Mode::Staging]
+        );
+        assert_eq!(c.repositories[0].roots[0].environments, vec!["staging"]);
+        assert!(err(&format!("{MINIMAL}modes = [\"staging\"]\n"))
+            .contains("`repository[0].root[0].modes[0]`"));
+        assert!(err(&format!("{MINIMAL}modes = []\n")).contains("`repository[0].root[0].modes`"));
     }
 
     #[test]

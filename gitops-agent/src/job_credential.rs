@@ -75,6 +75,22 @@ pub fn issue(claims: JobClaims, key: &SigningKey, file: PathBuf) -> Result<Issue
     })
 }
 
+/// Where credential files live: a directory of the agent's user alone, apart from the
+/// work trees (which hold the repository's code).
+pub fn credentials_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("credentials")
+}
+
+/// Removes the credential files a killed agent left behind (their jobs run again
+/// with new ones), and leaves the directory private. Call at start-up.
+pub fn clean(data_dir: &Path) -> std::io::Result<()> {
+    let dir = credentials_dir(data_dir);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    slipway_platform::store::create_private_dir(&dir)
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;

@@ -43,4 +43,5 @@ pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod selection;
+pub mod server;
 pub mod webhook;

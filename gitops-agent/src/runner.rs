@@ -434,7 +434,8 @@ impl Runner {
         let issued = crate::job_credential::issue(
             claims,
             &self.key,
-            work_root(&self.config).join(format!("job-{}.credential", job.id)),
+            crate::job_credential::credentials_dir(&self.config.data_dir)
+                .join(format!("job-{}", job.id)),
         )?;
         let credential_file = issued.file.display().to_string();
         let result = self

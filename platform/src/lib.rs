@@ -26,6 +26,7 @@ pub mod embedded;
 pub mod identity;
 pub mod mode;
 pub mod policy;
+pub mod redact;
 pub mod store;
 pub mod tokens;
 

@@ -380,6 +380,7 @@ impl Daemon {
                 .map_err(|e| RuntimeError::Other(e.to_string()))?;
         }
         let _ = std::fs::remove_dir_all(self.ctx.home.app_logs_dir(id));
+        let _ = std::fs::remove_dir_all(self.ctx.home.app_work_dir(id));
         Ok(())
     }
 

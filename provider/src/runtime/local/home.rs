@@ -82,6 +82,12 @@ impl Home {
         self.logs_dir().join(sanitize(app_id))
     }
 
+    /// An application's working directory when its spec names none: its own, never
+    /// the home itself (which holds the platform's database and key).
+    pub fn app_work_dir(&self, app_id: &str) -> PathBuf {
+        self.root.join("apps").join(sanitize(app_id))
+    }
+
     /// One file per running replica process, so that a daemon that died hard can find
     /// and stop the replicas it left behind.
     pub fn run_dir(&self) -> PathBuf {

@@ -5,7 +5,6 @@
 //! file) so that it can redact secrets before anything touches the disk, rotate without
 //! the application's help, and keep the last lines in memory for rollout diagnostics.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,37 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
-/// Replaces secret values with `[REDACTED]`.
-#[derive(Debug, Default, Clone)]
-pub struct Redactor {
-    /// Longest first, so that a secret containing another is redacted whole.
-    secrets: Vec<String>,
-}
-
-pub const REDACTED: &str = "[REDACTED]";
-
-impl Redactor {
-    pub fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Redactor {
-        let mut secrets: Vec<String> = values
-            .into_iter()
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Redactor { secrets }
-    }
-
-    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
-            }
-        }
-        out
-    }
-}
+/// Secret values redacted from replica output (each line of a multi-line one too).
+pub use slipway_platform::redact::{Redactor, REDACTED};
 
 /// How big a log file grows before it is rotated, and how many rotated files are kept.
 #[derive(Debug, Clone, Copy)]
@@ -294,17 +264,6 @@ mod tests {
     }
 
     #[test]
-    fn redacts_every_secret_longest_first() {
-        let secrets = ["hunter2".to_string(), "hunter2-extra".to_string()];
-        let r = Redactor::new(secrets.iter());
-        assert_eq!(
-            r.redact("pw=hunter2-extra and hunter2"),
-            "pw=[REDACTED] and [REDACTED]"
-        );
-        assert_eq!(r.redact("nothing here"), "nothing here");
-    }
-
-    #[test]
     fn rotates_by_size_keeping_a_bounded_number_of_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.log");
@@ -315,7 +274,7 @@ mod tests {
                 max_bytes: 200,
                 keep: 2,
             },
-            Arc::new(Redactor::new([&secret])),
+            Arc::new(Redactor::new([secret.as_str()], 1)),
         );
         for i in 0..40 {
             sink.write_line("stdout", &format!("line {i} with s3cr3t"));

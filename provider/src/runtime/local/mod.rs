@@ -22,7 +22,8 @@
 //!   `SLIPWAY_ENVIRONMENT`, `SLIPWAY_APPLICATION`, `SLIPWAY_REPLICA`.
 //! - From the daemon only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`,
 //!   `TZ` and `TMPDIR`.
-//! - Its working directory: `working_dir` (absolute), else the home directory.
+//! - Its working directory: `working_dir` (absolute), else a directory of its own
+//!   (`apps/<id>` in the home, 0700, removed with the application), never the home itself.
 //!
 //! Secret values are redacted (`[REDACTED]`) from replica logs and from every message
 //! the runtime returns. They are stored in `state.json`, which only the user can read.

@@ -175,7 +175,14 @@ fn base_env(env: &Environment, spec: &ApplicationSpec) -> BTreeMap<String, Strin
 }
 
 fn redactor(env: &Environment, spec: &ApplicationSpec) -> Redactor {
-    Redactor::new(env.spec.secrets.values().chain(spec.secrets.values()))
+    Redactor::new(
+        env.spec
+            .secrets
+            .values()
+            .chain(spec.secrets.values())
+            .map(String::as_str),
+        1,
+    )
 }
 
 /// Identifies what a replica runs, so a scale-only change keeps running replicas.
@@ -448,11 +455,20 @@ impl AppRuntime {
         vars.insert("SLIPWAY_REPLICA".into(), id.clone());
         let first = spec.ports.first().and_then(|p| ports.get(&p.name)).copied();
         let check = CheckPolicy::resolve(spec.healthcheck.as_ref(), &declared, first);
-        let working_dir = spec
-            .working_dir
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| ctx.home.root().to_path_buf());
+        // Never the platform's home: a directory of the application's own.
+        let working_dir = match &spec.working_dir {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let dir = ctx.home.app_work_dir(&self.id);
+                slipway_platform::store::create_private_dir(&dir).map_err(|e| {
+                    RuntimeError::Other(format!(
+                        "cannot create the application's working directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                dir
+            }
+        };
         let config = ReplicaConfig {
             id: id.clone(),
             app_id: self.id.clone(),
