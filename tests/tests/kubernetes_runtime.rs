@@ -1095,10 +1095,10 @@ async fn a_deployment_deleted_out_of_band_is_re_created_over_its_leftovers() {
 }
 
 /// The fake answers like a real API server where a client notices: a dry run validates
-/// and defaults but stores nothing, and a strategic merge patch, which it cannot merge
-/// by key, is refused with a 415 instead of merged wrongly.
+/// and defaults but stores nothing, and a strategic merge patch merges maps as a real
+/// server does (lists by key: `fake_kube::strategic`'s tests).
 #[tokio::test]
-async fn the_fake_honours_dry_run_and_refuses_strategic_merge_patches() {
+async fn the_fake_honours_dry_run_and_strategic_merge_patches() {
     let h = harness().await;
     let namespaces: Api<Namespace> = Api::all(h.client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
@@ -1133,18 +1133,236 @@ async fn the_fake_honours_dry_run_and_refuses_strategic_merge_patches() {
         .unwrap();
     assert!(h.fake.object("", "namespaces", "", "dry").is_none());
 
-    let err = namespaces
+    namespaces
         .patch(
             "default",
             &PatchParams::default(),
             &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
         )
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 415),
-        "{err:?}"
-    );
+        .unwrap();
     let default = h.fake.object("", "namespaces", "", "default").unwrap();
-    assert!(!labels(&default).contains_key("a"));
+    assert_eq!(labels(&default).get("a").map(String::as_str), Some("b"));
+    assert_eq!(
+        labels(&default)
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("default")
+    );
+}
+
+/// `kubectl` from PATH (CI installs Debian's `kubernetes-client` when there is none).
+fn kubectl_on_path() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("no kubectl on PATH: install one (Debian: apt-get install kubernetes-client)")
+}
+
+/// kubectl against the harness's fake, with a home of its own so that its discovery
+/// cache stays in the test's directory.
+fn kubectl_command(h: &Harness) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(kubectl_on_path());
+    command
+        .env("KUBECONFIG", h._dir.path().join("kubeconfig"))
+        .env("HOME", h._dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs kubectl to the end: (success, stdout, stderr).
+async fn kubectl(h: &Harness, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = kubectl_command(h)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .await
+        .unwrap();
+    drop(input);
+    let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
+        .await
+        .expect("kubectl finished")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A stock `kubectl` works against the fake as against a cluster, on what the runtime
+/// created for an application with a 63-character name: it verifies the fake's TLS
+/// certificate with the kubeconfig's CA, resolves short names from discovery, reads
+/// `/openapi/v3` and so leaves field validation to the server (which refuses unknown
+/// fields), merges client-side `apply` patches, diffs, and watches a rollout.
+#[tokio::test]
+async fn a_real_kubectl_gets_applies_diffs_and_watches_what_the_runtime_made() {
+    let h = harness().await;
+    let env = environment("kubectl");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let name = format!("k{}", "8".repeat(62));
+    h.runtime
+        .apply_application(
+            application(&env, &name, "nginx:1", 2),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+
+    let (ok, out, err) = kubectl(
+        &h,
+        &["get", "deploy,svc,cm,secret", "-n", "kubectl", "-o", "name"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("deployment.apps/{name}\n")), "{out}");
+    assert!(out.contains(&format!("service/{name}\n")), "{out}");
+    let (ok, out, err) = kubectl(
+        &h,
+        &["get", "ns", "kubectl", "-o", "jsonpath={.metadata.name}"],
+        None,
+    )
+    .await;
+    assert!(ok && out == "kubectl", "{out}{err}");
+    let (ok, out, err) = kubectl(
+        &h,
+        &[
+            "get",
+            "deploy",
+            &name,
+            "-n",
+            "kubectl",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok && out == "2", "{out}{err}");
+
+    // Client-side apply: a create, then a strategic merge patch; diff before and after.
+    let notes = |value: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: kubectl\ndata:\n  owner: {value}\n")
+    };
+    let (ok, out, err) = kubectl(&h, &["diff", "-f", "-"], Some(&notes("ops"))).await;
+    assert!(
+        !ok && out.contains("+  owner: ops"),
+        "diff of a new object: {out}{err}"
+    );
+    let (ok, out, err) = kubectl(&h, &["apply", "-f", "-"], Some(&notes("ops"))).await;
+    assert!(ok && out.contains("configmap/notes created"), "{out}{err}");
+    let (ok, out, err) = kubectl(&h, &["diff", "-f", "-"], Some(&notes("ops"))).await;
+    assert!(ok && out.is_empty(), "nothing to diff: {out}{err}");
+    let (ok, out, err) = kubectl(&h, &["diff", "-f", "-"], Some(&notes("web"))).await;
+    assert!(
+        !ok && out.contains("-  owner: ops") && out.contains("+  owner: web"),
+        "{out}{err}"
+    );
+    assert!(
+        !out.contains("resourceVersion"),
+        "a dry run changes no resourceVersion: {out}"
+    );
+    let (ok, out, err) = kubectl(&h, &["apply", "-f", "-"], Some(&notes("web"))).await;
+    assert!(
+        ok && out.contains("configmap/notes configured"),
+        "{out}{err}"
+    );
+    let stored = h.fake.object("", "configmaps", "kubectl", "notes").unwrap();
+    assert_eq!(stored["data"], json!({"owner": "web"}));
+
+    // kubectl leaves validation to the server, which refuses an unknown field.
+    let typo = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: kubectl\nspec:\n  replicass: 3\n");
+    let (ok, out, err) = kubectl(&h, &["apply", "-f", "-"], Some(&typo)).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.replicass\""),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(
+        &h,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "ops",
+            "-f",
+            "-",
+        ],
+        Some(&typo),
+    )
+    .await;
+    assert!(
+        !ok && err.contains(".spec.replicass: field not declared in schema"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(
+        &h,
+        &[
+            "patch",
+            "cm",
+            "notes",
+            "-n",
+            "kubectl",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/owner"}]"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("the fake serves no JSON patch"),
+        "{err}"
+    );
+
+    // A watch sees the rollout of the next apply.
+    let mut watch = kubectl_command(&h)
+        .args(["get", "deploy", &name, "-n", "kubectl", "--watch", "-o"])
+        .arg("jsonpath={.metadata.generation}/{.status.observedGeneration}/{.status.updatedReplicas}{\"\\n\"}")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let mut read_until = async |want: &str, seen: &mut Vec<String>| {
+        use tokio::io::AsyncBufReadExt;
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(TIMEOUT, lines.read_line(&mut line))
+                .await
+                .unwrap_or_else(|_| panic!("the watch never showed {want}: {seen:?}"))
+                .unwrap();
+            assert!(n > 0, "the watch ended before {want}: {seen:?}");
+            seen.push(line.trim().to_owned());
+            if line.trim() == want {
+                return;
+            }
+        }
+    };
+    read_until("1/1/2", &mut seen).await;
+    h.runtime
+        .apply_application(
+            application(&env, &name, "nginx:2", 2),
+            change("c2"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    read_until("2/2/2", &mut seen).await;
+    watch.kill().await.unwrap();
 }

@@ -45,6 +45,7 @@ pub fn react(shared: &Arc<Shared>, effect: Effect) {
             tokio::spawn(async move {
                 tokio::time::sleep(shared.timing.namespace_termination).await;
                 shared.lock().finalize_namespace(&name);
+                shared.notify();
             });
         }
         Effect::ForegroundDeletion { namespace, name } => {
@@ -52,6 +53,7 @@ pub fn react(shared: &Arc<Shared>, effect: Effect) {
                 tokio::time::sleep(shared.timing.step).await;
                 if let Some(kind) = kinds::find("apps", "v1", "deployments") {
                     shared.lock().purge(kind, &namespace, &name);
+                    shared.notify();
                 }
             });
         }
@@ -215,10 +217,12 @@ async fn rollout(shared: Arc<Shared>, namespace: String, name: String) {
     for st in plan(&s) {
         tokio::time::sleep(shared.timing.step).await;
         // A newer generation (or a deletion) ends this rollout; its own task takes over.
-        if !shared
-            .lock()
-            .set_deployment_status(&namespace, &name, &s.uid, s.generation, st)
-        {
+        let current =
+            shared
+                .lock()
+                .set_deployment_status(&namespace, &name, &s.uid, s.generation, st);
+        shared.notify();
+        if !current {
             return;
         }
     }
