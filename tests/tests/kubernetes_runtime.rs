@@ -842,6 +842,35 @@ async fn a_wrong_kubeconfig_or_context_is_a_clear_error() {
     let err = runtime.get_environment("x").await.unwrap_err();
     assert!(matches!(err, RuntimeError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("401"), "{err}");
+
+    // The server's certificate is verified: another cluster's CA does not do.
+    let other = FakeKube::start().await.unwrap();
+    let foreign = fake
+        .kubeconfig()
+        .replace(&b64(fake.ca_pem()), &b64(other.ca_pem()));
+    assert_ne!(foreign, fake.kubeconfig());
+    std::fs::write(&path, foreign).unwrap();
+    let runtime = KubernetesRuntime::from_kubeconfig(Some(&path), None).unwrap();
+    let err = runtime.get_environment("x").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Unavailable(_)), "{err:?}");
+    // (Asynchronously: the fake serves from this test's runtime.)
+    let out = tokio::process::Command::new(kubectl_on_path())
+        .args(["get", "ns"])
+        .env("KUBECONFIG", &path)
+        .env("HOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("certificate signed by unknown authority"),
+        "{stderr}"
+    );
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// The lifecycle against a real cluster. Run with
