@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
 use slipway_provider::runtime::kubernetes::mapping::IngressSettings;
+use slipway_provider::runtime::kubernetes::pod_security::PodSecurity;
 use slipway_provider::runtime::kubernetes::KubernetesRuntime;
 use slipway_provider::runtime::{
     ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
@@ -1394,4 +1395,88 @@ async fn a_real_kubectl_gets_applies_diffs_and_watches_what_the_runtime_made() {
         .unwrap();
     read_until("2/2/2", &mut seen).await;
     watch.kill().await.unwrap();
+}
+
+/// By default the namespaces enforce the `restricted` Pod Security Standard and the
+/// pods meet it, so the fake's admission (the standard's checks) lets them run; a lower
+/// level labels the namespace so and drops what that level does not need.
+#[tokio::test]
+async fn pods_pass_the_restricted_pod_security_standard_by_default() {
+    let h = harness().await;
+    let env = environment("pss");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let ns = h.fake.object("", "namespaces", "", "pss").unwrap();
+    for mode in ["enforce", "warn", "audit"] {
+        assert_eq!(
+            labels(&ns)
+                .get(&format!("pod-security.kubernetes.io/{mode}"))
+                .map(String::as_str),
+            Some("restricted"),
+            "{ns}"
+        );
+    }
+    h.runtime
+        .apply_application(
+            application(&env, "web", "nginx:1", 2),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(h.client.clone(), "pss");
+    let list = pods.list(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 2);
+    for pod in &list.items {
+        let status = pod.status.clone().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let spec = pod.spec.clone().unwrap();
+        let sc = spec.security_context.unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        let c = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(c.allow_privilege_escalation, Some(false));
+    }
+
+    // Baseline: for images that must run as root.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    h.fake.write_kubeconfig(&path).unwrap();
+    let baseline = KubernetesRuntime::from_kubeconfig(Some(&path), None)
+        .unwrap()
+        .with_pod_security(PodSecurity::Baseline);
+    let env = environment("rooted");
+    baseline
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let ns = h.fake.object("", "namespaces", "", "rooted").unwrap();
+    assert_eq!(
+        labels(&ns)
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("baseline")
+    );
+    baseline
+        .apply_application(
+            application(&env, "db", "postgres:16", 1),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let d = h
+        .fake
+        .object("apps", "deployments", "rooted", "db")
+        .unwrap();
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["securityContext"],
+        json!({"seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert!(
+        pod["containers"][0].get("securityContext").is_none(),
+        "{pod}"
+    );
 }

@@ -106,6 +106,40 @@ pub static KINDS: &[Kind] = &[
         generation: true,
         status: true,
     },
+    // Written by the simulated controllers; clients read them.
+    Kind {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        short_names: &["rs"],
+        kind: "ReplicaSet",
+        namespaced: true,
+        generation: true,
+        status: true,
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        short_names: &["po"],
+        kind: "Pod",
+        namespaced: true,
+        generation: false,
+        status: true,
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        kind: "Event",
+        namespaced: true,
+        generation: false,
+        status: false,
+    },
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
@@ -137,12 +171,12 @@ pub fn core_versions(server: &str) -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = KINDS
-        .iter()
-        .map(|k| k.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    g.dedup();
+    let mut g: Vec<&str> = Vec::new();
+    for k in KINDS {
+        if !k.group.is_empty() && !g.contains(&k.group) {
+            g.push(k.group);
+        }
+    }
     g
 }
 
@@ -181,7 +215,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 main["shortNames"] = json!(k.short_names);
             }
             // `kubectl get all` lists the workload kinds.
-            if matches!(k.kind, "Deployment" | "Service") {
+            if matches!(k.kind, "Deployment" | "Service" | "ReplicaSet" | "Pod") {
                 main["categories"] = json!(["all"]);
             }
             let status = json!({

@@ -18,11 +18,13 @@
 //! and writes a kubeconfig that carries the CA, so that anything that reads a kubeconfig
 //! (kube-rs, the provider under Terraform, `kubectl`) reaches it and verifies it. `cargo run -p slipway-tests --bin fake-kube-apiserver` runs it by hand.
 
+pub mod admission;
 pub mod controller;
 pub mod errors;
 pub mod fields;
 pub mod kinds;
 pub mod openapi;
+pub mod pods;
 pub mod schema;
 pub mod selector;
 pub mod server;
@@ -190,6 +192,15 @@ impl FakeKube {
             .lock()
             .rollout_modes
             .insert((namespace.to_owned(), name.to_owned()), mode);
+    }
+
+    /// Makes `image` one that no pod can pull: new pods that run it stay `Pending` in
+    /// `ImagePullBackOff`.
+    pub fn make_image_unpullable(&self, image: &str) {
+        self.shared
+            .lock()
+            .unpullable_images
+            .insert(image.to_owned());
     }
 
     /// The stored object, as a GET would return it.

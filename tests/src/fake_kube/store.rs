@@ -33,6 +33,9 @@ pub enum RolloutMode {
     /// New replicas never become available; `Progressing` turns False with
     /// `ProgressDeadlineExceeded` after a few steps.
     Fail,
+    /// New pods' containers exit at once: `CrashLoopBackOff`, and no deadline within
+    /// a test's time (the real one is ten minutes).
+    CrashLoop,
 }
 
 impl RolloutMode {
@@ -41,6 +44,7 @@ impl RolloutMode {
             "normal" => Some(RolloutMode::Normal),
             "slow" => Some(RolloutMode::Slow),
             "fail" => Some(RolloutMode::Fail),
+            "crashloop" => Some(RolloutMode::CrashLoop),
             _ => None,
         }
     }
@@ -107,6 +111,10 @@ pub struct Store {
     pub warnings: Vec<String>,
     /// Recent changes, for watches.
     pub history: History,
+    /// Images no pod can pull (`ImagePullBackOff`).
+    pub unpullable_images: BTreeSet<String>,
+    /// For names the controllers make up.
+    serial: u64,
 }
 
 /// One request in RBAC's terms: API group, resource (`deployments/status` for a
@@ -749,6 +757,7 @@ impl Store {
         self.objects.remove(&k);
         self.next_resource_version();
         self.record(kind.qualified(), namespace, "DELETED", &stored.object);
+        self.collect_garbage(&stored.object);
         Ok((stored.object, Effect::None))
     }
 
@@ -758,6 +767,7 @@ impl Store {
         if let Some(gone) = self.objects.remove(&key(kind, namespace, name)) {
             self.next_resource_version();
             self.record(kind.qualified(), namespace, "DELETED", &gone.object);
+            self.collect_garbage(&gone.object);
         }
     }
 
@@ -812,6 +822,82 @@ impl Store {
             s.object = new;
         }
         true
+    }
+
+    /// A number never handed out before, for generated names.
+    pub fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Creates or replaces an object as a controller does: no client, no managed
+    /// fields of its own, status included.
+    pub fn put_internal(
+        &mut self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> Result<(Value, Effect), ApiError> {
+        let managers = self
+            .objects
+            .get(&key(kind, namespace, name))
+            .map(|s| s.managers.clone())
+            .unwrap_or_default();
+        self.commit(kind, namespace, name, object, managers)
+    }
+
+    /// The objects of `kind` in `namespace`, by name.
+    pub fn names(&self, kind: &Kind, namespace: &str) -> Vec<(String, Value)> {
+        let qualified = kind.qualified();
+        self.objects
+            .iter()
+            .filter(|((k, ns, _), _)| *k == qualified && ns == namespace)
+            .map(|((_, _, n), s)| (n.clone(), s.object.clone()))
+            .collect()
+    }
+
+    /// Writes an object's status as its controller does.
+    pub fn set_status(&mut self, kind: &Kind, namespace: &str, name: &str, status: Value) {
+        let k = key(kind, namespace, name);
+        let Some(stored) = self.objects.get(&k) else {
+            return;
+        };
+        if stored.object.get("status") == Some(&status) {
+            return;
+        }
+        let mut new = stored.object.clone();
+        new["status"] = status;
+        new["metadata"]["resourceVersion"] = json!(self.next_resource_version());
+        self.record(kind.qualified(), namespace, "MODIFIED", &new);
+        if let Some(s) = self.objects.get_mut(&k) {
+            s.object = new;
+        }
+    }
+
+    /// The garbage collector: removes what `owner` owned (and what that owned).
+    fn collect_garbage(&mut self, owner: &Value) {
+        let Some(uid) = owner.pointer("/metadata/uid").cloned() else {
+            return;
+        };
+        let owned: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| {
+                s.object
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in owned {
+            if let Some(gone) = self.objects.remove(&k) {
+                self.next_resource_version();
+                self.record(k.0.clone(), &k.1, "DELETED", &gone.object);
+                self.collect_garbage(&gone.object);
+            }
+        }
     }
 
     /// Counts a request by verb.
