@@ -1440,12 +1440,7 @@ async fn pods_pass_the_restricted_pod_security_standard_by_default() {
     }
 
     // Baseline: for images that must run as root.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kubeconfig");
-    h.fake.write_kubeconfig(&path).unwrap();
-    let baseline = KubernetesRuntime::from_kubeconfig(Some(&path), None)
-        .unwrap()
-        .with_pod_security(PodSecurity::Baseline);
+    let baseline = runtime_at(&h, PodSecurity::Baseline);
     let env = environment("rooted");
     baseline
         .apply_environment(env.clone(), change("c1"))
@@ -1479,4 +1474,113 @@ async fn pods_pass_the_restricted_pod_security_standard_by_default() {
         pod["containers"][0].get("securityContext").is_none(),
         "{pod}"
     );
+}
+
+/// `spec` with `image`, applied by `runtime` with a timeout of an hour, which must fail
+/// with its cause rather than a timeout: the message.
+async fn stuck_apply(
+    runtime: &KubernetesRuntime,
+    spec: &ApplicationSpec,
+    image: &str,
+    sha: &str,
+) -> String {
+    let mut next = spec.clone();
+    next.image = Some(image.into());
+    match runtime
+        .apply_application(next, change(sha), Duration::from_secs(3600))
+        .await
+    {
+        Err(RuntimeError::RolloutFailed(m)) => {
+            assert!(!m.contains("did not finish within"), "{m}");
+            m
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A second runtime on the harness's cluster, at another Pod Security level.
+fn runtime_at(h: &Harness, level: PodSecurity) -> KubernetesRuntime {
+    KubernetesRuntime::from_kubeconfig(Some(&h._dir.path().join("kubeconfig")), None)
+        .unwrap()
+        .with_pod_security(level)
+}
+
+/// A rollout that cannot finish fails as soon as the cluster shows why, naming the
+/// cause, instead of waiting out the (here generous) timeout: an image that cannot be
+/// pulled, a container that crash-loops, and pods that the namespace's Pod Security
+/// admission refuses (the ReplicaSet's `FailedCreate`, with the admission's message).
+#[tokio::test]
+async fn a_stuck_rollout_fails_at_once_naming_its_cause() {
+    let h = harness().await;
+    let env = environment("stuck");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let v1 = application(&env, "web", "web:1", 2);
+    h.runtime
+        .apply_application(v1.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    h.fake.make_image_unpullable("web:typo");
+    let m = stuck_apply(&h.runtime, &v1, "web:typo", "c2").await;
+    assert!(
+        m.contains("ImagePullBackOff") && m.contains("web:typo"),
+        "{m}"
+    );
+    assert!(m.contains("stuck/web"), "{m}");
+    // The old replicas keep serving.
+    let d = h
+        .fake
+        .object("apps", "deployments", "stuck", "web")
+        .unwrap();
+    assert_eq!(d["status"]["availableReplicas"], json!(2));
+
+    h.fake
+        .set_rollout_mode("stuck", "web", RolloutMode::CrashLoop);
+    let m = stuck_apply(&h.runtime, &v1, "web:3", "c3").await;
+    assert!(
+        m.contains("CrashLoopBackOff") && m.contains("--previous"),
+        "{m}"
+    );
+    h.fake.set_rollout_mode("stuck", "web", RolloutMode::Normal);
+
+    // The namespace enforces `restricted`; a runtime set to `baseline` writes pods that
+    // run as the image's user, which admission refuses.
+    let baseline = runtime_at(&h, PodSecurity::Baseline);
+    let m = stuck_apply(&baseline, &v1, "web:4", "c4").await;
+    assert!(m.contains("FailedCreate"), "{m}");
+    assert!(
+        m.contains("violates PodSecurity \"restricted:latest\"")
+            && m.contains("runAsNonRoot != true"),
+        "{m}"
+    );
+    assert!(m.contains("pod_security"), "{m}");
+    let app = h.runtime.get_application(&v1.id).await.unwrap().unwrap();
+    assert_eq!(app.phase, Phase::Failed);
+
+    // What a cluster records, for `kubectl describe`.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(h.client.clone(), "stuck");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in [
+        "FailedCreate",
+        "SuccessfulCreate",
+        "ScalingReplicaSet",
+        "BackOff",
+    ] {
+        assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
+    }
+
+    // Fixed, it rolls out.
+    h.runtime
+        .apply_application(application(&env, "web", "web:5", 2), change("c5"), TIMEOUT)
+        .await
+        .unwrap();
 }

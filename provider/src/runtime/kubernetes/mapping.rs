@@ -955,9 +955,11 @@ pub fn application_from(
         },
     };
     let status = deployment.status.clone().unwrap_or_default();
-    let rollout = rollout_status(deployment);
+    // A read looks at the Deployment only (its conditions include a ReplicaFailure);
+    // pods are read while an apply waits.
+    let rollout = rollout_status(deployment, &[]);
     let (phase, message) = match &rollout {
-        RolloutStatus::Failed(m) => (Phase::Failed, Some(m.clone())),
+        RolloutStatus::Failed(f) => (Phase::Failed, Some(f.to_string())),
         RolloutStatus::Waiting(m) => (Phase::Progressing, Some(m.clone())),
         RolloutStatus::Complete if spec.replicas == 0 => (Phase::Stopped, None),
         RolloutStatus::Complete => (Phase::Running, None),

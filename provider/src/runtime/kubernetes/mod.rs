@@ -34,7 +34,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -565,7 +565,8 @@ impl Runtime for KubernetesRuntime {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
         let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let ingresses: Api<Ingress> = Api::namespaced(client, &namespace);
+        let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
+        let pods: Api<Pod> = Api::namespaced(client, &namespace);
         let name = spec.name.clone();
         let secret_name = mapping::application_secret_name(&name);
         let d_what = format!("Deployment {namespace}/{name}");
@@ -648,7 +649,7 @@ impl Runtime for KubernetesRuntime {
             None => {}
         }
         tracing::info!(application = %spec.id, deployment = %d_what, "applied; waiting for the rollout");
-        let rolled = rollout::wait(&deployments, &namespace, &name, timeout).await?;
+        let rolled = rollout::wait(&deployments, &pods, &namespace, &name, timeout).await?;
         mapping::application_from(&rolled, Some(&secret), self.ingress.as_ref())
     }
 
