@@ -179,8 +179,17 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
     assert!(output.contains("ProgressDeadlineExceeded"), "{output}");
     assert!(output.contains("dev/web"), "{output}");
     assert!(!output.contains("e2e-secret-value"), "{output}");
-    // Fixed: the next apply rolls the good image out.
+    // An image that cannot be pulled: the apply fails as soon as a pod shows it, with
+    // its cause, not after the resource's timeout.
     fake.set_rollout_mode("dev", "web", RolloutMode::Normal);
+    fake.make_image_unpullable("nginx:no-such-tag");
+    ws.write_config(&config(&kubeconfig, "nginx:no-such-tag", 3));
+    let failed = ws.apply();
+    assert_ne!(failed.code, 0, "the stuck rollout must fail the apply");
+    let output = failed.all_output();
+    assert!(output.contains("ImagePullBackOff"), "{output}");
+    assert!(!output.contains("did not finish within"), "{output}");
+    // Fixed: the next apply rolls the good image out.
     ws.write_config(&config(&kubeconfig, "nginx:1.28", 3));
     ws.apply().success();
     assert_eq!(ws.plan_exit_code().code, 0);

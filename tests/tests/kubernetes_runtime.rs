@@ -1283,6 +1283,14 @@ async fn a_real_kubectl_gets_applies_diffs_and_watches_what_the_runtime_made() {
     )
     .await;
     assert!(ok && out == "2", "{out}{err}");
+    // Printed as a cluster prints it (server-side tables), with what the controllers
+    // made and recorded.
+    let (ok, out, err) = kubectl(&h, &["get", "deploy,rs,pods", "-n", "kubectl"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("UP-TO-DATE") && out.contains("2/2"), "{out}");
+    assert_eq!(out.matches("Running").count(), 2, "{out}");
+    let (ok, out, err) = kubectl(&h, &["describe", "deploy", &name, "-n", "kubectl"], None).await;
+    assert!(ok && out.contains("ScalingReplicaSet"), "{out}{err}");
 
     // Client-side apply: a create, then a strategic merge patch; diff before and after.
     let notes = |value: &str| {

@@ -12,7 +12,9 @@
 //! key ([`strategic`]) and JSON patches get a 415 rather than a wrong merge. Every authenticated request is logged in RBAC's terms
 //! ([`FakeKube::access`]) with its User-Agent. Watches stream changes ([`watch`]);
 //! unknown fields are refused or dropped as `fieldValidation` says ([`schema`]), and
-//! `/openapi/v3` tells kubectl so ([`openapi`]).
+//! `/openapi/v3` tells kubectl so ([`openapi`]); `kubectl get` gets server-side tables
+//! ([`table`]). A Deployment's rollout makes its ReplicaSet, Pods and Events
+//! ([`pods`]), under the namespace's Pod Security admission ([`admission`]).
 //!
 //! It listens on 127.0.0.1 over HTTPS (a CA of its own, [`tls`]) with a bearer token,
 //! and writes a kubeconfig that carries the CA, so that anything that reads a kubeconfig
@@ -30,6 +32,7 @@ pub mod selector;
 pub mod server;
 pub mod store;
 pub mod strategic;
+pub mod table;
 pub mod tls;
 pub mod validate;
 pub mod watch;

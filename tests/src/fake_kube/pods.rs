@@ -79,7 +79,11 @@ pub fn event(
         },
         "reason": reason, "message": message, "type": type_, "count": 1,
         "firstTimestamp": time, "lastTimestamp": time,
-        "source": {"component": if reason == "FailedCreate" || reason == "SuccessfulCreate" { "replicaset-controller" } else { "kubelet" }}
+        "source": {"component": match reason {
+            "FailedCreate" | "SuccessfulCreate" => "replicaset-controller",
+            "ScalingReplicaSet" => "deployment-controller",
+            _ => "kubelet",
+        }}
     });
     let _ = store.put_internal(kind, namespace, &name, e);
 }

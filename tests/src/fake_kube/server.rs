@@ -15,6 +15,7 @@ use super::kinds::{self, Kind};
 use super::openapi;
 use super::schema::{Directive, Validation};
 use super::store::{Access, Effect, Patch, RolloutMode, Store};
+use super::table;
 use super::Shared;
 
 /// Request bodies larger than this are refused (the real default is 3 MiB).
@@ -225,8 +226,13 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         .unwrap_or_default()
         .to_owned();
     shared.lock().user_agents.insert(user_agent);
+    let table = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(table::wanted);
     if parts.method == Method::GET && target.name.is_none() && is_watch(&param) {
-        return watch(&shared, &target, &param);
+        return watch(&shared, &target, &param, table);
     }
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -247,7 +253,12 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
     match result {
         Ok(served) => {
             controller::react(&shared, served.effect);
-            let mut response = respond(served.code, &served.value);
+            let value = if table && parts.method == Method::GET {
+                table::of_response(target.kind, &served.value)
+            } else {
+                served.value
+            };
+            let mut response = respond(served.code, &value);
             for w in served.warnings {
                 // RFC 7234's warn-code 299, as the API server sends it.
                 let text = format!("299 - {}", Value::String(w));
@@ -266,7 +277,12 @@ fn is_watch(param: &dyn Fn(&str) -> Option<String>) -> bool {
 }
 
 /// `GET <collection>?watch=1`: a stream of changes.
-fn watch(shared: &Arc<Shared>, t: &Target, param: &dyn Fn(&str) -> Option<String>) -> Response {
+fn watch(
+    shared: &Arc<Shared>,
+    t: &Target,
+    param: &dyn Fn(&str) -> Option<String>,
+    table: bool,
+) -> Response {
     {
         let mut store = shared.lock();
         store.access.insert(access(&Method::GET, t, param));
@@ -293,6 +309,7 @@ fn watch(shared: &Arc<Shared>, t: &Target, param: &dyn Fn(&str) -> Option<String
         field_selector: param("fieldSelector"),
         resource_version,
         timeout,
+        table,
     };
     match super::watch::start(shared, request) {
         Ok(body) => {
@@ -524,7 +541,8 @@ fn serve_on(
 
 /// The fake's own API, for tests that drive it over HTTP (the Terraform end-to-end
 /// tests run the server in another process):
-/// `PUT /fake/rollout/<namespace>/<name>` with `{"mode": "normal"|"slow"|"fail"}`, and
+/// `PUT /fake/rollout/<namespace>/<name>` with `{"mode": "normal"|"slow"|"fail"|
+/// "crashloop"}`, `PUT /fake/unpullable` with `{"image": "NAME:TAG"}`, and
 /// `GET /fake/requests` (request counts by verb).
 fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) -> Response {
     match (method, rest) {
@@ -536,7 +554,7 @@ fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) 
                 .and_then(RolloutMode::parse)
             else {
                 return error(&ApiError::bad_request(
-                    "expected {\"mode\": \"normal\"|\"slow\"|\"fail\"}",
+                    "expected {\"mode\": \"normal\"|\"slow\"|\"fail\"|\"crashloop\"}",
                 ));
             };
             shared
@@ -547,6 +565,14 @@ fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) 
                 200,
                 &json!({"namespace": ns, "name": name, "mode": body["mode"]}),
             )
+        }
+        (&Method::PUT, ["unpullable"]) => {
+            let body: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+            let Some(image) = body.get("image").and_then(|i| i.as_str()) else {
+                return error(&ApiError::bad_request("expected {\"image\": \"NAME:TAG\"}"));
+            };
+            shared.lock().unpullable_images.insert(image.to_owned());
+            respond(200, &json!({"image": image, "pullable": false}))
         }
         (&Method::GET, ["requests"]) => respond(200, &json!(shared.lock().requests)),
         (&Method::GET, ["healthz"]) => respond(200, &json!({"ok": true})),

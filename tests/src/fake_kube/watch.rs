@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::errors::ApiError;
 use super::kinds::Kind;
 use super::selector::{field_selector_matches, labels_of, Selector};
+use super::table;
 use super::Shared;
 
 /// How many changes the store remembers for watches.
@@ -59,6 +60,8 @@ pub struct Request {
     /// `None`: start with the current objects.
     pub resource_version: Option<u64>,
     pub timeout: Option<Duration>,
+    /// Objects as one-row Tables (`kubectl get -w`).
+    pub table: bool,
 }
 
 struct Stream {
@@ -69,6 +72,15 @@ struct Stream {
     pending: VecDeque<Value>,
     deadline: Instant,
     done: bool,
+}
+
+/// One watch event, its object printed as a Table when the client asked for tables.
+fn event(request: &Request, type_: &str, object: &Value) -> Value {
+    if request.table {
+        json!({"type": type_, "object": table::table(request.kind, std::slice::from_ref(object), None)})
+    } else {
+        json!({"type": type_, "object": object})
+    }
 }
 
 impl Stream {
@@ -109,7 +121,7 @@ impl Stream {
         for change in history.iter().filter(|c| c.resource_version > self.since) {
             latest = change.resource_version;
             if self.matches(&change.resource, &change.namespace, &change.object) {
-                found.push(json!({"type": change.kind, "object": change.object}));
+                found.push(event(&self.request, change.kind, &change.object));
             }
         }
         drop(store);
@@ -137,7 +149,7 @@ pub fn start(shared: &Arc<Shared>, request: Request) -> Result<Body, ApiError> {
                 request.field_selector.as_deref(),
             )?;
             for item in list["items"].as_array().cloned().unwrap_or_default() {
-                pending.push_back(json!({"type": "ADDED", "object": item}));
+                pending.push_back(event(&request, "ADDED", &item));
             }
             store.resource_version_number()
         }
