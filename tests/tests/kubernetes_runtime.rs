@@ -1592,3 +1592,35 @@ async fn a_stuck_rollout_fails_at_once_naming_its_cause() {
         .await
         .unwrap();
 }
+
+/// Under the default `restricted` level, an image that runs as root cannot start: the
+/// apply fails at once and says how to run it (`pod_security = "baseline"`), which
+/// then works.
+#[tokio::test]
+async fn a_root_image_fails_under_restricted_and_runs_under_baseline() {
+    let h = harness().await;
+    h.fake.make_image_root("postgres:16");
+    let env = environment("data");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let db = application(&env, "db", "postgres:16", 1);
+    let m = stuck_apply(&h.runtime, &db, "postgres:16", "c1").await;
+    assert!(m.contains("CreateContainerConfigError"), "{m}");
+    assert!(
+        m.contains("runs as root") && m.contains("\"baseline\""),
+        "{m}"
+    );
+
+    let baseline = runtime_at(&h, PodSecurity::Baseline);
+    baseline
+        .apply_environment(env.clone(), change("c2"))
+        .await
+        .unwrap();
+    let app = baseline
+        .apply_application(db, change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
+}

@@ -199,7 +199,7 @@ fn plan(s: &Snapshot, outcome: &Outcome) -> Vec<Value> {
             return vec![st];
         }
         // The pods exist but never become available (until a deadline of minutes).
-        Outcome::ImagePull(_) | Outcome::CrashLoop => {
+        Outcome::ImagePull(_) | Outcome::CrashLoop | Outcome::RootRefused => {
             return vec![status(s, old + s.desired, s.desired, old, progressing())];
         }
     }

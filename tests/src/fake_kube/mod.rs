@@ -206,6 +206,12 @@ impl FakeKube {
             .insert(image.to_owned());
     }
 
+    /// Makes `image` one that runs as root, as most official images do: a pod that
+    /// must run as non-root (and names no user) cannot start it.
+    pub fn make_image_root(&self, image: &str) {
+        self.shared.lock().root_images.insert(image.to_owned());
+    }
+
     /// The stored object, as a GET would return it.
     pub fn object(&self, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
         let kind = kinds::KINDS

@@ -16,6 +16,9 @@ use super::admission;
 use super::kinds;
 use super::store::{now, RolloutMode, Store};
 
+/// The kubelet's refusal of a root image under `runAsNonRoot`.
+const ROOT_REFUSED: &str = "container has runAsNonRoot and image will run as root";
+
 /// What became of a rollout's new pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -27,6 +30,22 @@ pub enum Outcome {
     ImagePull(String),
     /// The container exits as soon as it starts.
     CrashLoop,
+    /// The image runs as root and the pod says `runAsNonRoot`: the kubelet will not
+    /// start it (`CreateContainerConfigError`).
+    RootRefused,
+}
+
+/// Whether a container of `pod` that runs `image` as root would be refused: it must
+/// run as non-root and names no non-root user.
+fn refuses_root(pod: &Value, container: &Value) -> bool {
+    let at = |v: &Value, p: &str| v.pointer(p).cloned();
+    let non_root = at(container, "/securityContext/runAsNonRoot")
+        .or_else(|| at(pod, "/securityContext/runAsNonRoot"))
+        == Some(json!(true));
+    let user = at(container, "/securityContext/runAsUser")
+        .or_else(|| at(pod, "/securityContext/runAsUser"))
+        .and_then(|u| u.as_i64());
+    non_root && user.is_none_or(|u| u == 0)
 }
 
 /// The Deployment a rollout materializes, as the controller read it.
@@ -119,6 +138,11 @@ fn pod_status(outcome: &Outcome, ready: bool, containers: &[Value]) -> Value {
                     3,
                     json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": time, "finishedAt": time}}),
                 ),
+                Outcome::RootRefused => (
+                    json!({"waiting": {"reason": "CreateContainerConfigError", "message": ROOT_REFUSED}}),
+                    0,
+                    json!({}),
+                ),
                 _ => (json!({"running": {"startedAt": time}}), 0, json!({})),
             };
             json!({"name": name, "image": image, "imageID": "", "ready": ready,
@@ -127,7 +151,7 @@ fn pod_status(outcome: &Outcome, ready: bool, containers: &[Value]) -> Value {
         })
         .collect();
     let phase = match outcome {
-        Outcome::ImagePull(_) => "Pending",
+        Outcome::ImagePull(_) | Outcome::RootRefused => "Pending",
         _ => "Running",
     };
     let ready_status = if ready { "True" } else { "False" };
@@ -211,6 +235,13 @@ pub fn materialize(store: &mut Store, r: &Rollout<'_>) -> Outcome {
         Outcome::Refused(admission::forbidden(&name, level, &violations))
     } else if let Some(image) = unpullable {
         Outcome::ImagePull(image)
+    } else if containers.iter().any(|c| {
+        c.get("image")
+            .and_then(Value::as_str)
+            .is_some_and(|i| store.root_images.contains(i))
+            && refuses_root(&pod_spec, c)
+    }) {
+        Outcome::RootRefused
     } else if r.mode == RolloutMode::CrashLoop {
         Outcome::CrashLoop
     } else {
@@ -272,6 +303,14 @@ pub fn materialize(store: &mut Store, r: &Rollout<'_>) -> Outcome {
                         "Warning",
                         "Failed",
                         &format!("Failed to pull image \"{image}\": not found"),
+                    ),
+                    Outcome::RootRefused => event(
+                        store,
+                        r.namespace,
+                        &pod,
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {ROOT_REFUSED}"),
                     ),
                     Outcome::CrashLoop => event(
                         store,

@@ -113,6 +113,8 @@ pub struct Store {
     pub history: History,
     /// Images no pod can pull (`ImagePullBackOff`).
     pub unpullable_images: BTreeSet<String>,
+    /// Images whose user is root (refused under `runAsNonRoot`).
+    pub root_images: BTreeSet<String>,
     /// For names the controllers make up.
     serial: u64,
 }

@@ -85,6 +85,10 @@ impl fmt::Display for Failure {
                         f,
                         ": it exits right after starting; see its output with `kubectl logs {pod} -c {container} --previous`"
                     ),
+                    "CreateContainerConfigError" => write!(
+                        f,
+                        ": see `kubectl describe pod {pod}`. An image that runs as root cannot start under the `restricted` Pod Security level (runAsNonRoot): use an image with a non-root user, or set the provider's `pod_security` to \"baseline\""
+                    ),
                     _ => write!(f, ": see `kubectl describe pod {pod}`"),
                 }
             }
