@@ -301,7 +301,8 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
 /// is written, at the attribute to fix: a secret name that is no Secret key (refused by
 /// the variable-name rule already, when Terraform validates the configuration), and an
 /// application name that is no Service name (DNS-1035: it starts with a letter),
-/// refused by the Kubernetes runtime's own rules at plan.
+/// refused by the Kubernetes runtime's own rules at plan; while a 63-character name,
+/// which a real server accepts, works end to end.
 #[test]
 fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
     let dir = provider_dir();
@@ -353,5 +354,19 @@ fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
             fake.object("", "namespaces", "", "dev").is_none(),
             "nothing is written when the plan fails"
         );
+
+        // No length rule a real server lacks: a 63-character name (a Service name's
+        // limit) applies, re-plans empty and is destroyed.
+        let long = format!("w{}", "e".repeat(62));
+        ws.write_config(&base.replace(
+            "name           = \"web\"",
+            &format!("name           = \"{long}\""),
+        ));
+        ws.apply().success();
+        assert!(fake.object("", "services", "dev", &long).is_some());
+        assert!(fake.object("apps", "deployments", "dev", &long).is_some());
+        assert_eq!(ws.plan_exit_code().code, 0);
+        ws.destroy().success();
+        assert!(fake.object("apps", "deployments", "dev", &long).is_none());
     }
 }
