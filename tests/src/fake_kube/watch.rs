@@ -174,7 +174,10 @@ pub fn start(shared: &Arc<Shared>, request: Request) -> Result<Body, ApiError> {
                 return None;
             }
             let shared = s.shared.clone();
+            // Registered before looking, so that a change made meanwhile wakes it.
             let notified = shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             s.collect();
             if s.pending.is_empty() && !s.done {
                 // A missed wake-up only delays the next look.
