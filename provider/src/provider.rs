@@ -38,6 +38,8 @@ pub const ENV_KUBE_CONTEXT: &str = "SLIPWAY_KUBE_CONTEXT";
 pub const ENV_INGRESS_CLASS: &str = "SLIPWAY_INGRESS_CLASS";
 /// `ingress_domain`: the domain under which public ports get host names on Kubernetes.
 pub const ENV_INGRESS_DOMAIN: &str = "SLIPWAY_INGRESS_DOMAIN";
+/// `pod_security`: the Pod Security Standard level on Kubernetes.
+pub const ENV_POD_SECURITY: &str = "SLIPWAY_POD_SECURITY";
 
 /// The runtimes a configuration may name.
 pub const RUNTIMES: [&str; 2] = ["local", "kubernetes"];
@@ -54,6 +56,7 @@ pub struct ProviderConfig {
     pub kube_context: Option<String>,
     pub ingress_class: Option<String>,
     pub ingress_domain: Option<String>,
+    pub pod_security: Option<String>,
 }
 
 /// Which runtime to open, resolved from the configuration and the environment.
@@ -69,6 +72,7 @@ pub enum RuntimeChoice {
         context: Option<String>,
         /// Ingress class and domain, when public ports are exposed through an Ingress.
         ingress: Option<(String, String)>,
+        pod_security: crate::runtime::kubernetes::pod_security::PodSecurity,
     },
 }
 
@@ -174,12 +178,27 @@ impl SlipwayProvider {
                         None
                     }
                 };
+                use crate::runtime::kubernetes::pod_security::{PodSecurity, LEVELS};
+                let pod_security = match self.setting(config.pod_security, ENV_POD_SECURITY) {
+                    None => PodSecurity::default(),
+                    Some(level) => PodSecurity::parse(&level).unwrap_or_else(|| {
+                        diags.push(
+                            Diagnostic::error(
+                                "Unknown Pod Security level",
+                                format!("pod_security: {level:?} is not a Pod Security Standard level; use one of {} (or leave it unset for \"restricted\").", LEVELS.map(|l| format!("{l:?}")).join(", ")),
+                            )
+                            .at(AttributePath::root("pod_security")),
+                        );
+                        PodSecurity::default()
+                    }),
+                };
                 Some(RuntimeChoice::Kubernetes {
                     kubeconfig: self
                         .setting(config.kubeconfig, ENV_KUBECONFIG)
                         .map(PathBuf::from),
                     context: self.setting(config.kube_context, ENV_KUBE_CONTEXT),
                     ingress,
+                    pod_security,
                 })
             }
             other => {
@@ -384,6 +403,7 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
             kubeconfig,
             context,
             ingress,
+            pod_security,
         } => {
             let in_cluster = kubeconfig.is_none()
                 && context.is_none()
@@ -414,7 +434,7 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
                 }
                 None => runtime,
             };
-            Ok(Arc::new(runtime))
+            Ok(Arc::new(runtime.with_pod_security(pod_security)))
         }
     }
 }
@@ -477,6 +497,11 @@ impl Provider for SlipwayProvider {
                     Attribute::string("ingress_domain")
                         .optional()
                         .description(format!("kubernetes runtime: public ports get host names under this domain. Defaults to ${ENV_INGRESS_DOMAIN}.")),
+                )
+                .attribute(
+                    Attribute::string("pod_security")
+                        .optional()
+                        .description(format!("kubernetes runtime: the Pod Security Standard level the environments' namespaces enforce and the pods meet: \"restricted\" (the default), \"baseline\" (for images that must run as root) or \"privileged\". Defaults to ${ENV_POD_SECURITY}, then \"restricted\".")),
                 ),
         )
     }
@@ -508,6 +533,7 @@ impl Provider for SlipwayProvider {
 mod tests {
     use super::*;
     use crate::provenance::Trust;
+    use crate::runtime::kubernetes::pod_security::PodSecurity;
     use crate::runtime::memory::MemoryRuntime;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
@@ -577,6 +603,7 @@ mod tests {
             (ENV_KUBE_CONTEXT, "staging"),
             (ENV_INGRESS_CLASS, "nginx"),
             (ENV_INGRESS_DOMAIN, "apps.example.com"),
+            (ENV_POD_SECURITY, "baseline"),
         ]);
         p.build_client(ProviderConfig {
             kubeconfig: Some("/etc/kube/config".into()),
@@ -590,7 +617,22 @@ mod tests {
                 kubeconfig: Some("/etc/kube/config".into()),
                 context: Some("staging".into()),
                 ingress: Some(("nginx".into(), "apps.example.com".into())),
+                pod_security: PodSecurity::Baseline,
             }
+        );
+        let (p, _) = provider(&[("SLIPWAY_RUNTIME", "kubernetes")]);
+        let err = p
+            .build_client(ProviderConfig {
+                pod_security: Some("strict".into()),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .unwrap();
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("Attribute(\"pod_security\")") && text.contains("baseline"),
+            "{text}"
         );
         let (p, _) = provider(&[
             ("SLIPWAY_RUNTIME", "kubernetes"),
@@ -611,6 +653,7 @@ mod tests {
             kubeconfig: Some("/definitely/not/a/kubeconfig".into()),
             context: None,
             ingress: None,
+            pod_security: PodSecurity::default(),
         })
         .await
         .err()
@@ -635,6 +678,7 @@ mod tests {
             kubeconfig: Some(kubeconfig.clone()),
             context: Some("prod".into()),
             ingress: None,
+            pod_security: PodSecurity::default(),
         })
         .await
         .err()
@@ -650,6 +694,7 @@ mod tests {
             kubeconfig: Some(kubeconfig),
             context: Some("dev".into()),
             ingress: None,
+            pod_security: PodSecurity::default(),
         })
         .await
         .unwrap();

@@ -179,8 +179,17 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
     assert!(output.contains("ProgressDeadlineExceeded"), "{output}");
     assert!(output.contains("dev/web"), "{output}");
     assert!(!output.contains("e2e-secret-value"), "{output}");
-    // Fixed: the next apply rolls the good image out.
+    // An image that cannot be pulled: the apply fails as soon as a pod shows it, with
+    // its cause, not after the resource's timeout.
     fake.set_rollout_mode("dev", "web", RolloutMode::Normal);
+    fake.make_image_unpullable("nginx:no-such-tag");
+    ws.write_config(&config(&kubeconfig, "nginx:no-such-tag", 3));
+    let failed = ws.apply();
+    assert_ne!(failed.code, 0, "the stuck rollout must fail the apply");
+    let output = failed.all_output();
+    assert!(output.contains("ImagePullBackOff"), "{output}");
+    assert!(!output.contains("did not finish within"), "{output}");
+    // Fixed: the next apply rolls the good image out.
     ws.write_config(&config(&kubeconfig, "nginx:1.28", 3));
     ws.apply().success();
     assert_eq!(ws.plan_exit_code().code, 0);
@@ -292,7 +301,8 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
 /// is written, at the attribute to fix: a secret name that is no Secret key (refused by
 /// the variable-name rule already, when Terraform validates the configuration), and an
 /// application name that is no Service name (DNS-1035: it starts with a letter),
-/// refused by the Kubernetes runtime's own rules at plan.
+/// refused by the Kubernetes runtime's own rules at plan; while a 63-character name,
+/// which a real server accepts, works end to end.
 #[test]
 fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
     let dir = provider_dir();
@@ -344,5 +354,19 @@ fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
             fake.object("", "namespaces", "", "dev").is_none(),
             "nothing is written when the plan fails"
         );
+
+        // No length rule a real server lacks: a 63-character name (a Service name's
+        // limit) applies, re-plans empty and is destroyed.
+        let long = format!("w{}", "e".repeat(62));
+        ws.write_config(&base.replace(
+            "name           = \"web\"",
+            &format!("name           = \"{long}\""),
+        ));
+        ws.apply().success();
+        assert!(fake.object("", "services", "dev", &long).is_some());
+        assert!(fake.object("apps", "deployments", "dev", &long).is_some());
+        assert_eq!(ws.plan_exit_code().code, 0);
+        ws.destroy().success();
+        assert!(fake.object("apps", "deployments", "dev", &long).is_none());
     }
 }

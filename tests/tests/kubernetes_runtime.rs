@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
 use slipway_provider::runtime::kubernetes::mapping::IngressSettings;
+use slipway_provider::runtime::kubernetes::pod_security::PodSecurity;
 use slipway_provider::runtime::kubernetes::KubernetesRuntime;
 use slipway_provider::runtime::{
     ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
@@ -842,6 +843,35 @@ async fn a_wrong_kubeconfig_or_context_is_a_clear_error() {
     let err = runtime.get_environment("x").await.unwrap_err();
     assert!(matches!(err, RuntimeError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("401"), "{err}");
+
+    // The server's certificate is verified: another cluster's CA does not do.
+    let other = FakeKube::start().await.unwrap();
+    let foreign = fake
+        .kubeconfig()
+        .replace(&b64(fake.ca_pem()), &b64(other.ca_pem()));
+    assert_ne!(foreign, fake.kubeconfig());
+    std::fs::write(&path, foreign).unwrap();
+    let runtime = KubernetesRuntime::from_kubeconfig(Some(&path), None).unwrap();
+    let err = runtime.get_environment("x").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Unavailable(_)), "{err:?}");
+    // (Asynchronously: the fake serves from this test's runtime.)
+    let out = tokio::process::Command::new(kubectl_on_path())
+        .args(["get", "ns"])
+        .env("KUBECONFIG", &path)
+        .env("HOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("certificate signed by unknown authority"),
+        "{stderr}"
+    );
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// The lifecycle against a real cluster. Run with
@@ -1095,10 +1125,10 @@ async fn a_deployment_deleted_out_of_band_is_re_created_over_its_leftovers() {
 }
 
 /// The fake answers like a real API server where a client notices: a dry run validates
-/// and defaults but stores nothing, and a strategic merge patch, which it cannot merge
-/// by key, is refused with a 415 instead of merged wrongly.
+/// and defaults but stores nothing, and a strategic merge patch merges maps as a real
+/// server does (lists by key: `fake_kube::strategic`'s tests).
 #[tokio::test]
-async fn the_fake_honours_dry_run_and_refuses_strategic_merge_patches() {
+async fn the_fake_honours_dry_run_and_strategic_merge_patches() {
     let h = harness().await;
     let namespaces: Api<Namespace> = Api::all(h.client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
@@ -1133,18 +1163,464 @@ async fn the_fake_honours_dry_run_and_refuses_strategic_merge_patches() {
         .unwrap();
     assert!(h.fake.object("", "namespaces", "", "dry").is_none());
 
-    let err = namespaces
+    namespaces
         .patch(
             "default",
             &PatchParams::default(),
             &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
         )
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 415),
-        "{err:?}"
-    );
+        .unwrap();
     let default = h.fake.object("", "namespaces", "", "default").unwrap();
-    assert!(!labels(&default).contains_key("a"));
+    assert_eq!(labels(&default).get("a").map(String::as_str), Some("b"));
+    assert_eq!(
+        labels(&default)
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("default")
+    );
+}
+
+/// `kubectl` from PATH (CI installs Debian's `kubernetes-client` when there is none).
+fn kubectl_on_path() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("no kubectl on PATH: install one (Debian: apt-get install kubernetes-client)")
+}
+
+/// kubectl against the harness's fake, with a home of its own so that its discovery
+/// cache stays in the test's directory.
+fn kubectl_command(h: &Harness) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(kubectl_on_path());
+    command
+        .env("KUBECONFIG", h._dir.path().join("kubeconfig"))
+        .env("HOME", h._dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs kubectl to the end: (success, stdout, stderr).
+async fn kubectl(h: &Harness, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = kubectl_command(h)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .await
+        .unwrap();
+    drop(input);
+    let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
+        .await
+        .expect("kubectl finished")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A stock `kubectl` works against the fake as against a cluster, on what the runtime
+/// created for an application with a 63-character name: it verifies the fake's TLS
+/// certificate with the kubeconfig's CA, resolves short names from discovery, reads
+/// `/openapi/v3` and so leaves field validation to the server (which refuses unknown
+/// fields), merges client-side `apply` patches, diffs, and watches a rollout.
+#[tokio::test]
+async fn a_real_kubectl_gets_applies_diffs_and_watches_what_the_runtime_made() {
+    let h = harness().await;
+    let env = environment("kubectl");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let name = format!("k{}", "8".repeat(62));
+    h.runtime
+        .apply_application(
+            application(&env, &name, "nginx:1", 2),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+
+    let (ok, out, err) = kubectl(
+        &h,
+        &["get", "deploy,svc,cm,secret", "-n", "kubectl", "-o", "name"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("deployment.apps/{name}\n")), "{out}");
+    assert!(out.contains(&format!("service/{name}\n")), "{out}");
+    let (ok, out, err) = kubectl(
+        &h,
+        &["get", "ns", "kubectl", "-o", "jsonpath={.metadata.name}"],
+        None,
+    )
+    .await;
+    assert!(ok && out == "kubectl", "{out}{err}");
+    let (ok, out, err) = kubectl(
+        &h,
+        &[
+            "get",
+            "deploy",
+            &name,
+            "-n",
+            "kubectl",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok && out == "2", "{out}{err}");
+    // Printed as a cluster prints it (server-side tables), with what the controllers
+    // made and recorded.
+    let (ok, out, err) = kubectl(&h, &["get", "deploy,rs,pods", "-n", "kubectl"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("UP-TO-DATE") && out.contains("2/2"), "{out}");
+    assert_eq!(out.matches("Running").count(), 2, "{out}");
+    let (ok, out, err) = kubectl(&h, &["describe", "deploy", &name, "-n", "kubectl"], None).await;
+    assert!(ok && out.contains("ScalingReplicaSet"), "{out}{err}");
+
+    // Client-side apply: a create, then a strategic merge patch; diff before and after.
+    let notes = |value: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: kubectl\ndata:\n  owner: {value}\n")
+    };
+    let (ok, out, err) = kubectl(&h, &["diff", "-f", "-"], Some(&notes("ops"))).await;
+    assert!(
+        !ok && out.contains("+  owner: ops"),
+        "diff of a new object: {out}{err}"
+    );
+    let (ok, out, err) = kubectl(&h, &["apply", "-f", "-"], Some(&notes("ops"))).await;
+    assert!(ok && out.contains("configmap/notes created"), "{out}{err}");
+    let (ok, out, err) = kubectl(&h, &["diff", "-f", "-"], Some(&notes("ops"))).await;
+    assert!(ok && out.is_empty(), "nothing to diff: {out}{err}");
+    let (ok, out, err) = kubectl(&h, &["diff", "-f", "-"], Some(&notes("web"))).await;
+    assert!(
+        !ok && out.contains("-  owner: ops") && out.contains("+  owner: web"),
+        "{out}{err}"
+    );
+    assert!(
+        !out.contains("resourceVersion"),
+        "a dry run changes no resourceVersion: {out}"
+    );
+    let (ok, out, err) = kubectl(&h, &["apply", "-f", "-"], Some(&notes("web"))).await;
+    assert!(
+        ok && out.contains("configmap/notes configured"),
+        "{out}{err}"
+    );
+    let stored = h.fake.object("", "configmaps", "kubectl", "notes").unwrap();
+    assert_eq!(stored["data"], json!({"owner": "web"}));
+
+    // kubectl leaves validation to the server, which refuses an unknown field.
+    let typo = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: kubectl\nspec:\n  replicass: 3\n");
+    let (ok, out, err) = kubectl(&h, &["apply", "-f", "-"], Some(&typo)).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.replicass\""),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(
+        &h,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "ops",
+            "-f",
+            "-",
+        ],
+        Some(&typo),
+    )
+    .await;
+    assert!(
+        !ok && err.contains(".spec.replicass: field not declared in schema"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(
+        &h,
+        &[
+            "patch",
+            "cm",
+            "notes",
+            "-n",
+            "kubectl",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/owner"}]"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("the fake serves no JSON patch"),
+        "{err}"
+    );
+
+    // A watch sees the rollout of the next apply.
+    let mut watch = kubectl_command(&h)
+        .args(["get", "deploy", &name, "-n", "kubectl", "--watch", "-o"])
+        .arg("jsonpath={.metadata.generation}/{.status.observedGeneration}/{.status.updatedReplicas}{\"\\n\"}")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let mut read_until = async |want: &str, seen: &mut Vec<String>| {
+        use tokio::io::AsyncBufReadExt;
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(TIMEOUT, lines.read_line(&mut line))
+                .await
+                .unwrap_or_else(|_| panic!("the watch never showed {want}: {seen:?}"))
+                .unwrap();
+            assert!(n > 0, "the watch ended before {want}: {seen:?}");
+            seen.push(line.trim().to_owned());
+            if line.trim() == want {
+                return;
+            }
+        }
+    };
+    read_until("1/1/2", &mut seen).await;
+    h.runtime
+        .apply_application(
+            application(&env, &name, "nginx:2", 2),
+            change("c2"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    read_until("2/2/2", &mut seen).await;
+    watch.kill().await.unwrap();
+}
+
+/// By default the namespaces enforce the `restricted` Pod Security Standard and the
+/// pods meet it, so the fake's admission (the standard's checks) lets them run; a lower
+/// level labels the namespace so and drops what that level does not need.
+#[tokio::test]
+async fn pods_pass_the_restricted_pod_security_standard_by_default() {
+    let h = harness().await;
+    let env = environment("pss");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let ns = h.fake.object("", "namespaces", "", "pss").unwrap();
+    for mode in ["enforce", "warn", "audit"] {
+        assert_eq!(
+            labels(&ns)
+                .get(&format!("pod-security.kubernetes.io/{mode}"))
+                .map(String::as_str),
+            Some("restricted"),
+            "{ns}"
+        );
+    }
+    h.runtime
+        .apply_application(
+            application(&env, "web", "nginx:1", 2),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(h.client.clone(), "pss");
+    let list = pods.list(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 2);
+    for pod in &list.items {
+        let status = pod.status.clone().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let spec = pod.spec.clone().unwrap();
+        let sc = spec.security_context.unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        let c = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(c.allow_privilege_escalation, Some(false));
+    }
+
+    // Baseline: for images that must run as root.
+    let baseline = runtime_at(&h, PodSecurity::Baseline);
+    let env = environment("rooted");
+    baseline
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let ns = h.fake.object("", "namespaces", "", "rooted").unwrap();
+    assert_eq!(
+        labels(&ns)
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("baseline")
+    );
+    baseline
+        .apply_application(
+            application(&env, "db", "postgres:16", 1),
+            change("c1"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let d = h
+        .fake
+        .object("apps", "deployments", "rooted", "db")
+        .unwrap();
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["securityContext"],
+        json!({"seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert!(
+        pod["containers"][0].get("securityContext").is_none(),
+        "{pod}"
+    );
+}
+
+/// `spec` with `image`, applied by `runtime` with a timeout of an hour, which must fail
+/// with its cause rather than a timeout: the message.
+async fn stuck_apply(
+    runtime: &KubernetesRuntime,
+    spec: &ApplicationSpec,
+    image: &str,
+    sha: &str,
+) -> String {
+    let mut next = spec.clone();
+    next.image = Some(image.into());
+    match runtime
+        .apply_application(next, change(sha), Duration::from_secs(3600))
+        .await
+    {
+        Err(RuntimeError::RolloutFailed(m)) => {
+            assert!(!m.contains("did not finish within"), "{m}");
+            m
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A second runtime on the harness's cluster, at another Pod Security level.
+fn runtime_at(h: &Harness, level: PodSecurity) -> KubernetesRuntime {
+    KubernetesRuntime::from_kubeconfig(Some(&h._dir.path().join("kubeconfig")), None)
+        .unwrap()
+        .with_pod_security(level)
+}
+
+/// A rollout that cannot finish fails as soon as the cluster shows why, naming the
+/// cause, instead of waiting out the (here generous) timeout: an image that cannot be
+/// pulled, a container that crash-loops, and pods that the namespace's Pod Security
+/// admission refuses (the ReplicaSet's `FailedCreate`, with the admission's message).
+#[tokio::test]
+async fn a_stuck_rollout_fails_at_once_naming_its_cause() {
+    let h = harness().await;
+    let env = environment("stuck");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let v1 = application(&env, "web", "web:1", 2);
+    h.runtime
+        .apply_application(v1.clone(), change("c1"), TIMEOUT)
+        .await
+        .unwrap();
+    h.fake.make_image_unpullable("web:typo");
+    let m = stuck_apply(&h.runtime, &v1, "web:typo", "c2").await;
+    assert!(
+        m.contains("ImagePullBackOff") && m.contains("web:typo"),
+        "{m}"
+    );
+    assert!(m.contains("stuck/web"), "{m}");
+    // The old replicas keep serving.
+    let d = h
+        .fake
+        .object("apps", "deployments", "stuck", "web")
+        .unwrap();
+    assert_eq!(d["status"]["availableReplicas"], json!(2));
+
+    h.fake
+        .set_rollout_mode("stuck", "web", RolloutMode::CrashLoop);
+    let m = stuck_apply(&h.runtime, &v1, "web:3", "c3").await;
+    assert!(
+        m.contains("CrashLoopBackOff") && m.contains("--previous"),
+        "{m}"
+    );
+    h.fake.set_rollout_mode("stuck", "web", RolloutMode::Normal);
+
+    // The namespace enforces `restricted`; a runtime set to `baseline` writes pods that
+    // run as the image's user, which admission refuses.
+    let baseline = runtime_at(&h, PodSecurity::Baseline);
+    let m = stuck_apply(&baseline, &v1, "web:4", "c4").await;
+    assert!(m.contains("FailedCreate"), "{m}");
+    assert!(
+        m.contains("violates PodSecurity \"restricted:latest\"")
+            && m.contains("runAsNonRoot != true"),
+        "{m}"
+    );
+    assert!(m.contains("pod_security"), "{m}");
+    let app = h.runtime.get_application(&v1.id).await.unwrap().unwrap();
+    assert_eq!(app.phase, Phase::Failed);
+
+    // What a cluster records, for `kubectl describe`.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(h.client.clone(), "stuck");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in [
+        "FailedCreate",
+        "SuccessfulCreate",
+        "ScalingReplicaSet",
+        "BackOff",
+    ] {
+        assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
+    }
+
+    // Fixed, it rolls out.
+    h.runtime
+        .apply_application(application(&env, "web", "web:5", 2), change("c5"), TIMEOUT)
+        .await
+        .unwrap();
+}
+
+/// Under the default `restricted` level, an image that runs as root cannot start: the
+/// apply fails at once and says how to run it (`pod_security = "baseline"`), which
+/// then works.
+#[tokio::test]
+async fn a_root_image_fails_under_restricted_and_runs_under_baseline() {
+    let h = harness().await;
+    h.fake.make_image_root("postgres:16");
+    let env = environment("data");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let db = application(&env, "db", "postgres:16", 1);
+    let m = stuck_apply(&h.runtime, &db, "postgres:16", "c1").await;
+    assert!(m.contains("CreateContainerConfigError"), "{m}");
+    assert!(
+        m.contains("runs as root") && m.contains("\"baseline\""),
+        "{m}"
+    );
+
+    let baseline = runtime_at(&h, PodSecurity::Baseline);
+    baseline
+        .apply_environment(env.clone(), change("c2"))
+        .await
+        .unwrap();
+    let app = baseline
+        .apply_application(db, change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(app.phase, Phase::Running);
 }

@@ -5,7 +5,7 @@
 //!                     [--rollout-step-ms N] [--namespace-termination-ms N]
 //! ```
 //!
-//! Prints `url=http://127.0.0.1:PORT` and, with `--kubeconfig`, `kubeconfig=PATH` once
+//! Prints `url=https://127.0.0.1:PORT` and, with `--kubeconfig`, `kubeconfig=PATH` once
 //! the kubeconfig is written, each on its own line, so a test can wait for them.
 
 use std::io::Write;

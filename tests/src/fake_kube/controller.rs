@@ -2,9 +2,11 @@
 //! status as a rollout goes, the namespace controller that empties and removes a
 //! terminating Namespace, and the garbage collector's end of a foreground deletion.
 //!
-//! No pods exist: the deployment controller plays out the counts and conditions a real
-//! rollout reports (`maxSurge` 1, `maxUnavailable` 0), one step per [`Timing::step`],
-//! following the Deployment's [`RolloutMode`].
+//! The deployment controller makes the ReplicaSet and pods of the current template
+//! ([`pods`]), then plays out the counts and conditions a real rollout reports
+//! (`maxSurge` 1, `maxUnavailable` 0), one step per [`Timing::step`], following the
+//! Deployment's [`RolloutMode`] and what its pods do; a completed rollout retires the
+//! older ReplicaSets' pods.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::kinds;
+use super::pods::{self, Outcome};
 use super::store::{now, Effect, RolloutMode, ROLLOUT_ANNOTATION};
 use super::Shared;
 
@@ -45,6 +48,7 @@ pub fn react(shared: &Arc<Shared>, effect: Effect) {
             tokio::spawn(async move {
                 tokio::time::sleep(shared.timing.namespace_termination).await;
                 shared.lock().finalize_namespace(&name);
+                shared.notify();
             });
         }
         Effect::ForegroundDeletion { namespace, name } => {
@@ -52,6 +56,7 @@ pub fn react(shared: &Arc<Shared>, effect: Effect) {
                 tokio::time::sleep(shared.timing.step).await;
                 if let Some(kind) = kinds::find("apps", "v1", "deployments") {
                     shared.lock().purge(kind, &namespace, &name);
+                    shared.notify();
                 }
             });
         }
@@ -64,7 +69,11 @@ struct Snapshot {
     desired: i64,
     previous_available: i64,
     replica_set: String,
+    /// The `pod-template-hash`.
+    hash: String,
     mode: RolloutMode,
+    /// The Deployment as read.
+    deployment: Value,
 }
 
 fn snapshot(shared: &Shared, namespace: &str, name: &str) -> Option<Snapshot> {
@@ -102,7 +111,9 @@ fn snapshot(shared: &Shared, namespace: &str, name: &str) -> Option<Snapshot> {
             .and_then(|r| r.as_i64())
             .unwrap_or(0),
         replica_set: format!("{name}-{hash}"),
+        hash,
         mode,
+        deployment: d,
     })
 }
 
@@ -150,8 +161,8 @@ fn status(
     st
 }
 
-/// The statuses a rollout goes through, in order.
-fn plan(s: &Snapshot) -> Vec<Value> {
+/// The statuses a rollout goes through, in order, given what its pods do.
+fn plan(s: &Snapshot, outcome: &Outcome) -> Vec<Value> {
     let rs = &s.replica_set;
     let done = || {
         status(
@@ -174,8 +185,26 @@ fn plan(s: &Snapshot) -> Vec<Value> {
         )
     };
     let old = s.previous_available;
+    match outcome {
+        Outcome::Run => {}
+        // The ReplicaSet cannot create pods; the Deployment mirrors its condition.
+        Outcome::Refused(message) => {
+            let mut st = status(s, old, 0, old, progressing());
+            if let Some(conditions) = st["conditions"].as_array_mut() {
+                let time = now();
+                conditions.push(json!({"type": "ReplicaFailure", "status": "True",
+                    "reason": "FailedCreate", "message": message,
+                    "lastUpdateTime": time, "lastTransitionTime": time}));
+            }
+            return vec![st];
+        }
+        // The pods exist but never become available (until a deadline of minutes).
+        Outcome::ImagePull(_) | Outcome::CrashLoop | Outcome::RootRefused => {
+            return vec![status(s, old + s.desired, s.desired, old, progressing())];
+        }
+    }
     match s.mode {
-        RolloutMode::Normal => vec![done()],
+        RolloutMode::Normal | RolloutMode::CrashLoop => vec![done()],
         _ if s.desired == 0 => vec![done()],
         RolloutMode::Slow => {
             let mut steps = vec![status(s, old, 0, old, progressing())];
@@ -212,15 +241,40 @@ async fn rollout(shared: Arc<Shared>, namespace: String, name: String) {
     let Some(s) = snapshot(&shared, &namespace, &name) else {
         return;
     };
-    for st in plan(&s) {
+    let outcome = {
+        let mut store = shared.lock();
+        pods::materialize(
+            &mut store,
+            &pods::Rollout {
+                namespace: &namespace,
+                deployment: &s.deployment,
+                replica_set: &s.replica_set,
+                hash: &s.hash,
+                desired: s.desired,
+                mode: s.mode,
+            },
+        )
+    };
+    shared.notify();
+    let steps = plan(&s, &outcome);
+    let completes = steps.last().is_some_and(|st| {
+        st.pointer("/conditions/1/reason") == Some(&json!("NewReplicaSetAvailable"))
+    });
+    for st in steps {
         tokio::time::sleep(shared.timing.step).await;
         // A newer generation (or a deletion) ends this rollout; its own task takes over.
-        if !shared
-            .lock()
-            .set_deployment_status(&namespace, &name, &s.uid, s.generation, st)
-        {
+        let current =
+            shared
+                .lock()
+                .set_deployment_status(&namespace, &name, &s.uid, s.generation, st);
+        shared.notify();
+        if !current {
             return;
         }
+    }
+    if completes {
+        pods::retire_old(&mut shared.lock(), &namespace, &s.uid, &s.replica_set);
+        shared.notify();
     }
 }
 
@@ -235,13 +289,15 @@ mod tests {
             desired,
             previous_available: old,
             replica_set: "web-abc".into(),
+            hash: "abc".into(),
             mode,
+            deployment: Value::Null,
         }
     }
 
     #[test]
     fn normal_rollouts_complete_in_one_step() {
-        let steps = plan(&snap(RolloutMode::Normal, 3, 1));
+        let steps = plan(&snap(RolloutMode::Normal, 3, 1), &Outcome::Run);
         assert_eq!(steps.len(), 1);
         assert_eq!(steps[0]["availableReplicas"], json!(3));
         assert_eq!(steps[0]["observedGeneration"], json!(2));
@@ -249,7 +305,7 @@ mod tests {
 
     #[test]
     fn slow_rollouts_surge_one_at_a_time_and_never_drop_below_old_availability() {
-        let steps = plan(&snap(RolloutMode::Slow, 3, 3));
+        let steps = plan(&snap(RolloutMode::Slow, 3, 3), &Outcome::Run);
         assert_eq!(steps.len(), 5);
         for st in &steps {
             assert!(st["availableReplicas"].as_i64().unwrap_or(0) >= 3, "{st}");
@@ -259,7 +315,7 @@ mod tests {
 
     #[test]
     fn failing_rollouts_end_in_progress_deadline_exceeded() {
-        let steps = plan(&snap(RolloutMode::Fail, 2, 2));
+        let steps = plan(&snap(RolloutMode::Fail, 2, 2), &Outcome::Run);
         let last = steps.last().unwrap();
         assert_eq!(
             last["conditions"][1]["reason"],

@@ -100,6 +100,16 @@ impl ApiError {
         }
     }
 
+    /// 410: a watch from a resourceVersion older than the server remembers.
+    pub fn gone(message: &str) -> ApiError {
+        ApiError {
+            code: 410,
+            reason: "Expired",
+            message: message.to_owned(),
+            details: Value::Null,
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             code: 400,
@@ -142,7 +152,7 @@ impl ApiError {
         ApiError {
             code: 415,
             reason: "UnsupportedMediaType",
-            message: format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml (got {content_type:?}; the fake serves no strategic merge or JSON patch)"),
+            message: format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?}; the fake serves no JSON patch)"),
             details: Value::Null,
         }
     }

@@ -10,6 +10,8 @@ pub struct Kind {
     pub version: &'static str,
     pub plural: &'static str,
     pub singular: &'static str,
+    /// What `kubectl get <short>` accepts (`deploy`, `svc`, …), from discovery.
+    pub short_names: &'static [&'static str],
     pub kind: &'static str,
     pub namespaced: bool,
     /// Whether `metadata.generation` counts spec changes.
@@ -43,6 +45,7 @@ pub static KINDS: &[Kind] = &[
         version: "v1",
         plural: "namespaces",
         singular: "namespace",
+        short_names: &["ns"],
         kind: "Namespace",
         namespaced: false,
         generation: false,
@@ -53,6 +56,7 @@ pub static KINDS: &[Kind] = &[
         version: "v1",
         plural: "configmaps",
         singular: "configmap",
+        short_names: &["cm"],
         kind: "ConfigMap",
         namespaced: true,
         generation: false,
@@ -63,6 +67,7 @@ pub static KINDS: &[Kind] = &[
         version: "v1",
         plural: "secrets",
         singular: "secret",
+        short_names: &[],
         kind: "Secret",
         namespaced: true,
         generation: false,
@@ -73,6 +78,7 @@ pub static KINDS: &[Kind] = &[
         version: "v1",
         plural: "services",
         singular: "service",
+        short_names: &["svc"],
         kind: "Service",
         namespaced: true,
         generation: false,
@@ -83,6 +89,7 @@ pub static KINDS: &[Kind] = &[
         version: "v1",
         plural: "deployments",
         singular: "deployment",
+        short_names: &["deploy"],
         kind: "Deployment",
         namespaced: true,
         generation: true,
@@ -93,10 +100,45 @@ pub static KINDS: &[Kind] = &[
         version: "v1",
         plural: "ingresses",
         singular: "ingress",
+        short_names: &["ing"],
         kind: "Ingress",
         namespaced: true,
         generation: true,
         status: true,
+    },
+    // Written by the simulated controllers; clients read them.
+    Kind {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        short_names: &["rs"],
+        kind: "ReplicaSet",
+        namespaced: true,
+        generation: true,
+        status: true,
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        short_names: &["po"],
+        kind: "Pod",
+        namespaced: true,
+        generation: false,
+        status: true,
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        kind: "Event",
+        namespaced: true,
+        generation: false,
+        status: false,
     },
 ];
 
@@ -129,12 +171,12 @@ pub fn core_versions(server: &str) -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = KINDS
-        .iter()
-        .map(|k| k.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    g.dedup();
+    let mut g: Vec<&str> = Vec::new();
+    for k in KINDS {
+        if !k.group.is_empty() && !g.contains(&k.group) {
+            g.push(k.group);
+        }
+    }
     g
 }
 
@@ -164,11 +206,18 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|k| k.group == group && k.version == version)
         .flat_map(|k| {
-            let main = json!({
+            let mut main = json!({
                 "name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
                 "kind": k.kind,
-                "verbs": ["create", "delete", "get", "list", "patch", "update"]
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]
             });
+            if !k.short_names.is_empty() {
+                main["shortNames"] = json!(k.short_names);
+            }
+            // `kubectl get all` lists the workload kinds.
+            if matches!(k.kind, "Deployment" | "Service" | "ReplicaSet" | "Pod") {
+                main["categories"] = json!(["all"]);
+            }
             let status = json!({
                 "name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
                 "kind": k.kind, "verbs": ["get", "patch", "update"]

@@ -118,7 +118,9 @@ pub fn labels_of(object: &serde_json::Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A field selector: only `metadata.name` and `metadata.namespace`, with `=`, `==`, `!=`.
+/// A field selector with `=`, `==`, `!=`: `metadata.name`, `metadata.namespace`, and
+/// what `kubectl describe` asks of Events (`involvedObject.*`, `reason`, `type`) and
+/// Pods (`status.phase`, `spec.nodeName`).
 pub fn field_selector_matches(selector: &str, object: &serde_json::Value) -> Result<bool, String> {
     for part in split_top_level(selector) {
         let (key, value, negate) = if let Some((k, v)) = part.split_once("!=") {
@@ -130,13 +132,22 @@ pub fn field_selector_matches(selector: &str, object: &serde_json::Value) -> Res
         } else {
             return Err(format!("invalid field selector {part:?}"));
         };
-        let actual = match key.trim() {
-            "metadata.name" => object.pointer("/metadata/name"),
-            "metadata.namespace" => object.pointer("/metadata/namespace"),
-            other => return Err(format!("field label not supported: {other}")),
-        }
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
+        let key = key.trim();
+        let pointer = match key {
+            "metadata.name" | "metadata.namespace" | "status.phase" | "spec.nodeName"
+            | "reason" | "type" => format!("/{}", key.replace('.', "/")),
+            other => match other.strip_prefix("involvedObject.") {
+                Some(
+                    field @ ("kind" | "namespace" | "name" | "uid" | "apiVersion"
+                    | "resourceVersion" | "fieldPath"),
+                ) => format!("/involvedObject/{field}"),
+                _ => return Err(format!("field label not supported: {other}")),
+            },
+        };
+        let actual = object
+            .pointer(&pointer)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         if (actual == value.trim()) == negate {
             return Ok(false);
         }

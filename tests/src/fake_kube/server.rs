@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use super::controller;
 use super::errors::ApiError;
 use super::kinds::{self, Kind};
-use super::store::{Access, Effect, RolloutMode, Store};
+use super::openapi;
+use super::schema::{Directive, Validation};
+use super::store::{Access, Effect, Patch, RolloutMode, Store};
+use super::table;
 use super::Shared;
 
 /// Request bodies larger than this are refused (the real default is 3 MiB).
@@ -181,6 +184,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         ["api", v] => kinds::resource_list("", v),
         ["apis", g] => kinds::group(g),
         ["apis", g, v] => kinds::resource_list(g, v),
+        ["openapi", "v3"] => Some(openapi::index()),
+        ["openapi", "v3", gv @ ..] => openapi::group_version(&gv.join("/")),
         _ => None,
     };
     if let Some(doc) = discovery {
@@ -221,6 +226,14 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         .unwrap_or_default()
         .to_owned();
     shared.lock().user_agents.insert(user_agent);
+    let table = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(table::wanted);
+    if parts.method == Method::GET && target.name.is_none() && is_watch(&param) {
+        return watch(&shared, &target, &param, table);
+    }
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return error(&ApiError::bad_request("the request body is too large")),
@@ -236,10 +249,76 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
             bytes: &bytes,
         },
     );
+    shared.notify();
     match result {
-        Ok((code, value, effect)) => {
-            controller::react(&shared, effect);
-            respond(code, &value)
+        Ok(served) => {
+            controller::react(&shared, served.effect);
+            let value = if table && parts.method == Method::GET {
+                table::of_response(target.kind, &served.value)
+            } else {
+                served.value
+            };
+            let mut response = respond(served.code, &value);
+            for w in served.warnings {
+                // RFC 7234's warn-code 299, as the API server sends it.
+                let text = format!("299 - {}", Value::String(w));
+                if let Ok(v) = header::HeaderValue::from_str(&text) {
+                    response.headers_mut().append(header::WARNING, v);
+                }
+            }
+            response
+        }
+        Err(e) => error(&e),
+    }
+}
+
+fn is_watch(param: &dyn Fn(&str) -> Option<String>) -> bool {
+    param("watch").is_some_and(|w| w == "true" || w == "1")
+}
+
+/// `GET <collection>?watch=1`: a stream of changes.
+fn watch(
+    shared: &Arc<Shared>,
+    t: &Target,
+    param: &dyn Fn(&str) -> Option<String>,
+    table: bool,
+) -> Response {
+    {
+        let mut store = shared.lock();
+        store.access.insert(access(&Method::GET, t, param));
+        store.count("watch");
+    }
+    let resource_version = match param("resourceVersion").filter(|v| !v.is_empty() && v != "0") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(rv) => Some(rv),
+            Err(_) => {
+                return error(&ApiError::bad_request(format!(
+                    "invalid resourceVersion {v:?}"
+                )))
+            }
+        },
+    };
+    let timeout = param("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(std::time::Duration::from_secs);
+    let request = super::watch::Request {
+        kind: t.kind,
+        namespace: t.namespace.clone(),
+        label_selector: param("labelSelector"),
+        field_selector: param("fieldSelector"),
+        resource_version,
+        timeout,
+        table,
+    };
+    match super::watch::start(shared, request) {
+        Ok(body) => {
+            let mut response = Response::new(body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
         }
         Err(e) => error(&e),
     }
@@ -247,7 +326,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
 
 /// The request as RBAC authorizes it.
 fn access(method: &Method, t: &Target, param: &dyn Fn(&str) -> Option<String>) -> Access {
-    let watch = param("watch").is_some_and(|w| w == "true" || w == "1");
+    let watch = is_watch(param);
     let verb = match (method, t.name.is_some()) {
         (&Method::GET, false) if watch => "watch",
         (&Method::GET, false) => "list",
@@ -281,7 +360,7 @@ struct Call<'a> {
     bytes: &'a [u8],
 }
 
-fn serve(shared: &Arc<Shared>, call: Call<'_>) -> Result<(u16, Value, Effect), ApiError> {
+fn serve(shared: &Arc<Shared>, call: Call<'_>) -> Result<Served, ApiError> {
     let Call {
         method, t, param, ..
     } = call;
@@ -316,11 +395,51 @@ fn serve(shared: &Arc<Shared>, call: Call<'_>) -> Result<(u16, Value, Effect), A
     } else {
         &mut guard
     };
-    let result = serve_on(store, call, status_sub);
+    let apply = call.content_type == "application/apply-patch+yaml";
+    store.validation = match (method, apply) {
+        (&Method::POST | &Method::PUT | &Method::PATCH, true) => Validation::Apply,
+        (&Method::POST | &Method::PUT | &Method::PATCH, false) => {
+            Validation::Write(Directive::parse(param("fieldValidation").as_deref())?)
+        }
+        _ => Validation::Internal,
+    };
+    let before = match &t.name {
+        Some(name) if dry_run => store
+            .get(kind, t.namespace.as_deref().unwrap_or_default(), name)
+            .ok()
+            .and_then(|o| o.pointer("/metadata/resourceVersion").cloned()),
+        _ => None,
+    };
+    let mut result = serve_on(store, call, status_sub);
     if dry_run {
-        return result.map(|(code, value, _)| (code, value, Effect::None));
+        // Nothing was written, so the resourceVersion is the stored one (none for a
+        // create), as the real server answers a dry run.
+        if let Ok((_, value, _)) = &mut result {
+            if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                match &before {
+                    Some(rv) => meta.insert("resourceVersion".into(), rv.clone()),
+                    None => meta.remove("resourceVersion"),
+                };
+            }
+        }
     }
-    result
+    store.validation = Validation::Internal;
+    let warnings = std::mem::take(&mut store.warnings);
+    result.map(|(code, value, effect)| Served {
+        code,
+        value,
+        effect: if dry_run { Effect::None } else { effect },
+        warnings,
+    })
+}
+
+/// What a request did.
+struct Served {
+    code: u16,
+    value: Value,
+    effect: Effect,
+    /// `Warning` headers (fields the schema lacks, dropped).
+    warnings: Vec<String>,
 }
 
 fn serve_on(
@@ -340,11 +459,6 @@ fn serve_on(
     let namespace = t.namespace.clone().unwrap_or_default();
     match (method, &t.name) {
         (&Method::GET, None) => {
-            if param("watch").is_some_and(|w| w == "true" || w == "1") {
-                return Err(ApiError::method_not_allowed(
-                    "watch: the fake API server serves polling clients only",
-                ));
-            }
             store.count("list");
             let list = store.list(
                 kind,
@@ -395,10 +509,15 @@ fn serve_on(
                         store.server_side_apply(kind, &namespace, name, body, &manager, force)?;
                     Ok((if existed { 200 } else { 201 }, o, e))
                 }
-                "application/merge-patch+json" => {
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                     store.count("patch");
+                    let patch = if content_type == "application/merge-patch+json" {
+                        Patch::Merge(&body)
+                    } else {
+                        Patch::Strategic(&body)
+                    };
                     let (o, e) =
-                        store.merge_patch(kind, &namespace, name, &body, manager, status_sub)?;
+                        store.merge_patch(kind, &namespace, name, patch, manager, status_sub)?;
                     Ok((200, o, e))
                 }
                 other => Err(ApiError::unsupported_media_type(other)),
@@ -422,7 +541,8 @@ fn serve_on(
 
 /// The fake's own API, for tests that drive it over HTTP (the Terraform end-to-end
 /// tests run the server in another process):
-/// `PUT /fake/rollout/<namespace>/<name>` with `{"mode": "normal"|"slow"|"fail"}`, and
+/// `PUT /fake/rollout/<namespace>/<name>` with `{"mode": "normal"|"slow"|"fail"|
+/// "crashloop"}`, `PUT /fake/unpullable` with `{"image": "NAME:TAG"}`, and
 /// `GET /fake/requests` (request counts by verb).
 fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) -> Response {
     match (method, rest) {
@@ -434,7 +554,7 @@ fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) 
                 .and_then(RolloutMode::parse)
             else {
                 return error(&ApiError::bad_request(
-                    "expected {\"mode\": \"normal\"|\"slow\"|\"fail\"}",
+                    "expected {\"mode\": \"normal\"|\"slow\"|\"fail\"|\"crashloop\"}",
                 ));
             };
             shared
@@ -445,6 +565,14 @@ fn fake_api(shared: &Arc<Shared>, method: &Method, rest: &[&str], bytes: &[u8]) 
                 200,
                 &json!({"namespace": ns, "name": name, "mode": body["mode"]}),
             )
+        }
+        (&Method::PUT, ["unpullable"]) => {
+            let body: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+            let Some(image) = body.get("image").and_then(|i| i.as_str()) else {
+                return error(&ApiError::bad_request("expected {\"image\": \"NAME:TAG\"}"));
+            };
+            shared.lock().unpullable_images.insert(image.to_owned());
+            respond(200, &json!({"image": image, "pullable": false}))
         }
         (&Method::GET, ["requests"]) => respond(200, &json!(shared.lock().requests)),
         (&Method::GET, ["healthz"]) => respond(200, &json!({"ok": true})),

@@ -13,8 +13,11 @@ use serde_json::{json, Map, Value};
 use super::errors::ApiError;
 use super::fields::{self, Entry};
 use super::kinds::{self, Kind};
+use super::schema::{self, Validation};
 use super::selector::{field_selector_matches, labels_of, Selector};
+use super::strategic;
 use super::validate;
+use super::watch::{Change, History};
 
 /// (qualified resource, namespace or "", name).
 pub type Key = (String, String, String);
@@ -30,6 +33,9 @@ pub enum RolloutMode {
     /// New replicas never become available; `Progressing` turns False with
     /// `ProgressDeadlineExceeded` after a few steps.
     Fail,
+    /// New pods' containers exit at once: `CrashLoopBackOff`, and no deadline within
+    /// a test's time (the real one is ten minutes).
+    CrashLoop,
 }
 
 impl RolloutMode {
@@ -38,6 +44,7 @@ impl RolloutMode {
             "normal" => Some(RolloutMode::Normal),
             "slow" => Some(RolloutMode::Slow),
             "fail" => Some(RolloutMode::Fail),
+            "crashloop" => Some(RolloutMode::CrashLoop),
             _ => None,
         }
     }
@@ -73,6 +80,15 @@ pub enum Effect {
     },
 }
 
+/// The body of a PATCH that is not an apply.
+#[derive(Debug, Clone, Copy)]
+pub enum Patch<'a> {
+    /// `application/merge-patch+json`.
+    Merge(&'a Value),
+    /// `application/strategic-merge-patch+json`.
+    Strategic(&'a Value),
+}
+
 /// Clone: a dry run works on a copy and throws it away.
 #[derive(Default, Clone)]
 pub struct Store {
@@ -89,6 +105,18 @@ pub struct Store {
     pub access: BTreeSet<Access>,
     /// The User-Agent of every authenticated request (empty when there was none).
     pub user_agents: BTreeSet<String>,
+    /// How the write being served is validated against the schema (set per request).
+    pub validation: Validation,
+    /// The `Warning` headers the write being served earned.
+    pub warnings: Vec<String>,
+    /// Recent changes, for watches.
+    pub history: History,
+    /// Images no pod can pull (`ImagePullBackOff`).
+    pub unpullable_images: BTreeSet<String>,
+    /// Images whose user is root (refused under `runAsNonRoot`).
+    pub root_images: BTreeSet<String>,
+    /// For names the controllers make up.
+    serial: u64,
 }
 
 /// One request in RBAC's terms: API group, resource (`deployments/status` for a
@@ -175,6 +203,26 @@ impl Store {
 
     pub fn current_resource_version(&self) -> String {
         self.resource_version.to_string()
+    }
+
+    pub fn resource_version_number(&self) -> u64 {
+        self.resource_version
+    }
+
+    /// Remembers a change for watches, at the current resourceVersion (a deleted
+    /// object is reported with that resourceVersion, as the real server does).
+    fn record(&mut self, resource: String, namespace: &str, kind: &'static str, object: &Value) {
+        let mut object = object.clone();
+        if kind == "DELETED" {
+            object["metadata"]["resourceVersion"] = json!(self.current_resource_version());
+        }
+        self.history.push(Change {
+            resource_version: self.resource_version,
+            resource,
+            namespace: namespace.to_owned(),
+            kind,
+            object,
+        });
     }
 
     fn new_uid(&mut self) -> String {
@@ -299,6 +347,13 @@ impl Store {
             meta.remove("resourceVersion");
             meta.remove("managedFields");
         }
+        self.warnings.extend(schema::check(
+            kind,
+            namespace,
+            name,
+            &mut object,
+            self.validation,
+        )?);
         if old.is_none() {
             let uid = self.new_uid();
             object["metadata"]["uid"] = json!(uid);
@@ -378,6 +433,12 @@ impl Store {
         } else {
             Effect::None
         };
+        self.record(
+            kind.qualified(),
+            namespace,
+            if old.is_none() { "ADDED" } else { "MODIFIED" },
+            &object,
+        );
         self.objects.insert(
             k,
             Stored {
@@ -477,18 +538,28 @@ impl Store {
         self.commit(kind, namespace, name, new, managers)
     }
 
-    /// JSON merge patch (RFC 7386). Strategic merge patches are refused with a 415 by
-    /// the server: treated as merge patches, they would replace lists that a real server
-    /// merges by key.
+    /// A JSON merge patch (RFC 7386) or a strategic merge patch ([`strategic`]).
     pub fn merge_patch(
         &mut self,
         kind: &Kind,
         namespace: &str,
         name: &str,
-        patch: &Value,
+        patch: Patch<'_>,
         manager: &str,
         status: bool,
     ) -> Result<(Value, Effect), ApiError> {
+        let (patch, strategic) = match patch {
+            Patch::Merge(p) => (p, false),
+            Patch::Strategic(p) => (p, true),
+        };
+        let merge = |target: &mut Value, patch: &Value| -> Result<(), ApiError> {
+            if strategic {
+                *target = strategic::apply(kind.kind, target, patch)?;
+            } else {
+                merge_patch_value(target, patch);
+            }
+            Ok(())
+        };
         let stored = self
             .objects
             .get(&key(kind, namespace, name))
@@ -502,12 +573,15 @@ impl Store {
         let mut new = stored.object.clone();
         if status {
             if let Some(s) = patch.get("status") {
-                merge_patch_value(&mut new["status"], s);
+                let mut patched =
+                    json!({"status": new.get("status").cloned().unwrap_or(json!({}))});
+                merge(&mut patched, &json!({ "status": s }))?;
+                new["status"] = patched["status"].take();
             }
         } else {
             let mut patch = patch.clone();
             strip_server_fields(&mut patch, kind);
-            merge_patch_value(&mut new, &patch);
+            merge(&mut new, &patch)?;
         }
         let mut managers = stored.managers.clone();
         if !status {
@@ -641,6 +715,7 @@ impl Store {
                 "conditions": [{"type": "NamespaceDeletionContentFailure", "status": "False", "reason": "ContentDeleted", "message": "All content successfully deleted, may be waiting on finalization"}]
             });
             new["metadata"]["resourceVersion"] = json!(self.next_resource_version());
+            self.record(kind.qualified(), namespace, "MODIFIED", &new);
             self.objects.insert(
                 k,
                 Stored {
@@ -665,6 +740,7 @@ impl Store {
             new["metadata"]["deletionTimestamp"] = json!(now());
             new["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
             new["metadata"]["resourceVersion"] = json!(self.next_resource_version());
+            self.record(kind.qualified(), namespace, "MODIFIED", &new);
             self.objects.insert(
                 k,
                 Stored {
@@ -682,23 +758,34 @@ impl Store {
         }
         self.objects.remove(&k);
         self.next_resource_version();
+        self.record(kind.qualified(), namespace, "DELETED", &stored.object);
+        self.collect_garbage(&stored.object);
         Ok((stored.object, Effect::None))
     }
 
     /// Removes an object outright (the end of a foreground deletion or namespace
     /// finalization).
     pub fn purge(&mut self, kind: &Kind, namespace: &str, name: &str) {
-        if self.objects.remove(&key(kind, namespace, name)).is_some() {
+        if let Some(gone) = self.objects.remove(&key(kind, namespace, name)) {
             self.next_resource_version();
+            self.record(kind.qualified(), namespace, "DELETED", &gone.object);
+            self.collect_garbage(&gone.object);
         }
     }
 
     /// Deletes everything in `namespace`, then the namespace itself.
     pub fn finalize_namespace(&mut self, namespace: &str) {
-        let before = self.objects.len();
-        self.objects.retain(|(_, ns, _), _| ns != namespace);
-        if self.objects.len() != before {
-            self.next_resource_version();
+        let contents: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(_, ns, _)| ns == namespace)
+            .cloned()
+            .collect();
+        for k in contents {
+            if let Some(gone) = self.objects.remove(&k) {
+                self.next_resource_version();
+                self.record(k.0.clone(), namespace, "DELETED", &gone.object);
+            }
         }
         self.purge(kinds::namespaces(), "", namespace);
     }
@@ -732,10 +819,87 @@ impl Store {
         let mut new = o.clone();
         new["status"] = status;
         new["metadata"]["resourceVersion"] = json!(self.next_resource_version());
+        self.record(kind.qualified(), namespace, "MODIFIED", &new);
         if let Some(s) = self.objects.get_mut(&k) {
             s.object = new;
         }
         true
+    }
+
+    /// A number never handed out before, for generated names.
+    pub fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Creates or replaces an object as a controller does: no client, no managed
+    /// fields of its own, status included.
+    pub fn put_internal(
+        &mut self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> Result<(Value, Effect), ApiError> {
+        let managers = self
+            .objects
+            .get(&key(kind, namespace, name))
+            .map(|s| s.managers.clone())
+            .unwrap_or_default();
+        self.commit(kind, namespace, name, object, managers)
+    }
+
+    /// The objects of `kind` in `namespace`, by name.
+    pub fn names(&self, kind: &Kind, namespace: &str) -> Vec<(String, Value)> {
+        let qualified = kind.qualified();
+        self.objects
+            .iter()
+            .filter(|((k, ns, _), _)| *k == qualified && ns == namespace)
+            .map(|((_, _, n), s)| (n.clone(), s.object.clone()))
+            .collect()
+    }
+
+    /// Writes an object's status as its controller does.
+    pub fn set_status(&mut self, kind: &Kind, namespace: &str, name: &str, status: Value) {
+        let k = key(kind, namespace, name);
+        let Some(stored) = self.objects.get(&k) else {
+            return;
+        };
+        if stored.object.get("status") == Some(&status) {
+            return;
+        }
+        let mut new = stored.object.clone();
+        new["status"] = status;
+        new["metadata"]["resourceVersion"] = json!(self.next_resource_version());
+        self.record(kind.qualified(), namespace, "MODIFIED", &new);
+        if let Some(s) = self.objects.get_mut(&k) {
+            s.object = new;
+        }
+    }
+
+    /// The garbage collector: removes what `owner` owned (and what that owned).
+    fn collect_garbage(&mut self, owner: &Value) {
+        let Some(uid) = owner.pointer("/metadata/uid").cloned() else {
+            return;
+        };
+        let owned: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| {
+                s.object
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in owned {
+            if let Some(gone) = self.objects.remove(&k) {
+                self.next_resource_version();
+                self.record(k.0.clone(), &k.1, "DELETED", &gone.object);
+                self.collect_garbage(&gone.object);
+            }
+        }
     }
 
     /// Counts a request by verb.

@@ -38,6 +38,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
+
+use super::pod_security::PodSecurity;
 use sha2::{Digest, Sha256};
 
 use super::rollout::{rollout_status, RolloutStatus};
@@ -193,8 +195,12 @@ fn environment_meta(
     }
 }
 
-/// The Namespace of an environment.
-pub fn namespace(spec: &EnvironmentSpec, change: &ChangeRecord) -> Namespace {
+/// The Namespace of an environment, labelled for the Pod Security level it enforces.
+pub fn namespace(
+    spec: &EnvironmentSpec,
+    change: &ChangeRecord,
+    pod_security: PodSecurity,
+) -> Namespace {
     let mut meta = environment_meta(spec, &spec.name, None, change);
     if let Some(labels) = meta.labels.as_mut() {
         labels.insert(
@@ -202,10 +208,12 @@ pub fn namespace(spec: &EnvironmentSpec, change: &ChangeRecord) -> Namespace {
             spec.mode.as_str().to_ascii_lowercase(),
         );
     }
-    Namespace {
+    let mut ns = Namespace {
         metadata: meta,
         ..Namespace::default()
-    }
+    };
+    pod_security.label(&mut ns);
+    ns
 }
 
 /// The ConfigMap with an environment's shared variables.
@@ -545,12 +553,14 @@ fn quantities(limits: &ResourceLimits) -> Option<BTreeMap<String, Quantity>> {
     (!q.is_empty()).then_some(q)
 }
 
-/// The Deployment of an application. `secrets_digest` comes from [`secrets_digest`].
+/// The Deployment of an application, its pods secured for `pod_security`.
+/// `secrets_digest` comes from [`secrets_digest`].
 pub fn deployment(
     spec: &ApplicationSpec,
     namespace: &str,
     change: &ChangeRecord,
     secrets_digest: &str,
+    pod_security: PodSecurity,
 ) -> Result<Deployment, RuntimeError> {
     let Some(image) = spec.image.clone().filter(|i| !i.trim().is_empty()) else {
         return Err(RuntimeError::Invalid(format!(
@@ -678,6 +688,9 @@ pub fn deployment(
         }),
         status: None,
     };
+    if let Some(pod) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod_security.secure(pod);
+    }
     annotate_pod_commit(&mut d, &change.commit_sha);
     Ok(d)
 }
@@ -942,9 +955,11 @@ pub fn application_from(
         },
     };
     let status = deployment.status.clone().unwrap_or_default();
-    let rollout = rollout_status(deployment);
+    // A read looks at the Deployment only (its conditions include a ReplicaFailure);
+    // pods are read while an apply waits.
+    let rollout = rollout_status(deployment, &[]);
     let (phase, message) = match &rollout {
-        RolloutStatus::Failed(m) => (Phase::Failed, Some(m.clone())),
+        RolloutStatus::Failed(f) => (Phase::Failed, Some(f.to_string())),
         RolloutStatus::Waiting(m) => (Phase::Progressing, Some(m.clone())),
         RolloutStatus::Complete if spec.replicas == 0 => (Phase::Stopped, None),
         RolloutStatus::Complete => (Phase::Running, None),
@@ -1064,7 +1079,7 @@ mod tests {
 
     #[test]
     fn namespace_carries_managed_by_id_and_mode_labels_and_provenance() {
-        let ns = namespace(&env_spec(), &change());
+        let ns = namespace(&env_spec(), &change(), PodSecurity::default());
         let labels = ns.metadata.labels.clone().unwrap();
         assert_eq!(labels[LABEL_MANAGED_BY], "slipway");
         assert_eq!(labels[LABEL_ENVIRONMENT_ID], "dev-0a1b2c3d");
@@ -1078,7 +1093,7 @@ mod tests {
     #[test]
     fn environment_round_trips_through_its_objects() {
         let spec = env_spec();
-        let ns = namespace(&spec, &change());
+        let ns = namespace(&spec, &change(), PodSecurity::default());
         let cm = environment_config_map(&spec, &change());
         let secret = environment_secret(&spec, &change());
         let env = environment_from(&ns, Some(&cm), Some(&secret)).unwrap();
@@ -1089,7 +1104,7 @@ mod tests {
     #[test]
     fn deployment_maps_every_field_and_selects_by_stable_ids_only() {
         let spec = app_spec();
-        let d = deployment(&spec, "dev", &change(), "digest").unwrap();
+        let d = deployment(&spec, "dev", &change(), "digest", PodSecurity::default()).unwrap();
         let ds = d.spec.as_ref().unwrap();
         let selector = ds.selector.match_labels.clone().unwrap();
         assert_eq!(
@@ -1176,10 +1191,10 @@ mod tests {
     #[test]
     fn a_new_commit_alone_keeps_the_pods_commit_and_rolls_nothing() {
         let spec = app_spec();
-        let old = deployment(&spec, "dev", &change(), "d").unwrap();
+        let old = deployment(&spec, "dev", &change(), "d", PodSecurity::default()).unwrap();
         let mut later = change();
         later.commit_sha = "def456".into();
-        let mut same = deployment(&spec, "dev", &later, "d").unwrap();
+        let mut same = deployment(&spec, "dev", &later, "d", PodSecurity::default()).unwrap();
         keep_pod_commit(&mut same, &old);
         assert_eq!(
             same.spec.as_ref().unwrap().template,
@@ -1187,7 +1202,8 @@ mod tests {
         );
         let mut changed_spec = spec.clone();
         changed_spec.image = Some("nginx:1.28".into());
-        let mut changed = deployment(&changed_spec, "dev", &later, "d").unwrap();
+        let mut changed =
+            deployment(&changed_spec, "dev", &later, "d", PodSecurity::default()).unwrap();
         keep_pod_commit(&mut changed, &old);
         assert_eq!(
             template_annotation(&changed, ANNOTATION_COMMIT_SHA).map(String::as_str),
@@ -1198,7 +1214,9 @@ mod tests {
     #[test]
     fn application_round_trips_through_its_objects() {
         let spec = app_spec();
-        let d = completed(deployment(&spec, "dev", &change(), "digest").unwrap());
+        let d = completed(
+            deployment(&spec, "dev", &change(), "digest", PodSecurity::default()).unwrap(),
+        );
         let secret = application_secret(&spec, "dev", &change());
         let app = application_from(&d, Some(&secret), None).unwrap();
         assert_eq!(app.spec, spec);
@@ -1216,13 +1234,16 @@ mod tests {
     fn stopped_and_failed_phases() {
         let mut spec = app_spec();
         spec.replicas = 0;
-        let d = completed(deployment(&spec, "dev", &change(), "d").unwrap());
+        let d =
+            completed(deployment(&spec, "dev", &change(), "d", PodSecurity::default()).unwrap());
         assert_eq!(
             application_from(&d, None, None).unwrap().phase,
             Phase::Stopped
         );
 
-        let mut d = completed(deployment(&app_spec(), "dev", &change(), "d").unwrap());
+        let mut d = completed(
+            deployment(&app_spec(), "dev", &change(), "d", PodSecurity::default()).unwrap(),
+        );
         if let Some(s) = d.status.as_mut() {
             s.available_replicas = Some(0);
             s.conditions = Some(vec![DeploymentCondition {
@@ -1275,7 +1296,7 @@ mod tests {
     fn invalid_specs_name_the_field_and_the_fix() {
         let mut spec = app_spec();
         spec.image = None;
-        let e = deployment(&spec, "dev", &change(), "d")
+        let e = deployment(&spec, "dev", &change(), "d", PodSecurity::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("image"), "{e}");
@@ -1284,7 +1305,7 @@ mod tests {
         if let Some(h) = spec.healthcheck.as_mut() {
             h.interval = Duration::from_millis(1500);
         }
-        let e = deployment(&spec, "dev", &change(), "d")
+        let e = deployment(&spec, "dev", &change(), "d", PodSecurity::default())
             .unwrap_err()
             .to_string();
         assert!(
@@ -1294,7 +1315,7 @@ mod tests {
 
         let mut spec = app_spec();
         spec.ports[0].name = "a-very-long-port-name".into();
-        let e = deployment(&spec, "dev", &change(), "d")
+        let e = deployment(&spec, "dev", &change(), "d", PodSecurity::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("port name"), "{e}");

@@ -26,6 +26,7 @@
 pub mod apply;
 pub mod mapping;
 pub mod ownership;
+pub mod pod_security;
 pub mod rollout;
 pub mod rules;
 
@@ -33,7 +34,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -47,6 +48,7 @@ use self::mapping::{
     LABEL_MANAGED_BY, MANAGED_BY,
 };
 use self::ownership::{check, owner_id, Expected};
+use self::pod_security::PodSecurity;
 use super::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
     PlannedApplication, Runtime, RuntimeError,
@@ -74,6 +76,7 @@ pub struct KubernetesRuntime {
     source: Source,
     client: OnceCell<Client>,
     ingress: Option<IngressSettings>,
+    pod_security: PodSecurity,
 }
 
 impl KubernetesRuntime {
@@ -83,6 +86,7 @@ impl KubernetesRuntime {
             source: Source::Client(client),
             client: OnceCell::new(),
             ingress: None,
+            pod_security: PodSecurity::default(),
         }
     }
 
@@ -137,6 +141,7 @@ impl KubernetesRuntime {
             },
             client: OnceCell::new(),
             ingress: None,
+            pod_security: PodSecurity::default(),
         })
     }
 
@@ -151,12 +156,20 @@ impl KubernetesRuntime {
             source: Source::Config(Box::new(config)),
             client: OnceCell::new(),
             ingress: None,
+            pod_security: PodSecurity::default(),
         })
     }
 
     /// Exposes public TCP ports through an Ingress of this class, one host per port.
     pub fn with_ingress(mut self, settings: IngressSettings) -> KubernetesRuntime {
         self.ingress = Some(settings);
+        self
+    }
+
+    /// The Pod Security level the namespaces enforce and the pods meet (default
+    /// `restricted`).
+    pub fn with_pod_security(mut self, level: PodSecurity) -> KubernetesRuntime {
+        self.pod_security = level;
         self
     }
 
@@ -416,7 +429,7 @@ impl Runtime for KubernetesRuntime {
         let ns = apply::apply(
             &namespaces,
             &spec.name,
-            &mapping::namespace(&spec, &change),
+            &mapping::namespace(&spec, &change, self.pod_security),
             &ns_what,
         )
         .await?;
@@ -552,7 +565,8 @@ impl Runtime for KubernetesRuntime {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
         let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let ingresses: Api<Ingress> = Api::namespaced(client, &namespace);
+        let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
+        let pods: Api<Pod> = Api::namespaced(client, &namespace);
         let name = spec.name.clone();
         let secret_name = mapping::application_secret_name(&name);
         let d_what = format!("Deployment {namespace}/{name}");
@@ -607,7 +621,8 @@ impl Runtime for KubernetesRuntime {
             secret.metadata.uid.as_deref().unwrap_or_default(),
             &spec.secrets,
         );
-        let mut deployment = mapping::deployment(&spec, &namespace, &change, &digest)?;
+        let mut deployment =
+            mapping::deployment(&spec, &namespace, &change, &digest, self.pod_security)?;
         if let Some(existing) = &existing_deployment {
             mapping::keep_pod_commit(&mut deployment, existing);
         }
@@ -634,7 +649,7 @@ impl Runtime for KubernetesRuntime {
             None => {}
         }
         tracing::info!(application = %spec.id, deployment = %d_what, "applied; waiting for the rollout");
-        let rolled = rollout::wait(&deployments, &namespace, &name, timeout).await?;
+        let rolled = rollout::wait(&deployments, &pods, &namespace, &name, timeout).await?;
         mapping::application_from(&rolled, Some(&secret), self.ingress.as_ref())
     }
 

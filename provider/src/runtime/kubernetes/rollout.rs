@@ -1,17 +1,100 @@
-//! Waiting for a Deployment's rollout the way `kubectl rollout status` does.
+//! Waiting for a Deployment's rollout the way `kubectl rollout status` does, and
+//! naming the cause of one that cannot finish as soon as the cluster shows it.
 //!
-//! [`rollout_status`] is the decision, a pure function over the Deployment; [`wait`] polls
-//! the API server until it says done or failed, or the resource's timeout passes. Polling
-//! GETs rather than a watch: one request a second per application is cheap, works
-//! through every proxy, and needs no resumable stream.
+//! [`rollout_status`] is the decision, a pure function over the Deployment and the pods
+//! of its current template; [`wait`] polls the API server until it says done or failed,
+//! or the resource's timeout passes. A rollout fails at once, with a typed
+//! [`Failure`], when the Deployment reports `ProgressDeadlineExceeded` or a
+//! `ReplicaFailure` (the ReplicaSet cannot create pods, e.g. Pod Security admission
+//! refused them: `FailedCreate`), or when a new pod is stuck in a state that does not
+//! clear by itself (`ImagePullBackOff`, `CrashLoopBackOff`, …): the decision reads
+//! reasons, never message text. Polling GETs rather than a watch: one request a second
+//! per application is cheap, works through every proxy, and needs no resumable stream.
 
+use std::fmt;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use kube::Api;
 
 use super::apply::api_error;
+use super::mapping::ANNOTATION_TEMPLATE_DIGEST;
 use crate::runtime::RuntimeError;
+
+/// Container waiting reasons that do not clear without a change to the application.
+const STUCK_REASONS: [&str; 5] = [
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why a rollout will not finish by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The Deployment's `Progressing` condition gave up (`ProgressDeadlineExceeded`).
+    ProgressDeadlineExceeded { message: String },
+    /// The ReplicaSet cannot create pods (`ReplicaFailure`, reason `FailedCreate`):
+    /// admission (Pod Security, quotas) refused them.
+    ReplicaFailure { reason: String, message: String },
+    /// A new pod's container waits in a state that does not clear by itself.
+    Container {
+        pod: String,
+        container: String,
+        /// `ImagePullBackOff`, `CrashLoopBackOff`, …
+        reason: String,
+        message: String,
+        restarts: i32,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::ProgressDeadlineExceeded { message } => write!(
+                f,
+                "condition Progressing is False (reason ProgressDeadlineExceeded): {message}"
+            ),
+            Failure::ReplicaFailure { reason, message } => write!(
+                f,
+                "its ReplicaSet cannot create pods ({reason}): {message}. If Pod Security admission refused them, the image needs a lower level: set the provider's `pod_security`"
+            ),
+            Failure::Container {
+                pod,
+                container,
+                reason,
+                message,
+                restarts,
+            } => {
+                write!(f, "container {container:?} of pod {pod} is in {reason}")?;
+                if !message.is_empty() {
+                    write!(f, " ({message})")?;
+                }
+                if *restarts > 0 {
+                    write!(f, " after {restarts} restarts")?;
+                }
+                match reason.as_str() {
+                    "ImagePullBackOff" | "InvalidImageName" => write!(
+                        f,
+                        ": check `image` (name and tag) and that the cluster can pull from its registry"
+                    ),
+                    "CrashLoopBackOff" => write!(
+                        f,
+                        ": it exits right after starting; see its output with `kubectl logs {pod} -c {container} --previous`"
+                    ),
+                    "CreateContainerConfigError" => write!(
+                        f,
+                        ": see `kubectl describe pod {pod}`. An image that runs as root cannot start under the `restricted` Pod Security level (runAsNonRoot): use an image with a non-root user, or set the provider's `pod_security` to \"baseline\""
+                    ),
+                    _ => write!(f, ": see `kubectl describe pod {pod}`"),
+                }
+            }
+        }
+    }
+}
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +103,8 @@ pub enum RolloutStatus {
     Complete,
     /// Still going; the message says what it waits for, in kubectl's words.
     Waiting(String),
-    /// It will not finish by itself; the message names the failing condition.
-    Failed(String),
+    /// It will not finish by itself.
+    Failed(Failure),
 }
 
 fn condition<'a>(d: &'a Deployment, type_: &str) -> Option<&'a DeploymentCondition> {
@@ -44,10 +127,49 @@ fn describe(c: &DeploymentCondition) -> String {
     s
 }
 
-/// kubectl's rollout status: the controller must have observed the current generation
-/// before anything else counts; then `ProgressDeadlineExceeded` is a failure; then it
-/// waits for updated, then for old replicas to go, then for updated ones to be available.
-pub fn rollout_status(d: &Deployment) -> RolloutStatus {
+fn template_digest(meta: Option<&std::collections::BTreeMap<String, String>>) -> Option<&str> {
+    meta?.get(ANNOTATION_TEMPLATE_DIGEST).map(String::as_str)
+}
+
+/// The first container of a pod of `d`'s current template that is stuck.
+fn stuck_container(d: &Deployment, pods: &[Pod]) -> Option<Failure> {
+    let current = template_digest(
+        d.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref()),
+    );
+    pods.iter()
+        .filter(|p| template_digest(p.metadata.annotations.as_ref()) == current)
+        .find_map(|p| {
+            let statuses = p.status.as_ref()?;
+            statuses
+                .init_container_statuses
+                .iter()
+                .flatten()
+                .chain(statuses.container_statuses.iter().flatten())
+                .find_map(|c| {
+                    let waiting = c.state.as_ref()?.waiting.as_ref()?;
+                    let reason = waiting.reason.as_deref()?;
+                    STUCK_REASONS.contains(&reason).then(|| Failure::Container {
+                        pod: p.metadata.name.clone().unwrap_or_default(),
+                        container: c.name.clone(),
+                        reason: reason.to_owned(),
+                        message: waiting.message.clone().unwrap_or_default(),
+                        restarts: c.restart_count,
+                    })
+                })
+        })
+}
+
+/// kubectl's rollout status, failing fast: the controller must have observed the
+/// current generation before anything else counts; then `ProgressDeadlineExceeded`,
+/// a `ReplicaFailure` and a stuck pod of the current template (`pods`: the
+/// Deployment's) are failures; then it waits for updated, then for old replicas to
+/// go, then for updated ones to be available.
+pub fn rollout_status(d: &Deployment, pods: &[Pod]) -> RolloutStatus {
     let generation = d.metadata.generation.unwrap_or_default();
     let status = d.status.clone().unwrap_or_default();
     if status.observed_generation.unwrap_or_default() < generation {
@@ -57,8 +179,19 @@ pub fn rollout_status(d: &Deployment) -> RolloutStatus {
     }
     if let Some(c) = condition(d, "Progressing") {
         if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
-            return RolloutStatus::Failed(describe(c));
+            return RolloutStatus::Failed(Failure::ProgressDeadlineExceeded {
+                message: c.message.clone().unwrap_or_default(),
+            });
         }
+    }
+    if let Some(c) = condition(d, "ReplicaFailure").filter(|c| c.status == "True") {
+        return RolloutStatus::Failed(Failure::ReplicaFailure {
+            reason: c.reason.clone().unwrap_or_default(),
+            message: c.message.clone().unwrap_or_default(),
+        });
+    }
+    if let Some(failure) = stuck_container(d, pods) {
+        return RolloutStatus::Failed(failure);
     }
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or_default();
@@ -98,10 +231,29 @@ fn conditions_summary(d: &Deployment) -> String {
     }
 }
 
+/// The pods a Deployment selects, by its `matchLabels`.
+async fn pods_of(pods: &Api<Pod>, d: &Deployment) -> Result<Vec<Pod>, kube::Error> {
+    let selector: Vec<String> = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(pods
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await?
+        .items)
+}
+
 /// Polls `namespace/name` until its rollout completes (returning the Deployment), fails
-/// or `timeout` passes (both [`RuntimeError::RolloutFailed`], naming the condition).
+/// or `timeout` passes (both [`RuntimeError::RolloutFailed`], naming the cause). While
+/// it waits, it also reads the Deployment's pods (`pods`), to see a stuck one.
 pub async fn wait(
     api: &Api<Deployment>,
+    pods: &Api<Pod>,
     namespace: &str,
     name: &str,
     timeout: Duration,
@@ -118,7 +270,19 @@ pub async fn wait(
                     "Deployment {namespace}/{name} was deleted while its rollout was in progress"
                 ))
             })?;
-        match rollout_status(&d) {
+        let status = match rollout_status(&d, &[]) {
+            RolloutStatus::Waiting(_) => {
+                let listed = pods_of(pods, &d).await.map_err(|e| {
+                    api_error(
+                        e,
+                        &format!("list the pods of Deployment {namespace}/{name}"),
+                    )
+                })?;
+                rollout_status(&d, &listed)
+            }
+            decided => decided,
+        };
+        match status {
             RolloutStatus::Complete => return Ok(d),
             RolloutStatus::Failed(why) => {
                 return Err(RuntimeError::RolloutFailed(format!(
@@ -190,7 +354,9 @@ mod tests {
     #[test]
     fn unobserved_generation_waits_even_if_counts_look_done() {
         let d = deployment(2, 3, status(1, 3, 3, 3), vec![]);
-        assert!(matches!(rollout_status(&d), RolloutStatus::Waiting(m) if m.contains("observe")));
+        assert!(
+            matches!(rollout_status(&d, &[]), RolloutStatus::Waiting(m) if m.contains("observe"))
+        );
     }
 
     #[test]
@@ -204,10 +370,14 @@ mod tests {
                 ("Progressing", "False", "ProgressDeadlineExceeded"),
             ],
         );
-        match rollout_status(&d) {
-            RolloutStatus::Failed(m) => {
+        match rollout_status(&d, &[]) {
+            RolloutStatus::Failed(f @ Failure::ProgressDeadlineExceeded { .. }) => {
+                let m = f.to_string();
                 assert!(m.contains("Progressing is False"), "{m}");
-                assert!(m.contains("ProgressDeadlineExceeded"), "{m}");
+                assert!(
+                    m.contains("Progressing says ProgressDeadlineExceeded"),
+                    "{m}"
+                );
             }
             other => panic!("expected failure, got {other:?}"),
         }
@@ -217,17 +387,17 @@ mod tests {
     fn waits_for_updated_then_old_then_available_in_that_order() {
         let d = deployment(2, 3, status(2, 4, 1, 3), vec![]);
         assert_eq!(
-            rollout_status(&d),
+            rollout_status(&d, &[]),
             RolloutStatus::Waiting("1 of 3 new replicas have been updated".into())
         );
         let d = deployment(2, 3, status(2, 4, 3, 3), vec![]);
         assert_eq!(
-            rollout_status(&d),
+            rollout_status(&d, &[]),
             RolloutStatus::Waiting("1 old replicas are pending termination".into())
         );
         let d = deployment(2, 3, status(2, 3, 3, 2), vec![]);
         assert_eq!(
-            rollout_status(&d),
+            rollout_status(&d, &[]),
             RolloutStatus::Waiting("2 of 3 updated replicas are available".into())
         );
         let d = deployment(
@@ -236,13 +406,13 @@ mod tests {
             status(2, 3, 3, 3),
             vec![("Progressing", "True", "NewReplicaSetAvailable")],
         );
-        assert_eq!(rollout_status(&d), RolloutStatus::Complete);
+        assert_eq!(rollout_status(&d, &[]), RolloutStatus::Complete);
     }
 
     #[test]
     fn scaled_to_zero_is_complete_once_observed() {
         let d = deployment(3, 0, status(3, 0, 0, 0), vec![]);
-        assert_eq!(rollout_status(&d), RolloutStatus::Complete);
+        assert_eq!(rollout_status(&d, &[]), RolloutStatus::Complete);
     }
 
     #[test]
@@ -251,6 +421,85 @@ mod tests {
         if let Some(s) = d.spec.as_mut() {
             s.replicas = None;
         }
-        assert!(matches!(rollout_status(&d), RolloutStatus::Waiting(_)));
+        assert!(matches!(rollout_status(&d, &[]), RolloutStatus::Waiting(_)));
+    }
+
+    fn pod(digest: &str, reason: &str, restarts: i32) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("web-{digest}-x"), "annotations": {ANNOTATION_TEMPLATE_DIGEST: digest}},
+            "status": {"containerStatuses": [{
+                "name": "web", "image": "nginx", "imageID": "", "ready": false, "restartCount": restarts,
+                "state": {"waiting": {"reason": reason, "message": "it says why"}}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    fn with_digest(mut d: Deployment, digest: &str) -> Deployment {
+        let spec = d.spec.get_or_insert_with(DeploymentSpec::default);
+        spec.template.metadata = Some(
+            serde_json::from_value(
+                serde_json::json!({"annotations": {ANNOTATION_TEMPLATE_DIGEST: digest}}),
+            )
+            .unwrap(),
+        );
+        d
+    }
+
+    #[test]
+    fn a_replica_failure_fails_at_once_with_its_reason() {
+        let d = deployment(
+            2,
+            3,
+            status(2, 3, 0, 3),
+            vec![
+                ("Progressing", "True", "ReplicaSetUpdated"),
+                ("ReplicaFailure", "True", "FailedCreate"),
+            ],
+        );
+        assert_eq!(
+            rollout_status(&d, &[]),
+            RolloutStatus::Failed(Failure::ReplicaFailure {
+                reason: "FailedCreate".into(),
+                message: "ReplicaFailure says FailedCreate".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_stuck_pod_of_the_current_template_fails_and_old_ones_do_not() {
+        let d = with_digest(
+            deployment(
+                2,
+                2,
+                status(2, 3, 1, 2),
+                vec![("Progressing", "True", "ReplicaSetUpdated")],
+            ),
+            "new",
+        );
+        // An old pod crash-looping does not fail the new rollout.
+        let old = pod("old", "CrashLoopBackOff", 4);
+        assert!(matches!(
+            rollout_status(&d, std::slice::from_ref(&old)),
+            RolloutStatus::Waiting(_)
+        ));
+        // A transient pull error waits for the kubelet's verdict.
+        assert!(matches!(
+            rollout_status(&d, &[pod("new", "ErrImagePull", 0)]),
+            RolloutStatus::Waiting(_)
+        ));
+        match rollout_status(&d, &[old, pod("new", "ImagePullBackOff", 0)]) {
+            RolloutStatus::Failed(Failure::Container { reason, pod, .. }) => {
+                assert_eq!(reason, "ImagePullBackOff");
+                assert_eq!(pod, "web-new-x");
+            }
+            other => panic!("{other:?}"),
+        }
+        match rollout_status(&d, &[pod("new", "CrashLoopBackOff", 3)]) {
+            RolloutStatus::Failed(f @ Failure::Container { restarts: 3, .. }) => {
+                assert!(f.to_string().contains("--previous"), "{f}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
