@@ -340,6 +340,7 @@ pub struct Agent {
     log: PathBuf,
     starts: u32,
     json_logs: bool,
+    max_open_files: Option<u64>,
 }
 
 /// Options for [`Agent::new`].
@@ -358,6 +359,8 @@ pub struct AgentOptions {
     pub json_logs: bool,
     /// The repository's `url` instead of the origin's path (an HTTP remote, say).
     pub repository_url: Option<String>,
+    /// The agent's file descriptor limit (soft and hard), as `LimitNOFILE=` sets it.
+    pub max_open_files: Option<u64>,
 }
 
 impl Default for AgentOptions {
@@ -371,6 +374,7 @@ impl Default for AgentOptions {
             extra_config: String::new(),
             json_logs: false,
             repository_url: None,
+            max_open_files: None,
         }
     }
 }
@@ -505,6 +509,7 @@ path = "infra"
             log: dir.join("agent.log"),
             starts: 0,
             json_logs: options.json_logs,
+            max_open_files: options.max_open_files,
         }
     }
 
@@ -534,12 +539,24 @@ path = "infra"
             .unwrap();
         // Its own process group, as under a shell's job control or a supervisor, so
         // [`Agent::kill9_group`] can kill the group as they would.
-        let child = std::os::unix::process::CommandExt::process_group(
-            self.command().arg("run").stdout(Stdio::null()).stderr(log),
-            0,
-        )
-        .spawn()
-        .expect("spawn slipway-agent run");
+        let mut command = self.command();
+        command.arg("run").stdout(Stdio::null()).stderr(log);
+        if let Some(limit) = self.max_open_files {
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        limit,
+                        limit,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = std::os::unix::process::CommandExt::process_group(&mut command, 0)
+            .spawn()
+            .expect("spawn slipway-agent run");
         self.child = Some(child);
         let addr_file = self.data_dir.join("agent.addr");
         let addr: SocketAddr = wait_for("the agent to listen", Duration::from_secs(60), || {

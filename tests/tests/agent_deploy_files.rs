@@ -278,6 +278,9 @@ fn the_systemd_unit_runs_the_agent_with_time_to_stop() {
     .unwrap();
     let grace = example["shutdown_grace_secs"].as_integer().unwrap();
     assert!(value("TimeoutStopSec").parse::<i64>().unwrap() > grace + 30);
+    // Room for the HTTP server's connection cap (4,096) and the descriptors it keeps
+    // back for the rest of the agent: the cap is lowered to fit a smaller limit.
+    assert!(value("LimitNOFILE").parse::<usize>().unwrap() >= 8192);
     // Every section systemd needs is there.
     for section in ["[Unit]", "[Service]", "[Install]"] {
         assert!(unit.contains(section));

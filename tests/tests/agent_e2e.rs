@@ -1026,3 +1026,91 @@ fn api_tokens_are_named_identities_with_roles() {
         assert!(!stored.windows(token.len()).any(|w| w == token.as_bytes()));
     }
 }
+
+/// 10,000 hostile connections from one address (half idle, half sending headers a byte
+/// at a time and never finishing) while a merge is delivered from another: the
+/// delivery is taken, the merge applied, `/healthz` answers, and the attacker's
+/// connections beyond its share are closed rather than held.
+#[test]
+fn ten_thousand_idle_and_slowloris_connections_do_not_stop_a_merge() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    // A limit well below the attack, as a default `LimitNOFILE=1024` would be: the
+    // agent must keep descriptors for its database, git and Terraform.
+    let options = AgentOptions {
+        max_open_files: Some(2048),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, options);
+    let addr = agent.start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The attack, from 127.0.0.2 (loopback answers the whole 127/8).
+    let attackers = runtime.block_on(async {
+        let mut streams = Vec::with_capacity(10_000);
+        for i in 0..10_000 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let Ok(mut stream) = socket.connect(addr).await else {
+                continue;
+            };
+            if i % 2 == 1 {
+                let _ = stream
+                    .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: a")
+                    .await;
+            }
+            streams.push(stream);
+        }
+        streams
+    });
+    assert!(
+        attackers.len() > 9_000,
+        "only {} connected",
+        attackers.len()
+    );
+
+    // The merge, delivered while the attack holds.
+    let sha = origin.merge_release("feature-1", "v1");
+    let body = merged_pull_request(11, &sha, "octocat");
+    let r = deliver(
+        addr,
+        "pull_request",
+        "under-attack-1",
+        &body,
+        Some(WEBHOOK_SECRET),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    agent.wait_for_record("the merge to be applied under attack", |r| {
+        r["commit_sha"] == sha.as_str() && outcome(r) == "succeeded"
+    });
+    assert_eq!(
+        origin.release_state().expect("state")["input"]["value"],
+        "v1"
+    );
+    let health = http(addr, "GET", "/healthz", &[], b"");
+    assert_eq!(health.status, 200, "{}", health.body);
+
+    // Past its share, the attacker's connections were closed by the agent.
+    let closed = runtime.block_on(async {
+        let mut closed = 0;
+        for mut stream in attackers {
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(20), stream.read(&mut byte)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+                _ => {}
+            }
+        }
+        closed
+    });
+    assert!(
+        closed >= 9_000,
+        "only {closed} attacker connections were closed"
+    );
+    agent.terminate();
+}

@@ -221,14 +221,44 @@ fn quickstart_lifecycle(tf: &TerraformBinary) {
     }
     h.ws.run(&["refresh", "-no-color"]).success();
     let after = h.ws.resources();
-    for address in [
+    let addresses = [
         "slipway_application.web",
         "slipway_application.api",
         "slipway_environment.demo",
-    ] {
-        assert_eq!(after[address], before[address], "{address} after import");
+    ];
+    for address in addresses {
+        // Secrets are write-only: an import learns only their digests.
+        let mut expected = before[address].clone();
+        let id = expected["id"].as_str().unwrap_or_default().to_owned();
+        if let Some(secrets) = expected["secrets"].as_object_mut() {
+            for (key, value) in secrets.iter_mut() {
+                let plain = value.as_str().unwrap_or_default();
+                *value = slipway_provider::runtime::secrets::digest(&id, key, plain).into();
+            }
+        }
+        assert_eq!(after[address], expected, "{address} after import");
+        let text = serde_json::to_string(&after[address]).unwrap();
+        assert!(
+            !text.contains("change-me"),
+            "a secret came back from import: {text}"
+        );
     }
-    h.assert_plan_empty("import");
+    // The first apply takes the configuration's secrets back into the state, and
+    // restarts nothing: the runtime already runs them.
+    let mut running = h.demo_processes();
+    h.ws.apply().success();
+    let mut still = h.demo_processes();
+    running.sort_unstable();
+    still.sort_unstable();
+    assert_eq!(running, still, "the apply after import restarted replicas");
+    let again = h.ws.resources();
+    for address in addresses {
+        assert_eq!(
+            again[address], before[address],
+            "{address} after import and apply"
+        );
+    }
+    h.assert_plan_empty("import and the apply after it");
 
     // Destroy leaves no process and no listening port.
     h.ws.destroy().success();
