@@ -175,7 +175,11 @@ impl Comparison {
 /// resources: the cost must stay flat as the count grows. `workspace(n)` returns a
 /// workspace configured with `n` resources (not applied yet); each is applied, planned
 /// and then destroyed.
-pub fn scaling(tf: &TerraformBinary, counts: &[usize], mut workspace: impl FnMut(usize) -> Workspace) {
+pub fn scaling(
+    tf: &TerraformBinary,
+    counts: &[usize],
+    mut workspace: impl FnMut(usize) -> Workspace,
+) {
     println!("scaling: plan time per resource (median of {RUNS}), against terraform_data");
     for &n in counts {
         let slipway = workspace(n);
@@ -188,6 +192,10 @@ pub fn scaling(tf: &TerraformBinary, counts: &[usize], mut workspace: impl FnMut
             c.slipway_plan.as_secs_f64() / c.baseline_plan.as_secs_f64()
         );
         let destroy = slipway.destroy();
-        assert!(destroy.code == 0, "destroy failed:\n{}", destroy.all_output());
+        assert!(
+            destroy.code == 0,
+            "destroy failed:\n{}",
+            destroy.all_output()
+        );
     }
 }
