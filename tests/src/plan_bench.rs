@@ -78,6 +78,8 @@ pub fn time(ws: &Workspace, args: &[&str]) -> Duration {
 
 /// What one comparison measured.
 pub struct Comparison {
+    /// How many resources each side had.
+    pub count: usize,
     pub slipway_apply: Duration,
     pub baseline_apply: Duration,
     pub slipway_plan: Duration,
@@ -92,9 +94,16 @@ pub const REFRESH: [&str; 4] = ["apply", "-refresh-only", "-auto-approve", "-no-
 /// Applies `slipway` (already configured) once, then times its plan and refresh
 /// against `APPS` `terraform_data` resources. `mark` is called just before and just
 /// after Slipway's timed plans (with `true`, then `false`), for counting requests.
-pub fn compare(
+pub fn compare(tf: &TerraformBinary, slipway: &Workspace, mark: impl FnMut(bool)) -> Comparison {
+    compare_count(tf, slipway, APPS, mark)
+}
+
+/// [`compare`] against `count` `terraform_data` resources (`slipway` must be
+/// configured with as many of its own).
+pub fn compare_count(
     tf: &TerraformBinary,
     slipway: &Workspace,
+    count: usize,
     mut mark: impl FnMut(bool),
 ) -> Comparison {
     let start = Instant::now();
@@ -106,7 +115,7 @@ pub fn compare(
     baseline.write_config(&format!(
         r#"
 resource "terraform_data" "item" {{
-  count = {APPS}
+  count = {count}
   input = {{ name = "app-${{count.index}}", replicas = 1 }}
 }}
 "#
@@ -123,6 +132,7 @@ resource "terraform_data" "item" {{
     mark(false);
     let slipway_refresh = time(slipway, &REFRESH);
     Comparison {
+        count,
         slipway_apply,
         baseline_apply,
         slipway_plan,
@@ -136,8 +146,9 @@ impl Comparison {
     /// Prints the figures, with a heading naming the runtime.
     pub fn print(&self, tf: &TerraformBinary, runtime: &str) {
         let s = |d: Duration| d.as_secs_f64();
+        let n = self.count;
         println!(
-            "terraform {}: one environment with {APPS} applications ({runtime}) vs {APPS} terraform_data; median of {RUNS}",
+            "terraform {}: {n} resources ({runtime}) vs {n} terraform_data; median of {RUNS}",
             tf.version
         );
         println!(
@@ -156,6 +167,35 @@ impl Comparison {
             s(self.slipway_refresh),
             s(self.baseline_refresh),
             s(self.slipway_refresh) / s(self.baseline_refresh)
+        );
+    }
+}
+
+/// Plan time per resource at each of `counts`, against as many `terraform_data`
+/// resources: the cost must stay flat as the count grows. `workspace(n)` returns a
+/// workspace configured with `n` resources (not applied yet); each is applied, planned
+/// and then destroyed.
+pub fn scaling(
+    tf: &TerraformBinary,
+    counts: &[usize],
+    mut workspace: impl FnMut(usize) -> Workspace,
+) {
+    println!("scaling: plan time per resource (median of {RUNS}), against terraform_data");
+    for &n in counts {
+        let slipway = workspace(n);
+        let c = compare_count(tf, &slipway, n, |_| {});
+        let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
+        println!(
+            "  {n:>5}: {:>6.2} ms per resource   terraform_data {:>6.2} ms   ratio {:>5.1}x",
+            per(c.slipway_plan),
+            per(c.baseline_plan),
+            c.slipway_plan.as_secs_f64() / c.baseline_plan.as_secs_f64()
+        );
+        let destroy = slipway.destroy();
+        assert!(
+            destroy.code == 0,
+            "destroy failed:\n{}",
+            destroy.all_output()
         );
     }
 }

@@ -1,12 +1,16 @@
 //! Throughput of the cty codec on a resource-sized object: 100 attributes of mixed
 //! kinds, about what a large Terraform resource carries in every plan and apply call.
 //!
-//! Run with `cargo bench -p tfplug --bench codec`; criterion reports objects per second.
+//! Run with `cargo bench -p tfplug --bench codec`; criterion reports objects per second,
+//! then each operation is printed as a ratio to baselines measured in the same run:
+//! cloning the value (the allocations any decoder must make to build it) and serde_json
+//! parsing the same JSON into its own tree (what any JSON reader must do).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use tfplug::codec::{decode_json, decode_msgpack, encode_json, encode_msgpack};
 use tfplug::{Number, Type, Value};
 
@@ -80,8 +84,62 @@ fn codec(c: &mut Criterion) {
     group.bench_function("decode_json", |b| {
         b.iter(|| decode_json(black_box(&ty), black_box(&json)))
     });
+    group.bench_function("baseline_clone_value", |b| {
+        b.iter(|| black_box(&value).clone())
+    });
+    group.bench_function("baseline_serde_json_parse", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&json)))
+    });
     group.finish();
 }
 
+/// The median time per call of `op`, over 15 rounds of 2,000 calls.
+fn per_call<T>(mut op: impl FnMut() -> T) -> Duration {
+    const CALLS: u32 = 2_000;
+    let mut rounds: Vec<Duration> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..CALLS {
+                black_box(op());
+            }
+            start.elapsed() / CALLS
+        })
+        .collect();
+    rounds.sort();
+    rounds[rounds.len() / 2]
+}
+
+/// Each operation against the same-run baselines, as ratios (criterion's own report
+/// above has the absolute times and their spread).
+fn print_ratios() {
+    let (ty, value) = sample();
+    let msgpack = encode_msgpack(&ty, &value).expect("sample encodes");
+    let json = encode_json(&ty, &value).expect("sample encodes as JSON");
+    let clone = per_call(|| value.clone());
+    let parse = per_call(|| serde_json::from_slice::<serde_json::Value>(&json));
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("\ncodec, one 100-attribute object (median per call):");
+    println!("  baseline clone of the value:      {:>7.2} µs", us(clone));
+    println!("  baseline serde_json parse:        {:>7.2} µs", us(parse));
+    for (name, took) in [
+        ("encode_msgpack", per_call(|| encode_msgpack(&ty, &value))),
+        ("decode_msgpack", per_call(|| decode_msgpack(&ty, &msgpack))),
+        ("encode_json", per_call(|| encode_json(&ty, &value))),
+        ("decode_json", per_call(|| decode_json(&ty, &json))),
+    ] {
+        println!(
+            "  {name:<15} {:>7.2} µs   {:>5.2}x the clone   {:>5.2}x the serde_json parse",
+            us(took),
+            took.as_secs_f64() / clone.as_secs_f64(),
+            took.as_secs_f64() / parse.as_secs_f64()
+        );
+    }
+}
+
 criterion_group!(benches, codec);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}

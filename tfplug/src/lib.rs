@@ -12,7 +12,8 @@
 //! | --- | --- |
 //! | [`handshake`] | the start-up line Terraform reads, cookie and port negotiation |
 //! | [`tls`] | AutoMTLS: our certificate, and pinning Terraform's |
-//! | [`value`], [`codec`] | cty types and values, and their MessagePack/JSON forms |
+//! | [`value`], [`number`] | cty types and values; exact numbers and their text |
+//! | [`codec`] | values on the wire: [`codec::msgpack`] and [`codec::json`] |
 //! | [`schema`], [`validator`], [`plan`] | what a resource accepts, and schema-driven planning |
 //! | [`provider`], [`convert`] | the traits a provider author implements, serde structs |
 //! | [`diagnostics`] | errors and warnings with attribute paths |
@@ -23,6 +24,7 @@ pub mod controller;
 pub mod convert;
 pub mod diagnostics;
 pub mod handshake;
+pub mod number;
 pub mod plan;
 pub mod provider;
 pub mod schema;

@@ -19,7 +19,7 @@ use crate::plan;
 use crate::proto::tfplugin6 as pb;
 use crate::provider::{AnyDataSource, AnyResource, Context, PlannedChange, Provider};
 use crate::schema::Schema;
-use crate::value::Value;
+use crate::value::{Type, Value};
 use crate::wire;
 
 /// The gRPC service for one provider. Cheap to clone.
@@ -37,7 +37,7 @@ impl<P: Provider> Clone for ProviderService<P> {
 
 struct Inner<P: Provider> {
     provider: P,
-    provider_schema: Schema,
+    provider_schema: Arc<TypedSchema>,
     resources: HashMap<String, ResourceEntry<P::Client>>,
     data_sources: HashMap<String, DataSourceEntry<P::Client>>,
     client: RwLock<Option<Arc<P::Client>>>,
@@ -47,10 +47,34 @@ struct Inner<P: Provider> {
 
 type Outcome<T> = Result<T, Diagnostics>;
 
+/// A schema and the value type it implies, both built once at start. Every call decodes
+/// and encodes its values with that type; building it (and cloning the schema, with
+/// its validators) on each call was most of tfplug's own work per call.
+struct TypedSchema {
+    schema: Schema,
+    ty: Type,
+}
+
+impl TypedSchema {
+    fn new(schema: Schema) -> Arc<TypedSchema> {
+        Arc::new(TypedSchema {
+            ty: schema.value_type(),
+            schema,
+        })
+    }
+}
+
+impl std::ops::Deref for TypedSchema {
+    type Target = Schema;
+    fn deref(&self) -> &Schema {
+        &self.schema
+    }
+}
+
 /// A resource with its schema, read once at start.
-type ResourceEntry<C> = (Arc<dyn AnyResource<C>>, Schema);
+type ResourceEntry<C> = (Arc<dyn AnyResource<C>>, Arc<TypedSchema>);
 /// A data source with its schema, read once at start.
-type DataSourceEntry<C> = (Arc<dyn AnyDataSource<C>>, Schema);
+type DataSourceEntry<C> = (Arc<dyn AnyDataSource<C>>, Arc<TypedSchema>);
 
 impl<P: Provider> ProviderService<P> {
     /// Builds the service, reading every schema once: Terraform asks for them often.
@@ -58,16 +82,26 @@ impl<P: Provider> ProviderService<P> {
         let resources = provider
             .resources()
             .into_iter()
-            .map(|r| (r.type_name().to_owned(), (r.clone(), r.schema())))
+            .map(|r| {
+                (
+                    r.type_name().to_owned(),
+                    (r.clone(), TypedSchema::new(r.schema())),
+                )
+            })
             .collect();
         let data_sources = provider
             .data_sources()
             .into_iter()
-            .map(|d| (d.type_name().to_owned(), (d.clone(), d.schema())))
+            .map(|d| {
+                (
+                    d.type_name().to_owned(),
+                    (d.clone(), TypedSchema::new(d.schema())),
+                )
+            })
             .collect();
         ProviderService {
             inner: Arc::new(Inner {
-                provider_schema: provider.schema(),
+                provider_schema: TypedSchema::new(provider.schema()),
                 provider,
                 resources,
                 data_sources,
@@ -168,12 +202,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn decode(schema: &Schema, value: Option<&pb::DynamicValue>, what: &str) -> Outcome<Value> {
-    wire::decode_dynamic(&schema.value_type(), value, what).map_err(Diagnostics::from)
+fn decode(schema: &TypedSchema, value: Option<&pb::DynamicValue>, what: &str) -> Outcome<Value> {
+    wire::decode_dynamic(&schema.ty, value, what).map_err(Diagnostics::from)
 }
 
-fn encode(schema: &Schema, value: &Value) -> Outcome<pb::DynamicValue> {
-    wire::encode_dynamic(&schema.value_type(), value).map_err(Diagnostics::from)
+fn encode(schema: &TypedSchema, value: &Value) -> Outcome<pb::DynamicValue> {
+    wire::encode_dynamic(&schema.ty, value).map_err(Diagnostics::from)
 }
 
 /// Splits an outcome into its value and the diagnostics to send.
@@ -343,7 +377,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 if request.version < schema.version {
                     json = resource.upgrade_state(request.version, json)?;
                 }
-                let value = crate::codec::value_from_json(&schema.value_type(), &json).map_err(|e| {
+                let value = crate::codec::value_from_json(&schema.ty, &json).map_err(|e| {
                     Diagnostic::error(
                         "Stored state does not match the schema",
                         format!("The state of this {} cannot be read: {e}.", request.type_name),

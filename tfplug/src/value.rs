@@ -10,6 +10,8 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use crate::number::Number;
+
 /// A cty type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Type {
@@ -156,166 +158,6 @@ impl fmt::Display for Type {
             }
         }
     }
-}
-
-/// A cty number without loss of precision.
-///
-/// Terraform numbers are arbitrary-precision decimals. Most are small integers or
-/// ordinary floats, so those are kept natively; anything else keeps its exact decimal
-/// text.
-#[derive(Debug, Clone)]
-pub enum Number {
-    Int(i64),
-    Float(f64),
-    /// An exact decimal that fits neither an `i64` nor (exactly) an `f64`.
-    Decimal(String),
-}
-
-impl Number {
-    /// Parses a decimal number, keeping precision; fails on text that is not a number.
-    ///
-    /// Safe on untrusted text: it is checked to be plain decimal with a bounded exponent
-    /// first, so hostile input can neither overflow nor expand into a huge string.
-    pub fn parse(text: &str) -> Option<Number> {
-        crate::codec::parse_number_text(text.trim())
-    }
-
-    /// [`Number::parse`] without the input check; only for text already checked by
-    /// the codec.
-    pub(crate) fn parse_checked_text(text: &str) -> Option<Number> {
-        let text = text.trim();
-        if let Ok(i) = text.parse::<i64>() {
-            return Some(Number::Int(i));
-        }
-        let f: f64 = text.parse().ok()?;
-        if !f.is_finite() {
-            return None;
-        }
-        // Keep the float only when it says exactly what the text said.
-        if format_f64(f) == normalize_decimal(text) {
-            Some(Number::Float(f))
-        } else {
-            Some(Number::Decimal(normalize_decimal(text)))
-        }
-    }
-
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Number::Int(i) => Some(*i),
-            Number::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(&self) -> f64 {
-        match self {
-            Number::Int(i) => *i as f64,
-            Number::Float(f) => *f,
-            Number::Decimal(s) => s.parse().unwrap_or(f64::NAN),
-        }
-    }
-
-    /// The exact decimal text of the number.
-    pub fn to_decimal_string(&self) -> String {
-        match self {
-            Number::Int(i) => i.to_string(),
-            Number::Float(f) => format_f64(*f),
-            Number::Decimal(s) => s.clone(),
-        }
-    }
-}
-
-impl From<i64> for Number {
-    fn from(i: i64) -> Self {
-        Number::Int(i)
-    }
-}
-
-impl From<f64> for Number {
-    fn from(f: f64) -> Self {
-        if f.fract() == 0.0 && f.abs() < 9.0e15 {
-            Number::Int(f as i64)
-        } else {
-            Number::Float(f)
-        }
-    }
-}
-
-impl PartialEq for Number {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Number::Int(a), Number::Int(b)) => a == b,
-            _ => self.to_decimal_string() == other.to_decimal_string(),
-        }
-    }
-}
-
-impl fmt::Display for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_decimal_string())
-    }
-}
-
-/// Formats a float as the shortest decimal that reads back to it, without exponent
-/// noise for whole numbers ("1" rather than "1.0").
-fn format_f64(f: f64) -> String {
-    if f == 0.0 {
-        // Also for -0.0, which cty (like arithmetic) treats as equal to 0.
-        "0".to_owned()
-    } else if f.fract() == 0.0 && f.abs() < 1e21 {
-        format!("{f:.0}")
-    } else {
-        normalize_decimal(&format!("{f}"))
-    }
-}
-
-/// Normalises decimal text so equal numbers compare equal as text: no leading `+`,
-/// no redundant zeros, no trailing `.`, exponents expanded.
-///
-/// Visible to the codec, which validates untrusted text (and bounds its exponent)
-/// before calling this.
-pub(crate) fn normalize_decimal(text: &str) -> String {
-    let text = text.trim().trim_start_matches('+');
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(pos) => (&body[..pos], body[pos + 1..].parse::<i64>().unwrap_or(0)),
-        None => (body, 0),
-    };
-    let (int_part, frac_part) = match mantissa.find('.') {
-        Some(pos) => (&mantissa[..pos], &mantissa[pos + 1..]),
-        None => (mantissa, ""),
-    };
-    let mut digits: String = format!("{int_part}{frac_part}");
-    let mut point = int_part.len() as i64 + exponent;
-    // Pad so the decimal point falls inside the digits.
-    if point < 0 {
-        digits = "0".repeat((-point) as usize) + &digits;
-        point = 0;
-    }
-    if point as usize > digits.len() {
-        digits.push_str(&"0".repeat(point as usize - digits.len()));
-    }
-    let (int_digits, frac_digits) = digits.split_at(point as usize);
-    let int_digits = int_digits.trim_start_matches('0');
-    let frac_digits = frac_digits.trim_end_matches('0');
-    let int_digits = if int_digits.is_empty() {
-        "0"
-    } else {
-        int_digits
-    };
-    let mut out = String::new();
-    if negative && !(int_digits == "0" && frac_digits.is_empty()) {
-        out.push('-');
-    }
-    out.push_str(int_digits);
-    if !frac_digits.is_empty() {
-        out.push('.');
-        out.push_str(frac_digits);
-    }
-    out
 }
 
 /// A cty value.
@@ -583,23 +425,6 @@ mod tests {
     fn rejects_unknown_type_names() {
         assert!(Type::from_json(&serde_json::json!("int")).is_err());
         assert!(Type::from_json(&serde_json::json!(["list"])).is_err());
-    }
-
-    #[test]
-    fn numbers_keep_precision() {
-        let big = "123456789012345678901234567890";
-        let n = Number::parse(big).unwrap();
-        assert_eq!(n.to_decimal_string(), big);
-        assert_eq!(Number::parse("1.5").unwrap(), Number::Float(1.5));
-        assert_eq!(Number::parse("42").unwrap(), Number::Int(42));
-        assert_eq!(Number::parse("1e3").unwrap().as_i64(), Some(1000));
-        assert_eq!(Number::parse("0.1").unwrap().to_decimal_string(), "0.1");
-        assert_eq!(Number::Float(2.0), Number::Int(2));
-        assert!(Number::parse("abc").is_none());
-        assert!(Number::parse("inf").is_none());
-        // Hostile exponents are refused instead of overflowing or allocating.
-        assert!(Number::parse("0e9223372036854775807").is_none());
-        assert!(Number::parse("1e-999999999").is_none());
     }
 
     #[test]
