@@ -463,7 +463,7 @@ impl Runner {
         dir: &Path,
         work: &Path,
         deadline: Instant,
-        mut log: &mut tokio::fs::File,
+        log: &mut tokio::fs::File,
         actor: &str,
         credential_file: &str,
         out: &mut RunOutcome,
@@ -513,11 +513,11 @@ impl Runner {
         // The Terraform version comes from the plan JSON; only when a run fails before
         // that is `terraform version` asked separately (one process less per job).
         let steps = async {
-            tf.run(&mut log, &["init", "-input=false", "-no-color"])
+            tf.run(&mut *log, &["init", "-input=false", "-no-color"])
                 .await?;
             if let Some(ws) = &root.workspace {
                 tf.run(
-                    &mut log,
+                    &mut *log,
                     &["workspace", "select", "-or-create=true", "-no-color", ws],
                 )
                 .await?;
@@ -538,12 +538,12 @@ impl Runner {
                 plan_args.push(format!("-var-file={}", file.display()));
             }
             let plan_refs: Vec<&str> = plan_args.iter().map(String::as_str).collect();
-            tf.run(&mut log, &plan_refs).await?;
+            tf.run(&mut *log, &plan_refs).await?;
             let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
             out.terraform_version = version_of(&shown);
             out.plan = Some(summarize_plan(&shown)?);
             tf.run(
-                &mut log,
+                &mut *log,
                 &[
                     "apply",
                     "-input=false",

@@ -24,23 +24,22 @@ use slipway_tests::terraform::{self, provider_binary, TerraformBinary};
 
 /// A PRODUCTION environment with one application that has a secret, and a PREVIEW one.
 fn production_config() -> String {
-    format!(
-        r#"
-resource "slipway_environment" "prod" {{
+    r#"
+resource "slipway_environment" "prod" {
   name = "prod"
   mode = "PRODUCTION"
-}}
-resource "slipway_application" "web" {{
+}
+resource "slipway_application" "web" {
   environment_id = slipway_environment.prod.id
   name           = "web"
   command        = var.demo_app
   replicas       = 1
-  ports          = [{{ name = "http", port = 8080, public = true }}]
-  secrets        = {{ API_KEY = "prod-secret-value" }}
-  healthcheck    = {{ type = "tcp", port = 8080, interval = "1s" }}
-}}
+  ports          = [{ name = "http", port = 8080, public = true }]
+  secrets        = { API_KEY = "prod-secret-value" }
+  healthcheck    = { type = "tcp", port = 8080, interval = "1s" }
+}
 "#
-    )
+    .to_owned()
 }
 
 const COMMIT: &str = "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392";
