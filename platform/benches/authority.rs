@@ -4,7 +4,8 @@
 //! 1. a named token (`Authority::authenticate`: SHA-256, then an indexed SQLite read
 //!    of a file database), against what the agent's API did before identities: hash
 //!    the presented and the configured token and compare the digests;
-//! 2. a job credential (Ed25519 verification, JSON claims, the ledger read), against
+//! 2. a job credential the first time (Ed25519 verification, JSON claims) and again
+//!    (the verified-credential cache, the lifetime check, the ledger read), against
 //!    the Ed25519 verification alone;
 //! 3. a policy decision (`Authority::authorize`), against cloning its target.
 //!
@@ -118,8 +119,20 @@ fn main() {
         );
     });
     report(
-        "job credential (verify + claims + ledger)",
+        "job credential, again (cache + claims + ledger)",
         job,
+        "Ed25519 verification alone",
+        verify_only,
+    );
+    let first = per_call(5_000, || {
+        black_box(
+            slipway_platform::credential::verify(credential.expose(), &vk, now_ms())
+                .expect("credential"),
+        );
+    });
+    report(
+        "job credential, first time (verify + claims)",
+        first,
         "Ed25519 verification alone",
         verify_only,
     );

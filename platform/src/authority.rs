@@ -6,7 +6,7 @@
 
 use slipway_provenance::VerifyingKey;
 
-use crate::credential::{self, CredentialError, CREDENTIAL_PREFIX};
+use crate::credential::{self, CredentialError, JobClaims, CREDENTIAL_PREFIX};
 use crate::identity::{check_name, Caller, Identity, InvalidName, Role, Token};
 use crate::policy::{Action, Decision, Policy, Target};
 use crate::store::{JobStanding, Store, StoreError};
@@ -51,7 +51,14 @@ pub struct Authority<S> {
     store: S,
     policy: Policy,
     engine_key: Option<VerifyingKey>,
+    /// Credentials whose signature verified, by the SHA-256 of their text: a job's
+    /// provider presents the same one on every call, and the signature is the cost.
+    /// Their lifetime and the ledger are still checked on every call.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], JobClaims>>,
 }
+
+/// More verified credentials than this at once and the cache starts over.
+const VERIFIED_CACHE: usize = 1024;
 
 impl<S: Store> Authority<S> {
     /// `engine_key` is the GitOps engine's public key, from the platform's own
@@ -61,6 +68,7 @@ impl<S: Store> Authority<S> {
             store,
             policy,
             engine_key,
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -91,7 +99,7 @@ impl<S: Store> Authority<S> {
         let presented = presented.ok_or(AuthError::MissingToken)?;
         if presented.starts_with(CREDENTIAL_PREFIX) {
             let key = self.engine_key.as_ref().ok_or(AuthError::NoEngineKey)?;
-            let claims = credential::verify(presented, key, now_ms)?;
+            let claims = self.verified_claims(presented, key, now_ms)?;
             return match self.store.job_presented(&claims.job_id, now_ms)? {
                 JobStanding::Running => Ok(Caller::Job(claims)),
                 JobStanding::Ended => Err(AuthError::JobEnded {
@@ -104,6 +112,33 @@ impl<S: Store> Authority<S> {
             Some(identity) => Ok(Caller::Identity(identity)),
             None => Err(AuthError::UnknownToken),
         }
+    }
+
+    fn verified_claims(
+        &self,
+        presented: &str,
+        key: &VerifyingKey,
+        now_ms: i64,
+    ) -> Result<JobClaims, CredentialError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some(claims) = cached {
+            credential::check_lifetime(&claims, now_ms)?;
+            return Ok(claims);
+        }
+        let claims = credential::verify(presented, key, now_ms)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_CACHE {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
     }
 
     /// The policy's decision for this caller, action and environment.
@@ -196,6 +231,29 @@ mod tests {
             authority.authenticate(Some(credential.expose()), NOW + 20),
             Err(AuthError::JobEnded { job_id }) if job_id == "42"
         ));
+    }
+
+    /// The signature is verified once per credential; its expiry is checked on every
+    /// call, so a credential seen before still stops at its deadline.
+    #[test]
+    fn a_verified_credential_still_expires() {
+        let authority = authority();
+        let claims = merge_claims();
+        let credential = credential::mint(&claims, &key(1)).unwrap();
+        authority
+            .authenticate(Some(credential.expose()), NOW)
+            .unwrap();
+        authority
+            .authenticate(Some(credential.expose()), NOW + 1)
+            .unwrap();
+        assert!(matches!(
+            authority.authenticate(Some(credential.expose()), claims.expires_at_ms),
+            Err(AuthError::Credential(CredentialError::Expired { .. }))
+        ));
+        // A changed byte is another credential, verified afresh (and refused).
+        let mut tampered = credential.expose().to_owned();
+        tampered.push('A');
+        assert!(authority.authenticate(Some(&tampered), NOW + 2).is_err());
     }
 
     #[test]

@@ -175,6 +175,13 @@ pub fn verify(text: &str, key: &VerifyingKey, now_ms: i64) -> Result<JobClaims, 
     .map_err(|_| CredentialError::BadSignature)?;
     let claims: JobClaims =
         serde_json::from_slice(&json).map_err(|_| CredentialError::Malformed)?;
+    check_lifetime(&claims, now_ms)?;
+    Ok(claims)
+}
+
+/// The checks of a credential's claims that depend on the time (and the kind): run
+/// on every call, also when the signature was verified before.
+pub fn check_lifetime(claims: &JobClaims, now_ms: i64) -> Result<(), CredentialError> {
     let job_id = claims.job_id.clone();
     if claims.expires_at_ms - claims.issued_at_ms > MAX_LIFETIME_MS {
         return Err(CredentialError::TooLong { job_id });
@@ -194,7 +201,7 @@ pub fn verify(text: &str, key: &VerifyingKey, now_ms: i64) -> Result<JobClaims, 
             kind: claims.kind.as_str(),
         });
     }
-    Ok(claims)
+    Ok(())
 }
 
 fn signed_bytes(json: &[u8]) -> Vec<u8> {
