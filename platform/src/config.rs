@@ -11,6 +11,12 @@
 //! # Where the signed head of the audit log is written after every record.
 //! audit_checkpoint = "/var/lib/slipway-checkpoints/audit.json"
 //!
+//! # A TCP endpoint with TLS for a team, beside the Unix socket. Optional.
+//! [listen]
+//! address = "0.0.0.0:7443"
+//! tls_certificate = "/etc/slipway/platform.crt"
+//! tls_key = "/etc/slipway/platform.key.pem"
+//!
 //! # Replace a mode's rule (defaults: see `policy`).
 //! [policy.STAGING]
 //! roles = ["admin"]
@@ -48,6 +54,17 @@ pub struct PlatformConfig {
     pub engine_key: Option<VerifyingKey>,
     /// Overrides the default checkpoint location.
     pub audit_checkpoint: Option<PathBuf>,
+    /// A TCP address (with TLS) where a team reaches the platform, beside its socket.
+    pub listen: Option<Listen>,
+}
+
+/// The platform's TCP endpoint: callers there must bring a token or a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub address: std::net::SocketAddr,
+    /// PEM files: the server's certificate (chain) and its private key.
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -56,8 +73,17 @@ struct Raw {
     engine_public_key: Option<String>,
     engine_public_key_file: Option<PathBuf>,
     audit_checkpoint: Option<PathBuf>,
+    listen: Option<RawListen>,
     #[serde(default)]
     policy: BTreeMap<String, RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: String,
+    tls_certificate: PathBuf,
+    tls_key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -131,10 +157,27 @@ impl PlatformConfig {
                 .map_err(|e| invalid(format!("[policy.{mode_name}] jobs: {e}")))?;
             policy = policy.with_rule(mode, ModeRule { roles, job_kinds });
         }
+        let listen = raw
+            .listen
+            .map(|l| {
+                let address = l.address.parse().map_err(|e| {
+                    invalid(format!(
+                        "[listen] address: `{}` is not an address and port ({e}); write one like \"0.0.0.0:7443\"",
+                        l.address
+                    ))
+                })?;
+                Ok::<_, ConfigError>(Listen {
+                    address,
+                    certificate: l.tls_certificate,
+                    key: l.tls_key,
+                })
+            })
+            .transpose()?;
         Ok(PlatformConfig {
             policy,
             engine_key,
             audit_checkpoint: raw.audit_checkpoint,
+            listen,
         })
     }
 }
@@ -185,6 +228,10 @@ mod tests {
             ("[policy.STAGING]\njobs = [\"deploy\"]\n", "jobs"),
             ("engine_public_key = \"nope\"\n", "engine_public_key"),
             ("gate = false\n", "gate"),
+            (
+                "[listen]\naddress = \"nowhere\"\ntls_certificate = \"c\"\ntls_key = \"k\"\n",
+                "[listen] address",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(names), "{text}: {err}");

@@ -578,3 +578,85 @@ resource "slipway_application" "probe" {{
     ));
     h.stop_daemon();
 }
+
+/// A CA and a certificate it signed for 127.0.0.1: (CA PEM, certificate PEM, key PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A team's platform over TCP with TLS: a caller there needs a token (no socket peer
+/// vouches for it), the provider never starts a local daemon instead, and the audit
+/// names the token's identity.
+#[test]
+fn a_team_reaches_the_platform_over_tls_with_a_token_on_every_terraform() {
+    let config = "\nresource \"slipway_environment\" \"team\" {\n  name = \"team-dev\"\n}\n";
+    for tf in terraform::required() {
+        let v = tf.version.clone();
+        let platform = Harness::with_config(&tf, config);
+        let (ca, cert, key) = certificates();
+        let home = platform.home.path();
+        std::fs::write(home.join("platform.crt"), cert).unwrap();
+        std::fs::write(home.join("platform-key.pem"), key).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            home.join("platform.toml"),
+            format!(
+                "[listen]\naddress = \"127.0.0.1:{port}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+                home.join("platform.crt").display(),
+                home.join("platform-key.pem").display()
+            ),
+        )
+        .unwrap();
+        // The platform starts with its first local use.
+        platform.ws.run(&["plan", "-no-color"]).success();
+        let out = runtime_cli(
+            &platform,
+            &["token", "create", "--name", "ci", "--role", "developer"],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+        let mut team = Harness::with_config(&tf, config);
+        let ca_file = team.ws.path().join("ca.pem");
+        std::fs::write(&ca_file, &ca).unwrap();
+        team.ws
+            .set_env("SLIPWAY_ENDPOINT", &format!("https://127.0.0.1:{port}"));
+        team.ws
+            .set_env("SLIPWAY_CA_FILE", &ca_file.display().to_string());
+        plan_fails_with(&team, "no token over TCP", "no token");
+        team.ws.set_env("SLIPWAY_TOKEN", &token);
+        team.ws.apply().success();
+        assert!(
+            !team.home.path().join("runtime.sock").exists(),
+            "terraform {v}: a local daemon was started instead"
+        );
+        assert!(
+            audit(&platform).iter().any(|r| r["who"] == "ci"
+                && r["object"] == "environment team-dev"
+                && r["outcome"] == "applied"),
+            "terraform {v}: the team's change is not in the platform's audit log"
+        );
+        // Another CA's certificate is not trusted.
+        let (other_ca, _, _) = certificates();
+        std::fs::write(&ca_file, other_ca).unwrap();
+        plan_fails_with(&team, "another CA", "certificate");
+        std::fs::write(&ca_file, &ca).unwrap();
+        team.ws.destroy().success();
+        platform.stop_daemon();
+    }
+}

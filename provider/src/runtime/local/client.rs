@@ -30,6 +30,14 @@ pub const ENV_TOKEN: &str = "SLIPWAY_TOKEN";
 /// variable that every process Terraform starts would inherit.
 pub const ENV_JOB_CREDENTIAL_FILE: &str = "SLIPWAY_JOB_CREDENTIAL_FILE";
 
+/// The platform's TCP endpoint (`https://host:port`), for a team's shared platform:
+/// when set, the provider and the CLI call it instead of a local daemon.
+pub const ENV_ENDPOINT: &str = "SLIPWAY_ENDPOINT";
+
+/// A PEM file with the CA that signed the endpoint's certificate, when it is not one
+/// the system trusts.
+pub const ENV_CA_FILE: &str = "SLIPWAY_CA_FILE";
+
 /// What the daemon must never inherit from the process that starts it: it would keep
 /// them for its whole life.
 const NOT_FOR_THE_DAEMON: [&str; 2] = [ENV_TOKEN, ENV_JOB_CREDENTIAL_FILE];
@@ -109,8 +117,12 @@ fn unavailable(home: &Home, e: impl std::fmt::Display) -> RuntimeError {
 }
 
 impl LocalRuntime {
-    /// Connects to the daemon serving `home`, if one answers. Does not start one.
+    /// Connects to the platform at `SLIPWAY_ENDPOINT` when it is set, else to the
+    /// daemon serving `home`, if one answers. Does not start one.
     pub async fn connect(home: &Home) -> Result<LocalRuntime, RuntimeError> {
+        if let Some(endpoint) = std::env::var(ENV_ENDPOINT).ok().filter(|v| !v.is_empty()) {
+            return Self::connect_endpoint(home, &endpoint).await;
+        }
         let socket = home.socket();
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(RuntimeError::Invalid(format!(
@@ -139,6 +151,50 @@ impl LocalRuntime {
         })
     }
 
+    /// Connects to a platform over TCP with TLS. There is no socket peer to vouch for
+    /// the caller there: a token (`SLIPWAY_TOKEN`) or a job credential is needed.
+    async fn connect_endpoint(home: &Home, endpoint: &str) -> Result<LocalRuntime, RuntimeError> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            RuntimeError::Unavailable(format!(
+                "cannot reach the platform at {endpoint} ({ENV_ENDPOINT}): {e}"
+            ))
+        };
+        if !endpoint.starts_with("https://") {
+            return Err(RuntimeError::Invalid(format!(
+                "{ENV_ENDPOINT} is {endpoint:?}: the platform is reached over TLS only; write it as https://host:port"
+            )));
+        }
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = std::env::var(ENV_CA_FILE).ok().filter(|v| !v.is_empty()) {
+            let pem = std::fs::read(&ca).map_err(|e| {
+                RuntimeError::Invalid(format!("cannot read the CA file {ca} ({ENV_CA_FILE}): {e}"))
+            })?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| RuntimeError::Invalid(format!("{ENV_ENDPOINT} is {endpoint:?}: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| unreachable(&error_chain(&e)))?
+            .connect()
+            .await
+            .map_err(|e| unreachable(&error_chain(&e)))?;
+        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::from_env()?)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        client
+            .info(pb::InfoRequest {})
+            .await
+            .map_err(|e| match e.code() {
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                    convert::error_from_status(e)
+                }
+                _ => unreachable(&e.message()),
+            })?;
+        Ok(LocalRuntime {
+            client,
+            home: home.clone(),
+        })
+    }
+
     /// Connects to the daemon, starting it from this very program when none answers:
     /// the provider binary doubles as the daemon (see [`super::run_from_args`]).
     pub async fn connect_or_spawn(home: &Home) -> Result<LocalRuntime, RuntimeError> {
@@ -156,6 +212,10 @@ impl LocalRuntime {
         home: &Home,
         program: &Path,
     ) -> Result<LocalRuntime, RuntimeError> {
+        if std::env::var(ENV_ENDPOINT).is_ok_and(|v| !v.is_empty()) {
+            // A team's platform: never start a local one instead.
+            return Self::connect(home).await;
+        }
         if let Ok(runtime) = Self::connect(home).await {
             return Ok(runtime);
         }

@@ -110,6 +110,38 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
             }),
     );
 
+    // The team's endpoint: TCP with TLS, the same service; every caller there must
+    // bring a token or a credential (no socket peer to vouch for it).
+    let tcp_server = match daemon.gate.listen.clone() {
+        None => None,
+        Some(listen) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path)
+                    .map_err(|e| setup(&format!("cannot read {}", path.display()), &e))
+            };
+            let identity = tonic::transport::Identity::from_pem(
+                read(&listen.certificate)?,
+                read(&listen.key)?,
+            );
+            let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+            let tcp = tokio::net::TcpListener::bind(listen.address)
+                .await
+                .map_err(|e| setup(&format!("cannot listen on {}", listen.address), &e))?;
+            tracing::info!(address = %listen.address, "platform endpoint ready (TLS)");
+            let mut tcp_stop = shutdown_rx.clone();
+            let router = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .map_err(|e| setup("the TLS certificate or key is not usable", &e))?
+                .add_service(LocalRuntimeServer::new(Service(daemon.clone())));
+            Some(tokio::spawn(router.serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(tcp),
+                async move {
+                    let _ = tcp_stop.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+    };
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| setup("cannot handle SIGTERM", &e))?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -126,6 +158,9 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(home.pid_file());
     // Calls still in flight end now that their replicas are gone; do not wait long.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(tcp_server) = tcp_server {
+        let _ = tokio::time::timeout(Duration::from_secs(1), tcp_server).await;
+    }
     tracing::info!("local runtime daemon stopped");
     Ok(())
 }

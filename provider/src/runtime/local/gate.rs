@@ -57,6 +57,8 @@ pub struct Attempt<'a> {
 }
 
 pub struct Gate {
+    /// The TCP endpoint the configuration asks for, if any.
+    pub listen: Option<slipway_platform::config::Listen>,
     authority: Authority<SqliteStore>,
     audit: AuditLog,
     /// The daemon's own pid: peers below it in the process tree are its replicas.
@@ -85,6 +87,7 @@ impl Gate {
             .clone()
             .unwrap_or_else(|| home.audit_checkpoint());
         Ok(Gate {
+            listen: config.listen,
             authority: Authority::new(store, config.policy, config.engine_key),
             audit: AuditLog::new(key, Some(checkpoint)),
             daemon_pid: std::process::id(),
