@@ -57,6 +57,23 @@ pub struct ProviderConfig {
     pub ingress_class: Option<String>,
     pub ingress_domain: Option<String>,
     pub pod_security: Option<String>,
+    /// A team's platform (`https://host:port`) instead of a local daemon.
+    pub endpoint: Option<String>,
+    /// The platform's named token; never shown.
+    pub token: Option<Sensitive>,
+    /// The CA that signed the endpoint's certificate.
+    pub ca_file: Option<String>,
+}
+
+/// A configuration value that is never printed (a token).
+#[derive(Default, Deserialize, Clone, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Sensitive(pub String);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<sensitive>")
+    }
 }
 
 /// Which runtime to open, resolved from the configuration and the environment.
@@ -64,6 +81,8 @@ pub struct ProviderConfig {
 pub enum RuntimeChoice {
     Local {
         home: PathBuf,
+        /// How to reach the platform and who this run is to it.
+        platform: crate::runtime::local::client::PlatformAccess,
     },
     Kubernetes {
         /// `None`: `$KUBECONFIG`, `~/.kube/config`, or the pod's service account
@@ -142,8 +161,24 @@ impl SlipwayProvider {
                     .setting(config.home, ENV_HOME)
                     .map(PathBuf::from)
                     .or_else(|| default_home(&*self.env));
+                let platform = crate::runtime::local::client::PlatformAccess {
+                    endpoint: self
+                        .setting(config.endpoint, crate::runtime::local::client::ENV_ENDPOINT),
+                    ca_file: self
+                        .setting(config.ca_file, crate::runtime::local::client::ENV_CA_FILE)
+                        .map(PathBuf::from),
+                    job_credential_file: self
+                        .setting(None, crate::runtime::local::client::ENV_JOB_CREDENTIAL_FILE)
+                        .map(PathBuf::from),
+                    token: self
+                        .setting(
+                            config.token.map(|t| t.0),
+                            crate::runtime::local::client::ENV_TOKEN,
+                        )
+                        .map(Sensitive),
+                };
                 match home {
-                    Some(home) => Some(RuntimeChoice::Local { home }),
+                    Some(home) => Some(RuntimeChoice::Local { home, platform }),
                     None => {
                         diags.push(
                             Diagnostic::error(
@@ -387,8 +422,8 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
     use crate::runtime::kubernetes::KubernetesRuntime;
     use crate::runtime::local::{Home, LocalRuntime};
     match choice {
-        RuntimeChoice::Local { home } => {
-            let runtime = LocalRuntime::connect_or_spawn(&Home::new(home))
+        RuntimeChoice::Local { home, platform } => {
+            let runtime = LocalRuntime::connect_or_spawn_as(&Home::new(home), &platform)
                 .await
                 .map_err(|e| {
                     Diagnostic::error(
@@ -462,6 +497,22 @@ impl Provider for SlipwayProvider {
                     Attribute::string("home")
                         .optional()
                         .description(format!("The local runtime's home directory (state, logs, the daemon's socket). Defaults to ${ENV_HOME}, then the user's data directory.")),
+                )
+                .attribute(
+                    Attribute::string("endpoint")
+                        .optional()
+                        .description(format!("A team's Slipway platform, `https://host:port`, instead of a local daemon; a token (or the job's credential) is then required. Defaults to ${}.", crate::runtime::local::client::ENV_ENDPOINT)),
+                )
+                .attribute(
+                    Attribute::string("token")
+                        .optional()
+                        .sensitive()
+                        .description(format!("A named token of the platform (`runtime token create`): who this run is to it. Defaults to ${}. slipway-agent's job credential, when present, wins.", crate::runtime::local::client::ENV_TOKEN)),
+                )
+                .attribute(
+                    Attribute::string("ca_file")
+                        .optional()
+                        .description(format!("A PEM file with the CA that signed the endpoint's certificate. Defaults to ${}.", crate::runtime::local::client::ENV_CA_FILE)),
                 )
                 .attribute(
                     Attribute::bool("production_requires_signed_provenance")
@@ -567,7 +618,8 @@ mod tests {
         assert_eq!(
             opened.lock().unwrap()[0],
             RuntimeChoice::Local {
-                home: "/srv/slipway".into()
+                home: "/srv/slipway".into(),
+                platform: Default::default(),
             }
         );
         assert!(!client.policy.production_requires_signed_provenance);
@@ -576,7 +628,7 @@ mod tests {
         let (p, opened) = provider(&[("HOME", "/home/u")]);
         p.build_client(ProviderConfig::default()).await.unwrap();
         let first = opened.lock().unwrap()[0].clone();
-        let RuntimeChoice::Local { home } = first else {
+        let RuntimeChoice::Local { home, .. } = first else {
             panic!("expected local");
         };
         assert!(home.starts_with("/home/u"), "{}", home.display());
@@ -591,9 +643,36 @@ mod tests {
         assert_eq!(
             opened.lock().unwrap()[0],
             RuntimeChoice::Local {
-                home: "/explicit".into()
+                home: "/explicit".into(),
+                platform: Default::default(),
             }
         );
+
+        // The platform to reach, and who this run is to it: the block wins over the
+        // environment, a job credential over a token, and the token is never printed.
+        let (p, opened) = provider(&[
+            ("HOME", "/h"),
+            ("SLIPWAY_ENDPOINT", "https://env:7443"),
+            ("SLIPWAY_TOKEN", "slw_from_env"),
+        ]);
+        p.build_client(ProviderConfig {
+            endpoint: Some("https://platform.example:7443".into()),
+            token: Some(Sensitive("slw_from_block".into())),
+            ca_file: Some("/etc/slipway/ca.pem".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let RuntimeChoice::Local { platform, .. } = opened.lock().unwrap()[0].clone() else {
+            panic!("expected local");
+        };
+        assert_eq!(
+            platform.endpoint.as_deref(),
+            Some("https://platform.example:7443")
+        );
+        assert_eq!(platform.token, Some(Sensitive("slw_from_block".into())));
+        assert_eq!(platform.ca_file, Some(PathBuf::from("/etc/slipway/ca.pem")));
+        assert!(!format!("{platform:?}").contains("slw_from_block"));
     }
 
     #[tokio::test]

@@ -651,6 +651,21 @@ fn a_team_reaches_the_platform_over_tls_with_a_token_on_every_terraform() {
                 && r["outcome"] == "applied"),
             "terraform {v}: the team's change is not in the platform's audit log"
         );
+        // The same from the provider block alone.
+        for name in ["SLIPWAY_ENDPOINT", "SLIPWAY_CA_FILE", "SLIPWAY_TOKEN"] {
+            team.ws.remove_env(name);
+        }
+        team.ws.write_config(&format!(
+            "{HEADER}\nprovider \"slipway\" {{\n  endpoint = \"https://127.0.0.1:{port}\"\n  token    = \"{token}\"\n  ca_file  = \"{}\"\n}}\n{config}",
+            ca_file.display()
+        ));
+        let plan = team.ws.plan_exit_code();
+        assert_eq!(plan.code, 0, "terraform {v}: {}", plan.all_output());
+        team.ws
+            .set_env("SLIPWAY_ENDPOINT", &format!("https://127.0.0.1:{port}"));
+        team.ws
+            .set_env("SLIPWAY_CA_FILE", &ca_file.display().to_string());
+        team.ws.set_env("SLIPWAY_TOKEN", &token);
         // Another CA's certificate is not trusted.
         let (other_ca, _, _) = certificates();
         std::fs::write(&ca_file, other_ca).unwrap();

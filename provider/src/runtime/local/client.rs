@@ -42,26 +42,46 @@ pub const ENV_CA_FILE: &str = "SLIPWAY_CA_FILE";
 /// them for its whole life.
 const NOT_FOR_THE_DAEMON: [&str; 2] = [ENV_TOKEN, ENV_JOB_CREDENTIAL_FILE];
 
+/// How to reach the platform, and who this process is to it: from the provider block
+/// or the environment ([`PlatformAccess::from_env`] for the CLI).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformAccess {
+    /// A team's platform over TLS; `None`: the local daemon of the home.
+    pub endpoint: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// slipway-agent's job credential, which wins over a token.
+    pub job_credential_file: Option<PathBuf>,
+    pub token: Option<crate::provider::Sensitive>,
+}
+
+impl PlatformAccess {
+    pub fn from_env() -> PlatformAccess {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        PlatformAccess {
+            endpoint: var(ENV_ENDPOINT),
+            ca_file: var(ENV_CA_FILE).map(PathBuf::from),
+            job_credential_file: var(ENV_JOB_CREDENTIAL_FILE).map(PathBuf::from),
+            token: var(ENV_TOKEN).map(crate::provider::Sensitive),
+        }
+    }
+}
+
 /// Adds the caller's bearer value to every call.
 #[derive(Clone)]
 pub struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
 
 impl Bearer {
-    /// The job credential (from its file) or the named token this process was given;
-    /// none means "the local user" to the embedded platform.
-    pub fn from_env() -> Result<Bearer, RuntimeError> {
-        let value = match (
-            std::env::var(ENV_JOB_CREDENTIAL_FILE)
-                .ok()
-                .filter(|v| !v.is_empty()),
-            std::env::var(ENV_TOKEN).ok().filter(|v| !v.is_empty()),
-        ) {
-            (Some(file), _) => Some(std::fs::read_to_string(&file).map_err(|e| {
+    /// The job credential (from its file) or the named token `access` names; none
+    /// means "the local user" to the embedded platform.
+    pub fn of(access: &PlatformAccess) -> Result<Bearer, RuntimeError> {
+        let value = match (&access.job_credential_file, &access.token) {
+            (Some(file), _) => Some(std::fs::read_to_string(file).map_err(|e| {
                 RuntimeError::Unauthenticated(format!(
-                    "cannot read the job credential file {file} ({ENV_JOB_CREDENTIAL_FILE}): {e}"
+                    "cannot read the job credential file {} ({ENV_JOB_CREDENTIAL_FILE}): {e}",
+                    file.display()
                 ))
             })?),
-            (None, Some(token)) => Some(token),
+            (None, Some(token)) => Some(token.0.clone()),
             (None, None) => None,
         };
         let value = value
@@ -117,11 +137,19 @@ fn unavailable(home: &Home, e: impl std::fmt::Display) -> RuntimeError {
 }
 
 impl LocalRuntime {
-    /// Connects to the platform at `SLIPWAY_ENDPOINT` when it is set, else to the
-    /// daemon serving `home`, if one answers. Does not start one.
+    /// Connects as the environment says ([`PlatformAccess::from_env`]): for the CLI.
     pub async fn connect(home: &Home) -> Result<LocalRuntime, RuntimeError> {
-        if let Some(endpoint) = std::env::var(ENV_ENDPOINT).ok().filter(|v| !v.is_empty()) {
-            return Self::connect_endpoint(home, &endpoint).await;
+        Self::connect_as(home, &PlatformAccess::from_env()).await
+    }
+
+    /// Connects to the platform at `access.endpoint` when there is one, else to the
+    /// daemon serving `home`, if one answers. Does not start one.
+    pub async fn connect_as(
+        home: &Home,
+        access: &PlatformAccess,
+    ) -> Result<LocalRuntime, RuntimeError> {
+        if let Some(endpoint) = &access.endpoint {
+            return Self::connect_endpoint(home, endpoint, access).await;
         }
         let socket = home.socket();
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -133,7 +161,7 @@ impl LocalRuntime {
         let channel = slipway_proto::connect_unix(socket.clone())
             .await
             .map_err(|e| unavailable(home, error_chain(&e)))?;
-        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::from_env()?)
+        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::of(access)?)
             .max_decoding_message_size(64 * 1024 * 1024);
         client
             .info(pb::InfoRequest {})
@@ -153,7 +181,11 @@ impl LocalRuntime {
 
     /// Connects to a platform over TCP with TLS. There is no socket peer to vouch for
     /// the caller there: a token (`SLIPWAY_TOKEN`) or a job credential is needed.
-    async fn connect_endpoint(home: &Home, endpoint: &str) -> Result<LocalRuntime, RuntimeError> {
+    async fn connect_endpoint(
+        home: &Home,
+        endpoint: &str,
+        access: &PlatformAccess,
+    ) -> Result<LocalRuntime, RuntimeError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             RuntimeError::Unavailable(format!(
                 "cannot reach the platform at {endpoint} ({ENV_ENDPOINT}): {e}"
@@ -165,9 +197,12 @@ impl LocalRuntime {
             )));
         }
         let mut tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
-        if let Some(ca) = std::env::var(ENV_CA_FILE).ok().filter(|v| !v.is_empty()) {
-            let pem = std::fs::read(&ca).map_err(|e| {
-                RuntimeError::Invalid(format!("cannot read the CA file {ca} ({ENV_CA_FILE}): {e}"))
+        if let Some(ca) = &access.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "cannot read the CA file {} ({ENV_CA_FILE}): {e}",
+                    ca.display()
+                ))
             })?;
             tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
         }
@@ -178,7 +213,7 @@ impl LocalRuntime {
             .connect()
             .await
             .map_err(|e| unreachable(&error_chain(&e)))?;
-        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::from_env()?)
+        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::of(access)?)
             .max_decoding_message_size(64 * 1024 * 1024);
         client
             .info(pb::InfoRequest {})
@@ -198,12 +233,20 @@ impl LocalRuntime {
     /// Connects to the daemon, starting it from this very program when none answers:
     /// the provider binary doubles as the daemon (see [`super::run_from_args`]).
     pub async fn connect_or_spawn(home: &Home) -> Result<LocalRuntime, RuntimeError> {
+        Self::connect_or_spawn_as(home, &PlatformAccess::from_env()).await
+    }
+
+    /// Like [`LocalRuntime::connect_or_spawn`], reaching the platform as `access` says.
+    pub async fn connect_or_spawn_as(
+        home: &Home,
+        access: &PlatformAccess,
+    ) -> Result<LocalRuntime, RuntimeError> {
         let program = std::env::current_exe().map_err(|e| {
             RuntimeError::Other(format!(
                 "cannot find this program to start the local runtime daemon: {e}"
             ))
         })?;
-        Self::connect_or_spawn_with(home, &program).await
+        Self::spawn_as(home, &program, access).await
     }
 
     /// Like [`LocalRuntime::connect_or_spawn`], starting `program` (a binary that calls
@@ -212,11 +255,19 @@ impl LocalRuntime {
         home: &Home,
         program: &Path,
     ) -> Result<LocalRuntime, RuntimeError> {
-        if std::env::var(ENV_ENDPOINT).is_ok_and(|v| !v.is_empty()) {
+        Self::spawn_as(home, program, &PlatformAccess::from_env()).await
+    }
+
+    async fn spawn_as(
+        home: &Home,
+        program: &Path,
+        access: &PlatformAccess,
+    ) -> Result<LocalRuntime, RuntimeError> {
+        if access.endpoint.is_some() {
             // A team's platform: never start a local one instead.
-            return Self::connect(home).await;
+            return Self::connect_as(home, access).await;
         }
-        if let Ok(runtime) = Self::connect(home).await {
+        if let Ok(runtime) = Self::connect_as(home, access).await {
             return Ok(runtime);
         }
         home.create().map_err(|e| {
@@ -231,7 +282,7 @@ impl LocalRuntime {
         loop {
             // Two Terraform runs may start a daemon at once: one wins the lock and the
             // other exits; both clients end up on the winner's socket.
-            match Self::connect(home).await {
+            match Self::connect_as(home, access).await {
                 Ok(runtime) => return Ok(runtime),
                 Err(e @ RuntimeError::Invalid(_)) => return Err(e),
                 Err(e) => last = e.to_string(),
