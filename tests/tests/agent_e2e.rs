@@ -1033,7 +1033,15 @@ fn api_tokens_are_named_identities_with_roles() {
 /// connections beyond its share are closed rather than held.
 #[test]
 fn ten_thousand_idle_and_slowloris_connections_do_not_stop_a_merge() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // This test holds 10,000 sockets itself: raise its own soft limit to the hard one.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= 12_000,
+        "this test needs a hard RLIMIT_NOFILE of at least 12000 (it is {hard}): raise it (ulimit -Hn) for the test run"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
     let origin = Origin::new(tmp.path());
