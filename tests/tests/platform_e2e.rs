@@ -675,3 +675,51 @@ fn a_team_reaches_the_platform_over_tls_with_a_token_on_every_terraform() {
         platform.stop_daemon();
     }
 }
+
+/// `runtime serve` runs the platform in the foreground, as systemd runs it: it answers,
+/// a second one for the same home refuses to start, and SIGTERM stops it cleanly.
+#[test]
+fn runtime_serve_runs_the_platform_in_the_foreground() {
+    let home = tempfile::Builder::new()
+        .prefix("sws")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let serve = || {
+        Command::new(provider_binary())
+            .args(["runtime", "--home"])
+            .arg(home.path())
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = serve();
+    let status = || {
+        Command::new(provider_binary())
+            .args(["runtime", "--home"])
+            .arg(home.path())
+            .arg("status")
+            .env_remove("SLIPWAY_TOKEN")
+            .output()
+            .unwrap()
+    };
+    wait_for("the platform to answer", Duration::from_secs(30), || {
+        String::from_utf8_lossy(&status().stdout).contains("Local runtime daemon pid")
+    });
+    let second = serve().wait_with_output().unwrap();
+    assert!(
+        !second.status.success(),
+        "a second platform started for the same home"
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already serves"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let pid = nix::unistd::Pid::from_raw(first.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = first.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(!home.path().join("runtime.sock").exists());
+}

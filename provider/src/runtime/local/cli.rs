@@ -17,6 +17,7 @@ pub const SUMMARY: &str = "The same binary is the local runtime's command line:\
 terraform-provider-slipway runtime status            applications, replicas and endpoints\n  \
 terraform-provider-slipway runtime logs APPLICATION  a replica's last log lines (secrets redacted)\n  \
 terraform-provider-slipway runtime stop              stop every replica and the daemon\n  \
+terraform-provider-slipway runtime serve             run the platform in the foreground (systemd)\n  \
 terraform-provider-slipway runtime audit list|verify  the platform's audit log, and checking it\n  \
 terraform-provider-slipway runtime token create|list|revoke  the platform's named tokens\n  \
 terraform-provider-slipway runtime --help            all options (--home DIR, logs -n LINES)";
@@ -49,6 +50,9 @@ enum Command {
     /// Stops every replica gracefully and stops the daemon. The desired state is kept:
     /// the next Terraform run starts the daemon again and brings everything back.
     Stop,
+    /// Runs the daemon (the platform) in the foreground until SIGTERM, for a
+    /// supervisor such as systemd; fails when another daemon already serves the home.
+    Serve,
     /// The platform's audit log: every change and every refusal, from every path.
     Audit {
         #[command(subcommand)]
@@ -118,6 +122,9 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         }
     };
     let home = Home::new(root);
+    if let Command::Serve = &cli.command {
+        return super::serve(home, true).await;
+    }
     if let Command::Token { command } = &cli.command {
         // Tokens live in the platform's database, which needs no running daemon.
         return tokens(&home, command);
@@ -135,9 +142,10 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
             );
             return match cli.command {
                 Command::Stop | Command::Status => ExitCode::SUCCESS,
-                Command::Logs { .. } | Command::Audit { .. } | Command::Token { .. } => {
-                    ExitCode::FAILURE
-                }
+                Command::Logs { .. }
+                | Command::Audit { .. }
+                | Command::Token { .. }
+                | Command::Serve => ExitCode::FAILURE,
             };
         }
     };
@@ -150,7 +158,7 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(&runtime).await,
-        Command::Token { .. } => Ok(()),
+        Command::Token { .. } | Command::Serve => Ok(()),
         Command::Stop => runtime
             .shutdown(Duration::from_secs(60))
             .await

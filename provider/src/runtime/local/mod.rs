@@ -122,14 +122,6 @@ fn env_secs(name: &str) -> Option<Duration> {
 }
 
 async fn run_daemon(args: Vec<OsString>) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
     let mut home = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -144,6 +136,22 @@ async fn run_daemon(args: Vec<OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Started on demand by a provider: a daemon already there is what it wanted.
+    serve(Home::new(root), false).await
+}
+
+/// Runs the daemon (the embedded platform) for `home` in this process until SIGTERM,
+/// SIGINT or the Shutdown call. `exclusive`: another daemon already serving the home
+/// is an error (`runtime serve` under a supervisor), not a reason to exit quietly.
+pub(crate) async fn serve(home: Home, exclusive: bool) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut settings = rollout::Settings::default();
     if let Some(grace) = env_secs("SLIPWAY_RUNTIME_GRACE_SECONDS") {
         settings.grace = grace;
@@ -157,9 +165,9 @@ async fn run_daemon(args: Vec<OsString>) -> ExitCode {
     {
         settings.rotation.max_bytes = bytes;
     }
-    match daemon::run(Home::new(root), settings).await {
+    match daemon::run(home, settings).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(daemon::DaemonError::AlreadyRunning(home)) => {
+        Err(daemon::DaemonError::AlreadyRunning(home)) if !exclusive => {
             tracing::info!(%home, "another daemon already serves this home; exiting");
             ExitCode::SUCCESS
         }
