@@ -154,7 +154,7 @@ pub fn open_existing(path: &Path) -> Result<Connection, DbError> {
 
 /// Milliseconds since the Unix epoch, as the platform's records keep time.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    slipway_platform::now_ms()
 }
 
 /// The current UTC time with milliseconds, the one format every timestamp uses.

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::audit::PlanSummary;
 use crate::config::{Config, RetryPolicy};
-use crate::db::{self, DbError};
+use crate::db::{self, now_ms, DbError};
 use crate::github::{GitHub, GithubError};
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
@@ -606,10 +606,6 @@ fn start_point(conn: &Connection) -> Result<i64, DbError> {
     value
         .parse()
         .map_err(|_| DbError::Corrupt(format!("meta github_report_from = {value:?}")))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Jobs whose report is incomplete and not waiting for a retry.

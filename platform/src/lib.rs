@@ -38,3 +38,12 @@ pub use identity::{Caller, Identity, Role, Token, TokenDigest};
 pub use mode::Mode;
 pub use policy::{Action, Decision, Policy, Refusal, RefusalReason, Target};
 pub use store::{SqliteStore, Store, StoreError};
+
+/// Milliseconds since the Unix epoch (UTC): how the platform's records and credentials
+/// keep time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

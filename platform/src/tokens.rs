@@ -10,14 +10,7 @@ use crate::authority::AuthError;
 use crate::identity::Role;
 use crate::policy::Policy;
 use crate::store::{SqliteStore, Store as _};
-use crate::Authority;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::{now_ms, Authority};
 
 fn open(database: &Path) -> Result<Authority<SqliteStore>, AuthError> {
     Ok(Authority::new(

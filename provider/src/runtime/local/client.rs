@@ -161,17 +161,27 @@ impl LocalRuntime {
         let channel = slipway_proto::connect_unix(socket.clone())
             .await
             .map_err(|e| unavailable(home, error_chain(&e)))?;
+        Self::greet(home, channel, access, |m| unavailable(home, m)).await
+    }
+
+    /// The client over `channel`, once the platform answered `Info` for this caller.
+    /// A refusal (no or a bad token) is the platform's answer, not "unreachable".
+    async fn greet(
+        home: &Home,
+        channel: Channel,
+        access: &PlatformAccess,
+        unreachable: impl FnOnce(&str) -> RuntimeError,
+    ) -> Result<LocalRuntime, RuntimeError> {
         let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::of(access)?)
             .max_decoding_message_size(64 * 1024 * 1024);
         client
             .info(pb::InfoRequest {})
             .await
             .map_err(|e| match e.code() {
-                // The daemon answered, and said no: that is not "unreachable".
                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                     convert::error_from_status(e)
                 }
-                _ => unavailable(home, e.message()),
+                _ => unreachable(e.message()),
             })?;
         Ok(LocalRuntime {
             client,
@@ -213,21 +223,7 @@ impl LocalRuntime {
             .connect()
             .await
             .map_err(|e| unreachable(&error_chain(&e)))?;
-        let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::of(access)?)
-            .max_decoding_message_size(64 * 1024 * 1024);
-        client
-            .info(pb::InfoRequest {})
-            .await
-            .map_err(|e| match e.code() {
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-                    convert::error_from_status(e)
-                }
-                _ => unreachable(&e.message()),
-            })?;
-        Ok(LocalRuntime {
-            client,
-            home: home.clone(),
-        })
+        Self::greet(home, channel, access, |m| unreachable(&m)).await
     }
 
     /// Connects to the daemon, starting it from this very program when none answers:

@@ -18,8 +18,8 @@ use std::path::Path;
 
 use slipway_platform::audit::{self, Entry, Outcome};
 use slipway_platform::{
-    Action, AuditLog, Authority, Caller, Identity, JobKind, PlatformConfig, Role, SqliteStore,
-    Store as _, Target,
+    now_ms, Action, AuditLog, Authority, Caller, Identity, JobKind, PlatformConfig, Role,
+    SqliteStore, Store as _, Target,
 };
 use tonic::{Request, Status};
 
@@ -64,13 +64,6 @@ pub struct Gate {
     /// The daemon's own pid: peers below it in the process tree are its replicas.
     daemon_pid: u32,
     uid: u32,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Gate {
