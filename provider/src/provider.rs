@@ -276,7 +276,7 @@ impl SlipwayProvider {
         })?;
         let provenance = RunProvenance::from_lookup(|name| (self.env)(name), key.as_ref());
         tracing::info!(
-            runtime = runtime.kind(),
+            runtime = runtime.kind().name(),
             production_requires_signed_provenance = required,
             provenance = %provenance.describe(),
             "configured the Slipway provider"
@@ -450,15 +450,8 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
                 KubernetesRuntime::from_kubeconfig(kubeconfig.as_deref(), context.as_deref())
             }
             .map_err(|e| {
-                let detail = e.to_string();
-                // The kubernetes runtime names the setting to fix in its messages.
-                let setting = if detail.contains("Set `kube_context`") {
-                    "kube_context"
-                } else {
-                    "kubeconfig"
-                };
-                Diagnostic::error("Cannot use the kubernetes runtime", detail)
-                    .at(AttributePath::root(setting))
+                Diagnostic::error("Cannot use the kubernetes runtime", e.to_string())
+                    .at(AttributePath::root(e.setting.attribute()))
             })?;
             let runtime = match ingress {
                 Some((class, domain)) => {

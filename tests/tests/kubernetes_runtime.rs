@@ -17,7 +17,7 @@ use slipway_provider::runtime::kubernetes::pod_security::PodSecurity;
 use slipway_provider::runtime::kubernetes::KubernetesRuntime;
 use slipway_provider::runtime::{
     ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
-    PortSpec, Protocol, ResourceLimits, Runtime, RuntimeError,
+    PortSpec, Protocol, ResourceLimits, RolloutCause, Runtime, RuntimeError,
 };
 use slipway_tests::fake_kube::{FakeKube, Options, RolloutMode, Timing};
 
@@ -437,7 +437,16 @@ async fn a_failed_rollout_is_an_error_naming_the_condition() {
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::RolloutFailed {
+                cause: RolloutCause::Other,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(message.contains("Progressing is False"), "{message}");
     assert!(message.contains("ProgressDeadlineExceeded"), "{message}");
     assert!(message.contains("prod/web"), "{message}");
@@ -477,7 +486,7 @@ async fn a_rollout_that_outlives_the_timeout_says_what_it_waits_for() {
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::RolloutFailed { .. }), "{err:?}");
     assert!(message.contains("did not finish within"), "{message}");
     assert!(message.contains("observe"), "{message}");
 }
@@ -1485,12 +1494,13 @@ async fn pods_pass_the_restricted_pod_security_standard_by_default() {
 }
 
 /// `spec` with `image`, applied by `runtime` with a timeout of an hour, which must fail
-/// with its cause rather than a timeout: the message.
+/// with `cause` rather than a timeout: the message.
 async fn stuck_apply(
     runtime: &KubernetesRuntime,
     spec: &ApplicationSpec,
     image: &str,
     sha: &str,
+    cause: RolloutCause,
 ) -> String {
     let mut next = spec.clone();
     next.image = Some(image.into());
@@ -1498,7 +1508,11 @@ async fn stuck_apply(
         .apply_application(next, change(sha), Duration::from_secs(3600))
         .await
     {
-        Err(RuntimeError::RolloutFailed(m)) => {
+        Err(RuntimeError::RolloutFailed {
+            message: m,
+            cause: c,
+        }) => {
+            assert_eq!(c, cause, "{m}");
             assert!(!m.contains("did not finish within"), "{m}");
             m
         }
@@ -1531,7 +1545,7 @@ async fn a_stuck_rollout_fails_at_once_naming_its_cause() {
         .await
         .unwrap();
     h.fake.make_image_unpullable("web:typo");
-    let m = stuck_apply(&h.runtime, &v1, "web:typo", "c2").await;
+    let m = stuck_apply(&h.runtime, &v1, "web:typo", "c2", RolloutCause::Image).await;
     assert!(
         m.contains("ImagePullBackOff") && m.contains("web:typo"),
         "{m}"
@@ -1546,7 +1560,7 @@ async fn a_stuck_rollout_fails_at_once_naming_its_cause() {
 
     h.fake
         .set_rollout_mode("stuck", "web", RolloutMode::CrashLoop);
-    let m = stuck_apply(&h.runtime, &v1, "web:3", "c3").await;
+    let m = stuck_apply(&h.runtime, &v1, "web:3", "c3", RolloutCause::Program).await;
     assert!(
         m.contains("CrashLoopBackOff") && m.contains("--previous"),
         "{m}"
@@ -1556,7 +1570,7 @@ async fn a_stuck_rollout_fails_at_once_naming_its_cause() {
     // The namespace enforces `restricted`; a runtime set to `baseline` writes pods that
     // run as the image's user, which admission refuses.
     let baseline = runtime_at(&h, PodSecurity::Baseline);
-    let m = stuck_apply(&baseline, &v1, "web:4", "c4").await;
+    let m = stuck_apply(&baseline, &v1, "web:4", "c4", RolloutCause::Admission).await;
     assert!(m.contains("FailedCreate"), "{m}");
     assert!(
         m.contains("violates PodSecurity \"restricted:latest\"")
@@ -1606,7 +1620,14 @@ async fn a_root_image_fails_under_restricted_and_runs_under_baseline() {
         .await
         .unwrap();
     let db = application(&env, "db", "postgres:16", 1);
-    let m = stuck_apply(&h.runtime, &db, "postgres:16", "c1").await;
+    let m = stuck_apply(
+        &h.runtime,
+        &db,
+        "postgres:16",
+        "c1",
+        RolloutCause::Admission,
+    )
+    .await;
     assert!(m.contains("CreateContainerConfigError"), "{m}");
     assert!(
         m.contains("runs as root") && m.contains("\"baseline\""),

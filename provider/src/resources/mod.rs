@@ -34,7 +34,7 @@ pub(crate) fn runtime_error(action: &str, error: RuntimeError) -> Diagnostic {
         RuntimeError::NotFound(_) => format!("Cannot {action}: not found"),
         RuntimeError::Conflict(_) => format!("Cannot {action}: conflict"),
         RuntimeError::Invalid(_) => format!("Cannot {action}: invalid"),
-        RuntimeError::RolloutFailed(_) => format!("Cannot {action}: the rollout failed"),
+        RuntimeError::RolloutFailed { .. } => format!("Cannot {action}: the rollout failed"),
         RuntimeError::Unavailable(_) => format!("Cannot {action}: the runtime is unreachable"),
         RuntimeError::Refused(_) => format!("Cannot {action}: refused by the platform's policy"),
         RuntimeError::Unauthenticated(_) => {

@@ -12,9 +12,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Phase, Protocol,
-    Runtime, RuntimeError,
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Phase, PlanProblem,
+    PlannedApplication, Protocol, RolloutCause, Runtime, RuntimeError, RuntimeKind,
 };
+
+/// A runtime's plan-time rules, which a memory runtime can borrow from a real one.
+pub type Rules = fn(&PlannedApplication<'_>) -> Vec<PlanProblem>;
 
 #[derive(Default)]
 struct Store {
@@ -22,13 +25,13 @@ struct Store {
     applications: BTreeMap<String, Application>,
     /// Every change record written, in order: (object id, operation, record).
     history: Vec<(String, &'static str, ChangeRecord)>,
-    fail_next_rollout: Option<String>,
+    fail_next_rollout: Option<(RolloutCause, String)>,
 }
 
 /// See the module documentation.
 pub struct MemoryRuntime {
     store: Mutex<Store>,
-    kind: &'static str,
+    rules: Option<Rules>,
 }
 
 impl Default for MemoryRuntime {
@@ -39,15 +42,18 @@ impl Default for MemoryRuntime {
 
 impl MemoryRuntime {
     pub fn new() -> MemoryRuntime {
-        MemoryRuntime::with_kind("memory")
-    }
-
-    /// A memory runtime that reports itself as `kind` (`local`, `kubernetes`), so the
-    /// provider applies that runtime's checks.
-    pub fn with_kind(kind: &'static str) -> MemoryRuntime {
         MemoryRuntime {
             store: Mutex::default(),
-            kind,
+            rules: None,
+        }
+    }
+
+    /// A memory runtime that checks plans with a real runtime's rules, such as
+    /// `local::rules::check_application`, so the resources' tests see its diagnostics.
+    pub fn with_rules(rules: Rules) -> MemoryRuntime {
+        MemoryRuntime {
+            store: Mutex::default(),
+            rules: Some(rules),
         }
     }
 
@@ -76,10 +82,10 @@ impl MemoryRuntime {
         self.lock().applications.remove(id).is_some()
     }
 
-    /// Makes the next `apply_application` fail its rollout with `message`, leaving the
-    /// application as it was before.
-    pub fn fail_next_rollout(&self, message: impl Into<String>) {
-        self.lock().fail_next_rollout = Some(message.into());
+    /// Makes the next `apply_application` fail its rollout for `cause` with `message`,
+    /// leaving the application as it was before.
+    pub fn fail_next_rollout(&self, cause: RolloutCause, message: impl Into<String>) {
+        self.lock().fail_next_rollout = Some((cause, message.into()));
     }
 
     /// Every change record written so far: (object id, operation, record).
@@ -116,8 +122,12 @@ fn endpoints(spec: &ApplicationSpec) -> BTreeMap<String, String> {
 
 #[async_trait::async_trait]
 impl Runtime for MemoryRuntime {
-    fn kind(&self) -> &'static str {
-        self.kind
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Memory
+    }
+
+    fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
+        self.rules.map(|rules| rules(planned)).unwrap_or_default()
     }
 
     async fn apply_environment(
@@ -217,8 +227,8 @@ impl Runtime for MemoryRuntime {
                 "an application needs a command or an image".to_owned(),
             ));
         }
-        if let Some(message) = store.fail_next_rollout.take() {
-            return Err(RuntimeError::RolloutFailed(message));
+        if let Some((cause, message)) = store.fail_next_rollout.take() {
+            return Err(RuntimeError::rollout(cause, message));
         }
         let application = Application {
             phase: phase_for(spec.replicas),

@@ -161,13 +161,58 @@ pub struct Application {
     pub message: Option<String>,
 }
 
-/// What `terraform plan` knows of an application, for a runtime's own checks: the
-/// values that are known yet (an unknown name is `None`; unknown keys are left out).
+/// A planned string attribute: not known until apply, unset, or a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Planned<'a> {
+    Unknown,
+    #[default]
+    Null,
+    Known(&'a str),
+}
+
+impl<'a> Planned<'a> {
+    pub fn of_option(value: &'a Option<String>) -> Planned<'a> {
+        value
+            .as_deref()
+            .map(Planned::Known)
+            .unwrap_or(Planned::Null)
+    }
+
+    pub fn known(self) -> Option<&'a str> {
+        match self {
+            Planned::Known(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// What `terraform plan` knows of an application, for a runtime's own checks
+/// ([`Runtime::check_application`]): the values that are known yet (unknown keys and
+/// numbers are left out). At apply every value is known ([`PlannedApplication::of`]).
 #[derive(Debug, Clone, Default)]
 pub struct PlannedApplication<'a> {
     pub name: Option<&'a str>,
+    pub image: Planned<'a>,
+    pub command: Planned<'a>,
+    pub working_dir: Planned<'a>,
+    pub replicas: Option<i64>,
     pub variables: Vec<&'a str>,
     pub secrets: Vec<&'a str>,
+}
+
+impl<'a> PlannedApplication<'a> {
+    /// A spec about to be applied, where everything is known.
+    pub fn of(spec: &'a ApplicationSpec) -> PlannedApplication<'a> {
+        PlannedApplication {
+            name: Some(&spec.name),
+            image: Planned::of_option(&spec.image),
+            command: Planned::of_option(&spec.command),
+            working_dir: Planned::of_option(&spec.working_dir),
+            replicas: Some(spec.replicas.into()),
+            variables: spec.variables.keys().map(String::as_str).collect(),
+            secrets: spec.secrets.keys().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// A planned value the runtime would refuse, at the attribute (and map key) to fix.
@@ -177,6 +222,85 @@ pub struct PlanProblem {
     pub key: Option<String>,
     pub summary: String,
     pub detail: String,
+}
+
+/// Which runtime a provider talks to: for messages, and for the few defaults that
+/// differ (never for rules, which each runtime checks itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Local,
+    Kubernetes,
+    /// The in-memory runtime of the unit tests.
+    Memory,
+}
+
+impl RuntimeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Local => "local",
+            RuntimeKind::Kubernetes => "kubernetes",
+            RuntimeKind::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a rollout failed, as far as the runtime can tell: it decides which attribute a
+/// diagnostic points at, so that never depends on the wording of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutCause {
+    /// The program could not start, or exited (local), or its container crashed
+    /// (Kubernetes): `command` and `args`.
+    Program,
+    /// Replicas ran but never passed the health check in time.
+    Health,
+    /// The container image could not be pulled.
+    Image,
+    /// The cluster refused to create the pods (admission, quota).
+    Admission,
+    /// Anything else: the deadline passed without a decided cause, the object vanished.
+    Other,
+}
+
+impl RolloutCause {
+    /// The `slipway_application` attribute to fix; `None` means the resource as a
+    /// whole. A health failure is the `healthcheck`'s only when one is configured: the
+    /// default check is a connection to the first port, which only the program opens.
+    pub fn attribute(self, has_healthcheck: bool) -> Option<&'static str> {
+        match self {
+            RolloutCause::Program => Some("command"),
+            RolloutCause::Health if has_healthcheck => Some("healthcheck"),
+            RolloutCause::Health => Some("command"),
+            RolloutCause::Image => Some("image"),
+            RolloutCause::Admission | RolloutCause::Other => None,
+        }
+    }
+
+    /// The name this cause travels under between the daemon and its clients.
+    pub fn code(self) -> &'static str {
+        match self {
+            RolloutCause::Program => "program",
+            RolloutCause::Health => "health",
+            RolloutCause::Image => "image",
+            RolloutCause::Admission => "admission",
+            RolloutCause::Other => "other",
+        }
+    }
+
+    pub fn from_code(code: &str) -> RolloutCause {
+        match code {
+            "program" => RolloutCause::Program,
+            "health" => RolloutCause::Health,
+            "image" => RolloutCause::Image,
+            "admission" => RolloutCause::Admission,
+            _ => RolloutCause::Other,
+        }
+    }
 }
 
 /// Why a runtime call failed. Messages are shown to users: they say what to do, and
@@ -190,9 +314,12 @@ pub enum RuntimeError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    /// The rollout did not become healthy in time, or failed.
-    #[error("{0}")]
-    RolloutFailed(String),
+    /// The rollout did not become healthy in time, or failed, for `cause`.
+    #[error("{message}")]
+    RolloutFailed {
+        cause: RolloutCause,
+        message: String,
+    },
     /// The platform's policy refused the change; the message says why and what to do.
     #[error("{0}")]
     Refused(String),
@@ -205,14 +332,25 @@ pub enum RuntimeError {
     Other(String),
 }
 
+impl RuntimeError {
+    pub fn rollout(cause: RolloutCause, message: impl Into<String>) -> RuntimeError {
+        RuntimeError::RolloutFailed {
+            cause,
+            message: message.into(),
+        }
+    }
+}
+
 /// A place where environments and applications run.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync {
-    /// A short name for messages: `local` or `kubernetes`.
-    fn kind(&self) -> &'static str;
+    /// Which runtime this is, for messages.
+    fn kind(&self) -> RuntimeKind;
 
-    /// The runtime's own rules for an application, checked at plan so that what the
-    /// runtime would refuse at apply fails before anything is written. None by default.
+    /// The runtime's own rules for an application (what it runs, how many, the names it
+    /// accepts), checked at plan so that what the runtime would refuse at apply fails
+    /// before anything is written, and again at apply, where a saved plan may meet
+    /// another runtime. Each runtime owns its rules; none by default.
     fn check_application(&self, _planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
         Vec::new()
     }

@@ -51,7 +51,7 @@ use self::ownership::{check, owner_id, Expected};
 use self::pod_security::PodSecurity;
 use super::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
-    PlannedApplication, Runtime, RuntimeError,
+    PlannedApplication, Runtime, RuntimeError, RuntimeKind,
 };
 
 /// Sent on every request, so that API server audit logs and metrics name the client
@@ -79,6 +79,48 @@ pub struct KubernetesRuntime {
     pod_security: PodSecurity,
 }
 
+/// The provider setting a cluster connection is wrong in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionSetting {
+    Kubeconfig,
+    KubeContext,
+}
+
+impl ConnectionSetting {
+    /// The provider block's attribute.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            ConnectionSetting::Kubeconfig => "kubeconfig",
+            ConnectionSetting::KubeContext => "kube_context",
+        }
+    }
+}
+
+/// Why the runtime cannot reach a cluster with the settings it was given: the setting
+/// to fix, and a message that says how.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectionError {
+    pub setting: ConnectionSetting,
+    pub message: String,
+}
+
+impl ConnectionError {
+    fn kubeconfig(message: impl Into<String>) -> ConnectionError {
+        ConnectionError {
+            setting: ConnectionSetting::Kubeconfig,
+            message: message.into(),
+        }
+    }
+
+    fn context(message: impl Into<String>) -> ConnectionError {
+        ConnectionError {
+            setting: ConnectionSetting::KubeContext,
+            message: message.into(),
+        }
+    }
+}
+
 impl KubernetesRuntime {
     /// A runtime on an existing client.
     pub fn new(client: Client) -> KubernetesRuntime {
@@ -96,16 +138,16 @@ impl KubernetesRuntime {
     pub fn from_kubeconfig(
         path: Option<&Path>,
         context: Option<&str>,
-    ) -> Result<KubernetesRuntime, RuntimeError> {
+    ) -> Result<KubernetesRuntime, ConnectionError> {
         let kubeconfig = match path {
             Some(path) => Kubeconfig::read_from(path).map_err(|e| {
-                RuntimeError::Invalid(format!(
+                ConnectionError::kubeconfig(format!(
                     "cannot read the kubeconfig {}: {e}. Set `kubeconfig` to a readable kubeconfig file.",
                     path.display()
                 ))
             })?,
             None => Kubeconfig::read().map_err(|e| {
-                RuntimeError::Invalid(format!(
+                ConnectionError::kubeconfig(format!(
                     "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config: {e}. Set the provider's `kubeconfig` to a kubeconfig file; inside a cluster, leave `kubeconfig` and `kube_context` unset to use the pod's service account."
                 ))
             })?,
@@ -118,15 +160,14 @@ impl KubernetesRuntime {
                     .iter()
                     .map(|c| c.name.as_str())
                     .collect();
-                return Err(RuntimeError::Invalid(format!(
+                return Err(ConnectionError::context(format!(
                     "the kubeconfig has no context {name:?} (it has: {}). Set `kube_context` to one of them.",
                     known.join(", ")
                 )));
             }
             None if kubeconfig.current_context.is_none() => {
-                return Err(RuntimeError::Invalid(
-                    "the kubeconfig has no current-context. Set `kube_context` to the context to use."
-                        .to_owned(),
+                return Err(ConnectionError::context(
+                    "the kubeconfig has no current-context. Set `kube_context` to the context to use.",
                 ));
             }
             _ => {}
@@ -146,9 +187,9 @@ impl KubernetesRuntime {
     }
 
     /// A runtime for the cluster the provider runs in, with its pod's service account.
-    pub fn in_cluster() -> Result<KubernetesRuntime, RuntimeError> {
+    pub fn in_cluster() -> Result<KubernetesRuntime, ConnectionError> {
         let config = Config::incluster().map_err(|e| {
-            RuntimeError::Invalid(format!(
+            ConnectionError::kubeconfig(format!(
                 "cannot use the in-cluster service account: {e}. Outside a cluster, set `kubeconfig` instead."
             ))
         })?;
@@ -390,8 +431,8 @@ fn is_terminating(meta: &ObjectMeta) -> bool {
 
 #[async_trait::async_trait]
 impl Runtime for KubernetesRuntime {
-    fn kind(&self) -> &'static str {
-        "kubernetes"
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Kubernetes
     }
 
     fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {

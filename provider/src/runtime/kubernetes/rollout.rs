@@ -21,7 +21,7 @@ use kube::Api;
 
 use super::apply::api_error;
 use super::mapping::ANNOTATION_TEMPLATE_DIGEST;
-use crate::runtime::RuntimeError;
+use crate::runtime::{RolloutCause, RuntimeError};
 
 /// Container waiting reasons that do not clear without a change to the application.
 const STUCK_REASONS: [&str; 5] = [
@@ -92,6 +92,21 @@ impl fmt::Display for Failure {
                     _ => write!(f, ": see `kubectl describe pod {pod}`"),
                 }
             }
+        }
+    }
+}
+
+impl Failure {
+    /// Whose fault it is, for the attribute a diagnostic points at.
+    pub fn cause(&self) -> RolloutCause {
+        match self {
+            Failure::ProgressDeadlineExceeded { .. } => RolloutCause::Other,
+            Failure::ReplicaFailure { .. } => RolloutCause::Admission,
+            Failure::Container { reason, .. } => match reason.as_str() {
+                "ImagePullBackOff" | "InvalidImageName" | "ErrImagePull" => RolloutCause::Image,
+                "CrashLoopBackOff" | "CreateContainerError" => RolloutCause::Program,
+                _ => RolloutCause::Admission,
+            },
         }
     }
 }
@@ -266,9 +281,12 @@ pub async fn wait(
             .await
             .map_err(|e| api_error(e, &format!("read Deployment {namespace}/{name}")))?
             .ok_or_else(|| {
-                RuntimeError::RolloutFailed(format!(
-                    "Deployment {namespace}/{name} was deleted while its rollout was in progress"
-                ))
+                RuntimeError::rollout(
+                    RolloutCause::Other,
+                    format!(
+                        "Deployment {namespace}/{name} was deleted while its rollout was in progress"
+                    ),
+                )
             })?;
         let status = match rollout_status(&d, &[]) {
             RolloutStatus::Waiting(_) => {
@@ -285,14 +303,14 @@ pub async fn wait(
         match status {
             RolloutStatus::Complete => return Ok(d),
             RolloutStatus::Failed(why) => {
-                return Err(RuntimeError::RolloutFailed(format!(
+                return Err(RuntimeError::rollout(why.cause(), format!(
                     "the rollout of Deployment {namespace}/{name} failed: {why}. Check the pods with `kubectl -n {namespace} describe deployment {name}`; the Deployment keeps the failed template until the next apply."
                 )))
             }
             RolloutStatus::Waiting(what) => {
                 let now = tokio::time::Instant::now();
                 if now >= deadline {
-                    return Err(RuntimeError::RolloutFailed(format!(
+                    return Err(RuntimeError::rollout(RolloutCause::Other, format!(
                         "the rollout of Deployment {namespace}/{name} did not finish within {timeout:?}: {what} ({}). Raise the resource's create/update timeout, or check the pods with `kubectl -n {namespace} describe deployment {name}`.",
                         conditions_summary(&d)
                     )));

@@ -5,7 +5,7 @@
 //! Only rules a real API server has: an application name of 63 characters is a valid
 //! Service name, so it passes.
 
-use crate::runtime::{PlanProblem, PlannedApplication};
+use crate::runtime::{PlanProblem, Planned, PlannedApplication};
 
 /// A DNS-1035 label (`[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63): what a Service name
 /// must be. Stricter than the DNS-1123 label of other names: it starts with a letter.
@@ -40,6 +40,22 @@ pub fn is_env_var_name(s: &str) -> bool {
 /// its secret names (keys of its Secret) and variable names (container variables).
 pub fn check_application(planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
     let mut problems = Vec::new();
+    if planned.image == Planned::Null {
+        problems.push(PlanProblem {
+            attribute: "image",
+            key: None,
+            summary: "The kubernetes runtime needs an image".to_owned(),
+            detail: "image: the kubernetes runtime runs a container image; set `image`. `command` alone is used only by the local runtime.".to_owned(),
+        });
+    }
+    if let Some(replicas) = planned.replicas.filter(|r| *r > i64::from(i32::MAX)) {
+        problems.push(PlanProblem {
+            attribute: "replicas",
+            key: None,
+            summary: "Too many replicas for Kubernetes".to_owned(),
+            detail: format!("replicas: {replicas} does not fit a Deployment's `replicas` (a 32-bit number); use fewer."),
+        });
+    }
     if let Some(name) = planned.name.filter(|n| !is_dns1035_label(n)) {
         problems.push(PlanProblem {
             attribute: "name",
@@ -110,8 +126,10 @@ mod tests {
     fn problems_name_the_attribute_and_key() {
         let planned = PlannedApplication {
             name: Some("1web"),
+            image: Planned::Known("nginx"),
             variables: vec!["OK", "A=B"],
             secrets: vec!["MY VAR", "GOOD"],
+            ..Default::default()
         };
         let problems = check_application(&planned);
         let at: Vec<(&str, Option<&str>)> = problems
@@ -133,9 +151,16 @@ mod tests {
         );
         let fine = PlannedApplication {
             name: Some(&"a".repeat(63)),
+            image: Planned::Unknown,
             variables: vec!["LOG"],
             secrets: vec!["DB_PASSWORD"],
+            ..Default::default()
         };
         assert!(check_application(&fine).is_empty());
+        let no_image = PlannedApplication {
+            command: Planned::Known("sh"),
+            ..Default::default()
+        };
+        assert_eq!(check_application(&no_image)[0].attribute, "image");
     }
 }

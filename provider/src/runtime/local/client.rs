@@ -13,7 +13,8 @@ use super::home::Home;
 use super::proto as pb;
 use super::proto::local_runtime_client::LocalRuntimeClient;
 use crate::runtime::{
-    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Runtime, RuntimeError,
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
+    PlannedApplication, Runtime, RuntimeError, RuntimeKind,
 };
 
 /// How long a freshly started daemon may take to answer.
@@ -127,6 +128,9 @@ type Client = LocalRuntimeClient<InterceptedService<Channel, Bearer>>;
 pub struct LocalRuntime {
     client: Client,
     home: Home,
+    /// The platform runs on another machine (reached at an endpoint): the rules that
+    /// look at this machine (does the command exist here?) are its to check, at apply.
+    remote: bool,
 }
 
 fn unavailable(home: &Home, e: impl std::fmt::Display) -> RuntimeError {
@@ -186,6 +190,7 @@ impl LocalRuntime {
         Ok(LocalRuntime {
             client,
             home: home.clone(),
+            remote: false,
         })
     }
 
@@ -223,7 +228,11 @@ impl LocalRuntime {
             .connect()
             .await
             .map_err(|e| unreachable(&error_chain(&e)))?;
-        Self::greet(home, channel, access, |m| unreachable(&m)).await
+        let runtime = Self::greet(home, channel, access, |m| unreachable(&m)).await?;
+        Ok(LocalRuntime {
+            remote: true,
+            ..runtime
+        })
     }
 
     /// Connects to the daemon, starting it from this very program when none answers:
@@ -461,8 +470,21 @@ fn spawn_daemon(home: &Home, program: &Path) -> Result<(), RuntimeError> {
 
 #[async_trait::async_trait]
 impl Runtime for LocalRuntime {
-    fn kind(&self) -> &'static str {
-        "local"
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Local
+    }
+
+    fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
+        use super::rules::{check_application, Checks};
+        // A remote platform checks the rest on its own machine when it applies.
+        check_application(
+            planned,
+            if self.remote {
+                Checks::SpecOnly
+            } else {
+                Checks::SpecAndMachine
+            },
+        )
     }
 
     async fn authorize(

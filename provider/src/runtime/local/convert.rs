@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::proto as pb;
 use crate::runtime::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, HealthCheck,
-    HealthProbe, Mode, Phase, PortSpec, Protocol, ResourceLimits, RuntimeError,
+    HealthProbe, Mode, Phase, PortSpec, Protocol, ResourceLimits, RolloutCause, RuntimeError,
 };
 
 fn invalid(m: impl Into<String>) -> RuntimeError {
@@ -276,12 +276,22 @@ pub fn app_without_secret_values(
     app
 }
 
+/// The metadata key that carries a failed rollout's [`RolloutCause`] with its status.
+const ROLLOUT_CAUSE: &str = "slipway-rollout-cause";
+
 pub fn error_to_status(e: RuntimeError) -> tonic::Status {
     match e {
         RuntimeError::NotFound(m) => tonic::Status::not_found(m),
         RuntimeError::Conflict(m) => tonic::Status::failed_precondition(m),
         RuntimeError::Invalid(m) => tonic::Status::invalid_argument(m),
-        RuntimeError::RolloutFailed(m) => tonic::Status::aborted(m),
+        RuntimeError::RolloutFailed { cause, message } => {
+            let mut status = tonic::Status::aborted(message);
+            status.metadata_mut().insert(
+                ROLLOUT_CAUSE,
+                tonic::metadata::MetadataValue::from_static(cause.code()),
+            );
+            status
+        }
         RuntimeError::Unavailable(m) => tonic::Status::unavailable(m),
         RuntimeError::Refused(m) => tonic::Status::permission_denied(m),
         RuntimeError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
@@ -295,7 +305,15 @@ pub fn error_from_status(s: tonic::Status) -> RuntimeError {
         tonic::Code::NotFound => RuntimeError::NotFound(m),
         tonic::Code::FailedPrecondition => RuntimeError::Conflict(m),
         tonic::Code::InvalidArgument => RuntimeError::Invalid(m),
-        tonic::Code::Aborted => RuntimeError::RolloutFailed(m),
+        tonic::Code::Aborted => RuntimeError::RolloutFailed {
+            cause: RolloutCause::from_code(
+                s.metadata()
+                    .get(ROLLOUT_CAUSE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
+            ),
+            message: m,
+        },
         tonic::Code::PermissionDenied => RuntimeError::Refused(m),
         tonic::Code::Unauthenticated => RuntimeError::Unauthenticated(m),
         tonic::Code::Unavailable => RuntimeError::Unavailable(format!(
@@ -345,5 +363,27 @@ mod tests {
         };
         let back = app_spec_from_pb(Some(app_spec_to_pb(spec.clone()))).unwrap();
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn a_rollout_failure_keeps_its_cause_across_the_socket() {
+        for cause in [
+            RolloutCause::Program,
+            RolloutCause::Health,
+            RolloutCause::Image,
+            RolloutCause::Admission,
+            RolloutCause::Other,
+        ] {
+            let status = error_to_status(RuntimeError::rollout(cause, "it failed"));
+            match error_from_status(status) {
+                RuntimeError::RolloutFailed {
+                    cause: back,
+                    message,
+                } => {
+                    assert_eq!((back, message.as_str()), (cause, "it failed"))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@ use super::gate::{environment_action, Attempt, Gate};
 use super::home::Home;
 use super::proto as pb;
 use super::proto::local_runtime_server::{LocalRuntime as LocalRuntimeApi, LocalRuntimeServer};
-use super::rollout::{self, AppRuntime, Ctx, Settings};
+use super::rollout::{AppRuntime, Ctx, Settings};
 use super::store::{Store, StoredApplication};
 use crate::runtime::{ApplicationSpec, Environment, EnvironmentSpec, RuntimeError};
 
@@ -338,7 +338,7 @@ impl Daemon {
         change: crate::runtime::ChangeRecord,
         timeout: Duration,
     ) -> Result<crate::runtime::Application, RuntimeError> {
-        rollout::validate(&spec)?;
+        super::rules::validate(&spec)?;
         let env = self.environment(&spec.environment_id).await.ok_or_else(|| {
             RuntimeError::NotFound(format!(
                 "application `{}`: environment `{}` does not exist on the local runtime; create its slipway_environment first",

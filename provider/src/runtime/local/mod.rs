@@ -47,6 +47,7 @@ pub mod logs;
 pub mod proxy;
 mod reaper;
 pub mod rollout;
+pub mod rules;
 pub mod store;
 pub mod supervisor;
 

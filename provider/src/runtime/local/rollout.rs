@@ -23,8 +23,9 @@ use super::logs::{Redactor, Rotation};
 use super::proxy::{self, Backend, Proxy};
 use super::store::{Store, StoredApplication};
 use super::supervisor::{Replica, ReplicaConfig, ReplicaState};
-use crate::runtime::variables::first_bad_name;
-use crate::runtime::{Application, ApplicationSpec, Environment, Phase, Protocol, RuntimeError};
+use crate::runtime::{
+    Application, ApplicationSpec, Environment, Phase, Protocol, RolloutCause, RuntimeError,
+};
 
 /// Tunables of the daemon that apply to every application.
 #[derive(Debug, Clone)]
@@ -92,73 +93,6 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     inner
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Checks what the local runtime needs of a spec; messages name the field and the fix.
-pub fn validate(spec: &ApplicationSpec) -> Result<(), RuntimeError> {
-    let invalid = |m: String| Err(RuntimeError::Invalid(m));
-    match spec.command.as_deref() {
-        Some(c) if !c.trim().is_empty() => {}
-        _ => {
-            return invalid(format!(
-                "application `{}`: `command` is required by the local runtime; set it to the program to run (`image` is only used by the Kubernetes runtime)",
-                spec.name
-            ))
-        }
-    }
-    if spec.replicas > 256 {
-        return invalid(format!(
-            "application `{}`: `replicas` is {}; the local runtime runs at most 256 replicas of an application",
-            spec.name, spec.replicas
-        ));
-    }
-    if let Some(dir) = &spec.working_dir {
-        if !PathBuf::from(dir).is_absolute() {
-            return invalid(format!(
-                "application `{}`: `working_dir` {dir:?} must be an absolute path (the runtime daemon does not run in Terraform's directory)",
-                spec.name
-            ));
-        }
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for port in &spec.ports {
-        if port.name.is_empty() || !names.insert(port.name.as_str()) {
-            return invalid(format!(
-                "application `{}`: each entry of `ports` needs a unique, non-empty `name` (got {:?})",
-                spec.name, port.name
-            ));
-        }
-        if port.public && port.protocol == Protocol::Udp {
-            return invalid(format!(
-                "application `{}`: port `{}` is public UDP, which the local runtime cannot proxy; make it TCP or not public",
-                spec.name, port.name
-            ));
-        }
-    }
-    if let Some((kind, why)) = first_bad_name(&spec.variables, &spec.secrets) {
-        return invalid(format!("application `{}`: `{kind}`: {why}", spec.name));
-    }
-    for (kind, map) in [("variables", &spec.variables), ("secrets", &spec.secrets)] {
-        for (name, value) in map {
-            if value.contains('\0') {
-                return invalid(format!(
-                    "application `{}`: `{kind}.{name}` contains a NUL byte, which cannot be passed in an environment",
-                    spec.name
-                ));
-            }
-        }
-    }
-    if let Some(check) = &spec.healthcheck {
-        if let crate::runtime::HealthProbe::Exec { command } = &check.probe {
-            if command.is_empty() {
-                return invalid(format!(
-                    "application `{}`: the exec health check needs a `command`",
-                    spec.name
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The variables and secrets of a replica, before its ports: the environment's, then
@@ -541,11 +475,14 @@ impl AppRuntime {
             let mut failure = None;
             for replica in &fresh {
                 if let Err(e) = wait_healthy(replica, deadline).await {
-                    failure = Some(self.rollout_error(env, &spec, replica, &e));
+                    failure = Some(RuntimeError::rollout(
+                        e.cause,
+                        self.rollout_error(env, &spec, replica, &e.why),
+                    ));
                     break;
                 }
             }
-            if let Some(message) = failure {
+            if let Some(error) = failure {
                 // The replicas that did not make it stop; the old ones keep serving.
                 for replica in fresh
                     .iter()
@@ -553,7 +490,7 @@ impl AppRuntime {
                 {
                     self.retire(ctx, replica).await;
                 }
-                return Err(RuntimeError::RolloutFailed(message));
+                return Err(error);
             }
             started += n;
             for _ in 0..n {
@@ -701,7 +638,22 @@ async fn persist(ctx: &Ctx, stored: StoredApplication) -> Result<(), RuntimeErro
 }
 
 /// Waits until a replica is healthy. `Err` says why not, in a sentence.
-async fn wait_healthy(replica: &Replica, deadline: Instant) -> Result<(), String> {
+/// Why a replica did not become healthy: what to tell the user, and whose fault it is.
+struct NotHealthy {
+    cause: RolloutCause,
+    why: String,
+}
+
+impl NotHealthy {
+    fn of(cause: RolloutCause, why: impl Into<String>) -> NotHealthy {
+        NotHealthy {
+            cause,
+            why: why.into(),
+        }
+    }
+}
+
+async fn wait_healthy(replica: &Replica, deadline: Instant) -> Result<(), NotHealthy> {
     let mut status = replica.subscribe();
     let started = Instant::now();
     loop {
@@ -711,35 +663,43 @@ async fn wait_healthy(replica: &Replica, deadline: Instant) -> Result<(), String
                 return Ok(());
             }
             if s.spawn_failures > 0 {
-                return Err(s
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "it could not be started".into()));
+                return Err(NotHealthy::of(
+                    RolloutCause::Program,
+                    s.last_error
+                        .clone()
+                        .unwrap_or_else(|| "it could not be started".into()),
+                ));
             }
             if s.exits_before_healthy >= CRASHES_BEFORE_FAILING {
-                return Err(format!(
-                    "it exited {} times before it was ever healthy; the last time {}",
-                    s.exits_before_healthy,
-                    s.last_error
-                        .as_deref()
-                        .map(|e| e.trim_start_matches("the process "))
-                        .unwrap_or("without a reason")
+                return Err(NotHealthy::of(
+                    RolloutCause::Program,
+                    format!(
+                        "it exited {} times before it was ever healthy; the last time {}",
+                        s.exits_before_healthy,
+                        s.last_error
+                            .as_deref()
+                            .map(|e| e.trim_start_matches("the process "))
+                            .unwrap_or("without a reason")
+                    ),
                 ));
             }
             if s.state == ReplicaState::Stopped {
-                return Err("it was stopped".into());
+                return Err(NotHealthy::of(RolloutCause::Other, "it was stopped"));
             }
         }
         match tokio::time::timeout_at(deadline, status.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err("it was stopped".into()),
+            Ok(Err(_)) => return Err(NotHealthy::of(RolloutCause::Other, "it was stopped")),
             Err(_) => {
                 let s = status.borrow();
                 let waited = started.elapsed().as_secs();
-                return Err(match &s.last_error {
-                    Some(e) => format!("not healthy within {waited}s: {e}"),
-                    None => format!("not healthy within {waited}s: no health check passed yet"),
-                });
+                return Err(NotHealthy::of(
+                    RolloutCause::Health,
+                    match &s.last_error {
+                        Some(e) => format!("not healthy within {waited}s: {e}"),
+                        None => format!("not healthy within {waited}s: no health check passed yet"),
+                    },
+                ));
             }
         }
     }

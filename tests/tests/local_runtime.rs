@@ -2,29 +2,26 @@
 //! re-executed by `connect_or_spawn` exactly as the provider binary is), real replica
 //! processes of `slipway-demo-app`, real sockets.
 //!
-//! The demo app is a binary of the `slipway-tests` crate: `cargo test --workspace`
-//! builds it; alone, run `cargo build -p slipway-tests --bin slipway-demo-app` first.
+//! The contract every runtime keeps is in `runtime_conformance.rs`; this file is what
+//! only the local runtime does (rolling updates behind its proxy, restarts, logs).
 //!
-//! This file has its own small harness (`harness = false`): the binary must be able to
+//! It runs on `slipway_tests::runner` (`harness = false`): the binary must be able to
 //! run as the daemon when started with the daemon argument, which libtest's `main`
 //! cannot. Filter tests by passing a substring of their names.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slipway_provider::runtime::local::{Home, LocalRuntime};
-use slipway_provider::runtime::{
-    ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, Phase,
-    PortSpec, Protocol, ResourceLimits, Runtime, RuntimeError,
-};
+use slipway_provider::runtime::{Phase, RolloutCause, Runtime, RuntimeError};
+use support::{alive, change, demo, environment};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod support;
 
 const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Generous: the machine may be busy with other builds.
@@ -33,22 +30,6 @@ const WAIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
-
-fn demo_app() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/local_runtime-<hash> -> target/<profile>/slipway-demo-app
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary under target/<profile>/deps");
-    let app = profile_dir.join("slipway-demo-app");
-    assert!(
-        app.is_file(),
-        "{} is missing: build it with `cargo build -p slipway-tests --bin slipway-demo-app` (cargo test --workspace builds it)",
-        app.display()
-    );
-    app
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -88,71 +69,7 @@ impl Fixture {
 impl Drop for Fixture {
     /// A failed test still stops its daemon (which stops its replicas).
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.home().pid_file()) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-                for _ in 0..400 {
-                    if !alive(pid as u32) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(25));
-                }
-            }
-        }
-    }
-}
-
-fn change() -> ChangeRecord {
-    ChangeRecord {
-        actor: "tester".into(),
-        trigger: "terraform-apply".into(),
-        changed_at: "2026-01-01T00:00:00Z".into(),
-        ..ChangeRecord::default()
-    }
-}
-
-fn environment(id: &str, name: &str) -> EnvironmentSpec {
-    EnvironmentSpec {
-        id: id.into(),
-        name: name.into(),
-        mode: Mode::Development,
-        variables: [("GREETING".to_string(), format!("hello from {name}"))].into(),
-        secrets: BTreeMap::new(),
-    }
-}
-
-fn demo(id: &str, env_id: &str, name: &str, replicas: u32, version: &str) -> ApplicationSpec {
-    ApplicationSpec {
-        id: id.into(),
-        environment_id: env_id.into(),
-        name: name.into(),
-        image: None,
-        command: Some(demo_app().display().to_string()),
-        args: vec![],
-        working_dir: None,
-        replicas,
-        ports: vec![PortSpec {
-            name: "http".into(),
-            port: 8080,
-            protocol: Protocol::Tcp,
-            public: true,
-        }],
-        variables: [("APP_VERSION".to_string(), version.to_string())].into(),
-        secrets: BTreeMap::new(),
-        healthcheck: Some(HealthCheck {
-            probe: HealthProbe::Http {
-                path: "/healthz".into(),
-                port: 8080,
-            },
-            interval: Duration::from_millis(500),
-            timeout: Duration::from_secs(2),
-            healthy_threshold: 1,
-            unhealthy_threshold: 2,
-        }),
-        resources: ResourceLimits::default(),
+        support::stop_daemon(&self.home());
     }
 }
 
@@ -199,16 +116,6 @@ where
             "timed out waiting until {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X"),
-        Err(_) => false,
     }
 }
 
@@ -267,14 +174,14 @@ async fn deploys_two_replicas_behind_one_endpoint() {
     );
 
     f.runtime
-        .apply_environment(environment("env-1", "dev"), change())
+        .apply_environment(environment("env-1", "dev"), change(""))
         .await
         .unwrap();
     let app = f
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 2, "v1"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -307,7 +214,7 @@ async fn deploys_two_replicas_behind_one_endpoint() {
     let mut env = environment("env-1", "dev");
     env.variables
         .insert("GREETING".into(), "hello again".into());
-    f.runtime.apply_environment(env, change()).await.unwrap();
+    f.runtime.apply_environment(env, change("")).await.unwrap();
     wait_until(
         "the replicas see the environment's new variables",
         || async move {
@@ -344,7 +251,7 @@ async fn deploys_two_replicas_behind_one_endpoint() {
     assert_eq!(env.spec.id, "env-1");
     let err = f
         .runtime
-        .delete_environment("env-1", change(), APPLY_TIMEOUT)
+        .delete_environment("env-1", change(""), APPLY_TIMEOUT)
         .await
         .unwrap_err();
     assert!(
@@ -358,14 +265,14 @@ async fn deploys_two_replicas_behind_one_endpoint() {
 async fn rolling_update_drops_no_request() {
     let f = Fixture::start().await;
     f.runtime
-        .apply_environment(environment("env-1", "dev"), change())
+        .apply_environment(environment("env-1", "dev"), change(""))
         .await
         .unwrap();
     let app = f
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 2, "v1"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -401,7 +308,7 @@ async fn rolling_update_drops_no_request() {
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 2, "v2"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -447,7 +354,7 @@ async fn rolling_update_drops_no_request() {
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 3, "v2"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -465,14 +372,14 @@ async fn rolling_update_drops_no_request() {
 async fn a_killed_replica_is_restarted() {
     let f = Fixture::start().await;
     f.runtime
-        .apply_environment(environment("env-1", "dev"), change())
+        .apply_environment(environment("env-1", "dev"), change(""))
         .await
         .unwrap();
     let app = f
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 2, "v1"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -536,18 +443,18 @@ async fn a_killed_replica_is_restarted() {
 async fn a_restarted_daemon_brings_everything_back() {
     let mut f = Fixture::start().await;
     f.runtime
-        .apply_environment(environment("env-1", "dev"), change())
+        .apply_environment(environment("env-1", "dev"), change(""))
         .await
         .unwrap();
     f.runtime
-        .apply_environment(environment("env-2", "staging"), change())
+        .apply_environment(environment("env-2", "staging"), change(""))
         .await
         .unwrap();
     let web = f
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 2, "v1"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -556,7 +463,7 @@ async fn a_restarted_daemon_brings_everything_back() {
         .runtime
         .apply_application(
             demo("app-2", "env-2", "api", 1, "v7"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -648,14 +555,14 @@ async fn a_restarted_daemon_brings_everything_back() {
 async fn delete_leaves_nothing_behind() {
     let f = Fixture::start().await;
     f.runtime
-        .apply_environment(environment("env-1", "dev"), change())
+        .apply_environment(environment("env-1", "dev"), change(""))
         .await
         .unwrap();
     let app = f
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 2, "v1"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -666,7 +573,7 @@ async fn delete_leaves_nothing_behind() {
     assert_eq!(pids.len(), 2);
     assert_eq!(ports.len(), 3);
     f.runtime
-        .delete_application("app-1", change(), APPLY_TIMEOUT)
+        .delete_application("app-1", change(""), APPLY_TIMEOUT)
         .await
         .unwrap();
     for pid in pids {
@@ -683,11 +590,11 @@ async fn delete_leaves_nothing_behind() {
     assert!(f.runtime.status().await.unwrap().applications.is_empty());
     // Deleting again is not an error; then the environment can go.
     f.runtime
-        .delete_application("app-1", change(), APPLY_TIMEOUT)
+        .delete_application("app-1", change(""), APPLY_TIMEOUT)
         .await
         .unwrap();
     f.runtime
-        .delete_environment("env-1", change(), APPLY_TIMEOUT)
+        .delete_environment("env-1", change(""), APPLY_TIMEOUT)
         .await
         .unwrap();
     assert!(f.runtime.get_environment("env-1").await.unwrap().is_none());
@@ -698,18 +605,27 @@ async fn delete_leaves_nothing_behind() {
 async fn a_missing_command_fails_the_apply() {
     let f = Fixture::start().await;
     f.runtime
-        .apply_environment(environment("env-1", "dev"), change())
+        .apply_environment(environment("env-1", "dev"), change(""))
         .await
         .unwrap();
     let mut spec = demo("app-1", "env-1", "web", 1, "v1");
     spec.command = Some("/nonexistent/slipway-no-such-program".into());
     let err = f
         .runtime
-        .apply_application(spec, change(), APPLY_TIMEOUT)
+        .apply_application(spec, change(""), APPLY_TIMEOUT)
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::RolloutFailed {
+                cause: RolloutCause::Program,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(
         message.contains("cannot start `/nonexistent/slipway-no-such-program`")
             && message.contains("No such file or directory")
@@ -726,7 +642,7 @@ async fn a_missing_command_fails_the_apply() {
     spec.command = None;
     let err = f
         .runtime
-        .apply_application(spec, change(), APPLY_TIMEOUT)
+        .apply_application(spec, change(""), APPLY_TIMEOUT)
         .await
         .unwrap_err();
     assert!(
@@ -743,12 +659,12 @@ async fn a_failing_health_check_fails_the_apply() {
     let mut env = environment("env-1", "dev");
     env.secrets
         .insert("DB_PASSWORD".into(), "hunter2-very-secret".into());
-    f.runtime.apply_environment(env, change()).await.unwrap();
+    f.runtime.apply_environment(env, change("")).await.unwrap();
     let good = f
         .runtime
         .apply_application(
             demo("app-1", "env-1", "web", 1, "v1"),
-            change(),
+            change(""),
             APPLY_TIMEOUT,
         )
         .await
@@ -768,11 +684,20 @@ async fn a_failing_health_check_fails_the_apply() {
     bad.variables.insert("DEMO_UNHEALTHY".into(), "1".into());
     let err = f
         .runtime
-        .apply_application(bad, change(), Duration::from_secs(4))
+        .apply_application(bad, change(""), Duration::from_secs(4))
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, RuntimeError::RolloutFailed(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::RolloutFailed {
+                cause: RolloutCause::Health,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(
         message.contains("health check http GET /healthz on port")
             && message.contains("HTTP status 500")
@@ -811,24 +736,12 @@ async fn a_failing_health_check_fails_the_apply() {
     f.stop().await;
 }
 
-// ---------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------
-
-type Test = (&'static str, fn() -> Pin<Box<dyn Future<Output = ()>>>);
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), (|| Box::pin($name()) as Pin<Box<dyn Future<Output = ()>>>) as fn() -> _)),*]
-    };
-}
-
 fn main() -> ExitCode {
     // Started by `connect_or_spawn` as the daemon: be the daemon.
     if let Some(code) = slipway_provider::runtime::local::run_from_args() {
         return code;
     }
-    let tests: Vec<Test> = tests![
+    slipway_tests::runner::run(slipway_tests::trials![
         deploys_two_replicas_behind_one_endpoint,
         rolling_update_drops_no_request,
         a_killed_replica_is_restarted,
@@ -836,58 +749,5 @@ fn main() -> ExitCode {
         delete_leaves_nothing_behind,
         a_missing_command_fails_the_apply,
         a_failing_health_check_fails_the_apply,
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in &tests {
-            println!("{name}: test");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let selected: Vec<&Test> = tests
-        .iter()
-        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
-        .collect();
-    let started = std::time::Instant::now();
-    println!("\nrunning {} tests", selected.len());
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in &selected {
-        let outcome = std::panic::catch_unwind(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-                .block_on(test());
-        });
-        match outcome {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
-    if !failed.is_empty() {
-        println!("\nfailures:");
-        for name in &failed {
-            println!("    {name}");
-        }
-    }
-    println!(
-        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len(),
-        tests.len() - selected.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    ])
 }
