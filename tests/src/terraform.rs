@@ -15,6 +15,20 @@ pub struct TerraformBinary {
     pub version: String,
 }
 
+impl TerraformBinary {
+    /// `(major, minor)` of the version.
+    pub fn major_minor(&self) -> (u32, u32) {
+        let mut parts = self.version.split('.').map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// Terraform 1.11 and later keep write-only attributes (`secrets`) out of plans
+    /// and state.
+    pub fn has_write_only_attributes(&self) -> bool {
+        self.major_minor() >= (1, 11)
+    }
+}
+
 /// Every Terraform binary on this machine, newest first, without duplicates.
 ///
 /// `SLIPWAY_TERRAFORM_BINARIES` (a `:`-separated list of paths) overrides discovery.

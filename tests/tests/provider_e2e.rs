@@ -103,6 +103,20 @@ fn quickstart_lifecycle(tf: &TerraformBinary) {
     let resources = h.ws.resources();
     assert_eq!(resources["slipway_application.web"]["status"], "running");
     assert_eq!(resources["slipway_application.web"]["replicas"], 2);
+    // Secrets are write-only: Terraform 1.11 keeps none in the state.
+    let state_file =
+        std::fs::read_to_string(h.ws.path().join("terraform.tfstate")).expect("the state file");
+    assert_eq!(resources["slipway_environment.demo"]["secrets_version"], 1);
+    if tf.has_write_only_attributes() {
+        assert!(
+            !state_file.contains("change-me"),
+            "terraform {}: a secret is in the state file",
+            tf.version
+        );
+        assert!(resources["slipway_environment.demo"]["secrets"].is_null());
+    } else {
+        assert!(state_file.contains("change-me"), "terraform {}", tf.version);
+    }
     h.assert_plan_empty("the first apply");
 
     // A new version rolls out while a load generator hits the endpoint.
@@ -220,6 +234,10 @@ fn quickstart_lifecycle(tf: &TerraformBinary) {
             .success();
     }
     h.ws.run(&["refresh", "-no-color"]).success();
+    if tf.has_write_only_attributes() {
+        // The digests match the configuration's secrets: nothing to change.
+        h.assert_plan_empty("an import of objects with secrets");
+    }
     let after = h.ws.resources();
     let addresses = [
         "slipway_application.web",
@@ -274,6 +292,71 @@ fn quickstart_lifecycle(tf: &TerraformBinary) {
         "{api} still accepts connections after destroy"
     );
     assert!(h.ws.resources().is_empty());
+}
+
+/// Secrets are write-only: on Terraform 1.11 and later no value is in the state file or
+/// a plan, yet a changed secret still plans a change (as `secrets_version`), an
+/// unchanged one nothing, and a refresh sees no drift; older Terraform keeps the value
+/// in the state as a sensitive attribute and plans the same.
+#[test]
+fn secrets_stay_out_of_state_and_still_plan_their_changes_on_every_terraform() {
+    for tf in terraform::required() {
+        eprintln!("--- terraform {}", tf.version);
+        let config = |token: &str| {
+            format!(
+                r#"
+resource "slipway_environment" "vault" {{
+  name    = "vault"
+  secrets = {{ TOKEN = "{token}" }}
+}}
+
+output "version" {{
+  value = slipway_environment.vault.secrets_version
+}}
+"#
+            )
+        };
+        let h = Harness::with_config(&tf, &config("first-secret-value"));
+        let run = h.ws.apply().success();
+        assert!(!run.all_output().contains("first-secret-value"));
+        let state = || std::fs::read_to_string(h.ws.path().join("terraform.tfstate")).unwrap();
+        assert_eq!(
+            state().contains("first-secret-value"),
+            !tf.has_write_only_attributes(),
+            "terraform {}: the secret in the state file",
+            tf.version
+        );
+        assert_eq!(h.outputs()["version"]["value"], 1);
+        h.assert_plan_empty("an apply with a secret");
+        let refresh =
+            h.ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"]);
+        assert_eq!(
+            refresh.code,
+            0,
+            "terraform {}: {}",
+            tf.version,
+            refresh.all_output()
+        );
+
+        h.ws.write_config(&format!("{}{}", HEADER, config("second-secret-value")));
+        let plan = h.ws.plan_exit_code();
+        assert_eq!(
+            plan.code, 2,
+            "terraform {}: a changed secret plans a change",
+            tf.version
+        );
+        assert!(
+            plan.all_output().contains("secrets_version"),
+            "{}",
+            plan.all_output()
+        );
+        assert!(!plan.all_output().contains("second-secret-value"));
+        h.ws.apply().success();
+        assert_eq!(h.outputs()["version"]["value"], 2);
+        assert!(!state().contains("first-secret-value"));
+        h.assert_plan_empty("an apply that changed a secret");
+        h.ws.destroy().success();
+    }
 }
 
 /// A configuration of one environment and one application with `app` spliced into the
@@ -555,7 +638,6 @@ resource "slipway_application" "explicit" {
   args           = []
   ports          = [{ name = "http", port = 8080 }]
   variables      = {}
-  secrets        = {}
   resources      = {}
   healthcheck    = { type = "http", path = "/", port = 8080, interval = "500ms" }
 }

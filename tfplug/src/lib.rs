@@ -34,6 +34,7 @@ pub mod tls;
 pub mod validator;
 pub mod value;
 mod wire;
+pub mod write_only;
 
 /// The generated protocol types, for tests and tools that talk to a provider directly.
 pub mod proto {

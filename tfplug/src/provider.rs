@@ -8,7 +8,7 @@
 //! A provider's configured client (an API handle, a runtime connection) is produced by
 //! [`Provider::configure`] and handed to every resource operation that needs it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -23,11 +23,36 @@ use crate::value::Value;
 #[derive(Clone, Debug)]
 pub struct Context {
     cancel: CancellationToken,
+    private: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Context {
     pub(crate) fn new(cancel: CancellationToken) -> Context {
-        Context { cancel }
+        Context {
+            cancel,
+            private: Arc::default(),
+        }
+    }
+
+    /// This context with the resource's private state as Terraform sent it.
+    pub fn with_private(self, private: Vec<u8>) -> Context {
+        self.set_private(private);
+        self
+    }
+
+    /// The resource's private state: bytes Terraform keeps with the object (in the
+    /// state file, never in a plan's output) and hands back on every call, for what a
+    /// provider must remember but not show. Empty when there is none.
+    pub fn private(&self) -> Vec<u8> {
+        self.private.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the private state that goes back to Terraform (plan, apply, read and
+    /// import keep what the operation sets).
+    pub fn set_private(&self, private: Vec<u8>) {
+        if let Ok(mut slot) = self.private.lock() {
+            *slot = private;
+        }
     }
 
     /// A context that is never cancelled, for tests and tools.

@@ -206,6 +206,8 @@ pub struct Attribute {
     pub optional: bool,
     pub computed: bool,
     pub sensitive: bool,
+    /// See [`Attribute::write_only`].
+    pub write_only: bool,
     pub deprecated: bool,
     /// Used when the configuration leaves the attribute unset. An attribute with a
     /// default is optional and computed, so Terraform accepts the planned value.
@@ -229,6 +231,7 @@ impl Attribute {
             optional: false,
             computed: false,
             sensitive: false,
+            write_only: false,
             deprecated: false,
             default: None,
             validators: Vec::new(),
@@ -284,6 +287,14 @@ impl Attribute {
     }
     pub fn sensitive(mut self) -> Attribute {
         self.sensitive = true;
+        self
+    }
+    /// A value Terraform never keeps (Terraform 1.11 and later): plans and state hold
+    /// null, and the resource still sees the configured value at apply (tfplug takes it
+    /// from the configuration). Older Terraform ignores the flag and stores the value
+    /// like any other. It cannot be computed, and only top-level attributes are.
+    pub fn write_only(mut self) -> Attribute {
+        self.write_only = true;
         self
     }
     pub fn deprecated(mut self) -> Attribute {

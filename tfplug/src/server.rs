@@ -21,6 +21,7 @@ use crate::provider::{AnyDataSource, AnyResource, Context, PlannedChange, Provid
 use crate::schema::Schema;
 use crate::value::{Type, Value};
 use crate::wire;
+use crate::write_only;
 
 /// The gRPC service for one provider. Cheap to clone.
 pub struct ProviderService<P: Provider> {
@@ -119,8 +120,32 @@ impl<P: Provider> ProviderService<P> {
         F: FnOnce(Arc<Inner<P>>, Context) -> Fut,
         Fut: Future<Output = Outcome<T>> + Send + 'static,
     {
+        self.run_with_private(Vec::new(), work).await.0
+    }
+
+    /// Like [`Self::run`], for an operation on a resource's private state: starts with
+    /// `private` and returns what the operation left there.
+    async fn run_with_private<T, F, Fut>(&self, private: Vec<u8>, work: F) -> (Outcome<T>, Vec<u8>)
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner<P>>, Context) -> Fut,
+        Fut: Future<Output = Outcome<T>> + Send + 'static,
+    {
         let token = self.inner.stop_token();
-        let mut task = tokio::spawn(work(self.inner.clone(), Context::new(token.clone())));
+        let ctx = Context::new(token.clone()).with_private(private);
+        let kept = ctx.clone();
+        let outcome = self.supervise(token, work(self.inner.clone(), ctx)).await;
+        (outcome, kept.private())
+    }
+
+    /// Runs `work` on a task of its own: a panic becomes a diagnostic, and a stop
+    /// request aborts it.
+    async fn supervise<T, Fut>(&self, token: CancellationToken, work: Fut) -> Outcome<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Outcome<T>> + Send + 'static,
+    {
+        let mut task = tokio::spawn(work);
         tokio::select! {
             joined = &mut task => match joined {
                 Ok(outcome) => outcome,
@@ -208,6 +233,11 @@ fn decode(schema: &TypedSchema, value: Option<&pb::DynamicValue>, what: &str) ->
 
 fn encode(schema: &TypedSchema, value: &Value) -> Outcome<pb::DynamicValue> {
     wire::encode_dynamic(&schema.ty, value).map_err(Diagnostics::from)
+}
+
+/// Whether Terraform keeps write-only attributes out of plans and state (1.11+).
+fn write_only_allowed(capabilities: Option<&pb::ClientCapabilities>) -> bool {
+    capabilities.is_some_and(|c| c.write_only_attributes_allowed)
 }
 
 /// Splits an outcome into its value and the diagnostics to send.
@@ -425,15 +455,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> Result<Response<pb::read_resource::Response>, Status> {
         let request = request.into_inner();
         let private = request.private.clone();
-        let outcome = self
-            .run(move |inner, ctx| async move {
+        let (outcome, private) = self
+            .run_with_private(private, move |inner, ctx| async move {
                 let (resource, schema) = inner.resource(&request.type_name)?;
                 let current = decode(&schema, request.current_state.as_ref(), "current state")?;
                 if current.is_null() {
                     return Ok((encode(&schema, &Value::Null)?, Diagnostics::new()));
                 }
                 let client = inner.configured_client()?;
-                let new_state = resource.read(&ctx, &client, &current).await?;
+                let mut new_state = resource.read(&ctx, &client, &current).await?;
+                if write_only_allowed(request.client_capabilities.as_ref()) {
+                    write_only::hide(&schema.block, &mut new_state);
+                }
                 Ok((encode(&schema, &new_state)?, Diagnostics::new()))
             })
             .await;
@@ -451,9 +484,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::plan_resource_change::Request>,
     ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
         let request = request.into_inner();
-        let planned_private = request.prior_private.clone();
-        let outcome = self
-            .run(move |inner, ctx| async move {
+        let prior_private = request.prior_private.clone();
+        let (outcome, planned_private) = self
+            .run_with_private(prior_private, move |inner, ctx| async move {
                 let (resource, schema) = inner.resource(&request.type_name)?;
                 let prior = decode(&schema, request.prior_state.as_ref(), "prior state")?;
                 let proposed = decode(
@@ -476,6 +509,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     .await;
                 if diags.has_errors() {
                     return Err(diags);
+                }
+                if write_only_allowed(request.client_capabilities.as_ref()) {
+                    write_only::hide(&schema.block, &mut change.planned);
                 }
                 let planned = encode(&schema, &change.planned)?;
                 Ok(((planned, change.requires_replace), diags))
@@ -503,16 +539,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::apply_resource_change::Request>,
     ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
         let request = request.into_inner();
-        let private = request.planned_private.clone();
+        let planned_private = request.planned_private.clone();
         let type_name = request.type_name.clone();
         let prior_raw = request.prior_state.clone();
-        let outcome = self
-            .run(move |inner, ctx| async move {
+        let (outcome, private) = self
+            .run_with_private(planned_private, move |inner, ctx| async move {
                 let (resource, schema) = inner.resource(&request.type_name)?;
                 let prior = decode(&schema, request.prior_state.as_ref(), "prior state")?;
-                let planned = decode(&schema, request.planned_state.as_ref(), "planned state")?;
+                let mut planned = decode(&schema, request.planned_state.as_ref(), "planned state")?;
+                let config = decode(&schema, request.config.as_ref(), "configuration")?;
+                let unplanned = write_only::reveal(&schema.block, &config, &mut planned);
                 let client = inner.configured_client()?;
-                let new_state = if planned.is_null() {
+                let mut new_state = if planned.is_null() {
                     resource.delete(&ctx, &client, &prior).await?;
                     Value::Null
                 } else if prior.is_null() {
@@ -520,6 +558,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 } else {
                     resource.update(&ctx, &client, &prior, &planned).await?
                 };
+                unplanned.hide(&mut new_state);
                 Ok((encode(&schema, &new_state)?, Diagnostics::new()))
             })
             .await;
@@ -550,11 +589,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run(move |inner, ctx| async move {
                 let (resource, schema) = inner.resource(&request.type_name)?;
                 let client = inner.configured_client()?;
-                let state = resource.import(&ctx, &client, &request.id).await?;
+                let mut state = resource.import(&ctx, &client, &request.id).await?;
+                if write_only_allowed(request.client_capabilities.as_ref()) {
+                    write_only::hide(&schema.block, &mut state);
+                }
                 let imported = pb::import_resource_state::ImportedResource {
                     type_name: request.type_name.clone(),
                     state: Some(encode(&schema, &state)?),
-                    private: Vec::new(),
+                    private: ctx.private(),
                 };
                 Ok((imported, Diagnostics::new()))
             })

@@ -157,8 +157,8 @@ fn attribute(a: &Attribute) -> pb::schema::Attribute {
         optional: a.optional,
         computed: a.computed,
         sensitive: a.sensitive,
+        write_only: a.write_only,
         deprecated: a.deprecated,
-        ..Default::default()
     }
 }
 

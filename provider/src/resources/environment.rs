@@ -29,6 +29,7 @@ pub struct EnvironmentState {
     pub mode: Option<String>,
     pub variables: Option<BTreeMap<String, String>>,
     pub secrets: Option<BTreeMap<String, String>>,
+    pub secrets_version: Option<i64>,
 }
 
 impl EnvironmentState {
@@ -50,8 +51,13 @@ impl EnvironmentState {
     }
 
     /// The state for what the runtime has, keeping unset maps unset.
-    fn from_runtime(environment: Environment, had: Option<&EnvironmentState>) -> EnvironmentState {
+    fn from_runtime(
+        ctx: &Context,
+        environment: Environment,
+        had: Option<&EnvironmentState>,
+    ) -> EnvironmentState {
         let spec = environment.spec;
+        super::secrets::remember(ctx, &spec.id, &spec.secrets);
         let known = had.and_then(|h| h.secrets.clone());
         // The runtime gives digests, not values: keep the values the state knows.
         let secrets = crate::runtime::secrets::reconcile(
@@ -64,6 +70,7 @@ impl EnvironmentState {
             mode: Some(spec.mode.as_str().to_owned()),
             variables: map_or_null(&had.and_then(|h| h.variables.clone()), spec.variables),
             secrets: map_or_null(&known, secrets),
+            secrets_version: had.and_then(|h| h.secrets_version).or(Some(1)),
             id: Some(spec.id),
         }
     }
@@ -124,22 +131,22 @@ impl Resource for EnvironmentResource {
                         .validator(names_validator())
                         .description("Environment variables every application in the environment gets."),
                 )
-                .attribute(
-                    Attribute::string_map("secrets")
-                        .optional()
-                        .validator(names_validator())
-                        .sensitive()
-                        .description("Secret environment variables every application gets; never shown or logged."),
-                ),
+                .attribute(super::secrets::attribute(
+                    "Secret environment variables every application gets.",
+                ))
+                .attribute(super::secrets::version_attribute()),
         )
     }
 
     async fn modify_plan(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: Option<&SlipwayClient>,
         change: &mut PlannedChange,
     ) -> Diagnostics {
+        if !change.planned.is_null() {
+            super::secrets::plan_version(ctx, change);
+        }
         let Some(client) = client else {
             return Diagnostics::new();
         };
@@ -170,7 +177,7 @@ impl Resource for EnvironmentResource {
         }
         // A plan that changes nothing never needs the gate: `terraform plan` on an
         // unchanged production environment must succeed anywhere.
-        if change.planned.same_as(&change.prior) && change.requires_replace.is_empty() {
+        if !super::secrets::plan_changes(change) {
             return Diagnostics::new();
         }
         let name = change
@@ -219,7 +226,7 @@ impl Resource for EnvironmentResource {
 
     async fn create(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         planned: EnvironmentState,
     ) -> Result<EnvironmentState, Diagnostics> {
@@ -252,12 +259,16 @@ impl Resource for EnvironmentResource {
             .await
             .map_err(|e| runtime_error("create the environment", e))?;
         tracing::info!(id = %environment.spec.id, name = %planned.name, "created environment");
-        Ok(EnvironmentState::from_runtime(environment, Some(&planned)))
+        Ok(EnvironmentState::from_runtime(
+            ctx,
+            environment,
+            Some(&planned),
+        ))
     }
 
     async fn read(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         current: EnvironmentState,
     ) -> Result<Option<EnvironmentState>, Diagnostics> {
@@ -266,12 +277,12 @@ impl Resource for EnvironmentResource {
             .get_environment(current.id()?)
             .await
             .map_err(|e| runtime_error("read the environment", e))?;
-        Ok(environment.map(|e| EnvironmentState::from_runtime(e, Some(&current))))
+        Ok(environment.map(|e| EnvironmentState::from_runtime(ctx, e, Some(&current))))
     }
 
     async fn update(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         prior: EnvironmentState,
         planned: EnvironmentState,
@@ -293,7 +304,13 @@ impl Resource for EnvironmentResource {
             .apply_environment(planned.spec(id), client.provenance.record())
             .await
             .map_err(|e| runtime_error("update the environment", e))?;
-        Ok(EnvironmentState::from_runtime(environment, Some(&planned)))
+        Ok(EnvironmentState {
+            secrets_version: super::secrets::applied_version(
+                planned.secrets_version,
+                prior.secrets_version,
+            ),
+            ..EnvironmentState::from_runtime(ctx, environment, Some(&planned))
+        })
     }
 
     async fn delete(
@@ -321,7 +338,7 @@ impl Resource for EnvironmentResource {
 
     async fn import(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         id: &str,
     ) -> Result<EnvironmentState, Diagnostics> {
@@ -347,7 +364,7 @@ impl Resource for EnvironmentResource {
             }
         }
         found
-            .map(|e| EnvironmentState::from_runtime(e, None))
+            .map(|e| EnvironmentState::from_runtime(ctx, e, None))
             .ok_or_else(|| {
                 Diagnostic::error(
                     "Cannot import: no such environment",
@@ -449,7 +466,13 @@ mod tests {
         // Import by id and by name gives the same state.
         let imported = r.import(&ctx, &client, &id).await.unwrap();
         let imported = r.read(&ctx, &client, &imported).await.unwrap();
-        assert_eq!(imported, state2);
+        // An import cannot know how often the secrets changed: it starts counting again.
+        let mut counted_again = state2.clone();
+        if let Some(attributes) = counted_again.as_object_mut() {
+            attributes.insert("secrets_version".into(), Value::from(1));
+        }
+        assert_eq!(imported, counted_again);
+        assert!(plan_is_empty(&*r, &client, &cfg2, &imported).await);
         let by_name = r.import(&ctx, &client, "dev").await.unwrap();
         assert_eq!(by_name.get("id"), state.get("id"));
         let err = r.import(&ctx, &client, "nope").await.unwrap_err();

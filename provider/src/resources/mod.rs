@@ -3,6 +3,7 @@
 
 pub mod application;
 pub mod environment;
+pub(crate) mod secrets;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -166,6 +167,27 @@ pub(crate) mod testing {
     use crate::provider::SlipwayClient;
     use crate::runtime::memory::MemoryRuntime;
 
+    /// The private state Terraform would keep with each object, by object id.
+    static PRIVATE: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+    /// A context holding the private state Terraform keeps with `state`'s object.
+    fn context_for(state: &Value) -> Context {
+        let private = state
+            .get("id")
+            .as_str()
+            .and_then(|id| PRIVATE.lock().unwrap().get(id).cloned())
+            .unwrap_or_default();
+        Context::background().with_private(private)
+    }
+
+    /// Keeps what an operation left in the private state of `state`'s object.
+    fn keep_private(ctx: &Context, state: &Value) {
+        if let Some(id) = state.get("id").as_str() {
+            PRIVATE.lock().unwrap().insert(id.to_owned(), ctx.private());
+        }
+    }
+
     /// A scratch directory removed on drop (the provider's dependencies stay free of
     /// test-only crates).
     pub struct ScratchDir(pub std::path::PathBuf);
@@ -271,7 +293,7 @@ pub(crate) mod testing {
             requires_replace,
         };
         let diags = resource
-            .modify_plan(&Context::background(), Some(client), &mut change)
+            .modify_plan(&context_for(prior), Some(client), &mut change)
             .await;
         if diags.has_errors() {
             return Err(diags);
@@ -287,7 +309,7 @@ pub(crate) mod testing {
         config: &Value,
         prior: &Value,
     ) -> Result<Value, Diagnostics> {
-        let ctx = Context::background();
+        let ctx = context_for(prior);
         if config.is_null() {
             resource.delete(&ctx, client, prior).await?;
             return Ok(Value::Null);
@@ -296,7 +318,10 @@ pub(crate) mod testing {
         if !change.requires_replace.is_empty() {
             resource.delete(&ctx, client, prior).await?;
             let change = plan(resource, client, config, &Value::Null).await?;
-            return resource.create(&ctx, client, &change.planned).await;
+            let ctx = Context::background();
+            let state = resource.create(&ctx, client, &change.planned).await?;
+            keep_private(&ctx, &state);
+            return Ok(state);
         }
         let state = if prior.is_null() {
             resource.create(&ctx, client, &change.planned).await?
@@ -308,6 +333,7 @@ pub(crate) mod testing {
                 .await?
         };
         assert_consistent(&change.planned, &state);
+        keep_private(&ctx, &state);
         Ok(state)
     }
 
@@ -353,7 +379,7 @@ pub(crate) mod testing {
             requires_replace: Vec::new(),
         };
         let diags = resource
-            .modify_plan(&Context::background(), Some(client), &mut change)
+            .modify_plan(&context_for(state), Some(client), &mut change)
             .await;
         if diags.has_errors() {
             return Err(diags);

@@ -38,6 +38,33 @@ pub fn digests(owner: &str, secrets: &BTreeMap<String, String>) -> BTreeMap<Stri
         .collect()
 }
 
+/// Whether `value` has the form of a [`digest`].
+pub fn is_digest(value: &str) -> bool {
+    value.strip_prefix(DIGEST_PREFIX).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The digest of each secret a runtime read back: runtimes behind the platform give
+/// digests already; one that gives values (the in-memory runtime) gets them computed.
+/// A value that has the form of a digest is taken for one: a secret set to such a
+/// string by hand only confuses drift detection of itself.
+pub fn as_digests(owner: &str, read: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    read.iter()
+        .map(|(k, v)| {
+            let d = if is_digest(v) {
+                v.clone()
+            } else {
+                digest(owner, k, v)
+            };
+            (k.clone(), d)
+        })
+        .collect()
+}
+
 /// What the state should hold after a read: for each secret the runtime has, the
 /// known value when the runtime's digest is that value's, else what the runtime gave.
 pub fn reconcile(
@@ -72,6 +99,13 @@ mod tests {
         assert!(after["B"].starts_with(DIGEST_PREFIX));
         // A runtime that returns values (the in-memory one) reconciles too.
         assert_eq!(reconcile("app-1", &known, &known), known);
+        // Digests of what is read, whichever a runtime gives.
+        assert_eq!(as_digests("app-1", &known), digests("app-1", &known));
+        assert_eq!(
+            as_digests("app-1", &digests("app-1", &known)),
+            digests("app-1", &known)
+        );
+        assert!(!is_digest("sha256:short") && is_digest(&digest("a", "b", "c")));
         // Bound to the object: the same value elsewhere has another digest.
         assert_ne!(digest("app-1", "A", "one"), digest("app-2", "A", "one"));
     }

@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use slipway_platform::{Action, Target};
-use tfplug::{Diagnostic, Diagnostics};
+use tfplug::{Context, Diagnostic, Diagnostics};
 
 use super::plan::apply_time_checks;
 use super::root;
 use super::state::{steady_status, ApplicationState};
 use crate::provenance::production_gate;
 use crate::provider::SlipwayClient;
+use crate::resources::secrets::applied_version;
 use crate::resources::{error_at, new_id, runtime_error};
 use crate::runtime::{Phase, RolloutCause, RuntimeError};
 
@@ -20,6 +21,7 @@ const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(super) async fn create(
+    ctx: &Context,
     client: &SlipwayClient,
     planned: ApplicationState,
 ) -> Result<ApplicationState, Diagnostics> {
@@ -64,6 +66,7 @@ pub(super) async fn create(
             tracing::info!(id = %id, name = %planned.name, "created application");
             let status = steady_status(planned.replicas());
             Ok(ApplicationState::from_runtime(
+                ctx,
                 app,
                 Some(&planned),
                 Some(status),
@@ -96,6 +99,7 @@ pub(super) async fn create(
 }
 
 pub(super) async fn read(
+    ctx: &Context,
     client: &SlipwayClient,
     current: ApplicationState,
 ) -> Result<Option<ApplicationState>, Diagnostics> {
@@ -104,10 +108,11 @@ pub(super) async fn read(
         .get_application(current.id()?)
         .await
         .map_err(|e| runtime_error("read the application", e))?;
-    Ok(app.map(|app| ApplicationState::from_runtime(app, Some(&current), None)))
+    Ok(app.map(|app| ApplicationState::from_runtime(ctx, app, Some(&current), None)))
 }
 
 pub(super) async fn update(
+    ctx: &Context,
     client: &SlipwayClient,
     prior: ApplicationState,
     planned: ApplicationState,
@@ -126,11 +131,11 @@ pub(super) async fn update(
         Ok(app) if app.phase != Phase::Failed => {
             tracing::info!(id = %id, name = %planned.name, "updated application");
             let status = steady_status(planned.replicas());
-            return Ok(ApplicationState::from_runtime(
-                app,
-                Some(&planned),
-                Some(status),
-            ));
+            let state = ApplicationState::from_runtime(ctx, app, Some(&planned), Some(status));
+            return Ok(ApplicationState {
+                secrets_version: applied_version(planned.secrets_version, prior.secrets_version),
+                ..state
+            });
         }
         Ok(app) => failed_phase(app.message),
         Err(e) => e,
@@ -140,7 +145,12 @@ pub(super) async fn update(
     // never became healthy.
     let mut note = "";
     if matches!(error, RuntimeError::RolloutFailed { .. }) {
-        if let Ok(previous) = prior.to_spec(id.clone()) {
+        if let Ok(mut previous) = prior.to_spec(id.clone()) {
+            // Terraform 1.11 keeps no secret values in the state: the previous version
+            // comes back with the secrets of this plan.
+            if prior.secrets.is_none() {
+                previous.secrets = planned.secrets.clone().unwrap_or_default();
+            }
             let restore_timeout = prior
                 .timeout(|t| t.update.as_deref(), "update", DEFAULT_UPDATE_TIMEOUT)
                 .unwrap_or(DEFAULT_UPDATE_TIMEOUT);
@@ -162,6 +172,7 @@ pub(super) async fn update(
 }
 
 pub(super) async fn delete(
+    _ctx: &Context,
     client: &SlipwayClient,
     prior: ApplicationState,
 ) -> Result<(), Diagnostics> {
@@ -178,6 +189,7 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn import(
+    ctx: &Context,
     client: &SlipwayClient,
     id: &str,
 ) -> Result<ApplicationState, Diagnostics> {
@@ -207,7 +219,7 @@ pub(super) async fn import(
         .await?;
     }
     found
-        .map(|app| ApplicationState::from_runtime(app, None, None))
+        .map(|app| ApplicationState::from_runtime(ctx, app, None, None))
         .ok_or_else(|| {
             Diagnostic::error(
                 "Cannot import: no such application",

@@ -76,7 +76,8 @@ impl Resource for ApplicationResource {
                     .description("The ports the application listens on."),
                 )
                 .attribute(Attribute::string_map("variables").optional().computed().validator(names_validator()).description("Environment variables, on top of the environment's."))
-                .attribute(Attribute::string_map("secrets").optional().computed().sensitive().validator(names_validator()).description("Secret environment variables; never shown or logged."))
+                .attribute(super::secrets::attribute("Secret environment variables, on top of the environment's."))
+                .attribute(super::secrets::version_attribute())
                 .attribute(
                     Attribute::nested(
                         "healthcheck",
@@ -140,57 +141,57 @@ impl Resource for ApplicationResource {
 
     async fn modify_plan(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: Option<&SlipwayClient>,
         change: &mut PlannedChange,
     ) -> Diagnostics {
-        plan::modify_plan(client, change).await
+        plan::modify_plan(ctx, client, change).await
     }
 
     async fn create(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         planned: ApplicationState,
     ) -> Result<ApplicationState, Diagnostics> {
-        crud::create(client, planned).await
+        crud::create(ctx, client, planned).await
     }
 
     async fn read(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         current: ApplicationState,
     ) -> Result<Option<ApplicationState>, Diagnostics> {
-        crud::read(client, current).await
+        crud::read(ctx, client, current).await
     }
 
     async fn update(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         prior: ApplicationState,
         planned: ApplicationState,
     ) -> Result<ApplicationState, Diagnostics> {
-        crud::update(client, prior, planned).await
+        crud::update(ctx, client, prior, planned).await
     }
 
     async fn delete(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         prior: ApplicationState,
     ) -> Result<(), Diagnostics> {
-        crud::delete(client, prior).await
+        crud::delete(ctx, client, prior).await
     }
 
     async fn import(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         client: &SlipwayClient,
         id: &str,
     ) -> Result<ApplicationState, Diagnostics> {
-        crud::import(client, id).await
+        crud::import(ctx, client, id).await
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use slipway_platform::Action;
-use tfplug::{Diagnostic, Diagnostics, PlannedChange, Value};
+use tfplug::{Context, Diagnostic, Diagnostics, PlannedChange, Value};
 
 use super::crud::environment_gate;
 use super::root;
@@ -18,6 +18,7 @@ use crate::runtime::{Planned, PlannedApplication, Runtime};
 
 /// `modify_plan` of `slipway_application`.
 pub(super) async fn modify_plan(
+    ctx: &Context,
     client: Option<&SlipwayClient>,
     change: &mut PlannedChange,
 ) -> Diagnostics {
@@ -50,13 +51,11 @@ pub(super) async fn modify_plan(
         }
         unset_as_empty(&change.config, attributes);
     }
-    let planned = &change.planned;
-    let changing = change.prior.is_null()
-        || !planned.same_as(&change.prior)
-        || !change.requires_replace.is_empty();
-    if !changing {
+    crate::resources::secrets::plan_version(ctx, change);
+    if !crate::resources::secrets::plan_changes(change) {
         return Diagnostics::new();
     }
+    let planned = &change.planned;
     let mut diags = Diagnostics::new();
     if let Some(client) = client {
         diags.extend(runtime_rules(
@@ -108,7 +107,7 @@ pub(super) async fn modify_plan(
 /// says the same whether the configuration wrote `args = []` (or `path = "/"`) or
 /// nothing, and so does an import, which knows only what the runtime has: the first
 /// plan after `terraform import` is empty. These attributes are optional *and
-/// computed* for this.
+/// computed* for this. `secrets` cannot be (it is write-only): unset stays null.
 fn unset_as_empty(config: &Value, attributes: &mut BTreeMap<String, Value>) {
     let unset = |name: &str| config.get(name).is_null();
     for name in ["args", "ports"] {
@@ -116,10 +115,8 @@ fn unset_as_empty(config: &Value, attributes: &mut BTreeMap<String, Value>) {
             attributes.insert(name.into(), Value::List(Vec::new()));
         }
     }
-    for name in ["variables", "secrets"] {
-        if unset(name) {
-            attributes.insert(name.into(), Value::Map(BTreeMap::new()));
-        }
+    if unset("variables") {
+        attributes.insert("variables".into(), Value::Map(BTreeMap::new()));
     }
     if unset("resources") {
         attributes.insert(

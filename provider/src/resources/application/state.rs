@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tfplug::{AttributePath, Diagnostic, Diagnostics};
+use tfplug::{AttributePath, Context, Diagnostic, Diagnostics};
 
 use super::root;
 use super::validation::probe_problem;
@@ -32,6 +32,7 @@ pub struct ApplicationState {
     pub ports: Option<Vec<PortState>>,
     pub variables: Option<BTreeMap<String, String>>,
     pub secrets: Option<BTreeMap<String, String>>,
+    pub secrets_version: Option<i64>,
     pub healthcheck: Option<HealthcheckState>,
     pub resources: Option<ResourcesState>,
     pub timeouts: Option<TimeoutsState>,
@@ -296,6 +297,7 @@ impl ApplicationState {
     /// configuration's shape: unset stays unset, durations keep their spelling);
     /// `status` overrides the one derived from the phase.
     pub(super) fn from_runtime(
+        ctx: &Context,
         app: Application,
         had: Option<&ApplicationState>,
         status: Option<&str>,
@@ -321,13 +323,15 @@ impl ApplicationState {
             cpu: spec.resources.cpu,
             memory: spec.resources.memory,
         });
-        // The runtime gives digests, not values: keep the values the state knows.
+        // The runtime gives digests, not values: keep the values the state knows
+        // (Terraform before 1.11; later ones keep none, and tfplug nulls them).
+        let known = had.and_then(|h| h.secrets.clone());
         let secrets = crate::runtime::secrets::reconcile(
             &spec.id,
-            had.and_then(|h| h.secrets.as_ref())
-                .unwrap_or(&BTreeMap::new()),
+            known.as_ref().unwrap_or(&BTreeMap::new()),
             &spec.secrets,
         );
+        crate::resources::secrets::remember(ctx, &spec.id, &spec.secrets);
         ApplicationState {
             id: Some(spec.id),
             environment_id: spec.environment_id,
@@ -339,7 +343,8 @@ impl ApplicationState {
             replicas: Some(spec.replicas.into()),
             ports: Some(ports),
             variables: Some(spec.variables),
-            secrets: Some(secrets),
+            secrets: crate::resources::map_or_null(&known, secrets),
+            secrets_version: had.and_then(|h| h.secrets_version).or(Some(1)),
             healthcheck: spec.healthcheck.map(|c| {
                 HealthcheckState::from_runtime(c, had.and_then(|h| h.healthcheck.as_ref()))
             }),
