@@ -310,6 +310,56 @@ async fn create_environment_and_application_then_read_and_find_them() {
     );
 }
 
+/// A plan's refresh reads every application at once: that costs one LIST of
+/// Deployments and one of Secrets, however many applications there are.
+#[tokio::test]
+async fn reading_many_applications_costs_two_lists() {
+    let h = harness().await;
+    let env = environment("many");
+    h.runtime
+        .apply_environment(env.clone(), change("c1"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let spec = application(&env, &format!("app{i}"), "web:1", 1);
+        h.runtime
+            .apply_application(spec.clone(), change("c1"), TIMEOUT)
+            .await
+            .unwrap();
+        ids.push(spec.id);
+    }
+    let before = h.fake.requests();
+    let reads = ids.iter().map(|id| h.runtime.get_application(id));
+    let apps = futures::future::join_all(reads).await;
+    let after = h.fake.requests();
+    for (id, app) in ids.iter().zip(&apps) {
+        let app = app.as_ref().unwrap().as_ref().expect("found");
+        assert_eq!(&app.spec.id, id);
+        assert_eq!(
+            app.spec.secrets.len(),
+            1,
+            "its Secret came with the snapshot"
+        );
+    }
+    let delta = |verb: &str| after.get(verb).unwrap_or(&0) - before.get(verb).unwrap_or(&0);
+    assert_eq!(
+        (delta("list"), delta("get")),
+        (2, 0),
+        "{before:?} -> {after:?}"
+    );
+
+    // A write drops the snapshot: the next read sees it at once.
+    let mut scaled = application(&env, "app0", "web:1", 3);
+    scaled.id = ids[0].clone();
+    h.runtime
+        .apply_application(scaled, change("c2"), TIMEOUT)
+        .await
+        .unwrap();
+    let app = h.runtime.get_application(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(app.spec.replicas, 3);
+}
+
 #[tokio::test]
 async fn update_rolls_out_and_readers_see_it_progress() {
     let h = harness_with(Options {

@@ -29,6 +29,7 @@ pub mod ownership;
 pub mod pod_security;
 pub mod rollout;
 pub mod rules;
+mod snapshot;
 
 use std::path::Path;
 use std::time::Duration;
@@ -75,6 +76,8 @@ enum Source {
 pub struct KubernetesRuntime {
     source: Source,
     client: OnceCell<Client>,
+    /// What the reads of one plan share (`snapshot.rs`).
+    snapshots: snapshot::Snapshots,
     ingress: Option<IngressSettings>,
     pod_security: PodSecurity,
 }
@@ -127,6 +130,7 @@ impl KubernetesRuntime {
         KubernetesRuntime {
             source: Source::Client(client),
             client: OnceCell::new(),
+            snapshots: snapshot::Snapshots::default(),
             ingress: None,
             pod_security: PodSecurity::default(),
         }
@@ -181,6 +185,7 @@ impl KubernetesRuntime {
                 },
             },
             client: OnceCell::new(),
+            snapshots: snapshot::Snapshots::default(),
             ingress: None,
             pod_security: PodSecurity::default(),
         })
@@ -196,6 +201,7 @@ impl KubernetesRuntime {
         Ok(KubernetesRuntime {
             source: Source::Config(Box::new(config)),
             client: OnceCell::new(),
+            snapshots: snapshot::Snapshots::default(),
             ingress: None,
             pod_security: PodSecurity::default(),
         })
@@ -294,20 +300,30 @@ impl KubernetesRuntime {
 
     async fn read_application(&self, deployment: Deployment) -> Result<Application, RuntimeError> {
         let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
-        let name = deployment.metadata.name.clone().unwrap_or_default();
-        let id = owner_id(&deployment.metadata, LABEL_APPLICATION_ID)
-            .unwrap_or_default()
-            .to_owned();
         let secrets: Api<Secret> = Api::namespaced(self.client().await?, &namespace);
-        let secret_name = mapping::application_secret_name(&name);
+        let secret_name = mapping::application_secret_name(
+            deployment.metadata.name.as_deref().unwrap_or_default(),
+        );
         let secret = apply::get(
             &secrets,
             &secret_name,
             &format!("Secret {namespace}/{secret_name}"),
         )
-        .await?
-        .filter(|s| owner_id(&s.metadata, LABEL_APPLICATION_ID) == Some(id.as_str()));
-        mapping::application_from(&deployment, secret.as_ref(), self.ingress.as_ref())
+        .await?;
+        self.application_of(&deployment, secret.as_ref())
+    }
+
+    /// The application a Deployment and its Secret (only if it is that application's)
+    /// make.
+    fn application_of(
+        &self,
+        deployment: &Deployment,
+        secret: Option<&Secret>,
+    ) -> Result<Application, RuntimeError> {
+        let id = owner_id(&deployment.metadata, LABEL_APPLICATION_ID);
+        let secret =
+            secret.filter(|s| id.is_some() && owner_id(&s.metadata, LABEL_APPLICATION_ID) == id);
+        mapping::application_from(deployment, secret, self.ingress.as_ref())
     }
 
     /// Whether `meta` is a leftover of another application of this environment whose
@@ -444,6 +460,106 @@ impl Runtime for KubernetesRuntime {
         spec: EnvironmentSpec,
         change: ChangeRecord,
     ) -> Result<Environment, RuntimeError> {
+        self.snapshots.invalidate().await;
+        let outcome = self.apply_environment_now(spec, change).await;
+        self.snapshots.invalidate().await;
+        outcome
+    }
+
+    async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError> {
+        match self.environment_namespace(id).await? {
+            Some(ns) => Ok(Some(self.read_environment(ns).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {
+        let api: Api<Namespace> = Api::all(self.client().await?);
+        match apply::get(&api, name, &format!("Namespace {name}")).await? {
+            Some(ns) if owner_id(&ns.metadata, LABEL_ENVIRONMENT_ID).is_some() => {
+                Ok(Some(self.read_environment(ns).await?))
+            }
+            // Someone else's namespace is no Slipway environment; applying one of that
+            // name says so.
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_environment(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        self.snapshots.invalidate().await;
+        let outcome = self.delete_environment_now(id, change, timeout).await;
+        self.snapshots.invalidate().await;
+        outcome
+    }
+
+    async fn apply_application(
+        &self,
+        spec: ApplicationSpec,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<Application, RuntimeError> {
+        self.snapshots.invalidate().await;
+        let outcome = self.apply_application_now(spec, change, timeout).await;
+        self.snapshots.invalidate().await;
+        outcome
+    }
+
+    async fn get_application(&self, id: &str) -> Result<Option<Application>, RuntimeError> {
+        let snapshot = self.snapshots.get(&self.client().await?).await?;
+        let Some(deployment) = snapshot.deployment(id) else {
+            return Ok(None);
+        };
+        let namespace = deployment.metadata.namespace.as_deref().unwrap_or_default();
+        let secret_name = mapping::application_secret_name(
+            deployment.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let secret = snapshot.secret(namespace, &secret_name);
+        self.application_of(deployment, secret).map(Some)
+    }
+
+    async fn find_application(
+        &self,
+        environment_id: &str,
+        name: &str,
+    ) -> Result<Option<Application>, RuntimeError> {
+        let Some(ns) = self.environment_namespace(environment_id).await? else {
+            return Ok(None);
+        };
+        let namespace = ns.metadata.name.unwrap_or_default();
+        let api: Api<Deployment> = Api::namespaced(self.client().await?, &namespace);
+        match apply::get(&api, name, &format!("Deployment {namespace}/{name}")).await? {
+            Some(d) if owner_id(&d.metadata, LABEL_APPLICATION_ID).is_some() => {
+                Ok(Some(self.read_application(d).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_application(
+        &self,
+        id: &str,
+        change: ChangeRecord,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        self.snapshots.invalidate().await;
+        let outcome = self.delete_application_now(id, change, timeout).await;
+        self.snapshots.invalidate().await;
+        outcome
+    }
+}
+
+/// The writes, which the trait methods wrap to drop the read snapshot around them.
+impl KubernetesRuntime {
+    async fn apply_environment_now(
+        &self,
+        spec: EnvironmentSpec,
+        change: ChangeRecord,
+    ) -> Result<Environment, RuntimeError> {
         let client = self.client().await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns_what = format!("Namespace {}", spec.name);
@@ -503,26 +619,7 @@ impl Runtime for KubernetesRuntime {
         mapping::environment_from(&ns, Some(&cm), Some(&secret))
     }
 
-    async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError> {
-        match self.environment_namespace(id).await? {
-            Some(ns) => Ok(Some(self.read_environment(ns).await?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {
-        let api: Api<Namespace> = Api::all(self.client().await?);
-        match apply::get(&api, name, &format!("Namespace {name}")).await? {
-            Some(ns) if owner_id(&ns.metadata, LABEL_ENVIRONMENT_ID).is_some() => {
-                Ok(Some(self.read_environment(ns).await?))
-            }
-            // Someone else's namespace is no Slipway environment; applying one of that
-            // name says so.
-            _ => Ok(None),
-        }
-    }
-
-    async fn delete_environment(
+    async fn delete_environment_now(
         &self,
         id: &str,
         change: ChangeRecord,
@@ -576,7 +673,7 @@ impl Runtime for KubernetesRuntime {
         Ok(())
     }
 
-    async fn apply_application(
+    async fn apply_application_now(
         &self,
         spec: ApplicationSpec,
         change: ChangeRecord,
@@ -694,32 +791,7 @@ impl Runtime for KubernetesRuntime {
         mapping::application_from(&rolled, Some(&secret), self.ingress.as_ref())
     }
 
-    async fn get_application(&self, id: &str) -> Result<Option<Application>, RuntimeError> {
-        match self.locate(id).await? {
-            Some(d) => Ok(Some(self.read_application(d).await?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn find_application(
-        &self,
-        environment_id: &str,
-        name: &str,
-    ) -> Result<Option<Application>, RuntimeError> {
-        let Some(ns) = self.environment_namespace(environment_id).await? else {
-            return Ok(None);
-        };
-        let namespace = ns.metadata.name.unwrap_or_default();
-        let api: Api<Deployment> = Api::namespaced(self.client().await?, &namespace);
-        match apply::get(&api, name, &format!("Deployment {namespace}/{name}")).await? {
-            Some(d) if owner_id(&d.metadata, LABEL_APPLICATION_ID).is_some() => {
-                Ok(Some(self.read_application(d).await?))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    async fn delete_application(
+    async fn delete_application_now(
         &self,
         id: &str,
         change: ChangeRecord,
