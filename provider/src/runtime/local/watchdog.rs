@@ -174,9 +174,15 @@ fn start_daemon(
     )
     .map_err(|e| format!("cannot make the daemon's socket: {e}"))?;
     let theirs_raw = theirs.as_raw_fd();
-    let mut command =
-        std::process::Command::new(&*program.lock().unwrap_or_else(|p| p.into_inner()));
+    let path = program.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut command = std::process::Command::new(&path);
+    // `ps` shows the program's name, not /proc/self/exe.
+    let name = match std::env::current_exe() {
+        Ok(exe) if path == Path::new("/proc/self/exe") => exe,
+        _ => path.clone(),
+    };
     command
+        .arg0(name)
         .arg(super::DAEMON_ARG)
         .arg("--home")
         .arg(root)
