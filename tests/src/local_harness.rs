@@ -91,6 +91,35 @@ impl Harness {
         assert!(status.success(), "runtime stop failed");
     }
 
+    /// The local runtime's `Status` (applications, replicas and their pids), asked over
+    /// the daemon's socket as the local user.
+    pub fn status(&self) -> Result<slipway_proto::runtime::StatusResponse, String> {
+        let socket = self.home.path().join("runtime.sock");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(async move {
+                let channel = slipway_proto::connect_unix(socket)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                slipway_proto::runtime::local_runtime_client::LocalRuntimeClient::new(channel)
+                    .status(slipway_proto::runtime::StatusRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| e.to_string())
+            })
+    }
+
+    /// The pid in one of the home's pid files (`daemon.pid`, `watchdog.pid`).
+    pub fn pid_in(&self, file: &str) -> Option<u32> {
+        std::fs::read_to_string(self.home.path().join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Pids of processes running this harness's copy of the demo application.
     pub fn demo_processes(&self) -> Vec<u32> {
         let mut pids = Vec::new();
@@ -165,6 +194,15 @@ pub fn refuses(url: &str) -> bool {
         .next()
         .unwrap_or_default();
     TcpStream::connect(host).is_err()
+}
+
+/// Whether `pid` is a live process (not a zombie waiting for its parent).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// Whitespace collapsed, so that a wrapped diagnostic matches one line of text.

@@ -514,12 +514,14 @@ async fn a_restarted_daemon_brings_everything_back() {
         "hello from staging"
     );
 
-    // A daemon killed hard leaves its replicas running; the next one stops them first.
-    let orphans = [
+    // A daemon killed hard: its watchdog starts it again at once, and the new daemon
+    // adopts the replicas that still run (the same processes) at the same endpoints.
+    let mut running = [
         replica_pids(&f.runtime, "app-1").await,
         replica_pids(&f.runtime, "app-2").await,
     ]
     .concat();
+    running.sort_unstable();
     let daemon = f.runtime.info().await.unwrap().pid;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon as i32),
@@ -532,23 +534,36 @@ async fn a_restarted_daemon_brings_everything_back() {
     )
     .await;
     f.reconnect().await;
-    for pid in orphans {
-        wait_until("the orphaned replicas are stopped", || async move {
-            !alive(pid)
-        })
-        .await;
-    }
+    assert_ne!(f.runtime.info().await.unwrap().pid, daemon);
     let rt = f.runtime.clone();
-    wait_until("web runs again after a hard kill", || {
+    wait_until("web and api run again after a hard kill", || {
         let rt = rt.clone();
         async move {
-            let a = rt.get_application("app-1").await.unwrap().unwrap();
-            a.phase == Phase::Running && a.ready_replicas == 2
+            let web = rt.get_application("app-1").await.unwrap().unwrap();
+            let api = rt.get_application("app-2").await.unwrap().unwrap();
+            web.phase == Phase::Running
+                && web.ready_replicas == 2
+                && api.phase == Phase::Running
+                && api.ready_replicas == 1
         }
     })
     .await;
+    let mut adopted = [
+        replica_pids(&f.runtime, "app-1").await,
+        replica_pids(&f.runtime, "app-2").await,
+    ]
+    .concat();
+    adopted.sort_unstable();
+    assert_eq!(adopted, running, "the replicas are adopted, not replaced");
     assert_eq!(get(endpoint_port(&web), "/").await.unwrap(), "v1");
+    assert_eq!(
+        get(endpoint_port(&api), "/env/GREETING").await.unwrap(),
+        "hello from staging"
+    );
     f.stop().await;
+    for pid in running {
+        assert!(!alive(pid), "a stopped daemon stops adopted replicas too");
+    }
 }
 
 /// Deleting leaves no process and no listening port.

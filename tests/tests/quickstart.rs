@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use slipway_tests::agent_support::agent_binary;
+use slipway_tests::local_harness::alive;
 use slipway_tests::terraform::{self, TerraformBinary};
 
 fn repo_root() -> PathBuf {
@@ -181,16 +182,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// Whether a process is running (a zombie awaiting its reaper is not).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 /// A process's parent pid (field 4 of /proc/PID/stat).

@@ -12,6 +12,7 @@ use super::convert;
 use super::home::Home;
 use super::proto as pb;
 use super::proto::local_runtime_client::LocalRuntimeClient;
+use super::version;
 use crate::runtime::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
     PlannedApplication, Runtime, RuntimeError, RuntimeKind,
@@ -273,7 +274,11 @@ impl LocalRuntime {
             return Self::connect_as(home, access).await;
         }
         if let Ok(runtime) = Self::connect_as(home, access).await {
-            return Ok(runtime);
+            match runtime.replaced_by(program).await? {
+                None => return Ok(runtime),
+                // Handed over: the watchdog starts `program`; wait for it below.
+                Some(old) => wait_until_gone(old).await,
+            }
         }
         home.create().map_err(|e| {
             RuntimeError::Other(format!(
@@ -306,6 +311,42 @@ impl LocalRuntime {
 
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// Hands the runtime over to `program` when the daemon is older than this provider,
+    /// or another build of its version ([`version::fit`]): the daemon exits leaving its
+    /// replicas running and its watchdog starts `program`, whose daemon adopts them.
+    /// Returns the old daemon's pid when it handed over, `None` when it is kept.
+    async fn replaced_by(&self, program: &Path) -> Result<Option<u32>, RuntimeError> {
+        let info = self.info().await?;
+        let own = version::build_id(program);
+        if version::fit(&info.version, &info.build, version::VERSION, &own) == version::Fit::Keep {
+            return Ok(None);
+        }
+        tracing::info!(pid = info.pid, version = %info.version, build = %info.build,
+            "the local runtime daemon is another build; handing it over to this one");
+        let handed = self
+            .client
+            .clone()
+            .shutdown(pb::ShutdownRequest {
+                hand_over_to: program.display().to_string(),
+            })
+            .await;
+        match handed {
+            Ok(_) => Ok(Some(info.pid)),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(RuntimeError::Unavailable(format!(
+                    "the local runtime daemon (pid {}, home {}) is version {} (build {}) and this provider {} (build {own}), and it runs without a watchdog (`runtime serve`): {}",
+                    info.pid,
+                    self.home.root().display(),
+                    info.version,
+                    info.build,
+                    version::VERSION,
+                    status.message()
+                )))
+            }
+            Err(status) => Err(convert::error_from_status(status)),
+        }
     }
 
     /// Every application with its replicas.
@@ -370,16 +411,23 @@ impl LocalRuntime {
             .into_inner())
     }
 
-    /// Asks the daemon to stop every replica and exit, and waits until it has.
+    /// Asks the daemon to stop every replica and exit, and waits until it has (and its
+    /// watchdog, which exits with it).
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), RuntimeError> {
-        let pid = self.info().await?.pid;
+        let info = self.info().await?;
+        let pid = info.pid;
+        // The watchdog is the daemon's parent (a pid file alone could be stale).
+        let watchdog = std::fs::read_to_string(self.home.watchdog_pid_file())
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .filter(|w| super::gate::parent_of(pid) == Some(*w));
         self.client
             .clone()
-            .shutdown(pb::ShutdownRequest {})
+            .shutdown(pb::ShutdownRequest::default())
             .await
             .map_err(convert::error_from_status)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        while process_alive(pid) {
+        while process_alive(pid) || watchdog.is_some_and(process_alive) {
             if tokio::time::Instant::now() >= deadline {
                 return Err(RuntimeError::Other(format!(
                     "the local runtime daemon (pid {pid}) did not exit within {}s; see {}",
@@ -390,6 +438,14 @@ impl LocalRuntime {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+}
+
+/// Waits (up to [`SPAWN_WAIT`]) until a daemon that is handing over has exited.
+async fn wait_until_gone(pid: u32) {
+    let deadline = tokio::time::Instant::now() + SPAWN_WAIT;
+    while process_alive(pid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! Only one daemon serves a home: it holds an exclusive `flock` on `daemon.lock` for its
 //! whole life (the kernel drops it when the process dies, so a crash never leaves a
-//! stale lock). On start it stops replicas a previous daemon left behind, loads the
-//! desired state and brings every application back; on stop it stops every replica
-//! gracefully and leaves the desired state on disk.
+//! stale lock). On start it loads the desired state and brings every application back,
+//! adopting the live replicas a previous daemon left behind when its watchdog kept
+//! their output ([`super::watchdog`], [`super::kept`]) and stopping the others; on stop
+//! it stops every replica gracefully and leaves the desired state on disk.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +25,7 @@ use slipway_platform::{Action, Target};
 use super::convert::{self, error_to_status};
 use super::gate::{environment_action, Attempt, Gate};
 use super::home::Home;
+use super::kept::Kept;
 use super::proto as pb;
 use super::proto::local_runtime_server::{LocalRuntime as LocalRuntimeApi, LocalRuntimeServer};
 use super::rollout::{AppRuntime, Ctx, Settings};
@@ -38,11 +40,21 @@ pub enum DaemonError {
     Setup(String),
 }
 
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every replica stopped.
+    Stopped,
+    /// Replicas left running for the next daemon, which the watchdog starts.
+    HandedOver,
+}
+
 /// How long an apply waits when the caller gave no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the daemon until it is told to stop (the Shutdown call, SIGTERM or SIGINT).
-pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
+/// `kept`: what the watchdog keeps across a crash ([`Kept::none`] without one).
+pub async fn run(home: Home, settings: Settings, kept: Arc<Kept>) -> Result<Ended, DaemonError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| DaemonError::Setup(format!("{what}: {e}"));
     home.create().map_err(|e| {
         setup(
@@ -64,16 +76,16 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
     // it forks: the gate tells replicas from the local user by that.
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| setup("cannot become the replicas' subreaper", &e))?;
-    let gate = Gate::open(&home, &|name| std::env::var(name).ok())
+    // Under a watchdog, the replicas a dead daemon left are the watchdog's children.
+    let watchdog = kept
+        .watched()
+        .then(|| u32::try_from(nix::unistd::getppid().as_raw()).ok())
+        .flatten();
+    let gate = Gate::open(&home, &|name| std::env::var(name).ok(), watchdog)
         .map_err(|e| setup("cannot open the platform", &e))?;
 
-    let reaped = super::supervisor::reap_orphans(&home.run_dir(), settings.grace).await;
-    if reaped > 0 {
-        tracing::warn!(
-            reaped,
-            "stopped replicas that a previous daemon left running"
-        );
-    }
+    let found = super::supervisor::live_records(&home.run_dir());
+    let grace = settings.grace;
     let store = Store::load(&home.state_file()).map_err(|e| DaemonError::Setup(e.to_string()))?;
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let daemon = Arc::new(Daemon {
@@ -81,16 +93,30 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
             home: home.clone(),
             settings,
             store: tokio::sync::Mutex::new(store),
+            kept: kept.clone(),
         }),
         apps: Mutex::new(BTreeMap::new()),
         gate,
         shutdown,
+        handed_over: std::sync::atomic::AtomicBool::new(false),
+        build: super::version::build_id(std::path::Path::new("/proc/self/exe")),
         started_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
     });
-    daemon.restore().await;
+    let leftovers = daemon.restore(found).await;
+    // What no application took is closed for good.
+    kept.forget_untaken();
+    if !leftovers.is_empty() {
+        tracing::warn!(
+            count = leftovers.len(),
+            "stopping replicas a previous daemon left running that cannot be adopted"
+        );
+        tokio::spawn(async move {
+            super::supervisor::stop_leftovers(&leftovers, grace).await;
+        });
+    }
     tokio::spawn(super::reaper::reap_orphans(daemon.clone()));
 
     let socket = home.socket();
@@ -151,18 +177,25 @@ pub async fn run(home: Home, settings: Settings) -> Result<(), DaemonError> {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    tracing::info!("stopping every replica");
     let _ = daemon.shutdown.send(true);
-    daemon.stop_all().await;
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(home.pid_file());
+    let ended = if daemon.handed_over.load(std::sync::atomic::Ordering::SeqCst) {
+        // The next daemon binds the socket again and adopts the replicas.
+        tracing::info!("handed over: the replicas keep running for the next daemon");
+        Ended::HandedOver
+    } else {
+        tracing::info!("stopping every replica");
+        daemon.stop_all().await;
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(home.pid_file());
+        Ended::Stopped
+    };
     // Calls still in flight end now that their replicas are gone; do not wait long.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     if let Some(tcp_server) = tcp_server {
         let _ = tokio::time::timeout(Duration::from_secs(1), tcp_server).await;
     }
     tracing::info!("local runtime daemon stopped");
-    Ok(())
+    Ok(ended)
 }
 
 pub(super) struct Daemon {
@@ -170,6 +203,10 @@ pub(super) struct Daemon {
     apps: Mutex<BTreeMap<String, Arc<AppRuntime>>>,
     gate: Gate,
     shutdown: watch::Sender<bool>,
+    /// Set by a hand-over: stopping leaves the replicas running.
+    handed_over: std::sync::atomic::AtomicBool,
+    /// This daemon's build ([`super::version::build_id`]).
+    build: String,
     started_at: u64,
 }
 
@@ -192,20 +229,46 @@ impl Daemon {
             .collect()
     }
 
-    /// Brings back every stored application.
-    async fn restore(&self) {
+    /// Who sent `request` (see [`Gate::caller`]): a replica, adopted or not, is refused.
+    fn caller<T>(&self, request: &Request<T>) -> Result<slipway_platform::Caller, Status> {
+        self.gate.caller(request, &self.replica_pids())
+    }
+
+    /// Brings back every stored application, adopting from `found` (the live replicas
+    /// an earlier daemon left); returns the records nothing adopted.
+    async fn restore(
+        &self,
+        found: Vec<super::supervisor::RunRecord>,
+    ) -> Vec<super::supervisor::RunRecord> {
         let state = self.ctx.store.lock().await.state.clone();
+        let mut by_app: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for record in found {
+            by_app
+                .entry(record.app_id.clone())
+                .or_default()
+                .push(record);
+        }
         for (id, stored) in state.applications {
+            let found = by_app.remove(&id).unwrap_or_default();
             let Some(env) = state.environments.get(&stored.spec.environment_id) else {
                 tracing::warn!(app = %id, "application without environment in the state; skipped");
+                by_app.insert(id, found);
                 continue;
             };
             let app = AppRuntime::new(stored, env.spec.name.clone());
             self.apps().insert(id.clone(), app.clone());
-            if let Err(e) = app.restore(&self.ctx, env).await {
-                tracing::error!(app = %id, error = %e, "cannot bring the application back");
+            // (It fails, if at all, before adopting anything: then nothing was.)
+            match app.restore(&self.ctx, env, found.clone()).await {
+                Ok(leftovers) => {
+                    by_app.insert(id, leftovers);
+                }
+                Err(e) => {
+                    tracing::error!(app = %id, error = %e, "cannot bring the application back");
+                    by_app.insert(id, found);
+                }
             }
         }
+        by_app.into_values().flatten().collect()
     }
 
     async fn stop_all(&self) {
@@ -552,7 +615,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::ApplyEnvironmentRequest>,
     ) -> Reply<pb::Environment> {
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::env_spec_from_pb(r.spec).map_err(error_to_status)?;
@@ -599,7 +662,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::GetEnvironmentRequest>,
     ) -> Reply<pb::EnvironmentLookup> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let env = self.0.environment(&r.into_inner().id).await;
         Ok(Response::new(pb::EnvironmentLookup {
             environment: env
@@ -612,7 +675,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::FindEnvironmentRequest>,
     ) -> Reply<pb::EnvironmentLookup> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let name = r.into_inner().name;
         let env = self
             .0
@@ -637,7 +700,7 @@ impl LocalRuntimeApi for Service {
         r: Request<pb::DeleteEnvironmentRequest>,
     ) -> Reply<pb::DeleteResponse> {
         let id = r.get_ref().id.clone();
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let requested = convert::change_from_pb(r.into_inner().change);
         let Some((target, name)) = self.environment_target(&id).await else {
@@ -659,7 +722,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::ApplyApplicationRequest>,
     ) -> Reply<pb::Application> {
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::app_spec_from_pb(r.spec).map_err(error_to_status)?;
@@ -704,7 +767,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::GetApplicationRequest>,
     ) -> Reply<pb::ApplicationLookup> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let app = match self.0.app(&r.into_inner().id) {
             Some(app) => self.0.application(&app).await,
             None => None,
@@ -720,7 +783,7 @@ impl LocalRuntimeApi for Service {
         &self,
         r: Request<pb::FindApplicationRequest>,
     ) -> Reply<pb::ApplicationLookup> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let r = r.into_inner();
         let found = self
             .0
@@ -747,7 +810,7 @@ impl LocalRuntimeApi for Service {
         r: Request<pb::DeleteApplicationRequest>,
     ) -> Reply<pb::DeleteResponse> {
         let id = r.get_ref().id.clone();
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let requested = convert::change_from_pb(r.into_inner().change);
         let Some(app) = self.0.app(&id) else {
@@ -773,7 +836,7 @@ impl LocalRuntimeApi for Service {
     }
 
     async fn status(&self, r: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let apps: Vec<_> = self.0.apps().values().cloned().collect();
         let mut out = Vec::with_capacity(apps.len());
         for app in apps {
@@ -824,7 +887,7 @@ impl LocalRuntimeApi for Service {
     }
 
     async fn logs(&self, r: Request<pb::LogsRequest>) -> Reply<pb::LogsResponse> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let r = r.into_inner();
         let app = self.0.resolve(&r.application).map_err(error_to_status)?;
         let n = if r.lines == 0 { 100 } else { r.lines as usize };
@@ -862,24 +925,51 @@ impl LocalRuntimeApi for Service {
     }
 
     async fn info(&self, r: Request<pb::InfoRequest>) -> Reply<pb::InfoResponse> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         Ok(Response::new(pb::InfoResponse {
             pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: super::version::VERSION.to_string(),
             home: self.0.ctx.home.root().display().to_string(),
             started_at_unix: self.0.started_at,
+            build: self.0.build.clone(),
         }))
     }
 
     async fn shutdown(&self, r: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         self.0.gate.may_shut_down(&caller)?;
+        let local_user = self.0.gate.is_socket_peer(&r);
+        let program = std::path::PathBuf::from(r.into_inner().hand_over_to);
+        if !program.as_os_str().is_empty() {
+            // Starting a program is what the local user can do anyway; a token (even an
+            // admin's, over TCP) cannot make the platform run one.
+            if !local_user {
+                return Err(Status::permission_denied(
+                    "only the local user, on the socket without a token, may hand the runtime over to another program",
+                ));
+            }
+            if !program.is_absolute() || !program.is_file() {
+                return Err(Status::invalid_argument(format!(
+                    "`hand_over_to`: {} is not an absolute path to a program",
+                    program.display()
+                )));
+            }
+            if !self.0.ctx.kept.hand_over(&program) {
+                return Err(Status::failed_precondition(
+                    "this daemon has no watchdog to hand over to (it runs under `runtime serve`): restart that service with the new binary",
+                ));
+            }
+            tracing::info!(program = %program.display(), "handing over to another build");
+            self.0
+                .handed_over
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let _ = self.0.shutdown.send(true);
         Ok(Response::new(pb::ShutdownResponse {}))
     }
 
     async fn authorize(&self, r: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         let r = r.into_inner();
         let mode = |m: i32| convert::mode_from_pb(m).map_err(error_to_status);
         let target = Target {
@@ -916,13 +1006,13 @@ impl LocalRuntimeApi for Service {
     }
 
     async fn end_job(&self, r: Request<pb::EndJobRequest>) -> Reply<pb::EndJobResponse> {
-        let caller = self.0.gate.caller(&r)?;
+        let caller = self.0.caller(&r)?;
         self.0.gate.end_job(&caller)?;
         Ok(Response::new(pb::EndJobResponse {}))
     }
 
     async fn audit(&self, r: Request<pb::AuditRequest>) -> Reply<pb::AuditResponse> {
-        self.0.gate.caller(&r)?;
+        self.0.caller(&r)?;
         let (records, verification) = self.0.gate.audit()?;
         Ok(Response::new(pb::AuditResponse {
             records: records

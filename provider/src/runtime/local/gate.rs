@@ -9,10 +9,13 @@
 //!
 //! Without a bearer value the caller is the socket's peer. The socket is the user's
 //! alone (0600), so the peer is the local user, who is this embedded platform's admin,
-//! unless the peer is a process the daemon itself started (a replica, or anything a
-//! replica started: the daemon is their child subreaper, so they cannot escape by
+//! unless the peer is a process the runtime started (a replica, or anything a replica
+//! started: the daemon is their child subreaper, so they cannot escape by
 //! double-forking). Those are refused: an application's code can do no more than the
-//! token it was given, and it is given none.
+//! token it was given, and it is given none. After a daemon crash the replicas it
+//! started are not below the new daemon but below the watchdog (the subreaper that
+//! inherits them, [`super::watchdog`]): what descends from the watchdog, from a known
+//! replica, or is in a replica's process group is refused too.
 
 use std::path::Path;
 
@@ -63,12 +66,19 @@ pub struct Gate {
     audit: AuditLog,
     /// The daemon's own pid: peers below it in the process tree are its replicas.
     daemon_pid: u32,
+    /// The watchdog's, whose other descendants are replicas an earlier daemon started.
+    watchdog_pid: Option<u32>,
     uid: u32,
 }
 
 impl Gate {
     /// Opens the platform's database, configuration and signing key in `home`.
-    pub fn open(home: &Home, env: &dyn Fn(&str) -> Option<String>) -> Result<Gate, GateError> {
+    /// `watchdog`: the pid of the watchdog this daemon runs under, if any.
+    pub fn open(
+        home: &Home,
+        env: &dyn Fn(&str) -> Option<String>,
+        watchdog: Option<u32>,
+    ) -> Result<Gate, GateError> {
         let mut config = PlatformConfig::load(&home.platform_config())?;
         if config.engine_key.is_none() {
             config.engine_key = engine_key_from_env(env)?;
@@ -84,18 +94,28 @@ impl Gate {
             authority: Authority::new(store, config.policy, config.engine_key),
             audit: AuditLog::new(key, Some(checkpoint)),
             daemon_pid: std::process::id(),
+            watchdog_pid: watchdog,
             uid: nix::unistd::getuid().as_raw(),
         })
     }
 
     /// Who sent `request`; a refusal is UNAUTHENTICATED, names what to send, and is
     /// recorded in the audit log (a bad or replayed credential, a replica trying).
-    pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.identify(request)
+    /// `replicas`: the pids of the running replicas (each leads its process group).
+    pub fn caller<T>(
+        &self,
+        request: &Request<T>,
+        replicas: &std::collections::BTreeSet<u32>,
+    ) -> Result<Caller, Status> {
+        self.identify(request, replicas)
             .inspect_err(|status| self.record_unauthenticated(status))
     }
 
-    fn identify<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+    fn identify<T>(
+        &self,
+        request: &Request<T>,
+        replicas: &std::collections::BTreeSet<u32>,
+    ) -> Result<Caller, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -124,7 +144,7 @@ impl Gate {
         let started_by_runtime = peer
             .pid()
             .and_then(|pid| u32::try_from(pid).ok())
-            .is_some_and(|pid| descends_from(pid, self.daemon_pid));
+            .is_some_and(|pid| self.started_by_runtime(pid, replicas));
         if started_by_runtime {
             return Err(Status::unauthenticated(
                 "a process the runtime started (an application's replica) cannot call the platform without a token",
@@ -134,6 +154,36 @@ impl Gate {
             name: format!("local:{}", crate::provenance::local_user()),
             role: Role::Admin,
         }))
+    }
+
+    /// Whether `request` came over the socket without a bearer value (a caller the gate
+    /// let in as the local user).
+    pub fn is_socket_peer<T>(&self, request: &Request<T>) -> bool {
+        request.metadata().get("authorization").is_none()
+            && request
+                .extensions()
+                .get::<tonic::transport::server::UdsConnectInfo>()
+                .and_then(|info| info.peer_cred)
+                .is_some()
+    }
+
+    /// Whether `pid` is the daemon, a replica, in a replica's process group, or below
+    /// one of them or the watchdog in the process tree.
+    fn started_by_runtime(&self, pid: u32, replicas: &std::collections::BTreeSet<u32>) -> bool {
+        // The watchdog's pid counts only while it is still this daemon's parent: once
+        // it is gone, its pid may be another program's.
+        let watchdog = self
+            .watchdog_pid
+            .filter(|w| i64::from(*w) == i64::from(nix::unistd::getppid().as_raw()));
+        let in_replica_group = i32::try_from(pid)
+            .ok()
+            .and_then(|p| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p))).ok())
+            .and_then(|g| u32::try_from(g.as_raw()).ok())
+            .is_some_and(|g| replicas.contains(&g));
+        in_replica_group
+            || descends_from_any(pid, &|a| {
+                a == self.daemon_pid || Some(a) == watchdog || replicas.contains(&a)
+            })
     }
 
     /// The policy's decision; a refusal is recorded and becomes PERMISSION_DENIED.
@@ -304,10 +354,10 @@ pub fn environment_action(prior: Option<Mode>, mode: Mode) -> (Action, Mode) {
     }
 }
 
-/// Whether `pid` is `ancestor` or below it in the process tree.
-fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+/// Whether `pid` or one of its ancestors in the process tree is `ancestor`.
+fn descends_from_any(mut pid: u32, ancestor: &dyn Fn(u32) -> bool) -> bool {
     for _ in 0..256 {
-        if pid == ancestor {
+        if ancestor(pid) {
             return true;
         }
         if pid <= 1 {
@@ -321,7 +371,8 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
     false
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
+/// The parent of `pid` (field 4 of /proc/PID/stat).
+pub(super) fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
     let (_, rest) = stat.rsplit_once(')')?;
@@ -373,6 +424,7 @@ mod tests {
     #[test]
     fn this_process_descends_from_itself_and_its_parent_not_from_it() {
         let me = std::process::id();
+        let descends_from = |pid: u32, ancestor: u32| descends_from_any(pid, &|a| a == ancestor);
         assert!(descends_from(me, me));
         let parent = parent_of(me).unwrap();
         assert!(descends_from(me, parent));

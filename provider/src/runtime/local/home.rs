@@ -37,6 +37,15 @@ impl Home {
         self.root.join("daemon.lock")
     }
 
+    /// Held (flock) by the one watchdog that runs this home's daemon.
+    pub fn watchdog_lock_file(&self) -> PathBuf {
+        self.root.join("watchdog.lock")
+    }
+
+    pub fn watchdog_pid_file(&self) -> PathBuf {
+        self.root.join("watchdog.pid")
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("daemon.pid")
     }

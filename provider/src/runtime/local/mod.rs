@@ -7,7 +7,10 @@
 //! as a process group ([`supervisor`]), checks its health ([`health`]), gives each public
 //! port a stable address ([`proxy`]), updates by rolling ([`rollout`]), writes replica
 //! output to rotated log files ([`logs`]) and persists the desired state ([`store`]) so
-//! that a restarted daemon brings everything back.
+//! that a restarted daemon brings everything back. What the provider starts is the
+//! daemon's watchdog ([`watchdog`]): it starts a daemon that died again at once, keeping
+//! its sockets and pipes meanwhile ([`kept`]), and the new daemon adopts the replicas
+//! that still run; a provider of another build hands over to itself ([`version`]).
 //!
 //! ## What a replica gets
 //!
@@ -43,6 +46,7 @@ pub mod daemon;
 pub mod gate;
 pub mod health;
 pub mod home;
+pub mod kept;
 pub mod logs;
 pub mod proxy;
 mod reaper;
@@ -50,6 +54,8 @@ pub mod rollout;
 pub mod rules;
 pub mod store;
 pub mod supervisor;
+pub mod version;
+pub mod watchdog;
 
 /// The daemon's gRPC API, generated from `proto/slipway_runtime.proto`.
 pub use slipway_proto::runtime as proto;
@@ -77,7 +83,7 @@ pub fn run_from_args() -> Option<ExitCode> {
     let first = args.next()?;
     let rest: Vec<OsString> = args.collect();
     if first == DAEMON_ARG {
-        Some(on_own_runtime(move || run_daemon(rest)))
+        Some(run_daemon(rest))
     } else if first == CLI_ARG {
         Some(on_own_runtime(move || cli::run(rest)))
     } else {
@@ -122,14 +128,20 @@ fn env_secs(name: &str) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-async fn run_daemon(args: Vec<OsString>) -> ExitCode {
+/// The provider starts `DAEMON_ARG --home DIR`: the watchdog ([`watchdog`]), which runs
+/// `DAEMON_ARG --home DIR --watchdog-fd N`: the daemon.
+fn run_daemon(args: Vec<OsString>) -> ExitCode {
     let mut home = None;
+    let mut watchdog_fd = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "--home" {
             home = args.next().map(PathBuf::from);
+        } else if arg == watchdog::WATCHDOG_FD_ARG {
+            watchdog_fd = args.next().and_then(|fd| fd.to_str()?.parse::<i32>().ok());
         }
     }
+    init_logging();
     let root = match home.map(Ok).unwrap_or_else(Home::default_root) {
         Ok(root) => root,
         Err(e) => {
@@ -137,14 +149,24 @@ async fn run_daemon(args: Vec<OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let Some(fd) = watchdog_fd else {
+        return watchdog::run(Home::new(root));
+    };
+    // SAFETY: the watchdog passed this descriptor (its socket's other end) for this
+    // process alone; nothing else here refers to it.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let kept = match kept::Kept::from_watchdog(sock) {
+        Ok(kept) => kept,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read what the watchdog kept");
+            return ExitCode::from(watchdog::EXIT_CANNOT_RUN);
+        }
+    };
     // Started on demand by a provider: a daemon already there is what it wanted.
-    serve(Home::new(root), false).await
+    on_own_runtime(move || serve_with(Home::new(root), false, kept))
 }
 
-/// Runs the daemon (the embedded platform) for `home` in this process until SIGTERM,
-/// SIGINT or the Shutdown call. `exclusive`: another daemon already serving the home
-/// is an error (`runtime serve` under a supervisor), not a reason to exit quietly.
-pub(crate) async fn serve(home: Home, exclusive: bool) -> ExitCode {
+fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
@@ -153,6 +175,17 @@ pub(crate) async fn serve(home: Home, exclusive: bool) -> ExitCode {
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Runs the daemon (the embedded platform) for `home` in this process until SIGTERM,
+/// SIGINT or the Shutdown call. `exclusive`: another daemon already serving the home
+/// is an error (`runtime serve` under a supervisor), not a reason to exit quietly.
+pub(crate) async fn serve(home: Home, exclusive: bool) -> ExitCode {
+    init_logging();
+    serve_with(home, exclusive, kept::Kept::none()).await
+}
+
+async fn serve_with(home: Home, exclusive: bool, kept: std::sync::Arc<kept::Kept>) -> ExitCode {
     let mut settings = rollout::Settings::default();
     if let Some(grace) = env_secs("SLIPWAY_RUNTIME_GRACE_SECONDS") {
         settings.grace = grace;
@@ -166,15 +199,16 @@ pub(crate) async fn serve(home: Home, exclusive: bool) -> ExitCode {
     {
         settings.rotation.max_bytes = bytes;
     }
-    match daemon::run(home, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match daemon::run(home, settings, kept).await {
+        Ok(daemon::Ended::Stopped) => ExitCode::SUCCESS,
+        Ok(daemon::Ended::HandedOver) => ExitCode::from(watchdog::EXIT_HANDED_OVER),
         Err(daemon::DaemonError::AlreadyRunning(home)) if !exclusive => {
             tracing::info!(%home, "another daemon already serves this home; exiting");
             ExitCode::SUCCESS
         }
         Err(e) => {
             tracing::error!(error = %e, "the local runtime daemon cannot run");
-            ExitCode::FAILURE
+            ExitCode::from(watchdog::EXIT_CANNOT_RUN)
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use super::kept::KeptFd;
 use super::supervisor::ReplicaHealth;
 
 /// How long a client connection waits for a healthy replica (say, while the only one
@@ -88,16 +89,32 @@ pub struct Proxy {
     port: u16,
     pool: Arc<Pool>,
     task: JoinHandle<()>,
+    /// The watchdog's copy of the listening socket, let go with the proxy.
+    _kept: Option<KeptFd>,
 }
 
 impl Proxy {
     /// Listens on `127.0.0.1:port` (0: any free port).
     pub async fn bind(port: u16) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::serve(Self::listen(port).await?, None)
+    }
+
+    /// The listening socket for `127.0.0.1:port` (0: any free port).
+    pub async fn listen(port: u16) -> std::io::Result<TcpListener> {
+        TcpListener::bind(("127.0.0.1", port)).await
+    }
+
+    /// Proxies the connections `listener` accepts; `kept`: the watchdog's copy of it.
+    pub fn serve(listener: TcpListener, kept: Option<KeptFd>) -> std::io::Result<Proxy> {
         let port = listener.local_addr()?.port();
         let pool = Arc::new(Pool::default());
         let task = tokio::spawn(accept_loop(listener, pool.clone()));
-        Ok(Proxy { port, pool, task })
+        Ok(Proxy {
+            port,
+            pool,
+            task,
+            _kept: kept,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -7,10 +7,9 @@
 //! clients see no failed request. A first deploy (nothing to replace) starts every
 //! replica at once. A change of `replicas` alone keeps the running replicas.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,10 +18,11 @@ use tokio::time::Instant;
 
 use super::health::CheckPolicy;
 use super::home::{sanitize, Home};
+use super::kept::{listener_key, output_key, Kept};
 use super::logs::{Redactor, Rotation};
 use super::proxy::{self, Backend, Proxy};
 use super::store::{Store, StoredApplication};
-use super::supervisor::{Replica, ReplicaConfig, ReplicaState};
+use super::supervisor::{Adoptee, Replica, ReplicaConfig, ReplicaState, RunRecord};
 use crate::runtime::{
     Application, ApplicationSpec, Environment, Phase, Protocol, RolloutCause, RuntimeError,
 };
@@ -53,6 +53,8 @@ pub struct Ctx {
     pub home: Home,
     pub settings: Settings,
     pub store: tokio::sync::Mutex<Store>,
+    /// What the watchdog keeps across a daemon crash (nothing without a watchdog).
+    pub kept: Arc<Kept>,
 }
 
 /// A replica that crashes this many times before it was ever healthy fails the rollout
@@ -119,20 +121,24 @@ fn redactor(env: &Environment, spec: &ApplicationSpec) -> Redactor {
     )
 }
 
-/// Identifies what a replica runs, so a scale-only change keeps running replicas.
+/// Identifies what a replica runs, so a scale-only change keeps running replicas, and a
+/// daemon restarted after a crash (or a newer one) adopts only replicas that run what
+/// the spec says: a SHA-256 of it, the same in every build.
 fn template(env: &Environment, spec: &ApplicationSpec) -> u64 {
-    let mut h = DefaultHasher::new();
-    spec.command.hash(&mut h);
-    spec.args.hash(&mut h);
-    spec.working_dir.hash(&mut h);
-    base_env(env, spec).hash(&mut h);
-    serde_json::to_string(&spec.ports)
-        .unwrap_or_default()
-        .hash(&mut h);
-    serde_json::to_string(&spec.healthcheck)
-        .unwrap_or_default()
-        .hash(&mut h);
-    h.finish()
+    use sha2::Digest as _;
+    let what = serde_json::to_string(&(
+        &spec.command,
+        &spec.args,
+        &spec.working_dir,
+        base_env(env, spec),
+        &spec.ports,
+        &spec.healthcheck,
+    ))
+    .unwrap_or_default();
+    let digest = sha2::Sha256::digest(what.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The name of a port's variable: `PORT_` and the name in upper case, other characters
@@ -231,19 +237,67 @@ impl AppRuntime {
     }
 
     /// Brings the application back after a daemon start: proxies on the stored stable
-    /// ports, and every replica started (in the background: nobody waits for them).
-    pub async fn restore(&self, ctx: &Ctx, env: &Environment) -> Result<(), RuntimeError> {
+    /// ports (the very sockets, when the watchdog kept them), the live replicas an
+    /// earlier daemon left (`found`: this application's records) adopted when they run
+    /// the current spec and their output was kept, and the missing replicas started (in
+    /// the background: nobody waits for them). Returns the records it did not adopt,
+    /// whose processes the caller stops.
+    pub async fn restore(
+        &self,
+        ctx: &Ctx,
+        env: &Environment,
+        found: Vec<RunRecord>,
+    ) -> Result<Vec<RunRecord>, RuntimeError> {
         let _op = self.op.lock().await;
         self.ensure_proxies(ctx).await?;
         let (spec, desired) = {
             let inner = lock(&self.inner);
-            (inner.stored.spec.clone(), inner.stored.spec.replicas)
+            (
+                inner.stored.spec.clone(),
+                inner.stored.spec.replicas as usize,
+            )
         };
         let template = template(env, &spec);
-        for _ in 0..desired {
-            self.start_replica(ctx, env, template)?;
+        let mut leftovers = Vec::new();
+        let mut adopted = 0;
+        for record in found {
+            let same_ports = record.ports.len() == spec.ports.len()
+                && spec
+                    .ports
+                    .iter()
+                    .all(|p| record.ports.contains_key(&p.name));
+            if adopted >= desired || record.template != template || !same_ports {
+                leftovers.push(record);
+                continue;
+            }
+            let out = ctx
+                .kept
+                .take(&output_key(&self.id, &record.replica_id, "stdout"));
+            let err = ctx
+                .kept
+                .take(&output_key(&self.id, &record.replica_id, "stderr"));
+            let (Some(stdout), Some(stderr)) = (out, err) else {
+                leftovers.push(record);
+                continue;
+            };
+            tracing::info!(app = %self.id, replica = %record.replica_id, pid = record.pid,
+                "adopting a replica that outlived the previous daemon");
+            self.start_replica(
+                ctx,
+                env,
+                template,
+                Some(Adoptee {
+                    record,
+                    stdout,
+                    stderr,
+                }),
+            )?;
+            adopted += 1;
         }
-        Ok(())
+        for _ in adopted..desired {
+            self.start_replica(ctx, env, template, None)?;
+        }
+        Ok(leftovers)
     }
 
     /// Moves the application to `spec` (already validated) by a rolling update, and
@@ -308,20 +362,30 @@ impl AppRuntime {
                 continue;
             }
             let wanted = stable.get(*name).copied().unwrap_or(0);
-            let proxy = match Proxy::bind(wanted).await {
-                Ok(p) => p,
-                Err(e) if wanted != 0 => {
-                    tracing::warn!(app = %self.id, port = wanted, error = %e,
-                        "the stable port is taken; allocating a new one");
-                    Proxy::bind(0).await.map_err(|e| {
+            let key = listener_key(&self.id, name);
+            let proxy = match kept_listener(ctx, &key, wanted) {
+                Some(proxy) => proxy,
+                None => {
+                    let listener = match Proxy::listen(wanted).await {
+                        Ok(l) => l,
+                        Err(e) if wanted != 0 => {
+                            tracing::warn!(app = %self.id, port = wanted, error = %e,
+                                "the stable port is taken; allocating a new one");
+                            Proxy::listen(0).await.map_err(|e| {
+                                RuntimeError::Other(format!("cannot listen for port `{name}`: {e}"))
+                            })?
+                        }
+                        Err(e) => {
+                            return Err(RuntimeError::Other(format!(
+                                "cannot listen for port `{name}` of application `{}`: {e}",
+                                spec.name
+                            )))
+                        }
+                    };
+                    let kept = ctx.kept.keep(key, listener.as_fd());
+                    Proxy::serve(listener, Some(kept)).map_err(|e| {
                         RuntimeError::Other(format!("cannot listen for port `{name}`: {e}"))
                     })?
-                }
-                Err(e) => {
-                    return Err(RuntimeError::Other(format!(
-                        "cannot listen for port `{name}` of application `{}`: {e}",
-                        spec.name
-                    )))
                 }
             };
             stable.insert(name.to_string(), proxy.port());
@@ -352,11 +416,14 @@ impl AppRuntime {
         persist(ctx, stored).await
     }
 
+    /// Starts a replica of the current spec, or adopts `adoptee` as one (its id,
+    /// generation and ports are the adoptee's).
     fn start_replica(
         &self,
         ctx: &Ctx,
         env: &Environment,
         template: u64,
+        adoptee: Option<Adoptee>,
     ) -> Result<Arc<Replica>, RuntimeError> {
         let mut inner = lock(&self.inner);
         if inner.closed {
@@ -365,13 +432,33 @@ impl AppRuntime {
             ));
         }
         let spec = inner.stored.spec.clone();
-        let id = format!("{}-{}", inner.stored.generation, inner.next_index);
-        inner.next_index += 1;
+        let (id, generation) = match &adoptee {
+            Some(a) => {
+                let index = a.record.replica_id.rsplit_once('-').and_then(|(g, i)| {
+                    (g == inner.stored.generation.to_string()).then(|| i.parse::<u32>().ok())?
+                });
+                if let Some(index) = index {
+                    inner.next_index = inner.next_index.max(index + 1);
+                }
+                (a.record.replica_id.clone(), a.record.generation)
+            }
+            None => {
+                let id = format!("{}-{}", inner.stored.generation, inner.next_index);
+                inner.next_index += 1;
+                (id, inner.stored.generation)
+            }
+        };
         let mut ports = BTreeMap::new();
         let mut declared = Vec::new();
         let mut port_vars = BTreeMap::new();
         for (i, port) in spec.ports.iter().enumerate() {
-            let actual = free_port(port.protocol)?;
+            let actual = match adoptee
+                .as_ref()
+                .and_then(|a| a.record.ports.get(&port.name))
+            {
+                Some(adopted) => *adopted,
+                None => free_port(port.protocol)?,
+            };
             ports.insert(port.name.clone(), actual);
             declared.push((port.port, actual));
             port_vars.insert(port_variable(&port.name), actual.to_string());
@@ -406,7 +493,7 @@ impl AppRuntime {
         let config = ReplicaConfig {
             id: id.clone(),
             app_id: self.id.clone(),
-            generation: inner.stored.generation,
+            generation,
             template,
             program: spec.command.clone().unwrap_or_default(),
             args,
@@ -422,8 +509,12 @@ impl AppRuntime {
             rotation: ctx.settings.rotation,
             redactor: Arc::new(redactor(env, &spec)),
             run_dir: ctx.home.run_dir(),
+            kept: ctx.kept.clone(),
         };
-        let replica = Replica::start(config);
+        let replica = match adoptee {
+            Some(adoptee) => Replica::adopt(config, adoptee),
+            None => Replica::start(config),
+        };
         for (name, proxy) in &inner.proxies {
             if let Some(port) = ports.get(name) {
                 proxy.add(Backend::new(
@@ -470,7 +561,7 @@ impl AppRuntime {
             let n = batch.min(missing - started);
             let mut fresh = Vec::with_capacity(n);
             for _ in 0..n {
-                fresh.push(self.start_replica(ctx, env, template)?);
+                fresh.push(self.start_replica(ctx, env, template, None)?);
             }
             let mut failure = None;
             for replica in &fresh {
@@ -626,6 +717,20 @@ impl AppRuntime {
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
         lock(&self.inner).replicas.clone()
     }
+}
+
+/// The listening socket the watchdog kept for `key`, serving again, when it is still on
+/// the stable port `wanted`.
+fn kept_listener(ctx: &Ctx, key: &str, wanted: u16) -> Option<Proxy> {
+    let (fd, kept) = ctx.kept.take(key)?;
+    let listener = std::net::TcpListener::from(fd);
+    let port = listener.local_addr().ok()?.port();
+    if port != wanted {
+        return None;
+    }
+    listener.set_nonblocking(true).ok()?;
+    let listener = tokio::net::TcpListener::from_std(listener).ok()?;
+    Proxy::serve(listener, Some(kept)).ok()
 }
 
 async fn persist(ctx: &Ctx, stored: StoredApplication) -> Result<(), RuntimeError> {

@@ -5,8 +5,16 @@
 //! A replica is a tokio task that owns its process; the rest of the daemon sees it
 //! through [`Replica`]: a status channel, a `healthy` flag the proxies read on every
 //! connection, and `stop`.
+//!
+//! Each running replica has a record in the home's `run/` directory ([`RunRecord`]:
+//! pid, start time, process group, application, ports). A daemon that starts after
+//! another died hard reads them: a replica whose pid still has the recorded start time
+//! (so not a later process that reused the pid) and whose output pipes the watchdog kept
+//! is adopted ([`Replica::adopt`]): watched by polling its pid and start time (it is not
+//! this daemon's child), probed, and replaced only when it dies or turns unhealthy.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +28,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::health::{self, CheckPolicy, Probe};
+use super::kept::{output_key, Kept, KeptFd};
 use super::logs::{LogSink, Redactor, Rotation, SharedSink};
+
+/// How often an adopted replica (not this daemon's child) is checked for having ended.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
 
 /// The first restart waits this long; each further one twice as long, up to
 /// [`BACKOFF_MAX`]. A replica that became healthy starts over from the first step.
@@ -56,8 +68,38 @@ pub struct ReplicaConfig {
     pub log_path: PathBuf,
     pub rotation: Rotation,
     pub redactor: Arc<Redactor>,
-    /// Where the pid file of the running process goes.
+    /// Where the record of the running process goes.
     pub run_dir: PathBuf,
+    /// The watchdog, which keeps the output pipes for a daemon restarted after a crash.
+    pub kept: Arc<Kept>,
+}
+
+/// What `run/` holds of a running replica, so that a daemon restarted after a crash can
+/// adopt it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub pid: u32,
+    /// Clock ticks since boot when it started (field 22 of /proc/PID/stat): with the
+    /// pid, the process's identity; a later process that reuses the pid has another.
+    pub start_time: u64,
+    /// Its process group, which it leads (stopping it signals the whole group).
+    pub pgid: u32,
+    pub app_id: String,
+    pub replica_id: String,
+    pub generation: u64,
+    pub template: u64,
+    pub ports: BTreeMap<String, u16>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// A live process an earlier daemon started, with its output pipes, to adopt.
+#[derive(Debug)]
+pub struct Adoptee {
+    pub record: RunRecord,
+    pub stdout: (OwnedFd, KeptFd),
+    pub stderr: (OwnedFd, KeptFd),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +170,16 @@ pub struct Replica {
 impl Replica {
     /// Starts the replica's process and its supervision.
     pub fn start(config: ReplicaConfig) -> Arc<Replica> {
+        Self::supervised(config, None)
+    }
+
+    /// Supervises `adoptee`, a live process of this replica's that an earlier daemon
+    /// started (`config` carries its id and ports); when it ends it is replaced as any.
+    pub fn adopt(config: ReplicaConfig, adoptee: Adoptee) -> Arc<Replica> {
+        Self::supervised(config, Some(adoptee))
+    }
+
+    fn supervised(config: ReplicaConfig, adoptee: Option<Adoptee>) -> Arc<Replica> {
         let config = Arc::new(config);
         let health = Arc::new(ReplicaHealth::default());
         let (status_tx, status) = watch::channel(ReplicaStatus {
@@ -151,6 +203,7 @@ impl Replica {
             status_tx,
             stop_rx,
             logs.clone(),
+            adoptee,
         ));
         Arc::new(Replica {
             config,
@@ -193,12 +246,51 @@ enum Ended {
     StopRequested,
 }
 
+/// The process of one run of a replica.
+enum Process {
+    Spawned(Child),
+    /// Started by an earlier daemon: not this one's child, so watched by pid and start
+    /// time, and its exit status is not known.
+    Adopted {
+        pid: u32,
+        start_time: u64,
+    },
+}
+
+impl Process {
+    /// Waits until the process has ended; says how. Cancel-safe.
+    async fn wait(&mut self) -> String {
+        match self {
+            Process::Spawned(child) => match child.wait().await {
+                Ok(status) => describe_exit(status),
+                Err(e) => format!("could not be waited for: {e}"),
+            },
+            Process::Adopted { pid, start_time } => {
+                while is_running(*pid, *start_time) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                "ended (it was adopted after a daemon restart, so its exit status is unknown)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// One run: the process, its record in `run/`, and its pipes in the watchdog's keeping.
+struct Run {
+    process: Process,
+    pid: u32,
+    record: Option<PathBuf>,
+    _kept: Vec<KeptFd>,
+}
+
 async fn supervise(
     config: Arc<ReplicaConfig>,
     health: Arc<ReplicaHealth>,
     status: watch::Sender<ReplicaStatus>,
     mut stop: watch::Receiver<bool>,
     logs: SharedSink,
+    mut adoptee: Option<Adoptee>,
 ) {
     let mut step: u32 = 0;
     loop {
@@ -209,7 +301,11 @@ async fn supervise(
             s.state = ReplicaState::Starting;
             s.pid = None;
         });
-        match spawn(&config, &logs) {
+        let run = match adoptee.take() {
+            Some(adoptee) => Ok(adopted(&config, adoptee, &logs)),
+            None => spawn(&config, &logs),
+        };
+        match run {
             Err(message) => {
                 note(&logs, &message);
                 status.send_modify(|s| {
@@ -217,18 +313,17 @@ async fn supervise(
                     s.last_error = Some(message);
                 });
             }
-            Ok(mut child) => {
-                let pid = child.id().unwrap_or(0);
-                let pid_file = write_pid_file(&config, pid);
+            Ok(mut run) => {
+                let pid = run.pid;
                 status.send_modify(|s| s.pid = Some(pid));
                 let (ended, became_healthy) =
-                    monitor(&config, &health, &status, &mut child, &mut stop).await;
+                    monitor(&config, &health, &status, &mut run.process, &mut stop).await;
                 health.set(false);
                 match ended {
                     Ended::StopRequested => {
                         status.send_modify(|s| s.state = ReplicaState::Stopping);
-                        terminate(pid, &mut child, config.grace).await;
-                        remove_pid_file(pid_file);
+                        terminate(pid, &mut run.process, config.grace).await;
+                        remove_record(run.record.take());
                         break;
                     }
                     Ended::Exited(how) => {
@@ -245,11 +340,11 @@ async fn supervise(
                     }
                     Ended::Unhealthy(why) => {
                         note(&logs, &format!("{why}; restarting the replica"));
-                        terminate(pid, &mut child, config.grace).await;
+                        terminate(pid, &mut run.process, config.grace).await;
                         status.send_modify(|s| s.last_error = Some(why));
                     }
                 }
-                remove_pid_file(pid_file);
+                remove_record(run.record.take());
                 if became_healthy {
                     step = 0;
                 }
@@ -276,6 +371,41 @@ async fn supervise(
     });
 }
 
+/// Takes over an adoptee's pipes (pumped into the replica's log as before the crash).
+fn adopted(config: &ReplicaConfig, adoptee: Adoptee, logs: &SharedSink) -> Run {
+    let Adoptee {
+        record,
+        stdout: (out, out_kept),
+        stderr: (err, err_kept),
+    } = adoptee;
+    for (fd, stream) in [(out, "stdout"), (err, "stderr")] {
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => {
+                tokio::spawn(super::logs::pump(pipe, stream, logs.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(replica = %config.id, error = %e, "cannot read an adopted replica's output")
+            }
+        }
+    }
+    note(
+        logs,
+        &format!(
+            "adopted after a daemon restart (pid {}, still running)",
+            record.pid
+        ),
+    );
+    Run {
+        process: Process::Adopted {
+            pid: record.pid,
+            start_time: record.start_time,
+        },
+        pid: record.pid,
+        record: Some(record.file),
+        _kept: vec![out_kept, err_kept],
+    }
+}
+
 /// Notes an event of the runtime's in the replica's own log, where a person reads it.
 fn note(logs: &SharedSink, message: &str) {
     if let Ok(mut logs) = logs.lock() {
@@ -283,7 +413,7 @@ fn note(logs: &SharedSink, message: &str) {
     }
 }
 
-fn spawn(config: &ReplicaConfig, logs: &SharedSink) -> Result<Child, String> {
+fn spawn(config: &ReplicaConfig, logs: &SharedSink) -> Result<Run, String> {
     if !config.working_dir.is_dir() {
         return Err(format!(
             "cannot start `{}`: the working directory {} does not exist; set `working_dir` to an existing directory",
@@ -318,13 +448,24 @@ fn spawn(config: &ReplicaConfig, logs: &SharedSink) -> Result<Child, String> {
         };
         format!("cannot start `{}`: {e}{hint}", config.program)
     })?;
+    let mut kept = Vec::new();
     if let Some(out) = child.stdout.take() {
+        let key = output_key(&config.app_id, &config.id, "stdout");
+        kept.push(config.kept.keep(key, out.as_fd()));
         tokio::spawn(super::logs::pump(out, "stdout", logs.clone()));
     }
     if let Some(err) = child.stderr.take() {
+        let key = output_key(&config.app_id, &config.id, "stderr");
+        kept.push(config.kept.keep(key, err.as_fd()));
         tokio::spawn(super::logs::pump(err, "stderr", logs.clone()));
     }
-    Ok(child)
+    let pid = child.id().unwrap_or(0);
+    Ok(Run {
+        record: write_record(config, pid),
+        process: Process::Spawned(child),
+        pid,
+        _kept: kept,
+    })
 }
 
 /// Probes the running process until it exits, turns unhealthy, or is asked to stop.
@@ -333,7 +474,7 @@ async fn monitor(
     config: &ReplicaConfig,
     health: &ReplicaHealth,
     status: &watch::Sender<ReplicaStatus>,
-    child: &mut Child,
+    process: &mut Process,
     stop: &mut watch::Receiver<bool>,
 ) -> (Ended, bool) {
     let policy = &config.check;
@@ -347,13 +488,7 @@ async fn monitor(
     let mut next = eager;
     loop {
         tokio::select! {
-            exit = child.wait() => {
-                let how = match exit {
-                    Ok(status) => describe_exit(status),
-                    Err(e) => format!("could not be waited for: {e}"),
-                };
-                return (Ended::Exited(how), became_healthy);
-            }
+            how = process.wait() => return (Ended::Exited(how), became_healthy),
             _ = stop.changed() => return (Ended::StopRequested, became_healthy),
             _ = tokio::time::sleep(next) => {}
         }
@@ -445,74 +580,135 @@ fn signal_group(pgid: u32, signal: Signal) {
 }
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
-async fn terminate(pgid: u32, child: &mut Child, grace: Duration) {
+async fn terminate(pgid: u32, process: &mut Process, grace: Duration) {
     signal_group(pgid, Signal::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+    if tokio::time::timeout(grace, process.wait()).await.is_err() {
         signal_group(pgid, Signal::SIGKILL);
-        let _ = child.wait().await;
+        let _ = process.wait().await;
     }
     // Children the leader left behind do not outlive the replica.
     signal_group(pgid, Signal::SIGKILL);
 }
 
-fn write_pid_file(config: &ReplicaConfig, pid: u32) -> Option<PathBuf> {
-    let start = process_start_time(pid)?;
-    let path = config.run_dir.join(format!(
+fn record_path(config: &ReplicaConfig) -> PathBuf {
+    config.run_dir.join(format!(
         "{}--{}.pid",
         super::home::sanitize(&config.app_id),
         super::home::sanitize(&config.id)
-    ));
-    std::fs::write(&path, format!("{pid} {start}\n")).ok()?;
+    ))
+}
+
+/// Writes the replica's [`RunRecord`] (atomically: a crash leaves the whole record or
+/// none).
+fn write_record(config: &ReplicaConfig, pid: u32) -> Option<PathBuf> {
+    let record = RunRecord {
+        pid,
+        start_time: process_start_time(pid)?,
+        pgid: pid,
+        app_id: config.app_id.clone(),
+        replica_id: config.id.clone(),
+        generation: config.generation,
+        template: config.template,
+        ports: config.ports.clone(),
+        file: PathBuf::new(),
+    };
+    let path = record_path(config);
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(&record).ok()?;
+    std::fs::write(&tmp, text).ok()?;
+    std::fs::rename(&tmp, &path).ok()?;
     Some(path)
 }
 
-fn remove_pid_file(path: Option<PathBuf>) {
+fn remove_record(path: Option<PathBuf>) {
     if let Some(path) = path {
         let _ = std::fs::remove_file(path);
     }
 }
 
-/// The process's start time in clock ticks since boot (field 22 of /proc/PID/stat),
-/// which tells a live replica from a later process that reused its pid.
-fn process_start_time(pid: u32) -> Option<u64> {
+/// The process's state letter and start time in clock ticks since boot (fields 3 and
+/// 22 of /proc/PID/stat).
+fn process_identity(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces.
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
-/// Stops replica process groups that a daemon which died without stopping them left
-/// behind (their pid files are still in `run_dir`), so that a new daemon starts clean.
-/// Returns how many groups it stopped.
-pub async fn reap_orphans(run_dir: &Path, grace: Duration) -> usize {
+/// The process's start time (which tells a live replica from a later process that reused
+/// its pid).
+fn process_start_time(pid: u32) -> Option<u64> {
+    process_identity(pid).map(|(_, start)| start)
+}
+
+/// Whether `pid` is still the process that started at `start_time`, and has not exited.
+pub fn is_running(pid: u32, start_time: u64) -> bool {
+    process_identity(pid)
+        .is_some_and(|(state, start)| start == start_time && state != 'Z' && state != 'X')
+}
+
+/// The records in `run_dir` of replica processes that still run (a record whose pid
+/// is gone, or now another process, is removed). A record in the format of older
+/// daemons (`pid start`) is returned with nothing but its pid, so it is never adopted.
+pub fn live_records(run_dir: &Path) -> Vec<RunRecord> {
     let Ok(entries) = std::fs::read_dir(run_dir) else {
-        return 0;
+        return Vec::new();
     };
-    let mut pgids = Vec::new();
+    let mut live = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let parsed = std::fs::read_to_string(&path).ok().and_then(|text| {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let record = serde_json::from_str::<RunRecord>(&text).ok().or_else(|| {
             let mut parts = text.split_whitespace();
             let pid: u32 = parts.next()?.parse().ok()?;
-            let start: u64 = parts.next()?.parse().ok()?;
-            Some((pid, start))
+            let start_time: u64 = parts.next()?.parse().ok()?;
+            Some(RunRecord {
+                pid,
+                start_time,
+                pgid: pid,
+                app_id: String::new(),
+                replica_id: String::new(),
+                generation: 0,
+                template: 0,
+                ports: BTreeMap::new(),
+                file: PathBuf::new(),
+            })
         });
-        if let Some((pid, start)) = parsed {
-            if process_start_time(pid) == Some(start) {
-                signal_group(pid, Signal::SIGTERM);
-                pgids.push(pid);
+        match record {
+            Some(mut record) if is_running(record.pid, record.start_time) => {
+                record.file = path;
+                live.push(record);
+            }
+            _ => {
+                let _ = std::fs::remove_file(&path);
             }
         }
-        let _ = std::fs::remove_file(&path);
+    }
+    live
+}
+
+/// Stops the process groups of replicas a dead daemon left behind that no application
+/// adopts (SIGTERM, up to `grace`, SIGKILL), and removes their records.
+pub async fn stop_leftovers(leftovers: &[RunRecord], grace: Duration) {
+    for record in leftovers {
+        if is_running(record.pid, record.start_time) {
+            signal_group(record.pgid, Signal::SIGTERM);
+        }
     }
     let deadline = tokio::time::Instant::now() + grace;
-    while tokio::time::Instant::now() < deadline && pgids.iter().any(|pid| group_alive(*pid)) {
+    while tokio::time::Instant::now() < deadline && leftovers.iter().any(|r| group_alive(r.pgid)) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for pid in &pgids {
-        signal_group(*pid, Signal::SIGKILL);
+    for record in leftovers {
+        signal_group(record.pgid, Signal::SIGKILL);
     }
-    pgids.len()
+    for record in leftovers {
+        let _ = std::fs::remove_file(&record.file);
+    }
 }
 
 fn group_alive(pgid: u32) -> bool {
