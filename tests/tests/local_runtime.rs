@@ -566,6 +566,76 @@ async fn a_restarted_daemon_brings_everything_back() {
     }
 }
 
+/// A replica runs as the daemon's user, yet cannot read the runtime's home (its state
+/// with every secret, the platform's key and database): the Landlock sandbox. It keeps
+/// its own working directory, the rest of the machine, and a temporary directory.
+async fn a_replica_cannot_read_the_runtime_home() {
+    let f = Fixture::start().await;
+    f.runtime
+        .apply_environment(environment("env-1", "dev"), change(""))
+        .await
+        .unwrap();
+    let home = f.home().root().to_path_buf();
+    let script = r#"
+for f in "$@"; do
+  if cat "$f" > /dev/null 2>&1; then echo "LEAKED $f"; else echo "DENIED $f"; fi
+done
+ls "$(dirname "$1")" > /dev/null 2>&1 && echo LISTED-HOME
+echo mine > ./own-file && cat ./own-file > /dev/null && echo WROTE-OWN
+cat /etc/passwd > /dev/null && echo READ-ETC
+t=$(mktemp) && echo hello > "$t" && echo WROTE-TMP
+echo DONE
+exec sleep 1000
+"#;
+    let mut spec = demo("app-1", "env-1", "snoop", 1, "v1");
+    spec.command = Some("/bin/sh".into());
+    spec.args = ["-c", script, "sh"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            ["state.json", "platform.key", "platform.db"]
+                .iter()
+                .map(|name| home.join(name).display().to_string()),
+        )
+        .collect();
+    spec.ports = Vec::new();
+    spec.healthcheck = None;
+    f.runtime
+        .apply_application(spec, change(""), APPLY_TIMEOUT)
+        .await
+        .unwrap();
+    let runtime = &f.runtime;
+    let read = || async move {
+        let lines: Vec<String> = runtime
+            .logs("snoop", 50)
+            .await
+            .unwrap()
+            .into_iter()
+            // `<time> stdout <line>`: the line alone.
+            .filter_map(|l| {
+                l.line
+                    .split_once(" stdout ")
+                    .map(|(_, line)| line.to_owned())
+            })
+            .collect();
+        lines
+    };
+    wait_until("the replica is done snooping", || async move {
+        read().await.iter().any(|l| l == "DONE")
+    })
+    .await;
+    let lines = read().await;
+    assert!(!lines.iter().any(|l| l.starts_with("LEAKED")), "{lines:?}");
+    for name in ["state.json", "platform.key", "platform.db"] {
+        let denied = format!("DENIED {}", home.join(name).display());
+        assert!(lines.contains(&denied), "{denied}: {lines:?}");
+    }
+    for done in ["WROTE-OWN", "READ-ETC", "WROTE-TMP"] {
+        assert!(lines.iter().any(|l| l == done), "{done}: {lines:?}");
+    }
+    f.stop().await;
+}
+
 /// Deleting leaves no process and no listening port.
 async fn delete_leaves_nothing_behind() {
     let f = Fixture::start().await;
@@ -762,6 +832,7 @@ fn main() -> ExitCode {
         a_killed_replica_is_restarted,
         a_restarted_daemon_brings_everything_back,
         delete_leaves_nothing_behind,
+        a_replica_cannot_read_the_runtime_home,
         a_missing_command_fails_the_apply,
         a_failing_health_check_fails_the_apply,
     ])

@@ -37,7 +37,9 @@
 //! `SLIPWAY_RUNTIME_GRACE_SECONDS` (SIGTERM to SIGKILL, default 10),
 //! `SLIPWAY_RUNTIME_DRAIN_SECONDS` (connection drain in rollouts, default 10),
 //! `SLIPWAY_RUNTIME_LOG_MAX_BYTES` (rotate replica logs past this size, default 10 MiB;
-//! 3 rotated files kept), `SLIPWAY_LOG` (daemon log filter, default `info`).
+//! 3 rotated files kept), `SLIPWAY_LOG` (daemon log filter, default `info`),
+//! `SLIPWAY_RUNTIME_SANDBOX=off` (replicas without the Landlock sandbox that keeps them
+//! out of the home, [`sandbox`]).
 
 pub mod cli;
 pub mod client;
@@ -52,6 +54,7 @@ pub mod proxy;
 mod reaper;
 pub mod rollout;
 pub mod rules;
+pub mod sandbox;
 pub mod store;
 pub mod supervisor;
 pub mod version;
@@ -198,6 +201,10 @@ async fn serve_with(home: Home, exclusive: bool, kept: std::sync::Arc<kept::Kept
         .and_then(|v| v.parse().ok())
     {
         settings.rotation.max_bytes = bytes;
+    }
+    if std::env::var("SLIPWAY_RUNTIME_SANDBOX").is_ok_and(|v| v == "off") {
+        tracing::warn!("SLIPWAY_RUNTIME_SANDBOX=off: replicas can read the runtime's home (its state and keys)");
+        settings.sandbox = false;
     }
     match daemon::run(home, settings, kept).await {
         Ok(daemon::Ended::Stopped) => ExitCode::SUCCESS,

@@ -35,6 +35,9 @@ pub struct Settings {
     /// How long a replica taken out of the proxies may keep open connections.
     pub drain: Duration,
     pub rotation: Rotation,
+    /// Replicas start in a Landlock sandbox that keeps them out of the home
+    /// (`sandbox.rs`).
+    pub sandbox: bool,
 }
 
 impl Default for Settings {
@@ -43,6 +46,7 @@ impl Default for Settings {
             grace: Duration::from_secs(10),
             drain: Duration::from_secs(10),
             rotation: Rotation::default(),
+            sandbox: true,
         }
     }
 }
@@ -510,6 +514,7 @@ impl AppRuntime {
             redactor: Arc::new(redactor(env, &spec)),
             run_dir: ctx.home.run_dir(),
             kept: ctx.kept.clone(),
+            sandbox_home: ctx.settings.sandbox.then(|| ctx.home.root().to_path_buf()),
         };
         let replica = match adoptee {
             Some(adoptee) => Replica::adopt(config, adoptee),

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use super::health::{self, CheckPolicy, Probe};
 use super::kept::{output_key, Kept, KeptFd};
 use super::logs::{LogSink, Redactor, Rotation, SharedSink};
+use super::sandbox::Sandbox;
 
 /// How often an adopted replica (not this daemon's child) is checked for having ended.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
@@ -72,6 +73,9 @@ pub struct ReplicaConfig {
     pub run_dir: PathBuf,
     /// The watchdog, which keeps the output pipes for a daemon restarted after a crash.
     pub kept: Arc<Kept>,
+    /// The platform's home, which the replica may not touch (`sandbox.rs`); `None`
+    /// runs it unsandboxed (`SLIPWAY_RUNTIME_SANDBOX=off`).
+    pub sandbox_home: Option<PathBuf>,
 }
 
 /// What `run/` holds of a running replica, so that a daemon restarted after a crash can
@@ -413,6 +417,36 @@ fn note(logs: &SharedSink, message: &str) {
     }
 }
 
+/// The sandbox a replica starts in: none on a kernel without Landlock (said once in
+/// the daemon's log); a replica is not started when one cannot be built.
+fn sandbox_for(home: &Path, working_dir: &Path) -> Result<Option<Sandbox>, String> {
+    static UNSUPPORTED: std::sync::Once = std::sync::Once::new();
+    match Sandbox::prepare(home, &[working_dir]) {
+        Ok(Some(sandbox)) => Ok(Some(sandbox)),
+        Ok(None) => {
+            UNSUPPORTED.call_once(|| {
+                tracing::warn!("this kernel has no Landlock: replicas can read the runtime's home (its state and keys)");
+            });
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "cannot keep the replica out of the runtime's home {} ({e}); the runtime daemon starts no replica it cannot sandbox (SLIPWAY_RUNTIME_SANDBOX=off in its environment turns that off)",
+            home.display()
+        )),
+    }
+}
+
+/// A `TMPDIR` of the replica's own, when the sandbox keeps it from creating files in
+/// the system's temporary directory (a home under it).
+fn private_tmp(home: &Path, working_dir: &Path) -> Option<PathBuf> {
+    if !super::sandbox::private_tmp(home) {
+        return None;
+    }
+    let tmp = working_dir.join(".tmp");
+    std::fs::create_dir_all(&tmp).ok()?;
+    Some(tmp)
+}
+
 fn spawn(config: &ReplicaConfig, logs: &SharedSink) -> Result<Run, String> {
     if !config.working_dir.is_dir() {
         return Err(format!(
@@ -421,6 +455,10 @@ fn spawn(config: &ReplicaConfig, logs: &SharedSink) -> Result<Run, String> {
             config.working_dir.display()
         ));
     }
+    let sandbox = match &config.sandbox_home {
+        Some(home) => sandbox_for(home, &config.working_dir)?,
+        None => None,
+    };
     let mut command = Command::new(&config.program);
     command
         .args(&config.args)
@@ -438,6 +476,19 @@ fn spawn(config: &ReplicaConfig, logs: &SharedSink) -> Result<Run, String> {
         // Its own process group, so that stopping reaches everything it started.
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(tmp) = sandbox
+        .as_ref()
+        .and_then(|_| private_tmp(config.sandbox_home.as_deref()?, &config.working_dir))
+    {
+        command.env("TMPDIR", tmp);
+    }
+    if let Some(sandbox) = sandbox {
+        // SAFETY: `enter` makes two system calls and allocates nothing, which is what
+        // may run between fork and exec.
+        unsafe {
+            command.pre_exec(move || sandbox.enter());
+        }
+    }
     let mut child = command.spawn().map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::NotFound => {
