@@ -515,19 +515,18 @@ async fn a_restarted_daemon_brings_everything_back() {
     );
 
     // A daemon killed hard: its watchdog starts it again at once, and the new daemon
-    // adopts the replicas that still run (the same processes) at the same endpoints.
-    let mut running = [
-        replica_pids(&f.runtime, "app-1").await,
-        replica_pids(&f.runtime, "app-2").await,
-    ]
-    .concat();
-    running.sort_unstable();
+    // adopts the replicas that still run (the same processes) at the same endpoints,
+    // replacing only the one that stopped answering (SIGSTOP: its HTTP check times out).
+    let web_pids = replica_pids(&f.runtime, "app-1").await;
+    let api_pids = replica_pids(&f.runtime, "app-2").await;
+    let (hung, healthy_web) = (web_pids[0], web_pids[1]);
     let daemon = f.runtime.info().await.unwrap().pid;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    for (pid, signal) in [
+        (hung, nix::sys::signal::Signal::SIGSTOP),
+        (daemon, nix::sys::signal::Signal::SIGKILL),
+    ] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    }
     wait_until(
         "the killed daemon is gone",
         || async move { !alive(daemon) },
@@ -536,33 +535,39 @@ async fn a_restarted_daemon_brings_everything_back() {
     f.reconnect().await;
     assert_ne!(f.runtime.info().await.unwrap().pid, daemon);
     let rt = f.runtime.clone();
-    wait_until("web and api run again after a hard kill", || {
+    wait_until("web and api run again, the hung replica replaced", || {
         let rt = rt.clone();
         async move {
             let web = rt.get_application("app-1").await.unwrap().unwrap();
             let api = rt.get_application("app-2").await.unwrap().unwrap();
+            let pids = replica_pids(&rt, "app-1").await;
             web.phase == Phase::Running
                 && web.ready_replicas == 2
-                && api.phase == Phase::Running
                 && api.ready_replicas == 1
+                && pids.len() == 2
+                && !pids.contains(&hung)
         }
     })
     .await;
-    let mut adopted = [
-        replica_pids(&f.runtime, "app-1").await,
+    let web_now = replica_pids(&f.runtime, "app-1").await;
+    assert!(
+        web_now.contains(&healthy_web),
+        "the healthy replica is adopted, not replaced: {web_now:?}"
+    );
+    assert_eq!(
         replica_pids(&f.runtime, "app-2").await,
-    ]
-    .concat();
-    adopted.sort_unstable();
-    assert_eq!(adopted, running, "the replicas are adopted, not replaced");
+        api_pids,
+        "api's replica is adopted"
+    );
+    assert!(!alive(hung), "the hung replica was stopped");
     assert_eq!(get(endpoint_port(&web), "/").await.unwrap(), "v1");
     assert_eq!(
         get(endpoint_port(&api), "/env/GREETING").await.unwrap(),
         "hello from staging"
     );
     f.stop().await;
-    for pid in running {
-        assert!(!alive(pid), "a stopped daemon stops adopted replicas too");
+    for pid in web_now.iter().chain(&api_pids) {
+        assert!(!alive(*pid), "a stopped daemon stops adopted replicas too");
     }
 }
 

@@ -580,7 +580,11 @@ async fn monitor(
                         policy.probe
                     ))
                     .into_owned();
-                if healthy && failures >= policy.unhealthy_threshold {
+                // An adopted process was serving before the crash: failing its checks
+                // now is turning unhealthy, and it is replaced (a fresh one that never
+                // became healthy is the rollout's to fail instead).
+                let adopted = matches!(process, Process::Adopted { .. });
+                if (healthy || adopted) && failures >= policy.unhealthy_threshold {
                     health.set(false);
                     status.send_modify(|s| {
                         s.state = ReplicaState::Unhealthy;
