@@ -100,7 +100,8 @@ pub fn plan(block: &Block, config: &Value, prior: &Value, proposed: &Value) -> V
     }
     let mut planned = proposed.clone();
     apply_defaults(Fields::of(block), config, &mut planned);
-    let changing = prior.is_null() || !planned.same_as(prior);
+    let changing =
+        prior.is_null() || !crate::write_only::same_but_write_only(block, &planned, prior);
     if changing {
         mark_computed_unknown(Fields::of(block), config, prior, &mut planned);
     }

@@ -17,6 +17,29 @@ fn names(block: &Block) -> impl Iterator<Item = &str> {
         .map(|a| a.name.as_str())
 }
 
+/// Whether `a` and `b` are the same but for write-only attributes, whose planned and
+/// prior values say nothing (Terraform 1.11 sends the configured value in a proposal
+/// and null in the prior state).
+pub fn same_but_write_only(block: &Block, a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let skip = |name: &String| {
+                block
+                    .attributes
+                    .iter()
+                    .any(|at| at.write_only && at.name == *name)
+            };
+            x.keys()
+                .filter(|k| !skip(k))
+                .eq(y.keys().filter(|k| !skip(k)))
+                && x.iter()
+                    .filter(|(k, _)| !skip(k))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| v.same_as(w)))
+        }
+        _ => a.same_as(b),
+    }
+}
+
 /// Nulls every write-only attribute of `value` (a plan or a state), as Terraform
 /// requires of a client that understands them.
 pub fn hide(block: &Block, value: &mut Value) {
@@ -94,6 +117,12 @@ mod tests {
         assert_eq!(state.get("name").as_str(), Some("a"));
         hide(&block(), &mut planned);
         assert!(planned.get("secrets").is_null());
+        assert!(same_but_write_only(&block(), &config, &state));
+        assert!(!same_but_write_only(
+            &block(),
+            &config,
+            &Value::object([("name", Value::from("b")), ("secrets", Value::Null)])
+        ));
         // Older Terraform plans the value as usual: it stays in the state.
         let mut planned = config.clone();
         let unplanned = reveal(&block(), &config, &mut planned);
