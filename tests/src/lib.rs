@@ -6,5 +6,7 @@ pub mod agent_support;
 pub mod fake_github;
 pub mod fake_kube;
 pub mod local_harness;
+pub mod mcp_client;
 pub mod plan_bench;
+pub mod served_platform;
 pub mod terraform;
