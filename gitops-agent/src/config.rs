@@ -824,6 +824,24 @@ path = "envs/prod"
     }
 
     #[test]
+    fn the_mcp_platform_is_reached_over_tls_only() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/slipway")).unwrap();
+        assert!(c.mcp.enabled);
+        assert_eq!(c.mcp.platform_endpoint, None);
+        let e = err(&format!(
+            "{MINIMAL}\n[mcp]\nplatform_endpoint = \"http://platform:7443\""
+        ));
+        assert!(e.contains("`mcp.platform_endpoint`"), "{e}");
+        let c = Config::parse(
+            &format!("[mcp]\nenabled = false\nplatform_endpoint = \"https://p:7443\"\nplatform_ca_file = \"ca.pem\"\n{MINIMAL}"),
+            Path::new("/etc/slipway"),
+        )
+        .unwrap();
+        assert!(!c.mcp.enabled);
+        assert_eq!(c.mcp.platform_ca_file, Some(PathBuf::from("/etc/slipway/ca.pem")));
+    }
+
+    #[test]
     fn defaults_are_applied() {
         let c = Config::parse(MINIMAL, Path::new("/etc/slipway")).unwrap();
         let repo = &c.repositories[0];

@@ -360,8 +360,10 @@ impl Caller {
     }
 }
 
-/// How long the platform may take to roll an application out before it answers.
-pub const APPLY_TIMEOUT_MS: u64 = 120_000;
+/// How long the platform may take to roll an application out before it answers: less
+/// than the agent's HTTP request timeout (60 s), so an MCP client hears the platform's
+/// "timed out" (the rollout goes on in the platform) rather than a cut connection.
+pub const APPLY_TIMEOUT_MS: u64 = 50_000;
 
 /// What a change says about where it came from: only the trigger, `mcp` (the audit
 /// log's "how"); the platform stamps who from the token, whatever else is sent.

@@ -1018,3 +1018,67 @@ async fn destroy_environment(
     destroyed.push(format!("environment {}", input.environment));
     Ok(DestroyOutput { destroyed })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(args: serde_json::Value) -> Result<DeployInput, ToolError> {
+        let input: DeployInput = parse(args)?;
+        input.check()?;
+        Ok(input)
+    }
+
+    fn field_of(e: ToolError) -> String {
+        match e {
+            ToolError::Input { field, .. } => field,
+            other => panic!("not an input error: {other}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let base = serde_json::json!({"environment": "pr-1", "name": "web", "command": "app"});
+        deploy(base.clone()).unwrap();
+        let with = |key: &str, value: serde_json::Value| {
+            let mut args = base.clone();
+            args[key] = value;
+            field_of(deploy(args).unwrap_err())
+        };
+        assert_eq!(with("environment", "PR 1".into()), "environment");
+        assert_eq!(with("replicas", 21.into()), "replicas");
+        assert_eq!(with("replicas", (-1).into()), "replicas");
+        assert_eq!(with("args", serde_json::json!(["x".repeat(5000)])), "args[0]");
+        assert_eq!(with("ports", serde_json::json!([{"name": "http", "port": 70000}])), "ports[0].port");
+        assert_eq!(
+            with("ports", serde_json::json!([{"name": "a"}, {"name": "a"}])),
+            "ports[1].name"
+        );
+        assert_eq!(with("create_environment", "QA".into()), "create_environment");
+        assert_eq!(with("health_check_path", "healthz".into()), "health_check_path");
+        let mut unknown = base.clone();
+        unknown["colour"] = "blue".into();
+        let e = deploy(unknown).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = deploy(serde_json::json!({"environment": "pr-1", "name": "web"})).unwrap_err();
+        assert_eq!(field_of(e), "command");
+    }
+
+    #[test]
+    fn every_tool_has_an_object_schema_and_only_destroys_are_destructive() {
+        let tools = catalogue();
+        assert_eq!(tools.len(), 9);
+        for tool in &tools {
+            assert_eq!(tool.input_schema["type"], "object", "{}", tool.name);
+            let output = tool.output_schema.as_ref().expect("structured output");
+            assert_eq!(output["type"], "object", "{}", tool.name);
+            let annotations = tool.annotations.as_ref().expect("annotations");
+            let writes = WRITE_TOOLS.contains(&tool.name.as_ref());
+            assert_eq!(annotations.read_only_hint, Some(!writes), "{}", tool.name);
+            let destructive = tool.name.starts_with("destroy_");
+            if writes {
+                assert_eq!(annotations.destructive_hint, Some(destructive), "{}", tool.name);
+            }
+        }
+    }
+}

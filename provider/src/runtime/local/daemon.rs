@@ -1001,3 +1001,37 @@ impl LocalRuntimeApi for Service {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a read gave back (a digest) keeps the value; a new value replaces it.
+    #[test]
+    fn a_secret_re_applied_as_its_digest_keeps_its_value() {
+        let prior = ApplicationSpec {
+            id: "app-1".into(),
+            environment_id: "env-1".into(),
+            name: "web".into(),
+            image: None,
+            command: Some("web".into()),
+            args: Vec::new(),
+            working_dir: None,
+            replicas: 1,
+            ports: Vec::new(),
+            variables: BTreeMap::new(),
+            secrets: [("A".into(), "one".into()), ("B".into(), "two".into())].into(),
+            healthcheck: None,
+            resources: Default::default(),
+        };
+        let mut next = prior.clone();
+        next.secrets = crate::runtime::secrets::digests("app-1", &prior.secrets);
+        next.secrets.insert("B".into(), "changed".into());
+        next.secrets.insert("C".into(), crate::runtime::secrets::digest("app-1", "A", "one"));
+        let kept = keep_unchanged_secrets(&prior, next);
+        assert_eq!(kept.secrets["A"], "one");
+        assert_eq!(kept.secrets["B"], "changed");
+        // A digest of another key's value is not that key's: it stays as sent.
+        assert!(kept.secrets["C"].starts_with("sha256:"));
+    }
+}

@@ -424,6 +424,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tool_name_is_recorded_only_when_it_cannot_forge_a_field() {
+        let with = |value: &str| {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert(TOOL_METADATA, value.parse().unwrap());
+            tool_of(&request)
+        };
+        assert_eq!(tool_of(&Request::new(())).unwrap(), None);
+        assert_eq!(
+            with("deploy_application").unwrap().as_deref(),
+            Some("deploy_application")
+        );
+        for bad in ["", "Deploy", "a b", "x\"y", &"a".repeat(65)] {
+            let status = with(bad).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn this_process_descends_from_itself_and_its_parent_not_from_it() {
         let me = std::process::id();
         assert!(descends_from(me, me));
