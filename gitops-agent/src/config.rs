@@ -838,7 +838,10 @@ path = "envs/prod"
         )
         .unwrap();
         assert!(!c.mcp.enabled);
-        assert_eq!(c.mcp.platform_ca_file, Some(PathBuf::from("/etc/slipway/ca.pem")));
+        assert_eq!(
+            c.mcp.platform_ca_file,
+            Some(PathBuf::from("/etc/slipway/ca.pem"))
+        );
     }
 
     #[test]

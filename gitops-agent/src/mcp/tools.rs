@@ -1048,14 +1048,29 @@ mod tests {
         assert_eq!(with("environment", "PR 1".into()), "environment");
         assert_eq!(with("replicas", 21.into()), "replicas");
         assert_eq!(with("replicas", (-1).into()), "replicas");
-        assert_eq!(with("args", serde_json::json!(["x".repeat(5000)])), "args[0]");
-        assert_eq!(with("ports", serde_json::json!([{"name": "http", "port": 70000}])), "ports[0].port");
+        assert_eq!(
+            with("args", serde_json::json!(["x".repeat(5000)])),
+            "args[0]"
+        );
+        assert_eq!(
+            with(
+                "ports",
+                serde_json::json!([{"name": "http", "port": 70000}])
+            ),
+            "ports[0].port"
+        );
         assert_eq!(
             with("ports", serde_json::json!([{"name": "a"}, {"name": "a"}])),
             "ports[1].name"
         );
-        assert_eq!(with("create_environment", "QA".into()), "create_environment");
-        assert_eq!(with("health_check_path", "healthz".into()), "health_check_path");
+        assert_eq!(
+            with("create_environment", "QA".into()),
+            "create_environment"
+        );
+        assert_eq!(
+            with("health_check_path", "healthz".into()),
+            "health_check_path"
+        );
         let mut unknown = base.clone();
         unknown["colour"] = "blue".into();
         let e = deploy(unknown).unwrap_err();
@@ -1077,7 +1092,12 @@ mod tests {
             assert_eq!(annotations.read_only_hint, Some(!writes), "{}", tool.name);
             let destructive = tool.name.starts_with("destroy_");
             if writes {
-                assert_eq!(annotations.destructive_hint, Some(destructive), "{}", tool.name);
+                assert_eq!(
+                    annotations.destructive_hint,
+                    Some(destructive),
+                    "{}",
+                    tool.name
+                );
             }
         }
     }

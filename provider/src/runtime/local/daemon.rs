@@ -1027,7 +1027,10 @@ mod tests {
         let mut next = prior.clone();
         next.secrets = crate::runtime::secrets::digests("app-1", &prior.secrets);
         next.secrets.insert("B".into(), "changed".into());
-        next.secrets.insert("C".into(), crate::runtime::secrets::digest("app-1", "A", "one"));
+        next.secrets.insert(
+            "C".into(),
+            crate::runtime::secrets::digest("app-1", "A", "one"),
+        );
         let kept = keep_unchanged_secrets(&prior, next);
         assert_eq!(kept.secrets["A"], "one");
         assert_eq!(kept.secrets["B"], "changed");
