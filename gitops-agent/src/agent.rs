@@ -106,9 +106,9 @@ fn mcp_allowed_hosts(config: &Config) -> Vec<String> {
 }
 
 /// The platform `/mcp` reaches, when the MCP server is on.
-pub fn mcp_platform(config: &Config) -> anyhow::Result<Option<Arc<crate::mcp::Platform>>> {
+pub fn mcp_platform(config: &Config) -> Option<Arc<crate::mcp::Platform>> {
     if !config.mcp.enabled {
-        return Ok(None);
+        return None;
     }
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let target = crate::mcp::Target::resolve(
@@ -123,9 +123,16 @@ pub fn mcp_platform(config: &Config) -> anyhow::Result<Option<Arc<crate::mcp::Pl
             .clone()
             .or_else(|| env("SLIPWAY_CA_FILE").map(Into::into)),
         &|name| std::env::var(name).ok(),
-    )
-    .context("configuration table `[mcp]`")?;
-    Ok(Some(Arc::new(crate::mcp::Platform::new(target))))
+    );
+    match target {
+        Ok(target) => Some(Arc::new(crate::mcp::Platform::new(target))),
+        // No platform to reach (no endpoint, no home directory): the agent's own work
+        // goes on; only /mcp is off, and says so once.
+        Err(e) => {
+            tracing::warn!(error = %e, "the MCP server at /mcp is off: it has no platform to reach; set [mcp] platform_endpoint or SLIPWAY_HOME");
+            None
+        }
+    }
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then shuts down as [`shut_down`] says.
@@ -222,7 +229,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         authority,
         runner: runner.clone(),
         metrics,
-        mcp: mcp_platform(&config)?,
+        mcp: mcp_platform(&config),
     });
     if config.poller_enabled {
         tokio::spawn(crate::poller::run(state.clone(), git_locks));
