@@ -32,6 +32,9 @@ pub struct AppState {
     /// `stopping` flag makes `/readyz` answer 503 during a shutdown.
     pub runner: Arc<Runner>,
     pub metrics: Arc<Metrics>,
+    /// The platform the MCP server at `/mcp` passes its callers' tokens on to; `None`
+    /// when `[mcp] enabled = false`.
+    pub mcp: Option<Arc<crate::mcp::Platform>>,
 }
 
 /// The resolved secrets.
@@ -70,7 +73,14 @@ pub fn resolve_secrets(config: &Config) -> anyhow::Result<ResolvedSecrets> {
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(platform) = &state.mcp {
+        router = router.nest_service(
+            "/mcp",
+            crate::mcp::http_service(platform.clone(), mcp_allowed_hosts(&state.config)),
+        );
+    }
+    router
         .route("/webhooks/github", post(crate::webhook::receive))
         .route("/api/v1/deploy", post(crate::api::deploy))
         .route("/api/v1/jobs/{id}/log", get(crate::api::job_log))
@@ -79,6 +89,50 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(crate::metrics::scrape))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
+}
+
+/// The `Host` values `/mcp` answers (DNS rebinding protection): loopback, and the
+/// host of `server.public_url`.
+fn mcp_allowed_hosts(config: &Config) -> Vec<String> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+    if let Some(url) = &config.public_url {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or_default();
+        if !authority.is_empty() {
+            hosts.push(authority.to_owned());
+        }
+    }
+    hosts
+}
+
+/// The platform `/mcp` reaches, when the MCP server is on.
+pub fn mcp_platform(config: &Config) -> Option<Arc<crate::mcp::Platform>> {
+    if !config.mcp.enabled {
+        return None;
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let target = crate::mcp::Target::resolve(
+        config
+            .mcp
+            .platform_endpoint
+            .clone()
+            .or_else(|| env("SLIPWAY_ENDPOINT")),
+        config
+            .mcp
+            .platform_ca_file
+            .clone()
+            .or_else(|| env("SLIPWAY_CA_FILE").map(Into::into)),
+        &|name| std::env::var(name).ok(),
+    );
+    match target {
+        Ok(target) => Some(Arc::new(crate::mcp::Platform::new(target))),
+        // No platform to reach (no endpoint, no home directory): the agent's own work
+        // goes on; only /mcp is off, and says so once.
+        Err(e) => {
+            tracing::warn!(error = %e, "the MCP server at /mcp is off: it has no platform to reach; set [mcp] platform_endpoint or SLIPWAY_HOME");
+            None
+        }
+    }
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then shuts down as [`shut_down`] says.
@@ -175,6 +229,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         authority,
         runner: runner.clone(),
         metrics,
+        mcp: mcp_platform(&config),
     });
     if config.poller_enabled {
         tokio::spawn(crate::poller::run(state.clone(), git_locks));

@@ -102,6 +102,20 @@ pub enum Command {
     },
     /// Check the configuration file and its secrets, then exit.
     CheckConfig,
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for an AI coding agent.
+    ///
+    /// Acts as the platform token in SLIPWAY_TOKEN (never as the local user): the
+    /// platform decides what it may do and records it. Reaches the embedded platform of
+    /// this machine's Slipway home (SLIPWAY_HOME) unless --endpoint names a team's.
+    /// Needs no configuration file. See docs/mcp.md.
+    Mcp {
+        /// A team's platform over TLS (`https://host:port`).
+        #[arg(long, env = "SLIPWAY_ENDPOINT")]
+        endpoint: Option<String>,
+        /// A PEM file with the CA that signed the endpoint's certificate.
+        #[arg(long, env = "SLIPWAY_CA_FILE")]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +172,15 @@ pub enum AuditCommand {
 pub fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Keygen { out, force } => keygen(&out, force),
+        Command::Mcp { endpoint, ca_file } => {
+            let target =
+                crate::mcp::Target::resolve(endpoint, ca_file, &|name| std::env::var(name).ok())?;
+            let platform = std::sync::Arc::new(crate::mcp::Platform::new(target));
+            let token = std::env::var("SLIPWAY_TOKEN").ok();
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(crate::mcp::serve_stdio(platform, token.as_deref()))?;
+            Ok(0)
+        }
         Command::Run => {
             let config = Config::load(&cli.config)?;
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;

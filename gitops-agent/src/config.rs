@@ -129,6 +129,27 @@ struct RawConfig {
     secrets: RawSecrets,
     #[serde(default, rename = "repository")]
     repositories: Vec<RawRepository>,
+    #[serde(default)]
+    mcp: RawMcp,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcp {
+    enabled: Option<bool>,
+    platform_endpoint: Option<String>,
+    platform_ca_file: Option<PathBuf>,
+}
+
+/// The MCP server at `/mcp` (src/mcp/): on unless turned off, and the platform it
+/// passes its callers' tokens on to.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    pub enabled: bool,
+    /// A team's platform (`https://host:port`); `None`: `SLIPWAY_ENDPOINT`, else the
+    /// embedded platform of this machine's Slipway home.
+    pub platform_endpoint: Option<String>,
+    pub platform_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -218,6 +239,7 @@ pub struct Config {
     pub poll_interval: Duration,
     pub secrets: Secrets,
     pub repositories: Vec<Repository>,
+    pub mcp: McpConfig,
 }
 
 /// Where each secret comes from; resolved on demand so that commands which need none
@@ -612,6 +634,19 @@ impl Config {
                 git_token: raw.secrets.git_token,
             },
             repositories,
+            mcp: McpConfig {
+                enabled: raw.mcp.enabled.unwrap_or(true),
+                platform_endpoint: match raw.mcp.platform_endpoint {
+                    Some(url) if !url.starts_with("https://") => {
+                        return Err(invalid(
+                            "mcp.platform_endpoint",
+                            format!("{url:?}: the platform is reached over TLS only; write it as https://host:port"),
+                        ))
+                    }
+                    other => other,
+                },
+                platform_ca_file: raw.mcp.platform_ca_file.map(|p| base.join(p)),
+            },
         })
     }
 
@@ -786,6 +821,27 @@ path = "envs/prod"
         Config::parse(text, Path::new("/etc/slipway"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn the_mcp_platform_is_reached_over_tls_only() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/slipway")).unwrap();
+        assert!(c.mcp.enabled);
+        assert_eq!(c.mcp.platform_endpoint, None);
+        let e = err(&format!(
+            "{MINIMAL}\n[mcp]\nplatform_endpoint = \"http://platform:7443\""
+        ));
+        assert!(e.contains("`mcp.platform_endpoint`"), "{e}");
+        let c = Config::parse(
+            &format!("[mcp]\nenabled = false\nplatform_endpoint = \"https://p:7443\"\nplatform_ca_file = \"ca.pem\"\n{MINIMAL}"),
+            Path::new("/etc/slipway"),
+        )
+        .unwrap();
+        assert!(!c.mcp.enabled);
+        assert_eq!(
+            c.mcp.platform_ca_file,
+            Some(PathBuf::from("/etc/slipway/ca.pem"))
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod git;
 pub mod github;
 pub mod identities;
 pub mod job_credential;
+pub mod mcp;
 pub mod metrics;
 pub mod poller;
 pub mod queue;

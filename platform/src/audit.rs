@@ -69,6 +69,11 @@ pub struct Entry {
     pub job_id: Option<String>,
     /// Who merged or pushed, for a job's change.
     pub actor: Option<String>,
+    /// The MCP tool the change came through (`deploy_application`), when it came over
+    /// MCP. Like `how`, it describes the call and decides nothing. Absent from older
+    /// records (and left out when empty), so their hashes are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 /// A record as stored, with its chain fields.
@@ -321,6 +326,7 @@ mod tests {
             commit: None,
             job_id: None,
             actor: None,
+            tool: None,
         }
     }
 

@@ -57,3 +57,29 @@ private_terraform() {
   fi
   echo "$binary"
 }
+
+# The MCP end-to-end tests' client: the official Python SDK (PyPI `mcp`, pinned), put
+# beside the private Terraform the same way (tests/src/mcp_client.rs finds it there,
+# and installs it the same way when a test runs alone). $1: the repository root; $2: a
+# log file for pip's output. Prints the folder; fails (status 1) when it cannot be
+# installed.
+PYTHON_MCP_VERSION=2.3.0
+private_python_mcp() {
+  local tools target
+  tools="$(slipway_tools_dir "$1")"
+  target="$tools/python-mcp-$PYTHON_MCP_VERSION"
+  if [ ! -f "$target/mcp/__init__.py" ]; then
+    command -v python3 >/dev/null 2>&1 || { echo "no python3 to run pip with" >"$2"; return 1; }
+    rm -rf "$target.partial"
+    mkdir -p "$tools"
+    if ! PIP_REQUIRE_VIRTUALENV=0 python3 -m pip install --disable-pip-version-check \
+      --no-cache-dir --no-warn-script-location --target "$target.partial" \
+      "mcp==$PYTHON_MCP_VERSION" >"$2" 2>&1; then
+      rm -rf "$target.partial"
+      return 1
+    fi
+    rm -rf "$target"
+    mv "$target.partial" "$target"
+  fi
+  echo "$target"
+}

@@ -341,6 +341,7 @@ pub struct Agent {
     starts: u32,
     json_logs: bool,
     max_open_files: Option<u64>,
+    env: Vec<(String, String)>,
 }
 
 /// Options for [`Agent::new`].
@@ -361,6 +362,8 @@ pub struct AgentOptions {
     pub repository_url: Option<String>,
     /// The agent's file descriptor limit (soft and hard), as `LimitNOFILE=` sets it.
     pub max_open_files: Option<u64>,
+    /// Variables added to the agent's environment (`SLIPWAY_HOME`, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for AgentOptions {
@@ -375,6 +378,7 @@ impl Default for AgentOptions {
             json_logs: false,
             repository_url: None,
             max_open_files: None,
+            env: Vec::new(),
         }
     }
 }
@@ -510,6 +514,7 @@ path = "infra"
             starts: 0,
             json_logs: options.json_logs,
             max_open_files: options.max_open_files,
+            env: options.env,
         }
     }
 
@@ -523,7 +528,8 @@ path = "infra"
             .env(
                 "SLIPWAY_LOG_FORMAT",
                 if self.json_logs { "json" } else { "text" },
-            );
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

@@ -6,6 +6,8 @@ pub mod agent_support;
 pub mod fake_github;
 pub mod fake_kube;
 pub mod local_harness;
+pub mod mcp_client;
 pub mod plan_bench;
 pub mod runner;
+pub mod served_platform;
 pub mod terraform;

@@ -267,7 +267,10 @@ async fn audit_list(
             at,
             text("outcome"),
             text("who"),
-            text("how"),
+            match r["tool"].as_str() {
+                Some(tool) => format!("{}:{tool}", text("how")),
+                None => text("how"),
+            },
             text("action"),
             text("object"),
             text("mode"),

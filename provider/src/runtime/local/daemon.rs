@@ -23,7 +23,7 @@ use slipway_platform::audit::Outcome;
 use slipway_platform::{Action, Target};
 
 use super::convert::{self, error_to_status};
-use super::gate::{environment_action, Attempt, Gate};
+use super::gate::{self, environment_action, Attempt, Gate};
 use super::home::Home;
 use super::kept::Kept;
 use super::proto as pb;
@@ -553,6 +553,19 @@ impl Service {
     }
 }
 
+/// A secret whose new value is the digest of its current one (what a read gave back)
+/// keeps its current value: a client can re-apply a spec it read without the secret.
+fn keep_unchanged_secrets(prior: &ApplicationSpec, mut next: ApplicationSpec) -> ApplicationSpec {
+    for (key, value) in next.secrets.iter_mut() {
+        if let Some(current) = prior.secrets.get(key) {
+            if *value == crate::runtime::secrets::digest(&prior.id, key, current) {
+                value.clone_from(current);
+            }
+        }
+    }
+    next
+}
+
 /// The fields an environment write changes (names only, never values).
 fn environment_fields(prior: Option<&EnvironmentSpec>, next: &EnvironmentSpec) -> Vec<String> {
     let Some(prior) = prior else {
@@ -616,6 +629,7 @@ impl LocalRuntimeApi for Service {
         r: Request<pb::ApplyEnvironmentRequest>,
     ) -> Reply<pb::Environment> {
         let caller = self.0.caller(&r)?;
+        let tool = gate::tool_of(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::env_spec_from_pb(r.spec).map_err(error_to_status)?;
@@ -634,6 +648,7 @@ impl LocalRuntimeApi for Service {
                 },
                 object: format!("environment {}", prior.spec.name),
                 fields: vec!["name".into()],
+                tool: tool.as_deref(),
             })?;
         }
         let attempt = Attempt {
@@ -648,6 +663,7 @@ impl LocalRuntimeApi for Service {
             },
             object: format!("environment {}", spec.name),
             fields: environment_fields(prior.as_ref().map(|p| &p.spec), &spec),
+            tool: tool.as_deref(),
         };
         let change = self.0.gate.stamp(&caller, &requested);
         let env = self
@@ -695,12 +711,39 @@ impl LocalRuntimeApi for Service {
         }))
     }
 
+    async fn list_environments(
+        &self,
+        r: Request<pb::ListEnvironmentsRequest>,
+    ) -> Reply<pb::ListEnvironmentsResponse> {
+        self.0.caller(&r)?;
+        let mut environments: Vec<Environment> = self
+            .0
+            .ctx
+            .store
+            .lock()
+            .await
+            .state
+            .environments
+            .values()
+            .cloned()
+            .collect();
+        environments.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        Ok(Response::new(pb::ListEnvironmentsResponse {
+            environments: environments
+                .into_iter()
+                .map(convert::without_secret_values)
+                .map(convert::env_to_pb)
+                .collect(),
+        }))
+    }
+
     async fn delete_environment(
         &self,
         r: Request<pb::DeleteEnvironmentRequest>,
     ) -> Reply<pb::DeleteResponse> {
         let id = r.get_ref().id.clone();
         let caller = self.0.caller(&r)?;
+        let tool = gate::tool_of(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let requested = convert::change_from_pb(r.into_inner().change);
         let Some((target, name)) = self.environment_target(&id).await else {
@@ -713,6 +756,7 @@ impl LocalRuntimeApi for Service {
             target,
             object: format!("environment {name}"),
             fields: Vec::new(),
+            tool: tool.as_deref(),
         };
         self.change(attempt, self.0.delete_environment(&id)).await?;
         Ok(Response::new(pb::DeleteResponse {}))
@@ -723,6 +767,7 @@ impl LocalRuntimeApi for Service {
         r: Request<pb::ApplyApplicationRequest>,
     ) -> Reply<pb::Application> {
         let caller = self.0.caller(&r)?;
+        let tool = gate::tool_of(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let r = r.into_inner();
         let spec = convert::app_spec_from_pb(r.spec).map_err(error_to_status)?;
@@ -739,6 +784,10 @@ impl LocalRuntimeApi for Service {
             ));
         };
         let prior = self.0.app(&spec.id).map(|a| a.stored().spec);
+        let spec = match &prior {
+            Some(prior) => keep_unchanged_secrets(prior, spec),
+            None => spec,
+        };
         let attempt = Attempt {
             caller: &caller,
             how: &requested.trigger,
@@ -750,6 +799,7 @@ impl LocalRuntimeApi for Service {
             target,
             object: format!("application {env_name}/{}", spec.name),
             fields: application_fields(prior.as_ref(), &spec),
+            tool: tool.as_deref(),
         };
         let change = self.0.gate.stamp(&caller, &requested);
         let app = self
@@ -811,6 +861,7 @@ impl LocalRuntimeApi for Service {
     ) -> Reply<pb::DeleteResponse> {
         let id = r.get_ref().id.clone();
         let caller = self.0.caller(&r)?;
+        let tool = gate::tool_of(&r)?;
         self.0.check_running().map_err(error_to_status)?;
         let requested = convert::change_from_pb(r.into_inner().change);
         let Some(app) = self.0.app(&id) else {
@@ -830,6 +881,7 @@ impl LocalRuntimeApi for Service {
             target,
             object: format!("application {env_name}/{}", stored.spec.name),
             fields: Vec::new(),
+            tool: tool.as_deref(),
         };
         self.change(attempt, self.0.delete_application(&id)).await?;
         Ok(Response::new(pb::DeleteResponse {}))
@@ -970,6 +1022,7 @@ impl LocalRuntimeApi for Service {
 
     async fn authorize(&self, r: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
         let caller = self.0.caller(&r)?;
+        let tool = gate::tool_of(&r)?;
         let r = r.into_inner();
         let mode = |m: i32| convert::mode_from_pb(m).map_err(error_to_status);
         let target = Target {
@@ -999,6 +1052,7 @@ impl LocalRuntimeApi for Service {
             target,
             object: r.object,
             fields: Vec::new(),
+            tool: tool.as_deref(),
         })?;
         Ok(Response::new(pb::AuthorizeResponse {
             caller: caller.who(),
@@ -1009,6 +1063,19 @@ impl LocalRuntimeApi for Service {
         let caller = self.0.caller(&r)?;
         self.0.gate.end_job(&caller)?;
         Ok(Response::new(pb::EndJobResponse {}))
+    }
+
+    async fn who_am_i(&self, r: Request<pb::WhoAmIRequest>) -> Reply<pb::WhoAmIResponse> {
+        let caller = self.0.caller(&r)?;
+        let (name, role, may_change) = self.0.gate.who_am_i(&caller);
+        Ok(Response::new(pb::WhoAmIResponse {
+            name,
+            role,
+            may_change: may_change
+                .into_iter()
+                .map(|mode| convert::mode_to_pb(mode) as i32)
+                .collect(),
+        }))
     }
 
     async fn audit(&self, r: Request<pb::AuditRequest>) -> Reply<pb::AuditResponse> {
@@ -1022,5 +1089,42 @@ impl LocalRuntimeApi for Service {
             problems: verification.problems,
             head_checked_against: verification.head_checked_against,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a read gave back (a digest) keeps the value; a new value replaces it.
+    #[test]
+    fn a_secret_re_applied_as_its_digest_keeps_its_value() {
+        let prior = ApplicationSpec {
+            id: "app-1".into(),
+            environment_id: "env-1".into(),
+            name: "web".into(),
+            image: None,
+            command: Some("web".into()),
+            args: Vec::new(),
+            working_dir: None,
+            replicas: 1,
+            ports: Vec::new(),
+            variables: BTreeMap::new(),
+            secrets: [("A".into(), "one".into()), ("B".into(), "two".into())].into(),
+            healthcheck: None,
+            resources: Default::default(),
+        };
+        let mut next = prior.clone();
+        next.secrets = crate::runtime::secrets::digests("app-1", &prior.secrets);
+        next.secrets.insert("B".into(), "changed".into());
+        next.secrets.insert(
+            "C".into(),
+            crate::runtime::secrets::digest("app-1", "A", "one"),
+        );
+        let kept = keep_unchanged_secrets(&prior, next);
+        assert_eq!(kept.secrets["A"], "one");
+        assert_eq!(kept.secrets["B"], "changed");
+        // A digest of another key's value is not that key's: it stays as sent.
+        assert!(kept.secrets["C"].starts_with("sha256:"));
     }
 }

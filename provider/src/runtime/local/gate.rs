@@ -57,6 +57,32 @@ pub struct Attempt<'a> {
     pub object: String,
     /// The fields that change (names only).
     pub fields: Vec<String>,
+    /// The MCP tool the call came through ([`tool_of`]), for the audit log only.
+    pub tool: Option<&'a str>,
+}
+
+/// The metadata key in which a client acting for an MCP tool names it.
+pub const TOOL_METADATA: &str = "slipway-tool";
+
+/// The tool `request` says it comes through: recorded, never decided on. A name that
+/// could forge a field of the record is refused.
+pub fn tool_of<T>(request: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(value) = request.metadata().get(TOOL_METADATA) else {
+        return Ok(None);
+    };
+    let name = value.to_str().unwrap_or_default();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(Some(name.to_owned()))
+    } else {
+        Err(Status::invalid_argument(format!(
+            "`{TOOL_METADATA}` metadata: use 1 to 64 lowercase letters, digits, `_` or `-`"
+        )))
+    }
 }
 
 pub struct Gate {
@@ -218,6 +244,7 @@ impl Gate {
             commit: None,
             job_id: None,
             actor: None,
+            tool: None,
         });
     }
 
@@ -243,6 +270,7 @@ impl Gate {
             commit: job.map(|c| c.commit.clone()),
             job_id: job.map(|c| c.job_id.clone()),
             actor: job.map(|c| c.actor.clone()),
+            tool: attempt.tool.map(str::to_owned),
         });
     }
 
@@ -287,6 +315,31 @@ impl Gate {
         self.authority
             .end_job(&claims.job_id, now_ms())
             .map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// Who the caller is, its role (`job` for a job credential), and the modes the
+    /// policy lets it create and change environments in.
+    pub fn who_am_i(&self, caller: &Caller) -> (String, String, Vec<Mode>) {
+        let role = match caller {
+            Caller::Identity(identity) => identity.role.as_str(),
+            Caller::Job(_) => "job",
+        };
+        let may_change = Mode::ALL
+            .into_iter()
+            .filter(|&mode| {
+                // A job may change only the environments its credential names (any
+                // when it names none): ask about one of them.
+                let environment = match caller {
+                    Caller::Job(claims) => claims.environments.first().cloned().unwrap_or_default(),
+                    Caller::Identity(_) => String::new(),
+                };
+                let target = Target { environment, mode };
+                [Action::Create, Action::Update]
+                    .into_iter()
+                    .all(|action| self.authority.authorize(caller, action, &target).is_ok())
+            })
+            .collect();
+        (caller.who(), role.to_owned(), may_change)
     }
 
     /// Only the local admin (or an admin token) may stop the whole runtime.
@@ -420,6 +473,26 @@ fn signing_key(path: &Path) -> Result<slipway_provenance::SigningKey, GateError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_name_is_recorded_only_when_it_cannot_forge_a_field() {
+        let with = |value: &str| {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert(TOOL_METADATA, value.parse().unwrap());
+            tool_of(&request)
+        };
+        assert_eq!(tool_of(&Request::new(())).unwrap(), None);
+        assert_eq!(
+            with("deploy_application").unwrap().as_deref(),
+            Some("deploy_application")
+        );
+        for bad in ["", "Deploy", "a b", "x\"y", &"a".repeat(65)] {
+            let status = with(bad).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
 
     #[test]
     fn this_process_descends_from_itself_and_its_parent_not_from_it() {
