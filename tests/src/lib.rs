@@ -7,4 +7,5 @@ pub mod fake_github;
 pub mod fake_kube;
 pub mod local_harness;
 pub mod plan_bench;
+pub mod preview_support;
 pub mod terraform;
