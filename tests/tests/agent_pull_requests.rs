@@ -161,26 +161,16 @@ fn a_pull_request_gets_one_plan_comment_updated_on_every_push_and_the_merge_says
         r["commit_sha"] == merge.as_str() && outcome(r) == "succeeded" && r["root"] == "infra"
     });
     assert_eq!(origin.release_state().unwrap()["input"]["value"], "v3");
-    fake.wait_for("the merge's comment", Duration::from_secs(60), |rs| {
-        rs.iter().any(|r| {
-            r.method == "POST"
-                && r.path.ends_with("/issues/5/comments")
-                && r.body["body"]
-                    .as_str()
-                    .is_some_and(|b| b.contains("applied"))
-        })
-    });
-    let comment = fake
-        .comments(5)
-        .into_iter()
-        .find(|(_, b)| b.contains("**Slipway** applied") && b.contains("to `infra`"))
-        .expect("the merge comment");
+    let (_, merged) = wait_for_comment(
+        &fake,
+        &agent,
+        5,
+        &format!("**Slipway** applied `{}` to `infra`", &merge[..7]),
+        "applied plan",
+    );
     assert!(
-        comment
-            .1
-            .contains("matched the last plan shown on this pull request"),
-        "{}",
-        comment.1
+        merged.contains("The applied plan matched the last plan shown on this pull request"),
+        "{merged}"
     );
     let out = agent.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{out:?}");
