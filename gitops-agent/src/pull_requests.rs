@@ -369,53 +369,21 @@ async fn run_kind(
     match job.kind {
         JobKind::Merge => Err("a merge job is not a pull request job".to_owned().into()),
         JobKind::PullRequestPlan => {
-            if let Some(ws) = &root.workspace {
-                run_owned(
-                    tf,
-                    &mut *log,
-                    strings(&["workspace", "select", "-or-create=true", "-no-color", ws]),
-                )
-                .await?;
-            }
-            run_owned(
+            // A plan takes no lock: it must never hold up the merges of the root.
+            let workspace = root.workspace.as_deref();
+            plan_in(
                 tf,
                 &mut *log,
-                with_vars(strings(&[
-                    "plan",
-                    "-input=false",
-                    "-no-color",
-                    "-lock=false",
-                    "-out=slipway.tfplan",
-                ])),
+                workspace,
+                with_vars(strings(&["-lock=false"])),
+                out,
             )
             .await?;
-            let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-            out.terraform_version = version_of(&shown);
-            out.plan = Some(crate::runner::summarize_plan(&shown)?);
             Ok((Outcome::Succeeded, None))
         }
         JobKind::Preview => {
-            run_owned(
-                tf,
-                &mut *log,
-                strings(&["workspace", "select", "-or-create=true", "-no-color", &name]),
-            )
-            .await?;
-            run_owned(
-                tf,
-                &mut *log,
-                with_vars(strings(&[
-                    "plan",
-                    "-input=false",
-                    "-no-color",
-                    "-lock-timeout=300s",
-                    "-out=slipway.tfplan",
-                ])),
-            )
-            .await?;
-            let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-            out.terraform_version = version_of(&shown);
-            out.plan = Some(crate::runner::summarize_plan(&shown)?);
+            let lock = with_vars(strings(&["-lock-timeout=300s"]));
+            plan_in(tf, &mut *log, Some(&name), lock, out).await?;
             run_owned(
                 tf,
                 &mut *log,
@@ -488,6 +456,28 @@ async fn run_kind(
             Ok((Outcome::Succeeded, Some(destroyed)))
         }
     }
+}
+
+/// `terraform plan -out` in `workspace` (created when missing) with `extra`
+/// arguments, and its summary from `show -json` into `out`.
+async fn plan_in(
+    tf: &Tf<'_>,
+    log: &mut tokio::fs::File,
+    workspace: Option<&str>,
+    extra: Vec<String>,
+    out: &mut crate::runner::RunOutcome,
+) -> Result<(), JobError> {
+    if let Some(ws) = workspace {
+        let select = strings(&["workspace", "select", "-or-create=true", "-no-color", ws]);
+        run_owned(tf, &mut *log, select).await?;
+    }
+    let mut args = strings(&["plan", "-input=false", "-no-color", "-out=slipway.tfplan"]);
+    args.extend(extra);
+    run_owned(tf, &mut *log, args).await?;
+    let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
+    out.terraform_version = version_of(&shown);
+    out.plan = Some(crate::runner::summarize_plan(&shown)?);
+    Ok(())
 }
 
 async fn run_owned(
