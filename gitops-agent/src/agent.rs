@@ -234,6 +234,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.poller_enabled {
         tokio::spawn(crate::poller::run(state.clone(), git_locks));
     }
+    if config
+        .repositories
+        .iter()
+        .any(|r| r.roots.iter().any(|root| root.preview.is_some()))
+    {
+        tokio::spawn(crate::previews::run(state.clone()));
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

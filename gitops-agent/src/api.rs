@@ -106,16 +106,16 @@ pub fn resolve(
             crate::git::remote_tip(&repo.url, &repo.branch, git_token).map_err(|e| e.to_string())?
         }
     };
-    Ok(NewJobs {
-        delivery: None,
-        repository: repo.name.clone(),
-        branch: repo.branch.clone(),
-        commit_sha: commit,
+    Ok(NewJobs::merge(
+        None,
+        repo.name.clone(),
+        repo.branch.clone(),
+        commit,
         trigger,
-        pull_request: None,
-        actor: request.actor.clone(),
+        None,
+        request.actor.clone(),
         roots,
-    })
+    ))
 }
 
 /// The name the configured `secrets.api_token` acts under in the audit log.

@@ -53,6 +53,10 @@ pub struct PlanSummary {
     pub to_add: Vec<String>,
     pub to_change: Vec<String>,
     pub to_destroy: Vec<String>,
+    /// The destroyed addresses that are in a PRODUCTION environment (an environment
+    /// whose `mode` is PRODUCTION, or what lives in one), called out on pull requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub production_destroys: Vec<String>,
 }
 
 /// One audit record. Field order is part of the hash: do not reorder.
@@ -81,6 +85,10 @@ pub struct AuditRecord {
     pub plan_summary: Option<PlanSummary>,
     pub error: Option<String>,
     pub terraform_version: Option<String>,
+    /// The job's kind (`pr-plan`, `preview`, `preview-destroy`); absent for a merge,
+    /// so records made before kinds existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// A record as stored, with its chain fields.
@@ -134,8 +142,8 @@ pub fn append(
     tx.execute(
         "INSERT INTO audit (seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
             covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-            plan_summary, error, terraform_version, prev_hash, hash, signature)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            plan_summary, error, terraform_version, prev_hash, hash, signature, kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
         params![
             record.seq,
             record.job_id,
@@ -158,6 +166,7 @@ pub fn append(
             prev_hash,
             hash,
             signature,
+            record.kind,
         ],
     )?;
     Ok(StoredRecord {
@@ -171,7 +180,7 @@ pub fn append(
 const SELECT: &str =
     "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
     covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-    plan_summary, error, terraform_version, prev_hash, hash, signature FROM audit";
+    plan_summary, error, terraform_version, prev_hash, hash, signature, kind FROM audit";
 
 /// A row read without trusting it: JSON columns that no longer parse are reported by
 /// [`verify`] rather than aborting the read.
@@ -218,6 +227,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
             plan_summary,
             error: r.get(16).map_err(|e| e.to_string())?,
             terraform_version: r.get(17).map_err(|e| e.to_string())?,
+            kind: r.get(21).map_err(|e| e.to_string())?,
         })
     })();
     Ok(RawRow {
@@ -366,6 +376,7 @@ mod tests {
             }),
             error: None,
             terraform_version: Some("1.11.4".into()),
+            kind: None,
         }
     }
 

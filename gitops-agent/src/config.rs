@@ -127,6 +127,8 @@ struct RawConfig {
     poller: RawPoller,
     #[serde(default)]
     secrets: RawSecrets,
+    #[serde(default)]
+    previews: RawPreviews,
     #[serde(default, rename = "repository")]
     repositories: Vec<RawRepository>,
     #[serde(default)]
@@ -150,6 +152,29 @@ pub struct McpConfig {
     /// embedded platform of this machine's Slipway home.
     pub platform_endpoint: Option<String>,
     pub platform_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreviews {
+    default_ttl_secs: Option<u64>,
+    max_ttl_secs: Option<u64>,
+    check_interval_secs: Option<u64>,
+    sweep_interval_secs: Option<u64>,
+}
+
+/// A root's `preview`: `true`, or a table with its own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawPreview {
+    On(bool),
+    Settings(RawPreviewSettings),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreviewSettings {
+    ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -197,6 +222,8 @@ struct RawRepository {
     url: Option<String>,
     github: Option<String>,
     branch: Option<String>,
+    plan_pull_requests_from_forks: Option<bool>,
+    max_previews: Option<usize>,
     #[serde(default, rename = "root")]
     roots: Vec<RawRoot>,
 }
@@ -212,6 +239,8 @@ struct RawRoot {
     paths: Option<Vec<String>>,
     modes: Option<Vec<String>>,
     environments: Option<Vec<String>>,
+    plan_pull_requests: Option<bool>,
+    preview: Option<RawPreview>,
 }
 
 /// The validated configuration.
@@ -238,8 +267,24 @@ pub struct Config {
     pub poller_enabled: bool,
     pub poll_interval: Duration,
     pub secrets: Secrets,
+    pub previews: PreviewSettings,
     pub repositories: Vec<Repository>,
     pub mcp: McpConfig,
+}
+
+/// How previews live and are cleaned up (`[previews]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviewSettings {
+    /// A root's preview is destroyed when idle (no push) this long, unless the root
+    /// sets its own `ttl_secs`.
+    pub default_ttl: Duration,
+    /// No root's time to live may exceed this.
+    pub max_ttl: Duration,
+    /// How often previews past their time to live are looked for.
+    pub check_interval: Duration,
+    /// How often GitHub is asked whether the pull requests of live previews are still
+    /// open (for a close whose webhook was lost).
+    pub sweep_interval: Duration,
 }
 
 /// Where each secret comes from; resolved on demand so that commands which need none
@@ -305,6 +350,12 @@ pub struct Repository {
     pub github: Option<String>,
     pub branch: String,
     pub roots: Vec<Root>,
+    /// Whether pull requests from forks get plans. Off by default: Terraform runs
+    /// providers and data sources at plan time, so a fork's code would run on the
+    /// agent's machine.
+    pub plan_pull_requests_from_forks: bool,
+    /// How many previews of this repository may be up at once.
+    pub max_previews: usize,
 }
 
 /// A Terraform root module inside a repository.
@@ -324,6 +375,17 @@ pub struct Root {
     pub modes: Vec<slipway_platform::Mode>,
     /// The environments (by name) this root may change; empty means any of its modes.
     pub environments: Vec<String>,
+    /// Whether pull requests that touch the root get a plan (on by default).
+    pub plan_pull_requests: bool,
+    /// Set when the root opts in to a preview per pull request.
+    pub preview: Option<RootPreview>,
+}
+
+/// A root's previews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootPreview {
+    /// Destroyed when idle this long.
+    pub ttl: Duration,
 }
 
 impl Root {
@@ -475,6 +537,7 @@ impl Config {
             Some(url) => Some(http_url("server.public_url", &url)?),
         };
         let github = raw.github.map(parse_github).transpose()?;
+        let previews = parse_previews(&raw.previews)?;
         for (key, source) in [
             ("secrets.webhook_secret", &raw.secrets.webhook_secret),
             ("secrets.api_token", &raw.secrets.api_token),
@@ -597,6 +660,7 @@ impl Config {
                 for (k, e) in environments.iter().enumerate() {
                     valid_name(&format!("{rkey}.environments[{k}]"), e)?;
                 }
+                let preview = parse_root_preview(&rkey, root.preview.as_ref(), &previews)?;
                 roots.push(Root {
                     name,
                     path,
@@ -605,7 +669,16 @@ impl Config {
                     paths,
                     modes,
                     environments,
+                    plan_pull_requests: root.plan_pull_requests.unwrap_or(true),
+                    preview,
                 });
+            }
+            let max_previews = repo.max_previews.unwrap_or(10);
+            if max_previews == 0 && roots.iter().any(|r| r.preview.is_some()) {
+                return Err(invalid(
+                    format!("{key}.max_previews"),
+                    "is 0 while a root has `preview`: allow at least 1, or remove the roots' `preview`",
+                ));
             }
             repositories.push(Repository {
                 name,
@@ -613,6 +686,8 @@ impl Config {
                 github,
                 branch,
                 roots,
+                plan_pull_requests_from_forks: repo.plan_pull_requests_from_forks.unwrap_or(false),
+                max_previews,
             });
         }
         Ok(Config {
@@ -633,6 +708,7 @@ impl Config {
                 signing_key: raw.secrets.signing_key,
                 git_token: raw.secrets.git_token,
             },
+            previews,
             repositories,
             mcp: McpConfig {
                 enabled: raw.mcp.enabled.unwrap_or(true),
@@ -696,6 +772,65 @@ impl Config {
     pub fn platform_database_path(&self) -> PathBuf {
         self.data_dir.join("platform.db")
     }
+}
+
+fn parse_previews(raw: &RawPreviews) -> Result<PreviewSettings, ConfigError> {
+    let secs = |key: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(invalid(
+            format!("previews.{key}"),
+            "must be at least 1 second",
+        )),
+        v => Ok(Duration::from_secs(v.unwrap_or(default))),
+    };
+    let settings = PreviewSettings {
+        default_ttl: secs("default_ttl_secs", raw.default_ttl_secs, 72 * 3600)?,
+        max_ttl: secs("max_ttl_secs", raw.max_ttl_secs, 14 * 24 * 3600)?,
+        check_interval: secs("check_interval_secs", raw.check_interval_secs, 30)?,
+        sweep_interval: secs("sweep_interval_secs", raw.sweep_interval_secs, 600)?,
+    };
+    if settings.default_ttl > settings.max_ttl {
+        return Err(invalid(
+            "previews.default_ttl_secs",
+            format!(
+                "{} s is over previews.max_ttl_secs ({} s); lower it or raise the maximum",
+                settings.default_ttl.as_secs(),
+                settings.max_ttl.as_secs()
+            ),
+        ));
+    }
+    Ok(settings)
+}
+
+fn parse_root_preview(
+    rkey: &str,
+    raw: Option<&RawPreview>,
+    settings: &PreviewSettings,
+) -> Result<Option<RootPreview>, ConfigError> {
+    let ttl = match raw {
+        None | Some(RawPreview::On(false)) => return Ok(None),
+        Some(RawPreview::On(true)) => settings.default_ttl,
+        Some(RawPreview::Settings(s)) => match s.ttl_secs {
+            None => settings.default_ttl,
+            Some(0) => {
+                return Err(invalid(
+                    format!("{rkey}.preview.ttl_secs"),
+                    "must be at least 1 second",
+                ))
+            }
+            Some(secs) => Duration::from_secs(secs),
+        },
+    };
+    if ttl > settings.max_ttl {
+        return Err(invalid(
+            format!("{rkey}.preview.ttl_secs"),
+            format!(
+                "{} s is over previews.max_ttl_secs ({} s): a preview may not live longer than the maximum",
+                ttl.as_secs(),
+                settings.max_ttl.as_secs()
+            ),
+        ));
+    }
+    Ok(Some(RootPreview { ttl }))
 }
 
 /// An `http(s)://` URL without a trailing slash.
@@ -891,6 +1026,49 @@ path = "envs/prod"
         assert!(err(&format!("{MINIMAL}modes = [\"staging\"]\n"))
             .contains("`repository[0].root[0].modes[0]`"));
         assert!(err(&format!("{MINIMAL}modes = []\n")).contains("`repository[0].root[0].modes`"));
+    }
+
+    /// Previews are opt-in per root, live for a time to live capped by a maximum, and
+    /// plans of forks' pull requests are off unless the repository allows them.
+    #[test]
+    fn previews_are_opt_in_with_a_capped_time_to_live() {
+        let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        let (repo, root) = (&c.repositories[0], &c.repositories[0].roots[0]);
+        assert!(root.plan_pull_requests && root.preview.is_none());
+        assert!(!repo.plan_pull_requests_from_forks);
+        assert_eq!(repo.max_previews, 10);
+        let on = Config::parse(
+            &format!(
+                "{MINIMAL}preview = true
+"
+            ),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            on.repositories[0].roots[0].preview,
+            Some(RootPreview {
+                ttl: Duration::from_secs(72 * 3600)
+            })
+        );
+        let own = format!(
+            "{MINIMAL}preview = {{ ttl_secs = 600 }}
+"
+        );
+        let own = Config::parse(&own, Path::new("/")).unwrap();
+        assert_eq!(
+            own.repositories[0].roots[0].preview.map(|p| p.ttl),
+            Some(Duration::from_secs(600))
+        );
+        let too_long = format!("[previews]\nmax_ttl_secs = 3600\ndefault_ttl_secs = 600\n{MINIMAL}preview = {{ ttl_secs = 7200 }}\n");
+        assert!(err(&too_long).contains("`repository[0].root[0].preview.ttl_secs`"));
+        assert!(err(&format!("[previews]\ndefault_ttl_secs = 0\n{MINIMAL}"))
+            .contains("`previews.default_ttl_secs`"));
+        let none = MINIMAL.replace(
+            "url = \"/srv/git/infra.git\"",
+            "url = \"/srv/git/infra.git\"\nmax_previews = 0",
+        );
+        assert!(err(&format!("{none}preview = true\n")).contains("`repository[0].max_previews`"));
     }
 
     #[test]

@@ -110,6 +110,30 @@ CREATE TABLE IF NOT EXISTS github_reports (
 CREATE TABLE IF NOT EXISTS github_deployment_attempts (
     job_id INTEGER PRIMARY KEY
 );
+-- Each pull request's preview of a root: `active` from the moment its first job starts
+-- (so that a crash mid-apply still leaves something to clean up) until its destroy
+-- succeeded. `expires_at_ms` moves on with every update (the time to live is idle time).
+CREATE TABLE IF NOT EXISTS previews (
+    repository    TEXT NOT NULL,
+    root          TEXT NOT NULL,
+    pull_request  INTEGER NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('active', 'destroyed')),
+    commit_sha    TEXT NOT NULL,
+    urls          TEXT NOT NULL DEFAULT '{}',
+    updated_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (repository, root, pull_request)
+);
+-- The pull request comment the agent keeps up to date, per root and purpose (`plan`,
+-- `preview`): edited in place on every push, found again after a restart.
+CREATE TABLE IF NOT EXISTS pr_comments (
+    repository   TEXT NOT NULL,
+    pull_request INTEGER NOT NULL,
+    root         TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    comment_id   INTEGER NOT NULL,
+    PRIMARY KEY (repository, pull_request, root, purpose)
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -138,7 +162,59 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Columns added after the first release, for databases made before them: a job's
+/// kind (every older job is a merge), a pull request job's head and base commits, and
+/// the kind of the job an audit record is about (none for merges, as before).
+const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+    ("jobs", "kind", "TEXT NOT NULL DEFAULT 'merge'"),
+    ("jobs", "head_sha", "TEXT"),
+    ("jobs", "base_sha", "TEXT"),
+    ("audit", "kind", "TEXT"),
+];
+
+fn migrate(conn: &Connection) -> Result<(), DbError> {
+    let columns = |conn: &Connection| -> Result<Vec<(String, String)>, DbError> {
+        Ok(conn
+            .prepare(
+                "SELECT 'jobs', name FROM pragma_table_info('jobs')
+                 UNION ALL SELECT 'audit', name FROM pragma_table_info('audit')",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    };
+    let has = |have: &[(String, String)], table: &str, column: &str| {
+        have.iter().any(|(t, c)| t == table && c == column)
+    };
+    let have = columns(conn)?;
+    if ADDED_COLUMNS.iter().all(|(t, c, _)| has(&have, t, c)) {
+        return Ok(());
+    }
+    // Another process may be migrating too: look again inside the write lock.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let existing = columns(conn)?;
+        for (table, column, decl) in ADDED_COLUMNS {
+            if !has(&existing, table, column) {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS jobs_by_pull_request ON jobs (repository, pull_request, kind)",
+        )?;
+        Ok::<(), DbError>(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Opens an existing database without creating one: for the read-only CLI commands,

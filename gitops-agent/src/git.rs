@@ -115,8 +115,18 @@ impl Cache {
 
     /// Fetches the tracked branch; returns its tip.
     pub fn fetch(&self, token: Option<&Secret>) -> Result<String, GitError> {
-        check_local(&self.url)?;
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
+        self.fetch_refspecs(&[refspec], token, format!("fetch branch {}", self.branch))?;
+        self.tip()
+    }
+
+    fn fetch_refspecs(
+        &self,
+        refspecs: &[String],
+        token: Option<&Secret>,
+        action: String,
+    ) -> Result<(), GitError> {
+        check_local(&self.url)?;
         let mut remote = self
             .repo
             .remote_anonymous(&self.url)
@@ -125,9 +135,29 @@ impl Cache {
         options.remote_callbacks(remote_callbacks(token));
         options.download_tags(git2::AutotagOption::None);
         remote
-            .fetch(&[&refspec], Some(&mut options), None)
-            .map_err(err(format!("fetch branch {}", self.branch)))?;
-        self.tip()
+            .fetch(refspecs, Some(&mut options), None)
+            .map_err(err(action))
+    }
+
+    /// Fetches pull request `number`'s refs as GitHub publishes them on the base
+    /// repository (`refs/pull/N/head`, and `refs/pull/N/merge` while it merges
+    /// cleanly), also when the head lives in a fork. A ref the remote does not have
+    /// is simply not fetched: the caller checks for the commit it needs.
+    pub fn fetch_pull_request(&self, number: u64, token: Option<&Secret>) -> Result<(), GitError> {
+        let refspecs = [
+            format!("+refs/pull/{number}/head:refs/slipway/pull/{number}/head"),
+            format!("+refs/pull/{number}/merge:refs/slipway/pull/{number}/merge"),
+        ];
+        self.fetch_refspecs(&refspecs, token, format!("fetch pull request #{number}"))
+    }
+
+    /// The newest common ancestor of `a` and `b`, if they have one.
+    pub fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
+        match self.repo.merge_base(Self::oid(a)?, Self::oid(b)?) {
+            Ok(oid) => Ok(Some(oid.to_string())),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(err(format!("merge base of {a} and {b}"))(e)),
+        }
     }
 
     /// The tracked branch's tip as last fetched.

@@ -245,6 +245,14 @@ impl GitHub {
             .map_err(|e| classify(what, e))
     }
 
+    /// `PATCH {route}` with a JSON body (a comment edited in place); the response's JSON.
+    pub async fn patch(&self, what: &str, route: &str, body: &Value) -> Result<Value, GithubError> {
+        let (crab, _) = self.api(RENEW_MARGIN).await?;
+        crab.patch::<Value, _, _>(route, Some(body))
+            .await
+            .map_err(|e| classify(what, e))
+    }
+
     /// `GET {route}` (query included); the response's JSON.
     pub async fn get(&self, what: &str, route: &str) -> Result<Value, GithubError> {
         let (crab, _) = self.api(RENEW_MARGIN).await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use slipway_platform::credential::{self, JobCredential};
-use slipway_platform::{JobClaims, JobKind};
+use slipway_platform::JobClaims;
 use slipway_proto::runtime::local_runtime_client::LocalRuntimeClient;
 use slipway_proto::runtime::EndJobRequest;
 
@@ -32,8 +32,13 @@ pub struct Issued {
     pub file: PathBuf,
 }
 
-/// The claims of a merge job of `root` at the job's commit, valid for `lifetime`.
-pub fn merge_claims(
+/// The claims of `job` (of `root`, at the job's commit), valid for `lifetime`, by the
+/// job's kind: a merge may change the root's `modes` and `environments`; a
+/// pull-request plan changes nothing (it names the merge's modes only so that the
+/// plan-time check answers as it will after the merge); a preview, or its teardown,
+/// may change PREVIEW environments and nothing else, whatever the root's Terraform
+/// code asks for.
+pub fn claims(
     repo: &Repository,
     root: &Root,
     job: &Job,
@@ -45,17 +50,27 @@ pub fn merge_claims(
     getrandom::fill(&mut nonce)?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    let (modes, environments, merge_modes) = match job.kind {
+        crate::job_kind::JobKind::Merge => (root.modes.clone(), root.environments.clone(), vec![]),
+        crate::job_kind::JobKind::PullRequestPlan => {
+            (vec![], root.environments.clone(), root.modes.clone())
+        }
+        crate::job_kind::JobKind::Preview | crate::job_kind::JobKind::PreviewDestroy => {
+            (vec![slipway_platform::Mode::Preview], vec![], vec![])
+        }
+    };
     Ok(JobClaims {
         // Unique across attempts and agent databases: the ledger keys on it.
         job_id: format!("{}.{}.{nonce}", job.id, job.attempts),
-        kind: JobKind::Merge,
+        kind: job.kind.credential_kind(),
         repository: repo.name.clone(),
         root: root.name.clone(),
         commit: job.commit_sha.clone(),
         branch: Some(repo.branch.clone()),
         actor: actor.to_owned(),
-        modes: root.modes.clone(),
-        environments: root.environments.clone(),
+        modes,
+        environments,
+        merge_modes,
         issued_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
     })
@@ -63,16 +78,29 @@ pub fn merge_claims(
 
 /// Signs `claims` and writes the credential to `file`, readable by the agent's user
 /// only.
-pub fn issue(claims: JobClaims, key: &SigningKey, file: PathBuf) -> Result<Issued, String> {
-    let credential =
-        credential::mint(&claims, key).map_err(|e| format!("mint the job credential: {e}"))?;
-    write_private(&file, credential.expose())
-        .map_err(|e| format!("write the job credential file {}: {e}", file.display()))?;
+pub fn issue(claims: JobClaims, key: &SigningKey, file: PathBuf) -> Result<Issued, IssueError> {
+    let credential = credential::mint(&claims, key)?;
+    write_private(&file, credential.expose()).map_err(|source| IssueError::File {
+        path: file.clone(),
+        source,
+    })?;
     Ok(Issued {
         claims,
         credential,
         file,
     })
+}
+
+/// Why a credential could not be handed to its job.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("mint the job credential: {0}")]
+    Mint(#[from] credential::CredentialError),
+    #[error("write the job credential file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where credential files live: a directory of the agent's user alone, apart from the

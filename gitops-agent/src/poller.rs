@@ -62,16 +62,16 @@ pub async fn poll_once(
     tracing::info!(repository = %repo.name, commit = %tip, ?roots, "poller found a tip to deploy");
     let outcome = state
         .writer
-        .submit(Intake::Jobs(NewJobs {
-            delivery: None,
-            repository: repo.name.clone(),
-            branch: repo.branch.clone(),
-            commit_sha: tip,
-            trigger: Trigger::Poll,
-            pull_request: None,
-            actor: None,
+        .submit(Intake::Jobs(NewJobs::merge(
+            None,
+            repo.name.clone(),
+            repo.branch.clone(),
+            tip,
+            Trigger::Poll,
+            None,
+            None,
             roots,
-        }))
+        )))
         .await?;
     Ok(match outcome {
         queue::IntakeOutcome::Enqueued(ids) => ids,

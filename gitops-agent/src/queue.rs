@@ -21,16 +21,18 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::audit::{self, AuditRecord, Outcome};
 use crate::db::{self, DbError};
+use crate::job_kind::JobKind;
 
 /// A GitHub delivery, for de-duplication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: String,
     pub event: String,
 }
 
-/// A commit to deploy to some roots of a repository.
-#[derive(Debug, Clone)]
+/// A commit to deploy to some roots of a repository (or, for the pull request kinds,
+/// to plan, preview or tear down).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJobs {
     pub delivery: Option<Delivery>,
     pub repository: String,
@@ -40,12 +42,52 @@ pub struct NewJobs {
     pub pull_request: Option<u64>,
     pub actor: Option<String>,
     pub roots: Vec<String>,
+    pub kind: JobKind,
+    /// A pull request's head commit (its checks and statuses go there).
+    pub head_sha: Option<String>,
+    /// The commit the pull request is based on, as GitHub said.
+    pub base_sha: Option<String>,
+}
+
+impl NewJobs {
+    /// Merge jobs of `commit_sha` for `roots`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn merge(
+        delivery: Option<Delivery>,
+        repository: String,
+        branch: String,
+        commit_sha: String,
+        trigger: Trigger,
+        pull_request: Option<u64>,
+        actor: Option<String>,
+        roots: Vec<String>,
+    ) -> NewJobs {
+        NewJobs {
+            delivery,
+            repository,
+            branch,
+            commit_sha,
+            trigger,
+            pull_request,
+            actor,
+            roots,
+            kind: JobKind::Merge,
+            head_sha: None,
+            base_sha: None,
+        }
+    }
 }
 
 /// Something to store.
 #[derive(Debug, Clone)]
 pub enum Intake {
     Jobs(NewJobs),
+    /// Several kinds of jobs from one delivery (a pull request's plans and previews,
+    /// or a merge and the teardown of its previews).
+    Batch {
+        delivery: Delivery,
+        jobs: Vec<NewJobs>,
+    },
     /// A delivery that asks for nothing; stored so a redelivery is recognised.
     Ignored {
         delivery: Delivery,
@@ -72,7 +114,7 @@ pub struct Job {
     pub root: String,
     pub branch: String,
     pub commit_sha: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub delivery_id: Option<String>,
     pub pull_request: Option<u64>,
     pub actor: Option<String>,
@@ -82,6 +124,9 @@ pub struct Job {
     pub started_at: Option<String>,
     pub attempts: i64,
     pub interrupted: bool,
+    pub kind: JobKind,
+    pub head_sha: Option<String>,
+    pub base_sha: Option<String>,
 }
 
 impl Job {
@@ -99,7 +144,7 @@ impl Job {
         AuditRecord {
             seq: 0,
             job_id: Some(self.id),
-            trigger: self.trigger.clone(),
+            trigger: self.trigger.as_str().to_owned(),
             delivery_id: self.delivery_id.clone(),
             repository: self.repository.clone(),
             root: self.root.clone(),
@@ -115,14 +160,26 @@ impl Job {
             plan_summary: None,
             error: None,
             terraform_version: None,
+            kind: (self.kind != JobKind::Merge).then(|| self.kind.as_str().to_owned()),
         }
     }
 }
 
-const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, covered, started_at, attempts, interrupted";
+const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, covered, started_at, attempts, interrupted, kind, head_sha, base_sha";
 
 /// How many columns [`job_of`] reads; columns a query adds after them start here.
-pub(crate) const JOB_COLUMN_COUNT: usize = 14;
+pub(crate) const JOB_COLUMN_COUNT: usize = 17;
+
+/// A stored name that does not parse, as rusqlite's conversion error.
+fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
 
 /// [`JOB_COLUMNS`] with each column qualified by `prefix` (`"j."`), for joins.
 pub(crate) fn job_columns(prefix: &str) -> String {
@@ -142,7 +199,7 @@ pub(crate) fn job_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         root: r.get(2)?,
         branch: r.get(3)?,
         commit_sha: r.get(4)?,
-        trigger: r.get(5)?,
+        trigger: parsed(r, 5)?,
         delivery_id: r.get(6)?,
         pull_request: pr.and_then(|n| u64::try_from(n).ok()),
         actor: r.get(8)?,
@@ -151,6 +208,9 @@ pub(crate) fn job_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         started_at: r.get(11)?,
         attempts: r.get(12)?,
         interrupted: r.get::<_, i64>(13)? != 0,
+        kind: parsed(r, 14)?,
+        head_sha: r.get(15)?,
+        base_sha: r.get(16)?,
     })
 }
 
@@ -158,6 +218,7 @@ fn intake_one(tx: &Connection, item: &Intake) -> Result<IntakeOutcome, DbError> 
     let now = db::now();
     let (delivery, outcome_text) = match item {
         Intake::Jobs(jobs) => (jobs.delivery.as_ref(), "enqueued".to_owned()),
+        Intake::Batch { delivery, .. } => (Some(delivery), "enqueued".to_owned()),
         Intake::Ignored { delivery, reason } => (Some(delivery), format!("ignored: {reason}")),
     };
     if let Some(delivery) = delivery {
@@ -169,27 +230,37 @@ fn intake_one(tx: &Connection, item: &Intake) -> Result<IntakeOutcome, DbError> 
             return Ok(IntakeOutcome::Duplicate);
         }
     }
-    let Intake::Jobs(jobs) = item else {
-        return Ok(IntakeOutcome::Recorded);
+    let (groups, delivery_id): (&[NewJobs], Option<&str>) = match item {
+        Intake::Jobs(jobs) => (
+            std::slice::from_ref(jobs),
+            jobs.delivery.as_ref().map(|d| d.id.as_str()),
+        ),
+        Intake::Batch { delivery, jobs } => (jobs, Some(delivery.id.as_str())),
+        Intake::Ignored { .. } => return Ok(IntakeOutcome::Recorded),
     };
-    let mut ids = Vec::with_capacity(jobs.roots.len());
-    for root in &jobs.roots {
-        tx.execute(
-            "INSERT INTO jobs (repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued')",
-            params![
-                jobs.repository,
-                root,
-                jobs.branch,
-                jobs.commit_sha,
-                jobs.trigger.as_str(),
-                jobs.delivery.as_ref().map(|d| d.id.as_str()),
-                jobs.pull_request.map(|n| n as i64),
-                jobs.actor,
-                now,
-            ],
-        )?;
-        ids.push(tx.last_insert_rowid());
+    let mut ids = Vec::new();
+    for jobs in groups {
+        for root in &jobs.roots {
+            tx.execute(
+                "INSERT INTO jobs (repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state, kind, head_sha, base_sha)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12)",
+                params![
+                    jobs.repository,
+                    root,
+                    jobs.branch,
+                    jobs.commit_sha,
+                    jobs.trigger.as_str(),
+                    delivery_id,
+                    jobs.pull_request.map(|n| n as i64),
+                    jobs.actor,
+                    now,
+                    jobs.kind.as_str(),
+                    jobs.head_sha,
+                    jobs.base_sha,
+                ],
+            )?;
+            ids.push(tx.last_insert_rowid());
+        }
     }
     Ok(IntakeOutcome::Enqueued(ids))
 }
@@ -224,7 +295,7 @@ pub fn root_positions(
     for root in roots {
         let newest_job: Option<String> = conn
             .query_row(
-                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 ORDER BY id DESC LIMIT 1",
+                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 AND kind = 'merge' ORDER BY id DESC LIMIT 1",
                 params![repository, root],
                 |r| r.get(0),
             )
@@ -332,12 +403,24 @@ pub fn finish(
     job: &Job,
     record: AuditRecord,
 ) -> Result<audit::StoredRecord, DbError> {
+    finish_with(conn, key, job, record, |_| Ok(()))
+}
+
+/// [`finish`], with `effect` (a preview's new state, say) in the same transaction.
+pub fn finish_with(
+    conn: &mut Connection,
+    key: &SigningKey,
+    job: &Job,
+    record: AuditRecord,
+    effect: impl FnOnce(&Connection) -> Result<(), DbError>,
+) -> Result<audit::StoredRecord, DbError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    effect(&tx)?;
     tx.execute(
         "UPDATE jobs SET state = 'done', outcome = ?1 WHERE id = ?2",
         params![record.outcome, job.id],
     )?;
-    if record.outcome == Outcome::Succeeded.as_str() {
+    if record.outcome == Outcome::Succeeded.as_str() && job.kind == JobKind::Merge {
         tx.execute(
             "INSERT INTO roots (repository, root, last_deployed) VALUES (?1, ?2, ?3)
              ON CONFLICT (repository, root) DO UPDATE SET last_deployed = excluded.last_deployed",
@@ -455,19 +538,19 @@ mod tests {
     use super::*;
 
     fn jobs(delivery: Option<&str>, commit: &str) -> Intake {
-        Intake::Jobs(NewJobs {
-            delivery: delivery.map(|id| Delivery {
+        Intake::Jobs(NewJobs::merge(
+            delivery.map(|id| Delivery {
                 id: id.into(),
                 event: "push".into(),
             }),
-            repository: "acme/infra".into(),
-            branch: "main".into(),
-            commit_sha: commit.into(),
-            trigger: Trigger::Webhook,
-            pull_request: None,
-            actor: Some("octocat".into()),
-            roots: vec!["prod".into(), "staging".into()],
-        })
+            "acme/infra".into(),
+            "main".into(),
+            commit.into(),
+            Trigger::Webhook,
+            None,
+            Some("octocat".into()),
+            vec!["prod".into(), "staging".into()],
+        ))
     }
 
     #[test]

@@ -27,8 +27,11 @@ use crate::audit::PlanSummary;
 use crate::config::{Config, RetryPolicy};
 use crate::db::{self, now_ms, DbError};
 use crate::github::{GitHub, GithubError};
+use crate::job_kind::JobKind;
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
+
+mod pull_request;
 
 /// GitHub's limit on a status description.
 const DESCRIPTION_LIMIT: usize = 140;
@@ -44,6 +47,36 @@ enum Step {
     DeploymentOutcome,
     CommitOutcome,
     PullRequestComment,
+    /// A pull request plan: the commit status `slipway/plan/<root>` on its head.
+    PlanStatus,
+    /// A pull request plan: its comment, edited in place on every push.
+    PlanComment,
+    /// A preview: its transient Deployment, created once the apply succeeded.
+    PreviewDeployment,
+    /// A preview: the deployment's `success` with the preview's URL.
+    PreviewDeploymentStatus,
+    /// A preview (or its teardown, or why there is none): its comment.
+    PreviewComment,
+    /// A teardown: the preview's deployment marked `inactive`.
+    PreviewInactive,
+}
+
+/// The steps of a pull request job's report, by kind (indexes are stored: append only).
+const PLAN_STEPS: [Step; 2] = [Step::PlanStatus, Step::PlanComment];
+const PREVIEW_STEPS: [Step; 3] = [
+    Step::PreviewDeployment,
+    Step::PreviewDeploymentStatus,
+    Step::PreviewComment,
+];
+const TEARDOWN_STEPS: [Step; 2] = [Step::PreviewInactive, Step::PreviewComment];
+
+fn steps_of(kind: JobKind) -> &'static [Step] {
+    match kind {
+        JobKind::Merge => &STEPS,
+        JobKind::PullRequestPlan => &PLAN_STEPS,
+        JobKind::Preview => &PREVIEW_STEPS,
+        JobKind::PreviewDestroy => &TEARDOWN_STEPS,
+    }
 }
 
 const STEPS: [Step; 8] = [
@@ -79,6 +112,11 @@ struct Ending {
     summary: Option<PlanSummary>,
     error: Option<String>,
     outcome: String,
+    /// For a merge of a pull request: the last plan shown on it for this root (its
+    /// job id and summary), to say whether the applied plan matched it.
+    last_pr_plan: Option<(i64, PlanSummary)>,
+    /// For a preview: its URLs as recorded after the apply.
+    urls: std::collections::BTreeMap<String, String>,
 }
 
 /// The reporter task's shared parts.
@@ -226,7 +264,7 @@ impl Reporter {
             .and_then(|r| r.github.clone())
         else {
             // Not a GitHub repository (or no longer configured): nothing to report.
-            tracked.steps_done = STEPS.len();
+            tracked.steps_done = steps_of(tracked.job.kind).len();
             self.save(&tracked, 0, None).await?;
             return Ok(0);
         };
@@ -237,8 +275,9 @@ impl Reporter {
             None
         };
         let mut steps = 0;
-        while tracked.steps_done < STEPS.len() {
-            let step = STEPS[tracked.steps_done];
+        let all = steps_of(tracked.job.kind);
+        while tracked.steps_done < all.len() {
+            let step = all[tracked.steps_done];
             if self.paused() {
                 return Ok(steps);
             }
@@ -247,9 +286,15 @@ impl Reporter {
                 Step::DeploymentInProgress | Step::CommitRunning => {
                     tracked.state != "queued" || tracked.job.attempts > 0
                 }
-                Step::DeploymentOutcome | Step::CommitOutcome | Step::PullRequestComment => {
-                    ending.is_some()
-                }
+                Step::DeploymentOutcome
+                | Step::CommitOutcome
+                | Step::PullRequestComment
+                | Step::PlanStatus
+                | Step::PlanComment
+                | Step::PreviewDeployment
+                | Step::PreviewDeploymentStatus
+                | Step::PreviewComment
+                | Step::PreviewInactive => ending.is_some(),
             };
             if !available {
                 return Ok(steps);
@@ -329,7 +374,7 @@ impl Reporter {
     ) -> Result<(), String> {
         let (job_id, steps_done, deployment_id, failures) =
             (t.job.id, t.steps_done, t.deployment_id, t.failures);
-        let complete = steps_done >= STEPS.len();
+        let complete = steps_done >= steps_of(t.job.kind).len();
         self.with_db(move |conn| {
             conn.execute(
                 "INSERT INTO github_reports (job_id, steps_done, deployment_id, failures, next_attempt_at, last_error, complete)
@@ -473,6 +518,17 @@ impl Reporter {
                 self.commit_status(github_name, job, state, &end.description, &log_url)
                     .await
             }
+            Step::PlanStatus
+            | Step::PlanComment
+            | Step::PreviewDeployment
+            | Step::PreviewDeploymentStatus
+            | Step::PreviewComment
+            | Step::PreviewInactive => {
+                let Some(end) = ending else { return Ok(None) };
+                return self
+                    .perform_pull_request(step, github_name, t, end, log_url.as_deref())
+                    .await;
+            }
             Step::PullRequestComment => {
                 let wanted = self
                     .config
@@ -541,10 +597,27 @@ impl Reporter {
         description: &str,
         log_url: &Option<String>,
     ) -> Result<bool, GithubError> {
+        let status = CommitStatus {
+            sha: &job.commit_sha,
+            context: format!("slipway/{}", job.root),
+            state,
+            description,
+        };
+        self.post_status(github_name, status, log_url.as_deref())
+            .await
+    }
+
+    /// Posts a commit status; `Ok(true)` once sent.
+    async fn post_status(
+        &self,
+        github_name: &str,
+        status: CommitStatus<'_>,
+        log_url: Option<&str>,
+    ) -> Result<bool, GithubError> {
         let mut body = json!({
-            "state": state,
-            "description": truncate(description),
-            "context": format!("slipway/{}", job.root),
+            "state": status.state,
+            "description": truncate(status.description),
+            "context": status.context,
         });
         if let Some(url) = log_url {
             body["target_url"] = json!(url);
@@ -552,12 +625,20 @@ impl Reporter {
         self.github
             .post(
                 "post a commit status",
-                &format!("/repos/{github_name}/statuses/{}", job.commit_sha),
+                &format!("/repos/{github_name}/statuses/{}", status.sha),
                 &body,
             )
             .await
             .map(|_| true)
     }
+}
+
+/// A commit status to post.
+struct CommitStatus<'a> {
+    sha: &'a str,
+    context: String,
+    state: &'a str,
+    description: &'a str,
 }
 
 /// Records that the deployment of `job_id` is being created; whether an earlier
@@ -669,6 +750,8 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
                         summary: None,
                         error: None,
                         outcome: "superseded".to_owned(),
+                        last_pr_plan: None,
+                        urls: Default::default(),
                     }))
                 }
                 _ => {
@@ -682,6 +765,8 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
                         summary: None,
                         error: None,
                         outcome: "superseded".to_owned(),
+                        last_pr_plan: None,
+                        urls: Default::default(),
                     }))
                 }
             }
@@ -693,6 +778,8 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
             summary: None,
             error: None,
             outcome: "superseded".to_owned(),
+            last_pr_plan: None,
+            urls: Default::default(),
         }));
     }
     let outcome = t.outcome.clone().unwrap_or_else(|| "failed".to_owned());
@@ -735,6 +822,18 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
             ),
         ),
     };
+    let last_pr_plan = match (t.job.kind, t.job.pull_request) {
+        (JobKind::Merge, Some(number)) => last_plan_shown(conn, &t.job, number)?,
+        _ => None,
+    };
+    let urls = match (t.job.kind, t.job.pull_request) {
+        (JobKind::Preview, Some(number)) => {
+            crate::previews::get(conn, &t.job.repository, &t.job.root, number)?
+                .map(|p| p.urls)
+                .unwrap_or_default()
+        }
+        _ => Default::default(),
+    };
     Ok(Some(Ending {
         success,
         deployment_state,
@@ -742,7 +841,76 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
         summary,
         error,
         outcome,
+        last_pr_plan,
+        urls,
     }))
+}
+
+/// The newest successful plan of pull request `number` for the job's root, with its
+/// summary from the audit log.
+fn last_plan_shown(
+    conn: &Connection,
+    job: &Job,
+    number: u64,
+) -> Result<Option<(i64, PlanSummary)>, DbError> {
+    let row: Option<(i64, Option<String>)> = conn
+        .query_row(
+            "SELECT a.job_id, a.plan_summary FROM audit a JOIN jobs j ON j.id = a.job_id
+             WHERE j.repository = ?1 AND j.root = ?2 AND j.pull_request = ?3
+               AND j.kind = 'pr-plan' AND a.outcome = 'succeeded'
+             ORDER BY a.seq DESC LIMIT 1",
+            params![job.repository, job.root, number as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(id, summary)| {
+        summary
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .map(|s| (id, s))
+    }))
+}
+
+/// The deployment of the newest preview job of `job`'s pull request and root that
+/// created one.
+fn preview_deployment(conn: &Connection, job: &Job) -> Result<Option<u64>, DbError> {
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT r.deployment_id FROM github_reports r JOIN jobs j ON j.id = r.job_id
+             WHERE j.repository = ?1 AND j.root = ?2 AND j.pull_request = ?3
+               AND j.kind = 'preview' AND r.deployment_id IS NOT NULL
+             ORDER BY j.id DESC LIMIT 1",
+            params![job.repository, job.root, job.pull_request.map(|n| n as i64)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(id.and_then(|d| u64::try_from(d).ok()))
+}
+
+/// The comment id kept for a pull request, root and purpose.
+fn stored_comment(conn: &Connection, job: &Job, purpose: &str) -> Result<Option<u64>, DbError> {
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT comment_id FROM pr_comments WHERE repository = ?1 AND pull_request = ?2 AND root = ?3 AND purpose = ?4",
+            params![job.repository, job.pull_request.map(|n| n as i64), job.root, purpose],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(id.and_then(|d| u64::try_from(d).ok()))
+}
+
+fn store_comment(conn: &Connection, job: &Job, purpose: &str, id: u64) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO pr_comments (repository, pull_request, root, purpose, comment_id) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (repository, pull_request, root, purpose) DO UPDATE SET comment_id = excluded.comment_id",
+        params![job.repository, job.pull_request.map(|n| n as i64), job.root, purpose, id as i64],
+    )?;
+    Ok(())
+}
+
+/// The hidden line that marks the agent's comment for a root and purpose, so that it
+/// is found again (and edited) when its id was lost.
+fn marker(purpose: &str, root: &str) -> String {
+    format!("<!-- slipway:{purpose}:{root} -->")
 }
 
 fn counts(s: &PlanSummary) -> String {
@@ -786,14 +954,11 @@ fn comment_body(job: &Job, end: &Ending, log_url: Option<&str>) -> String {
     );
     if let Some(s) = &end.summary {
         text.push_str(&format!("\nPlan: {}.\n", counts(s)));
-        for (label, list) in [
-            ("add", &s.to_add),
-            ("change", &s.to_change),
-            ("destroy", &s.to_destroy),
-        ] {
-            for address in list {
-                text.push_str(&format!("- {label} `{address}`\n"));
-            }
+        pull_request::addresses(&mut text, s);
+    }
+    if end.success {
+        if let Some(line) = pull_request::plan_match(end) {
+            text.push_str(&format!("\n{line}\n"));
         }
     }
     if !end.success {
@@ -828,16 +993,16 @@ mod tests {
         let mut conn = db::open(&dir.path().join("r.db")).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
         let new = |sha: &str| {
-            Intake::Jobs(NewJobs {
-                delivery: None,
-                repository: "acme/infra".into(),
-                branch: "main".into(),
-                commit_sha: sha.into(),
-                trigger: slipway_provenance::Trigger::Webhook,
-                pull_request: Some(3),
-                actor: None,
-                roots: vec!["prod".into()],
-            })
+            Intake::Jobs(NewJobs::merge(
+                None,
+                "acme/infra".into(),
+                "main".into(),
+                sha.into(),
+                slipway_provenance::Trigger::Webhook,
+                Some(3),
+                None,
+                vec!["prod".into()],
+            ))
         };
         let old_sha = "a".repeat(40);
         let new_sha = "b".repeat(40);

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use slipway_provenance::{Provenance, Trigger};
+use slipway_provenance::Provenance;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
@@ -29,6 +29,7 @@ use crate::config::{redact, Config, Repository, Root, Secret};
 use crate::db::{self, DbError};
 use crate::git::Cache;
 use crate::github::GitHub;
+use crate::job_kind::JobKind;
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
 use crate::selection::{self, Selection, SkipReason, Verdict};
@@ -106,12 +107,12 @@ struct Prepared {
 }
 
 impl Runner {
-    fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let refs: Vec<&Secret> = self.secrets.iter().collect();
         redact(text, &refs)
     }
 
-    fn open_db(&self) -> Result<rusqlite::Connection, DbError> {
+    pub(crate) fn open_db(&self) -> Result<rusqlite::Connection, DbError> {
         db::open(&self.config.database_path())
     }
 
@@ -121,6 +122,11 @@ impl Runner {
         self.stopping.store(true, Ordering::SeqCst);
         let all = u32::try_from(self.config.max_parallel).unwrap_or(u32::MAX);
         let _ = self.slots.acquire_many(all).await;
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Interrupts running Terraform processes (SIGINT, so Terraform saves its state)
@@ -199,6 +205,14 @@ impl Runner {
         if queued.is_empty() {
             return Ok(false);
         }
+        // Merges first: what the branch says is what runs. Pull request jobs (plans,
+        // previews, teardowns) run between them, on the same worker, so that one
+        // Terraform at a time touches the root's backend.
+        let (queued, pull_requests): (Vec<Job>, Vec<Job>) =
+            queued.into_iter().partition(|j| j.kind == JobKind::Merge);
+        if queued.is_empty() {
+            return self.step_pull_request(repo, root, pull_requests).await;
+        }
         let _permit = self
             .slots
             .clone()
@@ -269,37 +283,7 @@ impl Runner {
             );
             return Ok(true);
         }
-        let mut record = job.audit_record(
-            outcome.outcome,
-            job.started_at.clone().unwrap_or_else(db::now),
-        );
-        record.author = outcome.author;
-        record.plan_summary = outcome.plan;
-        record.error = outcome.error.map(|e| self.redact(&e));
-        record.terraform_version = outcome.terraform_version;
-        // The outcome must be recorded: a job left `running` would block nothing but
-        // would be re-run after a restart. Retry until the database takes it.
-        let stored = loop {
-            let this = self.clone();
-            let (job_c, record_c) = (job.clone(), record.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let mut conn = this.open_db()?;
-                queue::finish(&mut conn, &this.key, &job_c, record_c)
-            })
-            .await;
-            match result {
-                Ok(Ok(stored)) => break stored,
-                Ok(Err(e)) => {
-                    tracing::error!(job = job.id, error = %e, "cannot record the job's outcome; retrying in 2 s")
-                }
-                Err(e) => {
-                    tracing::error!(job = job.id, error = %e, "cannot record the job's outcome; retrying in 2 s")
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        };
-        self.metrics
-            .job_finished(&stored.record.outcome, clock.elapsed());
+        let stored = self.record_run(&job, outcome, None, clock).await;
         tracing::info!(
             job = job.id,
             outcome = %stored.record.outcome,
@@ -308,6 +292,82 @@ impl Runner {
             "job finished"
         );
         Ok(true)
+    }
+
+    /// The job's credential, in its file: what the platform decides this run may
+    /// change (by the job's kind, [`crate::job_credential::claims`]), until `deadline`.
+    pub(crate) fn issue_credential(
+        &self,
+        repo: &Repository,
+        root: &Root,
+        job: &Job,
+        actor: &str,
+        deadline: Instant,
+    ) -> Result<crate::job_credential::Issued, String> {
+        let lifetime = deadline.saturating_duration_since(Instant::now());
+        let claims = crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime)
+            .map_err(|e| format!("no randomness for the job credential: {e}"))?;
+        crate::job_credential::issue(
+            claims,
+            &self.key,
+            crate::job_credential::credentials_dir(&self.config.data_dir)
+                .join(format!("job-{}", job.id)),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Records how a run ended (its audit record, with `effect`) and counts it.
+    pub(crate) async fn record_run(
+        self: &Arc<Self>,
+        job: &Job,
+        outcome: RunOutcome,
+        effect: Option<crate::previews::Effect>,
+        clock: std::time::Instant,
+    ) -> crate::audit::StoredRecord {
+        let mut record = job.audit_record(
+            outcome.outcome,
+            job.started_at.clone().unwrap_or_else(db::now),
+        );
+        record.author = outcome.author;
+        record.plan_summary = outcome.plan;
+        record.error = outcome.error.map(|e| self.redact(&e));
+        record.terraform_version = outcome.terraform_version;
+        let stored = self.record(job, record, effect).await;
+        self.metrics
+            .job_finished(&stored.record.outcome, clock.elapsed());
+        stored
+    }
+
+    /// Records a job's end (with `effect`, in the same transaction). The outcome must
+    /// be recorded: a job left `running` would be re-run after a restart. Retries
+    /// until the database takes it.
+    async fn record(
+        self: &Arc<Self>,
+        job: &Job,
+        record: crate::audit::AuditRecord,
+        effect: Option<crate::previews::Effect>,
+    ) -> crate::audit::StoredRecord {
+        loop {
+            let this = self.clone();
+            let (job_c, record_c, effect_c) = (job.clone(), record.clone(), effect.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let mut conn = this.open_db()?;
+                queue::finish_with(&mut conn, &this.key, &job_c, record_c, |tx| {
+                    effect_c.map_or(Ok(()), |e| e.apply(tx))
+                })
+            })
+            .await;
+            match result {
+                Ok(Ok(stored)) => return stored,
+                Ok(Err(e)) => {
+                    tracing::error!(job = job.id, error = %e, "cannot record the job's outcome; retrying in 2 s")
+                }
+                Err(e) => {
+                    tracing::error!(job = job.id, error = %e, "cannot record the job's outcome; retrying in 2 s")
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// Fetches, then picks the newest commit among the queued jobs that is on the
@@ -415,28 +475,9 @@ impl Runner {
             )
             .into());
         }
-        tokio::fs::create_dir_all(job_dir)
-            .await
-            .map_err(|e| format!("create {}: {e}", job_dir.display()))?;
-        let mut log = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(job_dir.join("output.log"))
-            .await
-            .map_err(|e| format!("open job log: {e}"))?;
-
+        let mut log = open_job_log(job_dir).await?;
         let actor = job.actor.clone().unwrap_or(author);
-        // The job's credential: what the platform decides this run may change.
-        let now_ms = db::now_ms();
-        let lifetime = deadline.saturating_duration_since(Instant::now());
-        let claims = crate::job_credential::merge_claims(repo, root, job, &actor, now_ms, lifetime)
-            .map_err(|e| format!("no randomness for the job credential: {e}"))?;
-        let issued = crate::job_credential::issue(
-            claims,
-            &self.key,
-            crate::job_credential::credentials_dir(&self.config.data_dir)
-                .join(format!("job-{}", job.id)),
-        )?;
+        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
         let credential_file = issued.file.display().to_string();
         let result = self
             .run_terraform(
@@ -474,7 +515,7 @@ impl Runner {
             repository: repo_name.clone(),
             pull_request: job.pull_request,
             actor: actor.to_owned(),
-            trigger: job.trigger.parse().unwrap_or(Trigger::Manual),
+            trigger: job.trigger,
             job_id: job.id.to_string(),
             timestamp: Provenance::now_timestamp(),
         }
@@ -567,13 +608,26 @@ impl Runner {
 
 /// Creates `dir` (and missing parents) readable by the agent's user only: a work tree
 /// holds the root's variables, which can be secret, and the saved plan.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Opens (appending) the job's log in `job_dir`, creating the directory.
+pub(crate) async fn open_job_log(job_dir: &Path) -> Result<tokio::fs::File, String> {
+    tokio::fs::create_dir_all(job_dir)
+        .await
+        .map_err(|e| format!("create {}: {e}", job_dir.display()))?;
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(job_dir.join("output.log"))
+        .await
+        .map_err(|e| format!("open job log: {e}"))
 }
 
 /// Where job work trees live, under the data directory.
@@ -609,7 +663,7 @@ pub fn clean_work_root(config: &Config) -> std::io::Result<usize> {
 }
 
 /// `terraform_version` from `terraform version -json` or `show -json` output.
-fn version_of(json: &str) -> Option<String> {
+pub(crate) fn version_of(json: &str) -> Option<String> {
     serde_json::from_str::<serde_json::Value>(json)
         .ok()
         .and_then(|v| v["terraform_version"].as_str().map(str::to_owned))
@@ -670,7 +724,7 @@ fn decide(
 
 /// Why a job's run ended early.
 #[derive(Debug)]
-enum JobError {
+pub(crate) enum JobError {
     /// Stopped by the shutdown: not a job failure; the job runs again at the next start.
     Interrupted,
     /// The job failed, with what to record.
@@ -684,14 +738,14 @@ impl From<String> for JobError {
 }
 
 #[derive(Debug)]
-struct RunOutcome {
+pub(crate) struct RunOutcome {
     /// Stopped by the shutdown: not recorded, re-run at the next start.
-    interrupted: bool,
-    outcome: Outcome,
-    author: Option<String>,
-    plan: Option<PlanSummary>,
-    error: Option<String>,
-    terraform_version: Option<String>,
+    pub(crate) interrupted: bool,
+    pub(crate) outcome: Outcome,
+    pub(crate) author: Option<String>,
+    pub(crate) plan: Option<PlanSummary>,
+    pub(crate) error: Option<String>,
+    pub(crate) terraform_version: Option<String>,
 }
 
 impl Default for RunOutcome {
@@ -708,22 +762,22 @@ impl Default for RunOutcome {
 }
 
 /// One Terraform invocation context.
-struct Tf<'a> {
-    runner: &'a Runner,
+pub(crate) struct Tf<'a> {
+    pub(crate) runner: &'a Runner,
     /// The root's directory, where Terraform runs.
-    dir: &'a Path,
+    pub(crate) dir: &'a Path,
     /// The job's work tree: Terraform's output files and pid file.
-    work: &'a Path,
-    env: &'a [(String, String)],
-    deadline: Instant,
+    pub(crate) work: &'a Path,
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) deadline: Instant,
     /// Commands run so far, to name their output files.
-    commands: std::sync::atomic::AtomicU32,
+    pub(crate) commands: std::sync::atomic::AtomicU32,
 }
 
 impl Tf<'_> {
     /// Runs Terraform detached from the agent ([`crate::detached`]): its own session,
     /// output to files in the work tree, read when it exits.
-    async fn output(&self, args: &[&str]) -> Result<std::process::Output, JobError> {
+    pub(crate) async fn output(&self, args: &[&str]) -> Result<std::process::Output, JobError> {
         let mut cmd = tokio::process::Command::new(&self.runner.config.terraform);
         cmd.args(args)
             .current_dir(self.dir)
@@ -788,7 +842,11 @@ impl Tf<'_> {
     }
 
     /// Runs and logs (redacted); fails with the tail of stderr on a non-zero exit.
-    async fn run(&self, log: &mut tokio::fs::File, args: &[&str]) -> Result<String, JobError> {
+    pub(crate) async fn run(
+        &self,
+        log: &mut tokio::fs::File,
+        args: &[&str],
+    ) -> Result<String, JobError> {
         let output = self.output(args).await?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -811,7 +869,7 @@ impl Tf<'_> {
     }
 
     /// Runs without logging stdout (plan JSON can hold sensitive values).
-    async fn run_quiet(&self, args: &[&str]) -> Result<String, JobError> {
+    pub(crate) async fn run_quiet(&self, args: &[&str]) -> Result<String, JobError> {
         let output = self.output(args).await?;
         if !output.status.success() {
             return Err(failure(&args.join(" "), &String::from_utf8_lossy(&output.stderr)).into());
@@ -854,6 +912,7 @@ pub fn summarize_plan(json: &str) -> Result<PlanSummary, String> {
     let plan: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("terraform show -json output: {e}"))?;
     let mut s = PlanSummary::default();
+    let production = production_environment_ids(&plan);
     for change in plan["resource_changes"].as_array().into_iter().flatten() {
         let address = change["address"].as_str().unwrap_or("?").to_owned();
         let actions: Vec<&str> = change["change"]["actions"]
@@ -872,13 +931,42 @@ pub fn summarize_plan(json: &str) -> Result<PlanSummary, String> {
         }
         if actions.contains(&"delete") {
             s.destroy += 1;
+            let before = &change["change"]["before"];
+            let in_production = before["mode"] == "PRODUCTION"
+                || before["environment_id"]
+                    .as_str()
+                    .is_some_and(|id| production.iter().any(|p| p == id));
+            if in_production {
+                s.production_destroys.push(address.clone());
+            }
             s.to_destroy.push(address);
         }
     }
+    s.production_destroys.sort();
     s.to_add.sort();
     s.to_change.sort();
     s.to_destroy.sort();
     Ok(s)
+}
+
+/// The ids of the PRODUCTION environments in a plan's prior state (`slipway_environment`
+/// resources, at any module depth), to tell what a destroy takes out of production.
+fn production_environment_ids(plan: &serde_json::Value) -> Vec<String> {
+    fn walk(module: &serde_json::Value, out: &mut Vec<String>) {
+        for r in module["resources"].as_array().into_iter().flatten() {
+            if r["values"]["mode"] == "PRODUCTION" {
+                if let Some(id) = r["values"]["id"].as_str() {
+                    out.push(id.to_owned());
+                }
+            }
+        }
+        for child in module["child_modules"].as_array().into_iter().flatten() {
+            walk(child, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&plan["prior_state"]["values"]["root_module"], &mut out);
+    out
 }
 
 /// Where a job's Terraform output is kept.
@@ -932,5 +1020,24 @@ mod tests {
         assert_eq!(s.to_add, ["terraform_data.a", "terraform_data.c"]);
         assert_eq!(s.to_destroy, ["terraform_data.c", "terraform_data.e"]);
         assert_eq!(summarize_plan("{}").unwrap(), PlanSummary::default());
+        assert!(s.production_destroys.is_empty());
+    }
+
+    #[test]
+    fn destroys_in_production_are_named() {
+        let json = r#"{
+          "prior_state": {"values": {"root_module": {"resources": [
+            {"address": "slipway_environment.prod", "values": {"id": "env-1", "mode": "PRODUCTION"}},
+            {"address": "slipway_environment.dev", "values": {"id": "env-2", "mode": "DEVELOPMENT"}}]}}},
+          "resource_changes": [
+            {"address": "slipway_environment.prod", "change": {"actions": ["delete"], "before": {"id": "env-1", "mode": "PRODUCTION"}}},
+            {"address": "slipway_application.web", "change": {"actions": ["delete"], "before": {"environment_id": "env-1"}}},
+            {"address": "slipway_application.dev", "change": {"actions": ["delete"], "before": {"environment_id": "env-2"}}}]}"#;
+        let s = summarize_plan(json).unwrap();
+        assert_eq!(s.destroy, 3);
+        assert_eq!(
+            s.production_destroys,
+            ["slipway_application.web", "slipway_environment.prod"]
+        );
     }
 }

@@ -222,7 +222,7 @@ mod tests {
             root: "prod".into(),
             branch: "main".into(),
             commit_sha: sha.into(),
-            trigger: "webhook".into(),
+            trigger: slipway_provenance::Trigger::Webhook,
             delivery_id: None,
             pull_request: None,
             actor: None,
@@ -231,6 +231,9 @@ mod tests {
             started_at: None,
             attempts: 0,
             interrupted: false,
+            kind: crate::job_kind::JobKind::Merge,
+            head_sha: None,
+            base_sha: None,
         }
     }
 

@@ -26,6 +26,7 @@ use slipway_provenance::Trigger;
 
 use crate::agent::AppState;
 use crate::config::{Config, Secret};
+use crate::job_kind::JobKind;
 use crate::queue::{Delivery, Intake, IntakeOutcome, NewJobs};
 
 /// Checks `X-Hub-Signature-256` (`sha256=<hex>`) against the body in constant time.
@@ -111,6 +112,9 @@ struct PushEvent {
 struct BaseRef {
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    sha: Option<String>,
+    /// `null` when a fork's repository was deleted.
+    repo: Option<RepositoryRef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +124,7 @@ struct PullRequest {
     merged: bool,
     merge_commit_sha: Option<String>,
     base: Option<BaseRef>,
+    head: Option<BaseRef>,
     merged_by: Option<User>,
 }
 
@@ -144,6 +149,9 @@ pub enum Decision {
         actor: Option<String>,
         roots: Vec<String>,
     },
+    /// Jobs of the pull request kinds (plans, previews, teardowns), with the merge
+    /// job when a pull request with previews was merged.
+    PullRequest(Vec<NewJobs>),
     Ignore(String),
 }
 
@@ -191,44 +199,150 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, S
         "pull_request" => {
             let pr: PullRequestEvent =
                 serde_json::from_slice(body).map_err(|e| format!("pull_request payload: {e}"))?;
-            let action = pr.action.unwrap_or_default();
-            if action != "closed" {
-                return ignore(format!("pull_request action `{action}` is not `closed`"));
-            }
-            let Some(pull) = pr.pull_request else {
-                return ignore("pull_request event without a pull_request".into());
-            };
-            if !pull.merged {
-                return ignore("pull request was closed without being merged".into());
-            }
-            let full_name = pr.repository.and_then(|r| r.full_name).unwrap_or_default();
-            let Some(repo) = config.repository_for_github(&full_name) else {
-                return ignore(format!("repository `{full_name}` is not configured"));
-            };
-            let base = pull.base.and_then(|b| b.git_ref).unwrap_or_default();
-            if base != repo.branch {
-                return ignore(format!(
-                    "pull request merged into `{base}`, not the tracked `{}`",
+            Ok(classify_pull_request(config, pr))
+        }
+        other => ignore(format!("event `{other}` is not handled")),
+    }
+}
+
+/// A `pull_request` delivery: `opened`, `reopened` and `synchronize` plan the roots
+/// (the worker skips those the change does not touch) and bring up the previews;
+/// `closed` tears the previews down and, when merged, deploys the merge commit.
+fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
+    let action = pr.action.unwrap_or_default();
+    let Some(pull) = pr.pull_request else {
+        return Decision::Ignore("pull_request event without a pull_request".into());
+    };
+    let full_name = pr.repository.and_then(|r| r.full_name).unwrap_or_default();
+    let Some(repo) = config.repository_for_github(&full_name) else {
+        return Decision::Ignore(format!("repository `{full_name}` is not configured"));
+    };
+    let Some(number) = pull.number.or(pr.number) else {
+        return Decision::Ignore("pull request without a number".into());
+    };
+    let (base_ref, base_sha) = pull
+        .base
+        .map(|b| (b.git_ref.unwrap_or_default(), b.sha))
+        .unwrap_or_default();
+    let sender = pr.sender.and_then(|s| s.login);
+    let previews: Vec<String> = repo
+        .roots
+        .iter()
+        .filter(|r| r.preview.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    let head = pull.head;
+    let head_sha = head
+        .as_ref()
+        .and_then(|h| h.sha.clone())
+        .filter(|s| is_sha(s))
+        .map(|s| s.to_ascii_lowercase());
+    let pull_request_jobs = |kind: JobKind, commit: String, roots: Vec<String>| NewJobs {
+        delivery: None,
+        repository: repo.name.clone(),
+        branch: repo.branch.clone(),
+        commit_sha: commit,
+        trigger: match kind {
+            JobKind::PreviewDestroy => Trigger::PrClosed,
+            _ => Trigger::PullRequest,
+        },
+        pull_request: Some(number),
+        actor: sender.clone(),
+        roots,
+        kind,
+        head_sha: head_sha.clone(),
+        base_sha: base_sha.clone().filter(|s| is_sha(s)),
+    };
+    match action.as_str() {
+        "opened" | "reopened" | "synchronize" => {
+            if base_ref != repo.branch {
+                return Decision::Ignore(format!(
+                    "pull request into `{base_ref}`, not the tracked `{}`",
                     repo.branch
                 ));
             }
-            let sha = pull.merge_commit_sha.unwrap_or_default();
-            if !is_sha(&sha) {
-                return ignore("merged pull request has no merge_commit_sha".into());
+            let Some(head_sha) = head_sha.clone() else {
+                return Decision::Ignore("pull request without a head sha".into());
+            };
+            // A fork's code would run on this machine: Terraform runs providers and
+            // data sources at plan time. Previews never come from forks.
+            let head_repo = head.and_then(|h| h.repo).and_then(|r| r.full_name);
+            let from_fork = !head_repo
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&full_name));
+            if from_fork && !repo.plan_pull_requests_from_forks {
+                return Decision::Ignore(format!(
+                    "pull request #{number} comes from a fork ({}); set plan_pull_requests_from_forks = true on the repository to plan forks' pull requests",
+                    head_repo.as_deref().unwrap_or("deleted")
+                ));
             }
-            Ok(Decision::Deploy {
-                repository: repo.name.clone(),
-                branch: repo.branch.clone(),
-                commit_sha: sha.to_ascii_lowercase(),
-                pull_request: pull.number.or(pr.number),
-                actor: pull
-                    .merged_by
-                    .and_then(|u| u.login)
-                    .or_else(|| pr.sender.and_then(|s| s.login)),
-                roots: repo.roots.iter().map(|r| r.name.clone()).collect(),
-            })
+            let planned = pull
+                .merge_commit_sha
+                .filter(|s| is_sha(s))
+                .map(|s| s.to_ascii_lowercase())
+                .unwrap_or_else(|| head_sha.clone());
+            let plans: Vec<String> = repo
+                .roots
+                .iter()
+                .filter(|r| r.plan_pull_requests)
+                .map(|r| r.name.clone())
+                .collect();
+            let mut jobs = Vec::new();
+            if !plans.is_empty() {
+                jobs.push(pull_request_jobs(JobKind::PullRequestPlan, planned, plans));
+            }
+            if !previews.is_empty() && !from_fork {
+                jobs.push(pull_request_jobs(JobKind::Preview, head_sha, previews));
+            }
+            if jobs.is_empty() {
+                return Decision::Ignore("no root plans pull requests or has previews".into());
+            }
+            Decision::PullRequest(jobs)
         }
-        other => ignore(format!("event `{other}` is not handled")),
+        "closed" => {
+            let teardown = (!previews.is_empty()).then(|| {
+                let commit = head_sha.clone().unwrap_or_default();
+                pull_request_jobs(JobKind::PreviewDestroy, commit, previews)
+            });
+            let merge_sha = pull.merge_commit_sha.filter(|s| is_sha(s));
+            let deploy = if !pull.merged {
+                Err("pull request was closed without being merged".to_owned())
+            } else if base_ref != repo.branch {
+                Err(format!(
+                    "pull request merged into `{base_ref}`, not the tracked `{}`",
+                    repo.branch
+                ))
+            } else if let Some(sha) = merge_sha {
+                Ok(NewJobs::merge(
+                    None,
+                    repo.name.clone(),
+                    repo.branch.clone(),
+                    sha.to_ascii_lowercase(),
+                    Trigger::Webhook,
+                    Some(number),
+                    pull.merged_by.and_then(|u| u.login).or(sender.clone()),
+                    repo.roots.iter().map(|r| r.name.clone()).collect(),
+                ))
+            } else {
+                Err("merged pull request has no merge_commit_sha".to_owned())
+            };
+            match (deploy, teardown) {
+                (Ok(merge), None) => Decision::Deploy {
+                    repository: merge.repository,
+                    branch: merge.branch,
+                    commit_sha: merge.commit_sha,
+                    pull_request: merge.pull_request,
+                    actor: merge.actor,
+                    roots: merge.roots,
+                },
+                (Ok(merge), Some(teardown)) => Decision::PullRequest(vec![merge, teardown]),
+                (Err(_), Some(teardown)) => Decision::PullRequest(vec![teardown]),
+                (Err(reason), None) => Decision::Ignore(reason),
+            }
+        }
+        other => Decision::Ignore(format!(
+            "pull_request action `{other}` is not one the agent acts on"
+        )),
     }
 }
 
@@ -314,16 +428,20 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response
             pull_request,
             actor,
             roots,
-        } => Intake::Jobs(NewJobs {
-            delivery: Some(delivery.clone()),
+        } => Intake::Jobs(NewJobs::merge(
+            Some(delivery.clone()),
             repository,
             branch,
             commit_sha,
-            trigger: Trigger::Webhook,
+            Trigger::Webhook,
             pull_request,
             actor,
             roots,
-        }),
+        )),
+        Decision::PullRequest(jobs) => Intake::Batch {
+            delivery: delivery.clone(),
+            jobs,
+        },
     };
     match state.writer.submit(intake).await {
         Ok(IntakeOutcome::Enqueued(jobs)) => {
@@ -437,6 +555,79 @@ path = "app"
             payload_json(Some("text/xml"), json),
             Err(PayloadError::UnsupportedContentType(t)) if t == "text/xml"
         ));
+    }
+
+    #[test]
+    fn pull_requests_are_planned_previewed_and_torn_down() {
+        let c = Config::parse(
+            &format!(
+                "{}preview = true\n[[repository.root]]\nname = \"docs\"\npath = \"docs\"\nplan_pull_requests = false\n",
+                r#"
+[secrets]
+signing_key = { env = "X" }
+[[repository]]
+name = "hello"
+github = "Codertocat/Hello-World"
+url = "/srv/git/hello"
+[[repository.root]]
+name = "app"
+path = "app"
+"#
+            ),
+            Path::new("/"),
+        )
+        .unwrap();
+        let decide = |v: &serde_json::Value| {
+            classify(&c, "pull_request", &serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        let mut opened = fixture("pull_request/opened.payload.json");
+        opened["pull_request"]["base"]["ref"] = "main".into();
+        let head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+        let Decision::PullRequest(jobs) = decide(&opened) else {
+            panic!("{:?}", decide(&opened));
+        };
+        let kinds: Vec<_> = jobs.iter().map(|j| (j.kind, j.roots.clone())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (JobKind::PullRequestPlan, vec!["app".to_owned()]),
+                (JobKind::Preview, vec!["app".to_owned()]),
+            ]
+        );
+        // No test merge yet: the head is planned.
+        assert_eq!(jobs[0].commit_sha, head);
+        assert_eq!(jobs[0].head_sha.as_deref(), Some(head));
+        assert_eq!(jobs[0].trigger, Trigger::PullRequest);
+        assert_eq!(jobs[0].pull_request, Some(2));
+        opened["pull_request"]["merge_commit_sha"] = "c".repeat(40).into();
+        let Decision::PullRequest(jobs) = decide(&opened) else {
+            panic!("not planned");
+        };
+        assert_eq!(jobs[0].commit_sha, "c".repeat(40));
+        assert_eq!(jobs[1].commit_sha, head, "a preview is of the head");
+
+        let mut fork = opened.clone();
+        fork["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World".into();
+        assert!(matches!(decide(&fork), Decision::Ignore(r) if r.contains("fork")));
+
+        let mut closed = fixture("pull_request/closed.payload.json");
+        closed["pull_request"]["base"]["ref"] = "main".into();
+        let Decision::PullRequest(jobs) = decide(&closed) else {
+            panic!("no teardown");
+        };
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].kind, JobKind::PreviewDestroy);
+        assert_eq!(jobs[0].trigger, Trigger::PrClosed);
+        closed["pull_request"]["merged"] = true.into();
+        closed["pull_request"]["merge_commit_sha"] = "a".repeat(40).into();
+        let Decision::PullRequest(jobs) = decide(&closed) else {
+            panic!("no merge");
+        };
+        assert_eq!(
+            jobs.iter().map(|j| j.kind).collect::<Vec<_>>(),
+            [JobKind::Merge, JobKind::PreviewDestroy]
+        );
+        assert_eq!(jobs[0].roots, ["app", "docs"]);
     }
 
     #[test]

@@ -101,6 +101,7 @@ fn main() {
         actor: "alice".into(),
         modes: vec![Mode::Production],
         environments: vec!["prod".into()],
+        merge_modes: vec![],
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
     };

@@ -146,6 +146,31 @@ impl<S: Store> Authority<S> {
         self.policy.decide(caller, action, target)
     }
 
+    /// The decision for `terraform plan`'s check of a change it would make (nothing is
+    /// changed by the check itself). A pull-request plan job is read-only, yet its plan
+    /// should say what the merge will be allowed: its check is decided as the root's
+    /// merge job would be (the `merge_modes` its credential names). Importing brings
+    /// something under the caller's state, so it is never relaxed. Every other caller
+    /// (a read-only job whose credential names no `merge_modes` too) is decided as by
+    /// [`Authority::authorize`].
+    pub fn authorize_at_plan(&self, caller: &Caller, action: Action, target: &Target) -> Decision {
+        match caller {
+            Caller::Job(claims)
+                if claims.kind.is_read_only()
+                    && !claims.merge_modes.is_empty()
+                    && action != Action::Import =>
+            {
+                let as_merge = Caller::Job(JobClaims {
+                    kind: credential::JobKind::Merge,
+                    modes: claims.merge_modes.clone(),
+                    ..claims.clone()
+                });
+                self.policy.decide(&as_merge, action, target)
+            }
+            _ => self.authorize(caller, action, target),
+        }
+    }
+
     /// The engine reports a job ended: its credential stops working now.
     pub fn end_job(&self, job_id: &str, now_ms: i64) -> Result<(), AuthError> {
         Ok(self.store.end_job(job_id, now_ms)?)
@@ -156,6 +181,7 @@ impl<S: Store> Authority<S> {
 mod tests {
     use super::*;
     use crate::credential::tests::{key, merge_claims, NOW};
+    use crate::credential::JobKind;
     use crate::mode::Mode;
     use crate::store::SqliteStore;
 
@@ -172,6 +198,56 @@ mod tests {
             environment: "prod".into(),
             mode: Mode::Production,
         }
+    }
+
+    #[test]
+    fn a_pull_request_plan_is_checked_at_plan_as_its_merge_would_be_and_changes_nothing() {
+        use crate::policy::RefusalReason;
+        let authority = authority();
+        let mut claims = merge_claims();
+        claims.kind = JobKind::PullRequestPlan;
+        claims.modes.clear();
+        claims.merge_modes = vec![Mode::Production];
+        let plan = Caller::Job(claims.clone());
+        // The plan-time check answers as the merge will be answered.
+        assert_eq!(
+            authority.authorize_at_plan(&plan, Action::Create, &prod()),
+            Ok(())
+        );
+        let staging = Target {
+            environment: "prod".into(),
+            mode: Mode::Staging,
+        };
+        assert!(authority
+            .authorize_at_plan(&plan, Action::Create, &staging)
+            .is_err());
+        // Importing is never relaxed, and nothing the plan job does is a change.
+        let import = authority.authorize_at_plan(&plan, Action::Import, &prod());
+        assert!(matches!(
+            import.map_err(|r| r.reason),
+            Err(RefusalReason::ReadOnlyJob { .. })
+        ));
+        for action in [Action::Create, Action::Update, Action::Delete] {
+            let refused = authority.authorize(&plan, action, &prod());
+            assert!(matches!(
+                refused.map_err(|r| r.reason),
+                Err(RefusalReason::ReadOnlyJob { .. })
+            ));
+        }
+        // Without merge_modes (drift, an older engine): decided as at apply.
+        let mut bare = claims.clone();
+        bare.merge_modes.clear();
+        assert!(authority
+            .authorize_at_plan(&Caller::Job(bare), Action::Create, &prod())
+            .is_err());
+        // Other callers: the same answer as at apply.
+        let mut preview = merge_claims();
+        preview.kind = JobKind::Preview;
+        preview.modes = vec![Mode::Preview];
+        let preview = Caller::Job(preview);
+        assert!(authority
+            .authorize_at_plan(&preview, Action::Create, &prod())
+            .is_err());
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub struct JobClaims {
     /// The environments the root may change, by name; empty means any environment of
     /// the modes above.
     pub environments: Vec<String>,
+    /// For a pull-request plan (read-only): the modes the root's merge job will be
+    /// allowed, so that the plan-time check ([`crate::Authority::authorize_at_plan`])
+    /// answers as it will after the merge. It never lets the plan job change anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_modes: Vec<Mode>,
     /// When it was minted and when it stops working, in ms since the Unix epoch.
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
@@ -232,6 +237,7 @@ pub(crate) mod tests {
             actor: "alice".into(),
             modes: vec![Mode::Production],
             environments: vec!["prod".into()],
+            merge_modes: vec![],
             issued_at_ms: NOW - 1_000,
             expires_at_ms: NOW + 3_600_000,
         }

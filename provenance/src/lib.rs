@@ -111,6 +111,13 @@ pub enum Trigger {
     Api,
     /// A person ran `terraform apply` directly, outside the agent.
     TerraformApply,
+    /// A pull request was opened, reopened or pushed to: its plan, or its preview.
+    PullRequest,
+    /// A pull request was closed or merged (or the agent's sweep found it closed):
+    /// its preview is destroyed.
+    PrClosed,
+    /// A preview was idle past its time to live and is destroyed.
+    Ttl,
 }
 
 impl Trigger {
@@ -122,16 +129,22 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Api => "api",
             Trigger::TerraformApply => "terraform-apply",
+            Trigger::PullRequest => "pull-request",
+            Trigger::PrClosed => "pr-closed",
+            Trigger::Ttl => "ttl",
         }
     }
 
     /// Every trigger, for help texts and tests.
-    pub const ALL: [Trigger; 5] = [
+    pub const ALL: [Trigger; 8] = [
         Trigger::Webhook,
         Trigger::Poll,
         Trigger::Manual,
         Trigger::Api,
         Trigger::TerraformApply,
+        Trigger::PullRequest,
+        Trigger::PrClosed,
+        Trigger::Ttl,
     ];
 }
 
@@ -149,7 +162,10 @@ impl FromStr for Trigger {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| ProvenanceError::Invalid {
                 field: "trigger",
-                reason: format!("`{s}` is not one of webhook, poll, manual, api, terraform-apply"),
+                reason: format!(
+                    "`{s}` is not one of {}",
+                    Trigger::ALL.map(Trigger::as_str).join(", ")
+                ),
             })
     }
 }
@@ -555,7 +571,16 @@ mod tests {
         let names: Vec<_> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
         assert_eq!(
             names,
-            ["webhook", "poll", "manual", "api", "terraform-apply"]
+            [
+                "webhook",
+                "poll",
+                "manual",
+                "api",
+                "terraform-apply",
+                "pull-request",
+                "pr-closed",
+                "ttl"
+            ]
         );
         for t in Trigger::ALL {
             assert_eq!(t.as_str().parse::<Trigger>().unwrap(), t);

@@ -164,11 +164,86 @@ output "release" {{
         for (path, content) in files {
             self.write(path, content);
         }
+        self.commit_all(name);
+        self.merge_branch(name)
+    }
+
+    /// Commits every change in the clone as `change on {name}`; the new commit.
+    fn commit_all(&self, name: &str) -> String {
         git(&self.clone, &["add", "-A"]);
         git(
             &self.clone,
             &["commit", "-q", "-m", &format!("change on {name}")],
         );
+        git(&self.clone, &["rev-parse", "HEAD"])
+    }
+
+    /// Pushes `files` changed on branch `name` (made from main the first time) as pull
+    /// request `number`, the way GitHub publishes one on the base repository:
+    /// `refs/pull/N/head`, and the test merge onto main as `refs/pull/N/merge`.
+    /// Returns (head, merge, base): the commits to put in the webhook's payload.
+    pub fn push_pull_request(
+        &self,
+        number: u64,
+        name: &str,
+        files: &[(&str, String)],
+    ) -> (String, String, String) {
+        let exists = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{name}")])
+            .current_dir(&self.clone)
+            .env("HOME", &self.clone)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if exists {
+            git(&self.clone, &["checkout", "-q", name]);
+        } else {
+            git(&self.clone, &["checkout", "-q", "-B", name, "main"]);
+        }
+        for (path, content) in files {
+            self.write(path, content);
+        }
+        let head = self.commit_all(name);
+        git(
+            &self.clone,
+            &[
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("{name}:refs/pull/{number}/head"),
+            ],
+        );
+        let base = git(&self.clone, &["rev-parse", "main"]);
+        git(&self.clone, &["checkout", "-q", "--detach", "main"]);
+        git(
+            &self.clone,
+            &[
+                "merge",
+                "-q",
+                "--no-ff",
+                "-m",
+                &format!("Merge {head} into {base}"),
+                name,
+            ],
+        );
+        let merge = git(&self.clone, &["rev-parse", "HEAD"]);
+        git(
+            &self.clone,
+            &[
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("HEAD:refs/pull/{number}/merge"),
+            ],
+        );
+        git(&self.clone, &["checkout", "-q", "main"]);
+        (head, merge, base)
+    }
+
+    /// Merges the existing branch `name` into main with a merge commit and pushes, as
+    /// GitHub's merge button does. Returns the merge commit.
+    pub fn merge_branch(&self, name: &str) -> String {
         git(&self.clone, &["checkout", "-q", "main"]);
         git(
             &self.clone,
@@ -247,6 +322,34 @@ pub fn merged_pull_request(number: u64, merge_commit_sha: &str, merged_by: &str)
     serde_json::to_vec(&p).unwrap()
 }
 
+/// GitHub's `pull_request` payload for `action` (`opened`, `synchronize`, `closed`,
+/// ...) of pull request `number` from branch `head_ref` into main, at these commits.
+pub fn pull_request_event(
+    action: &str,
+    number: u64,
+    head_ref: &str,
+    (head, merge, base): (&str, &str, &str),
+) -> serde_json::Value {
+    let file = match action {
+        "synchronize" => "pull_request/synchronize.payload.json",
+        "closed" => "pull_request/closed.payload.json",
+        _ => "pull_request/opened.payload.json",
+    };
+    let mut p = fixture(file);
+    p["action"] = action.into();
+    p["number"] = number.into();
+    let pr = &mut p["pull_request"];
+    pr["number"] = number.into();
+    pr["state"] = if action == "closed" { "closed" } else { "open" }.into();
+    pr["head"]["sha"] = head.into();
+    pr["head"]["ref"] = head_ref.into();
+    pr["base"]["ref"] = "main".into();
+    pr["base"]["sha"] = base.into();
+    pr["merge_commit_sha"] = merge.into();
+    pr["merged"] = false.into();
+    p
+}
+
 /// GitHub's `push` payload turned into a push of `after` to main by `pusher`.
 pub fn push_to_main(after: &str, pusher: &str) -> Vec<u8> {
     let mut p = fixture("push/payload.json");
@@ -256,6 +359,17 @@ pub fn push_to_main(after: &str, pusher: &str) -> Vec<u8> {
     p["created"] = false.into();
     p["pusher"] = serde_json::json!({"name": pusher, "email": "mona@example.com"});
     serde_json::to_vec(&p).unwrap()
+}
+
+/// A `[github]` table for the agent's configuration: GitHub at `api_url`, with
+/// `token` stored in a file under `dir`, quick retries, and `extra` keys.
+pub fn github_token_config(dir: &Path, api_url: &str, token: &str, extra: &str) -> String {
+    let token_file = dir.join("github-token");
+    std::fs::write(&token_file, token).unwrap();
+    format!(
+        "[github]\napi_url = \"{api_url}\"\ntoken = {{ file = \"{}\" }}\nretry_initial_ms = 200\nretry_max_secs = 1\n{extra}\n",
+        token_file.display()
+    )
 }
 
 /// `X-Hub-Signature-256` for `body` under `secret`.
@@ -332,7 +446,8 @@ pub struct Agent {
     pub public_key: PathBuf,
     /// Terraform's environment as the wrapper saw it at each apply.
     pub provenance_log: PathBuf,
-    /// Created while this file exists: the wrapper holds `apply` after it finishes.
+    /// While this file exists, the wrapper holds `apply` after it finishes (only in a
+    /// directory whose path ends with the file's text, when it has any).
     pub hold_file: PathBuf,
     pub applied_marker: PathBuf,
     pub wrapper_pid: PathBuf,
@@ -362,7 +477,8 @@ pub struct AgentOptions {
     pub repository_url: Option<String>,
     /// The agent's file descriptor limit (soft and hard), as `LimitNOFILE=` sets it.
     pub max_open_files: Option<u64>,
-    /// Variables added to the agent's environment (`SLIPWAY_HOME`, say).
+    /// Variables added to the agent's environment (and so its Terraform runs'), such
+    /// as `SLIPWAY_HOME`.
     pub env: Vec<(String, String)>,
 }
 
@@ -417,7 +533,7 @@ impl Agent {
                 r#"#!/bin/sh
 if [ "$1" = apply ]; then
   {{ echo "--- apply"; env | grep '^SLIPWAY_' | sort; env | grep -c E2E_WEBHOOK_SECRET || true; }} >> "{prov}"
-  if [ -e "{hold}" ]; then
+  if [ -e "{hold}" ] && case "$PWD" in *"$(cat "{hold}")") true ;; *) false ;; esac; then
     "{real}" "$@"
     echo $$ > "{pid}"
     touch "{applied}"

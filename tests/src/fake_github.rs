@@ -14,6 +14,8 @@
 //! `x-ratelimit-reset`; every request in the window is refused again), and a lost answer
 //! ([`FakeGitHub::drop_answer_next`]: the request takes effect, then the connection
 //! breaks before the body). Deployments can be listed (`GET .../deployments?sha=&environment=`).
+//! Issue comments are kept, listed and edited (`PATCH .../issues/comments/ID`), and a
+//! pull request's `state` is what the test set ([`FakeGitHub::set_pull_request_state`]).
 //!
 //! Like github.com it can also serve git over HTTP ([`FakeGitHub::serve_git`], through
 //! `git http-backend`), to callers whose password is a valid token.
@@ -106,6 +108,10 @@ struct Inner {
     jwt_claims: Vec<Value>,
     /// Bare repositories served at `/git/<name>.git`.
     git_root: Option<std::path::PathBuf>,
+    /// Issue comment id → (issue number, body), as created and edited.
+    comments: std::collections::BTreeMap<u64, (u64, String)>,
+    /// Pull request number → `open` or `closed` (`GET .../pulls/N`); unknown: 404.
+    pull_states: HashMap<u64, String>,
 }
 
 struct Shared {
@@ -223,6 +229,27 @@ impl FakeGitHub {
     /// The states posted to each deployment, by id.
     pub fn deployments(&self) -> HashMap<u64, (String, String, Vec<String>)> {
         self.shared.lock().deployments.clone()
+    }
+
+    /// The comments on issue (pull request) `number` as they stand, oldest first:
+    /// (id, body).
+    pub fn comments(&self, number: u64) -> Vec<(u64, String)> {
+        self.shared
+            .lock()
+            .comments
+            .iter()
+            .filter(|(_, (n, _))| *n == number)
+            .map(|(id, (_, body))| (*id, body.clone()))
+            .collect()
+    }
+
+    /// What `GET /repos/{owner}/{repo}/pulls/{number}` answers as the pull request's
+    /// `state` (`open` or `closed`).
+    pub fn set_pull_request_state(&self, number: u64, state: &str) {
+        self.shared
+            .lock()
+            .pull_states
+            .insert(number, state.to_owned());
     }
 
     /// The claims of each App JWT presented.
@@ -501,7 +528,43 @@ fn answer(
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
+    if method == Method::PATCH {
+        // PATCH /repos/{owner}/{repo}/issues/comments/{id}: edit a comment.
+        let ["repos", _, _, "issues", "comments", id] = segments.as_slice() else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let (Some(id), Some(text)) = (id.parse::<u64>().ok(), body["body"].as_str()) else {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        };
+        let Some(comment) = inner.comments.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        comment.1 = text.to_owned();
+        return (StatusCode::OK, json!({"id": id, "body": text}));
+    }
     if method == Method::GET {
+        match segments.as_slice() {
+            // GET /repos/{owner}/{repo}/issues/{number}/comments, oldest first.
+            ["repos", _, _, "issues", number, "comments"] => {
+                let number = number.parse::<u64>().unwrap_or(0);
+                let list: Vec<Value> = inner
+                    .comments
+                    .iter()
+                    .filter(|(_, (n, _))| *n == number)
+                    .map(|(id, (_, body))| json!({"id": id, "body": body}))
+                    .collect();
+                return (StatusCode::OK, Value::Array(list));
+            }
+            // GET /repos/{owner}/{repo}/pulls/{number}.
+            ["repos", _, _, "pulls", number] => {
+                let number = number.parse::<u64>().unwrap_or(0);
+                return match inner.pull_states.get(&number) {
+                    Some(state) => (StatusCode::OK, json!({"number": number, "state": state})),
+                    None => error(StatusCode::NOT_FOUND, "Not Found"),
+                };
+            }
+            _ => {}
+        }
         // GET /repos/{owner}/{repo}/deployments?sha=&environment=, newest first.
         let ["repos", owner, repo, "deployments"] = segments.as_slice() else {
             return error(StatusCode::NOT_FOUND, "Not Found");
@@ -625,14 +688,13 @@ fn answer(
             )
         }
         ["repos", _, _, "issues", number, "comments"] => {
-            if number.parse::<u64>().is_err() || body["body"].as_str().is_none() {
+            let (Ok(number), Some(text)) = (number.parse::<u64>(), body["body"].as_str()) else {
                 return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
-            }
+            };
             inner.next_id += 1;
-            (
-                StatusCode::CREATED,
-                json!({"id": inner.next_id, "body": body["body"]}),
-            )
+            let id = inner.next_id;
+            inner.comments.insert(id, (number, text.to_owned()));
+            (StatusCode::CREATED, json!({"id": id, "body": text}))
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
     }

@@ -8,6 +8,7 @@ pub mod fake_kube;
 pub mod local_harness;
 pub mod mcp_client;
 pub mod plan_bench;
+pub mod preview_support;
 pub mod runner;
 pub mod served_platform;
 pub mod terraform;

@@ -122,17 +122,111 @@ impl Harness {
 
     /// Pids of processes running this harness's copy of the demo application.
     pub fn demo_processes(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == self.demo_app) {
-                pids.push(pid);
-            }
-        }
-        pids
+        processes_of(&self.demo_app)
     }
+}
+
+/// Pids of the processes whose executable is `exe`.
+pub fn processes_of(exe: &std::path::Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("exe")).is_ok_and(|e| e == exe) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A Slipway home of its own (a short path: the daemon's socket lives in it) whose
+/// daemon and replicas are stopped when it is dropped.
+pub struct RuntimeHome {
+    pub dir: tempfile::TempDir,
+}
+
+impl RuntimeHome {
+    pub fn new() -> RuntimeHome {
+        RuntimeHome {
+            dir: tempfile::Builder::new()
+                .prefix("swh")
+                .tempdir_in("/tmp")
+                .expect("home"),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// `terraform-provider-slipway runtime ARGS` against this home, with no token.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(provider_binary())
+            .arg("runtime")
+            .args(args)
+            .env("SLIPWAY_HOME", self.path())
+            .env_remove("SLIPWAY_TOKEN")
+            .env_remove("SLIPWAY_JOB_CREDENTIAL_FILE")
+            .output()
+            .expect("run terraform-provider-slipway runtime")
+    }
+
+    /// The platform's audit log (`runtime audit list --json`).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["audit", "list", "--json"]);
+        assert!(out.status.success(), "audit list: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Default for RuntimeHome {
+    fn default() -> Self {
+        RuntimeHome::new()
+    }
+}
+
+impl Drop for RuntimeHome {
+    fn drop(&mut self) {
+        let _ = self.cli(&["stop"]);
+    }
+}
+
+/// A Terraform CLI configuration under `dir` that installs `slipway/slipway` from a
+/// local filesystem mirror holding the built provider (`terraform init` looks
+/// providers up even under `dev_overrides`, as the agent's jobs run it), every other
+/// provider from its registry. Returns its path, for `TF_CLI_CONFIG_FILE`.
+pub fn mirror_cli_config(dir: &std::path::Path) -> PathBuf {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mirror = dir.join("providers");
+    let version = env!("CARGO_PKG_VERSION");
+    let platform_dir = mirror
+        .join("registry.terraform.io/slipway/slipway")
+        .join(version)
+        .join(format!("linux_{arch}"));
+    std::fs::create_dir_all(&platform_dir).expect("mirror dir");
+    std::os::unix::fs::symlink(
+        provider_binary(),
+        platform_dir.join("terraform-provider-slipway"),
+    )
+    .expect("link the provider into the mirror");
+    let rc = dir.join("terraform.rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/slipway/slipway\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/slipway/slipway\"]\n  }}\n}}\n",
+            mirror.display()
+        ),
+    )
+    .expect("write terraform.rc");
+    rc
 }
 
 impl Drop for Harness {

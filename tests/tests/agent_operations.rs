@@ -22,13 +22,7 @@ fn outcome(r: &Value) -> &str {
 
 /// A `[github]` table using a token stored in a file under `dir`.
 fn github_token_config(dir: &std::path::Path, fake: &FakeGitHub, extra: &str) -> String {
-    let token_file = dir.join("github-token");
-    std::fs::write(&token_file, GITHUB_TOKEN).unwrap();
-    format!(
-        "[github]\napi_url = \"{}\"\ntoken = {{ file = \"{}\" }}\nretry_initial_ms = 200\nretry_max_secs = 1\n{extra}\n",
-        fake.api_url,
-        token_file.display()
-    )
+    slipway_tests::agent_support::github_token_config(dir, &fake.api_url, GITHUB_TOKEN, extra)
 }
 
 /// `METHOD path` of each request, with the repository part shortened to `R`.

@@ -62,6 +62,7 @@ fn claims(job: &str, kind: JobKind, modes: &[Mode]) -> JobClaims {
         actor: "octocat".into(),
         modes: modes.to_vec(),
         environments: vec![],
+        merge_modes: vec![],
         issued_at_ms: now_ms(),
         expires_at_ms: now_ms() + 10 * 60 * 1000,
     }
@@ -311,6 +312,65 @@ fn merge_credentials(tf: &TerraformBinary) {
         "{verify:?}"
     );
     h.stop_daemon();
+}
+
+/// A pull request's plan: its read-only credential plans exactly what the merge job
+/// would be allowed (the PRODUCTION change shows; a mode the merge may not change is
+/// refused at plan as it would be after the merge), and an apply with it changes
+/// nothing.
+#[test]
+fn a_pull_request_plan_shows_the_change_and_cannot_apply_it_on_every_terraform() {
+    for tf in terraform::required() {
+        let v = tf.version.clone();
+        let agent = slipway_provenance::generate_signing_key().unwrap();
+        let mut h = Harness::with_config(&tf, &production_config());
+        configure_platform(&h, &agent);
+        let dir = h.ws.path().to_owned();
+        let mut plan = claims("plan.9.1", JobKind::PullRequestPlan, &[]);
+        plan.merge_modes = vec![Mode::Staging];
+        let (file, _) = credential_file(&dir, &plan, &agent);
+        h.ws.set_env("SLIPWAY_JOB_CREDENTIAL_FILE", &file.display().to_string());
+        plan_fails_with(
+            &h,
+            "a plan for a STAGING root's merge",
+            "does not cover this PRODUCTION environment",
+        );
+        plan.job_id = "plan.9.2".into();
+        plan.merge_modes = Mode::ALL.to_vec();
+        let (file, _) = credential_file(&dir, &plan, &agent);
+        h.ws.set_env("SLIPWAY_JOB_CREDENTIAL_FILE", &file.display().to_string());
+        let run = h.ws.plan_exit_code();
+        assert_eq!(run.code, 2, "terraform {v}: {}", run.all_output());
+        assert!(run
+            .stdout
+            .contains("slipway_application.web will be created"));
+        let apply = h.ws.apply();
+        assert_ne!(apply.code, 0, "terraform {v}: a plan job applied");
+        assert!(
+            collapse(&apply.all_output()).contains("job can only read"),
+            "terraform {v}: {}",
+            apply.all_output()
+        );
+        assert!(
+            h.demo_processes().is_empty(),
+            "terraform {v}: a replica started"
+        );
+        assert!(
+            h.ws.resources().is_empty(),
+            "terraform {v}: something is in the state"
+        );
+        let records = audit(&h);
+        assert!(
+            records.iter().any(|r| r["who"] == "job:plan.9.2"
+                && r["how"] == "pr-plan"
+                && r["outcome"] == "refused"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|x| x.contains("read-only-job"))),
+            "terraform {v}: {records:#?}"
+        );
+        h.stop_daemon();
+    }
 }
 
 /// What a pull request can edit (the provider block) cannot turn the platform's rule

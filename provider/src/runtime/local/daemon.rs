@@ -1045,7 +1045,7 @@ impl LocalRuntimeApi for Service {
                 ))
             }
         };
-        self.0.gate.decide(&Attempt {
+        self.0.gate.decide_at_plan(&Attempt {
             caller: &caller,
             how: &r.how,
             action,

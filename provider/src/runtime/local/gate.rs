@@ -214,10 +214,28 @@ impl Gate {
 
     /// The policy's decision; a refusal is recorded and becomes PERMISSION_DENIED.
     pub fn decide(&self, attempt: &Attempt<'_>) -> Result<(), Status> {
-        match self
+        let decision = self
             .authority
-            .authorize(attempt.caller, attempt.action, &attempt.target)
-        {
+            .authorize(attempt.caller, attempt.action, &attempt.target);
+        self.refused_if(attempt, decision)
+    }
+
+    /// [`Gate::decide`] for `terraform plan`'s check of a change (the `Authorize`
+    /// call), where a pull-request plan is answered as its merge would be
+    /// (`Authority::authorize_at_plan`); it changes nothing.
+    pub fn decide_at_plan(&self, attempt: &Attempt<'_>) -> Result<(), Status> {
+        let decision =
+            self.authority
+                .authorize_at_plan(attempt.caller, attempt.action, &attempt.target);
+        self.refused_if(attempt, decision)
+    }
+
+    fn refused_if(
+        &self,
+        attempt: &Attempt<'_>,
+        decision: slipway_platform::policy::Decision,
+    ) -> Result<(), Status> {
+        match decision {
             Ok(()) => Ok(()),
             Err(refusal) => {
                 let reason = format!("{}: {refusal}", refusal.reason.code());

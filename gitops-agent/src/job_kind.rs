@@ -1,0 +1,135 @@
+//! What a job does, and where it is in its life: the enums the queue stores as text.
+//!
+//! A merge applies the tracked branch; the three pull-request kinds never touch it: a
+//! plan shows a pull request's change (read-only credential), a preview applies the
+//! pull request's head into its own workspace (PREVIEW-only credential), and a preview
+//! destroy takes that workspace down again. The kind decides which credential the job
+//! gets ([`JobKind::credential_kind`]) and how it is reported; the database holds
+//! [`JobKind::as_str`], and a value it does not know is an error, never a default.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Apply a commit of the tracked branch.
+    Merge,
+    /// `terraform plan` of a pull request, shown on it.
+    PullRequestPlan,
+    /// Apply a pull request's head into its preview workspace `pr-<number>`.
+    Preview,
+    /// Destroy a pull request's preview and remove its workspace.
+    PreviewDestroy,
+}
+
+/// Text in the database that is not a known value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a known job {what}")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Merge,
+        JobKind::PullRequestPlan,
+        JobKind::Preview,
+        JobKind::PreviewDestroy,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Merge => "merge",
+            JobKind::PullRequestPlan => "pr-plan",
+            JobKind::Preview => "preview",
+            JobKind::PreviewDestroy => "preview-destroy",
+        }
+    }
+
+    /// The kind of job credential the platform sees: it decides what the job may do.
+    pub fn credential_kind(self) -> slipway_platform::JobKind {
+        match self {
+            JobKind::Merge => slipway_platform::JobKind::Merge,
+            JobKind::PullRequestPlan => slipway_platform::JobKind::PullRequestPlan,
+            JobKind::Preview | JobKind::PreviewDestroy => slipway_platform::JobKind::Preview,
+        }
+    }
+
+    /// Whether the job works on a pull request rather than the tracked branch.
+    pub fn is_pull_request(self) -> bool {
+        !matches!(self, JobKind::Merge)
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<JobKind, UnknownValue> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                what: "kind",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+        }
+    }
+}
+
+impl FromStr for JobState {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<JobState, UnknownValue> {
+        [JobState::Queued, JobState::Running, JobState::Done]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                what: "state",
+                value: s.to_owned(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_are_errors() {
+        for kind in JobKind::ALL {
+            assert_eq!(kind.as_str().parse::<JobKind>(), Ok(kind));
+        }
+        assert!("deploy".parse::<JobKind>().is_err());
+        assert_eq!("done".parse::<JobState>(), Ok(JobState::Done));
+        assert!("".parse::<JobState>().is_err());
+        assert!(JobKind::PullRequestPlan.credential_kind().is_read_only());
+        assert_eq!(
+            JobKind::PreviewDestroy.credential_kind(),
+            slipway_platform::JobKind::Preview
+        );
+    }
+}

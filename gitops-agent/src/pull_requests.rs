@@ -1,0 +1,577 @@
+//! Runs the pull request kinds of job: plans, previews and preview teardowns.
+//!
+//! They share the root's worker with merges (one Terraform at a time per root), but
+//! never the tracked branch's state: a plan only plans (its credential is read-only,
+//! so even a `terraform apply` it managed to start would be refused by the platform);
+//! a preview applies the pull request's head into the workspace `pr-<number>` with a
+//! credential for PREVIEW environments only, so a root whose code reaches for anything
+//! else fails at `terraform plan` with the platform's refusal; a teardown destroys that
+//! workspace and deletes it. Jobs of one pull request and kind collapse into the newest,
+//! and a queued teardown supersedes the pull request's other queued jobs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::time::Instant;
+
+use crate::audit::Outcome;
+use crate::config::{Repository, Root};
+use crate::db;
+use crate::job_kind::JobKind;
+use crate::previews::{self, Effect};
+use crate::queue::{self, Job};
+use crate::runner::{private_dir, version_of, with_cache, JobError, Runner, Tf};
+
+/// Why a pull request job ran nothing. Shown on the pull request and in the audit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PullRequestSkip {
+    #[error("the pull request changes none of this root's paths ({})", paths.join(", "))]
+    Untouched { paths: Vec<String> },
+    #[error(
+        "no preview: this repository has {max} previews up already (max_previews = {max}); \
+         close a pull request whose preview is no longer needed, or raise max_previews"
+    )]
+    PreviewCap { max: usize },
+    #[error("no preview of this pull request is up: nothing to destroy")]
+    NoPreview,
+}
+
+/// The job that runs now and those it supersedes, from a root's queued pull request
+/// jobs (oldest first): the newest job of the oldest job's pull request and kind, or
+/// that pull request's teardown when one is queued.
+pub fn choose(queued: &[Job]) -> Option<(Job, Vec<Job>)> {
+    let first = queued.first()?;
+    let same_pr = |j: &&Job| j.pull_request == first.pull_request;
+    let teardown = queued
+        .iter()
+        .filter(same_pr)
+        .rfind(|j| j.kind == JobKind::PreviewDestroy);
+    let target = match teardown {
+        Some(t) => t,
+        None => queued
+            .iter()
+            .filter(same_pr)
+            .rfind(|j| j.kind == first.kind)
+            .unwrap_or(first),
+    };
+    let superseded = queued
+        .iter()
+        .filter(same_pr)
+        .filter(|j| j.id != target.id && (teardown.is_some() || j.kind == target.kind))
+        .cloned()
+        .collect();
+    Some((target.clone(), superseded))
+}
+
+/// What a pull request job found in git before running Terraform.
+enum Checkout {
+    Run { commit: String },
+    Skip(PullRequestSkip),
+}
+
+impl Runner {
+    /// Runs one pull request job of `root` (with those it supersedes). `Ok(true)`:
+    /// something was done.
+    pub(crate) async fn step_pull_request(
+        self: Arc<Self>,
+        repo: &Repository,
+        root: &Root,
+        queued: Vec<Job>,
+    ) -> Result<bool, String> {
+        let Some((target, superseded)) = choose(&queued) else {
+            return Ok(false);
+        };
+        let _permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.is_stopping() {
+            return Ok(false);
+        }
+        let this = self.clone();
+        let sup = superseded.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut conn = this.open_db()?;
+            queue::start(&mut conn, &this.key, &target, &sup)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        if !superseded.is_empty() {
+            self.metrics.jobs_closed("superseded", superseded.len());
+        }
+        let clock = std::time::Instant::now();
+        tracing::info!(job = job.id, kind = %job.kind, repository = %repo.name, root = %root.name, pull_request = ?job.pull_request, commit = %job.commit_sha, "pull request job started");
+        let (outcome, effect) = self.execute_pull_request(repo, root, &job).await;
+        if outcome.interrupted {
+            tracing::warn!(
+                job = job.id,
+                "job interrupted by the shutdown; it runs again at the next start"
+            );
+            return Ok(true);
+        }
+        let effect = (outcome.outcome == Outcome::Succeeded)
+            .then_some(effect)
+            .flatten();
+        let stored = self.record_run(&job, outcome, effect, clock).await;
+        tracing::info!(job = job.id, kind = %job.kind, outcome = %stored.record.outcome, error = stored.record.error.as_deref().unwrap_or(""), "pull request job finished");
+        Ok(true)
+    }
+
+    async fn execute_pull_request(
+        self: &Arc<Self>,
+        repo: &Repository,
+        root: &Root,
+        job: &Job,
+    ) -> (crate::runner::RunOutcome, Option<Effect>) {
+        let mut out = crate::runner::RunOutcome::default();
+        let deadline = Instant::now() + self.config.job_timeout;
+        let work = crate::runner::work_root(&self.config).join(format!("job-{}", job.id));
+        if crate::detached::running_in(&work).is_some() {
+            // A killed agent's Terraform (a teardown, say) still runs: wait for it.
+            while crate::detached::running_in(&work).is_some() && Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+        let result = self
+            .pull_request_inner(repo, root, job, &work, deadline, &mut out)
+            .await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        match result {
+            Ok((outcome, effect)) => {
+                out.outcome = outcome;
+                (out, effect)
+            }
+            Err(JobError::Interrupted) => {
+                out.interrupted = true;
+                (out, None)
+            }
+            Err(JobError::Failed(e)) => {
+                out.outcome = Outcome::Failed;
+                out.error = Some(e);
+                (out, None)
+            }
+        }
+    }
+
+    /// Fetches the pull request, decides whether to run, and checks the commit out.
+    async fn pull_request_checkout(
+        self: &Arc<Self>,
+        repo: &Repository,
+        root: &Root,
+        job: &Job,
+        work: &Path,
+    ) -> Result<Checkout, String> {
+        let number = job.pull_request.unwrap_or(0);
+        // A teardown runs the configuration its preview was applied from.
+        let destroy_commit = if job.kind == JobKind::PreviewDestroy {
+            let path = self.config.database_path();
+            let (r, t) = (job.repository.clone(), job.root.clone());
+            let preview = tokio::task::spawn_blocking(move || {
+                let conn = db::open(&path)?;
+                previews::get(&conn, &r, &t, number)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            match preview {
+                Some(p) if p.active => Some(p.commit_sha),
+                _ => return Ok(Checkout::Skip(PullRequestSkip::NoPreview)),
+            }
+        } else {
+            None
+        };
+        let token = self.git_credentials(&repo.url).await;
+        let (config, locks) = (self.config.clone(), self.git_locks.clone());
+        let (repo_c, root_c, job_c, work_c) =
+            (repo.clone(), root.clone(), job.clone(), work.to_owned());
+        tokio::task::spawn_blocking(move || {
+            with_cache(&config, &locks, &repo_c, |cache| {
+                let tip = cache.fetch(token.as_ref()).map_err(|e| e.to_string())?;
+                cache
+                    .fetch_pull_request(number, token.as_ref())
+                    .map_err(|e| e.to_string())?;
+                let head = job_c.head_sha.clone().unwrap_or(job_c.commit_sha.clone());
+                let commit = match (&destroy_commit, job_c.kind) {
+                    (Some(c), _) => c.clone(),
+                    // GitHub's test merge when it has one, else the head.
+                    (None, JobKind::PullRequestPlan) if cache.has_commit(&job_c.commit_sha) => {
+                        job_c.commit_sha.clone()
+                    }
+                    _ => head.clone(),
+                };
+                if !cache.has_commit(&commit) {
+                    return Err(format!(
+                        "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
+                    ));
+                }
+                if job_c.kind == JobKind::PullRequestPlan {
+                    let base = cache.merge_base(&tip, &head).map_err(|e| e.to_string())?;
+                    let changed = cache
+                        .changed_paths(base.as_deref(), &head)
+                        .map_err(|e| e.to_string())?;
+                    if !changed.iter().any(|p| root_c.is_triggered_by(p)) {
+                        return Ok(Checkout::Skip(PullRequestSkip::Untouched {
+                            paths: root_c.paths.clone(),
+                        }));
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&work_c);
+                private_dir(&work_c)
+                    .map_err(|e| format!("create work tree {}: {e}", work_c.display()))?;
+                cache.checkout(&commit, &work_c).map_err(|e| e.to_string())?;
+                Ok(Checkout::Run { commit })
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn pull_request_inner(
+        self: &Arc<Self>,
+        repo: &Repository,
+        root: &Root,
+        job: &Job,
+        work: &Path,
+        deadline: Instant,
+        out: &mut crate::runner::RunOutcome,
+    ) -> Result<(Outcome, Option<Effect>), JobError> {
+        let number = job.pull_request.unwrap_or(0);
+        if job.kind == JobKind::Preview {
+            let Some(preview) = root.preview else {
+                return Err(format!("root `{}` has no previews configured", root.name).into());
+            };
+            // The cap, then the preview is live before anything is applied.
+            let path = self.config.database_path();
+            let (r, t, c) = (
+                job.repository.clone(),
+                job.root.clone(),
+                job.commit_sha.clone(),
+            );
+            let max = repo.max_previews;
+            let ttl_ms = i64::try_from(preview.ttl.as_millis()).unwrap_or(i64::MAX);
+            let capped = tokio::task::spawn_blocking(move || {
+                let conn = db::open(&path)?;
+                let own = previews::get(&conn, &r, &t, number)?.is_some_and(|p| p.active);
+                if !own && previews::others_active(&conn, &r, number)? >= max {
+                    return Ok(true);
+                }
+                previews::mark_active(&conn, &r, &t, number, &c, ttl_ms)?;
+                Ok::<bool, db::DbError>(false)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            if capped {
+                out.error = Some(PullRequestSkip::PreviewCap { max }.to_string());
+                return Ok((Outcome::Skipped, None));
+            }
+        }
+        let commit = match self.pull_request_checkout(repo, root, job, work).await? {
+            Checkout::Run { commit } => commit,
+            Checkout::Skip(reason) => {
+                out.error = Some(reason.to_string());
+                return Ok((Outcome::Skipped, None));
+            }
+        };
+        let dir = if root.path == "." {
+            work.to_owned()
+        } else {
+            work.join(&root.path)
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "root path `{}` does not exist in commit {commit}",
+                root.path
+            )
+            .into());
+        }
+        let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
+        let mut log = crate::runner::open_job_log(&job_dir).await?;
+        let actor = job.actor.clone().unwrap_or_default();
+        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
+        // No signed provenance: it is a license for the Kubernetes runtime's
+        // provider-side gate, and a pull request job must hold none.
+        let env: Vec<(String, String)> = vec![
+            ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
+            ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
+            ("TF_INPUT".to_owned(), "0".to_owned()),
+            (
+                crate::job_credential::ENV_FILE.to_owned(),
+                issued.file.display().to_string(),
+            ),
+        ];
+        let header = format!(
+            "\n===== job {} ({}, pull request #{number}) attempt {} at {}: commit {commit} =====\n",
+            job.id,
+            job.kind,
+            job.attempts,
+            db::now(),
+        );
+        let _ = log.write_all(header.as_bytes()).await;
+        let tf = Tf {
+            runner: self,
+            dir: &dir,
+            work,
+            env: &env,
+            deadline,
+            commands: std::sync::atomic::AtomicU32::new(0),
+        };
+        let result = run_kind(&tf, &mut log, root, job, number, &dir, out).await;
+        if out.terraform_version.is_none() {
+            if let Ok(text) = tf.run_quiet(&["version", "-json"]).await {
+                out.terraform_version = version_of(&text);
+            }
+        }
+        crate::job_credential::end(issued, crate::job_credential::embedded_platform_socket()).await;
+        result
+    }
+}
+
+/// The Terraform commands of each kind.
+async fn run_kind(
+    tf: &Tf<'_>,
+    log: &mut tokio::fs::File,
+    root: &Root,
+    job: &Job,
+    number: u64,
+    dir: &Path,
+    out: &mut crate::runner::RunOutcome,
+) -> Result<(Outcome, Option<Effect>), JobError> {
+    let name = previews::name(number);
+    tf.run(&mut *log, &["init", "-input=false", "-no-color"])
+        .await?;
+    let mut vars = root.variables.clone();
+    if job.kind != JobKind::PullRequestPlan {
+        vars.insert(
+            "preview_name".into(),
+            serde_json::Value::String(name.clone()),
+        );
+    }
+    let var_file = if vars.is_empty() {
+        None
+    } else {
+        let text = serde_json::to_vec_pretty(&vars).map_err(|e| e.to_string())?;
+        let file = dir.join("slipway-agent.tfvars.json");
+        tokio::fs::write(&file, text)
+            .await
+            .map_err(|e| format!("write variables: {e}"))?;
+        Some(format!("-var-file={}", file.display()))
+    };
+    let with_vars = |mut args: Vec<String>| {
+        args.extend(var_file.clone());
+        args
+    };
+    match job.kind {
+        JobKind::Merge => Err("a merge job is not a pull request job".to_owned().into()),
+        JobKind::PullRequestPlan => {
+            // A plan takes no lock: it must never hold up the merges of the root.
+            let workspace = root.workspace.as_deref();
+            plan_in(
+                tf,
+                &mut *log,
+                workspace,
+                with_vars(strings(&["-lock=false"])),
+                out,
+            )
+            .await?;
+            Ok((Outcome::Succeeded, None))
+        }
+        JobKind::Preview => {
+            let lock = with_vars(strings(&["-lock-timeout=300s"]));
+            plan_in(tf, &mut *log, Some(&name), lock, out).await?;
+            run_owned(
+                tf,
+                &mut *log,
+                strings(&[
+                    "apply",
+                    "-input=false",
+                    "-no-color",
+                    "-lock-timeout=300s",
+                    "slipway.tfplan",
+                ]),
+            )
+            .await?;
+            let outputs = tf.run_quiet(&["output", "-json"]).await?;
+            Ok((
+                Outcome::Succeeded,
+                Some(Effect::Applied {
+                    repository: job.repository.clone(),
+                    root: job.root.clone(),
+                    pull_request: number,
+                    urls: string_outputs(&outputs),
+                    ttl_ms: root
+                        .preview
+                        .map_or(0, |p| i64::try_from(p.ttl.as_millis()).unwrap_or(i64::MAX)),
+                }),
+            ))
+        }
+        JobKind::PreviewDestroy => {
+            let destroyed = Effect::Destroyed {
+                repository: job.repository.clone(),
+                root: job.root.clone(),
+                pull_request: number,
+            };
+            let list = tf.run_quiet(&["workspace", "list", "-no-color"]).await?;
+            if !workspace_listed(&list, &name) {
+                // Never applied (or its workspace already deleted by a teardown whose
+                // record was lost): nothing is left.
+                return Ok((Outcome::Succeeded, Some(destroyed)));
+            }
+            run_owned(
+                tf,
+                &mut *log,
+                strings(&["workspace", "select", "-no-color", &name]),
+            )
+            .await?;
+            run_owned(
+                tf,
+                &mut *log,
+                with_vars(strings(&[
+                    "apply",
+                    "-destroy",
+                    "-auto-approve",
+                    "-input=false",
+                    "-no-color",
+                    "-lock-timeout=300s",
+                ])),
+            )
+            .await?;
+            run_owned(
+                tf,
+                &mut *log,
+                strings(&["workspace", "select", "-no-color", "default"]),
+            )
+            .await?;
+            run_owned(
+                tf,
+                &mut *log,
+                strings(&["workspace", "delete", "-no-color", &name]),
+            )
+            .await?;
+            Ok((Outcome::Succeeded, Some(destroyed)))
+        }
+    }
+}
+
+/// `terraform plan -out` in `workspace` (created when missing) with `extra`
+/// arguments, and its summary from `show -json` into `out`.
+async fn plan_in(
+    tf: &Tf<'_>,
+    log: &mut tokio::fs::File,
+    workspace: Option<&str>,
+    extra: Vec<String>,
+    out: &mut crate::runner::RunOutcome,
+) -> Result<(), JobError> {
+    if let Some(ws) = workspace {
+        let select = strings(&["workspace", "select", "-or-create=true", "-no-color", ws]);
+        run_owned(tf, &mut *log, select).await?;
+    }
+    let mut args = strings(&["plan", "-input=false", "-no-color", "-out=slipway.tfplan"]);
+    args.extend(extra);
+    run_owned(tf, &mut *log, args).await?;
+    let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
+    out.terraform_version = version_of(&shown);
+    out.plan = Some(crate::runner::summarize_plan(&shown)?);
+    Ok(())
+}
+
+async fn run_owned(
+    tf: &Tf<'_>,
+    log: &mut tokio::fs::File,
+    args: Vec<String>,
+) -> Result<String, JobError> {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    tf.run(log, &refs).await
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// Whether `terraform workspace list` output names `name` (`* pr-7` when current).
+fn workspace_listed(list: &str, name: &str) -> bool {
+    list.lines()
+        .any(|l| l.trim_start_matches('*').trim() == name)
+}
+
+/// The root's non-sensitive string outputs (`terraform output -json`): the preview's
+/// URLs, posted on the pull request.
+pub fn string_outputs(json: &str) -> BTreeMap<String, String> {
+    let Ok(serde_json::Value::Object(outputs)) = serde_json::from_str(json) else {
+        return BTreeMap::new();
+    };
+    outputs
+        .into_iter()
+        .filter(|(_, o)| o["sensitive"] != serde_json::Value::Bool(true))
+        .filter_map(|(k, o)| o["value"].as_str().map(|v| (k, v.to_owned())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_provenance::Trigger;
+
+    fn job(id: i64, kind: JobKind, pr: u64) -> Job {
+        Job {
+            id,
+            repository: "r".into(),
+            root: "app".into(),
+            branch: "main".into(),
+            commit_sha: format!("{id:040}"),
+            trigger: Trigger::PullRequest,
+            delivery_id: None,
+            pull_request: Some(pr),
+            actor: None,
+            enqueued_at: String::new(),
+            covered: vec![],
+            started_at: None,
+            attempts: 0,
+            interrupted: false,
+            kind,
+            head_sha: None,
+            base_sha: None,
+        }
+    }
+
+    #[test]
+    fn the_newest_job_of_a_pull_request_runs_and_a_teardown_wins() {
+        let queued = [
+            job(1, JobKind::PullRequestPlan, 7),
+            job(2, JobKind::Preview, 7),
+            job(3, JobKind::PullRequestPlan, 8),
+            job(4, JobKind::PullRequestPlan, 7),
+        ];
+        let (target, superseded) = choose(&queued).unwrap();
+        assert_eq!(target.id, 4);
+        assert_eq!(superseded.iter().map(|j| j.id).collect::<Vec<_>>(), [1]);
+        let mut closing = queued.to_vec();
+        closing.push(job(5, JobKind::PreviewDestroy, 7));
+        let (target, superseded) = choose(&closing).unwrap();
+        assert_eq!(target.id, 5);
+        assert_eq!(
+            superseded.iter().map(|j| j.id).collect::<Vec<_>>(),
+            [1, 2, 4]
+        );
+        assert!(choose(&[]).is_none());
+    }
+
+    #[test]
+    fn outputs_and_workspaces_are_read_from_terraform() {
+        let json = r#"{"url":{"sensitive":false,"type":"string","value":"http://127.0.0.1:4000"},
+            "token":{"sensitive":true,"type":"string","value":"x"},
+            "n":{"sensitive":false,"type":"number","value":1}}"#;
+        assert_eq!(
+            string_outputs(json),
+            BTreeMap::from([("url".to_owned(), "http://127.0.0.1:4000".to_owned())])
+        );
+        assert!(string_outputs("nope").is_empty());
+        assert!(workspace_listed("  default\n* pr-7\n", "pr-7"));
+        assert!(!workspace_listed("* default\n  pr-70\n", "pr-7"));
+    }
+}
