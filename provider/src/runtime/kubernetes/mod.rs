@@ -460,10 +460,9 @@ impl Runtime for KubernetesRuntime {
         spec: EnvironmentSpec,
         change: ChangeRecord,
     ) -> Result<Environment, RuntimeError> {
-        self.snapshots.invalidate().await;
-        let outcome = self.apply_environment_now(spec, change).await;
-        self.snapshots.invalidate().await;
-        outcome
+        self.snapshots
+            .around(self.apply_environment_now(spec, change))
+            .await
     }
 
     async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError> {
@@ -491,10 +490,9 @@ impl Runtime for KubernetesRuntime {
         change: ChangeRecord,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
-        self.snapshots.invalidate().await;
-        let outcome = self.delete_environment_now(id, change, timeout).await;
-        self.snapshots.invalidate().await;
-        outcome
+        self.snapshots
+            .around(self.delete_environment_now(id, change, timeout))
+            .await
     }
 
     async fn apply_application(
@@ -503,10 +501,9 @@ impl Runtime for KubernetesRuntime {
         change: ChangeRecord,
         timeout: Duration,
     ) -> Result<Application, RuntimeError> {
-        self.snapshots.invalidate().await;
-        let outcome = self.apply_application_now(spec, change, timeout).await;
-        self.snapshots.invalidate().await;
-        outcome
+        self.snapshots
+            .around(self.apply_application_now(spec, change, timeout))
+            .await
     }
 
     async fn get_application(&self, id: &str) -> Result<Option<Application>, RuntimeError> {
@@ -546,10 +543,9 @@ impl Runtime for KubernetesRuntime {
         change: ChangeRecord,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
-        self.snapshots.invalidate().await;
-        let outcome = self.delete_application_now(id, change, timeout).await;
-        self.snapshots.invalidate().await;
-        outcome
+        self.snapshots
+            .around(self.delete_application_now(id, change, timeout))
+            .await
     }
 }
 

@@ -73,6 +73,15 @@ impl Snapshots {
     pub async fn invalidate(&self) {
         *self.slot.lock().await = None;
     }
+
+    /// Runs a write with the snapshot dropped before it (no read of this plan's is
+    /// served from before the write) and after it (nor one taken during it).
+    pub async fn around<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        self.invalidate().await;
+        let outcome = write.await;
+        self.invalidate().await;
+        outcome
+    }
 }
 
 async fn take(client: &Client) -> Result<Snapshot, RuntimeError> {
