@@ -492,9 +492,8 @@ mod tests {
         serde_json::from_str(&text).expect("fixture is JSON")
     }
 
-    fn config() -> Config {
-        Config::parse(
-            r#"
+    /// One repository with one root, `app`; tests append to it.
+    const CONFIG: &str = r#"
 [secrets]
 signing_key = { env = "X" }
 [[repository]]
@@ -504,10 +503,10 @@ url = "/srv/git/hello"
 [[repository.root]]
 name = "app"
 path = "app"
-"#,
-            Path::new("/"),
-        )
-        .unwrap()
+"#;
+
+    fn config() -> Config {
+        Config::parse(CONFIG, Path::new("/")).unwrap()
     }
 
     #[test]
@@ -561,18 +560,7 @@ path = "app"
     fn pull_requests_are_planned_previewed_and_torn_down() {
         let c = Config::parse(
             &format!(
-                "{}preview = true\n[[repository.root]]\nname = \"docs\"\npath = \"docs\"\nplan_pull_requests = false\n",
-                r#"
-[secrets]
-signing_key = { env = "X" }
-[[repository]]
-name = "hello"
-github = "Codertocat/Hello-World"
-url = "/srv/git/hello"
-[[repository.root]]
-name = "app"
-path = "app"
-"#
+                "{CONFIG}preview = true\n[[repository.root]]\nname = \"docs\"\npath = \"docs\"\nplan_pull_requests = false\n"
             ),
             Path::new("/"),
         )
