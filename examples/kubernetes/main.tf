@@ -1,34 +1,11 @@
 # Slipway on Kubernetes: an environment (a Namespace) with a web server and an echo
-# service, each a Deployment with a Service. See README.md in this directory.
+# service, each a Deployment with a Service, through the Slipway platform. See README.md
+# in this directory.
 
 terraform {
   required_providers {
     slipway = { source = "slipway/slipway" }
   }
-}
-
-variable "kubeconfig" {
-  description = "The kubeconfig file. Null: SLIPWAY_KUBECONFIG, then $KUBECONFIG or ~/.kube/config (or the pod's service account inside a cluster)."
-  type        = string
-  default     = null
-}
-
-variable "kube_context" {
-  description = "The kubeconfig context. Null: SLIPWAY_KUBE_CONTEXT, then the kubeconfig's current context."
-  type        = string
-  default     = null
-}
-
-variable "ingress_class" {
-  description = "Expose public ports through Ingresses of this class (with ingress_domain); null for none."
-  type        = string
-  default     = null
-}
-
-variable "ingress_domain" {
-  description = "Public ports get host names under this domain (with ingress_class)."
-  type        = string
-  default     = null
 }
 
 variable "environment_name" {
@@ -51,12 +28,11 @@ variable "session_key" {
   default     = "change-me-too"
 }
 
+# The provider reaches the cluster only through the Slipway platform, which holds the
+# kubeconfig (`runtime serve --backend kubernetes`): at SLIPWAY_HOME's socket here, or
+# at a team's `endpoint` with a `token`.
 provider "slipway" {
-  runtime        = "kubernetes"
-  kubeconfig     = var.kubeconfig
-  kube_context   = var.kube_context
-  ingress_class  = var.ingress_class
-  ingress_domain = var.ingress_domain
+  runtime = "kubernetes"
 }
 
 resource "slipway_environment" "shop" {

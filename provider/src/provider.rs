@@ -30,16 +30,15 @@ pub const ENV_PRODUCTION_REQUIRES_SIGNED: &str = "SLIPWAY_PRODUCTION_REQUIRES_SI
 pub const ENV_AGENT_PUBLIC_KEY: &str = "SLIPWAY_AGENT_PUBLIC_KEY";
 /// `agent_public_key_file`: a file holding that text (`slipway-agent keygen` writes it).
 pub const ENV_AGENT_PUBLIC_KEY_FILE: &str = "SLIPWAY_AGENT_PUBLIC_KEY_FILE";
-/// `kubeconfig`: the kubeconfig file for the kubernetes runtime.
-pub const ENV_KUBECONFIG: &str = "SLIPWAY_KUBECONFIG";
-/// `kube_context`: the kubeconfig context to use.
-pub const ENV_KUBE_CONTEXT: &str = "SLIPWAY_KUBE_CONTEXT";
-/// `ingress_class`: the Ingress class that exposes public ports on Kubernetes.
-pub const ENV_INGRESS_CLASS: &str = "SLIPWAY_INGRESS_CLASS";
-/// `ingress_domain`: the domain under which public ports get host names on Kubernetes.
-pub const ENV_INGRESS_DOMAIN: &str = "SLIPWAY_INGRESS_DOMAIN";
-/// `pod_security`: the Pod Security Standard level on Kubernetes.
-pub const ENV_POD_SECURITY: &str = "SLIPWAY_POD_SECURITY";
+/// The provider block's former Kubernetes settings, now the platform's own flags
+/// (`runtime serve --backend kubernetes`): the attribute, and the flag it became.
+pub const PLATFORM_KUBE_SETTINGS: [(&str, &str); 5] = [
+    ("kubeconfig", "--kubeconfig"),
+    ("kube_context", "--kube-context"),
+    ("ingress_class", "--ingress-class"),
+    ("ingress_domain", "--ingress-domain"),
+    ("pod_security", "--pod-security"),
+];
 
 /// The runtimes a configuration may name.
 pub const RUNTIMES: [&str; 2] = ["local", "kubernetes"];
@@ -75,14 +74,12 @@ pub enum RuntimeChoice {
         /// How to reach the platform and who this run is to it.
         platform: crate::runtime::local::client::PlatformAccess,
     },
+    /// A platform whose backend is Kubernetes, reached as [`RuntimeChoice::Local`]'s
+    /// is but never started by the provider: the platform, not Terraform, holds the
+    /// cluster's credentials (`runtime serve --backend kubernetes`).
     Kubernetes {
-        /// `None`: `$KUBECONFIG`, `~/.kube/config`, or the pod's service account
-        /// inside a cluster.
-        kubeconfig: Option<PathBuf>,
-        context: Option<String>,
-        /// Ingress class and domain, when public ports are exposed through an Ingress.
-        ingress: Option<(String, String)>,
-        pod_security: crate::runtime::kubernetes::pod_security::PodSecurity,
+        home: PathBuf,
+        platform: crate::runtime::local::client::PlatformAccess,
     },
 }
 
@@ -146,87 +143,61 @@ impl SlipwayProvider {
         let runtime_name = self
             .setting(config.runtime, ENV_RUNTIME)
             .unwrap_or_else(|| "local".to_owned());
+        for (attribute, flag) in PLATFORM_KUBE_SETTINGS {
+            let set = match attribute {
+                "kubeconfig" => config.kubeconfig.is_some(),
+                "kube_context" => config.kube_context.is_some(),
+                "ingress_class" => config.ingress_class.is_some(),
+                "ingress_domain" => config.ingress_domain.is_some(),
+                _ => config.pod_security.is_some(),
+            };
+            if set {
+                diags.push(
+                    Diagnostic::error(
+                        "A platform setting in the provider block",
+                        format!("{attribute}: the Slipway platform, not Terraform, reaches the cluster and decides how, so a configuration cannot choose its credentials or loosen its settings. Remove `{attribute}` from the provider block, and start the platform with `terraform-provider-slipway runtime serve --backend kubernetes {flag} ...`."),
+                    )
+                    .at(AttributePath::root(attribute)),
+                );
+            }
+        }
+        let home = self
+            .setting(config.home, ENV_HOME)
+            .map(PathBuf::from)
+            .or_else(|| default_home(&*self.env));
+        let platform = crate::runtime::local::client::PlatformAccess {
+            endpoint: self.setting(config.endpoint, crate::runtime::local::client::ENV_ENDPOINT),
+            ca_file: self
+                .setting(config.ca_file, crate::runtime::local::client::ENV_CA_FILE)
+                .map(PathBuf::from),
+            job_credential_file: self
+                .setting(None, crate::runtime::local::client::ENV_JOB_CREDENTIAL_FILE)
+                .map(PathBuf::from),
+            token: self
+                .setting(
+                    config.token.map(|t| t.0),
+                    crate::runtime::local::client::ENV_TOKEN,
+                )
+                .map(Sensitive),
+        };
+        let no_home = || {
+            Diagnostic::error(
+                "No home directory for the local runtime",
+                format!("Set `home` in the provider block or {ENV_HOME} in the environment: neither is set and there is no user data directory ($XDG_DATA_HOME or $HOME)."),
+            )
+            .at(AttributePath::root("home"))
+        };
         let choice = match runtime_name.as_str() {
-            "local" => {
-                let home = self
-                    .setting(config.home, ENV_HOME)
-                    .map(PathBuf::from)
-                    .or_else(|| default_home(&*self.env));
-                let platform = crate::runtime::local::client::PlatformAccess {
-                    endpoint: self
-                        .setting(config.endpoint, crate::runtime::local::client::ENV_ENDPOINT),
-                    ca_file: self
-                        .setting(config.ca_file, crate::runtime::local::client::ENV_CA_FILE)
-                        .map(PathBuf::from),
-                    job_credential_file: self
-                        .setting(None, crate::runtime::local::client::ENV_JOB_CREDENTIAL_FILE)
-                        .map(PathBuf::from),
-                    token: self
-                        .setting(
-                            config.token.map(|t| t.0),
-                            crate::runtime::local::client::ENV_TOKEN,
-                        )
-                        .map(Sensitive),
-                };
-                match home {
-                    Some(home) => Some(RuntimeChoice::Local { home, platform }),
-                    None => {
-                        diags.push(
-                            Diagnostic::error(
-                                "No home directory for the local runtime",
-                                format!("Set `home` in the provider block or {ENV_HOME} in the environment: neither is set and there is no user data directory ($XDG_DATA_HOME or $HOME)."),
-                            )
-                            .at(AttributePath::root("home")),
-                        );
-                        None
-                    }
+            "local" | "kubernetes" => match home {
+                Some(home) if runtime_name == "local" => {
+                    Some(RuntimeChoice::Local { home, platform })
                 }
-            }
-            "kubernetes" => {
-                let class = self.setting(config.ingress_class, ENV_INGRESS_CLASS);
-                let domain = self.setting(config.ingress_domain, ENV_INGRESS_DOMAIN);
-                let ingress = match (class, domain) {
-                    (Some(class), Some(domain)) => Some((class, domain)),
-                    (None, None) => None,
-                    (class, _) => {
-                        let missing = if class.is_none() {
-                            "ingress_class"
-                        } else {
-                            "ingress_domain"
-                        };
-                        diags.push(
-                            Diagnostic::error(
-                                "Incomplete ingress settings",
-                                format!("{missing}: public ports are exposed through an Ingress only with both `ingress_class` and `ingress_domain`; set {missing} too, or neither."),
-                            )
-                            .at(AttributePath::root(missing)),
-                        );
-                        None
-                    }
-                };
-                use crate::runtime::kubernetes::pod_security::{PodSecurity, LEVELS};
-                let pod_security = match self.setting(config.pod_security, ENV_POD_SECURITY) {
-                    None => PodSecurity::default(),
-                    Some(level) => PodSecurity::parse(&level).unwrap_or_else(|| {
-                        diags.push(
-                            Diagnostic::error(
-                                "Unknown Pod Security level",
-                                format!("pod_security: {level:?} is not a Pod Security Standard level; use one of {} (or leave it unset for \"restricted\").", LEVELS.map(|l| format!("{l:?}")).join(", ")),
-                            )
-                            .at(AttributePath::root("pod_security")),
-                        );
-                        PodSecurity::default()
-                    }),
-                };
-                Some(RuntimeChoice::Kubernetes {
-                    kubeconfig: self
-                        .setting(config.kubeconfig, ENV_KUBECONFIG)
-                        .map(PathBuf::from),
-                    context: self.setting(config.kube_context, ENV_KUBE_CONTEXT),
-                    ingress,
-                    pod_security,
-                })
-            }
+                Some(home) => Some(RuntimeChoice::Kubernetes { home, platform }),
+                None => {
+                    diags.push(no_home());
+                    None
+                }
+            },
             other => {
                 diags.push(
                     Diagnostic::error(
@@ -410,8 +381,8 @@ pub fn default_home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// Opens a real runtime: connects to the local runtime's daemon (starting it when none
 /// answers), or reads the kubeconfig (the cluster is contacted on first use).
 async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnostic> {
-    use crate::runtime::kubernetes::KubernetesRuntime;
     use crate::runtime::local::{Home, LocalRuntime};
+    use crate::runtime::RuntimeError;
     match choice {
         RuntimeChoice::Local { home, platform } => {
             let runtime = LocalRuntime::connect_or_spawn_as(&Home::new(home), &platform)
@@ -425,35 +396,29 @@ async fn open_runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, Diagnos
                 })?;
             Ok(Arc::new(runtime))
         }
-        RuntimeChoice::Kubernetes {
-            kubeconfig,
-            context,
-            ingress,
-            pod_security,
-        } => {
-            let in_cluster = kubeconfig.is_none()
-                && context.is_none()
-                && std::env::var_os("KUBECONFIG").is_none()
-                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-            let runtime = if in_cluster {
-                KubernetesRuntime::in_cluster()
-            } else {
-                KubernetesRuntime::from_kubeconfig(kubeconfig.as_deref(), context.as_deref())
-            }
-            .map_err(|e| {
-                Diagnostic::error("Cannot use the kubernetes runtime", e.to_string())
-                    .at(AttributePath::root(e.setting.attribute()))
+        RuntimeChoice::Kubernetes { home, platform } => {
+            let home = Home::new(home);
+            let where_ = platform
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| home.socket().display().to_string());
+            let start = format!("start it with `terraform-provider-slipway runtime --home {} serve --backend kubernetes --kubeconfig FILE` (see deploy/systemd/slipway-platform.service), or set `endpoint` to a team's platform", home.root().display());
+            let runtime = LocalRuntime::connect_as(&home, &platform).await.map_err(|e| match e {
+                RuntimeError::Unavailable(_) => Diagnostic::error(
+                    "No Slipway platform for Kubernetes",
+                    format!("{e}. The provider reaches Kubernetes only through a platform, which holds the cluster's credentials: {start}."),
+                )
+                .at(AttributePath::root(if platform.endpoint.is_some() { "endpoint" } else { "home" })),
+                e => Diagnostic::error("Cannot use the Slipway platform", e.to_string()),
             })?;
-            let runtime = match ingress {
-                Some((class, domain)) => {
-                    runtime.with_ingress(crate::runtime::kubernetes::mapping::IngressSettings {
-                        class,
-                        domain,
-                    })
-                }
-                None => runtime,
-            };
-            Ok(Arc::new(runtime.with_pod_security(pod_security)))
+            if runtime.kind() != crate::runtime::RuntimeKind::Kubernetes {
+                return Err(Diagnostic::error(
+                    "The platform does not run Kubernetes",
+                    format!("runtime is \"kubernetes\", and the platform at {where_} runs the {} runtime: {start}, or set `runtime = \"local\"`.", runtime.kind()),
+                )
+                .at(AttributePath::root("runtime")));
+            }
+            Ok(Arc::new(runtime))
         }
     }
 }
@@ -516,27 +481,32 @@ impl Provider for SlipwayProvider {
                 .attribute(
                     Attribute::string("kubeconfig")
                         .optional()
-                        .description(format!("kubernetes runtime: the kubeconfig file. Defaults to ${ENV_KUBECONFIG}, then $KUBECONFIG or ~/.kube/config, or the pod's service account inside a cluster.")),
+                        .deprecated()
+                        .description("Removed: the Slipway platform's own setting now (`runtime serve --backend kubernetes --kubeconfig`), since only the platform reaches the cluster. Setting it is an error.")
                 )
                 .attribute(
                     Attribute::string("kube_context")
                         .optional()
-                        .description(format!("kubernetes runtime: the kubeconfig context. Defaults to ${ENV_KUBE_CONTEXT}, then the current context.")),
+                        .deprecated()
+                        .description("Removed: the Slipway platform's own setting now (`runtime serve --backend kubernetes --kube-context`), since only the platform reaches the cluster. Setting it is an error.")
                 )
                 .attribute(
                     Attribute::string("ingress_class")
                         .optional()
-                        .description(format!("kubernetes runtime: expose public ports through Ingresses of this class (with ingress_domain). Defaults to ${ENV_INGRESS_CLASS}.")),
+                        .deprecated()
+                        .description("Removed: the Slipway platform's own setting now (`runtime serve --backend kubernetes --ingress-class`), since only the platform reaches the cluster. Setting it is an error.")
                 )
                 .attribute(
                     Attribute::string("ingress_domain")
                         .optional()
-                        .description(format!("kubernetes runtime: public ports get host names under this domain. Defaults to ${ENV_INGRESS_DOMAIN}.")),
+                        .deprecated()
+                        .description("Removed: the Slipway platform's own setting now (`runtime serve --backend kubernetes --ingress-domain`), since only the platform reaches the cluster. Setting it is an error.")
                 )
                 .attribute(
                     Attribute::string("pod_security")
                         .optional()
-                        .description(format!("kubernetes runtime: the Pod Security Standard level the environments' namespaces enforce and the pods meet: \"restricted\" (the default), \"baseline\" (for images that must run as root) or \"privileged\". Defaults to ${ENV_POD_SECURITY}, then \"restricted\".")),
+                        .deprecated()
+                        .description("Removed: the Slipway platform's own setting now (`runtime serve --backend kubernetes --pod-security`), since only the platform reaches the cluster. Setting it is an error.")
                 ),
         )
     }
@@ -568,7 +538,6 @@ impl Provider for SlipwayProvider {
 mod tests {
     use super::*;
     use crate::provenance::Trust;
-    use crate::runtime::kubernetes::pod_security::PodSecurity;
     use crate::runtime::memory::MemoryRuntime;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
@@ -660,107 +629,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn kubernetes_settings_and_unknown_runtimes() {
+    async fn kubernetes_is_reached_through_a_platform_and_unknown_runtimes_are_refused() {
         let (p, opened) = provider(&[
             ("SLIPWAY_RUNTIME", "kubernetes"),
-            (ENV_KUBE_CONTEXT, "staging"),
-            (ENV_INGRESS_CLASS, "nginx"),
-            (ENV_INGRESS_DOMAIN, "apps.example.com"),
-            (ENV_POD_SECURITY, "baseline"),
+            ("SLIPWAY_HOME", "/srv/slipway"),
         ]);
-        p.build_client(ProviderConfig {
-            kubeconfig: Some("/etc/kube/config".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        p.build_client(ProviderConfig::default()).await.unwrap();
         assert_eq!(
             opened.lock().unwrap()[0],
             RuntimeChoice::Kubernetes {
-                kubeconfig: Some("/etc/kube/config".into()),
-                context: Some("staging".into()),
-                ingress: Some(("nginx".into(), "apps.example.com".into())),
-                pod_security: PodSecurity::Baseline,
+                home: "/srv/slipway".into(),
+                platform: crate::runtime::local::client::PlatformAccess::default(),
             }
         );
-        let (p, _) = provider(&[("SLIPWAY_RUNTIME", "kubernetes")]);
-        let err = p
-            .build_client(ProviderConfig {
-                pod_security: Some("strict".into()),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
-        let text = format!("{err:?}");
-        assert!(
-            text.contains("Attribute(\"pod_security\")") && text.contains("baseline"),
-            "{text}"
-        );
-        let (p, _) = provider(&[
-            ("SLIPWAY_RUNTIME", "kubernetes"),
-            (ENV_INGRESS_CLASS, "nginx"),
-        ]);
-        let err = p
-            .build_client(ProviderConfig::default())
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.0[0].attribute,
-            Some(AttributePath::root("ingress_domain"))
-        );
 
-        // A kubeconfig that does not exist is a clear error, not a hang.
-        let err = open_runtime(RuntimeChoice::Kubernetes {
-            kubeconfig: Some("/definitely/not/a/kubeconfig".into()),
-            context: None,
-            ingress: None,
-            pod_security: PodSecurity::default(),
-        })
-        .await
-        .err()
-        .unwrap();
-        assert!(
-            err.detail.contains("/definitely/not/a/kubeconfig"),
-            "{}",
-            err.detail
-        );
-        assert_eq!(err.attribute, Some(AttributePath::root("kubeconfig")));
+        // The cluster's settings are the platform's: each one in the block is an error at
+        // its attribute that names the platform's flag, and nothing is opened.
+        for (attribute, flag) in PLATFORM_KUBE_SETTINGS {
+            let mut config = ProviderConfig::default();
+            let value = Some("x".to_owned());
+            match attribute {
+                "kubeconfig" => config.kubeconfig = value,
+                "kube_context" => config.kube_context = value,
+                "ingress_class" => config.ingress_class = value,
+                "ingress_domain" => config.ingress_domain = value,
+                _ => config.pod_security = value,
+            }
+            let (p, opened) = provider(&[("SLIPWAY_RUNTIME", "kubernetes"), ("HOME", "/h")]);
+            let err = p.build_client(config).await.err().unwrap();
+            assert_eq!(err.0[0].attribute, Some(AttributePath::root(attribute)));
+            assert!(err.0[0].detail.contains(flag), "{}", err.0[0].detail);
+            assert!(opened.lock().unwrap().is_empty());
+        }
 
-        // A context the kubeconfig does not have names `kube_context` and the contexts
-        // it has.
+        // No platform answers: the provider never starts one for Kubernetes, and says how.
         let dir = crate::resources::testing::ScratchDir::new();
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: dev\n  context:\n    cluster: c\n    user: u\ncurrent-context: dev\n",
-        )
-        .unwrap();
         let err = open_runtime(RuntimeChoice::Kubernetes {
-            kubeconfig: Some(kubeconfig.clone()),
-            context: Some("prod".into()),
-            ingress: None,
-            pod_security: PodSecurity::default(),
+            home: dir.path().to_owned(),
+            platform: crate::runtime::local::client::PlatformAccess::default(),
         })
         .await
         .err()
         .unwrap();
-        assert_eq!(err.attribute, Some(AttributePath::root("kube_context")));
+        assert_eq!(err.attribute, Some(AttributePath::root("home")));
         assert!(
-            err.detail.contains("\"prod\"") && err.detail.contains("(it has: dev)"),
+            err.detail.contains("serve --backend kubernetes"),
             "{}",
             err.detail
         );
-        assert!(err.detail.contains("Set `kube_context`"), "{}", err.detail);
-        open_runtime(RuntimeChoice::Kubernetes {
-            kubeconfig: Some(kubeconfig),
-            context: Some("dev".into()),
-            ingress: None,
-            pod_security: PodSecurity::default(),
-        })
-        .await
-        .unwrap();
+        assert!(!dir.path().join("runtime.sock").exists());
 
         // Errors from opening a runtime without an attribute of their own point at
         // `runtime`.

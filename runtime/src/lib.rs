@@ -359,9 +359,9 @@ pub trait Runtime: Send + Sync {
     }
 
     /// Whether the caller may make this change, asked at plan so that a refusal shows
-    /// before anything is written. A runtime behind the platform asks it (and it
-    /// decides again at apply); one that is not answers yes, and the provider's own
-    /// production gate is what holds.
+    /// before anything is written. A client of the platform asks it (and it decides
+    /// again at apply); a runtime the provider owns directly (the memory runtime of the
+    /// unit tests) answers yes.
     async fn authorize(
         &self,
         _action: slipway_platform::Action,
@@ -381,6 +381,10 @@ pub trait Runtime: Send + Sync {
     async fn get_environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError>;
 
     async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError>;
+
+    /// Every environment (the platform's `ListEnvironments`, which the MCP server's
+    /// `list_environments` calls).
+    async fn list_environments(&self) -> Result<Vec<Environment>, RuntimeError>;
 
     /// Deletes an environment and waits until it is gone. Fails while it still has
     /// applications the provider did not delete first.

@@ -161,6 +161,10 @@ impl Runtime for MemoryRuntime {
         Ok(self.lock().environments.get(id).cloned())
     }
 
+    async fn list_environments(&self) -> Result<Vec<Environment>, RuntimeError> {
+        Ok(self.lock().environments.values().cloned().collect())
+    }
+
     async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {
         Ok(self
             .lock()

@@ -1,18 +1,19 @@
 //! Plan and refresh of one environment with 200 applications on the kubernetes runtime
-//! (against the fake API server), as a ratio to 200 `terraform_data` resources in the
-//! same run (see `slipway_tests::plan_bench`).
+//! (against the fake API server, through a platform that holds its kubeconfig), as a
+//! ratio to 200 `terraform_data` resources in the same run (see
+//! `slipway_tests::plan_bench`).
 //!
 //! Run with `cargo bench -p slipway-tests --bench kubernetes_plan`. Needs a Terraform of
 //! 1.4 or later (for `terraform_data`); the newest on the machine is used.
 
-use std::path::Path;
 use std::time::Duration;
 
 use slipway_tests::fake_kube::{FakeKube, Options, Timing};
 use slipway_tests::plan_bench::{self, APPS, RUNS, SOURCE};
+use slipway_tests::served_platform::ServedPlatform;
 use slipway_tests::terraform::Workspace;
 
-fn slipway_config(kubeconfig: &Path) -> String {
+fn slipway_config() -> String {
     format!(
         r#"
 terraform {{
@@ -22,8 +23,7 @@ terraform {{
 }}
 
 provider "slipway" {{
-  runtime    = "kubernetes"
-  kubeconfig = "{}"
+  runtime = "kubernetes"
 }}
 
 resource "slipway_environment" "bench" {{
@@ -40,8 +40,7 @@ resource "slipway_application" "app" {{
   variables      = {{ INDEX = "${{count.index}}" }}
   secrets        = {{ TOKEN = "bench-secret" }}
 }}
-"#,
-        kubeconfig.display()
+"#
     )
 }
 
@@ -66,11 +65,13 @@ fn main() {
         }))
         .expect("start the fake API server");
 
-    let slipway = Workspace::new(&tf, &[(SOURCE, &provider)]);
+    let mut slipway = Workspace::new(&tf, &[(SOURCE, &provider)]);
     let kubeconfig = slipway.path().join("kubeconfig");
     fake.write_kubeconfig(&kubeconfig)
         .expect("write kubeconfig");
-    slipway.write_config(&slipway_config(&kubeconfig));
+    let platform = ServedPlatform::kubernetes(&kubeconfig, "");
+    slipway.set_env("SLIPWAY_HOME", &platform.home.path().display().to_string());
+    slipway.write_config(&slipway_config());
 
     let mut counts = Vec::new();
     let comparison = plan_bench::compare(&tf, &slipway, |_| counts.push(fake.requests()));

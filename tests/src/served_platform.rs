@@ -1,6 +1,6 @@
 //! The embedded platform as a team runs it: `terraform-provider-slipway runtime serve`
 //! in the foreground, with its own Slipway home, for tests and benchmarks that reach it
-//! as a client would (the MCP server, a bare gRPC client).
+//! as a client would (the MCP server, a bare gRPC client, Terraform on Kubernetes).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,16 +15,36 @@ pub struct ServedPlatform {
 }
 
 impl ServedPlatform {
+    /// The platform on the local runtime.
     pub fn start() -> ServedPlatform {
+        ServedPlatform::start_with(&[], None)
+    }
+
+    /// The platform on the cluster of `kubeconfig` (`--backend kubernetes`), with
+    /// `platform_toml` as its configuration.
+    pub fn kubernetes(kubeconfig: &std::path::Path, platform_toml: &str) -> ServedPlatform {
+        let kubeconfig = kubeconfig.display().to_string();
+        ServedPlatform::start_with(
+            &["--backend", "kubernetes", "--kubeconfig", &kubeconfig],
+            Some(platform_toml),
+        )
+    }
+
+    /// `runtime serve SERVE_ARGS` with `platform_toml`, when given, as its configuration.
+    fn start_with(serve_args: &[&str], platform_toml: Option<&str>) -> ServedPlatform {
         // The socket lives in the home: keep the path short.
         let home = tempfile::Builder::new()
             .prefix("swm")
             .tempdir_in("/tmp")
             .expect("home");
+        if let Some(toml) = platform_toml {
+            std::fs::write(home.path().join("platform.toml"), toml).expect("platform.toml");
+        }
         let child = Command::new(provider_binary())
             .args(["runtime", "--home"])
             .arg(home.path())
             .arg("serve")
+            .args(serve_args)
             .env_remove("SLIPWAY_TOKEN")
             .env_remove("SLIPWAY_ENDPOINT")
             .stdout(Stdio::null())
@@ -34,7 +54,7 @@ impl ServedPlatform {
         let platform = ServedPlatform { home, child };
         wait_for("the platform to answer", Duration::from_secs(30), || {
             let out = platform.cli(&["status"]);
-            String::from_utf8_lossy(&out.stdout).contains("Local runtime daemon pid")
+            String::from_utf8_lossy(&out.stdout).contains(" pid ")
         });
         platform
     }

@@ -1,8 +1,10 @@
 //! The Slipway provider on the kubernetes runtime, driven by the real `terraform`
-//! against the fake API server (`slipway_tests::fake_kube`) through a kubeconfig, on
-//! every Terraform version on the machine: apply, an empty plan after it, an update
-//! with a rollout, a failed rollout, drift, import, a Deployment deleted out of band,
-//! and destroy.
+//! against the fake API server (`slipway_tests::fake_kube`), on every Terraform version
+//! on the machine: apply, an empty plan after it, an update with a rollout, a failed
+//! rollout, drift, import, a Deployment deleted out of band, and destroy. The provider
+//! reaches the cluster only through a platform (`runtime serve --backend kubernetes`,
+//! [`ServedPlatform::kubernetes`]) that holds the kubeconfig, as the local user (its
+//! admin), with STAGING opened to admins in the platform's own configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::json;
 use slipway_tests::fake_kube::{FakeKube, Options, RolloutMode, Timing};
+use slipway_tests::served_platform::ServedPlatform;
 use slipway_tests::terraform::{self, TerraformBinary, Workspace};
 
 const SOURCE: &str = "registry.terraform.io/slipway/slipway";
@@ -23,7 +26,7 @@ fn provider_dir() -> PathBuf {
     provider.parent().expect("bin dir").to_path_buf()
 }
 
-fn config(kubeconfig: &std::path::Path, image: &str, replicas: u32) -> String {
+fn config(image: &str, replicas: u32) -> String {
     format!(
         r#"
 terraform {{
@@ -33,8 +36,7 @@ terraform {{
 }}
 
 provider "slipway" {{
-  runtime    = "kubernetes"
-  kubeconfig = "{kubeconfig}"
+  runtime = "kubernetes"
 }}
 
 resource "slipway_environment" "dev" {{
@@ -67,9 +69,23 @@ resource "slipway_application" "web" {{
 output "app_id" {{
   value = slipway_application.web.id
 }}
-"#,
-        kubeconfig = kubeconfig.display()
+"#
     )
+}
+
+/// What the operator's platform allows here: STAGING changes by its admin (the local
+/// user), beside the default policy.
+const PLATFORM_TOML: &str = "[policy.STAGING]\nroles = [\"admin\"]\njobs = [\"merge\"]\n";
+
+/// A platform for the fake API server, holding its kubeconfig (written in `dir`), and
+/// `ws` pointed at it.
+fn platform_for(fake: &FakeKube, ws: &mut Workspace) -> ServedPlatform {
+    let kubeconfig = ws.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig)
+        .expect("write kubeconfig");
+    let platform = ServedPlatform::kubernetes(&kubeconfig, PLATFORM_TOML);
+    ws.set_env("SLIPWAY_HOME", &platform.home.path().display().to_string());
+    platform
 }
 
 async fn kube_client(fake: &FakeKube) -> Client {
@@ -111,17 +127,15 @@ fn lifecycle_on_every_terraform() {
 
 fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
     let (rt, fake) = start_fake();
-    let ws = Workspace::new(tf, &[(SOURCE, provider_dir)]);
-    let kubeconfig = ws.path().join("kubeconfig");
-    fake.write_kubeconfig(&kubeconfig)
-        .expect("write kubeconfig");
+    let mut ws = Workspace::new(tf, &[(SOURCE, provider_dir)]);
+    let _platform = platform_for(&fake, &mut ws);
     let deployment = || {
         fake.object("apps", "deployments", "dev", "web")
             .expect("the Deployment dev/web exists")
     };
 
     // Create.
-    ws.write_config(&config(&kubeconfig, "nginx:1.27", 2));
+    ws.write_config(&config("nginx:1.27", 2));
     ws.apply().success();
     let d = deployment();
     assert_eq!(d["spec"]["replicas"], json!(2));
@@ -162,7 +176,7 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
 
     // Update, with a rollout that takes several controller steps.
     fake.set_rollout_mode("dev", "web", RolloutMode::Slow);
-    ws.write_config(&config(&kubeconfig, "nginx:1.28", 3));
+    ws.write_config(&config("nginx:1.28", 3));
     ws.apply().success();
     let d = deployment();
     assert_eq!(d["metadata"]["generation"], json!(2));
@@ -172,7 +186,7 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
 
     // A rollout that fails: the error names the condition.
     fake.set_rollout_mode("dev", "web", RolloutMode::Fail);
-    ws.write_config(&config(&kubeconfig, "nginx:broken", 3));
+    ws.write_config(&config("nginx:broken", 3));
     let failed = ws.apply();
     assert_ne!(failed.code, 0, "the failed rollout must fail the apply");
     let output = failed.all_output();
@@ -183,14 +197,14 @@ fn lifecycle(tf: &TerraformBinary, provider_dir: &std::path::Path) {
     // its cause, not after the resource's timeout.
     fake.set_rollout_mode("dev", "web", RolloutMode::Normal);
     fake.make_image_unpullable("nginx:no-such-tag");
-    ws.write_config(&config(&kubeconfig, "nginx:no-such-tag", 3));
+    ws.write_config(&config("nginx:no-such-tag", 3));
     let failed = ws.apply();
     assert_ne!(failed.code, 0, "the stuck rollout must fail the apply");
     let output = failed.all_output();
     assert!(output.contains("ImagePullBackOff"), "{output}");
     assert!(!output.contains("did not finish within"), "{output}");
     // Fixed: the next apply rolls the good image out.
-    ws.write_config(&config(&kubeconfig, "nginx:1.28", 3));
+    ws.write_config(&config("nginx:1.28", 3));
     ws.apply().success();
     assert_eq!(ws.plan_exit_code().code, 0);
 
@@ -309,11 +323,9 @@ fn plan_refuses_what_the_api_server_would_reject_on_every_terraform() {
     for tf in terraform::required() {
         eprintln!("--- terraform {}", tf.version);
         let (_rt, fake) = start_fake();
-        let ws = Workspace::new(&tf, &[(SOURCE, &dir)]);
-        let kubeconfig = ws.path().join("kubeconfig");
-        fake.write_kubeconfig(&kubeconfig)
-            .expect("write kubeconfig");
-        let base = config(&kubeconfig, "nginx:1.27", 1);
+        let mut ws = Workspace::new(&tf, &[(SOURCE, &dir)]);
+        let _platform = platform_for(&fake, &mut ws);
+        let base = config("nginx:1.27", 1);
 
         let bad_secret = base.replace(
             "secrets   = { DB_PASSWORD = \"e2e-secret-value\" }",
@@ -392,10 +404,7 @@ fn the_kubernetes_example_applies_imports_and_destroys_on_every_terraform() {
         let v = tf.version.clone();
         let (_rt, fake) = start_fake();
         let mut ws = Workspace::new(&tf, &[(SOURCE, &dir)]);
-        let kubeconfig = ws.path().join("kubeconfig");
-        fake.write_kubeconfig(&kubeconfig)
-            .expect("write kubeconfig");
-        ws.set_env("TF_VAR_kubeconfig", &kubeconfig.display().to_string());
+        let _platform = platform_for(&fake, &mut ws);
         ws.write_config(&example);
         ws.apply().success();
         let plan = ws.plan_exit_code();

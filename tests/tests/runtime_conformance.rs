@@ -1,6 +1,7 @@
 //! One contract, every runtime: what the resources rely on of [`Runtime`], checked
 //! against the memory runtime, the local runtime (a real daemon running the demo app)
-//! and the Kubernetes runtime (on the fake API server).
+//! and the Kubernetes runtime (on the fake API server), both directly and through the
+//! platform (`runtime serve --backend kubernetes`, reached as the provider reaches it).
 //!
 //! What differs between runtimes is only what an application runs (a program here, an
 //! image on Kubernetes: [`Subject::application`]); everything else is the same
@@ -259,6 +260,8 @@ enum Kind {
     Memory,
     Local,
     Kubernetes,
+    /// The Kubernetes runtime behind a platform: this binary's `runtime serve`.
+    KubernetesPlatform,
 }
 
 /// What a runtime under test needs kept while it runs: its home (with a daemon, which
@@ -266,11 +269,18 @@ enum Kind {
 #[derive(Default)]
 struct Keep {
     home: Option<tempfile::TempDir>,
+    /// A platform in the foreground (`runtime serve`), stopped with SIGTERM.
+    platform: Option<std::process::Child>,
     _fake: Option<FakeKube>,
 }
 
 impl Drop for Keep {
     fn drop(&mut self) {
+        if let Some(mut platform) = self.platform.take() {
+            let pid = nix::unistd::Pid::from_raw(platform.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = platform.wait();
+        }
         if let Some(dir) = &self.home {
             support::stop_daemon(&Home::new(dir.path()));
         }
@@ -302,6 +312,44 @@ async fn subject(kind: Kind) -> (Arc<Subject>, Keep) {
             keep._fake = Some(fake);
             (Arc::new(runtime), image as _)
         }
+        Kind::KubernetesPlatform => {
+            let fake = FakeKube::start().await.unwrap();
+            let dir = tempfile::Builder::new()
+                .prefix("slwk")
+                .tempdir_in("/tmp")
+                .unwrap();
+            let kubeconfig = dir.path().join("kubeconfig");
+            fake.write_kubeconfig(&kubeconfig).unwrap();
+            keep._fake = Some(fake);
+            keep.platform = Some(
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["runtime", "--home"])
+                    .arg(dir.path())
+                    .args(["serve", "--backend", "kubernetes", "--kubeconfig"])
+                    .arg(&kubeconfig)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            let home = Home::new(dir.path());
+            keep.home = Some(dir);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let runtime = loop {
+                match LocalRuntime::connect(&home).await {
+                    Ok(runtime) => break runtime,
+                    Err(e) if std::time::Instant::now() > deadline => {
+                        panic!("the platform did not answer: {e}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+            assert_eq!(
+                runtime.kind(),
+                slipway_provider::runtime::RuntimeKind::Kubernetes
+            );
+            (Arc::new(runtime), image as _)
+        }
     };
     let subject = Subject {
         runtime,
@@ -316,7 +364,12 @@ fn main() -> ExitCode {
         return code;
     }
     let mut trials = Vec::new();
-    for kind in [Kind::Memory, Kind::Local, Kind::Kubernetes] {
+    for kind in [
+        Kind::Memory,
+        Kind::Local,
+        Kind::Kubernetes,
+        Kind::KubernetesPlatform,
+    ] {
         for (check_name, check) in CHECKS {
             let name = format!("{}::{check_name}", format!("{kind:?}").to_lowercase());
             trials.push(Trial::new(name, move || async move {

@@ -31,7 +31,7 @@ pub mod rollout;
 pub mod rules;
 mod snapshot;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -82,7 +82,7 @@ pub struct KubernetesRuntime {
     pod_security: PodSecurity,
 }
 
-/// The provider setting a cluster connection is wrong in.
+/// The platform setting a cluster connection is wrong in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionSetting {
     Kubeconfig,
@@ -90,13 +90,26 @@ pub enum ConnectionSetting {
 }
 
 impl ConnectionSetting {
-    /// The provider block's attribute.
-    pub fn attribute(self) -> &'static str {
+    /// The `runtime serve --backend kubernetes` flag.
+    pub fn flag(self) -> &'static str {
         match self {
-            ConnectionSetting::Kubeconfig => "kubeconfig",
-            ConnectionSetting::KubeContext => "kube_context",
+            ConnectionSetting::Kubeconfig => "--kubeconfig",
+            ConnectionSetting::KubeContext => "--kube-context",
         }
     }
+}
+
+/// How the platform reaches its cluster and what it makes there: the platform's own
+/// settings (`runtime serve --backend kubernetes`), never a Terraform configuration's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// `None`: `$KUBECONFIG`, `~/.kube/config`, or the pod's service account inside a
+    /// cluster.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Public ports exposed through an Ingress, when set.
+    pub ingress: Option<mapping::IngressSettings>,
+    pub pod_security: PodSecurity,
 }
 
 /// Why the runtime cannot reach a cluster with the settings it was given: the setting
@@ -146,13 +159,13 @@ impl KubernetesRuntime {
         let kubeconfig = match path {
             Some(path) => Kubeconfig::read_from(path).map_err(|e| {
                 ConnectionError::kubeconfig(format!(
-                    "cannot read the kubeconfig {}: {e}. Set `kubeconfig` to a readable kubeconfig file.",
+                    "cannot read the kubeconfig {}: {e}. Set `--kubeconfig` (SLIPWAY_KUBECONFIG) to a readable kubeconfig file.",
                     path.display()
                 ))
             })?,
             None => Kubeconfig::read().map_err(|e| {
                 ConnectionError::kubeconfig(format!(
-                    "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config: {e}. Set the provider's `kubeconfig` to a kubeconfig file; inside a cluster, leave `kubeconfig` and `kube_context` unset to use the pod's service account."
+                    "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config: {e}. Set `--kubeconfig` (SLIPWAY_KUBECONFIG) to a kubeconfig file; inside a cluster, leave `--kubeconfig` and `--kube-context` unset to use the pod's service account."
                 ))
             })?,
         };
@@ -165,13 +178,13 @@ impl KubernetesRuntime {
                     .map(|c| c.name.as_str())
                     .collect();
                 return Err(ConnectionError::context(format!(
-                    "the kubeconfig has no context {name:?} (it has: {}). Set `kube_context` to one of them.",
+                    "the kubeconfig has no context {name:?} (it has: {}). Set `--kube-context` (SLIPWAY_KUBE_CONTEXT) to one of them.",
                     known.join(", ")
                 )));
             }
             None if kubeconfig.current_context.is_none() => {
                 return Err(ConnectionError::context(
-                    "the kubeconfig has no current-context. Set `kube_context` to the context to use.",
+                    "the kubeconfig has no current-context. Set `--kube-context` (SLIPWAY_KUBE_CONTEXT) to the context to use.",
                 ));
             }
             _ => {}
@@ -195,7 +208,7 @@ impl KubernetesRuntime {
     pub fn in_cluster() -> Result<KubernetesRuntime, ConnectionError> {
         let config = Config::incluster().map_err(|e| {
             ConnectionError::kubeconfig(format!(
-                "cannot use the in-cluster service account: {e}. Outside a cluster, set `kubeconfig` instead."
+                "cannot use the in-cluster service account: {e}. Outside a cluster, set `--kubeconfig` instead."
             ))
         })?;
         Ok(KubernetesRuntime {
@@ -205,6 +218,29 @@ impl KubernetesRuntime {
             ingress: None,
             pod_security: PodSecurity::default(),
         })
+    }
+
+    /// The runtime `connection` describes: the pod's service account when it names no
+    /// kubeconfig or context, `$KUBECONFIG` is unset and this runs in a cluster; else the
+    /// kubeconfig. Connects on first use.
+    pub fn connect(connection: &Connection) -> Result<KubernetesRuntime, ConnectionError> {
+        let in_cluster = connection.kubeconfig.is_none()
+            && connection.context.is_none()
+            && std::env::var_os("KUBECONFIG").is_none()
+            && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let runtime = if in_cluster {
+            KubernetesRuntime::in_cluster()
+        } else {
+            KubernetesRuntime::from_kubeconfig(
+                connection.kubeconfig.as_deref(),
+                connection.context.as_deref(),
+            )
+        }?;
+        let runtime = match &connection.ingress {
+            Some(ingress) => runtime.with_ingress(ingress.clone()),
+            None => runtime,
+        };
+        Ok(runtime.with_pod_security(connection.pod_security))
     }
 
     /// Exposes public TCP ports through an Ingress of this class, one host per port.
@@ -470,6 +506,21 @@ impl Runtime for KubernetesRuntime {
             Some(ns) => Ok(Some(self.read_environment(ns).await?)),
             None => Ok(None),
         }
+    }
+
+    async fn list_environments(&self) -> Result<Vec<Environment>, RuntimeError> {
+        let api: Api<Namespace> = Api::all(self.client().await?);
+        let list = api
+            .list(&ListParams::default().labels(LABEL_ENVIRONMENT_ID))
+            .await
+            .map_err(|e| api_error(e, "list the environments' Namespaces"))?;
+        let mut environments = Vec::with_capacity(list.items.len());
+        for ns in list.items {
+            if owner_id(&ns.metadata, LABEL_ENVIRONMENT_ID).is_some() {
+                environments.push(self.read_environment(ns).await?);
+            }
+        }
+        Ok(environments)
     }
 
     async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {

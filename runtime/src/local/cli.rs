@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 use super::client::LocalRuntime;
 use super::home::Home;
 use super::proto as pb;
-use crate::RuntimeError;
+use crate::kubernetes::mapping::IngressSettings;
+use crate::kubernetes::pod_security::PodSecurity;
+use crate::kubernetes::{Connection, KubernetesRuntime};
+use crate::{Runtime as _, RuntimeError};
 
 /// The commands, for the provider binary's `--help`.
 pub const SUMMARY: &str = "The same binary is the local runtime's command line:\n  \
@@ -18,6 +21,7 @@ terraform-provider-slipway runtime status            applications, replicas and 
 terraform-provider-slipway runtime logs APPLICATION  a replica's last log lines (secrets redacted)\n  \
 terraform-provider-slipway runtime stop              stop every replica and the daemon\n  \
 terraform-provider-slipway runtime serve             run the platform in the foreground (systemd)\n  \
+terraform-provider-slipway runtime serve --backend kubernetes --kubeconfig FILE  the platform for a cluster\n  \
 terraform-provider-slipway runtime audit list|verify  the platform's audit log, and checking it\n  \
 terraform-provider-slipway runtime token create|list|revoke  the platform's named tokens\n  \
 terraform-provider-slipway runtime --help            all options (--home DIR, logs -n LINES)";
@@ -52,7 +56,7 @@ enum Command {
     Stop,
     /// Runs the daemon (the platform) in the foreground until SIGTERM, for a
     /// supervisor such as systemd; fails when another daemon already serves the home.
-    Serve,
+    Serve(ServeArgs),
     /// The platform's audit log: every change and every refusal, from every path.
     Audit {
         #[command(subcommand)]
@@ -63,6 +67,82 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+/// What `runtime serve` runs the applications on. These are the platform's own
+/// settings: a Terraform configuration reaches the platform, never the cluster.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// `local`: this machine's processes; `kubernetes`: a cluster that only this platform
+    /// reaches (with the settings below), so that every change there goes through its
+    /// identities, policy and audit log.
+    #[arg(long, value_enum, default_value_t = BackendName::Local)]
+    backend: BackendName,
+    /// kubernetes: the kubeconfig file (default: $KUBECONFIG or ~/.kube/config, or the
+    /// pod's service account inside a cluster).
+    #[arg(long, env = "SLIPWAY_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// kubernetes: the kubeconfig context (default: its current context).
+    #[arg(long, env = "SLIPWAY_KUBE_CONTEXT")]
+    kube_context: Option<String>,
+    /// kubernetes: expose public ports through Ingresses of this class (with
+    /// --ingress-domain).
+    #[arg(long, env = "SLIPWAY_INGRESS_CLASS", requires = "ingress_domain")]
+    ingress_class: Option<String>,
+    /// kubernetes: public ports get host names under this domain (with --ingress-class).
+    #[arg(long, env = "SLIPWAY_INGRESS_DOMAIN", requires = "ingress_class")]
+    ingress_domain: Option<String>,
+    /// kubernetes: the Pod Security Standard level the namespaces enforce and the pods
+    /// meet: restricted, baseline (for images that must run as root) or privileged.
+    #[arg(long, env = "SLIPWAY_POD_SECURITY", default_value = "restricted", value_parser = pod_security)]
+    pod_security: PodSecurity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendName {
+    Local,
+    Kubernetes,
+}
+
+fn pod_security(level: &str) -> Result<PodSecurity, String> {
+    PodSecurity::parse(level).ok_or_else(|| {
+        format!(
+            "{level:?} is not a Pod Security Standard level; use one of {}",
+            crate::kubernetes::pod_security::LEVELS.join(", ")
+        )
+    })
+}
+
+impl ServeArgs {
+    /// The cluster connection these flags describe.
+    fn connection(&self) -> Connection {
+        Connection {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.kube_context.clone(),
+            ingress: match (&self.ingress_class, &self.ingress_domain) {
+                (Some(class), Some(domain)) => Some(IngressSettings {
+                    class: class.clone(),
+                    domain: domain.clone(),
+                }),
+                _ => None,
+            },
+            pod_security: self.pod_security,
+        }
+    }
+}
+
+/// `runtime serve`: the platform, on the backend its flags choose.
+async fn serve(home: Home, args: &ServeArgs) -> ExitCode {
+    match args.backend {
+        BackendName::Local => super::serve(home, true).await,
+        BackendName::Kubernetes => match KubernetesRuntime::connect(&args.connection()) {
+            Ok(runtime) => super::serve_owning(home, std::sync::Arc::new(runtime)).await,
+            Err(e) => {
+                eprintln!("error: {}: {e}", e.setting.flag());
+                ExitCode::from(2)
+            }
+        },
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,8 +202,8 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         }
     };
     let home = Home::new(root);
-    if let Command::Serve = &cli.command {
-        return super::serve(home, true).await;
+    if let Command::Serve(args) = &cli.command {
+        return serve(home, args).await;
     }
     if let Command::Token { command } = &cli.command {
         // Tokens live in the platform's database, which needs no running daemon.
@@ -145,7 +225,7 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
                 Command::Logs { .. }
                 | Command::Audit { .. }
                 | Command::Token { .. }
-                | Command::Serve => ExitCode::FAILURE,
+                | Command::Serve(_) => ExitCode::FAILURE,
             };
         }
     };
@@ -158,7 +238,7 @@ pub async fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(&runtime).await,
-        Command::Token { .. } | Command::Serve => Ok(()),
+        Command::Token { .. } | Command::Serve(_) => Ok(()),
         Command::Stop => runtime
             .shutdown(Duration::from_secs(60))
             .await
@@ -184,6 +264,15 @@ fn phase(p: i32) -> &'static str {
 
 async fn status(runtime: &LocalRuntime) -> Result<(), crate::RuntimeError> {
     let info = runtime.info().await?;
+    if super::client::backend_of(&info) == crate::RuntimeKind::Kubernetes {
+        println!(
+            "Slipway platform pid {} (version {}), home {}, backend kubernetes",
+            info.pid, info.version, info.home
+        );
+        let environments = runtime.list_environments().await?;
+        println!("{} environment(s) on the cluster; its applications: `kubectl get deployments -A -l app.kubernetes.io/managed-by=slipway`", environments.len());
+        return Ok(());
+    }
     let status = runtime.status().await?;
     println!(
         "Local runtime daemon pid {} (version {}), home {}",

@@ -1,5 +1,7 @@
-//! [`LocalRuntime`]: the provider's side of the local runtime, a gRPC client of the
-//! daemon over its Unix socket, which it starts when none answers.
+//! [`LocalRuntime`]: the provider's side of the platform, a gRPC client of the local
+//! runtime's daemon over its Unix socket (which it starts when none answers), or of a
+//! platform at an endpoint, or of one whose backend is Kubernetes; `Info` says which
+//! runtime the platform runs, and so whose rules a plan checks.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -132,6 +134,8 @@ pub struct LocalRuntime {
     /// The platform runs on another machine (reached at an endpoint): the rules that
     /// look at this machine (does the command exist here?) are its to check, at apply.
     remote: bool,
+    /// The runtime behind the platform (its `Info`).
+    backend: RuntimeKind,
 }
 
 fn unavailable(home: &Home, e: impl std::fmt::Display) -> RuntimeError {
@@ -179,7 +183,7 @@ impl LocalRuntime {
     ) -> Result<LocalRuntime, RuntimeError> {
         let mut client = LocalRuntimeClient::with_interceptor(channel, Bearer::of(access)?)
             .max_decoding_message_size(64 * 1024 * 1024);
-        client
+        let info = client
             .info(pb::InfoRequest {})
             .await
             .map_err(|e| match e.code() {
@@ -187,11 +191,13 @@ impl LocalRuntime {
                     convert::error_from_status(e)
                 }
                 _ => unreachable(e.message()),
-            })?;
+            })?
+            .into_inner();
         Ok(LocalRuntime {
             client,
             home: home.clone(),
             remote: false,
+            backend: backend_of(&info),
         })
     }
 
@@ -441,6 +447,16 @@ impl LocalRuntime {
     }
 }
 
+/// The runtime a platform's `Info` names; a daemon of a build from before platforms
+/// had other backends names none, and runs the local runtime.
+pub fn backend_of(info: &pb::InfoResponse) -> RuntimeKind {
+    match info.backend.as_str() {
+        "kubernetes" => RuntimeKind::Kubernetes,
+        "memory" => RuntimeKind::Memory,
+        _ => RuntimeKind::Local,
+    }
+}
+
 /// Waits (up to [`SPAWN_WAIT`]) until a daemon that is handing over has exited.
 async fn wait_until_gone(pid: u32) {
     let deadline = tokio::time::Instant::now() + SPAWN_WAIT;
@@ -527,20 +543,25 @@ fn spawn_daemon(home: &Home, program: &Path) -> Result<(), RuntimeError> {
 #[async_trait::async_trait]
 impl Runtime for LocalRuntime {
     fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Local
+        self.backend
     }
 
+    /// The rules of the runtime behind the platform, which checks them again at apply.
     fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
         use super::rules::{check_application, Checks};
-        // A remote platform checks the rest on its own machine when it applies.
-        check_application(
-            planned,
-            if self.remote {
-                Checks::SpecOnly
-            } else {
-                Checks::SpecAndMachine
-            },
-        )
+        match self.backend {
+            RuntimeKind::Kubernetes => crate::kubernetes::rules::check_application(planned),
+            RuntimeKind::Memory => Vec::new(),
+            // A remote platform checks the rest on its own machine when it applies.
+            RuntimeKind::Local => check_application(
+                planned,
+                if self.remote {
+                    Checks::SpecOnly
+                } else {
+                    Checks::SpecAndMachine
+                },
+            ),
+        }
     }
 
     async fn authorize(
@@ -603,6 +624,19 @@ impl Runtime for LocalRuntime {
             .environment
             .map(convert::env_from_pb)
             .transpose()
+    }
+
+    async fn list_environments(&self) -> Result<Vec<Environment>, RuntimeError> {
+        self.client
+            .clone()
+            .list_environments(pb::ListEnvironmentsRequest {})
+            .await
+            .map_err(convert::error_from_status)?
+            .into_inner()
+            .environments
+            .into_iter()
+            .map(convert::env_from_pb)
+            .collect()
     }
 
     async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError> {

@@ -1,4 +1,5 @@
-//! The embedded local runtime: the default runtime, which needs nothing installed.
+//! The embedded local runtime: the default runtime, which needs nothing installed; and
+//! the platform's server, whose backend is this runtime or one it owns ([`backend`]).
 //!
 //! A daemon ([`daemon`]) runs the applications of every Terraform run on this machine
 //! for one home directory. The provider ([`client::LocalRuntime`]) talks to it over a
@@ -41,6 +42,7 @@
 //! `SLIPWAY_RUNTIME_SANDBOX=off` (replicas without the Landlock sandbox that keeps them
 //! out of the home, [`sandbox`]).
 
+pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod convert;
@@ -55,6 +57,7 @@ mod reaper;
 pub mod rollout;
 pub mod rules;
 pub mod sandbox;
+mod service;
 pub mod store;
 pub mod supervisor;
 pub mod version;
@@ -186,6 +189,23 @@ fn init_logging() {
 pub(crate) async fn serve(home: Home, exclusive: bool) -> ExitCode {
     init_logging();
     serve_with(home, exclusive, kept::Kept::none()).await
+}
+
+/// Runs a platform for `home` whose backend is `runtime`, a runtime only this platform
+/// reaches (`runtime serve --backend kubernetes`), in the foreground until SIGTERM,
+/// SIGINT or the Shutdown call.
+pub(crate) async fn serve_owning(
+    home: Home,
+    runtime: std::sync::Arc<dyn crate::Runtime>,
+) -> ExitCode {
+    init_logging();
+    match service::run_owning(home, runtime).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the platform cannot run");
+            ExitCode::from(watchdog::EXIT_CANNOT_RUN)
+        }
+    }
 }
 
 async fn serve_with(home: Home, exclusive: bool, kept: std::sync::Arc<kept::Kept>) -> ExitCode {
