@@ -114,23 +114,30 @@ impl Terraform<'_> {
         let output = self.output(args).await?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let text = format!(
-            "$ terraform {}\n{}{}[exit {}]\n",
-            args.join(" "),
-            stdout,
-            stderr,
-            output
-                .status
-                .code()
-                .map_or("signal".to_owned(), |c| c.to_string())
-        );
-        let refs: Vec<&Secret> = self.secrets.iter().collect();
-        let _ = log.write_all(redact(&text, &refs).as_bytes()).await;
-        let _ = log.flush().await;
+        self.log(log, args, &stdout, &stderr, output.status).await;
         if !output.status.success() {
             return Err(failure(args[0], &stderr).into());
         }
         Ok(stdout)
+    }
+
+    /// Appends one command's output to the job's log, redacted.
+    async fn log(
+        &self,
+        log: &mut tokio::fs::File,
+        args: &[&str],
+        stdout: &str,
+        stderr: &str,
+        status: std::process::ExitStatus,
+    ) {
+        let text = format!(
+            "$ terraform {}\n{stdout}{stderr}[exit {}]\n",
+            args.join(" "),
+            status.code().map_or("signal".to_owned(), |c| c.to_string())
+        );
+        let refs: Vec<&Secret> = self.secrets.iter().collect();
+        let _ = log.write_all(redact(&text, &refs).as_bytes()).await;
+        let _ = log.flush().await;
     }
 
     /// Runs without logging stdout (plan JSON can hold sensitive values).
@@ -154,9 +161,11 @@ impl Terraform<'_> {
         self.run(log, &refs).await
     }
 
-    /// `terraform plan -out=slipway.tfplan` in `workspace` (created when missing) with
-    /// `extra` arguments, then the saved plan's summary and the Terraform version from
-    /// `show -json` into `out`.
+    /// `terraform plan -json -out=slipway.tfplan` in `workspace` (created when
+    /// missing) with `extra` arguments; the plan's summary and the Terraform version
+    /// into `out`, read from the plan's own stream ([`crate::plan_stream`]). Only a
+    /// plan that destroys something is read again with `show -json`, for the
+    /// destroyed objects' prior values (which of them are in production).
     pub(crate) async fn plan(
         &self,
         log: &mut tokio::fs::File,
@@ -171,14 +180,29 @@ impl Terraform<'_> {
             )
             .await?;
         }
-        let mut args: Vec<String> = ["plan", "-input=false", "-no-color", "-out=slipway.tfplan"]
-            .map(String::from)
-            .into();
-        args.extend(extra.iter().cloned());
-        self.run_args(&mut *log, &args).await?;
-        let shown = self.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-        out.terraform_version = version_of(&shown);
-        out.plan = Some(summarize_plan(&shown)?);
+        let mut args: Vec<&str> = vec![
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-json",
+            "-out=slipway.tfplan",
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        let output = self.output(&args).await?;
+        let stream = crate::plan_stream::read(&String::from_utf8_lossy(&output.stdout));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        self.log(&mut *log, &args, &stream.log, &stderr, output.status)
+            .await;
+        if !output.status.success() {
+            return Err(failure("plan", &format!("{}{stderr}", stream.log)).into());
+        }
+        out.terraform_version = stream.terraform_version.clone();
+        out.plan = Some(if stream.needs_prior_values() {
+            let shown = self.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
+            summarize_plan(&shown)?
+        } else {
+            stream.summary
+        });
         Ok(())
     }
 
