@@ -24,7 +24,7 @@ use crate::job_kind::JobKind;
 use crate::previews::{self, Effect};
 use crate::queue::{self, Job};
 use crate::runner::{private_dir, Runner};
-use crate::terraform::{write_var_file, Terraform};
+use crate::terraform::{write_var_file, PlanLog, Terraform};
 
 /// Why a pull request job ran nothing. Shown on the pull request and in the audit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -350,6 +350,8 @@ async fn run_kind(
                 &mut *log,
                 workspace,
                 &with_vars(strings(&["-lock=false"])),
+                // The whole plan is behind the comment's job-log link.
+                PlanLog::Full,
                 out,
             )
             .await?;
@@ -357,7 +359,8 @@ async fn run_kind(
         }
         JobKind::Preview => {
             let lock = with_vars(strings(&["-lock-timeout=300s"]));
-            tf.plan(&mut *log, Some(&name), &lock, out).await?;
+            tf.plan(&mut *log, Some(&name), &lock, PlanLog::Actions, out)
+                .await?;
             tf.apply_saved_plan(&mut *log).await?;
             let outputs = tf.run_quiet(&["output", "-json"]).await?;
             Ok((

@@ -7,8 +7,9 @@
 //! Before running Terraform it skips, as [`crate::selection`] decides, a commit that is
 //! already deployed or older than the deployed one while the branch is elsewhere (a
 //! late or repeated delivery; a rollback by force push does run), and a commit that
-//! changes none of the root's trigger paths. Then, in a fresh work tree: `init`, `workspace select`,
-//! `plan -out`, `show -json` for the summary, and `apply` of exactly that saved plan
+//! changes none of the root's trigger paths. Then, in a fresh work tree: `init` (or
+//! the root's kept one, [`crate::kept_init`]), `workspace select`, `plan -json -out`
+//! (its stream gives the summary), and `apply` of exactly that saved plan
 //! ([`crate::terraform`] runs each command), with the job's credential and signed
 //! provenance in Terraform's environment.
 
@@ -30,10 +31,11 @@ use crate::git::GitAccess;
 use crate::github::GitHub;
 use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
+use crate::kept_init::{self, KeptInit};
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
 use crate::selection::{self, Selection, SkipReason, Verdict};
-use crate::terraform::{write_var_file, Terraform};
+use crate::terraform::{write_var_file, PlanLog, Terraform};
 
 /// Everything a worker needs, shared by all of them.
 pub struct Runner {
@@ -548,14 +550,39 @@ impl Runner {
         );
         let _ = log.write_all(header.as_bytes()).await;
         let tf = self.terraform(dir, work, &env, deadline);
+        let kept = KeptInit::for_root(&self.config, &job.repository, root);
+        let commit_has_lock = kept_init::has_lock_file(dir);
         let steps = async {
-            tf.run(&mut *log, &["init", "-input=false", "-no-color"])
-                .await?;
             let mut extra = vec!["-lock-timeout=300s".to_owned()];
             extra.extend(write_var_file(dir, &root.variables).await?);
-            tf.plan(&mut *log, root.workspace.as_deref(), &extra, out)
-                .await?;
+            let workspace = root.workspace.as_deref();
+            let mut planned = false;
+            if kept.restore(dir) {
+                match tf
+                    .plan(&mut *log, workspace, &extra, PlanLog::Actions, out)
+                    .await
+                {
+                    Ok(()) => planned = true,
+                    Err(JobError::Interrupted) => return Err(JobError::Interrupted),
+                    // Terraform refused the kept init for this commit, or the plan
+                    // failed for another reason: either way, plan again after a fresh
+                    // `init`, exactly as without a kept one.
+                    Err(_) => {
+                        let _ = log
+                            .write_all(b"# the plan failed with the root's kept `terraform init`: initialising afresh\n")
+                            .await;
+                        kept_init::remove_from(dir);
+                    }
+                }
+            }
+            if !planned {
+                tf.run(&mut *log, &["init", "-input=false", "-no-color"])
+                    .await?;
+                tf.plan(&mut *log, workspace, &extra, PlanLog::Actions, out)
+                    .await?;
+            }
             tf.apply_saved_plan(&mut *log).await?;
+            kept.keep(dir, commit_has_lock);
             Ok::<Outcome, JobError>(Outcome::Succeeded)
         };
         let result = steps.await;

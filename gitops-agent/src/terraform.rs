@@ -114,23 +114,30 @@ impl Terraform<'_> {
         let output = self.output(args).await?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let text = format!(
-            "$ terraform {}\n{}{}[exit {}]\n",
-            args.join(" "),
-            stdout,
-            stderr,
-            output
-                .status
-                .code()
-                .map_or("signal".to_owned(), |c| c.to_string())
-        );
-        let refs: Vec<&Secret> = self.secrets.iter().collect();
-        let _ = log.write_all(redact(&text, &refs).as_bytes()).await;
-        let _ = log.flush().await;
+        self.log(log, args, &stdout, &stderr, output.status).await;
         if !output.status.success() {
             return Err(failure(args[0], &stderr).into());
         }
         Ok(stdout)
+    }
+
+    /// Appends one command's output to the job's log, redacted.
+    async fn log(
+        &self,
+        log: &mut tokio::fs::File,
+        args: &[&str],
+        stdout: &str,
+        stderr: &str,
+        status: std::process::ExitStatus,
+    ) {
+        let text = format!(
+            "$ terraform {}\n{stdout}{stderr}[exit {}]\n",
+            args.join(" "),
+            status.code().map_or("signal".to_owned(), |c| c.to_string())
+        );
+        let refs: Vec<&Secret> = self.secrets.iter().collect();
+        let _ = log.write_all(redact(&text, &refs).as_bytes()).await;
+        let _ = log.flush().await;
     }
 
     /// Runs without logging stdout (plan JSON can hold sensitive values).
@@ -140,6 +147,24 @@ impl Terraform<'_> {
             return Err(failure(&args.join(" "), &String::from_utf8_lossy(&output.stderr)).into());
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// What a plan leaves in the job's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanLog {
+    /// Terraform's whole plan, every attribute's change: what a reviewer opens behind
+    /// a pull request's plan comment. It costs one more Terraform process
+    /// (`show -json`, for the summary).
+    Full,
+    /// The planned actions, from `plan -json`'s stream: for merge jobs and previews,
+    /// whose plan was shown on the pull request already.
+    Actions,
+}
+
+impl From<PlanJsonError> for JobError {
+    fn from(e: PlanJsonError) -> JobError {
+        JobError::Failed(e.to_string())
     }
 }
 
@@ -155,13 +180,18 @@ impl Terraform<'_> {
     }
 
     /// `terraform plan -out=slipway.tfplan` in `workspace` (created when missing) with
-    /// `extra` arguments, then the saved plan's summary and the Terraform version from
-    /// `show -json` into `out`.
+    /// `extra` arguments; the plan's summary and the Terraform version into `out`.
+    /// With [`PlanLog::Actions`] both come from `plan -json`'s own stream
+    /// ([`crate::plan_stream`]), and only a plan that destroys something is read again
+    /// with `show -json`, for the destroyed objects' prior values (which of them are in
+    /// production); with [`PlanLog::Full`] the log keeps Terraform's whole plan and the
+    /// summary comes from `show -json`.
     pub(crate) async fn plan(
         &self,
         log: &mut tokio::fs::File,
         workspace: Option<&str>,
         extra: &[String],
+        detail: PlanLog,
         out: &mut RunOutcome,
     ) -> Result<(), JobError> {
         if let Some(ws) = workspace {
@@ -171,14 +201,34 @@ impl Terraform<'_> {
             )
             .await?;
         }
-        let mut args: Vec<String> = ["plan", "-input=false", "-no-color", "-out=slipway.tfplan"]
-            .map(String::from)
-            .into();
-        args.extend(extra.iter().cloned());
-        self.run_args(&mut *log, &args).await?;
-        let shown = self.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-        out.terraform_version = version_of(&shown);
-        out.plan = Some(summarize_plan(&shown).map_err(|e| JobError::Failed(e.to_string()))?);
+        let mut args: Vec<&str> = vec!["plan", "-input=false", "-no-color"];
+        if detail == PlanLog::Actions {
+            args.push("-json");
+        }
+        args.push("-out=slipway.tfplan");
+        args.extend(extra.iter().map(String::as_str));
+        if detail == PlanLog::Full {
+            self.run(&mut *log, &args).await?;
+            let shown = self.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
+            out.terraform_version = version_of(&shown);
+            out.plan = Some(summarize_plan(&shown)?);
+            return Ok(());
+        }
+        let output = self.output(&args).await?;
+        let stream = crate::plan_stream::read(&String::from_utf8_lossy(&output.stdout));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        self.log(&mut *log, &args, &stream.log, &stderr, output.status)
+            .await;
+        if !output.status.success() {
+            return Err(failure("plan", &format!("{}{stderr}", stream.log)).into());
+        }
+        out.terraform_version = stream.terraform_version.clone();
+        out.plan = Some(if stream.needs_prior_values() {
+            let shown = self.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
+            summarize_plan(&shown)?
+        } else {
+            stream.summary
+        });
         Ok(())
     }
 
