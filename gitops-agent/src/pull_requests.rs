@@ -20,7 +20,7 @@ use crate::audit::Outcome;
 use crate::config::{Repository, Root};
 use crate::db;
 use crate::job_kind::JobKind;
-use crate::previews::{self, Effect};
+use crate::previews::{self, Effect, PreviewKey};
 use crate::queue::{self, Job};
 use crate::runner::{private_dir, version_of, with_cache, JobError, Runner, Tf};
 
@@ -36,6 +36,18 @@ pub enum PullRequestSkip {
     PreviewCap { max: usize },
     #[error("no preview of this pull request is up: nothing to destroy")]
     NoPreview,
+    #[error("the remote has no branch `{branch}` any more: push it again to preview it")]
+    NoBranch { branch: String },
+}
+
+/// The jobs that collapse together: those of one pull request, or of one branch's
+/// preview.
+fn group(job: &Job) -> (Option<u64>, Option<&str>) {
+    if job.kind.is_branch_preview() {
+        (None, Some(job.branch.as_str()))
+    } else {
+        (job.pull_request, None)
+    }
 }
 
 /// The job that runs now and those it supersedes, from a root's queued pull request
@@ -43,11 +55,11 @@ pub enum PullRequestSkip {
 /// that pull request's teardown when one is queued.
 pub fn choose(queued: &[Job]) -> Option<(Job, Vec<Job>)> {
     let first = queued.first()?;
-    let same_pr = |j: &&Job| j.pull_request == first.pull_request;
+    let same_pr = |j: &&Job| group(j) == group(first);
     let teardown = queued
         .iter()
         .filter(same_pr)
-        .rfind(|j| j.kind == JobKind::PreviewDestroy);
+        .rfind(|j| j.kind.destroys_preview());
     let target = match teardown {
         Some(t) => t,
         None => queued
@@ -168,12 +180,13 @@ impl Runner {
     ) -> Result<Checkout, String> {
         let number = job.pull_request.unwrap_or(0);
         // A teardown runs the configuration its preview was applied from.
-        let destroy_commit = if job.kind == JobKind::PreviewDestroy {
+        let destroy_commit = if job.kind.destroys_preview() {
             let path = self.config.database_path();
             let (r, t) = (job.repository.clone(), job.root.clone());
+            let key = PreviewKey::of(job).ok_or("a teardown without a preview")?;
             let preview = tokio::task::spawn_blocking(move || {
                 let conn = db::open(&path)?;
-                previews::get(&conn, &r, &t, number)
+                previews::get_key(&conn, &r, &t, &key)
             })
             .await
             .map_err(|e| e.to_string())?
@@ -192,9 +205,21 @@ impl Runner {
         tokio::task::spawn_blocking(move || {
             with_cache(&config, &locks, &repo_c, |cache| {
                 let tip = cache.fetch(token.as_ref()).map_err(|e| e.to_string())?;
-                cache
-                    .fetch_pull_request(number, token.as_ref())
-                    .map_err(|e| e.to_string())?;
+                if job_c.kind.is_branch_preview() {
+                    let fetched = cache
+                        .fetch_branch(&job_c.branch, token.as_ref())
+                        .map_err(|e| e.to_string())?;
+                    // A teardown needs only the commit it applied, which is cached.
+                    if fetched.is_none() && job_c.kind == JobKind::BranchPreview {
+                        return Ok(Checkout::Skip(PullRequestSkip::NoBranch {
+                            branch: job_c.branch.clone(),
+                        }));
+                    }
+                } else {
+                    cache
+                        .fetch_pull_request(number, token.as_ref())
+                        .map_err(|e| e.to_string())?;
+                }
                 let head = job_c.head_sha.clone().unwrap_or(job_c.commit_sha.clone());
                 let commit = match (&destroy_commit, job_c.kind) {
                     (Some(c), _) => c.clone(),
@@ -205,9 +230,16 @@ impl Runner {
                     _ => head.clone(),
                 };
                 if !cache.has_commit(&commit) {
-                    return Err(format!(
-                        "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
-                    ));
+                    return Err(if job_c.kind.is_branch_preview() {
+                        format!(
+                            "commit {commit} of branch {} is not in the repository as fetched",
+                            job_c.branch
+                        )
+                    } else {
+                        format!(
+                            "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
+                        )
+                    });
                 }
                 if job_c.kind == JobKind::PullRequestPlan {
                     let base = cache.merge_base(&tip, &head).map_err(|e| e.to_string())?;
@@ -240,11 +272,16 @@ impl Runner {
         deadline: Instant,
         out: &mut crate::runner::RunOutcome,
     ) -> Result<(Outcome, Option<Effect>), JobError> {
-        let number = job.pull_request.unwrap_or(0);
-        if job.kind == JobKind::Preview {
+        if job.kind.applies_preview() {
             let Some(preview) = root.preview else {
                 return Err(format!("root `{}` has no previews configured", root.name).into());
             };
+            let key = PreviewKey::of(job).ok_or_else(|| "a preview job without a preview".to_owned())?;
+            let asked_by = job
+                .kind
+                .is_branch_preview()
+                .then(|| job.actor.clone())
+                .flatten();
             // The cap, then the preview is live before anything is applied.
             let path = self.config.database_path();
             let (r, t, c) = (
@@ -256,11 +293,11 @@ impl Runner {
             let ttl_ms = i64::try_from(preview.ttl.as_millis()).unwrap_or(i64::MAX);
             let capped = tokio::task::spawn_blocking(move || {
                 let conn = db::open(&path)?;
-                let own = previews::get(&conn, &r, &t, number)?.is_some_and(|p| p.active);
-                if !own && previews::others_active(&conn, &r, number)? >= max {
+                let own = previews::get_key(&conn, &r, &t, &key)?.is_some_and(|p| p.active);
+                if !own && previews::others_active(&conn, &r, &key)? >= max {
                     return Ok(true);
                 }
-                previews::mark_active(&conn, &r, &t, number, &c, ttl_ms)?;
+                previews::mark_active(&conn, &r, &t, &key, &c, ttl_ms, asked_by.as_deref())?;
                 Ok::<bool, db::DbError>(false)
             })
             .await
@@ -305,8 +342,12 @@ impl Runner {
                 issued.file.display().to_string(),
             ),
         ];
+        let of = match PreviewKey::of(job) {
+            Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),
+            _ => format!("pull request #{}", job.pull_request.unwrap_or(0)),
+        };
         let header = format!(
-            "\n===== job {} ({}, pull request #{number}) attempt {} at {}: commit {commit} =====\n",
+            "\n===== job {} ({}, {of}) attempt {} at {}: commit {commit} =====\n",
             job.id,
             job.kind,
             job.attempts,
@@ -321,7 +362,7 @@ impl Runner {
             deadline,
             commands: std::sync::atomic::AtomicU32::new(0),
         };
-        let result = run_kind(&tf, &mut log, root, job, number, &dir, out).await;
+        let result = run_kind(&tf, &mut log, root, job, &dir, out).await;
         if out.terraform_version.is_none() {
             if let Ok(text) = tf.run_quiet(&["version", "-json"]).await {
                 out.terraform_version = version_of(&text);
@@ -338,11 +379,11 @@ async fn run_kind(
     log: &mut tokio::fs::File,
     root: &Root,
     job: &Job,
-    number: u64,
     dir: &Path,
     out: &mut crate::runner::RunOutcome,
 ) -> Result<(Outcome, Option<Effect>), JobError> {
-    let name = previews::name(number);
+    let key = PreviewKey::of(job);
+    let name = key.as_ref().map(PreviewKey::name).unwrap_or_default();
     tf.run(&mut *log, &["init", "-input=false", "-no-color"])
         .await?;
     let mut vars = root.variables.clone();
@@ -381,7 +422,8 @@ async fn run_kind(
             .await?;
             Ok((Outcome::Succeeded, None))
         }
-        JobKind::Preview => {
+        JobKind::Preview | JobKind::BranchPreview => {
+            let key = key.ok_or_else(|| "a preview job without a preview".to_owned())?;
             let lock = with_vars(strings(&["-lock-timeout=300s"]));
             plan_in(tf, &mut *log, Some(&name), lock, out).await?;
             run_owned(
@@ -402,7 +444,7 @@ async fn run_kind(
                 Some(Effect::Applied {
                     repository: job.repository.clone(),
                     root: job.root.clone(),
-                    pull_request: number,
+                    key,
                     urls: string_outputs(&outputs),
                     ttl_ms: root
                         .preview
@@ -410,11 +452,11 @@ async fn run_kind(
                 }),
             ))
         }
-        JobKind::PreviewDestroy => {
+        JobKind::PreviewDestroy | JobKind::BranchPreviewDestroy => {
             let destroyed = Effect::Destroyed {
                 repository: job.repository.clone(),
                 root: job.root.clone(),
-                pull_request: number,
+                key: key.ok_or_else(|| "a teardown without a preview".to_owned())?,
             };
             let list = tf.run_quiet(&["workspace", "list", "-no-color"]).await?;
             if !workspace_listed(&list, &name) {
