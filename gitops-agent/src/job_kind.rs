@@ -90,7 +90,10 @@ impl JobKind {
 
     /// Whether the job tears a preview down.
     pub fn destroys_preview(self) -> bool {
-        matches!(self, JobKind::PreviewDestroy | JobKind::BranchPreviewDestroy)
+        matches!(
+            self,
+            JobKind::PreviewDestroy | JobKind::BranchPreviewDestroy
+        )
     }
 }
 

@@ -16,8 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 use slipway_provenance::Trigger;
 
-use crate::agent::AppState;
 use crate::db::{self, DbError};
+use crate::http::AppState;
 use crate::job_kind::JobKind;
 use crate::queue::{Intake, Job, NewJobs};
 
@@ -303,9 +303,18 @@ impl Effect {
                 let now = db::now_ms();
                 let (table, column, value) = row_of(key);
                 tx.execute(
-                    &format!("UPDATE {table} SET urls = ?4, updated_at_ms = ?5, expires_at_ms = ?6
-                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"),
-                    params![repository, root, value, urls, now, now.saturating_add(*ttl_ms)],
+                    &format!(
+                        "UPDATE {table} SET urls = ?4, updated_at_ms = ?5, expires_at_ms = ?6
+                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"
+                    ),
+                    params![
+                        repository,
+                        root,
+                        value,
+                        urls,
+                        now,
+                        now.saturating_add(*ttl_ms)
+                    ],
                 )?;
             }
             Effect::Destroyed {
@@ -315,8 +324,10 @@ impl Effect {
             } => {
                 let (table, column, value) = row_of(key);
                 tx.execute(
-                    &format!("UPDATE {table} SET state = 'destroyed', urls = '{{}}', updated_at_ms = ?4
-                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"),
+                    &format!(
+                        "UPDATE {table} SET state = 'destroyed', urls = '{{}}', updated_at_ms = ?4
+                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"
+                    ),
                     params![repository, root, value, db::now_ms()],
                 )?;
             }
@@ -362,26 +373,32 @@ pub fn teardown(p: &Preview, branch: &str, trigger: Trigger, actor: Option<Strin
     }
 }
 
+/// Why a round of the preview expiry or sweep stopped (it runs again at the next
+/// interval).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Intake(#[from] crate::queue::IntakeError),
+}
+
 /// Queues the teardown of each of `previews` that has none yet; how many were queued.
 async fn queue_teardowns(
     state: &AppState,
     previews: Vec<Preview>,
     trigger: Trigger,
-) -> Result<usize, String> {
+) -> Result<usize, SweepError> {
     let mut queued = 0;
     for p in previews {
         let Some(repo) = state.config.repository(&p.repository) else {
             continue;
         };
-        let path = state.config.database_path();
         let check = p.clone();
-        let pending = tokio::task::spawn_blocking(move || {
-            let conn = db::open(&path)?;
-            teardown_pending(&conn, &check)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let pending = state
+            .db
+            .run(move |conn| teardown_pending(conn, &check))
+            .await?;
         if pending {
             continue;
         }
@@ -396,37 +413,26 @@ async fn queue_teardowns(
 }
 
 /// Queues the teardown (how `ttl`) of every live preview idle past its time to live.
-pub async fn expire(state: &AppState) -> Result<usize, String> {
-    let path = state.config.database_path();
+pub async fn expire(state: &AppState) -> Result<usize, SweepError> {
     let now = db::now_ms();
-    let expired = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        active(&conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?
-    .into_iter()
-    .filter(|p| p.expires_at_ms <= now)
-    .collect();
+    let expired = state
+        .db
+        .run(|conn| active(conn))
+        .await?
+        .into_iter()
+        .filter(|p| p.expires_at_ms <= now)
+        .collect();
     queue_teardowns(state, expired, Trigger::Ttl).await
 }
 
 /// Asks GitHub about the pull request of every live preview, and queues the teardown
 /// (how `pr-closed`) of those whose pull request is closed: their `closed` webhook
 /// was lost, or came while the agent was down and GitHub gave up redelivering it.
-pub async fn sweep(state: &AppState) -> Result<usize, String> {
+pub async fn sweep(state: &AppState) -> Result<usize, SweepError> {
     let Some(github) = state.runner.github.as_ref() else {
         return Ok(0);
     };
-    let path = state.config.database_path();
-    let live = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        active(&conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    let live = state.db.run(|conn| active(conn)).await?;
     let mut closed = Vec::new();
     for p in live {
         // A branch's preview has no pull request to ask about.
@@ -528,7 +534,16 @@ mod tests {
         let conn = db::open(&dir.path().join("p.db")).unwrap();
         let branch = PreviewKey::Branch("feature/login".into());
         mark_active(&conn, "r", "app", &PR7, "abc", 60_000, None).unwrap();
-        mark_active(&conn, "r", "app", &branch, "def", 60_000, Some("claude-code@alice")).unwrap();
+        mark_active(
+            &conn,
+            "r",
+            "app",
+            &branch,
+            "def",
+            60_000,
+            Some("claude-code@alice"),
+        )
+        .unwrap();
         // Each counts against the other's cap, never against its own.
         assert_eq!(others_active(&conn, "r", &PR7).unwrap(), 1);
         assert_eq!(others_active(&conn, "r", &branch).unwrap(), 1);
@@ -539,7 +554,10 @@ mod tests {
         assert_eq!(p.commit_sha, "0ff");
         let job = teardown(&p, "main", Trigger::Mcp, Some("claude-code@alice".into()));
         assert_eq!(job.kind, JobKind::BranchPreviewDestroy);
-        assert_eq!((job.branch.as_str(), job.pull_request), ("feature/login", None));
+        assert_eq!(
+            (job.branch.as_str(), job.pull_request),
+            ("feature/login", None)
+        );
         Effect::Destroyed {
             repository: "r".into(),
             root: "app".into(),

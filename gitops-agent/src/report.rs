@@ -126,8 +126,7 @@ pub struct Reporter {
     config: Arc<Config>,
     github: GitHub,
     metrics: Arc<Metrics>,
-    /// One connection for the reporter's life: it reads every 300 ms, and opening one
-    /// each time would re-run the schema.
+    /// One connection for the reporter's life: it reads every 300 ms.
     conn: Arc<std::sync::Mutex<Connection>>,
     /// The first job to report ([`start_point`]).
     from: i64,
@@ -143,10 +142,11 @@ impl Reporter {
     /// Opens the reporter's database connection.
     pub fn new(
         config: Arc<Config>,
+        db: &db::Db,
         github: GitHub,
         metrics: Arc<Metrics>,
     ) -> Result<Reporter, DbError> {
-        let conn = db::open(&config.database_path())?;
+        let conn = db.connect()?;
         let from = start_point(&conn)?;
         Ok(Reporter {
             config,

@@ -265,14 +265,20 @@ fn branch_preview() {
             json!([{"op": "call", "tool": "destroy_preview",
                     "args": {"branch": branch, "wait_secs": 50}}]),
         ));
-        assert_eq!(destroyed[0]["structured"]["outcome"], "succeeded", "{}", destroyed[0]);
+        assert_eq!(
+            destroyed[0]["structured"]["outcome"], "succeeded",
+            "{}",
+            destroyed[0]
+        );
     }
     let tf = slipway_tests::agent_support::terraform_with_terraform_data();
     let by_hand: Vec<f64> = (0..RUNS)
         .map(|i| ms(s.apply_by_hand(&tf, &format!("hand-{i}"))))
         .collect();
     let (m, b) = (median(over_mcp.clone()), median(by_hand.clone()));
-    println!("branch preview: tool call -> URL answering (median of {RUNS}; runs {over_mcp:.0?} ms):");
+    println!(
+        "branch preview: tool call -> URL answering (median of {RUNS}; runs {over_mcp:.0?} ms):"
+    );
     println!("  terraform init + workspace new + apply by hand: {b:8.1} ms  (runs {by_hand:.0?})");
     println!(
         "  MCP deploy_branch_preview over HTTP:            {m:8.1} ms  ({:.2}x)",

@@ -184,7 +184,16 @@ output "release" {{
             self.write(path, content);
         }
         let tip = self.commit_all(name);
-        git(&self.clone, &["push", "-q", "-f", "origin", &format!("{name}:refs/heads/{name}")]);
+        git(
+            &self.clone,
+            &[
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("{name}:refs/heads/{name}"),
+            ],
+        );
         git(&self.clone, &["checkout", "-q", "main"]);
         tip
     }

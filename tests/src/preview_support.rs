@@ -206,7 +206,11 @@ impl PreviewSetup {
     /// The baseline of the preview benchmarks: the preview root applied by hand
     /// (`terraform init`, `workspace new`, `apply`) in a fresh directory, on this
     /// setup's runtime, as workspace `workspace`; how long that took. Destroyed after.
-    pub fn apply_by_hand(&self, tf: &crate::terraform::TerraformBinary, workspace: &str) -> Duration {
+    pub fn apply_by_hand(
+        &self,
+        tf: &crate::terraform::TerraformBinary,
+        workspace: &str,
+    ) -> Duration {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::write(

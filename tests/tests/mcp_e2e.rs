@@ -597,7 +597,10 @@ fn an_ai_agent_deploys_a_pushed_branch_as_a_preview_and_destroys_it() {
     let started = mcp_client::run(&http_program(
         addr,
         &agent_token,
-        json!([call("deploy_branch_preview", json!({"branch": "feature/login", "root": "infra"}))]),
+        json!([call(
+            "deploy_branch_preview",
+            json!({"branch": "feature/login", "root": "infra"})
+        )]),
     ));
     let started = ok(&started[0]).clone();
     let job = started["job_id"].clone();
@@ -606,7 +609,12 @@ fn an_ai_agent_deploys_a_pushed_branch_as_a_preview_and_destroys_it() {
     assert_eq!(started["trigger"], "mcp");
     assert_eq!(started["requested_by"], "claude-code@alice");
     let done = until_done(addr, &agent_token, &job);
-    assert_eq!(done["outcome"], "succeeded", "{done}\n{}", s.agent.log_text());
+    assert_eq!(
+        done["outcome"],
+        "succeeded",
+        "{done}\n{}",
+        s.agent.log_text()
+    );
     let name = done["preview"]["name"].as_str().unwrap().to_owned();
     assert!(name.starts_with("br-feature-login-"), "{name}");
     let url = done["urls"]["url"].as_str().unwrap().to_owned();
@@ -619,7 +627,10 @@ fn an_ai_agent_deploys_a_pushed_branch_as_a_preview_and_destroys_it() {
         json!([
             call("job_log", json!({"job_id": job, "max_bytes": 2048})),
             call("job_log", json!({"job_id": job, "max_bytes": 10_000_000})),
-            call("deploy_branch_preview", json!({"branch": "feature/login", "root": "attack", "wait_secs": 50})),
+            call(
+                "deploy_branch_preview",
+                json!({"branch": "feature/login", "root": "attack", "wait_secs": 50})
+            ),
         ]),
     ));
     let log = ok(&read[0]);
@@ -643,7 +654,10 @@ fn an_ai_agent_deploys_a_pushed_branch_as_a_preview_and_destroys_it() {
     let destroyed = mcp_client::run(&http_program(
         addr,
         &agent_token,
-        json!([call("destroy_preview", json!({"branch": "feature/login", "root": "infra", "wait_secs": 50}))]),
+        json!([call(
+            "destroy_preview",
+            json!({"branch": "feature/login", "root": "infra", "wait_secs": 50})
+        )]),
     ));
     let teardown = until_done(addr, &agent_token, &ok(&destroyed[0])["job_id"]);
     assert_eq!(teardown["outcome"], "succeeded", "{teardown}");

@@ -31,9 +31,9 @@ use slipway_provenance::Trigger;
 
 use super::platform::{Caller, PlatformError};
 use super::tools::{input, out, parse, tool, ToolError};
-use crate::agent::AppState;
 use crate::config::{Repository, Root};
-use crate::db::{self, DbError};
+use crate::db::DbError;
+use crate::http::AppState;
 use crate::job_kind::{JobKind, JobState};
 use crate::previews::{self, Preview, PreviewKey};
 use crate::queue::{self, Intake, IntakeOutcome, Job, NewJobs};
@@ -415,13 +415,12 @@ fn engine_error(e: impl std::fmt::Display) -> ToolError {
     ToolError::Platform(PlatformError::Invalid(e.to_string()))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DbError> + Send + 'static,
+/// Runs `f` on a connection of the agent's database.
+async fn in_db<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
 ) -> Result<T, ToolError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(engine_error)?
-        .map_err(engine_error)
+    state.db.run(f).await.map_err(engine_error)
 }
 
 async fn submit(state: &AppState, jobs: NewJobs) -> Result<i64, ToolError> {
@@ -491,19 +490,12 @@ async fn resolve_commit(
     branch: &str,
     commit: Option<String>,
 ) -> Result<String, ToolError> {
-    let token = state.runner.git_credentials(&repo.url).await;
-    let (config, locks, repo_c, branch_c) = (
-        state.config.clone(),
-        state.runner.git_locks.clone(),
-        repo.clone(),
-        branch.to_owned(),
-    );
+    let git = state.runner.git.clone();
+    let token = git.credentials(&repo.url).await;
+    let (repo_c, branch_c) = (repo.clone(), branch.to_owned());
     let found = tokio::task::spawn_blocking(move || {
-        crate::runner::with_cache(&config, &locks, &repo_c, |cache| {
-            let Some(tip) = cache
-                .fetch_branch(&branch_c, token.as_ref())
-                .map_err(|e| e.to_string())?
-            else {
+        git.with_cache(&repo_c, |cache| {
+            let Some(tip) = cache.fetch_branch(&branch_c, token.as_ref())? else {
                 return Ok(Err(input(
                     "branch",
                     format!(
@@ -515,10 +507,8 @@ async fn resolve_commit(
             let Some(commit) = commit else {
                 return Ok(Ok(tip));
             };
-            let on_branch = cache.has_commit(&commit)
-                && cache
-                    .is_ancestor_or_same(&commit, &tip)
-                    .map_err(|e| e.to_string())?;
+            let on_branch =
+                cache.has_commit(&commit) && cache.is_ancestor_or_same(&commit, &tip)?;
             Ok(if on_branch {
                 Ok(commit)
             } else {
@@ -533,7 +523,7 @@ async fn resolve_commit(
     })
     .await
     .map_err(engine_error)?
-    .map_err(engine_error)?;
+    .map_err(|e: crate::git::GitError| engine_error(e))?;
     found
 }
 
@@ -547,9 +537,8 @@ async fn destroy_preview(
     let wait = check_wait(input.wait_secs)?;
     let (repo, root) = preview_root(state, input.repository.as_deref(), input.root.as_deref())?;
     let key = PreviewKey::Branch(input.branch.clone());
-    let path = state.config.database_path();
     let (r, t, k) = (repo.name.clone(), root.name.clone(), key.clone());
-    let preview = blocking(move || previews::get_key(&db::open(&path)?, &r, &t, &k))
+    let preview = in_db(state, move |conn| previews::get_key(conn, &r, &t, &k))
         .await?
         .filter(|p| p.active)
         .ok_or_else(|| {
@@ -602,12 +591,13 @@ fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>, DbError> {
     let Some(job) = queue::get(conn, id)? else {
         return Ok(None);
     };
-    let (state, outcome): (String, Option<String>) = conn.query_row(
-        "SELECT state, outcome FROM jobs WHERE id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let state: JobState = state.parse().map_err(|e| DbError::Corrupt(format!("{e}")))?;
+    let (state, outcome): (String, Option<String>) =
+        conn.query_row("SELECT state, outcome FROM jobs WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let state: JobState = state
+        .parse()
+        .map_err(|e| DbError::Corrupt(format!("{e}")))?;
     // The record of how it ended (an interrupted attempt's record does not count).
     let (ended_at, error) = if state == JobState::Done {
         conn.query_row(
@@ -635,8 +625,7 @@ fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>, DbError> {
 }
 
 async fn job_view(state: &Arc<AppState>, id: i64) -> Result<JobOutput, ToolError> {
-    let path = state.config.database_path();
-    let found = blocking(move || stored(&db::open(&path)?, id))
+    let found = in_db(state, move |conn| stored(conn, id))
         .await?
         .ok_or_else(|| no_job(id))?;
     Ok(view(state, found))
@@ -653,7 +642,12 @@ fn view(state: &AppState, s: Stored) -> JobOutput {
     let job = &s.job;
     // This job's URLs: it applied a preview, and that preview still runs its commit.
     let urls = match &s.preview {
-        Some(p) if job.kind.applies_preview() && succeeded && p.active && p.commit_sha == job.commit_sha => {
+        Some(p)
+            if job.kind.applies_preview()
+                && succeeded
+                && p.active
+                && p.commit_sha == job.commit_sha =>
+        {
             p.urls.clone()
         }
         _ => BTreeMap::new(),
@@ -714,8 +708,7 @@ async fn job_log(state: &Arc<AppState>, input: JobLogInput) -> Result<JobLogOutp
         }
     }
     let id = input.job_id;
-    let path = state.config.database_path();
-    blocking(move || queue::get(&db::open(&path)?, id))
+    in_db(state, move |conn| queue::get(conn, id))
         .await?
         .ok_or_else(|| no_job(id))?;
     let log = crate::runner::output_log(&state.config, id);
@@ -797,7 +790,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("output.log");
         std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
-        assert_eq!(tail_of(&path, 1000).unwrap(), ("one\ntwo\nthree\n".into(), 14));
+        assert_eq!(
+            tail_of(&path, 1000).unwrap(),
+            ("one\ntwo\nthree\n".into(), 14)
+        );
         assert_eq!(tail_of(&path, 8).unwrap(), ("three\n".into(), 14));
     }
 

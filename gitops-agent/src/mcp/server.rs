@@ -23,10 +23,10 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler, ServiceExt as _};
 
+use super::jobs;
 use super::platform::{BearerToken, Platform, PlatformError, WhoAmI};
 use super::tools::{self, ToolError};
-use super::jobs;
-use crate::agent::AppState;
+use crate::http::AppState;
 
 /// What the server tells an MCP client about itself.
 const INSTRUCTIONS: &str = "Slipway deploys applications into environments (DEVELOPMENT, PREVIEW, \
@@ -162,7 +162,8 @@ impl ServerHandler for McpServer {
             .map_err(platform_error)?;
         if let Some(engine) = &self.engine {
             let who = self.who(&token, who).await?;
-            let arguments = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
+            let arguments =
+                serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
             if let Some(result) =
                 jobs::call(&request.name, arguments, &mut caller, &who.name, engine).await
             {
