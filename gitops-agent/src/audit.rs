@@ -43,6 +43,31 @@ impl Outcome {
     }
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = crate::job_kind::UnknownValue;
+    fn from_str(s: &str) -> Result<Outcome, Self::Err> {
+        [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Skipped,
+            Outcome::Superseded,
+            Outcome::Interrupted,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+        .ok_or_else(|| crate::job_kind::UnknownValue {
+            what: "outcome",
+            value: s.to_owned(),
+        })
+    }
+}
+
 /// What a plan would do: counts as Terraform reports them (a replacement counts as
 /// one add and one destroy) and the resource addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +82,20 @@ pub struct PlanSummary {
     /// whose `mode` is PRODUCTION, or what lives in one), called out on pull requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub production_destroys: Vec<String>,
+}
+
+impl PlanSummary {
+    /// `2 to add, 0 to change, 1 to destroy`, or `no changes`.
+    pub fn counts(&self) -> String {
+        if self.add + self.change + self.destroy == 0 {
+            "no changes".to_owned()
+        } else {
+            format!(
+                "{} to add, {} to change, {} to destroy",
+                self.add, self.change, self.destroy
+            )
+        }
+    }
 }
 
 /// One audit record. Field order is part of the hash: do not reorder.

@@ -174,7 +174,7 @@ const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, de
 pub(crate) const JOB_COLUMN_COUNT: usize = 17;
 
 /// A stored name that does not parse, as rusqlite's conversion error.
-fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+pub(crate) fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
@@ -182,6 +182,20 @@ where
     text.parse().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// [`parsed`] for a nullable column.
+pub(crate) fn parsed_optional<T: std::str::FromStr>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match r.get::<_, Option<String>>(i)? {
+        None => Ok(None),
+        Some(_) => parsed(r, i).map(Some),
+    }
 }
 
 /// [`JOB_COLUMNS`] with each column qualified by `prefix` (`"j."`), for joins.

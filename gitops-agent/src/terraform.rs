@@ -178,7 +178,7 @@ impl Terraform<'_> {
         self.run_args(&mut *log, &args).await?;
         let shown = self.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
         out.terraform_version = version_of(&shown);
-        out.plan = Some(summarize_plan(&shown)?);
+        out.plan = Some(summarize_plan(&shown).map_err(|e| JobError::Failed(e.to_string()))?);
         Ok(())
     }
 
@@ -255,10 +255,14 @@ fn failure(command: &str, stderr: &str) -> String {
     }
 }
 
+/// `terraform show -json` printed something that is not JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("terraform show -json output: {0}")]
+pub struct PlanJsonError(#[from] serde_json::Error);
+
 /// Counts and addresses from `terraform show -json` of a saved plan.
-pub fn summarize_plan(json: &str) -> Result<PlanSummary, String> {
-    let plan: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("terraform show -json output: {e}"))?;
+pub fn summarize_plan(json: &str) -> Result<PlanSummary, PlanJsonError> {
+    let plan: serde_json::Value = serde_json::from_str(json)?;
     let mut s = PlanSummary::default();
     let production = production_environment_ids(&plan);
     for change in plan["resource_changes"].as_array().into_iter().flatten() {

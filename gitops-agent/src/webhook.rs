@@ -151,15 +151,25 @@ fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
 }
 
-/// Decides what a delivery means for this configuration. `Err` is a body that does not
-/// parse as the event it claims to be.
-pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, String> {
+/// A body that does not parse as the event it claims to be.
+#[derive(Debug, thiserror::Error)]
+#[error("{event} payload: {source}")]
+pub struct MalformedPayload {
+    pub event: &'static str,
+    pub source: serde_json::Error,
+}
+
+/// Decides what a delivery means for this configuration.
+pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, MalformedPayload> {
     let ignore = |reason: String| Ok(Decision::Ignore(reason));
     match event {
         "ping" => Ok(Decision::Ping),
         "push" => {
             let push: PushEvent =
-                serde_json::from_slice(body).map_err(|e| format!("push payload: {e}"))?;
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "push",
+                    source,
+                })?;
             let full_name = push
                 .repository
                 .and_then(|r| r.full_name)
@@ -190,7 +200,10 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, S
         }
         "pull_request" => {
             let pr: PullRequestEvent =
-                serde_json::from_slice(body).map_err(|e| format!("pull_request payload: {e}"))?;
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "pull_request",
+                    source,
+                })?;
             Ok(classify_pull_request(config, pr))
         }
         other => ignore(format!("event `{other}` is not handled")),
