@@ -31,6 +31,7 @@ use slipway_provenance::Trigger;
 
 use super::platform::{Caller, PlatformError};
 use super::tools::{input, out, parse, tool, ToolError};
+use crate::audit::Outcome;
 use crate::config::{Repository, Root};
 use crate::db::DbError;
 use crate::http::AppState;
@@ -581,7 +582,7 @@ async fn wait_for(state: &Arc<AppState>, id: i64, wait: Duration) -> Result<JobO
 struct Stored {
     job: Job,
     state: JobState,
-    outcome: Option<String>,
+    outcome: Option<Outcome>,
     ended_at: Option<String>,
     error: Option<String>,
     preview: Option<Preview>,
@@ -591,13 +592,10 @@ fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>, DbError> {
     let Some(job) = queue::get(conn, id)? else {
         return Ok(None);
     };
-    let (state, outcome): (String, Option<String>) =
+    let (state, outcome): (JobState, Option<Outcome>) =
         conn.query_row("SELECT state, outcome FROM jobs WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((queue::parsed(r, 0)?, queue::parsed_optional(r, 1)?))
         })?;
-    let state: JobState = state
-        .parse()
-        .map_err(|e| DbError::Corrupt(format!("{e}")))?;
     // The record of how it ended (an interrupted attempt's record does not count).
     let (ended_at, error) = if state == JobState::Done {
         conn.query_row(
@@ -638,7 +636,7 @@ fn no_job(id: i64) -> ToolError {
 }
 
 fn view(state: &AppState, s: Stored) -> JobOutput {
-    let succeeded = s.outcome.as_deref() == Some(crate::audit::Outcome::Succeeded.as_str());
+    let succeeded = s.outcome == Some(Outcome::Succeeded);
     let job = &s.job;
     // This job's URLs: it applied a preview, and that preview still runs its commit.
     let urls = match &s.preview {
@@ -676,7 +674,7 @@ fn view(state: &AppState, s: Stored) -> JobOutput {
         enqueued_at: job.enqueued_at.clone(),
         started_at: job.started_at.clone(),
         ended_at: s.ended_at,
-        outcome: s.outcome,
+        outcome: s.outcome.map(|o| o.as_str().to_owned()),
         error: s.error.map(|e| state.runner.redact(&e)),
         urls,
         preview: s.preview.map(|p| PreviewView {

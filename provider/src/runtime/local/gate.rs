@@ -362,7 +362,7 @@ impl Gate {
             commit: Some(claims.commit.clone()),
             job_id: Some(claims.job_id.clone()),
             actor: Some(claims.actor.clone()),
-            tool: None,
+            tool: claims.requested_by.as_ref().and_then(|r| r.tool.clone()),
         });
         match ended {
             Ok(_) => Ok(()),
