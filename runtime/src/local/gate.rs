@@ -28,7 +28,7 @@ use slipway_platform::{
 use tonic::{Request, Status};
 
 use super::home::Home;
-use crate::runtime::{ChangeRecord, Mode};
+use crate::{ChangeRecord, Mode};
 
 /// Why the gate could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +178,7 @@ impl Gate {
             ));
         }
         Ok(Caller::Identity(Identity {
-            name: format!("local:{}", crate::provenance::local_user()),
+            name: format!("local:{}", slipway_platform::identity::local_user()),
             role: Role::Admin,
         }))
     }
