@@ -128,6 +128,10 @@ pub struct AuditRecord {
     /// so records made before kinds existed hash as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The MCP tool the job was asked for through (`deploy_branch_preview`); then
+    /// `merged_by` is the asking identity and `trigger` is `mcp`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 /// A record as stored, with its chain fields.
@@ -181,8 +185,8 @@ pub fn append(
     tx.execute(
         "INSERT INTO audit (seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
             covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-            plan_summary, error, terraform_version, prev_hash, hash, signature, kind)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         params![
             record.seq,
             record.job_id,
@@ -206,6 +210,7 @@ pub fn append(
             hash,
             signature,
             record.kind,
+            record.tool,
         ],
     )?;
     Ok(StoredRecord {
@@ -219,7 +224,7 @@ pub fn append(
 const SELECT: &str =
     "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
     covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-    plan_summary, error, terraform_version, prev_hash, hash, signature, kind FROM audit";
+    plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool FROM audit";
 
 /// A row read without trusting it: JSON columns that no longer parse are reported by
 /// [`verify`] rather than aborting the read.
@@ -267,6 +272,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
             error: r.get(16).map_err(|e| e.to_string())?,
             terraform_version: r.get(17).map_err(|e| e.to_string())?,
             kind: r.get(21).map_err(|e| e.to_string())?,
+            tool: r.get(22).map_err(|e| e.to_string())?,
         })
     })();
     Ok(RawRow {
@@ -416,6 +422,7 @@ mod tests {
             error: None,
             terraform_version: Some("1.11.4".into()),
             kind: None,
+            tool: None,
         }
     }
 

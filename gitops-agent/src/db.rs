@@ -128,6 +128,20 @@ CREATE TABLE IF NOT EXISTS previews (
     expires_at_ms INTEGER NOT NULL,
     PRIMARY KEY (repository, root, pull_request)
 );
+-- Each pushed branch's preview of a root, asked for over MCP (workspace `br-<branch>`):
+-- kept like `previews`, with who asked.
+CREATE TABLE IF NOT EXISTS branch_previews (
+    repository    TEXT NOT NULL,
+    root          TEXT NOT NULL,
+    branch        TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('active', 'destroyed')),
+    commit_sha    TEXT NOT NULL,
+    urls          TEXT NOT NULL DEFAULT '{}',
+    updated_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    requested_by  TEXT,
+    PRIMARY KEY (repository, root, branch)
+);
 -- The pull request comment the agent keeps up to date, per root and purpose (`plan`,
 -- `preview`): edited in place on every push, found again after a restart.
 CREATE TABLE IF NOT EXISTS pr_comments (
@@ -233,13 +247,15 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
 }
 
 /// Columns added after the first release, for databases made before them: a job's
-/// kind (every older job is a merge), a pull request job's head and base commits, and
-/// the kind of the job an audit record is about (none for merges, as before).
-const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+/// kind (every older job is a merge), a pull request job's head and base commits, the
+/// kind of the job an audit record is about (none for merges, as before), and the MCP
+/// tool that asked for it.
+const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
     ("jobs", "kind", "TEXT NOT NULL DEFAULT 'merge'"),
     ("jobs", "head_sha", "TEXT"),
     ("jobs", "base_sha", "TEXT"),
     ("audit", "kind", "TEXT"),
+    ("audit", "tool", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), DbError> {

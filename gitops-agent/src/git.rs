@@ -214,6 +214,35 @@ impl Cache {
         self.fetch_refspecs(&refspecs, token, format!("fetch pull request #{number}"))
     }
 
+    /// Fetches branch `name` (any pushed branch, not only the tracked one) into
+    /// `refs/slipway/branches/<name>`: its tip, or `None` when the remote has no such
+    /// branch (an earlier fetch of a branch deleted since does not count).
+    pub fn fetch_branch(
+        &self,
+        name: &str,
+        token: Option<&Secret>,
+    ) -> Result<Option<String>, GitError> {
+        let local = format!("refs/slipway/branches/{name}");
+        if let Ok(mut stale) = self.repo.find_reference(&local) {
+            stale
+                .delete()
+                .map_err(err(format!("forget the last fetch of branch {name}")))?;
+        }
+        let refspec = format!("+refs/heads/{name}:{local}");
+        self.fetch_refspecs(&[refspec], token, format!("fetch branch {name}"))?;
+        match self.repo.find_reference(&local) {
+            Ok(reference) => Ok(Some(
+                reference
+                    .peel_to_commit()
+                    .map_err(err(format!("resolve branch {name}")))?
+                    .id()
+                    .to_string(),
+            )),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(err(format!("find branch {name}"))(e)),
+        }
+    }
+
     /// The newest common ancestor of `a` and `b`, if they have one.
     pub fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
         match self.repo.merge_base(Self::oid(a)?, Self::oid(b)?) {

@@ -57,10 +57,21 @@ pub fn claims(
         crate::job_kind::JobKind::PullRequestPlan => {
             (vec![], root.environments.clone(), root.modes.clone())
         }
-        crate::job_kind::JobKind::Preview | crate::job_kind::JobKind::PreviewDestroy => {
+        crate::job_kind::JobKind::Preview
+        | crate::job_kind::JobKind::PreviewDestroy
+        | crate::job_kind::JobKind::BranchPreview
+        | crate::job_kind::JobKind::BranchPreviewDestroy => {
             (vec![slipway_platform::Mode::Preview], vec![], vec![])
         }
     };
+    // Asked for over MCP: the platform records the changes under the asker's name.
+    let requested_by = (job.trigger == slipway_provenance::Trigger::Mcp).then(|| {
+        slipway_platform::credential::RequestedBy {
+            identity: actor.to_owned(),
+            how: job.trigger.as_str().to_owned(),
+            tool: crate::mcp::jobs::tool_of(job.kind).map(str::to_owned),
+        }
+    });
     Ok(JobClaims {
         // Unique across attempts and agent databases: the ledger keys on it.
         job_id: format!("{}.{}.{nonce}", job.id, job.attempts),
@@ -75,6 +86,7 @@ pub fn claims(
         merge_modes,
         issued_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
+        requested_by,
     })
 }
 

@@ -21,7 +21,7 @@ use crate::config::{Repository, Root};
 use crate::db;
 use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
-use crate::previews::{self, Effect};
+use crate::previews::{self, Effect, PreviewKey};
 use crate::queue::{self, Job};
 use crate::runner::{private_dir, Runner};
 use crate::terraform::{write_var_file, PlanLog, Terraform};
@@ -38,6 +38,18 @@ pub enum PullRequestSkip {
     PreviewCap { max: usize },
     #[error("no preview of this pull request is up: nothing to destroy")]
     NoPreview,
+    #[error("the remote has no branch `{branch}` any more: push it again to preview it")]
+    NoBranch { branch: String },
+}
+
+/// The jobs that collapse together: those of one pull request, or of one branch's
+/// preview.
+fn group(job: &Job) -> (Option<u64>, Option<&str>) {
+    if job.kind.is_branch_preview() {
+        (None, Some(job.branch.as_str()))
+    } else {
+        (job.pull_request, None)
+    }
 }
 
 /// The job that runs now and those it supersedes, from a root's queued pull request
@@ -45,11 +57,11 @@ pub enum PullRequestSkip {
 /// that pull request's teardown when one is queued.
 pub fn choose(queued: &[Job]) -> Option<(Job, Vec<Job>)> {
     let first = queued.first()?;
-    let same_pr = |j: &&Job| j.pull_request == first.pull_request;
+    let same_pr = |j: &&Job| group(j) == group(first);
     let teardown = queued
         .iter()
         .filter(same_pr)
-        .rfind(|j| j.kind == JobKind::PreviewDestroy);
+        .rfind(|j| j.kind.destroys_preview());
     let target = match teardown {
         Some(t) => t,
         None => queued
@@ -168,11 +180,13 @@ impl Runner {
     ) -> Result<Checkout, JobError> {
         let number = job.pull_request.unwrap_or(0);
         // A teardown runs the configuration its preview was applied from.
-        let destroy_commit = if job.kind == JobKind::PreviewDestroy {
+        let destroy_commit = if job.kind.destroys_preview() {
             let (r, t) = (job.repository.clone(), job.root.clone());
+            let key = PreviewKey::of(job)
+                .ok_or_else(|| JobError::Failed("a teardown without a preview".into()))?;
             let preview = self
                 .db
-                .run(move |conn| previews::get(conn, &r, &t, number))
+                .run(move |conn| previews::get_key(conn, &r, &t, &key))
                 .await?;
             match preview {
                 Some(p) if p.active => Some(p.commit_sha),
@@ -188,7 +202,17 @@ impl Runner {
         tokio::task::spawn_blocking(move || {
             git.with_cache(&repo_c, |cache| {
                 let tip = cache.fetch(token.as_ref())?;
-                cache.fetch_pull_request(number, token.as_ref())?;
+                if job_c.kind.is_branch_preview() {
+                    let fetched = cache.fetch_branch(&job_c.branch, token.as_ref())?;
+                    // A teardown needs only the commit it applied, which is cached.
+                    if fetched.is_none() && job_c.kind == JobKind::BranchPreview {
+                        return Ok(Checkout::Skip(PullRequestSkip::NoBranch {
+                            branch: job_c.branch.clone(),
+                        }));
+                    }
+                } else {
+                    cache.fetch_pull_request(number, token.as_ref())?;
+                }
                 let head = job_c.head_sha.clone().unwrap_or(job_c.commit_sha.clone());
                 let commit = match (&destroy_commit, job_c.kind) {
                     (Some(c), _) => c.clone(),
@@ -199,9 +223,16 @@ impl Runner {
                     _ => head.clone(),
                 };
                 if !cache.has_commit(&commit) {
-                    return Err(JobError::Failed(format!(
-                        "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
-                    )));
+                    return Err(JobError::Failed(if job_c.kind.is_branch_preview() {
+                        format!(
+                            "commit {commit} of branch {} is not in the repository as fetched",
+                            job_c.branch
+                        )
+                    } else {
+                        format!(
+                            "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
+                        )
+                    }));
                 }
                 if job_c.kind == JobKind::PullRequestPlan {
                     let base = cache.merge_base(&tip, &head)?;
@@ -232,14 +263,20 @@ impl Runner {
         deadline: Instant,
         out: &mut RunOutcome,
     ) -> Result<(Outcome, Option<Effect>), JobError> {
-        let number = job.pull_request.unwrap_or(0);
-        if job.kind == JobKind::Preview {
+        if job.kind.applies_preview() {
             let Some(preview) = root.preview else {
                 return Err(JobError::Failed(format!(
                     "root `{}` has no previews configured",
                     root.name
                 )));
             };
+            let key = PreviewKey::of(job)
+                .ok_or_else(|| JobError::Failed("a preview job without a preview".into()))?;
+            let asked_by = job
+                .kind
+                .is_branch_preview()
+                .then(|| job.actor.clone())
+                .flatten();
             // The cap, then the preview is live before anything is applied.
             let (r, t, c) = (
                 job.repository.clone(),
@@ -251,11 +288,11 @@ impl Runner {
             let capped = self
                 .db
                 .run(move |conn| {
-                    let own = previews::get(conn, &r, &t, number)?.is_some_and(|p| p.active);
-                    if !own && previews::others_active(conn, &r, number)? >= max {
+                    let own = previews::get_key(conn, &r, &t, &key)?.is_some_and(|p| p.active);
+                    if !own && previews::others_active(conn, &r, &key)? >= max {
                         return Ok(true);
                     }
-                    previews::mark_active(conn, &r, &t, number, &c, ttl_ms)?;
+                    previews::mark_active(conn, &r, &t, &key, &c, ttl_ms, asked_by.as_deref())?;
                     Ok::<bool, db::DbError>(false)
                 })
                 .await?;
@@ -297,8 +334,12 @@ impl Runner {
                 issued.file.display().to_string(),
             ),
         ];
+        let of = match PreviewKey::of(job) {
+            Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),
+            _ => format!("pull request #{}", job.pull_request.unwrap_or(0)),
+        };
         let header = format!(
-            "\n===== job {} ({}, pull request #{number}) attempt {} at {}: commit {commit} =====\n",
+            "\n===== job {} ({}, {of}) attempt {} at {}: commit {commit} =====\n",
             job.id,
             job.kind,
             job.attempts,
@@ -306,7 +347,7 @@ impl Runner {
         );
         let _ = log.write_all(header.as_bytes()).await;
         let tf = self.terraform(&dir, work, &env, deadline);
-        let result = run_kind(&tf, &mut log, root, job, number, &dir, out).await;
+        let result = run_kind(&tf, &mut log, root, job, &dir, out).await;
         tf.fill_in_version(out).await;
         self.end_credential(issued, job, result.as_ref().map(|(o, _)| *o), out)
             .await;
@@ -320,11 +361,11 @@ async fn run_kind(
     log: &mut tokio::fs::File,
     root: &Root,
     job: &Job,
-    number: u64,
     dir: &Path,
     out: &mut RunOutcome,
 ) -> Result<(Outcome, Option<Effect>), JobError> {
-    let name = previews::name(number);
+    let key = PreviewKey::of(job);
+    let name = key.as_ref().map(PreviewKey::name).unwrap_or_default();
     tf.run(&mut *log, &["init", "-input=false", "-no-color"])
         .await?;
     let mut vars = root.variables.clone();
@@ -357,7 +398,8 @@ async fn run_kind(
             .await?;
             Ok((Outcome::Succeeded, None))
         }
-        JobKind::Preview => {
+        JobKind::Preview | JobKind::BranchPreview => {
+            let key = key.ok_or_else(|| "a preview job without a preview".to_owned())?;
             let lock = with_vars(strings(&["-lock-timeout=300s"]));
             tf.plan(&mut *log, Some(&name), &lock, PlanLog::Actions, out)
                 .await?;
@@ -368,7 +410,7 @@ async fn run_kind(
                 Some(Effect::Applied {
                     repository: job.repository.clone(),
                     root: job.root.clone(),
-                    pull_request: number,
+                    key,
                     urls: string_outputs(&outputs),
                     ttl_ms: root
                         .preview
@@ -376,11 +418,11 @@ async fn run_kind(
                 }),
             ))
         }
-        JobKind::PreviewDestroy => {
+        JobKind::PreviewDestroy | JobKind::BranchPreviewDestroy => {
             let destroyed = Effect::Destroyed {
                 repository: job.repository.clone(),
                 root: job.root.clone(),
-                pull_request: number,
+                key: key.ok_or_else(|| "a teardown without a preview".to_owned())?,
             };
             let list = tf.run_quiet(&["workspace", "list", "-no-color"]).await?;
             if !workspace_listed(&list, &name) {

@@ -160,6 +160,10 @@ impl Job {
             error: None,
             terraform_version: None,
             kind: (self.kind != JobKind::Merge).then(|| self.kind.as_str().to_owned()),
+            tool: (self.trigger == Trigger::Mcp)
+                .then(|| crate::mcp::jobs::tool_of(self.kind))
+                .flatten()
+                .map(str::to_owned),
         }
     }
 }

@@ -76,6 +76,8 @@ fn steps_of(kind: JobKind) -> &'static [Step] {
         JobKind::PullRequestPlan => &PLAN_STEPS,
         JobKind::Preview => &PREVIEW_STEPS,
         JobKind::PreviewDestroy => &TEARDOWN_STEPS,
+        // Asked for over MCP: the caller reads the job's status there.
+        JobKind::BranchPreview | JobKind::BranchPreviewDestroy => &[],
     }
 }
 

@@ -104,6 +104,7 @@ fn main() {
         merge_modes: vec![],
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
+        requested_by: None,
     };
     let credential = mint(&claims, &engine).expect("mint");
     let message = b"slipway-job-credential/v1\n{}";

@@ -315,6 +315,16 @@ mod tests {
             .authenticate(Some(credential.expose()), NOW)
             .unwrap();
         assert_eq!(caller.who(), "job:42");
+        // A job someone asked for over MCP acts in their name.
+        let asked = Caller::Job(JobClaims {
+            requested_by: Some(credential::RequestedBy {
+                identity: "claude-code@alice".into(),
+                how: "mcp".into(),
+                tool: Some("deploy_branch_preview".into()),
+            }),
+            ..merge_claims()
+        });
+        assert_eq!(asked.who(), "claude-code@alice");
         authority
             .authorize(&caller, Action::Update, &prod())
             .unwrap();

@@ -94,6 +94,25 @@ pub struct JobClaims {
     /// When it was minted and when it stops working, in ms since the Unix epoch.
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
+    /// For a job a named identity asked for (a branch preview over MCP): who asked,
+    /// how and through which tool. The audit log records its changes under that name;
+    /// it decides nothing (the kind, modes and environments above do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<RequestedBy>,
+}
+
+/// Who asked for a job, as the engine established it (the platform authenticated
+/// their token when they asked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedBy {
+    /// The identity's name (`claude-code@alice`).
+    pub identity: String,
+    /// How they asked (`mcp`).
+    pub how: String,
+    /// The MCP tool, when it came over MCP (`deploy_branch_preview`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 impl JobClaims {
@@ -223,6 +242,7 @@ pub(crate) mod tests {
             merge_modes: vec![],
             issued_at_ms: NOW - 1_000,
             expires_at_ms: NOW + 3_600_000,
+            requested_by: None,
         }
     }
 

@@ -161,7 +161,12 @@ impl Caller {
     pub fn who(&self) -> String {
         match self {
             Caller::Identity(identity) => identity.name.clone(),
-            Caller::Job(claims) => format!("job:{}", claims.job_id),
+            // A job a named identity asked for acts in their name; `job_id` keeps
+            // the job in the record.
+            Caller::Job(claims) => match &claims.requested_by {
+                Some(asked) => asked.identity.clone(),
+                None => format!("job:{}", claims.job_id),
+            },
         }
     }
 }

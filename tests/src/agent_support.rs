@@ -168,6 +168,36 @@ output "release" {{
         self.merge_branch(name)
     }
 
+    /// Pushes `files` changed on branch `name` (made from main the first time) to the
+    /// origin's `refs/heads/{name}`, as a developer pushes a feature branch. Returns
+    /// the branch's new tip.
+    pub fn push_branch(&self, name: &str, files: &[(&str, String)]) -> String {
+        let exists = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{name}")])
+            .current_dir(&self.clone)
+            .env("HOME", &self.clone)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let start = if exists { name } else { "main" };
+        git(&self.clone, &["checkout", "-q", "-B", name, start]);
+        for (path, content) in files {
+            self.write(path, content);
+        }
+        let tip = self.commit_all(name);
+        git(
+            &self.clone,
+            &[
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("{name}:refs/heads/{name}"),
+            ],
+        );
+        git(&self.clone, &["checkout", "-q", "main"]);
+        tip
+    }
+
     /// Commits every change in the clone as `change on {name}`; the new commit.
     fn commit_all(&self, name: &str) -> String {
         git(&self.clone, &["add", "-A"]);

@@ -10,8 +10,9 @@ use crate::terraform::provider_binary;
 
 /// The platform, stopped (SIGTERM: every replica stops) when dropped.
 pub struct ServedPlatform {
+    // Stopped before its home is removed (fields drop in order).
+    _served: Served,
     pub home: tempfile::TempDir,
-    child: Child,
 }
 
 impl ServedPlatform {
@@ -21,22 +22,11 @@ impl ServedPlatform {
             .prefix("swm")
             .tempdir_in("/tmp")
             .expect("home");
-        let child = Command::new(provider_binary())
-            .args(["runtime", "--home"])
-            .arg(home.path())
-            .arg("serve")
-            .env_remove("SLIPWAY_TOKEN")
-            .env_remove("SLIPWAY_ENDPOINT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start runtime serve");
-        let platform = ServedPlatform { home, child };
-        wait_for("the platform to answer", Duration::from_secs(30), || {
-            let out = platform.cli(&["status"]);
-            String::from_utf8_lossy(&out.stdout).contains("Local runtime daemon pid")
-        });
-        platform
+        let served = serve(home.path());
+        ServedPlatform {
+            _served: served,
+            home,
+        }
     }
 
     /// `terraform-provider-slipway runtime ARGS` as the local user (its admin).
@@ -74,7 +64,39 @@ impl ServedPlatform {
     }
 }
 
-impl Drop for ServedPlatform {
+/// `runtime serve` in a Slipway home someone else owns (its `platform.toml` written
+/// first: the engine's key, say), stopped (SIGTERM) when dropped.
+pub struct Served {
+    child: Child,
+}
+
+/// Starts the platform in `home` and waits until it answers.
+pub fn serve(home: &std::path::Path) -> Served {
+    let child = Command::new(provider_binary())
+        .args(["runtime", "--home"])
+        .arg(home)
+        .arg("serve")
+        .env_remove("SLIPWAY_TOKEN")
+        .env_remove("SLIPWAY_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start runtime serve");
+    let served = Served { child };
+    wait_for("the platform to answer", Duration::from_secs(30), || {
+        let out = Command::new(provider_binary())
+            .args(["runtime", "status"])
+            .env("SLIPWAY_HOME", home)
+            .env_remove("SLIPWAY_TOKEN")
+            .env_remove("SLIPWAY_ENDPOINT")
+            .output()
+            .expect("run runtime status");
+        String::from_utf8_lossy(&out.stdout).contains("Local runtime daemon pid")
+    });
+    served
+}
+
+impl Drop for Served {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);

@@ -35,7 +35,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     if let Some(platform) = &state.mcp {
         router = router.nest_service(
             "/mcp",
-            crate::mcp::http_service(platform.clone(), mcp_allowed_hosts(&state.config)),
+            crate::mcp::http_service(
+                platform.clone(),
+                mcp_allowed_hosts(&state.config),
+                Some(state.clone()),
+            ),
         );
     }
     router

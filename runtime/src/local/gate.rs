@@ -289,7 +289,10 @@ impl Gate {
             commit: job.map(|c| c.commit.clone()),
             job_id: job.map(|c| c.job_id.clone()),
             actor: job.map(|c| c.actor.clone()),
-            tool: attempt.tool.map(str::to_owned),
+            tool: attempt.tool.map(str::to_owned).or_else(|| {
+                job.and_then(|c| c.requested_by.as_ref())
+                    .and_then(|r| r.tool.clone())
+            }),
         });
     }
 
@@ -359,7 +362,7 @@ impl Gate {
             commit: Some(claims.commit.clone()),
             job_id: Some(claims.job_id.clone()),
             actor: Some(claims.actor.clone()),
-            tool: None,
+            tool: claims.requested_by.as_ref().and_then(|r| r.tool.clone()),
         });
         match ended {
             Ok(_) => Ok(()),
@@ -428,6 +431,12 @@ impl Gate {
 /// The audit's `how`: a job's is its kind, which the caller cannot choose.
 fn how(caller: &Caller, said: &str) -> String {
     match caller {
+        // A job a named identity asked for (a branch preview over MCP): how they asked.
+        Caller::Job(claims) if claims.requested_by.is_some() => claims
+            .requested_by
+            .as_ref()
+            .map(|r| r.how.clone())
+            .unwrap_or_default(),
         Caller::Job(claims) => match claims.kind {
             JobKind::Merge => "git-merge",
             JobKind::Preview => "pr-preview",
