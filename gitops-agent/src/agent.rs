@@ -84,6 +84,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhooks/github", post(crate::webhook::receive))
         .route("/api/v1/deploy", post(crate::api::deploy))
         .route("/api/v1/jobs/{id}/log", get(crate::api::job_log))
+        .route(
+            "/api/v1/jobs/{id}/approve",
+            post(crate::approvals::approve_api),
+        )
         .route("/healthz", get(crate::api::health))
         .route("/readyz", get(crate::api::ready))
         .route("/metrics", get(crate::metrics::scrape))

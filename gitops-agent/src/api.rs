@@ -106,7 +106,7 @@ pub fn resolve(
             crate::git::remote_tip(&repo.url, &repo.branch, git_token).map_err(|e| e.to_string())?
         }
     };
-    Ok(NewJobs::merge(
+    let mut jobs = NewJobs::merge(
         None,
         repo.name.clone(),
         repo.branch.clone(),
@@ -115,7 +115,10 @@ pub fn resolve(
         None,
         request.actor.clone(),
         roots,
-    ))
+    );
+    // Who asks for a deploy may not approve it.
+    jobs.authors = request.actor.iter().cloned().collect();
+    Ok(jobs)
 }
 
 /// The name the configured `secrets.api_token` acts under in the audit log.

@@ -28,6 +28,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -207,6 +207,7 @@ fn teardown(p: &Preview, branch: &str, trigger: Trigger) -> NewJobs {
         kind: JobKind::PreviewDestroy,
         head_sha: None,
         base_sha: None,
+        authors: Vec::new(),
     }
 }
 

@@ -155,6 +155,11 @@ impl Runner {
                 out.error = Some(e);
                 (out, None)
             }
+            Err(JobError::AwaitingApproval) => {
+                out.outcome = Outcome::Failed;
+                out.error = Some("a pull request job never waits for an approval".into());
+                (out, None)
+            }
         }
     }
 
@@ -293,7 +298,7 @@ impl Runner {
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
         let mut log = crate::runner::open_job_log(&job_dir).await?;
         let actor = job.actor.clone().unwrap_or_default();
-        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
+        let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
         // No signed provenance: it is a license for the Kubernetes runtime's
         // provider-side gate, and a pull request job must hold none.
         let env: Vec<(String, String)> = vec![

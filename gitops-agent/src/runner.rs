@@ -197,7 +197,13 @@ impl Runner {
         let this = self.clone();
         let queued = tokio::task::spawn_blocking(move || {
             let conn = this.open_db()?;
-            queue::queued_for_root(&conn, &repo_name, &root_name)
+            let queued = queue::queued_for_root(&conn, &repo_name, &root_name)?;
+            let (merges, others): (Vec<Job>, Vec<Job>) =
+                queued.into_iter().partition(|j| j.kind == JobKind::Merge);
+            let waiting = crate::approvals::waiting_for_root(&conn, &repo_name, &root_name)?;
+            let mut all = selection::candidates(merges, waiting);
+            all.extend(others);
+            Ok::<_, DbError>(all)
         })
         .await
         .map_err(|e| e.to_string())?
@@ -275,6 +281,10 @@ impl Runner {
         );
 
         let outcome = self.execute(repo, root, &job).await;
+        if outcome.awaiting_approval {
+            self.hold_for_approval(&job).await?;
+            return Ok(true);
+        }
         if outcome.interrupted {
             tracing::warn!(
                 job = job.id,
@@ -302,11 +312,14 @@ impl Runner {
         root: &Root,
         job: &Job,
         actor: &str,
+        approved_by: Option<String>,
         deadline: Instant,
     ) -> Result<crate::job_credential::Issued, String> {
         let lifetime = deadline.saturating_duration_since(Instant::now());
-        let claims = crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime)
-            .map_err(|e| format!("no randomness for the job credential: {e}"))?;
+        let mut claims =
+            crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime)
+                .map_err(|e| format!("no randomness for the job credential: {e}"))?;
+        claims.approved_by = approved_by;
         crate::job_credential::issue(
             claims,
             &self.key,
@@ -332,6 +345,7 @@ impl Runner {
         record.plan_summary = outcome.plan;
         record.error = outcome.error.map(|e| self.redact(&e));
         record.terraform_version = outcome.terraform_version;
+        record.approved_by = outcome.approved_by;
         let stored = self.record(job, record, effect).await;
         self.metrics
             .job_finished(&stored.record.outcome, clock.elapsed());
@@ -423,6 +437,7 @@ impl Runner {
         match result {
             Ok(outcome) => out.outcome = outcome,
             Err(JobError::Interrupted) => out.interrupted = true,
+            Err(JobError::AwaitingApproval) => out.awaiting_approval = true,
             Err(JobError::Failed(e)) => {
                 out.outcome = Outcome::Failed;
                 out.error = Some(e);
@@ -475,9 +490,19 @@ impl Runner {
             )
             .into());
         }
+        // A root that requires approval runs only an approved change; the approver
+        // goes into the credential, so the platform sees (and records) it.
+        if root.require_approval {
+            out.approved_by = Some(
+                self.approval(job)
+                    .await?
+                    .ok_or(JobError::AwaitingApproval)?,
+            );
+        }
         let mut log = open_job_log(job_dir).await?;
         let actor = job.actor.clone().unwrap_or(author);
-        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
+        let issued =
+            self.issue_credential(repo, root, job, &actor, out.approved_by.clone(), deadline)?;
         let credential_file = issued.file.display().to_string();
         let result = self
             .run_terraform(
@@ -727,6 +752,8 @@ fn decide(
 pub(crate) enum JobError {
     /// Stopped by the shutdown: not a job failure; the job runs again at the next start.
     Interrupted,
+    /// The root requires approval and the job has none: it is held, not failed.
+    AwaitingApproval,
     /// The job failed, with what to record.
     Failed(String),
 }
@@ -746,11 +773,17 @@ pub(crate) struct RunOutcome {
     pub(crate) plan: Option<PlanSummary>,
     pub(crate) error: Option<String>,
     pub(crate) terraform_version: Option<String>,
+    /// Held for an approval: not recorded, waits as `awaiting_approval`.
+    pub(crate) awaiting_approval: bool,
+    /// Who approved the run (a root that requires approval).
+    pub(crate) approved_by: Option<String>,
 }
 
 impl Default for RunOutcome {
     fn default() -> Self {
         RunOutcome {
+            awaiting_approval: false,
+            approved_by: None,
             interrupted: false,
             outcome: Outcome::Failed,
             author: None,

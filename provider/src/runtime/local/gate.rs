@@ -263,6 +263,7 @@ impl Gate {
             job_id: None,
             actor: None,
             tool: None,
+            approved_by: None,
         });
     }
 
@@ -289,6 +290,7 @@ impl Gate {
             job_id: job.map(|c| c.job_id.clone()),
             actor: job.map(|c| c.actor.clone()),
             tool: attempt.tool.map(str::to_owned),
+            approved_by: job.and_then(|c| c.approved_by.clone()),
         });
     }
 
@@ -390,14 +392,16 @@ impl Gate {
     }
 }
 
-/// The audit's `how`: a job's is its kind, which the caller cannot choose.
+/// The audit's `how`: a job's is its kind (and, for a preview's teardown, why the
+/// engine tears it down: `pr-closed` or `ttl`), which only the signed claims say.
 fn how(caller: &Caller, said: &str) -> String {
     match caller {
-        Caller::Job(claims) => match claims.kind {
-            JobKind::Merge => "git-merge",
-            JobKind::Preview => "pr-preview",
-            JobKind::PullRequestPlan => "pr-plan",
-            JobKind::Drift => "drift",
+        Caller::Job(claims) => match (claims.kind, claims.teardown) {
+            (JobKind::Preview, Some(teardown)) => teardown.as_str(),
+            (JobKind::Merge, _) => "git-merge",
+            (JobKind::Preview, None) => "pr-preview",
+            (JobKind::PullRequestPlan, _) => "pr-plan",
+            (JobKind::Drift, _) => "drift",
         }
         .into(),
         Caller::Identity(_) if said.is_empty() => "terraform-apply".into(),
