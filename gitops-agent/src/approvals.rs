@@ -738,6 +738,40 @@ mod tests {
     }
 
     #[test]
+    fn a_database_made_before_approvals_learns_the_state_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, repository TEXT NOT NULL,
+                root TEXT NOT NULL, branch TEXT NOT NULL, commit_sha TEXT NOT NULL,
+                trigger TEXT NOT NULL, delivery_id TEXT, pull_request INTEGER, actor TEXT,
+                enqueued_at TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),
+                covered TEXT NOT NULL DEFAULT '[]', superseded_by INTEGER, started_at TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, interrupted INTEGER NOT NULL DEFAULT 0,
+                outcome TEXT);
+             INSERT INTO jobs (repository, root, branch, commit_sha, trigger, enqueued_at, state)
+               VALUES ('hello', 'staging', 'main', 'abc', 'webhook', 'then', 'running');",
+        )
+        .unwrap();
+        drop(old);
+        let conn = db::open(&path).unwrap();
+        let job = queue::get(&conn, 1).unwrap().unwrap();
+        assert_eq!((job.commit_sha.as_str(), job.kind), ("abc", crate::job_kind::JobKind::Merge));
+        hold(&conn, &job).unwrap();
+        assert_eq!(waiting_for_root(&conn, "hello", "staging").unwrap().len(), 1);
+        assert!(conn
+            .execute("UPDATE jobs SET state = 'bogus' WHERE id = 1", [])
+            .is_err());
+        // A new job continues the ids.
+        let mut conn = conn;
+        let next = merge(&mut conn, &"d".repeat(40), &[], None);
+        assert_eq!(next.id, 2);
+    }
+
+    #[test]
     fn a_kept_review_of_the_merged_head_approves_at_the_gate() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = db::open(&dir.path().join("q.db")).unwrap();
@@ -828,28 +862,30 @@ mod tests {
 impl crate::runner::Runner {
     /// The approver of `job` (a merge of a root that requires approval), or `None`
     /// when it has none yet: then it is held.
-    pub(crate) async fn approval(&self, job: &Job) -> Result<Option<String>, String> {
+    pub(crate) async fn approval(
+        &self,
+        job: &Job,
+    ) -> Result<Option<String>, crate::job_error::JobError> {
+        use crate::job_error::JobError;
         let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = db::open(&config.database_path()).map_err(|e| e.to_string())?;
-            let authority = crate::identities::open(&config, None).map_err(|e| e.to_string())?;
-            at_gate(&mut conn, &key, &config.approvals, authority.store(), &job)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        self.db
+            .run(move |conn| {
+                let authority = crate::identities::open(&config, None)
+                    .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
+                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| {
+                    match e {
+                        ApproveError::Db(e) => JobError::Db(e),
+                        other => JobError::Failed(other.to_string()),
+                    }
+                })
+            })
+            .await
     }
 
     /// Holds `job` as `awaiting_approval` and says so in the log.
-    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), String> {
-        let (config, held) = (self.config.clone(), job.clone());
-        tokio::task::spawn_blocking(move || {
-            let conn = db::open(&config.database_path())?;
-            hold(&conn, &held)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
+        let held = job.clone();
+        self.db.run(move |conn| hold(conn, &held)).await?;
         tracing::info!(
             job = job.id,
             repository = %job.repository,
@@ -865,11 +901,12 @@ impl crate::runner::Runner {
 /// The webhook's answer to an approving review: stored (and applied to the waiting
 /// merge jobs of its pull request) before it is acknowledged.
 pub(crate) async fn review_delivered(
-    state: &crate::agent::AppState,
+    state: &crate::http::AppState,
     delivery: Delivery,
     review: Review,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
     use serde_json::json;
     let (config, key, authority) = (
         state.config.clone(),
@@ -877,44 +914,32 @@ pub(crate) async fn review_delivered(
         state.authority.clone(),
     );
     let (d, r) = (delivery.clone(), review.clone());
-    let stored = tokio::task::spawn_blocking(move || {
-        let mut conn = db::open(&config.database_path())?;
-        receive_review(
-            &mut conn,
-            &key,
-            &config.approvals,
-            authority.store(),
-            &d,
-            &r,
-        )
-    })
-    .await;
+    let stored = state
+        .db
+        .run(move |conn| receive_review(conn, &key, &config.approvals, authority.store(), &d, &r))
+        .await;
     match stored {
-        Ok(Ok(ReviewOutcome::Duplicate)) => crate::webhook::reply(
+        Ok(ReviewOutcome::Duplicate) => crate::http::webhook::reply(
             StatusCode::OK,
             json!({"delivery": delivery.id, "duplicate": true}),
         ),
-        Ok(Ok(ReviewOutcome::Stored { approved })) => {
+        Ok(ReviewOutcome::Stored { approved }) => {
             tracing::info!(delivery = %delivery.id, pull_request = review.pull_request, reviewer = %review.login, ?approved, "approving review stored");
             if !approved.is_empty() {
                 state.runner.notify.notify_waiters();
             }
-            crate::webhook::reply(
+            crate::http::webhook::reply(
                 StatusCode::ACCEPTED,
                 json!({"delivery": delivery.id, "review": review.review_id, "approved": approved}),
             )
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(delivery = %delivery.id, error = %e, "could not store the review");
-            crate::webhook::reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "could not store the review; GitHub may redeliver it"}),
+            crate::http::ApiError::Unavailable(
+                "could not store the review; GitHub may redeliver it".into(),
             )
+            .into_response()
         }
-        Err(e) => crate::webhook::reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
     }
 }
 
@@ -938,7 +963,7 @@ pub fn approve_cli(
         login: None,
         via: Via::Cli,
     };
-    let mut conn = db::open_existing(&config.database_path())?;
+    let mut conn = db::Db::open_existing(&config.database_path())?.connect()?;
     match approve(
         &mut conn,
         &secrets.signing_key,
@@ -962,18 +987,17 @@ pub fn approve_cli(
 
 /// `POST /api/v1/jobs/{id}/approve`: the caller's token names the approver.
 pub async fn approve_api(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::agent::AppState>>,
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::http::AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
-    caller: crate::api::ApiCaller,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use serde_json::json;
-    let Ok(id) = id.parse::<i64>() else {
-        return crate::webhook::reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("job id `{id}` is not a number")}),
-        );
-    };
+    caller: crate::http::ApiCaller,
+) -> Result<axum::response::Response, crate::http::ApiError> {
+    use crate::http::ApiError;
+    use axum::response::IntoResponse as _;
+    let id = id.parse::<i64>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "job id `{id}` is not a number; job ids are in `slipway-agent audit list`"
+        ))
+    })?;
     let approver = Approver {
         name: caller.name,
         role: caller.role,
@@ -985,34 +1009,24 @@ pub async fn approve_api(
         state.runner.key.clone(),
         approver.clone(),
     );
-    let result = tokio::task::spawn_blocking(move || {
-        let mut conn = db::open(&config.database_path())?;
-        approve(&mut conn, &key, &config.approvals, id, &who)
-    })
-    .await;
-    match result {
-        Ok(Ok(job)) => {
-            state.runner.notify.notify_waiters();
-            tracing::info!(job = id, approver = %approver.name, "job approved through the API");
-            crate::webhook::reply(
-                StatusCode::OK,
-                json!({"approved": id, "approver": approver.name, "commit": job.commit_sha}),
-            )
-        }
-        Ok(Err(e)) => {
-            let status = match &e {
-                ApproveError::NoSuchJob(_) => StatusCode::NOT_FOUND,
-                ApproveError::NotWaiting { .. } => StatusCode::CONFLICT,
-                ApproveError::Refused { .. } => StatusCode::FORBIDDEN,
-                ApproveError::Db(_) | ApproveError::Identities(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
-            crate::webhook::reply(status, json!({"error": e.to_string()}))
-        }
-        Err(e) => crate::webhook::reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
-    }
+    let job = state
+        .db
+        .run(move |conn| approve(conn, &key, &config.approvals, id, &who))
+        .await
+        .map_err(|e| match e {
+            ApproveError::NoSuchJob(_) => ApiError::NotFound(e.to_string()),
+            ApproveError::NotWaiting { .. } => ApiError::Conflict(e.to_string()),
+            ApproveError::Refused { .. } => ApiError::Forbidden(e.to_string()),
+            ApproveError::Db(_) | ApproveError::Identities(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
+        })?;
+    state.runner.notify.notify_waiters();
+    tracing::info!(job = id, approver = %approver.name, "job approved through the API");
+    Ok(axum::Json(serde_json::json!({
+        "approved": id,
+        "approver": approver.name,
+        "commit": job.commit_sha,
+    }))
+    .into_response())
 }

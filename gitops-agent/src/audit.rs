@@ -50,6 +50,31 @@ impl Outcome {
     }
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = crate::job_kind::UnknownValue;
+    fn from_str(s: &str) -> Result<Outcome, Self::Err> {
+        [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Skipped,
+            Outcome::Superseded,
+            Outcome::Interrupted,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+        .ok_or_else(|| crate::job_kind::UnknownValue {
+            what: "outcome",
+            value: s.to_owned(),
+        })
+    }
+}
+
 /// What a plan would do: counts as Terraform reports them (a replacement counts as
 /// one add and one destroy) and the resource addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

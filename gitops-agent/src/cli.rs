@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use slipway_provenance::Trigger;
 
-use crate::api::DeployRequest;
 use crate::audit;
 use crate::config::Config;
+use crate::deploy::DeployRequest;
 use crate::queue::{Intake, IntakeOutcome};
 
 /// Slipway's GitOps agent: applies every merge to the tracked branch with Terraform,
@@ -243,8 +243,8 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 }
                 _ => secrets.git_token.clone(),
             };
-            let jobs = crate::api::resolve(&config, &request, Trigger::Manual, git_token.as_ref())
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let jobs =
+                crate::deploy::resolve(&config, &request, Trigger::Manual, git_token.as_ref())?;
             let commit = jobs.commit_sha.clone();
             let mut conn = crate::db::open(&config.database_path())?;
             let outcome = crate::queue::intake(&mut conn, &[Intake::Jobs(jobs)])?;
@@ -270,7 +270,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;
-            let conn = crate::db::open_existing(&config.database_path())?;
+            let conn = crate::db::Db::open_existing(&config.database_path())?.connect()?;
             audit_command(&config, &conn, command)
         }
     }

@@ -8,7 +8,8 @@
 //! survive the process being killed (and power loss), which is what lets the webhook
 //! handler answer GitHub as soon as its transaction commits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -37,6 +38,9 @@ pub enum DbError {
     Sql(#[from] rusqlite::Error),
     #[error("database holds an unreadable value: {0}")]
     Corrupt(String),
+    /// The blocking task that held the connection panicked or was cancelled.
+    #[error("database task: {0}")]
+    Task(String),
 }
 
 const SCHEMA: &str = r#"
@@ -158,30 +162,92 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 "#;
 
-/// Opens (creating if needed) the database at `path` and brings its schema up to date.
-pub fn open(path: &Path) -> Result<Connection, DbError> {
-    if let Some(dir) = path.parent() {
-        slipway_platform::store::create_private_dir(dir).map_err(|source| DbError::DataDir {
-            path: dir.display().to_string(),
+/// The agent's database. Opening it creates the file (mode 0600) and brings the
+/// schema up to date once; every user then takes its own connection
+/// ([`Db::connect`]), which only sets the per-connection pragmas. SQLite connections
+/// are cheap to open and WAL lets them read while one writes, so a connection per
+/// unit of work (on a blocking thread) needs no pool and no lock around one handle.
+#[derive(Debug, Clone)]
+pub struct Db {
+    path: Arc<PathBuf>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        if let Some(dir) = path.parent() {
+            slipway_platform::store::create_private_dir(dir).map_err(|source| {
+                DbError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        }
+        // Jobs, deliveries and the audit log: the owner's only.
+        slipway_platform::store::create_private_file(path).map_err(|source| DbError::File {
+            path: path.display().to_string(),
             source,
         })?;
+        let db = Db {
+            path: Arc::new(path.to_owned()),
+        };
+        let conn = db.connect()?;
+        // WAL is a property of the file: set once, every later connection uses it.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
+        Ok(db)
     }
-    // Jobs, deliveries and the audit log: the owner's only.
-    slipway_platform::store::create_private_file(path).map_err(|source| DbError::File {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let conn = Connection::open(path).map_err(|source| DbError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.execute_batch(SCHEMA)?;
-    migrate(&conn)?;
-    Ok(conn)
+
+    /// Opens an existing database without creating one: for the read-only CLI
+    /// commands, where a wrong path should be an error rather than a fresh empty log.
+    pub fn open_existing(path: &Path) -> Result<Db, DbError> {
+        if !path.exists() {
+            return Err(DbError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        Db::open(path)
+    }
+
+    /// A new connection to the database, with the durability settings every writer
+    /// relies on (`synchronous = FULL`: a committed transaction survives a crash).
+    pub fn connect(&self) -> Result<Connection, DbError> {
+        let conn = Connection::open(self.path.as_path()).map_err(|source| DbError::Open {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(conn)
+    }
+
+    /// Runs `f` with a fresh connection on a blocking thread (SQLite blocks).
+    pub async fn run<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut db.connect()?))
+            .await
+            .unwrap_or_else(|e| Err(DbError::Task(e.to_string()).into()))
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Opens the database at `path` (see [`Db::open`]) and connects once: for one-shot
+/// users such as the CLI and tests.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    Db::open(path)?.connect()
 }
 
 /// Columns added after the first release, for databases made before them: a job's
@@ -292,17 +358,6 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
         }
     }
     Ok(())
-}
-
-/// Opens an existing database without creating one: for the read-only CLI commands,
-/// where a wrong path should be an error rather than a fresh empty log.
-pub fn open_existing(path: &Path) -> Result<Connection, DbError> {
-    if !path.exists() {
-        return Err(DbError::Missing {
-            path: path.display().to_string(),
-        });
-    }
-    open(path)
 }
 
 /// Milliseconds since the Unix epoch, as the platform's records keep time.

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use slipway_provenance::Trigger;
 
-use crate::agent::AppState;
 use crate::db::{self, DbError};
+use crate::http::AppState;
 use crate::job_kind::JobKind;
 use crate::queue::{Intake, NewJobs};
 
@@ -211,26 +211,32 @@ fn teardown(p: &Preview, branch: &str, trigger: Trigger) -> NewJobs {
     }
 }
 
+/// Why a round of the preview expiry or sweep stopped (it runs again at the next
+/// interval).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Intake(#[from] crate::queue::IntakeError),
+}
+
 /// Queues the teardown of each of `previews` that has none yet; how many were queued.
 async fn queue_teardowns(
     state: &AppState,
     previews: Vec<Preview>,
     trigger: Trigger,
-) -> Result<usize, String> {
+) -> Result<usize, SweepError> {
     let mut queued = 0;
     for p in previews {
         let Some(repo) = state.config.repository(&p.repository) else {
             continue;
         };
-        let path = state.config.database_path();
         let check = p.clone();
-        let pending = tokio::task::spawn_blocking(move || {
-            let conn = db::open(&path)?;
-            teardown_pending(&conn, &check)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let pending = state
+            .db
+            .run(move |conn| teardown_pending(conn, &check))
+            .await?;
         if pending {
             continue;
         }
@@ -245,37 +251,26 @@ async fn queue_teardowns(
 }
 
 /// Queues the teardown (how `ttl`) of every live preview idle past its time to live.
-pub async fn expire(state: &AppState) -> Result<usize, String> {
-    let path = state.config.database_path();
+pub async fn expire(state: &AppState) -> Result<usize, SweepError> {
     let now = db::now_ms();
-    let expired = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        active(&conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?
-    .into_iter()
-    .filter(|p| p.expires_at_ms <= now)
-    .collect();
+    let expired = state
+        .db
+        .run(|conn| active(conn))
+        .await?
+        .into_iter()
+        .filter(|p| p.expires_at_ms <= now)
+        .collect();
     queue_teardowns(state, expired, Trigger::Ttl).await
 }
 
 /// Asks GitHub about the pull request of every live preview, and queues the teardown
 /// (how `pr-closed`) of those whose pull request is closed: their `closed` webhook
 /// was lost, or came while the agent was down and GitHub gave up redelivering it.
-pub async fn sweep(state: &AppState) -> Result<usize, String> {
+pub async fn sweep(state: &AppState) -> Result<usize, SweepError> {
     let Some(github) = state.runner.github.as_ref() else {
         return Ok(0);
     };
-    let path = state.config.database_path();
-    let live = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        active(&conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    let live = state.db.run(|conn| active(conn)).await?;
     let mut closed = Vec::new();
     for p in live {
         let Some(github_name) = state

@@ -19,10 +19,12 @@ use tokio::time::Instant;
 use crate::audit::Outcome;
 use crate::config::{Repository, Root};
 use crate::db;
+use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
 use crate::previews::{self, Effect};
 use crate::queue::{self, Job};
-use crate::runner::{private_dir, version_of, with_cache, JobError, Runner, Tf};
+use crate::runner::{private_dir, Runner};
+use crate::terraform::{write_var_file, Terraform};
 
 /// Why a pull request job ran nothing. Shown on the pull request and in the audit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +81,7 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         queued: Vec<Job>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, JobError> {
         let Some((target, superseded)) = choose(&queued) else {
             return Ok(false);
         };
@@ -88,7 +90,7 @@ impl Runner {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
         if self.is_stopping() {
             return Ok(false);
         }
@@ -98,9 +100,7 @@ impl Runner {
             let mut conn = this.open_db()?;
             queue::start(&mut conn, &this.key, &target, &sup)
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         if !superseded.is_empty() {
             self.metrics.jobs_closed("superseded", superseded.len());
         }
@@ -127,8 +127,8 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         job: &Job,
-    ) -> (crate::runner::RunOutcome, Option<Effect>) {
-        let mut out = crate::runner::RunOutcome::default();
+    ) -> (RunOutcome, Option<Effect>) {
+        let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
         let work = crate::runner::work_root(&self.config).join(format!("job-{}", job.id));
         if crate::detached::running_in(&work).is_some() {
@@ -150,14 +150,9 @@ impl Runner {
                 out.interrupted = true;
                 (out, None)
             }
-            Err(JobError::Failed(e)) => {
+            Err(e) => {
                 out.outcome = Outcome::Failed;
-                out.error = Some(e);
-                (out, None)
-            }
-            Err(JobError::AwaitingApproval) => {
-                out.outcome = Outcome::Failed;
-                out.error = Some("a pull request job never waits for an approval".into());
+                out.error = Some(e.to_string());
                 (out, None)
             }
         }
@@ -170,19 +165,15 @@ impl Runner {
         root: &Root,
         job: &Job,
         work: &Path,
-    ) -> Result<Checkout, String> {
+    ) -> Result<Checkout, JobError> {
         let number = job.pull_request.unwrap_or(0);
         // A teardown runs the configuration its preview was applied from.
         let destroy_commit = if job.kind == JobKind::PreviewDestroy {
-            let path = self.config.database_path();
             let (r, t) = (job.repository.clone(), job.root.clone());
-            let preview = tokio::task::spawn_blocking(move || {
-                let conn = db::open(&path)?;
-                previews::get(&conn, &r, &t, number)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let preview = self
+                .db
+                .run(move |conn| previews::get(conn, &r, &t, number))
+                .await?;
             match preview {
                 Some(p) if p.active => Some(p.commit_sha),
                 _ => return Ok(Checkout::Skip(PullRequestSkip::NoPreview)),
@@ -191,15 +182,13 @@ impl Runner {
             None
         };
         let token = self.git_credentials(&repo.url).await;
-        let (config, locks) = (self.config.clone(), self.git_locks.clone());
+        let git = self.git.clone();
         let (repo_c, root_c, job_c, work_c) =
             (repo.clone(), root.clone(), job.clone(), work.to_owned());
         tokio::task::spawn_blocking(move || {
-            with_cache(&config, &locks, &repo_c, |cache| {
-                let tip = cache.fetch(token.as_ref()).map_err(|e| e.to_string())?;
-                cache
-                    .fetch_pull_request(number, token.as_ref())
-                    .map_err(|e| e.to_string())?;
+            git.with_cache(&repo_c, |cache| {
+                let tip = cache.fetch(token.as_ref())?;
+                cache.fetch_pull_request(number, token.as_ref())?;
                 let head = job_c.head_sha.clone().unwrap_or(job_c.commit_sha.clone());
                 let commit = match (&destroy_commit, job_c.kind) {
                     (Some(c), _) => c.clone(),
@@ -210,15 +199,13 @@ impl Runner {
                     _ => head.clone(),
                 };
                 if !cache.has_commit(&commit) {
-                    return Err(format!(
+                    return Err(JobError::Failed(format!(
                         "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
-                    ));
+                    )));
                 }
                 if job_c.kind == JobKind::PullRequestPlan {
-                    let base = cache.merge_base(&tip, &head).map_err(|e| e.to_string())?;
-                    let changed = cache
-                        .changed_paths(base.as_deref(), &head)
-                        .map_err(|e| e.to_string())?;
+                    let base = cache.merge_base(&tip, &head)?;
+                    let changed = cache.changed_paths(base.as_deref(), &head)?;
                     if !changed.iter().any(|p| root_c.is_triggered_by(p)) {
                         return Ok(Checkout::Skip(PullRequestSkip::Untouched {
                             paths: root_c.paths.clone(),
@@ -226,14 +213,14 @@ impl Runner {
                     }
                 }
                 let _ = std::fs::remove_dir_all(&work_c);
-                private_dir(&work_c)
-                    .map_err(|e| format!("create work tree {}: {e}", work_c.display()))?;
-                cache.checkout(&commit, &work_c).map_err(|e| e.to_string())?;
+                private_dir(&work_c).map_err(|e| {
+                    JobError::Failed(format!("create work tree {}: {e}", work_c.display()))
+                })?;
+                cache.checkout(&commit, &work_c)?;
                 Ok(Checkout::Run { commit })
             })
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 
     async fn pull_request_inner(
@@ -243,15 +230,17 @@ impl Runner {
         job: &Job,
         work: &Path,
         deadline: Instant,
-        out: &mut crate::runner::RunOutcome,
+        out: &mut RunOutcome,
     ) -> Result<(Outcome, Option<Effect>), JobError> {
         let number = job.pull_request.unwrap_or(0);
         if job.kind == JobKind::Preview {
             let Some(preview) = root.preview else {
-                return Err(format!("root `{}` has no previews configured", root.name).into());
+                return Err(JobError::Failed(format!(
+                    "root `{}` has no previews configured",
+                    root.name
+                )));
             };
             // The cap, then the preview is live before anything is applied.
-            let path = self.config.database_path();
             let (r, t, c) = (
                 job.repository.clone(),
                 job.root.clone(),
@@ -259,18 +248,17 @@ impl Runner {
             );
             let max = repo.max_previews;
             let ttl_ms = i64::try_from(preview.ttl.as_millis()).unwrap_or(i64::MAX);
-            let capped = tokio::task::spawn_blocking(move || {
-                let conn = db::open(&path)?;
-                let own = previews::get(&conn, &r, &t, number)?.is_some_and(|p| p.active);
-                if !own && previews::others_active(&conn, &r, number)? >= max {
-                    return Ok(true);
-                }
-                previews::mark_active(&conn, &r, &t, number, &c, ttl_ms)?;
-                Ok::<bool, db::DbError>(false)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let capped = self
+                .db
+                .run(move |conn| {
+                    let own = previews::get(conn, &r, &t, number)?.is_some_and(|p| p.active);
+                    if !own && previews::others_active(conn, &r, number)? >= max {
+                        return Ok(true);
+                    }
+                    previews::mark_active(conn, &r, &t, number, &c, ttl_ms)?;
+                    Ok::<bool, db::DbError>(false)
+                })
+                .await?;
             if capped {
                 out.error = Some(PullRequestSkip::PreviewCap { max }.to_string());
                 return Ok((Outcome::Skipped, None));
@@ -289,11 +277,10 @@ impl Runner {
             work.join(&root.path)
         };
         if !dir.is_dir() {
-            return Err(format!(
+            return Err(JobError::Failed(format!(
                 "root path `{}` does not exist in commit {commit}",
                 root.path
-            )
-            .into());
+            )));
         }
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
         let mut log = crate::runner::open_job_log(&job_dir).await?;
@@ -318,20 +305,9 @@ impl Runner {
             db::now(),
         );
         let _ = log.write_all(header.as_bytes()).await;
-        let tf = Tf {
-            runner: self,
-            dir: &dir,
-            work,
-            env: &env,
-            deadline,
-            commands: std::sync::atomic::AtomicU32::new(0),
-        };
+        let tf = self.terraform(&dir, work, &env, deadline);
         let result = run_kind(&tf, &mut log, root, job, number, &dir, out).await;
-        if out.terraform_version.is_none() {
-            if let Ok(text) = tf.run_quiet(&["version", "-json"]).await {
-                out.terraform_version = version_of(&text);
-            }
-        }
+        tf.fill_in_version(out).await;
         crate::job_credential::end(issued, crate::job_credential::embedded_platform_socket()).await;
         result
     }
@@ -339,13 +315,13 @@ impl Runner {
 
 /// The Terraform commands of each kind.
 async fn run_kind(
-    tf: &Tf<'_>,
+    tf: &Terraform<'_>,
     log: &mut tokio::fs::File,
     root: &Root,
     job: &Job,
     number: u64,
     dir: &Path,
-    out: &mut crate::runner::RunOutcome,
+    out: &mut RunOutcome,
 ) -> Result<(Outcome, Option<Effect>), JobError> {
     let name = previews::name(number);
     tf.run(&mut *log, &["init", "-input=false", "-no-color"])
@@ -357,30 +333,22 @@ async fn run_kind(
             serde_json::Value::String(name.clone()),
         );
     }
-    let var_file = if vars.is_empty() {
-        None
-    } else {
-        let text = serde_json::to_vec_pretty(&vars).map_err(|e| e.to_string())?;
-        let file = dir.join("slipway-agent.tfvars.json");
-        tokio::fs::write(&file, text)
-            .await
-            .map_err(|e| format!("write variables: {e}"))?;
-        Some(format!("-var-file={}", file.display()))
-    };
+    let var_file = write_var_file(dir, &vars).await?;
     let with_vars = |mut args: Vec<String>| {
         args.extend(var_file.clone());
         args
     };
     match job.kind {
-        JobKind::Merge => Err("a merge job is not a pull request job".to_owned().into()),
+        JobKind::Merge => Err(JobError::Failed(
+            "a merge job is not a pull request job".into(),
+        )),
         JobKind::PullRequestPlan => {
             // A plan takes no lock: it must never hold up the merges of the root.
             let workspace = root.workspace.as_deref();
-            plan_in(
-                tf,
+            tf.plan(
                 &mut *log,
                 workspace,
-                with_vars(strings(&["-lock=false"])),
+                &with_vars(strings(&["-lock=false"])),
                 out,
             )
             .await?;
@@ -388,19 +356,8 @@ async fn run_kind(
         }
         JobKind::Preview => {
             let lock = with_vars(strings(&["-lock-timeout=300s"]));
-            plan_in(tf, &mut *log, Some(&name), lock, out).await?;
-            run_owned(
-                tf,
-                &mut *log,
-                strings(&[
-                    "apply",
-                    "-input=false",
-                    "-no-color",
-                    "-lock-timeout=300s",
-                    "slipway.tfplan",
-                ]),
-            )
-            .await?;
+            tf.plan(&mut *log, Some(&name), &lock, out).await?;
+            tf.apply_saved_plan(&mut *log).await?;
             let outputs = tf.run_quiet(&["output", "-json"]).await?;
             Ok((
                 Outcome::Succeeded,
@@ -427,16 +384,14 @@ async fn run_kind(
                 // record was lost): nothing is left.
                 return Ok((Outcome::Succeeded, Some(destroyed)));
             }
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                strings(&["workspace", "select", "-no-color", &name]),
+                &strings(&["workspace", "select", "-no-color", &name]),
             )
             .await?;
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                with_vars(strings(&[
+                &with_vars(strings(&[
                     "apply",
                     "-destroy",
                     "-auto-approve",
@@ -446,52 +401,19 @@ async fn run_kind(
                 ])),
             )
             .await?;
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                strings(&["workspace", "select", "-no-color", "default"]),
+                &strings(&["workspace", "select", "-no-color", "default"]),
             )
             .await?;
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                strings(&["workspace", "delete", "-no-color", &name]),
+                &strings(&["workspace", "delete", "-no-color", &name]),
             )
             .await?;
             Ok((Outcome::Succeeded, Some(destroyed)))
         }
     }
-}
-
-/// `terraform plan -out` in `workspace` (created when missing) with `extra`
-/// arguments, and its summary from `show -json` into `out`.
-async fn plan_in(
-    tf: &Tf<'_>,
-    log: &mut tokio::fs::File,
-    workspace: Option<&str>,
-    extra: Vec<String>,
-    out: &mut crate::runner::RunOutcome,
-) -> Result<(), JobError> {
-    if let Some(ws) = workspace {
-        let select = strings(&["workspace", "select", "-or-create=true", "-no-color", ws]);
-        run_owned(tf, &mut *log, select).await?;
-    }
-    let mut args = strings(&["plan", "-input=false", "-no-color", "-out=slipway.tfplan"]);
-    args.extend(extra);
-    run_owned(tf, &mut *log, args).await?;
-    let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-    out.terraform_version = version_of(&shown);
-    out.plan = Some(crate::runner::summarize_plan(&shown)?);
-    Ok(())
-}
-
-async fn run_owned(
-    tf: &Tf<'_>,
-    log: &mut tokio::fs::File,
-    args: Vec<String>,
-) -> Result<String, JobError> {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    tf.run(log, &refs).await
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -11,7 +11,6 @@
 //! The webhook path is latency-critical, so [`IntakeWriter`] batches concurrent
 //! intakes into one transaction (group commit): one fsync serves many deliveries.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 
 use ed25519_dalek::SigningKey;
@@ -176,7 +175,7 @@ const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, de
 pub(crate) const JOB_COLUMN_COUNT: usize = 17;
 
 /// A stored name that does not parse, as rusqlite's conversion error.
-fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+pub(crate) fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
@@ -184,6 +183,20 @@ where
     text.parse().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// [`parsed`] for a nullable column.
+pub(crate) fn parsed_optional<T: std::str::FromStr>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match r.get::<_, Option<String>>(i)? {
+        None => Ok(None),
+        Some(_) => parsed(r, i).map(Some),
+    }
 }
 
 /// [`JOB_COLUMNS`] with each column qualified by `prefix` (`"j."`), for joins.
@@ -477,7 +490,18 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64, i64), DbError> {
     )?)
 }
 
-type Reply = oneshot::Sender<Result<IntakeOutcome, String>>;
+type Reply = oneshot::Sender<Result<IntakeOutcome, IntakeError>>;
+
+/// Why an intake was not stored. Nothing was acknowledged: the sender may retry
+/// (GitHub redelivers a webhook answered with an error).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the intake writer has stopped")]
+    Stopped,
+    /// The batch's transaction failed (the database's message).
+    #[error("could not store the intake: {0}")]
+    Store(String),
+}
 
 /// A dedicated thread that owns a connection and commits intakes in batches: every
 /// intake waiting when a transaction starts shares its fsync. Cloning is cheap.
@@ -487,10 +511,10 @@ pub struct IntakeWriter {
 }
 
 impl IntakeWriter {
-    /// Starts the writer thread on the database at `path`; `notify` is woken after
-    /// each commit that stored jobs.
-    pub fn spawn(path: PathBuf, notify: std::sync::Arc<Notify>) -> Result<IntakeWriter, DbError> {
-        let mut conn = db::open(&path)?;
+    /// Starts the writer thread with its own connection to `db`; `notify` is woken
+    /// after each commit that stored jobs.
+    pub fn spawn(db: &db::Db, notify: std::sync::Arc<Notify>) -> Result<IntakeWriter, DbError> {
+        let mut conn = db.connect()?;
         let (tx, rx) = mpsc::channel::<(Intake, Reply)>();
         std::thread::Builder::new()
             .name("slipway-intake".into())
@@ -519,7 +543,7 @@ impl IntakeWriter {
                         Err(e) => {
                             tracing::error!(error = %e, "could not store a batch of {} intakes", items.len());
                             for (_, reply) in batch {
-                                let _ = reply.send(Err(e.to_string()));
+                                let _ = reply.send(Err(IntakeError::Store(e.to_string())));
                             }
                         }
                     }
@@ -530,13 +554,12 @@ impl IntakeWriter {
     }
 
     /// Stores one intake; returns once it is committed.
-    pub async fn submit(&self, item: Intake) -> Result<IntakeOutcome, String> {
+    pub async fn submit(&self, item: Intake) -> Result<IntakeOutcome, IntakeError> {
         let (reply, wait) = oneshot::channel();
         self.tx
             .send((item, reply))
-            .map_err(|_| "the intake writer has stopped".to_owned())?;
-        wait.await
-            .map_err(|_| "the intake writer has stopped".to_owned())?
+            .map_err(|_| IntakeError::Stopped)?;
+        wait.await.map_err(|_| IntakeError::Stopped)?
     }
 }
 

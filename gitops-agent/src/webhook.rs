@@ -1,4 +1,5 @@
-//! `POST /webhooks/github`: GitHub deliveries in, durable jobs out.
+//! GitHub deliveries in, durable jobs out: what a delivery of `POST /webhooks/github`
+//! means (the handler is [`crate::http::webhook`]).
 //!
 //! Order of checks: the body size (axum's limit, GitHub sends at most 25 MB), then the
 //! `X-Hub-Signature-256` HMAC over the raw body in constant time (401 without a valid
@@ -11,23 +12,14 @@
 //! redelivery carries the same `X-GitHub-Delivery` id and is answered without storing
 //! anything.
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::Sha256;
 use slipway_provenance::Trigger;
 
-use crate::agent::AppState;
 use crate::config::{Config, Secret};
 use crate::job_kind::JobKind;
-use crate::queue::{Delivery, Intake, IntakeOutcome, NewJobs};
+use crate::queue::NewJobs;
 
 /// Checks `X-Hub-Signature-256` (`sha256=<hex>`) against the body in constant time.
 pub fn signature_is_valid(secret: &Secret, body: &[u8], header: Option<&str>) -> bool {
@@ -196,15 +188,25 @@ fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
 }
 
-/// Decides what a delivery means for this configuration. `Err` is a body that does not
-/// parse as the event it claims to be.
-pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, String> {
+/// A body that does not parse as the event it claims to be.
+#[derive(Debug, thiserror::Error)]
+#[error("{event} payload: {source}")]
+pub struct MalformedPayload {
+    pub event: &'static str,
+    pub source: serde_json::Error,
+}
+
+/// Decides what a delivery means for this configuration.
+pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, MalformedPayload> {
     let ignore = |reason: String| Ok(Decision::Ignore(reason));
     match event {
         "ping" => Ok(Decision::Ping),
         "push" => {
             let push: PushEvent =
-                serde_json::from_slice(body).map_err(|e| format!("push payload: {e}"))?;
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "push",
+                    source,
+                })?;
             let full_name = push
                 .repository
                 .and_then(|r| r.full_name)
@@ -242,12 +244,18 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, S
         }
         "pull_request_review" => {
             let event: PullRequestReviewEvent = serde_json::from_slice(body)
-                .map_err(|e| format!("pull_request_review payload: {e}"))?;
+                .map_err(|source| MalformedPayload {
+                    event: "pull_request_review",
+                    source,
+                })?;
             Ok(classify_review(config, event))
         }
         "pull_request" => {
             let pr: PullRequestEvent =
-                serde_json::from_slice(body).map_err(|e| format!("pull_request payload: {e}"))?;
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "pull_request",
+                    source,
+                })?;
             Ok(classify_pull_request(config, pr))
         }
         other => ignore(format!("event `{other}` is not handled")),
@@ -440,142 +448,6 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
         other => Decision::Ignore(format!(
             "pull_request action `{other}` is not one the agent acts on"
         )),
-    }
-}
-
-pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-/// The axum handler; its time to answer goes to `slipway_webhook_duration_seconds`.
-pub async fn receive(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let clock = std::time::Instant::now();
-    let response = answer(&state, &headers, &body).await;
-    state.metrics.webhook_answered(clock.elapsed());
-    response
-}
-
-async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
-    let Some(secret) = state.webhook_secret.as_ref() else {
-        return reply(
-            StatusCode::NOT_FOUND,
-            json!({"error": "webhooks are disabled: set secrets.webhook_secret"}),
-        );
-    };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if !signature_is_valid(secret, body, header("x-hub-signature-256")) {
-        tracing::warn!(
-            delivery = header("x-github-delivery").unwrap_or("-"),
-            "webhook refused: missing or invalid X-Hub-Signature-256"
-        );
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "missing or invalid X-Hub-Signature-256"}),
-        );
-    }
-    let Some(delivery_id) = header("x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 200)
-    else {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "X-GitHub-Delivery header is required"}),
-        );
-    };
-    let event = header("x-github-event").unwrap_or("").to_owned();
-    let delivery = Delivery {
-        id: delivery_id.to_owned(),
-        event: event.clone(),
-    };
-    let payload = match payload_json(header("content-type"), body) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook body refused");
-            return reply(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({"error": e.to_string()}),
-            );
-        }
-    };
-    let decision = match classify(&state.config, &event, &payload) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook payload does not parse");
-            return reply(StatusCode::BAD_REQUEST, json!({"error": e}));
-        }
-    };
-    let intake = match decision {
-        Decision::Ping => {
-            tracing::info!(delivery = %delivery.id, "webhook ping");
-            return reply(StatusCode::OK, json!({"pong": true}));
-        }
-        Decision::Ignore(reason) => {
-            tracing::info!(delivery = %delivery.id, event = %event, reason = %reason, "webhook ignored");
-            Intake::Ignored {
-                delivery: delivery.clone(),
-                reason,
-            }
-        }
-        Decision::Deploy {
-            repository,
-            branch,
-            commit_sha,
-            pull_request,
-            actor,
-            roots,
-            authors,
-            head_sha,
-        } => {
-            let mut jobs = NewJobs::merge(
-                Some(delivery.clone()),
-                repository,
-                branch,
-                commit_sha,
-                Trigger::Webhook,
-                pull_request,
-                actor,
-                roots,
-            );
-            jobs.authors = authors;
-            jobs.head_sha = head_sha;
-            Intake::Jobs(jobs)
-        }
-        Decision::Review(review) => {
-            return crate::approvals::review_delivered(state, delivery, review).await
-        }
-        Decision::PullRequest(jobs) => Intake::Batch {
-            delivery: delivery.clone(),
-            jobs,
-        },
-    };
-    match state.writer.submit(intake).await {
-        Ok(IntakeOutcome::Enqueued(jobs)) => {
-            tracing::info!(delivery = %delivery.id, event = %event, ?jobs, "webhook enqueued");
-            reply(
-                StatusCode::ACCEPTED,
-                json!({"delivery": delivery.id, "jobs": jobs}),
-            )
-        }
-        Ok(IntakeOutcome::Duplicate) => {
-            tracing::info!(delivery = %delivery.id, "webhook redelivery: already stored, nothing to do");
-            reply(
-                StatusCode::OK,
-                json!({"delivery": delivery.id, "duplicate": true}),
-            )
-        }
-        Ok(IntakeOutcome::Recorded) => reply(
-            StatusCode::OK,
-            json!({"delivery": delivery.id, "ignored": true}),
-        ),
-        Err(e) => {
-            tracing::error!(delivery = %delivery.id, error = %e, "could not store delivery");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "could not store the delivery; GitHub may redeliver it"}),
-            )
-        }
     }
 }
 

@@ -131,6 +131,18 @@ impl Policy {
 
     /// Whether `caller` may do `action` to `target`.
     pub fn decide(&self, caller: &Caller, action: Action, target: &Target) -> Decision {
+        self.decide_with(caller, action, target, Approval::AsClaimed)
+    }
+
+    /// [`Policy::decide`], with a job's approval taken as its credential says or, for
+    /// the plan-time answer on a merge that is yet to be approved, as given.
+    pub fn decide_with(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &Target,
+        approval: Approval,
+    ) -> Decision {
         if action == Action::Read {
             return Ok(());
         }
@@ -177,7 +189,10 @@ impl Policy {
                     }
                     // The credential's approval was checked when it was verified (an
                     // approver's name, never the job's own actor).
-                    if rule.approval && claims.approved_by.is_none() {
+                    if rule.approval
+                        && approval == Approval::AsClaimed
+                        && claims.approved_by.is_none()
+                    {
                         return Err(refuse(RefusalReason::NotApproved {
                             mode,
                             root: claims.root.clone(),
@@ -188,6 +203,16 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// How a job's approval counts in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// As the credential says (`approved_by`): every change.
+    AsClaimed,
+    /// Taken as given: the answer at `terraform plan` for a pull request's merge, which
+    /// is approved before it runs ([`crate::Authority::authorize_at_plan`]).
+    Assumed,
 }
 
 /// `Ok(())` when allowed.
