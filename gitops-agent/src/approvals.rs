@@ -759,9 +759,15 @@ mod tests {
         drop(old);
         let conn = db::open(&path).unwrap();
         let job = queue::get(&conn, 1).unwrap().unwrap();
-        assert_eq!((job.commit_sha.as_str(), job.kind), ("abc", crate::job_kind::JobKind::Merge));
+        assert_eq!(
+            (job.commit_sha.as_str(), job.kind),
+            ("abc", crate::job_kind::JobKind::Merge)
+        );
         hold(&conn, &job).unwrap();
-        assert_eq!(waiting_for_root(&conn, "hello", "staging").unwrap().len(), 1);
+        assert_eq!(
+            waiting_for_root(&conn, "hello", "staging").unwrap().len(),
+            1
+        );
         assert!(conn
             .execute("UPDATE jobs SET state = 'bogus' WHERE id = 1", [])
             .is_err());
@@ -872,11 +878,10 @@ impl crate::runner::Runner {
             .run(move |conn| {
                 let authority = crate::identities::open(&config, None)
                     .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
-                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| {
-                    match e {
-                        ApproveError::Db(e) => JobError::Db(e),
-                        other => JobError::Failed(other.to_string()),
-                    }
+                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| match e
+                {
+                    ApproveError::Db(e) => JobError::Db(e),
+                    other => JobError::Failed(other.to_string()),
                 })
             })
             .await

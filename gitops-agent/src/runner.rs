@@ -281,8 +281,9 @@ impl Runner {
     ) -> Result<crate::job_credential::Issued, JobError> {
         let lifetime = deadline.saturating_duration_since(Instant::now());
         let mut claims =
-            crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime)
-                .map_err(|e| JobError::Failed(format!("no randomness for the job credential: {e}")))?;
+            crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime).map_err(
+                |e| JobError::Failed(format!("no randomness for the job credential: {e}")),
+            )?;
         claims.approved_by = approved_by;
         crate::job_credential::issue(
             claims,

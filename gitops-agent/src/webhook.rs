@@ -243,8 +243,8 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, M
             })
         }
         "pull_request_review" => {
-            let event: PullRequestReviewEvent = serde_json::from_slice(body)
-                .map_err(|source| MalformedPayload {
+            let event: PullRequestReviewEvent =
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
                     event: "pull_request_review",
                     source,
                 })?;
@@ -595,6 +595,37 @@ path = "app"
             [JobKind::Merge, JobKind::PreviewDestroy]
         );
         assert_eq!(jobs[0].roots, ["app", "docs"]);
+    }
+
+    #[test]
+    fn an_approving_review_is_kept_and_other_reviews_are_ignored() {
+        let c = config();
+        let review = fixture("pull_request_review/submitted-approved.payload.json");
+        let decide = |v: &serde_json::Value| {
+            classify(&c, "pull_request_review", &serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        assert_eq!(
+            decide(&review),
+            Decision::Review(crate::approvals::Review {
+                repository: "hello".into(),
+                pull_request: 2,
+                review_id: 237895671,
+                login: "octocat".into(),
+                commit_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+                pull_request_author: Some("Codertocat".into()),
+            })
+        );
+        for (field, value) in [("state", "commented"), ("state", "changes_requested")] {
+            let mut other = review.clone();
+            other["review"][field] = value.into();
+            assert!(matches!(decide(&other), Decision::Ignore(_)), "{value}");
+        }
+        let mut dismissed = review.clone();
+        dismissed["action"] = "dismissed".into();
+        assert!(matches!(decide(&dismissed), Decision::Ignore(_)));
+        let mut elsewhere = review;
+        elsewhere["repository"]["full_name"] = "mallory/other".into();
+        assert!(matches!(decide(&elsewhere), Decision::Ignore(r) if r.contains("not configured")));
     }
 
     #[test]
