@@ -91,6 +91,20 @@ pub struct PlanSummary {
     pub production_destroys: Vec<String>,
 }
 
+impl PlanSummary {
+    /// `2 to add, 0 to change, 1 to destroy`, or `no changes`.
+    pub fn counts(&self) -> String {
+        if self.add + self.change + self.destroy == 0 {
+            "no changes".to_owned()
+        } else {
+            format!(
+                "{} to add, {} to change, {} to destroy",
+                self.add, self.change, self.destroy
+            )
+        }
+    }
+}
+
 /// One audit record. Field order is part of the hash: do not reorder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {

@@ -344,6 +344,7 @@ impl Cache {
 }
 
 impl crate::selection::Graph for Cache {
+    type Error = GitError;
     fn has_commit(&self, sha: &str) -> bool {
         Cache::has_commit(self, sha)
     }

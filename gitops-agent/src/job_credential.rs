@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use slipway_platform::job_ending::JobEnding;
+
 use ed25519_dalek::SigningKey;
 use slipway_platform::credential::{self, JobCredential};
 use slipway_platform::JobClaims;
@@ -146,18 +148,28 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Ends the job: removes the file, and tells the embedded platform (when one runs)
-/// to refuse the credential from now on.
-pub async fn end(issued: Issued, platform_socket: Option<PathBuf>) {
+/// how the job ended ([`JobEnding`], signed with the engine's `key`), which records it
+/// in its audit log and refuses the credential from now on.
+pub async fn end(
+    issued: Issued,
+    ending: &JobEnding,
+    key: &SigningKey,
+    platform_socket: Option<PathBuf>,
+) {
     let _ = std::fs::remove_file(&issued.file);
     let Some(socket) = platform_socket.filter(|s| s.exists()) else {
         return;
     };
     let job_id = issued.claims.job_id.clone();
     let ended = async {
+        let signed = slipway_platform::job_ending::sign(ending, key).map_err(|e| e.to_string())?;
         let channel = slipway_proto::connect_unix(socket)
             .await
             .map_err(|e| e.to_string())?;
-        let mut request = tonic::Request::new(EndJobRequest {});
+        let mut request = tonic::Request::new(EndJobRequest {
+            ending: signed.ending,
+            signature: signed.signature,
+        });
         let mut bearer: tonic::metadata::AsciiMetadataValue =
             format!("Bearer {}", issued.credential.expose())
                 .parse()

@@ -308,7 +308,8 @@ impl Runner {
         let tf = self.terraform(&dir, work, &env, deadline);
         let result = run_kind(&tf, &mut log, root, job, number, &dir, out).await;
         tf.fill_in_version(out).await;
-        crate::job_credential::end(issued, crate::job_credential::embedded_platform_socket()).await;
+        self.end_credential(issued, job, result.as_ref().map(|(o, _)| *o), out)
+            .await;
         result
     }
 }

@@ -803,7 +803,7 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
             true,
             "success",
             match &summary {
-                Some(s) => format!("Applied: {}", counts(s)),
+                Some(s) => format!("Applied: {}", s.counts()),
                 None => "Applied".to_owned(),
             },
         ),
@@ -919,17 +919,6 @@ fn marker(purpose: &str, root: &str) -> String {
     format!("<!-- slipway:{purpose}:{root} -->")
 }
 
-fn counts(s: &PlanSummary) -> String {
-    if s.add + s.change + s.destroy == 0 {
-        "no changes".to_owned()
-    } else {
-        format!(
-            "{} to add, {} to change, {} to destroy",
-            s.add, s.change, s.destroy
-        )
-    }
-}
-
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
@@ -959,7 +948,7 @@ fn comment_body(job: &Job, end: &Ending, log_url: Option<&str>) -> String {
         end.outcome
     );
     if let Some(s) = &end.summary {
-        text.push_str(&format!("\nPlan: {}.\n", counts(s)));
+        text.push_str(&format!("\nPlan: {}.\n", s.counts()));
         pull_request::addresses(&mut text, s);
     }
     if end.success {
@@ -1072,9 +1061,9 @@ mod tests {
     #[test]
     fn plan_counts_read_like_terraform() {
         let mut s = PlanSummary::default();
-        assert_eq!(counts(&s), "no changes");
+        assert_eq!(s.counts(), "no changes");
         s.add = 2;
         s.destroy = 1;
-        assert_eq!(counts(&s), "2 to add, 0 to change, 1 to destroy");
+        assert_eq!(s.counts(), "2 to add, 0 to change, 1 to destroy");
     }
 }

@@ -294,6 +294,50 @@ impl Runner {
         .map_err(|e| JobError::Failed(e.to_string()))
     }
 
+    /// Ends the job's credential at the platform, with how the run ended for the
+    /// platform's audit log (the plan's counts, or the error's first line, redacted).
+    pub(crate) async fn end_credential(
+        &self,
+        issued: crate::job_credential::Issued,
+        job: &Job,
+        ended: Result<Outcome, &JobError>,
+        out: &RunOutcome,
+    ) {
+        use slipway_platform::job_ending::{JobEnding, JobOutcome, MAX_TEXT};
+        let (outcome, error) = match ended {
+            Ok(Outcome::Succeeded) => (JobOutcome::Succeeded, None),
+            Ok(Outcome::Skipped) => (JobOutcome::Skipped, out.error.clone()),
+            Ok(Outcome::Interrupted) | Err(JobError::Interrupted) => {
+                (JobOutcome::Interrupted, None)
+            }
+            Ok(Outcome::Failed | Outcome::Superseded) => (JobOutcome::Failed, out.error.clone()),
+            Err(e) => (JobOutcome::Failed, Some(e.to_string())),
+        };
+        let first_line = |text: String| -> String {
+            let line = self.redact(&text);
+            line.lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(MAX_TEXT)
+                .collect()
+        };
+        let ending = JobEnding {
+            job_id: issued.claims.job_id.clone(),
+            outcome,
+            plan: out.plan.as_ref().map(|p| p.counts()),
+            error: error.map(first_line),
+            covered_commits: job.covered.clone(),
+        };
+        crate::job_credential::end(
+            issued,
+            &ending,
+            &self.key,
+            crate::job_credential::embedded_platform_socket(),
+        )
+        .await;
+    }
+
     /// Records how a run ended (its audit record, with `effect`) and counts it.
     pub(crate) async fn record_run(
         self: &Arc<Self>,
@@ -478,7 +522,8 @@ impl Runner {
                 out,
             )
             .await;
-        crate::job_credential::end(issued, crate::job_credential::embedded_platform_socket()).await;
+        self.end_credential(issued, job, result.as_ref().copied(), out)
+            .await;
         result
     }
 

@@ -34,6 +34,8 @@ pub enum AuthError {
     Random(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ending(#[from] crate::job_ending::EndingError),
 }
 
 /// The value of an `Authorization` header without its `Bearer ` scheme.
@@ -177,6 +179,21 @@ impl<S: Store> Authority<S> {
     /// The engine reports a job ended: its credential stops working now.
     pub fn end_job(&self, job_id: &str, now_ms: i64) -> Result<(), AuthError> {
         Ok(self.store.end_job(job_id, now_ms)?)
+    }
+
+    /// Ends the presented credential's job with the engine's signed account of how it
+    /// ended ([`crate::job_ending`]); the caller records it. A job credential alone
+    /// cannot end its job: whatever Terraform runs can read it.
+    pub fn end_job_with(
+        &self,
+        claims: &crate::JobClaims,
+        sent: &crate::job_ending::SignedEnding,
+        now_ms: i64,
+    ) -> Result<crate::job_ending::JobEnding, AuthError> {
+        let key = self.engine_key.as_ref().ok_or(AuthError::NoEngineKey)?;
+        let ending = crate::job_ending::verify(sent, key, &claims.job_id)?;
+        self.end_job(&claims.job_id, now_ms)?;
+        Ok(ending)
     }
 }
 

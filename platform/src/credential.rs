@@ -16,10 +16,10 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use slipway_provenance::{SigningKey, VerifyingKey};
+
+use crate::signed;
 
 use crate::mode::Mode;
 
@@ -187,13 +187,10 @@ pub enum CredentialError {
 
 /// Signs `claims` with the engine's key.
 pub fn mint(claims: &JobClaims, key: &SigningKey) -> Result<JobCredential, CredentialError> {
-    use ed25519_dalek::Signer as _;
     let json = serde_json::to_vec(claims).map_err(|e| CredentialError::Encode(e.to_string()))?;
-    let signature = key.sign(&signed_bytes(&json));
+    let (json, signature) = signed::seal(DOMAIN, &json, key);
     Ok(JobCredential(format!(
-        "{CREDENTIAL_PREFIX}{}.{}",
-        URL_SAFE_NO_PAD.encode(&json),
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        "{CREDENTIAL_PREFIX}{json}.{signature}"
     )))
 }
 
@@ -205,19 +202,10 @@ pub fn verify(text: &str, key: &VerifyingKey, now_ms: i64) -> Result<JobClaims, 
         .strip_prefix(CREDENTIAL_PREFIX)
         .ok_or(CredentialError::Malformed)?;
     let (claims_b64, signature_b64) = body.split_once('.').ok_or(CredentialError::Malformed)?;
-    let json = URL_SAFE_NO_PAD
-        .decode(claims_b64)
-        .map_err(|_| CredentialError::Malformed)?;
-    let signature: [u8; 64] = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| CredentialError::Malformed)?
-        .try_into()
-        .map_err(|_| CredentialError::Malformed)?;
-    key.verify_strict(
-        &signed_bytes(&json),
-        &ed25519_dalek::Signature::from_bytes(&signature),
-    )
-    .map_err(|_| CredentialError::BadSignature)?;
+    let json = signed::open(DOMAIN, claims_b64, signature_b64, key).map_err(|e| match e {
+        signed::Unsealed::Malformed => CredentialError::Malformed,
+        signed::Unsealed::BadSignature => CredentialError::BadSignature,
+    })?;
     let claims: JobClaims =
         serde_json::from_slice(&json).map_err(|_| CredentialError::Malformed)?;
     check_lifetime(&claims, now_ms)?;
@@ -267,16 +255,11 @@ pub fn check_lifetime(claims: &JobClaims, now_ms: i64) -> Result<(), CredentialE
     Ok(())
 }
 
-fn signed_bytes(json: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(DOMAIN.len() + json.len());
-    bytes.extend_from_slice(DOMAIN);
-    bytes.extend_from_slice(json);
-    bytes
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
 
     pub(crate) const NOW: i64 = 1_790_000_000_000;
 

@@ -177,6 +177,36 @@ impl Caller {
     }
 }
 
+/// The local user's name, for the record of a manual apply: `$USER` (or `$LOGNAME`),
+/// else the account of this process's user id, which is what a service without a login
+/// environment has.
+pub fn local_user() -> String {
+    if let Some(name) = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    {
+        return name;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
+            let account = std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|passwd| {
+                    passwd.lines().find_map(|line| {
+                        let mut fields = line.split(':');
+                        let name = fields.next()?;
+                        let id = fields.nth(1)?;
+                        (id == uid.to_string()).then(|| name.to_owned())
+                    })
+                });
+            return account.unwrap_or_else(|| format!("uid {uid}"));
+        }
+    }
+    "unknown".to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,4 +8,7 @@ pub mod data_sources;
 pub mod provenance;
 pub mod provider;
 pub mod resources;
-pub mod runtime;
+
+/// The runtimes (the `slipway-runtime` crate), under the path the provider has always
+/// used for them: `slipway_provider::runtime::...`.
+pub use slipway_runtime as runtime;

@@ -12,6 +12,7 @@
 //! from someone's laptop. The gate runs at plan time (so `terraform plan` already fails)
 //! and again at apply, since a saved plan can be applied later from elsewhere.
 
+use slipway_platform::identity::local_user;
 use slipway_provenance::{ProvenanceError, SignedProvenance, Trigger, VerifyingKey};
 use tfplug::{AttributePath, Diagnostic};
 
@@ -179,36 +180,6 @@ impl RunProvenance {
             t.trigger, t.actor, t.repository, t.commit_sha, t.job_id, t.verified
         )
     }
-}
-
-/// The local user's name, for the record of a manual apply: `$USER` (or `$LOGNAME`),
-/// else the account of this process's user id, which is what a service without a login
-/// environment has.
-pub(crate) fn local_user() -> String {
-    if let Some(name) = ["USER", "USERNAME", "LOGNAME"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-    {
-        return name;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
-            let account = std::fs::read_to_string("/etc/passwd")
-                .ok()
-                .and_then(|passwd| {
-                    passwd.lines().find_map(|line| {
-                        let mut fields = line.split(':');
-                        let name = fields.next()?;
-                        let id = fields.nth(1)?;
-                        (id == uid.to_string()).then(|| name.to_owned())
-                    })
-                });
-            return account.unwrap_or_else(|| format!("uid {uid}"));
-        }
-    }
-    "unknown".to_owned()
 }
 
 /// The production gate: `Ok` unless `mode` is PRODUCTION, the policy demands signed

@@ -65,16 +65,7 @@ pub struct ProviderConfig {
     pub ca_file: Option<String>,
 }
 
-/// A configuration value that is never printed (a token).
-#[derive(Default, Deserialize, Clone, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Sensitive(pub String);
-
-impl std::fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<sensitive>")
-    }
-}
+pub use crate::runtime::Sensitive;
 
 /// Which runtime to open, resolved from the configuration and the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]

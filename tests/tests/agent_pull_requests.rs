@@ -324,6 +324,18 @@ fn a_preview_comes_up_is_updated_and_is_destroyed_when_the_pull_request_closes()
             .any(|r| r["how"] == "pr-preview" && r["action"] == "delete"),
         "{platform:#?}"
     );
+    // Each job that ran Terraform also ended in the platform's log, with the ending the
+    // agent signed: the preview with its plan, the refused one with its error.
+    let ended = |outcome: &str, reason: &str| {
+        platform.iter().any(|r| {
+            r["action"] == "end-job"
+                && r["how"] == "pr-preview"
+                && r["outcome"] == outcome
+                && r["reason"].as_str().is_some_and(|x| x.starts_with(reason))
+        })
+    };
+    assert!(ended("applied", "succeeded: "), "{platform:#?}");
+    assert!(ended("failed", "failed: "), "{platform:#?}");
     let out = s.agent.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{out:?}");
 }

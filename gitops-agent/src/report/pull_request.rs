@@ -9,8 +9,8 @@
 use serde_json::json;
 
 use super::{
-    counts, marker, preview_deployment, short, store_comment, stored_comment, truncate,
-    CommitStatus, Ending, Reporter, Step, Tracked,
+    marker, preview_deployment, short, store_comment, stored_comment, truncate, CommitStatus,
+    Ending, Reporter, Step, Tracked,
 };
 use crate::audit::{Outcome, PlanSummary};
 use crate::github::GithubError;
@@ -68,7 +68,7 @@ impl Reporter {
             Step::PlanStatus => {
                 let head = job.head_sha.as_deref().unwrap_or(&job.commit_sha);
                 let description = match &end.summary {
-                    Some(s) if end.success => format!("Plan: {}", counts(s)),
+                    Some(s) if end.success => format!("Plan: {}", s.counts()),
                     _ => end.description.clone(),
                 };
                 let status = CommitStatus {
@@ -293,7 +293,7 @@ pub(super) fn plan_comment(job: &Job, end: &Ending, log_url: Option<&str>) -> St
     ));
     match (&end.summary, end.success) {
         (Some(s), true) => {
-            text.push_str(&format!("{}.\n\n", counts(s)));
+            text.push_str(&format!("{}.\n\n", s.counts()));
             addresses(&mut text, s);
         }
         _ => {
@@ -365,8 +365,8 @@ pub(super) fn plan_match(end: &Ending) -> Option<String> {
         }
         Some((job, shown)) => format!(
             "**The applied plan differed from the last plan shown on this pull request** (job {job}: {}; applied: {}).",
-            counts(shown),
-            counts(applied)
+            shown.counts(),
+            applied.counts()
         ),
     })
 }

@@ -4,6 +4,7 @@
 pub mod application;
 pub mod environment;
 pub(crate) mod secrets;
+pub(crate) mod variable_names;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};

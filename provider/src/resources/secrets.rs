@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use tfplug::schema::Attribute;
 use tfplug::{Context, PlannedChange, Value};
 
+use crate::resources::variable_names::names_validator;
 use crate::runtime::secrets::{as_digests, digests};
-use crate::runtime::variables::names_validator;
 
 /// The `secrets` attribute of a resource: what `description` says they are.
 pub(crate) fn attribute(description: &str) -> Attribute {

@@ -25,7 +25,7 @@ use validation::{cpu_validator, memory_validator, port_attribute};
 
 use super::duration_validator;
 use crate::provider::SlipwayClient;
-use crate::runtime::variables::names_validator;
+use crate::resources::variable_names::names_validator;
 
 fn root(name: &str) -> AttributePath {
     AttributePath::root(name)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{ApplicationSpec, ChangeRecord, Environment};
+use crate::{ApplicationSpec, ChangeRecord, Environment};
 
 /// An application as the daemon must keep running it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +117,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{EnvironmentSpec, Mode};
+    use crate::{EnvironmentSpec, Mode};
 
     #[test]
     fn state_round_trips_through_the_file() {

@@ -2,15 +2,15 @@
 //! in a directory of this machine, at most [`MAX_REPLICAS`] times.
 //!
 //! One set of rules for both places that check them: [`check_application`] at
-//! `terraform plan` (through [`Runtime::check_application`](crate::runtime::Runtime)),
+//! `terraform plan` (through [`Runtime::check_application`](crate::Runtime)),
 //! where values may still be unknown, and [`validate`] in the daemon, where a spec comes
 //! from any client, planned or not.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::runtime::variables::first_bad_name;
-use crate::runtime::{
+use crate::variables::first_bad_name;
+use crate::{
     ApplicationSpec, HealthProbe, PlanProblem, Planned, PlannedApplication, Protocol, RuntimeError,
 };
 

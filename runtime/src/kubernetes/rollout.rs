@@ -21,7 +21,7 @@ use kube::Api;
 
 use super::apply::api_error;
 use super::mapping::ANNOTATION_TEMPLATE_DIGEST;
-use crate::runtime::{RolloutCause, RuntimeError};
+use crate::{RolloutCause, RuntimeError};
 
 /// Container waiting reasons that do not clear without a change to the application.
 const STUCK_REASONS: [&str; 5] = [

@@ -20,6 +20,7 @@
 use std::path::Path;
 
 use slipway_platform::audit::{self, Entry, Outcome};
+use slipway_platform::job_ending::{JobOutcome, SignedEnding};
 use slipway_platform::{
     now_ms, Action, AuditLog, Authority, Caller, Identity, JobKind, PlatformConfig, Role,
     SqliteStore, Store as _, Target,
@@ -27,7 +28,7 @@ use slipway_platform::{
 use tonic::{Request, Status};
 
 use super::home::Home;
-use crate::runtime::{ChangeRecord, Mode};
+use crate::{ChangeRecord, Mode};
 
 /// Why the gate could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +178,7 @@ impl Gate {
             ));
         }
         Ok(Caller::Identity(Identity {
-            name: format!("local:{}", crate::provenance::local_user()),
+            name: format!("local:{}", slipway_platform::identity::local_user()),
             role: Role::Admin,
         }))
     }
@@ -325,16 +326,51 @@ impl Gate {
         }
     }
 
-    /// Ends the caller's job; only a job credential can.
-    pub fn end_job(&self, caller: &Caller) -> Result<(), Status> {
+    /// Ends the caller's job with the engine's signed ending, and records the job's
+    /// end in the audit log (a refused ending too); only a job credential can.
+    pub fn end_job(&self, caller: &Caller, sent: &SignedEnding) -> Result<(), Status> {
         let Caller::Job(claims) = caller else {
             return Err(Status::permission_denied(
                 "only a job's own credential can end the job",
             ));
         };
-        self.authority
-            .end_job(&claims.job_id, now_ms())
-            .map_err(|e| Status::internal(e.to_string()))
+        let ended = self.authority.end_job_with(claims, sent, now_ms());
+        let (outcome, reason) = match &ended {
+            Ok(ending) => (
+                match ending.outcome {
+                    JobOutcome::Failed | JobOutcome::Interrupted => Outcome::Failed,
+                    JobOutcome::Succeeded | JobOutcome::Skipped => Outcome::Applied,
+                },
+                ending.summary(),
+            ),
+            Err(e) => (Outcome::Refused, format!("job-ending-refused: {e}")),
+        };
+        self.append(Entry {
+            seq: 0,
+            at_ms: now_ms(),
+            who: caller.who(),
+            how: how(caller, ""),
+            action: "end-job".into(),
+            object: format!("root {}/{}", claims.repository, claims.root),
+            environment: String::new(),
+            mode: String::new(),
+            fields: Vec::new(),
+            outcome,
+            reason: Some(reason),
+            repository: Some(claims.repository.clone()),
+            commit: Some(claims.commit.clone()),
+            job_id: Some(claims.job_id.clone()),
+            actor: Some(claims.actor.clone()),
+            tool: None,
+            approved_by: claims.approved_by.clone(),
+        });
+        match ended {
+            Ok(_) => Ok(()),
+            Err(slipway_platform::AuthError::Ending(e)) => {
+                Err(Status::permission_denied(e.to_string()))
+            }
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
     }
 
     /// Who the caller is, its role (`job` for a job credential), and the modes the

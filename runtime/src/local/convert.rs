@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::proto as pb;
-use crate::runtime::{
+use crate::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, HealthCheck,
     HealthProbe, Mode, Phase, PortSpec, Protocol, ResourceLimits, RolloutCause, RuntimeError,
 };
@@ -263,16 +263,14 @@ pub fn app_from_pb(a: pb::Application) -> Result<Application, RuntimeError> {
 
 /// The status code a runtime error travels as; [`error_from_status`] undoes it.
 /// An environment as a caller may see it: secret values replaced by their digests.
-pub fn without_secret_values(mut env: crate::runtime::Environment) -> crate::runtime::Environment {
-    env.spec.secrets = crate::runtime::secrets::digests(&env.spec.id, &env.spec.secrets);
+pub fn without_secret_values(mut env: crate::Environment) -> crate::Environment {
+    env.spec.secrets = crate::secrets::digests(&env.spec.id, &env.spec.secrets);
     env
 }
 
 /// An application as a caller may see it: secret values replaced by their digests.
-pub fn app_without_secret_values(
-    mut app: crate::runtime::Application,
-) -> crate::runtime::Application {
-    app.spec.secrets = crate::runtime::secrets::digests(&app.spec.id, &app.spec.secrets);
+pub fn app_without_secret_values(mut app: crate::Application) -> crate::Application {
+    app.spec.secrets = crate::secrets::digests(&app.spec.id, &app.spec.secrets);
     app
 }
 

@@ -9,7 +9,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::mapping::{annotated_id, id_label, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::runtime::RuntimeError;
+use crate::RuntimeError;
 
 /// Which Slipway object an existing Kubernetes object must be.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::runtime::kubernetes::mapping::LABEL_APPLICATION_ID;
+    use crate::kubernetes::mapping::LABEL_APPLICATION_ID;
 
     fn meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
         let map = |kv: &[(&str, &str)]| {

@@ -13,7 +13,7 @@ use super::home::Home;
 use super::proto as pb;
 use super::proto::local_runtime_client::LocalRuntimeClient;
 use super::version;
-use crate::runtime::{
+use crate::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, PlanProblem,
     PlannedApplication, Runtime, RuntimeError, RuntimeKind,
 };
@@ -53,7 +53,7 @@ pub struct PlatformAccess {
     pub ca_file: Option<PathBuf>,
     /// slipway-agent's job credential, which wins over a token.
     pub job_credential_file: Option<PathBuf>,
-    pub token: Option<crate::provider::Sensitive>,
+    pub token: Option<crate::Sensitive>,
 }
 
 impl PlatformAccess {
@@ -63,7 +63,7 @@ impl PlatformAccess {
             endpoint: var(ENV_ENDPOINT),
             ca_file: var(ENV_CA_FILE).map(PathBuf::from),
             job_credential_file: var(ENV_JOB_CREDENTIAL_FILE).map(PathBuf::from),
-            token: var(ENV_TOKEN).map(crate::provider::Sensitive),
+            token: var(ENV_TOKEN).map(crate::Sensitive),
         }
     }
 }
@@ -389,16 +389,6 @@ impl LocalRuntime {
             .await
             .map_err(convert::error_from_status)?
             .into_inner())
-    }
-
-    /// Ends the job whose credential this client carries.
-    pub async fn end_job(&self) -> Result<(), RuntimeError> {
-        self.client
-            .clone()
-            .end_job(pb::EndJobRequest {})
-            .await
-            .map_err(convert::error_from_status)?;
-        Ok(())
     }
 
     pub async fn info(&self) -> Result<pb::InfoResponse, RuntimeError> {

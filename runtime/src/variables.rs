@@ -74,14 +74,6 @@ pub fn first_bad_name(
         .find_map(|(attribute, name)| check_name(name).err().map(|e| (attribute, e)))
 }
 
-/// A schema validator for a map of variables or secrets: each bad name is an error at
-/// its own key, raised by `terraform validate` and `terraform plan`.
-pub fn names_validator() -> impl tfplug::validator::Validator {
-    tfplug::validator::map_keys("Invalid variable name", |name| {
-        check_name(name).map_err(|e| e.to_string())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::runtime::{HealthCheck, HealthProbe};
+use crate::{HealthCheck, HealthProbe};
 
 /// A probe with the spec's port numbers resolved to the replica's own ports.
 #[derive(Debug, Clone, PartialEq, Eq)]

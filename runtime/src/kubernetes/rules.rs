@@ -5,7 +5,7 @@
 //! Only rules a real API server has: an application name of 63 characters is a valid
 //! Service name, so it passes.
 
-use crate::runtime::{PlanProblem, Planned, PlannedApplication};
+use crate::{PlanProblem, Planned, PlannedApplication};
 
 /// A DNS-1035 label (`[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63): what a Service name
 /// must be. Stricter than the DNS-1123 label of other names: it starts with a letter.

@@ -15,9 +15,12 @@ pub mod kubernetes;
 pub mod local;
 pub mod memory;
 pub mod secrets;
+pub mod sensitive;
 pub mod variables;
 
 use serde::{Deserialize, Serialize};
+
+pub use sensitive::Sensitive;
 
 /// An environment's mode: the platform's, so that the provider, the runtimes and the
 /// policy share one definition.

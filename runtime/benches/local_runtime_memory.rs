@@ -7,15 +7,15 @@
 //!
 //! Needs `slipway-demo-app`: `cargo build --release -p slipway-tests --bin slipway-demo-app`
 //! (or a debug build, which is used when no release build exists), then
-//! `cargo bench -p terraform-provider-slipway --bench local_runtime_memory`.
+//! `cargo bench -p slipway-runtime --bench local_runtime_memory`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use slipway_provider::runtime::local::{Home, LocalRuntime};
-use slipway_provider::runtime::{
+use slipway_runtime::local::{Home, LocalRuntime};
+use slipway_runtime::{
     ApplicationSpec, ChangeRecord, EnvironmentSpec, HealthCheck, HealthProbe, Mode, PortSpec,
     Protocol, ResourceLimits, Runtime,
 };
@@ -182,7 +182,7 @@ async fn bench() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = slipway_provider::runtime::local::run_from_args() {
+    if let Some(code) = slipway_runtime::local::run_from_args() {
         return code;
     }
     // `cargo test --benches` runs this too; measuring needs `cargo bench`.

@@ -23,7 +23,7 @@ use super::logs::{Redactor, Rotation};
 use super::proxy::{self, Backend, Proxy};
 use super::store::{Store, StoredApplication};
 use super::supervisor::{Adoptee, Replica, ReplicaConfig, ReplicaState, RunRecord};
-use crate::runtime::{
+use crate::{
     Application, ApplicationSpec, Environment, Phase, Protocol, RolloutCause, RuntimeError,
 };
 
@@ -310,7 +310,7 @@ impl AppRuntime {
         &self,
         ctx: &Ctx,
         spec: ApplicationSpec,
-        change: crate::runtime::ChangeRecord,
+        change: crate::ChangeRecord,
         env: &Environment,
         deadline: Instant,
     ) -> Result<(), RuntimeError> {

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use slipway_platform::audit::Outcome;
+use slipway_platform::job_ending::SignedEnding;
 use slipway_platform::{Action, Target};
 
 use super::convert::{self, error_to_status};
@@ -30,7 +31,7 @@ use super::proto as pb;
 use super::proto::local_runtime_server::{LocalRuntime as LocalRuntimeApi, LocalRuntimeServer};
 use super::rollout::{AppRuntime, Ctx, Settings};
 use super::store::{Store, StoredApplication};
-use crate::runtime::{ApplicationSpec, Environment, EnvironmentSpec, RuntimeError};
+use crate::{ApplicationSpec, Environment, EnvironmentSpec, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -303,16 +304,15 @@ impl Daemon {
 
     async fn apply_environment(
         &self,
-        spec: crate::runtime::EnvironmentSpec,
-        change: crate::runtime::ChangeRecord,
+        spec: crate::EnvironmentSpec,
+        change: crate::ChangeRecord,
     ) -> Result<Environment, RuntimeError> {
         if spec.id.is_empty() || spec.name.is_empty() {
             return Err(RuntimeError::Invalid(
                 "an environment needs an `id` and a `name`".into(),
             ));
         }
-        if let Some((kind, why)) =
-            crate::runtime::variables::first_bad_name(&spec.variables, &spec.secrets)
+        if let Some((kind, why)) = crate::variables::first_bad_name(&spec.variables, &spec.secrets)
         {
             return Err(RuntimeError::Invalid(format!(
                 "environment `{}`: `{kind}`: {why}",
@@ -397,10 +397,10 @@ impl Daemon {
 
     async fn apply_application(
         &self,
-        spec: crate::runtime::ApplicationSpec,
-        change: crate::runtime::ChangeRecord,
+        spec: crate::ApplicationSpec,
+        change: crate::ChangeRecord,
         timeout: Duration,
-    ) -> Result<crate::runtime::Application, RuntimeError> {
+    ) -> Result<crate::Application, RuntimeError> {
         super::rules::validate(&spec)?;
         let env = self.environment(&spec.environment_id).await.ok_or_else(|| {
             RuntimeError::NotFound(format!(
@@ -459,7 +459,7 @@ impl Daemon {
             .map_err(|e| RuntimeError::Other(format!("the rollout task failed: {e}")))?
     }
 
-    async fn application(&self, app: &AppRuntime) -> Option<crate::runtime::Application> {
+    async fn application(&self, app: &AppRuntime) -> Option<crate::Application> {
         let env = self.environment(&app.stored().spec.environment_id).await?;
         Some(app.application(&env))
     }
@@ -558,7 +558,7 @@ impl Service {
 fn keep_unchanged_secrets(prior: &ApplicationSpec, mut next: ApplicationSpec) -> ApplicationSpec {
     for (key, value) in next.secrets.iter_mut() {
         if let Some(current) = prior.secrets.get(key) {
-            if *value == crate::runtime::secrets::digest(&prior.id, key, current) {
+            if *value == crate::secrets::digest(&prior.id, key, current) {
                 value.clone_from(current);
             }
         }
@@ -1061,7 +1061,11 @@ impl LocalRuntimeApi for Service {
 
     async fn end_job(&self, r: Request<pb::EndJobRequest>) -> Reply<pb::EndJobResponse> {
         let caller = self.0.caller(&r)?;
-        self.0.gate.end_job(&caller)?;
+        let sent = SignedEnding {
+            ending: r.get_ref().ending.clone(),
+            signature: r.get_ref().signature.clone(),
+        };
+        self.0.gate.end_job(&caller, &sent)?;
         Ok(Response::new(pb::EndJobResponse {}))
     }
 
@@ -1115,12 +1119,10 @@ mod tests {
             resources: Default::default(),
         };
         let mut next = prior.clone();
-        next.secrets = crate::runtime::secrets::digests("app-1", &prior.secrets);
+        next.secrets = crate::secrets::digests("app-1", &prior.secrets);
         next.secrets.insert("B".into(), "changed".into());
-        next.secrets.insert(
-            "C".into(),
-            crate::runtime::secrets::digest("app-1", "A", "one"),
-        );
+        next.secrets
+            .insert("C".into(), crate::secrets::digest("app-1", "A", "one"));
         let kept = keep_unchanged_secrets(&prior, next);
         assert_eq!(kept.secrets["A"], "one");
         assert_eq!(kept.secrets["B"], "changed");

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::apply::api_error;
 use super::mapping::{LABEL_APPLICATION_ID, LABEL_MANAGED_BY, MANAGED_BY};
 use super::ownership::owner_id;
-use crate::runtime::RuntimeError;
+use crate::RuntimeError;
 
 /// How long a snapshot answers reads: long enough for the refresh of a whole plan.
 pub const FRESH_FOR: Duration = Duration::from_secs(2);

@@ -15,7 +15,7 @@ use kube::Api;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::runtime::RuntimeError;
+use crate::RuntimeError;
 
 /// The field manager for everything Slipway writes.
 pub const FIELD_MANAGER: &str = "slipway";

@@ -43,7 +43,7 @@ use super::pod_security::PodSecurity;
 use sha2::{Digest, Sha256};
 
 use super::rollout::{rollout_status, RolloutStatus};
-use crate::runtime::{
+use crate::{
     Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, HealthCheck,
     HealthProbe, Mode, Phase, PortSpec, Protocol, ResourceLimits, RuntimeError,
 };

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use super::client::LocalRuntime;
 use super::home::Home;
 use super::proto as pb;
-use crate::runtime::RuntimeError;
+use crate::RuntimeError;
 
 /// The commands, for the provider binary's `--help`.
 pub const SUMMARY: &str = "The same binary is the local runtime's command line:\n  \
@@ -183,7 +183,7 @@ fn phase(p: i32) -> &'static str {
     }
 }
 
-async fn status(runtime: &LocalRuntime) -> Result<(), crate::runtime::RuntimeError> {
+async fn status(runtime: &LocalRuntime) -> Result<(), crate::RuntimeError> {
     let info = runtime.info().await?;
     let status = runtime.status().await?;
     println!(
@@ -235,17 +235,14 @@ async fn logs(
     runtime: &LocalRuntime,
     application: &str,
     lines: u32,
-) -> Result<(), crate::runtime::RuntimeError> {
+) -> Result<(), crate::RuntimeError> {
     for line in runtime.logs(application, lines).await? {
         println!("[{}] {}", line.replica, line.line);
     }
     Ok(())
 }
 
-async fn audit_list(
-    runtime: &LocalRuntime,
-    json: bool,
-) -> Result<(), crate::runtime::RuntimeError> {
+async fn audit_list(runtime: &LocalRuntime, json: bool) -> Result<(), crate::RuntimeError> {
     let audit = runtime.audit().await?;
     for record in &audit.records {
         if json {
@@ -293,7 +290,7 @@ async fn audit_list(
     Ok(())
 }
 
-async fn audit_verify(runtime: &LocalRuntime) -> Result<(), crate::runtime::RuntimeError> {
+async fn audit_verify(runtime: &LocalRuntime) -> Result<(), crate::RuntimeError> {
     let audit = runtime.audit().await?;
     println!(
         "{} record(s); the newest checked against {}",
@@ -307,7 +304,7 @@ async fn audit_verify(runtime: &LocalRuntime) -> Result<(), crate::runtime::Runt
     for problem in &audit.problems {
         println!("  {problem}");
     }
-    Err(crate::runtime::RuntimeError::Invalid(format!(
+    Err(crate::RuntimeError::Invalid(format!(
         "the audit log does not verify: {} problem(s)",
         audit.problems.len()
     )))
