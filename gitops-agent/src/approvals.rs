@@ -582,6 +582,177 @@ pub fn at_gate(
     Ok(None)
 }
 
+impl crate::runner::Runner {
+    /// The approver of `job` (a merge of a root that requires approval), or `None`
+    /// when it has none yet: then it is held.
+    pub(crate) async fn approval(
+        &self,
+        job: &Job,
+    ) -> Result<Option<String>, crate::job_error::JobError> {
+        use crate::job_error::JobError;
+        let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
+        self.db
+            .run(move |conn| {
+                let authority = crate::identities::open(&config, None)
+                    .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
+                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| match e
+                {
+                    ApproveError::Db(e) => JobError::Db(e),
+                    other => JobError::Failed(other.to_string()),
+                })
+            })
+            .await
+    }
+
+    /// Holds `job` as `awaiting_approval` and says so in the log.
+    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
+        let held = job.clone();
+        self.db.run(move |conn| hold(conn, &held)).await?;
+        tracing::info!(
+            job = job.id,
+            repository = %job.repository,
+            root = %job.root,
+            commit = %job.commit_sha,
+            "job awaits approval: an approver runs `slipway-agent approve {}`",
+            job.id
+        );
+        Ok(())
+    }
+}
+
+/// The webhook's answer to an approving review: stored (and applied to the waiting
+/// merge jobs of its pull request) before it is acknowledged.
+pub(crate) async fn review_delivered(
+    state: &crate::http::AppState,
+    delivery: Delivery,
+    review: Review,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    use serde_json::json;
+    let (config, key, authority) = (
+        state.config.clone(),
+        state.runner.key.clone(),
+        state.authority.clone(),
+    );
+    let (d, r) = (delivery.clone(), review.clone());
+    let stored = state
+        .db
+        .run(move |conn| receive_review(conn, &key, &config.approvals, authority.store(), &d, &r))
+        .await;
+    match stored {
+        Ok(ReviewOutcome::Duplicate) => crate::http::webhook::reply(
+            StatusCode::OK,
+            json!({"delivery": delivery.id, "duplicate": true}),
+        ),
+        Ok(ReviewOutcome::Stored { approved }) => {
+            tracing::info!(delivery = %delivery.id, pull_request = review.pull_request, reviewer = %review.login, ?approved, "approving review stored");
+            if !approved.is_empty() {
+                state.runner.notify.notify_waiters();
+            }
+            crate::http::webhook::reply(
+                StatusCode::ACCEPTED,
+                json!({"delivery": delivery.id, "review": review.review_id, "approved": approved}),
+            )
+        }
+        Err(e) => {
+            tracing::error!(delivery = %delivery.id, error = %e, "could not store the review");
+            crate::http::ApiError::Unavailable(
+                "could not store the review; GitHub may redeliver it".into(),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// `slipway-agent approve JOB`: `token` (SLIPWAY_TOKEN) names the approver.
+pub fn approve_cli(
+    config: &crate::config::Config,
+    id: i64,
+    token: Option<&str>,
+) -> anyhow::Result<i32> {
+    let secrets = crate::agent::resolve_secrets(config)?;
+    let authority = crate::identities::open(config, None)?;
+    let caller = authority
+        .authenticate(token, db::now_ms())
+        .map_err(|e| anyhow::anyhow!("SLIPWAY_TOKEN: {e}"))?;
+    let slipway_platform::Caller::Identity(identity) = caller else {
+        anyhow::bail!("SLIPWAY_TOKEN: a job credential cannot approve; use an approver's token");
+    };
+    let approver = Approver {
+        name: identity.name,
+        role: identity.role,
+        login: None,
+        via: Via::Cli,
+    };
+    let mut conn = db::Db::open_existing(&config.database_path())?.connect()?;
+    match approve(
+        &mut conn,
+        &secrets.signing_key,
+        &config.approvals,
+        id,
+        &approver,
+    ) {
+        Ok(job) => {
+            println!(
+                "approved job {id} ({}/{} at {}) as {}; it runs next",
+                job.repository, job.root, job.commit_sha, approver.name
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `POST /api/v1/jobs/{id}/approve`: the caller's token names the approver.
+pub async fn approve_api(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::http::AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    caller: crate::http::ApiCaller,
+) -> Result<axum::response::Response, crate::http::ApiError> {
+    use crate::http::ApiError;
+    use axum::response::IntoResponse as _;
+    let id = id.parse::<i64>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "job id `{id}` is not a number; job ids are in `slipway-agent audit list`"
+        ))
+    })?;
+    let approver = Approver {
+        name: caller.name,
+        role: caller.role,
+        login: None,
+        via: Via::Api,
+    };
+    let (config, key, who) = (
+        state.config.clone(),
+        state.runner.key.clone(),
+        approver.clone(),
+    );
+    let job = state
+        .db
+        .run(move |conn| approve(conn, &key, &config.approvals, id, &who))
+        .await
+        .map_err(|e| match e {
+            ApproveError::NoSuchJob(_) => ApiError::NotFound(e.to_string()),
+            ApproveError::NotWaiting { .. } => ApiError::Conflict(e.to_string()),
+            ApproveError::Refused { .. } => ApiError::Forbidden(e.to_string()),
+            ApproveError::Db(_) | ApproveError::Identities(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
+        })?;
+    state.runner.notify.notify_waiters();
+    tracing::info!(job = id, approver = %approver.name, "job approved through the API");
+    Ok(axum::Json(serde_json::json!({
+        "approved": id,
+        "approver": approver.name,
+        "commit": job.commit_sha,
+    }))
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,175 +1034,4 @@ mod tests {
             Some("bob")
         );
     }
-}
-
-impl crate::runner::Runner {
-    /// The approver of `job` (a merge of a root that requires approval), or `None`
-    /// when it has none yet: then it is held.
-    pub(crate) async fn approval(
-        &self,
-        job: &Job,
-    ) -> Result<Option<String>, crate::job_error::JobError> {
-        use crate::job_error::JobError;
-        let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
-        self.db
-            .run(move |conn| {
-                let authority = crate::identities::open(&config, None)
-                    .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
-                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| match e
-                {
-                    ApproveError::Db(e) => JobError::Db(e),
-                    other => JobError::Failed(other.to_string()),
-                })
-            })
-            .await
-    }
-
-    /// Holds `job` as `awaiting_approval` and says so in the log.
-    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
-        let held = job.clone();
-        self.db.run(move |conn| hold(conn, &held)).await?;
-        tracing::info!(
-            job = job.id,
-            repository = %job.repository,
-            root = %job.root,
-            commit = %job.commit_sha,
-            "job awaits approval: an approver runs `slipway-agent approve {}`",
-            job.id
-        );
-        Ok(())
-    }
-}
-
-/// The webhook's answer to an approving review: stored (and applied to the waiting
-/// merge jobs of its pull request) before it is acknowledged.
-pub(crate) async fn review_delivered(
-    state: &crate::http::AppState,
-    delivery: Delivery,
-    review: Review,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse as _;
-    use serde_json::json;
-    let (config, key, authority) = (
-        state.config.clone(),
-        state.runner.key.clone(),
-        state.authority.clone(),
-    );
-    let (d, r) = (delivery.clone(), review.clone());
-    let stored = state
-        .db
-        .run(move |conn| receive_review(conn, &key, &config.approvals, authority.store(), &d, &r))
-        .await;
-    match stored {
-        Ok(ReviewOutcome::Duplicate) => crate::http::webhook::reply(
-            StatusCode::OK,
-            json!({"delivery": delivery.id, "duplicate": true}),
-        ),
-        Ok(ReviewOutcome::Stored { approved }) => {
-            tracing::info!(delivery = %delivery.id, pull_request = review.pull_request, reviewer = %review.login, ?approved, "approving review stored");
-            if !approved.is_empty() {
-                state.runner.notify.notify_waiters();
-            }
-            crate::http::webhook::reply(
-                StatusCode::ACCEPTED,
-                json!({"delivery": delivery.id, "review": review.review_id, "approved": approved}),
-            )
-        }
-        Err(e) => {
-            tracing::error!(delivery = %delivery.id, error = %e, "could not store the review");
-            crate::http::ApiError::Unavailable(
-                "could not store the review; GitHub may redeliver it".into(),
-            )
-            .into_response()
-        }
-    }
-}
-
-/// `slipway-agent approve JOB`: `token` (SLIPWAY_TOKEN) names the approver.
-pub fn approve_cli(
-    config: &crate::config::Config,
-    id: i64,
-    token: Option<&str>,
-) -> anyhow::Result<i32> {
-    let secrets = crate::agent::resolve_secrets(config)?;
-    let authority = crate::identities::open(config, None)?;
-    let caller = authority
-        .authenticate(token, db::now_ms())
-        .map_err(|e| anyhow::anyhow!("SLIPWAY_TOKEN: {e}"))?;
-    let slipway_platform::Caller::Identity(identity) = caller else {
-        anyhow::bail!("SLIPWAY_TOKEN: a job credential cannot approve; use an approver's token");
-    };
-    let approver = Approver {
-        name: identity.name,
-        role: identity.role,
-        login: None,
-        via: Via::Cli,
-    };
-    let mut conn = db::Db::open_existing(&config.database_path())?.connect()?;
-    match approve(
-        &mut conn,
-        &secrets.signing_key,
-        &config.approvals,
-        id,
-        &approver,
-    ) {
-        Ok(job) => {
-            println!(
-                "approved job {id} ({}/{} at {}) as {}; it runs next",
-                job.repository, job.root, job.commit_sha, approver.name
-            );
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(1)
-        }
-    }
-}
-
-/// `POST /api/v1/jobs/{id}/approve`: the caller's token names the approver.
-pub async fn approve_api(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::http::AppState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    caller: crate::http::ApiCaller,
-) -> Result<axum::response::Response, crate::http::ApiError> {
-    use crate::http::ApiError;
-    use axum::response::IntoResponse as _;
-    let id = id.parse::<i64>().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "job id `{id}` is not a number; job ids are in `slipway-agent audit list`"
-        ))
-    })?;
-    let approver = Approver {
-        name: caller.name,
-        role: caller.role,
-        login: None,
-        via: Via::Api,
-    };
-    let (config, key, who) = (
-        state.config.clone(),
-        state.runner.key.clone(),
-        approver.clone(),
-    );
-    let job = state
-        .db
-        .run(move |conn| approve(conn, &key, &config.approvals, id, &who))
-        .await
-        .map_err(|e| match e {
-            ApproveError::NoSuchJob(_) => ApiError::NotFound(e.to_string()),
-            ApproveError::NotWaiting { .. } => ApiError::Conflict(e.to_string()),
-            ApproveError::Refused { .. } => ApiError::Forbidden(e.to_string()),
-            ApproveError::Db(_) | ApproveError::Identities(_) => {
-                ApiError::Unavailable(e.to_string())
-            }
-        })?;
-    state.runner.notify.notify_waiters();
-    tracing::info!(job = id, approver = %approver.name, "job approved through the API");
-    Ok(axum::Json(serde_json::json!({
-        "approved": id,
-        "approver": approver.name,
-        "commit": job.commit_sha,
-    }))
-    .into_response())
 }

@@ -310,7 +310,13 @@ impl Runner {
             Ok(Outcome::Interrupted) | Err(JobError::Interrupted) => {
                 (JobOutcome::Interrupted, None)
             }
-            Ok(Outcome::Failed | Outcome::Superseded) => (JobOutcome::Failed, out.error.clone()),
+            // Approvals come before a credential is minted: never a run's ending.
+            Ok(
+                Outcome::Failed
+                | Outcome::Superseded
+                | Outcome::Approved
+                | Outcome::ApprovalRefused,
+            ) => (JobOutcome::Failed, out.error.clone()),
             Err(e) => (JobOutcome::Failed, Some(e.to_string())),
         };
         let first_line = |text: String| -> String {
