@@ -124,7 +124,8 @@ variables = { demo_app = "DEMO_APP", preview_name = "unapproved" }
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("approver role"));
     let out = s.agent.cli(&["approve", &id]);
-    assert_eq!(out.status.code(), Some(1), "no token: {out:?}");
+    assert!(!out.status.success(), "no token: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLIPWAY_TOKEN: no token"));
     assert!(
         s.agent
             .audit()
