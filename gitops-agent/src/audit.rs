@@ -29,6 +29,11 @@ pub enum Outcome {
     Skipped,
     Superseded,
     Interrupted,
+    /// An approver approved the job's change (it runs next; its own record follows).
+    Approved,
+    /// An approval was refused (the author's own, or not an approver's); the job
+    /// still waits.
+    ApprovalRefused,
 }
 
 impl Outcome {
@@ -39,6 +44,8 @@ impl Outcome {
             Outcome::Skipped => "skipped",
             Outcome::Superseded => "superseded",
             Outcome::Interrupted => "interrupted",
+            Outcome::Approved => "approved",
+            Outcome::ApprovalRefused => "approval-refused",
         }
     }
 }
@@ -132,6 +139,10 @@ pub struct AuditRecord {
     /// `merged_by` is the asking identity and `trigger` is `mcp`. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// Who approved the job's change (an approver's identity), for a root that
+    /// requires approval; absent otherwise, so older records hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// A record as stored, with its chain fields.
@@ -185,7 +196,7 @@ pub fn append(
     tx.execute(
         "INSERT INTO audit (seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
             covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-            plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool)
+            plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         params![
             record.seq,
@@ -211,6 +222,7 @@ pub fn append(
             signature,
             record.kind,
             record.tool,
+            record.approved_by,
         ],
     )?;
     Ok(StoredRecord {
@@ -224,7 +236,7 @@ pub fn append(
 const SELECT: &str =
     "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
     covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-    plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool FROM audit";
+    plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by FROM audit";
 
 /// A row read without trusting it: JSON columns that no longer parse are reported by
 /// [`verify`] rather than aborting the read.
@@ -273,6 +285,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
             terraform_version: r.get(17).map_err(|e| e.to_string())?,
             kind: r.get(21).map_err(|e| e.to_string())?,
             tool: r.get(22).map_err(|e| e.to_string())?,
+            approved_by: r.get(23).map_err(|e| e.to_string())?,
         })
     })();
     Ok(RawRow {
@@ -423,6 +436,7 @@ mod tests {
             terraform_version: Some("1.11.4".into()),
             kind: None,
             tool: None,
+            approved_by: None,
         }
     }
 

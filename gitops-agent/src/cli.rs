@@ -73,6 +73,16 @@ pub enum Command {
         #[arg(long, env = "USER")]
         actor: Option<String>,
     },
+    /// Approve a merge job that waits for an approval (`awaiting_approval`).
+    ///
+    /// Authenticates with the platform token in SLIPWAY_TOKEN, which must belong to an
+    /// identity with the approver role that did not author the change. The job runs
+    /// next (a running agent picks it up within a second); a refusal is recorded in
+    /// the audit log too.
+    Approve {
+        /// The job's id (from `slipway-agent audit list`, the agent's log, or GitHub).
+        job: i64,
+    },
     /// Read and check the audit log.
     Audit {
         #[command(subcommand)]
@@ -126,7 +136,7 @@ pub enum TokenCommand {
         /// `claude-code@alice`): letters, digits, `.`, `_`, `-`, `@`.
         #[arg(long)]
         name: String,
-        /// admin, developer, agent or viewer.
+        /// admin, developer, agent, viewer or approver.
         #[arg(long, value_parser = parse_role)]
         role: slipway_platform::Role,
     },
@@ -252,6 +262,11 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 TokenCommand::List => crate::identities::list(&config),
                 TokenCommand::Revoke { name } => crate::identities::revoke(&config, &name),
             }
+        }
+        Command::Approve { job } => {
+            let config = Config::load(&cli.config)?;
+            let token = std::env::var("SLIPWAY_TOKEN").ok();
+            crate::approvals::approve_cli(&config, job, token.as_deref())
         }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;

@@ -84,7 +84,7 @@ pub fn resolve(
         }
         None => crate::git::remote_tip(&repo.url, &repo.branch, git_token)?,
     };
-    Ok(NewJobs::merge(
+    let mut jobs = NewJobs::merge(
         None,
         repo.name.clone(),
         repo.branch.clone(),
@@ -93,5 +93,8 @@ pub fn resolve(
         None,
         request.actor.clone(),
         roots,
-    ))
+    );
+    // Who asks for a deploy may not approve it.
+    jobs.authors = request.actor.iter().cloned().collect();
+    Ok(jobs)
 }

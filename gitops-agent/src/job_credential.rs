@@ -84,9 +84,23 @@ pub fn claims(
         modes,
         environments,
         merge_modes,
+        // Set by the runner for an approved merge (crate::approvals).
+        approved_by: None,
+        teardown: teardown_of(job),
         issued_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
         requested_by,
+    })
+}
+
+/// Why a preview teardown job takes its preview down, for the platform's audit record:
+/// a TTL's teardown says `ttl`; the rest (closed, merged, found closed by the sweep)
+/// `pr-closed`.
+fn teardown_of(job: &Job) -> Option<slipway_platform::credential::Teardown> {
+    use slipway_platform::credential::Teardown;
+    (job.kind == crate::job_kind::JobKind::PreviewDestroy).then_some(match job.trigger {
+        slipway_provenance::Trigger::Ttl => Teardown::Ttl,
+        _ => Teardown::PrClosed,
     })
 }
 

@@ -13,6 +13,10 @@ pub enum JobError {
     /// Stopped by the shutdown: not a job failure; the job runs again at the next start.
     #[error("interrupted by the agent's shutdown; the job runs again at the next start")]
     Interrupted,
+    /// The root requires approval and the job has none: it is held as
+    /// `awaiting_approval`, not failed ([`crate::approvals`]).
+    #[error("the job awaits an approval")]
+    AwaitingApproval,
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
@@ -42,11 +46,17 @@ pub(crate) struct RunOutcome {
     pub(crate) plan: Option<PlanSummary>,
     pub(crate) error: Option<String>,
     pub(crate) terraform_version: Option<String>,
+    /// Held for an approval: not recorded, waits as `awaiting_approval`.
+    pub(crate) awaiting_approval: bool,
+    /// Who approved the run (a root that requires approval).
+    pub(crate) approved_by: Option<String>,
 }
 
 impl Default for RunOutcome {
     fn default() -> Self {
         RunOutcome {
+            awaiting_approval: false,
+            approved_by: None,
             interrupted: false,
             outcome: Outcome::Failed,
             author: None,

@@ -121,6 +121,9 @@ impl FromStr for JobKind {
 pub enum JobState {
     Queued,
     Running,
+    /// Held until an approver approves it (a merge of a root that requires approval,
+    /// see [`crate::approvals`]); then queued again, or superseded by a newer merge.
+    AwaitingApproval,
     Done,
 }
 
@@ -129,6 +132,7 @@ impl JobState {
         match self {
             JobState::Queued => "queued",
             JobState::Running => "running",
+            JobState::AwaitingApproval => "awaiting_approval",
             JobState::Done => "done",
         }
     }
@@ -137,13 +141,18 @@ impl JobState {
 impl FromStr for JobState {
     type Err = UnknownValue;
     fn from_str(s: &str) -> Result<JobState, UnknownValue> {
-        [JobState::Queued, JobState::Running, JobState::Done]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "state",
-                value: s.to_owned(),
-            })
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::AwaitingApproval,
+            JobState::Done,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| UnknownValue {
+            what: "state",
+            value: s.to_owned(),
+        })
     }
 }
 
@@ -158,6 +167,10 @@ mod tests {
         }
         assert!("deploy".parse::<JobKind>().is_err());
         assert_eq!("done".parse::<JobState>(), Ok(JobState::Done));
+        assert_eq!(
+            "awaiting_approval".parse::<JobState>(),
+            Ok(JobState::AwaitingApproval)
+        );
         assert!("".parse::<JobState>().is_err());
         assert!(JobKind::PullRequestPlan.credential_kind().is_read_only());
         assert_eq!(

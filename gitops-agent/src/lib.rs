@@ -27,6 +27,7 @@
 //! authenticated API ([`http::api`]), and an orderly SIGTERM ([`agent::shut_down`]).
 
 pub mod agent;
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod config;

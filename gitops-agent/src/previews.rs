@@ -370,6 +370,7 @@ pub fn teardown(p: &Preview, branch: &str, trigger: Trigger, actor: Option<Strin
         kind: p.key.teardown_kind(),
         head_sha: None,
         base_sha: None,
+        authors: Vec::new(),
     }
 }
 

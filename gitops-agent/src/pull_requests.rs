@@ -322,7 +322,7 @@ impl Runner {
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
         let mut log = crate::runner::open_job_log(&job_dir).await?;
         let actor = job.actor.clone().unwrap_or_default();
-        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
+        let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
         // No signed provenance: it is a license for the Kubernetes runtime's
         // provider-side gate, and a pull request job must hold none.
         let env: Vec<(String, String)> = vec![

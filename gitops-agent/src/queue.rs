@@ -46,6 +46,9 @@ pub struct NewJobs {
     pub head_sha: Option<String>,
     /// The commit the pull request is based on, as GitHub said.
     pub base_sha: Option<String>,
+    /// Who authored the change (GitHub logins or identity names): they may not
+    /// approve it ([`crate::approvals`]).
+    pub authors: Vec<String>,
 }
 
 impl NewJobs {
@@ -73,6 +76,7 @@ impl NewJobs {
             kind: JobKind::Merge,
             head_sha: None,
             base_sha: None,
+            authors: Vec::new(),
         }
     }
 }
@@ -164,6 +168,7 @@ impl Job {
                 .then(|| crate::mcp::jobs::tool_of(self.kind))
                 .flatten()
                 .map(str::to_owned),
+            approved_by: None,
         }
     }
 }
@@ -259,8 +264,8 @@ fn intake_one(tx: &Connection, item: &Intake) -> Result<IntakeOutcome, DbError> 
     for jobs in groups {
         for root in &jobs.roots {
             tx.execute(
-                "INSERT INTO jobs (repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state, kind, head_sha, base_sha)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12)",
+                "INSERT INTO jobs (repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state, kind, head_sha, base_sha, authors)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13)",
                 params![
                     jobs.repository,
                     root,
@@ -274,6 +279,8 @@ fn intake_one(tx: &Connection, item: &Intake) -> Result<IntakeOutcome, DbError> 
                     jobs.kind.as_str(),
                     jobs.head_sha,
                     jobs.base_sha,
+                    serde_json::to_string(&jobs.authors)
+                        .map_err(|e| DbError::Corrupt(e.to_string()))?,
                 ],
             )?;
             ids.push(tx.last_insert_rowid());
@@ -386,7 +393,7 @@ pub fn start(
             }
         }
         let changed = tx.execute(
-            "UPDATE jobs SET state = 'done', outcome = 'superseded', superseded_by = ?1 WHERE id = ?2 AND state = 'queued'",
+            "UPDATE jobs SET state = 'done', outcome = 'superseded', superseded_by = ?1 WHERE id = ?2 AND state IN ('queued', 'awaiting_approval')",
             params![target.id, job.id],
         )?;
         if changed == 1 {

@@ -169,7 +169,13 @@ impl Runner {
         let this = self.clone();
         let queued = tokio::task::spawn_blocking(move || {
             let conn = this.open_db()?;
-            queue::queued_for_root(&conn, &repo_name, &root_name)
+            let queued = queue::queued_for_root(&conn, &repo_name, &root_name)?;
+            let (merges, others): (Vec<Job>, Vec<Job>) =
+                queued.into_iter().partition(|j| j.kind == JobKind::Merge);
+            let waiting = crate::approvals::waiting_for_root(&conn, &repo_name, &root_name)?;
+            let mut all = selection::candidates(merges, waiting);
+            all.extend(others);
+            Ok::<_, DbError>(all)
         })
         .await??;
         if queued.is_empty() {
@@ -241,6 +247,10 @@ impl Runner {
         );
 
         let outcome = self.execute(repo, root, &job).await;
+        if outcome.awaiting_approval {
+            self.hold_for_approval(&job).await?;
+            return Ok(true);
+        }
         if outcome.interrupted {
             tracing::warn!(
                 job = job.id,
@@ -268,11 +278,15 @@ impl Runner {
         root: &Root,
         job: &Job,
         actor: &str,
+        approved_by: Option<String>,
         deadline: Instant,
     ) -> Result<crate::job_credential::Issued, JobError> {
         let lifetime = deadline.saturating_duration_since(Instant::now());
-        let claims = crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime)
-            .map_err(|e| JobError::Failed(format!("no randomness for the job credential: {e}")))?;
+        let mut claims =
+            crate::job_credential::claims(repo, root, job, actor, db::now_ms(), lifetime).map_err(
+                |e| JobError::Failed(format!("no randomness for the job credential: {e}")),
+            )?;
+        claims.approved_by = approved_by;
         crate::job_credential::issue(
             claims,
             &self.key,
@@ -298,7 +312,13 @@ impl Runner {
             Ok(Outcome::Interrupted) | Err(JobError::Interrupted) => {
                 (JobOutcome::Interrupted, None)
             }
-            Ok(Outcome::Failed | Outcome::Superseded) => (JobOutcome::Failed, out.error.clone()),
+            // Approvals come before a credential is minted: never a run's ending.
+            Ok(
+                Outcome::Failed
+                | Outcome::Superseded
+                | Outcome::Approved
+                | Outcome::ApprovalRefused,
+            ) => (JobOutcome::Failed, out.error.clone()),
             Err(e) => (JobOutcome::Failed, Some(e.to_string())),
         };
         let first_line = |text: String| -> String {
@@ -342,6 +362,7 @@ impl Runner {
         record.plan_summary = outcome.plan;
         record.error = outcome.error.map(|e| self.redact(&e));
         record.terraform_version = outcome.terraform_version;
+        record.approved_by = outcome.approved_by;
         let stored = self.record(job, record, effect).await;
         self.metrics
             .job_finished(&stored.record.outcome, clock.elapsed());
@@ -433,6 +454,7 @@ impl Runner {
         match result {
             Ok(outcome) => out.outcome = outcome,
             Err(JobError::Interrupted) => out.interrupted = true,
+            Err(JobError::AwaitingApproval) => out.awaiting_approval = true,
             Err(e) => {
                 out.outcome = Outcome::Failed;
                 out.error = Some(e.to_string());
@@ -481,9 +503,19 @@ impl Runner {
                 root.path, job.commit_sha
             )));
         }
+        // A root that requires approval runs only an approved change; the approver
+        // goes into the credential, so the platform sees (and records) it.
+        if root.require_approval {
+            out.approved_by = Some(
+                self.approval(job)
+                    .await?
+                    .ok_or(JobError::AwaitingApproval)?,
+            );
+        }
         let mut log = open_job_log(job_dir).await?;
         let actor = job.actor.clone().unwrap_or(author);
-        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
+        let issued =
+            self.issue_credential(repo, root, job, &actor, out.approved_by.clone(), deadline)?;
         let credential_file = issued.file.display().to_string();
         let result = self
             .run_terraform(

@@ -122,6 +122,25 @@ pub fn select<G: Graph>(queued: Vec<Job>, tip: &str, graph: &G) -> Result<Select
     })
 }
 
+/// The merge jobs a worker selects from: the queued ones and, when there is at least
+/// one, those held for approval ([`crate::approvals`]), oldest first. So a newer merge
+/// supersedes a waiting one (its commit carries the waiting one's), and an older merge
+/// that arrives late is superseded by the waiting one, which then waits again; with
+/// nothing queued, the waiting jobs are left alone.
+pub fn candidates(queued: Vec<Job>, waiting: Vec<Job>) -> Vec<Job> {
+    if queued.is_empty() {
+        return Vec::new();
+    }
+    let mut all = queued;
+    for w in waiting {
+        if !all.iter().any(|j| j.id == w.id) {
+            all.push(w);
+        }
+    }
+    all.sort_by_key(|j| j.id);
+    all
+}
+
 /// Whether a job runs, before looking at which paths it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -241,6 +260,26 @@ mod tests {
 
     fn ids(jobs: &[Job]) -> Vec<i64> {
         jobs.iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_newer_merge_supersedes_one_waiting_for_approval() {
+        let g = graph();
+        // b waits for an approval; c is merged: c runs, b is superseded by it.
+        let s = select(candidates(vec![job(3, "c")], vec![job(2, "b")]), "c", &g).unwrap();
+        assert_eq!(s.target.map(|t| t.id), Some(3));
+        assert_eq!(ids(&s.superseded), [2]);
+        // A late delivery of a, older than the waiting b: b stays the target (and
+        // waits again), a is superseded.
+        let s = select(candidates(vec![job(4, "a")], vec![job(2, "b")]), "c", &g).unwrap();
+        assert_eq!(s.target.map(|t| t.id), Some(2));
+        assert_eq!(ids(&s.superseded), [4]);
+        // Nothing queued: the waiting job is not selected again (it would only wait).
+        assert!(candidates(vec![], vec![job(2, "b")]).is_empty());
+        // A waiting job that a force push removed is set aside like any other.
+        let s = select(candidates(vec![job(5, "c")], vec![job(2, "x")]), "c", &g).unwrap();
+        assert_eq!(s.target.map(|t| t.id), Some(5));
+        assert_eq!(ids(&s.off_branch), [2]);
     }
 
     #[test]

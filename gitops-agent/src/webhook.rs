@@ -98,6 +98,19 @@ struct PushEvent {
     repository: Option<RepositoryRef>,
     pusher: Option<User>,
     sender: Option<User>,
+    head_commit: Option<HeadCommit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeadCommit {
+    author: Option<GitUser>,
+}
+
+/// A commit's author as GitHub knows it: `username` is the GitHub login, when GitHub
+/// matched the commit's email to an account.
+#[derive(Debug, Deserialize)]
+struct GitUser {
+    username: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +131,8 @@ struct PullRequest {
     base: Option<BaseRef>,
     head: Option<BaseRef>,
     merged_by: Option<User>,
+    /// Who opened the pull request: its author, who may not approve its merge.
+    user: Option<User>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +142,22 @@ struct PullRequestEvent {
     pull_request: Option<PullRequest>,
     repository: Option<RepositoryRef>,
     sender: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewBody {
+    id: Option<i64>,
+    user: Option<User>,
+    commit_id: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequestReviewEvent {
+    action: Option<String>,
+    review: Option<ReviewBody>,
+    pull_request: Option<PullRequest>,
+    repository: Option<RepositoryRef>,
 }
 
 /// What a delivery asks for.
@@ -140,7 +171,13 @@ pub enum Decision {
         pull_request: Option<u64>,
         actor: Option<String>,
         roots: Vec<String>,
+        /// Who authored the change ([`crate::approvals`]).
+        authors: Vec<String>,
+        /// The merged pull request's head.
+        head_sha: Option<String>,
     },
+    /// An approving pull request review ([`crate::approvals`]).
+    Review(crate::approvals::Review),
     /// Jobs of the pull request kinds (plans, previews, teardowns), with the merge
     /// job when a pull request with previews was merged.
     PullRequest(Vec<NewJobs>),
@@ -196,7 +233,22 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, M
                     .and_then(|p| p.name.or(p.login))
                     .or_else(|| push.sender.and_then(|s| s.login)),
                 roots: repo.roots.iter().map(|r| r.name.clone()).collect(),
+                authors: push
+                    .head_commit
+                    .and_then(|c| c.author)
+                    .and_then(|a| a.username)
+                    .into_iter()
+                    .collect(),
+                head_sha: None,
             })
+        }
+        "pull_request_review" => {
+            let event: PullRequestReviewEvent =
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "pull_request_review",
+                    source,
+                })?;
+            Ok(classify_review(config, event))
         }
         "pull_request" => {
             let pr: PullRequestEvent =
@@ -208,6 +260,47 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, M
         }
         other => ignore(format!("event `{other}` is not handled")),
     }
+}
+
+/// A `pull_request_review` delivery: a review `submitted` in state `approved` is kept
+/// for the pull request's merge ([`crate::approvals::receive_review`]); nothing else
+/// is acted on.
+fn classify_review(config: &Config, event: PullRequestReviewEvent) -> Decision {
+    let full_name = event
+        .repository
+        .and_then(|r| r.full_name)
+        .unwrap_or_default();
+    let Some(repo) = config.repository_for_github(&full_name) else {
+        return Decision::Ignore(format!("repository `{full_name}` is not configured"));
+    };
+    let action = event.action.unwrap_or_default();
+    let (Some(review), Some(pull)) = (event.review, event.pull_request) else {
+        return Decision::Ignore("pull_request_review without a review".into());
+    };
+    let state = review.state.unwrap_or_default();
+    if action != "submitted" || !state.eq_ignore_ascii_case("approved") {
+        return Decision::Ignore(format!(
+            "review `{action}` in state `{state}`: only a submitted approval approves"
+        ));
+    }
+    let (Some(review_id), Some(login), Some(commit), Some(number)) = (
+        review.id,
+        review.user.and_then(|u| u.login),
+        review.commit_id.filter(|c| is_sha(c)),
+        pull.number,
+    ) else {
+        return Decision::Ignore(
+            "review without an id, a reviewer, a commit or a pull request".into(),
+        );
+    };
+    Decision::Review(crate::approvals::Review {
+        repository: repo.name.clone(),
+        pull_request: number,
+        review_id,
+        login,
+        commit_sha: commit.to_ascii_lowercase(),
+        pull_request_author: pull.user.and_then(|u| u.login),
+    })
 }
 
 /// A `pull_request` delivery: `opened`, `reopened` and `synchronize` plan the roots
@@ -257,6 +350,7 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
         kind,
         head_sha: head_sha.clone(),
         base_sha: base_sha.clone().filter(|s| is_sha(s)),
+        authors: Vec::new(),
     };
     match action.as_str() {
         "opened" | "reopened" | "synchronize" => {
@@ -318,7 +412,7 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
                     repo.branch
                 ))
             } else if let Some(sha) = merge_sha {
-                Ok(NewJobs::merge(
+                let mut merge = NewJobs::merge(
                     None,
                     repo.name.clone(),
                     repo.branch.clone(),
@@ -327,7 +421,11 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
                     Some(number),
                     pull.merged_by.and_then(|u| u.login).or(sender.clone()),
                     repo.roots.iter().map(|r| r.name.clone()).collect(),
-                ))
+                );
+                // Its author may not approve it; a review approves the head merged.
+                merge.authors = pull.user.and_then(|u| u.login).into_iter().collect();
+                merge.head_sha = head_sha.clone();
+                Ok(merge)
             } else {
                 Err("merged pull request has no merge_commit_sha".to_owned())
             };
@@ -339,6 +437,8 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
                     pull_request: merge.pull_request,
                     actor: merge.actor,
                     roots: merge.roots,
+                    authors: merge.authors,
+                    head_sha: merge.head_sha,
                 },
                 (Ok(merge), Some(teardown)) => Decision::PullRequest(vec![merge, teardown]),
                 (Err(_), Some(teardown)) => Decision::PullRequest(vec![teardown]),
@@ -498,6 +598,37 @@ path = "app"
     }
 
     #[test]
+    fn an_approving_review_is_kept_and_other_reviews_are_ignored() {
+        let c = config();
+        let review = fixture("pull_request_review/submitted-approved.payload.json");
+        let decide = |v: &serde_json::Value| {
+            classify(&c, "pull_request_review", &serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        assert_eq!(
+            decide(&review),
+            Decision::Review(crate::approvals::Review {
+                repository: "hello".into(),
+                pull_request: 2,
+                review_id: 237895671,
+                login: "octocat".into(),
+                commit_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+                pull_request_author: Some("Codertocat".into()),
+            })
+        );
+        for (field, value) in [("state", "commented"), ("state", "changes_requested")] {
+            let mut other = review.clone();
+            other["review"][field] = value.into();
+            assert!(matches!(decide(&other), Decision::Ignore(_)), "{value}");
+        }
+        let mut dismissed = review.clone();
+        dismissed["action"] = "dismissed".into();
+        assert!(matches!(decide(&dismissed), Decision::Ignore(_)));
+        let mut elsewhere = review;
+        elsewhere["repository"]["full_name"] = "mallory/other".into();
+        assert!(matches!(decide(&elsewhere), Decision::Ignore(r) if r.contains("not configured")));
+    }
+
+    #[test]
     fn real_payloads_are_classified() {
         let mut closed = fixture("pull_request/closed.payload.json");
         let c = config();
@@ -523,6 +654,8 @@ path = "app"
                 pull_request: Some(2),
                 actor: Some("mona".into()),
                 roots: vec!["app".into()],
+                authors: vec!["Codertocat".into()],
+                head_sha: Some("ec26c3e57ca3a959ca5aad62de7213c562f8c821".into()),
             }
         );
         let opened = fixture("pull_request/opened.payload.json");

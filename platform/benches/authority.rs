@@ -102,6 +102,8 @@ fn main() {
         modes: vec![Mode::Production],
         environments: vec!["prod".into()],
         merge_modes: vec![],
+        approved_by: None,
+        teardown: None,
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
         requested_by: None,

@@ -8,7 +8,7 @@ use slipway_provenance::VerifyingKey;
 
 use crate::credential::{self, CredentialError, JobClaims, CREDENTIAL_PREFIX};
 use crate::identity::{check_name, Caller, Identity, InvalidName, Role, Token};
-use crate::policy::{Action, Decision, Policy, Target};
+use crate::policy::{Action, Approval, Decision, Policy, Target};
 use crate::store::{JobStanding, Store, StoreError};
 
 /// Why a bearer value was not accepted, or an identity not created. The messages
@@ -167,7 +167,10 @@ impl<S: Store> Authority<S> {
                     modes: claims.merge_modes.clone(),
                     ..claims.clone()
                 });
-                self.policy.decide(&as_merge, action, target)
+                // The merge is approved before it runs (when its root requires it), so
+                // the plan is not refused for the approval it has not had yet.
+                self.policy
+                    .decide_with(&as_merge, action, target, Approval::Assumed)
             }
             _ => self.authorize(caller, action, target),
         }
@@ -251,6 +254,15 @@ mod tests {
                 Err(RefusalReason::ReadOnlyJob { .. })
             ));
         }
+        // A STAGING merge is approved before it runs: its pull request's plan is not
+        // refused for the approval to come (and its apply still needs one).
+        let mut staging_plan = claims.clone();
+        staging_plan.merge_modes = vec![Mode::Staging];
+        let staging_plan = Caller::Job(staging_plan);
+        assert_eq!(
+            authority.authorize_at_plan(&staging_plan, Action::Create, &staging),
+            Ok(())
+        );
         // Without merge_modes (drift, an older engine): decided as at apply.
         let mut bare = claims.clone();
         bare.merge_modes.clear();

@@ -1035,7 +1035,8 @@ fn api_tokens_are_named_identities_with_roles() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("claude-code@alice"));
     let out = agent.cli(&["token", "create", "--name", "x", "--role", "root"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("admin, developer, agent or viewer"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("admin, developer, agent, viewer or approver"));
     // Names are unique among live identities.
     let out = agent.cli(&["token", "create", "--name", "alice", "--role", "viewer"]);
     assert!(!out.status.success());

@@ -65,6 +65,8 @@ fn claims(job: &str, kind: JobKind, modes: &[Mode]) -> JobClaims {
         modes: modes.to_vec(),
         environments: vec![],
         merge_modes: vec![],
+        approved_by: None,
+        teardown: None,
         issued_at_ms: now_ms(),
         expires_at_ms: now_ms() + 10 * 60 * 1000,
         requested_by: None,

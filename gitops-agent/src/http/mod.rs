@@ -46,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhooks/github", post(webhook::receive))
         .route("/api/v1/deploy", post(api::deploy))
         .route("/api/v1/jobs/{id}/log", get(api::job_log))
+        .route(
+            "/api/v1/jobs/{id}/approve",
+            post(crate::approvals::approve_api),
+        )
         .route("/healthz", get(api::health))
         .route("/readyz", get(api::ready))
         .route("/metrics", get(metrics::scrape))

@@ -16,7 +16,7 @@ use super::{ApiError, AppState};
 use crate::queue::{Delivery, Intake, IntakeOutcome, NewJobs};
 use crate::webhook::{classify, payload_json, signature_is_valid, Decision};
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
@@ -88,16 +88,26 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response
             pull_request,
             actor,
             roots,
-        } => Intake::Jobs(NewJobs::merge(
-            Some(delivery.clone()),
-            repository,
-            branch,
-            commit_sha,
-            Trigger::Webhook,
-            pull_request,
-            actor,
-            roots,
-        )),
+            authors,
+            head_sha,
+        } => {
+            let mut jobs = NewJobs::merge(
+                Some(delivery.clone()),
+                repository,
+                branch,
+                commit_sha,
+                Trigger::Webhook,
+                pull_request,
+                actor,
+                roots,
+            );
+            jobs.authors = authors;
+            jobs.head_sha = head_sha;
+            Intake::Jobs(jobs)
+        }
+        Decision::Review(review) => {
+            return crate::approvals::review_delivered(state, delivery, review).await
+        }
         Decision::PullRequest(jobs) => Intake::Batch {
             delivery: delivery.clone(),
             jobs,

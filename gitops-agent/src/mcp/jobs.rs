@@ -476,6 +476,8 @@ async fn deploy_branch(
             kind: JobKind::BranchPreview,
             head_sha: None,
             base_sha: None,
+            // Who asked may not approve it (a preview needs no approval anyway).
+            authors: vec![who.to_owned()],
         },
     )
     .await?;

@@ -28,7 +28,11 @@ fn reported(kind: JobKind, end: &Ending) -> bool {
     match end.outcome {
         Outcome::Succeeded | Outcome::Failed => true,
         Outcome::Skipped => kind == JobKind::Preview,
-        Outcome::Superseded | Outcome::Interrupted => false,
+        // Approvals are steps of merge jobs, never a pull request job's end.
+        Outcome::Superseded
+        | Outcome::Interrupted
+        | Outcome::Approved
+        | Outcome::ApprovalRefused => false,
     }
 }
 

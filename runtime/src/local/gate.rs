@@ -264,6 +264,7 @@ impl Gate {
             job_id: None,
             actor: None,
             tool: None,
+            approved_by: None,
         });
     }
 
@@ -293,6 +294,7 @@ impl Gate {
                 job.and_then(|c| c.requested_by.as_ref())
                     .and_then(|r| r.tool.clone())
             }),
+            approved_by: job.and_then(|c| c.approved_by.clone()),
         });
     }
 
@@ -363,6 +365,7 @@ impl Gate {
             job_id: Some(claims.job_id.clone()),
             actor: Some(claims.actor.clone()),
             tool: claims.requested_by.as_ref().and_then(|r| r.tool.clone()),
+            approved_by: claims.approved_by.clone(),
         });
         match ended {
             Ok(_) => Ok(()),
@@ -428,22 +431,22 @@ impl Gate {
     }
 }
 
-/// The audit's `how`: a job's is its kind, which the caller cannot choose.
+/// The audit's `how`: a job's is its kind (and, for a preview's teardown, why the
+/// engine tears it down: `pr-closed` or `ttl`), which only the signed claims say.
 fn how(caller: &Caller, said: &str) -> String {
     match caller {
-        // A job a named identity asked for (a branch preview over MCP): how they asked.
-        Caller::Job(claims) if claims.requested_by.is_some() => claims
-            .requested_by
-            .as_ref()
-            .map(|r| r.how.clone())
-            .unwrap_or_default(),
-        Caller::Job(claims) => match claims.kind {
-            JobKind::Merge => "git-merge",
-            JobKind::Preview => "pr-preview",
-            JobKind::PullRequestPlan => "pr-plan",
-            JobKind::Drift => "drift",
-        }
-        .into(),
+        Caller::Job(claims) => match (claims.kind, claims.teardown, &claims.requested_by) {
+            // Why a preview is being torn down (the pull request closed, its time to
+            // live ran out) says more than who once asked for it.
+            (JobKind::Preview, Some(teardown), _) => teardown.as_str().into(),
+            // A job a named identity asked for (a branch preview over MCP): how they
+            // asked.
+            (_, _, Some(requested)) => requested.how.clone(),
+            (JobKind::Merge, ..) => "git-merge".into(),
+            (JobKind::Preview, None, None) => "pr-preview".into(),
+            (JobKind::PullRequestPlan, ..) => "pr-plan".into(),
+            (JobKind::Drift, ..) => "drift".into(),
+        },
         Caller::Identity(_) if said.is_empty() => "terraform-apply".into(),
         Caller::Identity(_) => said.into(),
     }
