@@ -197,7 +197,7 @@ pub fn append(
         "INSERT INTO audit (seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
             covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
             plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         params![
             record.seq,
             record.job_id,
