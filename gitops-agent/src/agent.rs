@@ -193,7 +193,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .any(|r| r.roots.iter().any(|root| root.preview.is_some()))
     {
-        tokio::spawn(crate::previews::run(state.clone()));
+        tokio::spawn(crate::preview_sweep::run(state.clone()));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -46,6 +46,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod plan_stream;
 pub mod poller;
+pub mod preview_sweep;
 pub mod previews;
 pub mod pull_requests;
 pub mod queue;
