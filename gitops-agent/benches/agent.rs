@@ -5,10 +5,11 @@
 //!    concurrent connections — p50/p99 latency and throughput, checked that every
 //!    delivery became a stored job; baseline: the same requests without a signature,
 //!    which the agent refuses before doing any work;
-//! 2. webhook to `terraform` starting (a wrapper records the moment it is exec'd);
-//!    baseline: spawning `terraform version` directly;
-//! 3. a full agent run (webhook → fetch → checkout → init → plan → show → apply →
-//!    audit) against a bare `terraform init` + `apply` of the same commit;
+//! 2. webhook to the job's first `terraform` command starting (a wrapper records the
+//!    moment it is exec'd); baseline: spawning `terraform version` directly;
+//! 3. a full agent run (webhook → fetch → checkout → plan, with the root's kept
+//!    `init` → apply → audit) against a bare `terraform init` + `apply` of the same
+//!    commit;
 //! 4. a `/metrics` scrape against `/healthz` (both read the queue from the database).
 //!
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p slipway-agent --bench agent`. Needs `git`
@@ -165,9 +166,9 @@ fn setup() -> Setup {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\n[ \"$1\" = init ] && date +%s%N >> \"{}\"\nexec \"{}\" \"$@\"\n",
-            exec_log.display(),
-            terraform.display()
+            "#!/bin/sh\n[ -e \"{log}\" ] || date +%s%N > \"{log}\"\nexec \"{tf}\" \"$@\"\n",
+            log = exec_log.display(),
+            tf = terraform.display()
         ),
     )
     .expect("write wrapper");

@@ -6,36 +6,19 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Config, Secret};
+use crate::db::Db;
+use crate::git::GitAccess;
 use crate::github::GitHub;
+use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::queue::IntakeWriter;
 use crate::report::Reporter;
-use crate::runner::{GitLocks, Runner};
-
-/// State shared by the HTTP handlers.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub writer: IntakeWriter,
-    pub webhook_secret: Option<Secret>,
-    pub api_token: Option<Secret>,
-    /// Identities and policy: who a bearer token belongs to.
-    pub authority: Arc<crate::identities::PlatformAuthority>,
-    /// The job runner: its git credentials serve the poller and the API too, and its
-    /// `stopping` flag makes `/readyz` answer 503 during a shutdown.
-    pub runner: Arc<Runner>,
-    pub metrics: Arc<Metrics>,
-    /// The platform the MCP server at `/mcp` passes its callers' tokens on to; `None`
-    /// when `[mcp] enabled = false`.
-    pub mcp: Option<Arc<crate::mcp::Platform>>,
-}
+use crate::runner::Runner;
 
 /// The resolved secrets.
 pub struct ResolvedSecrets {
@@ -69,40 +52,6 @@ pub fn resolve_secrets(config: &Config) -> anyhow::Result<ResolvedSecrets> {
         signing_key,
         signing_key_text,
     })
-}
-
-/// The HTTP routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new();
-    if let Some(platform) = &state.mcp {
-        router = router.nest_service(
-            "/mcp",
-            crate::mcp::http_service(platform.clone(), mcp_allowed_hosts(&state.config)),
-        );
-    }
-    router
-        .route("/webhooks/github", post(crate::webhook::receive))
-        .route("/api/v1/deploy", post(crate::api::deploy))
-        .route("/api/v1/jobs/{id}/log", get(crate::api::job_log))
-        .route("/healthz", get(crate::api::health))
-        .route("/readyz", get(crate::api::ready))
-        .route("/metrics", get(crate::metrics::scrape))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state)
-}
-
-/// The `Host` values `/mcp` answers (DNS rebinding protection): loopback, and the
-/// host of `server.public_url`.
-fn mcp_allowed_hosts(config: &Config) -> Vec<String> {
-    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
-    if let Some(url) = &config.public_url {
-        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-        let authority = rest.split('/').next().unwrap_or_default();
-        if !authority.is_empty() {
-            hosts.push(authority.to_owned());
-        }
-    }
-    hosts
 }
 
 /// The platform `/mcp` reaches, when the MCP server is on.
@@ -146,7 +95,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     slipway_platform::store::create_private_dir(&config.data_dir)
         .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
     let db_path = config.database_path();
-    let mut conn = crate::db::open(&db_path)?;
+    let db = Db::open(&db_path)?;
+    let mut conn = db.connect()?;
     let recovered = crate::queue::recover_interrupted(&mut conn, &secrets.signing_key)?;
     for job in &recovered {
         tracing::warn!(job = job.id, commit = %job.commit_sha, "job was interrupted by the previous agent process; queued again");
@@ -169,8 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let notify = Arc::new(Notify::new());
-    let writer = IntakeWriter::spawn(db_path, notify.clone())?;
-    let git_locks = Arc::new(GitLocks::default());
+    let writer = IntakeWriter::spawn(&db, notify.clone())?;
     // Every secret value is removed from stored output; the GitHub token's too.
     let mut redact = vec![secrets.signing_key_text.clone()];
     redact.extend(
@@ -195,12 +144,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let runner = Arc::new(Runner {
         config: config.clone(),
+        db: db.clone(),
         key: secrets.signing_key.clone(),
         secrets: redact,
         secret_env_vars,
-        git_token: secrets.git_token.clone(),
+        git: Arc::new(GitAccess::new(
+            &config.data_dir,
+            secrets.git_token.clone(),
+            github.clone(),
+        )),
         github: github.clone(),
-        git_locks: git_locks.clone(),
         slots: Arc::new(Semaphore::new(config.max_parallel)),
         notify,
         metrics: metrics.clone(),
@@ -210,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     runner.spawn_workers();
     let reporter = match github {
         Some(github) => {
-            let reporter = Arc::new(Reporter::new(config.clone(), github, metrics.clone())?);
+            let reporter = Arc::new(Reporter::new(config.clone(), &db, github, metrics.clone())?);
             tokio::spawn(reporter.clone().run());
             Some(reporter)
         }
@@ -223,6 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?);
     let state = Arc::new(AppState {
         config: config.clone(),
+        db,
         writer,
         webhook_secret: secrets.webhook_secret,
         api_token: secrets.api_token,
@@ -232,14 +186,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mcp: mcp_platform(&config),
     });
     if config.poller_enabled {
-        tokio::spawn(crate::poller::run(state.clone(), git_locks));
+        tokio::spawn(crate::poller::run(state.clone()));
     }
     if config
         .repositories
         .iter()
         .any(|r| r.roots.iter().any(|root| root.preview.is_some()))
     {
-        tokio::spawn(crate::previews::run(state.clone()));
+        tokio::spawn(crate::preview_sweep::run(state.clone()));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -256,15 +210,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", addr_file.display()))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "slipway-agent listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let limits = crate::server::Limits::default().within_fd_limit();
+    let limits = crate::http::server::Limits::default().within_fd_limit();
     tracing::info!(
         max_connections = limits.max_connections,
         max_per_peer = limits.max_per_peer,
         "HTTP limits"
     );
-    let server = tokio::spawn(crate::server::serve(
+    let server = tokio::spawn(crate::http::server::serve(
         listener,
-        router(state),
+        crate::http::router(state),
         limits,
         async move {
             let _ = stop_rx.await;

@@ -29,6 +29,11 @@ pub enum Outcome {
     Skipped,
     Superseded,
     Interrupted,
+    /// An approver approved the job's change (it runs next; its own record follows).
+    Approved,
+    /// An approval was refused (the author's own, or not an approver's); the job
+    /// still waits.
+    ApprovalRefused,
 }
 
 impl Outcome {
@@ -39,7 +44,34 @@ impl Outcome {
             Outcome::Skipped => "skipped",
             Outcome::Superseded => "superseded",
             Outcome::Interrupted => "interrupted",
+            Outcome::Approved => "approved",
+            Outcome::ApprovalRefused => "approval-refused",
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = crate::job_kind::UnknownValue;
+    fn from_str(s: &str) -> Result<Outcome, Self::Err> {
+        [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Skipped,
+            Outcome::Superseded,
+            Outcome::Interrupted,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+        .ok_or_else(|| crate::job_kind::UnknownValue {
+            what: "outcome",
+            value: s.to_owned(),
+        })
     }
 }
 
@@ -57,6 +89,20 @@ pub struct PlanSummary {
     /// whose `mode` is PRODUCTION, or what lives in one), called out on pull requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub production_destroys: Vec<String>,
+}
+
+impl PlanSummary {
+    /// `2 to add, 0 to change, 1 to destroy`, or `no changes`.
+    pub fn counts(&self) -> String {
+        if self.add + self.change + self.destroy == 0 {
+            "no changes".to_owned()
+        } else {
+            format!(
+                "{} to add, {} to change, {} to destroy",
+                self.add, self.change, self.destroy
+            )
+        }
+    }
 }
 
 /// One audit record. Field order is part of the hash: do not reorder.
@@ -89,6 +135,14 @@ pub struct AuditRecord {
     /// so records made before kinds existed hash as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The MCP tool the job was asked for through (`deploy_branch_preview`); then
+    /// `merged_by` is the asking identity and `trigger` is `mcp`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Who approved the job's change (an approver's identity), for a root that
+    /// requires approval; absent otherwise, so older records hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// A record as stored, with its chain fields.
@@ -142,8 +196,8 @@ pub fn append(
     tx.execute(
         "INSERT INTO audit (seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
             covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-            plan_summary, error, terraform_version, prev_hash, hash, signature, kind)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         params![
             record.seq,
             record.job_id,
@@ -167,6 +221,8 @@ pub fn append(
             hash,
             signature,
             record.kind,
+            record.tool,
+            record.approved_by,
         ],
     )?;
     Ok(StoredRecord {
@@ -180,7 +236,7 @@ pub fn append(
 const SELECT: &str =
     "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
     covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-    plan_summary, error, terraform_version, prev_hash, hash, signature, kind FROM audit";
+    plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by FROM audit";
 
 /// A row read without trusting it: JSON columns that no longer parse are reported by
 /// [`verify`] rather than aborting the read.
@@ -228,6 +284,8 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
             error: r.get(16).map_err(|e| e.to_string())?,
             terraform_version: r.get(17).map_err(|e| e.to_string())?,
             kind: r.get(21).map_err(|e| e.to_string())?,
+            tool: r.get(22).map_err(|e| e.to_string())?,
+            approved_by: r.get(23).map_err(|e| e.to_string())?,
         })
     })();
     Ok(RawRow {
@@ -377,6 +435,8 @@ mod tests {
             error: None,
             terraform_version: Some("1.11.4".into()),
             kind: None,
+            tool: None,
+            approved_by: None,
         }
     }
 

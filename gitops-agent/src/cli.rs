@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use slipway_provenance::Trigger;
 
-use crate::api::DeployRequest;
 use crate::audit;
 use crate::config::Config;
+use crate::deploy::DeployRequest;
 use crate::queue::{Intake, IntakeOutcome};
 
 /// Slipway's GitOps agent: applies every merge to the tracked branch with Terraform,
@@ -73,6 +73,16 @@ pub enum Command {
         #[arg(long, env = "USER")]
         actor: Option<String>,
     },
+    /// Approve a merge job that waits for an approval (`awaiting_approval`).
+    ///
+    /// Authenticates with the platform token in SLIPWAY_TOKEN, which must belong to an
+    /// identity with the approver role that did not author the change. The job runs
+    /// next (a running agent picks it up within a second); a refusal is recorded in
+    /// the audit log too.
+    Approve {
+        /// The job's id (from `slipway-agent audit list`, the agent's log, or GitHub).
+        job: i64,
+    },
     /// Read and check the audit log.
     Audit {
         #[command(subcommand)]
@@ -126,7 +136,7 @@ pub enum TokenCommand {
         /// `claude-code@alice`): letters, digits, `.`, `_`, `-`, `@`.
         #[arg(long)]
         name: String,
-        /// admin, developer, agent or viewer.
+        /// admin, developer, agent, viewer or approver.
         #[arg(long, value_parser = parse_role)]
         role: slipway_platform::Role,
     },
@@ -233,8 +243,8 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 }
                 _ => secrets.git_token.clone(),
             };
-            let jobs = crate::api::resolve(&config, &request, Trigger::Manual, git_token.as_ref())
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let jobs =
+                crate::deploy::resolve(&config, &request, Trigger::Manual, git_token.as_ref())?;
             let commit = jobs.commit_sha.clone();
             let mut conn = crate::db::open(&config.database_path())?;
             let outcome = crate::queue::intake(&mut conn, &[Intake::Jobs(jobs)])?;
@@ -253,9 +263,14 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 TokenCommand::Revoke { name } => crate::identities::revoke(&config, &name),
             }
         }
+        Command::Approve { job } => {
+            let config = Config::load(&cli.config)?;
+            let token = std::env::var("SLIPWAY_TOKEN").ok();
+            crate::approvals::approve_cli(&config, job, token.as_deref())
+        }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;
-            let conn = crate::db::open_existing(&config.database_path())?;
+            let conn = crate::db::Db::open_existing(&config.database_path())?.connect()?;
             audit_command(&config, &conn, command)
         }
     }

@@ -28,7 +28,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -133,6 +133,8 @@ struct RawConfig {
     repositories: Vec<RawRepository>,
     #[serde(default)]
     mcp: RawMcp,
+    #[serde(default)]
+    approvals: crate::approvals::RawApprovals,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -241,6 +243,7 @@ struct RawRoot {
     environments: Option<Vec<String>>,
     plan_pull_requests: Option<bool>,
     preview: Option<RawPreview>,
+    require_approval: Option<bool>,
 }
 
 /// The validated configuration.
@@ -270,6 +273,8 @@ pub struct Config {
     pub previews: PreviewSettings,
     pub repositories: Vec<Repository>,
     pub mcp: McpConfig,
+    /// Who approves held merges, and which modes hold them (`[approvals]`).
+    pub approvals: crate::approvals::ApprovalSettings,
 }
 
 /// How previews live and are cleaned up (`[previews]`).
@@ -379,6 +384,10 @@ pub struct Root {
     pub plan_pull_requests: bool,
     /// Set when the root opts in to a preview per pull request.
     pub preview: Option<RootPreview>,
+    /// Whether the root's merge jobs wait for an approver (`require_approval`, or a
+    /// mode in `[approvals] modes` among the root's `modes`). Only the agent's
+    /// configuration says so, never the repository.
+    pub require_approval: bool,
 }
 
 /// A root's previews.
@@ -538,6 +547,7 @@ impl Config {
         };
         let github = raw.github.map(parse_github).transpose()?;
         let previews = parse_previews(&raw.previews)?;
+        let approvals = crate::approvals::ApprovalSettings::parse(&raw.approvals)?;
         for (key, source) in [
             ("secrets.webhook_secret", &raw.secrets.webhook_secret),
             ("secrets.api_token", &raw.secrets.api_token),
@@ -661,6 +671,8 @@ impl Config {
                     valid_name(&format!("{rkey}.environments[{k}]"), e)?;
                 }
                 let preview = parse_root_preview(&rkey, root.preview.as_ref(), &previews)?;
+                let require_approval =
+                    root.require_approval.unwrap_or(false) || approvals.holds(&modes);
                 roots.push(Root {
                     name,
                     path,
@@ -671,6 +683,7 @@ impl Config {
                     environments,
                     plan_pull_requests: root.plan_pull_requests.unwrap_or(true),
                     preview,
+                    require_approval,
                 });
             }
             let max_previews = repo.max_previews.unwrap_or(10);
@@ -710,6 +723,7 @@ impl Config {
             },
             previews,
             repositories,
+            approvals,
             mcp: McpConfig {
                 enabled: raw.mcp.enabled.unwrap_or(true),
                 platform_endpoint: match raw.mcp.platform_endpoint {

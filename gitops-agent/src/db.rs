@@ -8,7 +8,8 @@
 //! survive the process being killed (and power loss), which is what lets the webhook
 //! handler answer GitHub as soon as its transaction commits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -37,6 +38,9 @@ pub enum DbError {
     Sql(#[from] rusqlite::Error),
     #[error("database holds an unreadable value: {0}")]
     Corrupt(String),
+    /// The blocking task that held the connection panicked or was cancelled.
+    #[error("database task: {0}")]
+    Task(String),
 }
 
 const SCHEMA: &str = r#"
@@ -57,7 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     pull_request  INTEGER,
     actor         TEXT,
     enqueued_at   TEXT NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),
+    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'awaiting_approval', 'done')),
     covered       TEXT NOT NULL DEFAULT '[]',
     superseded_by INTEGER,
     started_at    TEXT,
@@ -124,6 +128,20 @@ CREATE TABLE IF NOT EXISTS previews (
     expires_at_ms INTEGER NOT NULL,
     PRIMARY KEY (repository, root, pull_request)
 );
+-- Each pushed branch's preview of a root, asked for over MCP (workspace `br-<branch>`):
+-- kept like `previews`, with who asked.
+CREATE TABLE IF NOT EXISTS branch_previews (
+    repository    TEXT NOT NULL,
+    root          TEXT NOT NULL,
+    branch        TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('active', 'destroyed')),
+    commit_sha    TEXT NOT NULL,
+    urls          TEXT NOT NULL DEFAULT '{}',
+    updated_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    requested_by  TEXT,
+    PRIMARY KEY (repository, root, branch)
+);
 -- The pull request comment the agent keeps up to date, per root and purpose (`plan`,
 -- `preview`): edited in place on every push, found again after a restart.
 CREATE TABLE IF NOT EXISTS pr_comments (
@@ -134,47 +152,187 @@ CREATE TABLE IF NOT EXISTS pr_comments (
     comment_id   INTEGER NOT NULL,
     PRIMARY KEY (repository, pull_request, root, purpose)
 );
+-- Approvals of jobs held as `awaiting_approval` (src/approvals.rs): who approved,
+-- how (cli, api, github-review), when. A job runs only with its row here.
+CREATE TABLE IF NOT EXISTS approvals (
+    job_id      INTEGER PRIMARY KEY,
+    approver    TEXT NOT NULL,
+    via         TEXT NOT NULL,
+    approved_at TEXT NOT NULL
+);
+-- GitHub pull request reviews in state `approved`, kept until the pull request's merge
+-- job reaches its approval (a review usually comes before the merge).
+CREATE TABLE IF NOT EXISTS pull_request_reviews (
+    review_id    INTEGER PRIMARY KEY,
+    repository   TEXT NOT NULL,
+    pull_request INTEGER NOT NULL,
+    login        TEXT NOT NULL,
+    commit_sha   TEXT NOT NULL,
+    submitted_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 "#;
 
-/// Opens (creating if needed) the database at `path` and brings its schema up to date.
-pub fn open(path: &Path) -> Result<Connection, DbError> {
-    if let Some(dir) = path.parent() {
-        slipway_platform::store::create_private_dir(dir).map_err(|source| DbError::DataDir {
-            path: dir.display().to_string(),
+/// The agent's database. Opening it creates the file (mode 0600) and brings the
+/// schema up to date once; every user then takes its own connection
+/// ([`Db::connect`]), which only sets the per-connection pragmas. SQLite connections
+/// are cheap to open and WAL lets them read while one writes, so a connection per
+/// unit of work (on a blocking thread) needs no pool and no lock around one handle.
+#[derive(Debug, Clone)]
+pub struct Db {
+    path: Arc<PathBuf>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        if let Some(dir) = path.parent() {
+            slipway_platform::store::create_private_dir(dir).map_err(|source| {
+                DbError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        }
+        // Jobs, deliveries and the audit log: the owner's only.
+        slipway_platform::store::create_private_file(path).map_err(|source| DbError::File {
+            path: path.display().to_string(),
             source,
         })?;
+        let db = Db {
+            path: Arc::new(path.to_owned()),
+        };
+        let conn = db.connect()?;
+        // WAL is a property of the file: set once, every later connection uses it.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
+        Ok(db)
     }
-    // Jobs, deliveries and the audit log: the owner's only.
-    slipway_platform::store::create_private_file(path).map_err(|source| DbError::File {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let conn = Connection::open(path).map_err(|source| DbError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.execute_batch(SCHEMA)?;
-    migrate(&conn)?;
-    Ok(conn)
+
+    /// Opens an existing database without creating one: for the read-only CLI
+    /// commands, where a wrong path should be an error rather than a fresh empty log.
+    pub fn open_existing(path: &Path) -> Result<Db, DbError> {
+        if !path.exists() {
+            return Err(DbError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        Db::open(path)
+    }
+
+    /// A new connection to the database, with the durability settings every writer
+    /// relies on (`synchronous = FULL`: a committed transaction survives a crash).
+    pub fn connect(&self) -> Result<Connection, DbError> {
+        let conn = Connection::open(self.path.as_path()).map_err(|source| DbError::Open {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(conn)
+    }
+
+    /// Runs `f` with a fresh connection on a blocking thread (SQLite blocks).
+    pub async fn run<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut db.connect()?))
+            .await
+            .unwrap_or_else(|e| Err(DbError::Task(e.to_string()).into()))
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Opens the database at `path` (see [`Db::open`]) and connects once: for one-shot
+/// users such as the CLI and tests.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    Db::open(path)?.connect()
 }
 
 /// Columns added after the first release, for databases made before them: a job's
-/// kind (every older job is a merge), a pull request job's head and base commits, and
-/// the kind of the job an audit record is about (none for merges, as before).
-const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+/// kind (every older job is a merge), a pull request job's head and base commits, the
+/// kind of the job an audit record is about (none for merges, as before), the MCP
+/// tool that asked for it, a job's authors and its approver.
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("jobs", "kind", "TEXT NOT NULL DEFAULT 'merge'"),
     ("jobs", "head_sha", "TEXT"),
     ("jobs", "base_sha", "TEXT"),
     ("audit", "kind", "TEXT"),
+    ("audit", "tool", "TEXT"),
+    ("jobs", "authors", "TEXT NOT NULL DEFAULT '[]'"),
+    ("audit", "approved_by", "TEXT"),
 ];
+
+/// The jobs table with every column and the `awaiting_approval` state, for
+/// databases made before that state existed: SQLite cannot change a CHECK constraint
+/// in place, so [`allow_awaiting_approval`] copies the table into this one.
+const JOBS_WITH_APPROVALS: &str = "CREATE TABLE jobs_with_approvals (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository    TEXT NOT NULL,
+    root          TEXT NOT NULL,
+    branch        TEXT NOT NULL,
+    commit_sha    TEXT NOT NULL,
+    trigger       TEXT NOT NULL,
+    delivery_id   TEXT,
+    pull_request  INTEGER,
+    actor         TEXT,
+    enqueued_at   TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'awaiting_approval', 'done')),
+    covered       TEXT NOT NULL DEFAULT '[]',
+    superseded_by INTEGER,
+    started_at    TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    interrupted   INTEGER NOT NULL DEFAULT 0,
+    outcome       TEXT,
+    kind          TEXT NOT NULL DEFAULT 'merge',
+    head_sha      TEXT,
+    base_sha      TEXT,
+    authors       TEXT NOT NULL DEFAULT '[]'
+)";
+
+const JOBS_COLUMNS_ALL: &str = "id, repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state, covered, superseded_by, started_at, attempts, interrupted, outcome, kind, head_sha, base_sha, authors";
+
+/// Gives a jobs table made before approvals the `awaiting_approval` state: copies it
+/// into [`JOBS_WITH_APPROVALS`], inside the caller's write lock.
+fn allow_awaiting_approval(conn: &Connection) -> Result<(), DbError> {
+    if jobs_allow_approvals(conn)? {
+        return Ok(());
+    }
+    conn.execute_batch(&format!(
+        "{JOBS_WITH_APPROVALS};
+         INSERT INTO jobs_with_approvals ({JOBS_COLUMNS_ALL}) SELECT {JOBS_COLUMNS_ALL} FROM jobs;
+         DROP TABLE jobs;
+         ALTER TABLE jobs_with_approvals RENAME TO jobs;
+         CREATE INDEX IF NOT EXISTS jobs_by_root ON jobs (repository, root, state);
+         CREATE INDEX IF NOT EXISTS jobs_by_commit ON jobs (repository, commit_sha);"
+    ))?;
+    Ok(())
+}
+
+/// Whether the jobs table knows the `awaiting_approval` state.
+fn jobs_allow_approvals(conn: &Connection) -> Result<bool, DbError> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(sql.contains("'awaiting_approval'"))
+}
 
 fn migrate(conn: &Connection) -> Result<(), DbError> {
     let columns = |conn: &Connection| -> Result<Vec<(String, String)>, DbError> {
@@ -190,7 +348,7 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
         have.iter().any(|(t, c)| t == table && c == column)
     };
     let have = columns(conn)?;
-    if ADDED_COLUMNS.iter().all(|(t, c, _)| has(&have, t, c)) {
+    if ADDED_COLUMNS.iter().all(|(t, c, _)| has(&have, t, c)) && jobs_allow_approvals(conn)? {
         return Ok(());
     }
     // Another process may be migrating too: look again inside the write lock.
@@ -202,6 +360,7 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
             }
         }
+        allow_awaiting_approval(conn)?;
         conn.execute_batch(
             "CREATE INDEX IF NOT EXISTS jobs_by_pull_request ON jobs (repository, pull_request, kind)",
         )?;
@@ -215,17 +374,6 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
         }
     }
     Ok(())
-}
-
-/// Opens an existing database without creating one: for the read-only CLI commands,
-/// where a wrong path should be an error rather than a fresh empty log.
-pub fn open_existing(path: &Path) -> Result<Connection, DbError> {
-    if !path.exists() {
-        return Err(DbError::Missing {
-            path: path.display().to_string(),
-        });
-    }
-    open(path)
 }
 
 /// Milliseconds since the Unix epoch, as the platform's records keep time.

@@ -5,11 +5,14 @@
 //! and the exact commit that was asked for is what Terraform runs on. All functions
 //! here block; callers run them on the blocking pool, one repository at a time.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
 
-use crate::config::Secret;
+use crate::config::{self, Secret};
+use crate::github::GitHub;
 
 /// A git operation that failed, with what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,66 @@ fn err(action: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
     move |e| GitError {
         action,
         message: e.message().to_owned(),
+    }
+}
+
+/// The agent's way to a repository: its bare [`Cache`] under `<data_dir>/git`, one
+/// lock per repository (libgit2 must not fetch into the same bare repository from two
+/// threads at once), and the token for fetches over HTTP(S).
+pub struct GitAccess {
+    dir: PathBuf,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    git_token: Option<Secret>,
+    /// When the agent is a GitHub App, fetches over HTTPS use its installation token
+    /// (unless `secrets.git_token` is set).
+    github: Option<GitHub>,
+}
+
+impl GitAccess {
+    pub fn new(data_dir: &Path, git_token: Option<Secret>, github: Option<GitHub>) -> GitAccess {
+        GitAccess {
+            dir: data_dir.join("git"),
+            locks: Mutex::default(),
+            git_token,
+            github,
+        }
+    }
+
+    fn lock_for(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Runs `f` with the repository's cache opened and locked. Blocks.
+    pub fn with_cache<T, E: From<GitError>>(
+        &self,
+        repo: &config::Repository,
+        f: impl FnOnce(&Cache) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lock = self.lock_for(&repo.name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = Cache::open(&self.dir, &repo.name, &repo.url, &repo.branch)?;
+        f(&cache)
+    }
+
+    /// The token for git over HTTP(S) from `url`: `secrets.git_token`, else the
+    /// GitHub App's installation token (renewed before it expires), else none. ssh and
+    /// local remotes take no token, so none is fetched for them.
+    pub async fn credentials(&self, url: &str) -> Option<Secret> {
+        if !is_http(url) {
+            return None;
+        }
+        if let Some(token) = &self.git_token {
+            return Some(token.clone());
+        }
+        let github = self.github.as_ref()?;
+        match github.git_token().await {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "no GitHub App installation token for git; fetching without one");
+                None
+            }
+        }
     }
 }
 
@@ -149,6 +212,35 @@ impl Cache {
             format!("+refs/pull/{number}/merge:refs/slipway/pull/{number}/merge"),
         ];
         self.fetch_refspecs(&refspecs, token, format!("fetch pull request #{number}"))
+    }
+
+    /// Fetches branch `name` (any pushed branch, not only the tracked one) into
+    /// `refs/slipway/branches/<name>`: its tip, or `None` when the remote has no such
+    /// branch (an earlier fetch of a branch deleted since does not count).
+    pub fn fetch_branch(
+        &self,
+        name: &str,
+        token: Option<&Secret>,
+    ) -> Result<Option<String>, GitError> {
+        let local = format!("refs/slipway/branches/{name}");
+        if let Ok(mut stale) = self.repo.find_reference(&local) {
+            stale
+                .delete()
+                .map_err(err(format!("forget the last fetch of branch {name}")))?;
+        }
+        let refspec = format!("+refs/heads/{name}:{local}");
+        self.fetch_refspecs(&[refspec], token, format!("fetch branch {name}"))?;
+        match self.repo.find_reference(&local) {
+            Ok(reference) => Ok(Some(
+                reference
+                    .peel_to_commit()
+                    .map_err(err(format!("resolve branch {name}")))?
+                    .id()
+                    .to_string(),
+            )),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(err(format!("find branch {name}"))(e)),
+        }
     }
 
     /// The newest common ancestor of `a` and `b`, if they have one.
@@ -281,6 +373,7 @@ impl Cache {
 }
 
 impl crate::selection::Graph for Cache {
+    type Error = GitError;
     fn has_commit(&self, sha: &str) -> bool {
         Cache::has_commit(self, sha)
     }

@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use slipway_platform::job_ending::JobEnding;
+
 use ed25519_dalek::SigningKey;
 use slipway_platform::credential::{self, JobCredential};
 use slipway_platform::JobClaims;
@@ -55,10 +57,21 @@ pub fn claims(
         crate::job_kind::JobKind::PullRequestPlan => {
             (vec![], root.environments.clone(), root.modes.clone())
         }
-        crate::job_kind::JobKind::Preview | crate::job_kind::JobKind::PreviewDestroy => {
+        crate::job_kind::JobKind::Preview
+        | crate::job_kind::JobKind::PreviewDestroy
+        | crate::job_kind::JobKind::BranchPreview
+        | crate::job_kind::JobKind::BranchPreviewDestroy => {
             (vec![slipway_platform::Mode::Preview], vec![], vec![])
         }
     };
+    // Asked for over MCP: the platform records the changes under the asker's name.
+    let requested_by = (job.trigger == slipway_provenance::Trigger::Mcp).then(|| {
+        slipway_platform::credential::RequestedBy {
+            identity: actor.to_owned(),
+            how: job.trigger.as_str().to_owned(),
+            tool: crate::mcp::jobs::tool_of(job.kind).map(str::to_owned),
+        }
+    });
     Ok(JobClaims {
         // Unique across attempts and agent databases: the ledger keys on it.
         job_id: format!("{}.{}.{nonce}", job.id, job.attempts),
@@ -71,8 +84,23 @@ pub fn claims(
         modes,
         environments,
         merge_modes,
+        // Set by the runner for an approved merge (crate::approvals).
+        approved_by: None,
+        teardown: teardown_of(job),
         issued_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
+        requested_by,
+    })
+}
+
+/// Why a preview teardown job takes its preview down, for the platform's audit record:
+/// a TTL's teardown says `ttl`; the rest (closed, merged, found closed by the sweep)
+/// `pr-closed`.
+fn teardown_of(job: &Job) -> Option<slipway_platform::credential::Teardown> {
+    use slipway_platform::credential::Teardown;
+    (job.kind == crate::job_kind::JobKind::PreviewDestroy).then_some(match job.trigger {
+        slipway_provenance::Trigger::Ttl => Teardown::Ttl,
+        _ => Teardown::PrClosed,
     })
 }
 
@@ -132,18 +160,28 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Ends the job: removes the file, and tells the embedded platform (when one runs)
-/// to refuse the credential from now on.
-pub async fn end(issued: Issued, platform_socket: Option<PathBuf>) {
+/// how the job ended ([`JobEnding`], signed with the engine's `key`), which records it
+/// in its audit log and refuses the credential from now on.
+pub async fn end(
+    issued: Issued,
+    ending: &JobEnding,
+    key: &SigningKey,
+    platform_socket: Option<PathBuf>,
+) {
     let _ = std::fs::remove_file(&issued.file);
     let Some(socket) = platform_socket.filter(|s| s.exists()) else {
         return;
     };
     let job_id = issued.claims.job_id.clone();
     let ended = async {
+        let signed = slipway_platform::job_ending::sign(ending, key).map_err(|e| e.to_string())?;
         let channel = slipway_proto::connect_unix(socket)
             .await
             .map_err(|e| e.to_string())?;
-        let mut request = tonic::Request::new(EndJobRequest {});
+        let mut request = tonic::Request::new(EndJobRequest {
+            ending: signed.ending,
+            signature: signed.signature,
+        });
         let mut bearer: tonic::metadata::AsciiMetadataValue =
             format!("Bearer {}", issued.credential.expose())
                 .parse()

@@ -21,6 +21,11 @@ pub enum JobKind {
     Preview,
     /// Destroy a pull request's preview and remove its workspace.
     PreviewDestroy,
+    /// Apply a pushed branch's commit into its preview workspace `br-<branch>`, as a
+    /// named identity asked over MCP (PREVIEW-only credential, like a pull request's).
+    BranchPreview,
+    /// Destroy a branch's preview and remove its workspace.
+    BranchPreviewDestroy,
 }
 
 /// Text in the database that is not a known value.
@@ -32,11 +37,13 @@ pub struct UnknownValue {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Merge,
         JobKind::PullRequestPlan,
         JobKind::Preview,
         JobKind::PreviewDestroy,
+        JobKind::BranchPreview,
+        JobKind::BranchPreviewDestroy,
     ];
 
     /// The stored name.
@@ -46,6 +53,8 @@ impl JobKind {
             JobKind::PullRequestPlan => "pr-plan",
             JobKind::Preview => "preview",
             JobKind::PreviewDestroy => "preview-destroy",
+            JobKind::BranchPreview => "branch-preview",
+            JobKind::BranchPreviewDestroy => "branch-preview-destroy",
         }
     }
 
@@ -54,13 +63,37 @@ impl JobKind {
         match self {
             JobKind::Merge => slipway_platform::JobKind::Merge,
             JobKind::PullRequestPlan => slipway_platform::JobKind::PullRequestPlan,
-            JobKind::Preview | JobKind::PreviewDestroy => slipway_platform::JobKind::Preview,
+            JobKind::Preview
+            | JobKind::PreviewDestroy
+            | JobKind::BranchPreview
+            | JobKind::BranchPreviewDestroy => slipway_platform::JobKind::Preview,
         }
     }
 
     /// Whether the job works on a pull request rather than the tracked branch.
     pub fn is_pull_request(self) -> bool {
-        !matches!(self, JobKind::Merge)
+        matches!(
+            self,
+            JobKind::PullRequestPlan | JobKind::Preview | JobKind::PreviewDestroy
+        )
+    }
+
+    /// Whether the job works on a branch's preview (`br-<branch>`).
+    pub fn is_branch_preview(self) -> bool {
+        matches!(self, JobKind::BranchPreview | JobKind::BranchPreviewDestroy)
+    }
+
+    /// Whether the job applies a preview (of a pull request or a branch).
+    pub fn applies_preview(self) -> bool {
+        matches!(self, JobKind::Preview | JobKind::BranchPreview)
+    }
+
+    /// Whether the job tears a preview down.
+    pub fn destroys_preview(self) -> bool {
+        matches!(
+            self,
+            JobKind::PreviewDestroy | JobKind::BranchPreviewDestroy
+        )
     }
 }
 
@@ -88,6 +121,9 @@ impl FromStr for JobKind {
 pub enum JobState {
     Queued,
     Running,
+    /// Held until an approver approves it (a merge of a root that requires approval,
+    /// see [`crate::approvals`]); then queued again, or superseded by a newer merge.
+    AwaitingApproval,
     Done,
 }
 
@@ -96,6 +132,7 @@ impl JobState {
         match self {
             JobState::Queued => "queued",
             JobState::Running => "running",
+            JobState::AwaitingApproval => "awaiting_approval",
             JobState::Done => "done",
         }
     }
@@ -104,13 +141,18 @@ impl JobState {
 impl FromStr for JobState {
     type Err = UnknownValue;
     fn from_str(s: &str) -> Result<JobState, UnknownValue> {
-        [JobState::Queued, JobState::Running, JobState::Done]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "state",
-                value: s.to_owned(),
-            })
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::AwaitingApproval,
+            JobState::Done,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| UnknownValue {
+            what: "state",
+            value: s.to_owned(),
+        })
     }
 }
 
@@ -125,11 +167,21 @@ mod tests {
         }
         assert!("deploy".parse::<JobKind>().is_err());
         assert_eq!("done".parse::<JobState>(), Ok(JobState::Done));
+        assert_eq!(
+            "awaiting_approval".parse::<JobState>(),
+            Ok(JobState::AwaitingApproval)
+        );
         assert!("".parse::<JobState>().is_err());
         assert!(JobKind::PullRequestPlan.credential_kind().is_read_only());
         assert_eq!(
             JobKind::PreviewDestroy.credential_kind(),
             slipway_platform::JobKind::Preview
         );
+        // A branch preview is held to PREVIEW like a pull request's.
+        assert_eq!(
+            JobKind::BranchPreview.credential_kind(),
+            slipway_platform::JobKind::Preview
+        );
+        assert!(!JobKind::BranchPreview.is_pull_request());
     }
 }

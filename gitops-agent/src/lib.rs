@@ -23,29 +23,35 @@
 //!   failure never touches a deployment: reports are retried from the database
 //!   ([`report`], [`github`]).
 //!
-//! Operating it: `/healthz`, `/readyz`, `/metrics` ([`metrics`]), the job log over the
-//! authenticated API ([`api`]), and an orderly SIGTERM ([`agent::shut_down`]).
+//! Operating it: `/healthz`, `/readyz`, `/metrics` ([`http::metrics`]), the job log over the
+//! authenticated API ([`http::api`]), and an orderly SIGTERM ([`agent::shut_down`]).
 
 pub mod agent;
-pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod detached;
 pub mod git;
 pub mod github;
+pub mod http;
 pub mod identities;
 pub mod job_credential;
+pub mod job_error;
 pub mod job_kind;
+pub mod kept_init;
 pub mod mcp;
 pub mod metrics;
+pub mod plan_stream;
 pub mod poller;
+pub mod preview_sweep;
 pub mod previews;
 pub mod pull_requests;
 pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod selection;
-pub mod server;
+pub mod terraform;
 pub mod webhook;

@@ -1,4 +1,5 @@
-//! `GET /metrics`: what an operator graphs and alerts on, in the format the client
+//! The agent's metrics: counters and histograms kept by the code that observes them,
+//! rendered for `GET /metrics` ([`crate::http::metrics`]) in the format the client
 //! asks for with `Accept`: OpenMetrics text (what Prometheus asks for first) or the
 //! plain text format 0.0.4 (any other client, `curl` included), each metric with its
 //! HELP and TYPE ([`text_format`]).
@@ -8,12 +9,8 @@
 //! read from the database at scrape time instead, so they are right even for jobs that
 //! `slipway-agent deploy` queued from another process, and right after a restart.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,8 +19,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 
-use crate::agent::AppState;
-use crate::db::{self, DbError};
+use crate::db::DbError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -245,38 +241,6 @@ pub fn text_format(openmetrics: &str) -> String {
     out
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let openmetrics = wants_openmetrics(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let path = state.config.database_path();
-    let metrics = state.metrics.clone();
-    let text = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        metrics.render(&conn)
-    })
-    .await;
-    match text {
-        Ok(Ok(text)) if openmetrics => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Ok(Ok(text)) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text_format(&text),
-        )
-            .into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("metrics: {e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}\n")).into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +248,7 @@ mod tests {
     #[test]
     fn a_scrape_shows_jobs_queue_and_last_deploy() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = db::open(&dir.path().join("m.db")).unwrap();
+        let conn = crate::db::open(&dir.path().join("m.db")).unwrap();
         conn.execute(
             "INSERT INTO roots (repository, root, last_deployed) VALUES ('acme/infra', 'prod', 'abc123')",
             [],

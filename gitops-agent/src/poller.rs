@@ -11,17 +11,32 @@ use std::sync::Arc;
 
 use slipway_provenance::Trigger;
 
-use crate::agent::AppState;
 use crate::config::Repository;
+use crate::db::DbError;
+use crate::git::GitError;
+use crate::http::AppState;
+use crate::queue::IntakeError;
 use crate::queue::{self, Intake, NewJobs};
-use crate::runner::{with_cache, GitLocks};
 use crate::selection;
 
+/// Why one poll of a repository failed (the next interval tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error("poll task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Polls forever.
-pub async fn run(state: Arc<AppState>, locks: Arc<GitLocks>) {
+pub async fn run(state: Arc<AppState>) {
     loop {
         for repo in &state.config.repositories {
-            if let Err(e) = poll_once(&state, &locks, repo).await {
+            if let Err(e) = poll_once(&state, repo).await {
                 tracing::warn!(repository = %repo.name, error = %e, "poll failed; will try again");
             }
         }
@@ -30,21 +45,14 @@ pub async fn run(state: Arc<AppState>, locks: Arc<GitLocks>) {
 }
 
 /// Fetches one repository and enqueues its tip if it is new. Returns the job ids.
-pub async fn poll_once(
-    state: &Arc<AppState>,
-    locks: &Arc<GitLocks>,
-    repo: &Repository,
-) -> Result<Vec<i64>, String> {
+pub async fn poll_once(state: &Arc<AppState>, repo: &Repository) -> Result<Vec<i64>, PollError> {
     let token = state.runner.git_credentials(&repo.url).await;
-    let (config, locks_c, repo_c) = (state.config.clone(), locks.clone(), repo.clone());
-    let found = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), String> {
-        let tip = with_cache(&config, &locks_c, &repo_c, |cache| {
-            cache.fetch(token.as_ref()).map_err(|e| e.to_string())
-        })?;
-        let conn = crate::db::open(&config.database_path()).map_err(|e| e.to_string())?;
+    let (git, db, repo_c) = (state.runner.git.clone(), state.db.clone(), repo.clone());
+    let found = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), PollError> {
+        let tip = git.with_cache(&repo_c, |cache| cache.fetch(token.as_ref()))?;
+        let conn = db.connect()?;
         let roots: Vec<String> = repo_c.roots.iter().map(|r| r.name.clone()).collect();
-        let due = queue::root_positions(&conn, &repo_c.name, &roots)
-            .map_err(|e| e.to_string())?
+        let due = queue::root_positions(&conn, &repo_c.name, &roots)?
             .into_iter()
             .filter(|p| {
                 selection::tip_needs_job(&tip, p.newest_job.as_deref(), p.last_deployed.as_deref())
@@ -53,8 +61,7 @@ pub async fn poll_once(
             .collect();
         Ok((tip, due))
     })
-    .await
-    .map_err(|e| e.to_string())??;
+    .await??;
     let (tip, roots) = found;
     if roots.is_empty() {
         return Ok(Vec::new());

@@ -5,24 +5,98 @@
 //! still leaves a row to clean up) and `destroyed` only in the transaction that
 //! records its successful teardown. Teardowns are ordinary durable jobs: a kill
 //! mid-destroy re-runs the destroy at the next start. Three things queue them: the
-//! pull request's `closed` webhook (how `pr-closed`), [`expire`] for previews idle
-//! past their time to live (how `ttl`), and [`sweep`], which asks GitHub about the pull
+//! pull request's `closed` webhook (how `pr-closed`), [`crate::preview_sweep::expire`]
+//! for previews idle past their time to live (how `ttl`), and
+//! [`crate::preview_sweep::sweep`], which asks GitHub about the pull
 //! request of every live preview, for a `closed` webhook that never arrived.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest as _, Sha256};
 use slipway_provenance::Trigger;
 
-use crate::agent::AppState;
 use crate::db::{self, DbError};
 use crate::job_kind::JobKind;
-use crate::queue::{Intake, NewJobs};
+use crate::queue::{Job, NewJobs};
 
 /// The Terraform workspace (and the variable `preview_name`) of pull request `number`.
 pub fn name(number: u64) -> String {
     format!("pr-{number}")
+}
+
+/// How much of a branch's name its preview's name keeps: `br-` + this + `-` + 8 hex
+/// digits is 52 characters, so a root may still add a suffix (`-db`) and stay within
+/// the 63 of an environment name.
+const BRANCH_NAME_KEPT: usize = 40;
+
+/// The Terraform workspace (and `preview_name`) of a pushed branch's preview:
+/// `br-<branch>`, lowercased, every other character than a letter or digit made `-`,
+/// cut to [`BRANCH_NAME_KEPT`], and a hash of the exact branch name after it, so that
+/// `feature/x` and `feature-x` (or two long names alike at the start) never share a
+/// workspace.
+pub fn branch_name(branch: &str) -> String {
+    let mut kept = String::new();
+    for c in branch.chars() {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if !(c == '-' && (kept.is_empty() || kept.ends_with('-'))) {
+            kept.push(c);
+        }
+        if kept.len() >= BRANCH_NAME_KEPT {
+            break;
+        }
+    }
+    let kept = kept.trim_end_matches('-');
+    let digest = hex::encode(Sha256::digest(branch.as_bytes()));
+    let hash = &digest[..8];
+    if kept.is_empty() {
+        format!("br-{hash}")
+    } else {
+        format!("br-{kept}-{hash}")
+    }
+}
+
+/// Which preview of a root: a pull request's, or a pushed branch's (asked for over
+/// MCP). Both are held to PREVIEW, share the repository's cap and the root's time to
+/// live; only where their commit comes from and who asked differ.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PreviewKey {
+    PullRequest(u64),
+    Branch(String),
+}
+
+impl PreviewKey {
+    /// The preview a job of a preview kind works on; `None` for merges and plans.
+    pub fn of(job: &Job) -> Option<PreviewKey> {
+        match job.kind {
+            JobKind::Preview | JobKind::PreviewDestroy => {
+                job.pull_request.map(PreviewKey::PullRequest)
+            }
+            JobKind::BranchPreview | JobKind::BranchPreviewDestroy => {
+                Some(PreviewKey::Branch(job.branch.clone()))
+            }
+            JobKind::Merge | JobKind::PullRequestPlan => None,
+        }
+    }
+
+    /// Its workspace and `preview_name`.
+    pub fn name(&self) -> String {
+        match self {
+            PreviewKey::PullRequest(n) => name(*n),
+            PreviewKey::Branch(b) => branch_name(b),
+        }
+    }
+
+    fn teardown_kind(&self) -> JobKind {
+        match self {
+            PreviewKey::PullRequest(_) => JobKind::PreviewDestroy,
+            PreviewKey::Branch(_) => JobKind::BranchPreviewDestroy,
+        }
+    }
 }
 
 /// A preview as stored.
@@ -30,7 +104,7 @@ pub fn name(number: u64) -> String {
 pub struct Preview {
     pub repository: String,
     pub root: String,
-    pub pull_request: u64,
+    pub key: PreviewKey,
     pub active: bool,
     /// The commit last applied (or being applied).
     pub commit_sha: String,
@@ -38,24 +112,39 @@ pub struct Preview {
     pub urls: BTreeMap<String, String>,
     pub updated_at_ms: i64,
     pub expires_at_ms: i64,
+    /// For a branch preview: the identity that last asked for it.
+    pub requested_by: Option<String>,
 }
 
-fn preview_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Preview> {
+fn preview_of(r: &rusqlite::Row<'_>, key: PreviewKey) -> rusqlite::Result<Preview> {
     let urls: String = r.get(5)?;
     Ok(Preview {
         repository: r.get(0)?,
         root: r.get(1)?,
-        pull_request: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        key,
         active: r.get::<_, String>(3)? == "active",
         commit_sha: r.get(4)?,
         urls: serde_json::from_str(&urls).unwrap_or_default(),
         updated_at_ms: r.get(6)?,
         expires_at_ms: r.get(7)?,
+        requested_by: r.get(8)?,
     })
 }
 
+fn pull_request_preview(r: &rusqlite::Row<'_>) -> rusqlite::Result<Preview> {
+    let number = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
+    preview_of(r, PreviewKey::PullRequest(number))
+}
+
+fn branch_preview(r: &rusqlite::Row<'_>) -> rusqlite::Result<Preview> {
+    let branch: String = r.get(2)?;
+    preview_of(r, PreviewKey::Branch(branch))
+}
+
 const COLUMNS: &str =
-    "repository, root, pull_request, state, commit_sha, urls, updated_at_ms, expires_at_ms";
+    "repository, root, pull_request, state, commit_sha, urls, updated_at_ms, expires_at_ms, NULL";
+const BRANCH_COLUMNS: &str =
+    "repository, root, branch, state, commit_sha, urls, updated_at_ms, expires_at_ms, requested_by";
 
 /// One root's preview of one pull request.
 pub fn get(
@@ -64,58 +153,110 @@ pub fn get(
     root: &str,
     pull_request: u64,
 ) -> Result<Option<Preview>, DbError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM previews WHERE repository = ?1 AND root = ?2 AND pull_request = ?3"),
-            params![repository, root, pull_request as i64],
-            preview_of,
-        )
-        .optional()?)
+    get_key(
+        conn,
+        repository,
+        root,
+        &PreviewKey::PullRequest(pull_request),
+    )
 }
 
-/// How many other pull requests of `repository` have a live preview.
+/// One root's preview of `key`.
+pub fn get_key(
+    conn: &Connection,
+    repository: &str,
+    root: &str,
+    key: &PreviewKey,
+) -> Result<Option<Preview>, DbError> {
+    Ok(match key {
+        PreviewKey::PullRequest(n) => conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM previews WHERE repository = ?1 AND root = ?2 AND pull_request = ?3"),
+                params![repository, root, *n as i64],
+                pull_request_preview,
+            )
+            .optional()?,
+        PreviewKey::Branch(b) => conn
+            .query_row(
+                &format!("SELECT {BRANCH_COLUMNS} FROM branch_previews WHERE repository = ?1 AND root = ?2 AND branch = ?3"),
+                params![repository, root, b],
+                branch_preview,
+            )
+            .optional()?,
+    })
+}
+
+/// How many other previews (pull requests and branches) of `repository` are live.
 pub fn others_active(
     conn: &Connection,
     repository: &str,
-    pull_request: u64,
+    own: &PreviewKey,
 ) -> Result<usize, DbError> {
+    let (own_pr, own_branch) = match own {
+        PreviewKey::PullRequest(n) => (Some(*n as i64), None),
+        PreviewKey::Branch(b) => (None, Some(b.as_str())),
+    };
     let n: i64 = conn.query_row(
-        "SELECT COUNT(DISTINCT pull_request) FROM previews
-         WHERE repository = ?1 AND state = 'active' AND pull_request != ?2",
-        params![repository, pull_request as i64],
+        "SELECT (SELECT COUNT(DISTINCT pull_request) FROM previews
+                 WHERE repository = ?1 AND state = 'active' AND pull_request IS NOT ?2)
+              + (SELECT COUNT(DISTINCT branch) FROM branch_previews
+                 WHERE repository = ?1 AND state = 'active' AND branch IS NOT ?3)",
+        params![repository, own_pr, own_branch],
         |r| r.get(0),
     )?;
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Every live preview.
+/// Every live preview, the pull requests' first.
 pub fn active(conn: &Connection) -> Result<Vec<Preview>, DbError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM previews WHERE state = 'active' ORDER BY repository, pull_request, root"
     ))?;
-    let rows = stmt.query_map([], preview_of)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut all: Vec<Preview> = stmt
+        .query_map([], pull_request_preview)?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {BRANCH_COLUMNS} FROM branch_previews WHERE state = 'active' ORDER BY repository, branch, root"
+    ))?;
+    let branches = stmt.query_map([], branch_preview)?;
+    for p in branches {
+        all.push(p?);
+    }
+    Ok(all)
 }
 
 /// Marks the preview live at `commit` before its apply starts, its time to live
-/// starting again.
+/// starting again; `requested_by` is who asked for a branch preview.
 pub fn mark_active(
     conn: &Connection,
     repository: &str,
     root: &str,
-    pull_request: u64,
+    key: &PreviewKey,
     commit: &str,
     ttl_ms: i64,
+    requested_by: Option<&str>,
 ) -> Result<(), DbError> {
     let now = db::now_ms();
-    conn.execute(
-        "INSERT INTO previews (repository, root, pull_request, state, commit_sha, updated_at_ms, expires_at_ms)
-         VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6)
-         ON CONFLICT (repository, root, pull_request) DO UPDATE SET state = 'active',
-           commit_sha = excluded.commit_sha, updated_at_ms = excluded.updated_at_ms,
-           expires_at_ms = excluded.expires_at_ms",
-        params![repository, root, pull_request as i64, commit, now, now.saturating_add(ttl_ms)],
-    )?;
+    let expires = now.saturating_add(ttl_ms);
+    match key {
+        PreviewKey::PullRequest(n) => conn.execute(
+            "INSERT INTO previews (repository, root, pull_request, state, commit_sha, updated_at_ms, expires_at_ms)
+             VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6)
+             ON CONFLICT (repository, root, pull_request) DO UPDATE SET state = 'active',
+               commit_sha = excluded.commit_sha, updated_at_ms = excluded.updated_at_ms,
+               expires_at_ms = excluded.expires_at_ms",
+            params![repository, root, *n as i64, commit, now, expires],
+        )?,
+        PreviewKey::Branch(b) => conn.execute(
+            "INSERT INTO branch_previews (repository, root, branch, state, commit_sha, updated_at_ms, expires_at_ms, requested_by)
+             VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7)
+             ON CONFLICT (repository, root, branch) DO UPDATE SET state = 'active',
+               commit_sha = excluded.commit_sha, updated_at_ms = excluded.updated_at_ms,
+               expires_at_ms = excluded.expires_at_ms,
+               requested_by = COALESCE(excluded.requested_by, requested_by)",
+            params![repository, root, b, commit, now, expires, requested_by],
+        )?,
+    };
     Ok(())
 }
 
@@ -126,7 +267,7 @@ pub enum Effect {
     Applied {
         repository: String,
         root: String,
-        pull_request: u64,
+        key: PreviewKey,
         urls: BTreeMap<String, String>,
         ttl_ms: i64,
     },
@@ -134,8 +275,16 @@ pub enum Effect {
     Destroyed {
         repository: String,
         root: String,
-        pull_request: u64,
+        key: PreviewKey,
     },
+}
+
+/// The table and key column of `key`'s row, and the key as SQL.
+fn row_of(key: &PreviewKey) -> (&'static str, &'static str, rusqlite::types::Value) {
+    match key {
+        PreviewKey::PullRequest(n) => ("previews", "pull_request", (*n as i64).into()),
+        PreviewKey::Branch(b) => ("branch_previews", "branch", b.clone().into()),
+    }
 }
 
 impl Effect {
@@ -144,20 +293,23 @@ impl Effect {
             Effect::Applied {
                 repository,
                 root,
-                pull_request,
+                key,
                 urls,
                 ttl_ms,
             } => {
                 let urls =
                     serde_json::to_string(urls).map_err(|e| DbError::Corrupt(e.to_string()))?;
                 let now = db::now_ms();
+                let (table, column, value) = row_of(key);
                 tx.execute(
-                    "UPDATE previews SET urls = ?4, updated_at_ms = ?5, expires_at_ms = ?6
-                     WHERE repository = ?1 AND root = ?2 AND pull_request = ?3",
+                    &format!(
+                        "UPDATE {table} SET urls = ?4, updated_at_ms = ?5, expires_at_ms = ?6
+                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"
+                    ),
                     params![
                         repository,
                         root,
-                        *pull_request as i64,
+                        value,
                         urls,
                         now,
                         now.saturating_add(*ttl_ms)
@@ -167,12 +319,15 @@ impl Effect {
             Effect::Destroyed {
                 repository,
                 root,
-                pull_request,
+                key,
             } => {
+                let (table, column, value) = row_of(key);
                 tx.execute(
-                    "UPDATE previews SET state = 'destroyed', urls = '{}', updated_at_ms = ?4
-                     WHERE repository = ?1 AND root = ?2 AND pull_request = ?3",
-                    params![repository, root, *pull_request as i64, db::now_ms()],
+                    &format!(
+                        "UPDATE {table} SET state = 'destroyed', urls = '{{}}', updated_at_ms = ?4
+                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"
+                    ),
+                    params![repository, root, value, db::now_ms()],
                 )?;
             }
         }
@@ -181,143 +336,40 @@ impl Effect {
 }
 
 /// Whether a teardown of this preview is queued or running already.
-fn teardown_pending(conn: &Connection, p: &Preview) -> Result<bool, DbError> {
+pub(crate) fn teardown_pending(conn: &Connection, p: &Preview) -> Result<bool, DbError> {
+    let (_, column, value) = row_of(&p.key);
     Ok(conn
         .query_row(
-            "SELECT 1 FROM jobs WHERE repository = ?1 AND root = ?2 AND pull_request = ?3
-               AND kind = 'preview-destroy' AND state != 'done' LIMIT 1",
-            params![p.repository, p.root, p.pull_request as i64],
+            &format!(
+                "SELECT 1 FROM jobs WHERE repository = ?1 AND root = ?2 AND {column} = ?3
+                   AND kind = ?4 AND state != 'done' LIMIT 1"
+            ),
+            params![p.repository, p.root, value, p.key.teardown_kind().as_str()],
             |_| Ok(()),
         )
         .optional()?
         .is_some())
 }
 
-/// The teardown job of `preview`.
-fn teardown(p: &Preview, branch: &str, trigger: Trigger) -> NewJobs {
+/// The teardown job of `preview` (a pull request's runs with the tracked `branch`).
+pub fn teardown(p: &Preview, branch: &str, trigger: Trigger, actor: Option<String>) -> NewJobs {
+    let (branch, pull_request) = match &p.key {
+        PreviewKey::PullRequest(n) => (branch.to_owned(), Some(*n)),
+        PreviewKey::Branch(b) => (b.clone(), None),
+    };
     NewJobs {
         delivery: None,
         repository: p.repository.clone(),
-        branch: branch.to_owned(),
+        branch,
         commit_sha: p.commit_sha.clone(),
         trigger,
-        pull_request: Some(p.pull_request),
-        actor: None,
+        pull_request,
+        actor,
         roots: vec![p.root.clone()],
-        kind: JobKind::PreviewDestroy,
+        kind: p.key.teardown_kind(),
         head_sha: None,
         base_sha: None,
-    }
-}
-
-/// Queues the teardown of each of `previews` that has none yet; how many were queued.
-async fn queue_teardowns(
-    state: &AppState,
-    previews: Vec<Preview>,
-    trigger: Trigger,
-) -> Result<usize, String> {
-    let mut queued = 0;
-    for p in previews {
-        let Some(repo) = state.config.repository(&p.repository) else {
-            continue;
-        };
-        let path = state.config.database_path();
-        let check = p.clone();
-        let pending = tokio::task::spawn_blocking(move || {
-            let conn = db::open(&path)?;
-            teardown_pending(&conn, &check)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        if pending {
-            continue;
-        }
-        tracing::info!(repository = %p.repository, root = %p.root, pull_request = p.pull_request, how = trigger.as_str(), "preview teardown queued");
-        state
-            .writer
-            .submit(Intake::Jobs(teardown(&p, &repo.branch, trigger)))
-            .await?;
-        queued += 1;
-    }
-    Ok(queued)
-}
-
-/// Queues the teardown (how `ttl`) of every live preview idle past its time to live.
-pub async fn expire(state: &AppState) -> Result<usize, String> {
-    let path = state.config.database_path();
-    let now = db::now_ms();
-    let expired = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        active(&conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?
-    .into_iter()
-    .filter(|p| p.expires_at_ms <= now)
-    .collect();
-    queue_teardowns(state, expired, Trigger::Ttl).await
-}
-
-/// Asks GitHub about the pull request of every live preview, and queues the teardown
-/// (how `pr-closed`) of those whose pull request is closed: their `closed` webhook
-/// was lost, or came while the agent was down and GitHub gave up redelivering it.
-pub async fn sweep(state: &AppState) -> Result<usize, String> {
-    let Some(github) = state.runner.github.as_ref() else {
-        return Ok(0);
-    };
-    let path = state.config.database_path();
-    let live = tokio::task::spawn_blocking(move || {
-        let conn = db::open(&path)?;
-        active(&conn)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    let mut closed = Vec::new();
-    for p in live {
-        let Some(github_name) = state
-            .config
-            .repository(&p.repository)
-            .and_then(|r| r.github.clone())
-        else {
-            continue;
-        };
-        let route = format!("/repos/{github_name}/pulls/{}", p.pull_request);
-        match github.get("read a pull request's state", &route).await {
-            Ok(pull) if pull["state"].as_str() == Some("closed") => closed.push(p),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(pull_request = p.pull_request, error = %e, "preview sweep: cannot read the pull request; trying again at the next sweep")
-            }
-        }
-    }
-    queue_teardowns(state, closed, Trigger::PrClosed).await
-}
-
-/// Runs [`expire`] every `previews.check_interval` and [`sweep`] at start and every
-/// `previews.sweep_interval`, until the process ends.
-pub async fn run(state: Arc<AppState>) {
-    let settings = state.config.previews;
-    let mut last_sweep: Option<tokio::time::Instant> = None;
-    loop {
-        if state.runner.is_stopping() {
-            return;
-        }
-        // The sweep first: a preview whose pull request closed is destroyed as such
-        // (how `pr-closed`), even when its time to live has also passed.
-        let due = last_sweep.is_none_or(|t| t.elapsed() >= settings.sweep_interval);
-        if due {
-            last_sweep = Some(tokio::time::Instant::now());
-            if let Err(e) = sweep(&state).await {
-                tracing::error!(error = %e, "preview sweep failed; retrying");
-            }
-        }
-        if let Err(e) = expire(&state).await {
-            tracing::error!(error = %e, "preview expiry failed; retrying");
-        }
-        tokio::time::sleep(settings.check_interval).await;
+        authors: Vec::new(),
     }
 }
 
@@ -325,20 +377,26 @@ pub async fn run(state: Arc<AppState>) {
 mod tests {
     use super::*;
 
+    const PR7: PreviewKey = PreviewKey::PullRequest(7);
+
     #[test]
     fn a_preview_is_live_from_its_first_apply_until_its_teardown_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let conn = db::open(&dir.path().join("p.db")).unwrap();
         assert_eq!(get(&conn, "r", "app", 7).unwrap(), None);
-        mark_active(&conn, "r", "app", 7, "abc", 60_000).unwrap();
-        mark_active(&conn, "r", "app", 8, "def", -1).unwrap();
-        assert_eq!(others_active(&conn, "r", 7).unwrap(), 1);
-        assert_eq!(others_active(&conn, "r", 9).unwrap(), 2);
+        mark_active(&conn, "r", "app", &PR7, "abc", 60_000, None).unwrap();
+        let pr8 = PreviewKey::PullRequest(8);
+        mark_active(&conn, "r", "app", &pr8, "def", -1, None).unwrap();
+        assert_eq!(others_active(&conn, "r", &PR7).unwrap(), 1);
+        assert_eq!(
+            others_active(&conn, "r", &PreviewKey::PullRequest(9)).unwrap(),
+            2
+        );
         let urls = BTreeMap::from([("url".to_owned(), "http://127.0.0.1:1".to_owned())]);
         Effect::Applied {
             repository: "r".into(),
             root: "app".into(),
-            pull_request: 7,
+            key: PR7,
             urls: urls.clone(),
             ttl_ms: 60_000,
         }
@@ -349,14 +407,74 @@ mod tests {
         Effect::Destroyed {
             repository: "r".into(),
             root: "app".into(),
-            pull_request: 8,
+            key: pr8,
         }
         .apply(&conn)
         .unwrap();
         let live = active(&conn).unwrap();
         assert_eq!(live.len(), 1);
-        assert_eq!(live[0].pull_request, 7);
+        assert_eq!(live[0].key, PR7);
         assert!(!teardown_pending(&conn, &live[0]).unwrap());
         assert_eq!(name(42), "pr-42");
+    }
+
+    #[test]
+    fn a_branch_preview_shares_the_cap_and_keeps_who_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(&dir.path().join("p.db")).unwrap();
+        let branch = PreviewKey::Branch("feature/login".into());
+        mark_active(&conn, "r", "app", &PR7, "abc", 60_000, None).unwrap();
+        mark_active(
+            &conn,
+            "r",
+            "app",
+            &branch,
+            "def",
+            60_000,
+            Some("claude-code@alice"),
+        )
+        .unwrap();
+        // Each counts against the other's cap, never against its own.
+        assert_eq!(others_active(&conn, "r", &PR7).unwrap(), 1);
+        assert_eq!(others_active(&conn, "r", &branch).unwrap(), 1);
+        // Asked again without a name (a TTL refresh, say): who asked stays.
+        mark_active(&conn, "r", "app", &branch, "0ff", 60_000, None).unwrap();
+        let p = get_key(&conn, "r", "app", &branch).unwrap().unwrap();
+        assert_eq!(p.requested_by.as_deref(), Some("claude-code@alice"));
+        assert_eq!(p.commit_sha, "0ff");
+        let job = teardown(&p, "main", Trigger::Mcp, Some("claude-code@alice".into()));
+        assert_eq!(job.kind, JobKind::BranchPreviewDestroy);
+        assert_eq!(
+            (job.branch.as_str(), job.pull_request),
+            ("feature/login", None)
+        );
+        Effect::Destroyed {
+            repository: "r".into(),
+            root: "app".into(),
+            key: branch.clone(),
+        }
+        .apply(&conn)
+        .unwrap();
+        assert!(!get_key(&conn, "r", "app", &branch).unwrap().unwrap().active);
+        assert_eq!(active(&conn).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn branch_names_become_distinct_bounded_preview_names() {
+        let a = branch_name("feature/login");
+        assert!(a.starts_with("br-feature-login-") && a.len() == "br-feature-login-".len() + 8);
+        assert_ne!(a, branch_name("feature-login"));
+        assert_ne!(a, branch_name("Feature/Login"));
+        let long = branch_name(&"x".repeat(300));
+        assert_eq!(long.len(), 3 + BRANCH_NAME_KEPT + 1 + 8);
+        assert_ne!(long, branch_name(&"x".repeat(301)));
+        assert!(branch_name("___").starts_with("br-") && branch_name("___").len() == 11);
+        for name in [a, long, branch_name("--a..b--/")] {
+            assert!(name.len() <= 63, "{name}");
+            assert!(name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+            assert!(!name.ends_with('-') && !name.contains("--"), "{name}");
+        }
     }
 }

@@ -19,10 +19,12 @@ use tokio::time::Instant;
 use crate::audit::Outcome;
 use crate::config::{Repository, Root};
 use crate::db;
+use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
-use crate::previews::{self, Effect};
+use crate::previews::{self, Effect, PreviewKey};
 use crate::queue::{self, Job};
-use crate::runner::{private_dir, version_of, with_cache, JobError, Runner, Tf};
+use crate::runner::{private_dir, Runner};
+use crate::terraform::{write_var_file, PlanLog, Terraform};
 
 /// Why a pull request job ran nothing. Shown on the pull request and in the audit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +38,18 @@ pub enum PullRequestSkip {
     PreviewCap { max: usize },
     #[error("no preview of this pull request is up: nothing to destroy")]
     NoPreview,
+    #[error("the remote has no branch `{branch}` any more: push it again to preview it")]
+    NoBranch { branch: String },
+}
+
+/// The jobs that collapse together: those of one pull request, or of one branch's
+/// preview.
+fn group(job: &Job) -> (Option<u64>, Option<&str>) {
+    if job.kind.is_branch_preview() {
+        (None, Some(job.branch.as_str()))
+    } else {
+        (job.pull_request, None)
+    }
 }
 
 /// The job that runs now and those it supersedes, from a root's queued pull request
@@ -43,11 +57,11 @@ pub enum PullRequestSkip {
 /// that pull request's teardown when one is queued.
 pub fn choose(queued: &[Job]) -> Option<(Job, Vec<Job>)> {
     let first = queued.first()?;
-    let same_pr = |j: &&Job| j.pull_request == first.pull_request;
+    let same_pr = |j: &&Job| group(j) == group(first);
     let teardown = queued
         .iter()
         .filter(same_pr)
-        .rfind(|j| j.kind == JobKind::PreviewDestroy);
+        .rfind(|j| j.kind.destroys_preview());
     let target = match teardown {
         Some(t) => t,
         None => queued
@@ -79,7 +93,7 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         queued: Vec<Job>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, JobError> {
         let Some((target, superseded)) = choose(&queued) else {
             return Ok(false);
         };
@@ -88,7 +102,7 @@ impl Runner {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
         if self.is_stopping() {
             return Ok(false);
         }
@@ -98,9 +112,7 @@ impl Runner {
             let mut conn = this.open_db()?;
             queue::start(&mut conn, &this.key, &target, &sup)
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         if !superseded.is_empty() {
             self.metrics.jobs_closed("superseded", superseded.len());
         }
@@ -127,8 +139,8 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         job: &Job,
-    ) -> (crate::runner::RunOutcome, Option<Effect>) {
-        let mut out = crate::runner::RunOutcome::default();
+    ) -> (RunOutcome, Option<Effect>) {
+        let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
         let work = crate::runner::work_root(&self.config).join(format!("job-{}", job.id));
         if crate::detached::running_in(&work).is_some() {
@@ -150,9 +162,9 @@ impl Runner {
                 out.interrupted = true;
                 (out, None)
             }
-            Err(JobError::Failed(e)) => {
+            Err(e) => {
                 out.outcome = Outcome::Failed;
-                out.error = Some(e);
+                out.error = Some(e.to_string());
                 (out, None)
             }
         }
@@ -165,19 +177,17 @@ impl Runner {
         root: &Root,
         job: &Job,
         work: &Path,
-    ) -> Result<Checkout, String> {
+    ) -> Result<Checkout, JobError> {
         let number = job.pull_request.unwrap_or(0);
         // A teardown runs the configuration its preview was applied from.
-        let destroy_commit = if job.kind == JobKind::PreviewDestroy {
-            let path = self.config.database_path();
+        let destroy_commit = if job.kind.destroys_preview() {
             let (r, t) = (job.repository.clone(), job.root.clone());
-            let preview = tokio::task::spawn_blocking(move || {
-                let conn = db::open(&path)?;
-                previews::get(&conn, &r, &t, number)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let key = PreviewKey::of(job)
+                .ok_or_else(|| JobError::Failed("a teardown without a preview".into()))?;
+            let preview = self
+                .db
+                .run(move |conn| previews::get_key(conn, &r, &t, &key))
+                .await?;
             match preview {
                 Some(p) if p.active => Some(p.commit_sha),
                 _ => return Ok(Checkout::Skip(PullRequestSkip::NoPreview)),
@@ -186,15 +196,23 @@ impl Runner {
             None
         };
         let token = self.git_credentials(&repo.url).await;
-        let (config, locks) = (self.config.clone(), self.git_locks.clone());
+        let git = self.git.clone();
         let (repo_c, root_c, job_c, work_c) =
             (repo.clone(), root.clone(), job.clone(), work.to_owned());
         tokio::task::spawn_blocking(move || {
-            with_cache(&config, &locks, &repo_c, |cache| {
-                let tip = cache.fetch(token.as_ref()).map_err(|e| e.to_string())?;
-                cache
-                    .fetch_pull_request(number, token.as_ref())
-                    .map_err(|e| e.to_string())?;
+            git.with_cache(&repo_c, |cache| {
+                let tip = cache.fetch(token.as_ref())?;
+                if job_c.kind.is_branch_preview() {
+                    let fetched = cache.fetch_branch(&job_c.branch, token.as_ref())?;
+                    // A teardown needs only the commit it applied, which is cached.
+                    if fetched.is_none() && job_c.kind == JobKind::BranchPreview {
+                        return Ok(Checkout::Skip(PullRequestSkip::NoBranch {
+                            branch: job_c.branch.clone(),
+                        }));
+                    }
+                } else {
+                    cache.fetch_pull_request(number, token.as_ref())?;
+                }
                 let head = job_c.head_sha.clone().unwrap_or(job_c.commit_sha.clone());
                 let commit = match (&destroy_commit, job_c.kind) {
                     (Some(c), _) => c.clone(),
@@ -205,15 +223,20 @@ impl Runner {
                     _ => head.clone(),
                 };
                 if !cache.has_commit(&commit) {
-                    return Err(format!(
-                        "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
-                    ));
+                    return Err(JobError::Failed(if job_c.kind.is_branch_preview() {
+                        format!(
+                            "commit {commit} of branch {} is not in the repository as fetched",
+                            job_c.branch
+                        )
+                    } else {
+                        format!(
+                            "commit {commit} of pull request #{number} is not in the repository (refs/pull/{number}/head as fetched)"
+                        )
+                    }));
                 }
                 if job_c.kind == JobKind::PullRequestPlan {
-                    let base = cache.merge_base(&tip, &head).map_err(|e| e.to_string())?;
-                    let changed = cache
-                        .changed_paths(base.as_deref(), &head)
-                        .map_err(|e| e.to_string())?;
+                    let base = cache.merge_base(&tip, &head)?;
+                    let changed = cache.changed_paths(base.as_deref(), &head)?;
                     if !changed.iter().any(|p| root_c.is_triggered_by(p)) {
                         return Ok(Checkout::Skip(PullRequestSkip::Untouched {
                             paths: root_c.paths.clone(),
@@ -221,14 +244,14 @@ impl Runner {
                     }
                 }
                 let _ = std::fs::remove_dir_all(&work_c);
-                private_dir(&work_c)
-                    .map_err(|e| format!("create work tree {}: {e}", work_c.display()))?;
-                cache.checkout(&commit, &work_c).map_err(|e| e.to_string())?;
+                private_dir(&work_c).map_err(|e| {
+                    JobError::Failed(format!("create work tree {}: {e}", work_c.display()))
+                })?;
+                cache.checkout(&commit, &work_c)?;
                 Ok(Checkout::Run { commit })
             })
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 
     async fn pull_request_inner(
@@ -238,15 +261,23 @@ impl Runner {
         job: &Job,
         work: &Path,
         deadline: Instant,
-        out: &mut crate::runner::RunOutcome,
+        out: &mut RunOutcome,
     ) -> Result<(Outcome, Option<Effect>), JobError> {
-        let number = job.pull_request.unwrap_or(0);
-        if job.kind == JobKind::Preview {
+        if job.kind.applies_preview() {
             let Some(preview) = root.preview else {
-                return Err(format!("root `{}` has no previews configured", root.name).into());
+                return Err(JobError::Failed(format!(
+                    "root `{}` has no previews configured",
+                    root.name
+                )));
             };
+            let key = PreviewKey::of(job)
+                .ok_or_else(|| JobError::Failed("a preview job without a preview".into()))?;
+            let asked_by = job
+                .kind
+                .is_branch_preview()
+                .then(|| job.actor.clone())
+                .flatten();
             // The cap, then the preview is live before anything is applied.
-            let path = self.config.database_path();
             let (r, t, c) = (
                 job.repository.clone(),
                 job.root.clone(),
@@ -254,18 +285,17 @@ impl Runner {
             );
             let max = repo.max_previews;
             let ttl_ms = i64::try_from(preview.ttl.as_millis()).unwrap_or(i64::MAX);
-            let capped = tokio::task::spawn_blocking(move || {
-                let conn = db::open(&path)?;
-                let own = previews::get(&conn, &r, &t, number)?.is_some_and(|p| p.active);
-                if !own && previews::others_active(&conn, &r, number)? >= max {
-                    return Ok(true);
-                }
-                previews::mark_active(&conn, &r, &t, number, &c, ttl_ms)?;
-                Ok::<bool, db::DbError>(false)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let capped = self
+                .db
+                .run(move |conn| {
+                    let own = previews::get_key(conn, &r, &t, &key)?.is_some_and(|p| p.active);
+                    if !own && previews::others_active(conn, &r, &key)? >= max {
+                        return Ok(true);
+                    }
+                    previews::mark_active(conn, &r, &t, &key, &c, ttl_ms, asked_by.as_deref())?;
+                    Ok::<bool, db::DbError>(false)
+                })
+                .await?;
             if capped {
                 out.error = Some(PullRequestSkip::PreviewCap { max }.to_string());
                 return Ok((Outcome::Skipped, None));
@@ -284,16 +314,15 @@ impl Runner {
             work.join(&root.path)
         };
         if !dir.is_dir() {
-            return Err(format!(
+            return Err(JobError::Failed(format!(
                 "root path `{}` does not exist in commit {commit}",
                 root.path
-            )
-            .into());
+            )));
         }
         let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
         let mut log = crate::runner::open_job_log(&job_dir).await?;
         let actor = job.actor.clone().unwrap_or_default();
-        let issued = self.issue_credential(repo, root, job, &actor, deadline)?;
+        let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
         // No signed provenance: it is a license for the Kubernetes runtime's
         // provider-side gate, and a pull request job must hold none.
         let env: Vec<(String, String)> = vec![
@@ -305,44 +334,38 @@ impl Runner {
                 issued.file.display().to_string(),
             ),
         ];
+        let of = match PreviewKey::of(job) {
+            Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),
+            _ => format!("pull request #{}", job.pull_request.unwrap_or(0)),
+        };
         let header = format!(
-            "\n===== job {} ({}, pull request #{number}) attempt {} at {}: commit {commit} =====\n",
+            "\n===== job {} ({}, {of}) attempt {} at {}: commit {commit} =====\n",
             job.id,
             job.kind,
             job.attempts,
             db::now(),
         );
         let _ = log.write_all(header.as_bytes()).await;
-        let tf = Tf {
-            runner: self,
-            dir: &dir,
-            work,
-            env: &env,
-            deadline,
-            commands: std::sync::atomic::AtomicU32::new(0),
-        };
-        let result = run_kind(&tf, &mut log, root, job, number, &dir, out).await;
-        if out.terraform_version.is_none() {
-            if let Ok(text) = tf.run_quiet(&["version", "-json"]).await {
-                out.terraform_version = version_of(&text);
-            }
-        }
-        crate::job_credential::end(issued, crate::job_credential::embedded_platform_socket()).await;
+        let tf = self.terraform(&dir, work, &env, deadline);
+        let result = run_kind(&tf, &mut log, root, job, &dir, out).await;
+        tf.fill_in_version(out).await;
+        self.end_credential(issued, job, result.as_ref().map(|(o, _)| *o), out)
+            .await;
         result
     }
 }
 
 /// The Terraform commands of each kind.
 async fn run_kind(
-    tf: &Tf<'_>,
+    tf: &Terraform<'_>,
     log: &mut tokio::fs::File,
     root: &Root,
     job: &Job,
-    number: u64,
     dir: &Path,
-    out: &mut crate::runner::RunOutcome,
+    out: &mut RunOutcome,
 ) -> Result<(Outcome, Option<Effect>), JobError> {
-    let name = previews::name(number);
+    let key = PreviewKey::of(job);
+    let name = key.as_ref().map(PreviewKey::name).unwrap_or_default();
     tf.run(&mut *log, &["init", "-input=false", "-no-color"])
         .await?;
     let mut vars = root.variables.clone();
@@ -352,57 +375,42 @@ async fn run_kind(
             serde_json::Value::String(name.clone()),
         );
     }
-    let var_file = if vars.is_empty() {
-        None
-    } else {
-        let text = serde_json::to_vec_pretty(&vars).map_err(|e| e.to_string())?;
-        let file = dir.join("slipway-agent.tfvars.json");
-        tokio::fs::write(&file, text)
-            .await
-            .map_err(|e| format!("write variables: {e}"))?;
-        Some(format!("-var-file={}", file.display()))
-    };
+    let var_file = write_var_file(dir, &vars).await?;
     let with_vars = |mut args: Vec<String>| {
         args.extend(var_file.clone());
         args
     };
     match job.kind {
-        JobKind::Merge => Err("a merge job is not a pull request job".to_owned().into()),
+        JobKind::Merge => Err(JobError::Failed(
+            "a merge job is not a pull request job".into(),
+        )),
         JobKind::PullRequestPlan => {
             // A plan takes no lock: it must never hold up the merges of the root.
             let workspace = root.workspace.as_deref();
-            plan_in(
-                tf,
+            tf.plan(
                 &mut *log,
                 workspace,
-                with_vars(strings(&["-lock=false"])),
+                &with_vars(strings(&["-lock=false"])),
+                // The whole plan is behind the comment's job-log link.
+                PlanLog::Full,
                 out,
             )
             .await?;
             Ok((Outcome::Succeeded, None))
         }
-        JobKind::Preview => {
+        JobKind::Preview | JobKind::BranchPreview => {
+            let key = key.ok_or_else(|| "a preview job without a preview".to_owned())?;
             let lock = with_vars(strings(&["-lock-timeout=300s"]));
-            plan_in(tf, &mut *log, Some(&name), lock, out).await?;
-            run_owned(
-                tf,
-                &mut *log,
-                strings(&[
-                    "apply",
-                    "-input=false",
-                    "-no-color",
-                    "-lock-timeout=300s",
-                    "slipway.tfplan",
-                ]),
-            )
-            .await?;
+            tf.plan(&mut *log, Some(&name), &lock, PlanLog::Actions, out)
+                .await?;
+            tf.apply_saved_plan(&mut *log).await?;
             let outputs = tf.run_quiet(&["output", "-json"]).await?;
             Ok((
                 Outcome::Succeeded,
                 Some(Effect::Applied {
                     repository: job.repository.clone(),
                     root: job.root.clone(),
-                    pull_request: number,
+                    key,
                     urls: string_outputs(&outputs),
                     ttl_ms: root
                         .preview
@@ -410,11 +418,11 @@ async fn run_kind(
                 }),
             ))
         }
-        JobKind::PreviewDestroy => {
+        JobKind::PreviewDestroy | JobKind::BranchPreviewDestroy => {
             let destroyed = Effect::Destroyed {
                 repository: job.repository.clone(),
                 root: job.root.clone(),
-                pull_request: number,
+                key: key.ok_or_else(|| "a teardown without a preview".to_owned())?,
             };
             let list = tf.run_quiet(&["workspace", "list", "-no-color"]).await?;
             if !workspace_listed(&list, &name) {
@@ -422,16 +430,14 @@ async fn run_kind(
                 // record was lost): nothing is left.
                 return Ok((Outcome::Succeeded, Some(destroyed)));
             }
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                strings(&["workspace", "select", "-no-color", &name]),
+                &strings(&["workspace", "select", "-no-color", &name]),
             )
             .await?;
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                with_vars(strings(&[
+                &with_vars(strings(&[
                     "apply",
                     "-destroy",
                     "-auto-approve",
@@ -441,52 +447,19 @@ async fn run_kind(
                 ])),
             )
             .await?;
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                strings(&["workspace", "select", "-no-color", "default"]),
+                &strings(&["workspace", "select", "-no-color", "default"]),
             )
             .await?;
-            run_owned(
-                tf,
+            tf.run_args(
                 &mut *log,
-                strings(&["workspace", "delete", "-no-color", &name]),
+                &strings(&["workspace", "delete", "-no-color", &name]),
             )
             .await?;
             Ok((Outcome::Succeeded, Some(destroyed)))
         }
     }
-}
-
-/// `terraform plan -out` in `workspace` (created when missing) with `extra`
-/// arguments, and its summary from `show -json` into `out`.
-async fn plan_in(
-    tf: &Tf<'_>,
-    log: &mut tokio::fs::File,
-    workspace: Option<&str>,
-    extra: Vec<String>,
-    out: &mut crate::runner::RunOutcome,
-) -> Result<(), JobError> {
-    if let Some(ws) = workspace {
-        let select = strings(&["workspace", "select", "-or-create=true", "-no-color", ws]);
-        run_owned(tf, &mut *log, select).await?;
-    }
-    let mut args = strings(&["plan", "-input=false", "-no-color", "-out=slipway.tfplan"]);
-    args.extend(extra);
-    run_owned(tf, &mut *log, args).await?;
-    let shown = tf.run_quiet(&["show", "-json", "slipway.tfplan"]).await?;
-    out.terraform_version = version_of(&shown);
-    out.plan = Some(crate::runner::summarize_plan(&shown)?);
-    Ok(())
-}
-
-async fn run_owned(
-    tf: &Tf<'_>,
-    log: &mut tokio::fs::File,
-    args: Vec<String>,
-) -> Result<String, JobError> {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    tf.run(log, &refs).await
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

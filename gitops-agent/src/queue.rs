@@ -11,7 +11,6 @@
 //! The webhook path is latency-critical, so [`IntakeWriter`] batches concurrent
 //! intakes into one transaction (group commit): one fsync serves many deliveries.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 
 use ed25519_dalek::SigningKey;
@@ -47,6 +46,9 @@ pub struct NewJobs {
     pub head_sha: Option<String>,
     /// The commit the pull request is based on, as GitHub said.
     pub base_sha: Option<String>,
+    /// Who authored the change (GitHub logins or identity names): they may not
+    /// approve it ([`crate::approvals`]).
+    pub authors: Vec<String>,
 }
 
 impl NewJobs {
@@ -74,6 +76,7 @@ impl NewJobs {
             kind: JobKind::Merge,
             head_sha: None,
             base_sha: None,
+            authors: Vec::new(),
         }
     }
 }
@@ -161,6 +164,11 @@ impl Job {
             error: None,
             terraform_version: None,
             kind: (self.kind != JobKind::Merge).then(|| self.kind.as_str().to_owned()),
+            tool: (self.trigger == Trigger::Mcp)
+                .then(|| crate::mcp::jobs::tool_of(self.kind))
+                .flatten()
+                .map(str::to_owned),
+            approved_by: None,
         }
     }
 }
@@ -171,7 +179,7 @@ const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, de
 pub(crate) const JOB_COLUMN_COUNT: usize = 17;
 
 /// A stored name that does not parse, as rusqlite's conversion error.
-fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+pub(crate) fn parsed<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
@@ -179,6 +187,20 @@ where
     text.parse().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// [`parsed`] for a nullable column.
+pub(crate) fn parsed_optional<T: std::str::FromStr>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match r.get::<_, Option<String>>(i)? {
+        None => Ok(None),
+        Some(_) => parsed(r, i).map(Some),
+    }
 }
 
 /// [`JOB_COLUMNS`] with each column qualified by `prefix` (`"j."`), for joins.
@@ -242,8 +264,8 @@ fn intake_one(tx: &Connection, item: &Intake) -> Result<IntakeOutcome, DbError> 
     for jobs in groups {
         for root in &jobs.roots {
             tx.execute(
-                "INSERT INTO jobs (repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state, kind, head_sha, base_sha)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12)",
+                "INSERT INTO jobs (repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, state, kind, head_sha, base_sha, authors)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13)",
                 params![
                     jobs.repository,
                     root,
@@ -257,6 +279,8 @@ fn intake_one(tx: &Connection, item: &Intake) -> Result<IntakeOutcome, DbError> 
                     jobs.kind.as_str(),
                     jobs.head_sha,
                     jobs.base_sha,
+                    serde_json::to_string(&jobs.authors)
+                        .map_err(|e| DbError::Corrupt(e.to_string()))?,
                 ],
             )?;
             ids.push(tx.last_insert_rowid());
@@ -369,7 +393,7 @@ pub fn start(
             }
         }
         let changed = tx.execute(
-            "UPDATE jobs SET state = 'done', outcome = 'superseded', superseded_by = ?1 WHERE id = ?2 AND state = 'queued'",
+            "UPDATE jobs SET state = 'done', outcome = 'superseded', superseded_by = ?1 WHERE id = ?2 AND state IN ('queued', 'awaiting_approval')",
             params![target.id, job.id],
         )?;
         if changed == 1 {
@@ -470,7 +494,18 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64, i64), DbError> {
     )?)
 }
 
-type Reply = oneshot::Sender<Result<IntakeOutcome, String>>;
+type Reply = oneshot::Sender<Result<IntakeOutcome, IntakeError>>;
+
+/// Why an intake was not stored. Nothing was acknowledged: the sender may retry
+/// (GitHub redelivers a webhook answered with an error).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the intake writer has stopped")]
+    Stopped,
+    /// The batch's transaction failed (the database's message).
+    #[error("could not store the intake: {0}")]
+    Store(String),
+}
 
 /// A dedicated thread that owns a connection and commits intakes in batches: every
 /// intake waiting when a transaction starts shares its fsync. Cloning is cheap.
@@ -480,10 +515,10 @@ pub struct IntakeWriter {
 }
 
 impl IntakeWriter {
-    /// Starts the writer thread on the database at `path`; `notify` is woken after
-    /// each commit that stored jobs.
-    pub fn spawn(path: PathBuf, notify: std::sync::Arc<Notify>) -> Result<IntakeWriter, DbError> {
-        let mut conn = db::open(&path)?;
+    /// Starts the writer thread with its own connection to `db`; `notify` is woken
+    /// after each commit that stored jobs.
+    pub fn spawn(db: &db::Db, notify: std::sync::Arc<Notify>) -> Result<IntakeWriter, DbError> {
+        let mut conn = db.connect()?;
         let (tx, rx) = mpsc::channel::<(Intake, Reply)>();
         std::thread::Builder::new()
             .name("slipway-intake".into())
@@ -512,7 +547,7 @@ impl IntakeWriter {
                         Err(e) => {
                             tracing::error!(error = %e, "could not store a batch of {} intakes", items.len());
                             for (_, reply) in batch {
-                                let _ = reply.send(Err(e.to_string()));
+                                let _ = reply.send(Err(IntakeError::Store(e.to_string())));
                             }
                         }
                     }
@@ -523,13 +558,12 @@ impl IntakeWriter {
     }
 
     /// Stores one intake; returns once it is committed.
-    pub async fn submit(&self, item: Intake) -> Result<IntakeOutcome, String> {
+    pub async fn submit(&self, item: Intake) -> Result<IntakeOutcome, IntakeError> {
         let (reply, wait) = oneshot::channel();
         self.tx
             .send((item, reply))
-            .map_err(|_| "the intake writer has stopped".to_owned())?;
-        wait.await
-            .map_err(|_| "the intake writer has stopped".to_owned())?
+            .map_err(|_| IntakeError::Stopped)?;
+        wait.await.map_err(|_| IntakeError::Stopped)?
     }
 }
 

@@ -23,11 +23,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use crate::audit::PlanSummary;
+use crate::audit::{Outcome, PlanSummary};
 use crate::config::{Config, RetryPolicy};
 use crate::db::{self, now_ms, DbError};
 use crate::github::{GitHub, GithubError};
-use crate::job_kind::JobKind;
+use crate::job_kind::{JobKind, JobState};
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
 
@@ -76,6 +76,8 @@ fn steps_of(kind: JobKind) -> &'static [Step] {
         JobKind::PullRequestPlan => &PLAN_STEPS,
         JobKind::Preview => &PREVIEW_STEPS,
         JobKind::PreviewDestroy => &TEARDOWN_STEPS,
+        // Asked for over MCP: the caller reads the job's status there.
+        JobKind::BranchPreview | JobKind::BranchPreviewDestroy => &[],
     }
 }
 
@@ -94,8 +96,8 @@ const STEPS: [Step; 8] = [
 #[derive(Debug, Clone)]
 struct Tracked {
     job: Job,
-    state: String,
-    outcome: Option<String>,
+    state: JobState,
+    outcome: Option<Outcome>,
     superseded_by: Option<i64>,
     steps_done: usize,
     deployment_id: Option<u64>,
@@ -111,7 +113,7 @@ struct Ending {
     description: String,
     summary: Option<PlanSummary>,
     error: Option<String>,
-    outcome: String,
+    outcome: Outcome,
     /// For a merge of a pull request: the last plan shown on it for this root (its
     /// job id and summary), to say whether the applied plan matched it.
     last_pr_plan: Option<(i64, PlanSummary)>,
@@ -124,8 +126,7 @@ pub struct Reporter {
     config: Arc<Config>,
     github: GitHub,
     metrics: Arc<Metrics>,
-    /// One connection for the reporter's life: it reads every 300 ms, and opening one
-    /// each time would re-run the schema.
+    /// One connection for the reporter's life: it reads every 300 ms.
     conn: Arc<std::sync::Mutex<Connection>>,
     /// The first job to report ([`start_point`]).
     from: i64,
@@ -141,10 +142,11 @@ impl Reporter {
     /// Opens the reporter's database connection.
     pub fn new(
         config: Arc<Config>,
+        db: &db::Db,
         github: GitHub,
         metrics: Arc<Metrics>,
     ) -> Result<Reporter, DbError> {
-        let conn = db::open(&config.database_path())?;
+        let conn = db.connect()?;
         let from = start_point(&conn)?;
         Ok(Reporter {
             config,
@@ -211,15 +213,14 @@ impl Reporter {
     async fn with_db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, DbError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&conn)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
     }
 
     /// Runs until the process ends (or [`Reporter::flush`]): every 300 ms, reports
@@ -242,7 +243,7 @@ impl Reporter {
     }
 
     /// One pass over every job whose report is due; how many steps it completed.
-    async fn round(&self) -> Result<usize, String> {
+    async fn round(&self) -> Result<usize, DbError> {
         let from = self.from;
         let due = self.with_db(move |conn| due(conn, from, now_ms())).await?;
         let mut steps = 0;
@@ -257,7 +258,7 @@ impl Reporter {
 
     /// Takes one job as far as its state allows, stopping at a failed step; how many
     /// steps it completed.
-    async fn advance(&self, mut tracked: Tracked) -> Result<usize, String> {
+    async fn advance(&self, mut tracked: Tracked) -> Result<usize, DbError> {
         let Some(github_name) = self
             .config
             .repository(&tracked.job.repository)
@@ -268,7 +269,7 @@ impl Reporter {
             self.save(&tracked, 0, None).await?;
             return Ok(0);
         };
-        let ending = if tracked.state == "done" {
+        let ending = if tracked.state == JobState::Done {
             let t = tracked.clone();
             self.with_db(move |conn| ending_of(conn, &t)).await?
         } else {
@@ -284,7 +285,7 @@ impl Reporter {
             let available = match step {
                 Step::CreateDeployment | Step::DeploymentQueued | Step::CommitQueued => true,
                 Step::DeploymentInProgress | Step::CommitRunning => {
-                    tracked.state != "queued" || tracked.job.attempts > 0
+                    tracked.state != JobState::Queued || tracked.job.attempts > 0
                 }
                 Step::DeploymentOutcome
                 | Step::CommitOutcome
@@ -371,7 +372,7 @@ impl Reporter {
         t: &Tracked,
         next_attempt_at: i64,
         last_error: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DbError> {
         let (job_id, steps_done, deployment_id, failures) =
             (t.job.id, t.steps_done, t.deployment_id, t.failures);
         let complete = steps_done >= steps_of(t.job.kind).len();
@@ -433,7 +434,7 @@ impl Reporter {
             .public_url
             .as_ref()
             .map(|base| format!("{base}/api/v1/jobs/{}/log", job.id));
-        let never_ran = t.outcome.as_deref() == Some("superseded");
+        let never_ran = t.outcome == Some(Outcome::Superseded);
         let result = match step {
             Step::CreateDeployment => {
                 if attempted {
@@ -703,8 +704,8 @@ fn due(conn: &Connection, from: i64, now: i64) -> Result<Vec<Tracked>, DbError> 
         let n = queue::JOB_COLUMN_COUNT;
         Ok(Tracked {
             job: queue::job_of(r)?,
-            state: r.get(n)?,
-            outcome: r.get(n + 1)?,
+            state: queue::parsed(r, n)?,
+            outcome: queue::parsed_optional(r, n + 1)?,
             superseded_by: r.get(n + 2)?,
             steps_done: usize::try_from(r.get::<_, i64>(n + 3)?).unwrap_or(0),
             deployment_id: r
@@ -719,27 +720,34 @@ fn due(conn: &Connection, from: i64, now: i64) -> Result<Vec<Tracked>, DbError> 
 /// How a done job ended; for a superseded job, how the job that carried its commit
 /// ended (`None` while that one is still to finish).
 fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> {
-    if t.outcome.as_deref() == Some("superseded") {
+    if t.outcome == Some(Outcome::Superseded) {
         // Follow the chain: an interrupted job can itself be superseded later.
         let mut next = t.superseded_by;
         for _ in 0..32 {
             let Some(id) = next else { break };
-            let row: Option<(String, Option<String>, Option<i64>, String)> = conn
+            let row: Option<(JobState, Option<Outcome>, Option<i64>, String)> = conn
                 .query_row(
                     "SELECT state, outcome, superseded_by, commit_sha FROM jobs WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| {
+                        Ok((
+                            queue::parsed(r, 0)?,
+                            queue::parsed_optional(r, 1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                        ))
+                    },
                 )
                 .optional()?;
             let Some((state, outcome, by, sha)) = row else {
                 break;
             };
-            if state != "done" {
+            if state != JobState::Done {
                 return Ok(None);
             }
-            match outcome.as_deref() {
-                Some("superseded") => next = by,
-                Some("failed") => {
+            match outcome {
+                Some(Outcome::Superseded) => next = by,
+                Some(Outcome::Failed) => {
                     return Ok(Some(Ending {
                         success: false,
                         deployment_state: "inactive",
@@ -749,7 +757,7 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
                         ),
                         summary: None,
                         error: None,
-                        outcome: "superseded".to_owned(),
+                        outcome: Outcome::Superseded,
                         last_pr_plan: None,
                         urls: Default::default(),
                     }))
@@ -764,7 +772,7 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
                         ),
                         summary: None,
                         error: None,
-                        outcome: "superseded".to_owned(),
+                        outcome: Outcome::Superseded,
                         last_pr_plan: None,
                         urls: Default::default(),
                     }))
@@ -777,31 +785,31 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
             description: "Superseded by a newer commit".to_owned(),
             summary: None,
             error: None,
-            outcome: "superseded".to_owned(),
+            outcome: Outcome::Superseded,
             last_pr_plan: None,
             urls: Default::default(),
         }));
     }
-    let outcome = t.outcome.clone().unwrap_or_else(|| "failed".to_owned());
+    let outcome = t.outcome.unwrap_or(Outcome::Failed);
     let row: Option<(Option<String>, Option<String>)> = conn
         .query_row(
             "SELECT plan_summary, error FROM audit WHERE job_id = ?1 AND outcome = ?2 ORDER BY seq DESC LIMIT 1",
-            params![t.job.id, outcome],
+            params![t.job.id, outcome.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
     let (summary, error) = row.unwrap_or((None, None));
     let summary: Option<PlanSummary> = summary.and_then(|s| serde_json::from_str(&s).ok());
-    let (success, deployment_state, description) = match outcome.as_str() {
-        "succeeded" => (
+    let (success, deployment_state, description) = match outcome {
+        Outcome::Succeeded => (
             true,
             "success",
             match &summary {
-                Some(s) => format!("Applied: {}", counts(s)),
+                Some(s) => format!("Applied: {}", s.counts()),
                 None => "Applied".to_owned(),
             },
         ),
-        "skipped" => (
+        Outcome::Skipped => (
             true,
             "success",
             format!(
@@ -913,17 +921,6 @@ fn marker(purpose: &str, root: &str) -> String {
     format!("<!-- slipway:{purpose}:{root} -->")
 }
 
-fn counts(s: &PlanSummary) -> String {
-    if s.add + s.change + s.destroy == 0 {
-        "no changes".to_owned()
-    } else {
-        format!(
-            "{} to add, {} to change, {} to destroy",
-            s.add, s.change, s.destroy
-        )
-    }
-}
-
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
@@ -953,7 +950,7 @@ fn comment_body(job: &Job, end: &Ending, log_url: Option<&str>) -> String {
         end.outcome
     );
     if let Some(s) = &end.summary {
-        text.push_str(&format!("\nPlan: {}.\n", counts(s)));
+        text.push_str(&format!("\nPlan: {}.\n", s.counts()));
         pull_request::addresses(&mut text, s);
     }
     if end.success {
@@ -1019,7 +1016,7 @@ mod tests {
 
         // While the newer commit runs, the older one's outcome is not known yet.
         let old = tracked(&conn, &old_sha);
-        assert_eq!(old.outcome.as_deref(), Some("superseded"));
+        assert_eq!(old.outcome, Some(Outcome::Superseded));
         assert_eq!(ending_of(&conn, &old).unwrap(), None);
 
         let mut record = target.audit_record(Outcome::Failed, db::now());
@@ -1066,9 +1063,9 @@ mod tests {
     #[test]
     fn plan_counts_read_like_terraform() {
         let mut s = PlanSummary::default();
-        assert_eq!(counts(&s), "no changes");
+        assert_eq!(s.counts(), "no changes");
         s.add = 2;
         s.destroy = 1;
-        assert_eq!(counts(&s), "2 to add, 0 to change, 1 to destroy");
+        assert_eq!(s.counts(), "2 to add, 0 to change, 1 to destroy");
     }
 }

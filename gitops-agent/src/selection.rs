@@ -10,15 +10,16 @@
 //! Nothing here touches git or the database: the runner passes the fetched tip and a
 //! [`Graph`] (the repository cache), which keeps every rule unit-testable.
 
-use crate::git::GitError;
 use crate::queue::Job;
 
 /// What the decisions need to know of the commit graph.
 pub trait Graph {
+    /// Why the repository could not answer.
+    type Error;
     /// Whether the repository holds commit `sha`.
     fn has_commit(&self, sha: &str) -> bool;
     /// Whether `ancestor` is `descendant` or one of its ancestors.
-    fn is_ancestor_or_same(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError>;
+    fn is_ancestor_or_same(&self, ancestor: &str, descendant: &str) -> Result<bool, Self::Error>;
 }
 
 /// Why a job does not run Terraform. Its text is the audit record's `error`.
@@ -63,7 +64,7 @@ impl std::fmt::Display for SkipReason {
 }
 
 /// Whether `sha` is the tip or reachable from it.
-pub fn on_branch(graph: &impl Graph, sha: &str, tip: &str) -> Result<bool, GitError> {
+pub fn on_branch<G: Graph>(graph: &G, sha: &str, tip: &str) -> Result<bool, G::Error> {
     if sha == tip {
         return Ok(true);
     }
@@ -84,7 +85,7 @@ pub struct Selection {
 /// Collapses a root's queued jobs (oldest first) against the branch tip: jobs whose
 /// commit the branch no longer holds are set aside, and the rest collapse into the
 /// newest commit that no other of them descends from.
-pub fn select(queued: Vec<Job>, tip: &str, graph: &impl Graph) -> Result<Selection, GitError> {
+pub fn select<G: Graph>(queued: Vec<Job>, tip: &str, graph: &G) -> Result<Selection, G::Error> {
     let mut runnable = Vec::new();
     let mut off_branch = Vec::new();
     for job in queued {
@@ -121,6 +122,25 @@ pub fn select(queued: Vec<Job>, tip: &str, graph: &impl Graph) -> Result<Selecti
     })
 }
 
+/// The merge jobs a worker selects from: the queued ones and, when there is at least
+/// one, those held for approval ([`crate::approvals`]), oldest first. So a newer merge
+/// supersedes a waiting one (its commit carries the waiting one's), and an older merge
+/// that arrives late is superseded by the waiting one, which then waits again; with
+/// nothing queued, the waiting jobs are left alone.
+pub fn candidates(queued: Vec<Job>, waiting: Vec<Job>) -> Vec<Job> {
+    if queued.is_empty() {
+        return Vec::new();
+    }
+    let mut all = queued;
+    for w in waiting {
+        if !all.iter().any(|j| j.id == w.id) {
+            all.push(w);
+        }
+    }
+    all.sort_by_key(|j| j.id);
+    all
+}
+
 /// Whether a job runs, before looking at which paths it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -134,13 +154,13 @@ pub enum Verdict {
 
 /// Decides on `sha` for a root whose last deployed commit is `last`, with the branch
 /// at `tip` as just fetched.
-pub fn decide(
-    graph: &impl Graph,
+pub fn decide<G: Graph>(
+    graph: &G,
     sha: &str,
     branch: &str,
     tip: &str,
     last: Option<&str>,
-) -> Result<Verdict, GitError> {
+) -> Result<Verdict, G::Error> {
     if !on_branch(graph, sha, tip)? {
         return Ok(Verdict::Skip(SkipReason::NotOnBranch {
             branch: branch.to_owned(),
@@ -188,10 +208,11 @@ mod tests {
     struct Fake(HashMap<&'static str, Vec<&'static str>>);
 
     impl Graph for Fake {
+        type Error = std::convert::Infallible;
         fn has_commit(&self, sha: &str) -> bool {
             self.0.contains_key(sha)
         }
-        fn is_ancestor_or_same(&self, a: &str, d: &str) -> Result<bool, GitError> {
+        fn is_ancestor_or_same(&self, a: &str, d: &str) -> Result<bool, Self::Error> {
             if a == d {
                 return Ok(true);
             }
@@ -239,6 +260,26 @@ mod tests {
 
     fn ids(jobs: &[Job]) -> Vec<i64> {
         jobs.iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_newer_merge_supersedes_one_waiting_for_approval() {
+        let g = graph();
+        // b waits for an approval; c is merged: c runs, b is superseded by it.
+        let s = select(candidates(vec![job(3, "c")], vec![job(2, "b")]), "c", &g).unwrap();
+        assert_eq!(s.target.map(|t| t.id), Some(3));
+        assert_eq!(ids(&s.superseded), [2]);
+        // A late delivery of a, older than the waiting b: b stays the target (and
+        // waits again), a is superseded.
+        let s = select(candidates(vec![job(4, "a")], vec![job(2, "b")]), "c", &g).unwrap();
+        assert_eq!(s.target.map(|t| t.id), Some(2));
+        assert_eq!(ids(&s.superseded), [4]);
+        // Nothing queued: the waiting job is not selected again (it would only wait).
+        assert!(candidates(vec![], vec![job(2, "b")]).is_empty());
+        // A waiting job that a force push removed is set aside like any other.
+        let s = select(candidates(vec![job(5, "c")], vec![job(2, "x")]), "c", &g).unwrap();
+        assert_eq!(s.target.map(|t| t.id), Some(5));
+        assert_eq!(ids(&s.off_branch), [2]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `POST /webhooks/github`: GitHub deliveries in, durable jobs out.
+//! GitHub deliveries in, durable jobs out: what a delivery of `POST /webhooks/github`
+//! means (the handler is [`crate::http::webhook`]).
 //!
 //! Order of checks: the body size (axum's limit, GitHub sends at most 25 MB), then the
 //! `X-Hub-Signature-256` HMAC over the raw body in constant time (401 without a valid
@@ -11,23 +12,14 @@
 //! redelivery carries the same `X-GitHub-Delivery` id and is answered without storing
 //! anything.
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::Sha256;
 use slipway_provenance::Trigger;
 
-use crate::agent::AppState;
 use crate::config::{Config, Secret};
 use crate::job_kind::JobKind;
-use crate::queue::{Delivery, Intake, IntakeOutcome, NewJobs};
+use crate::queue::NewJobs;
 
 /// Checks `X-Hub-Signature-256` (`sha256=<hex>`) against the body in constant time.
 pub fn signature_is_valid(secret: &Secret, body: &[u8], header: Option<&str>) -> bool {
@@ -106,6 +98,19 @@ struct PushEvent {
     repository: Option<RepositoryRef>,
     pusher: Option<User>,
     sender: Option<User>,
+    head_commit: Option<HeadCommit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeadCommit {
+    author: Option<GitUser>,
+}
+
+/// A commit's author as GitHub knows it: `username` is the GitHub login, when GitHub
+/// matched the commit's email to an account.
+#[derive(Debug, Deserialize)]
+struct GitUser {
+    username: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +131,8 @@ struct PullRequest {
     base: Option<BaseRef>,
     head: Option<BaseRef>,
     merged_by: Option<User>,
+    /// Who opened the pull request: its author, who may not approve its merge.
+    user: Option<User>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +142,22 @@ struct PullRequestEvent {
     pull_request: Option<PullRequest>,
     repository: Option<RepositoryRef>,
     sender: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewBody {
+    id: Option<i64>,
+    user: Option<User>,
+    commit_id: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequestReviewEvent {
+    action: Option<String>,
+    review: Option<ReviewBody>,
+    pull_request: Option<PullRequest>,
+    repository: Option<RepositoryRef>,
 }
 
 /// What a delivery asks for.
@@ -148,7 +171,13 @@ pub enum Decision {
         pull_request: Option<u64>,
         actor: Option<String>,
         roots: Vec<String>,
+        /// Who authored the change ([`crate::approvals`]).
+        authors: Vec<String>,
+        /// The merged pull request's head.
+        head_sha: Option<String>,
     },
+    /// An approving pull request review ([`crate::approvals`]).
+    Review(crate::approvals::Review),
     /// Jobs of the pull request kinds (plans, previews, teardowns), with the merge
     /// job when a pull request with previews was merged.
     PullRequest(Vec<NewJobs>),
@@ -159,15 +188,25 @@ fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
 }
 
-/// Decides what a delivery means for this configuration. `Err` is a body that does not
-/// parse as the event it claims to be.
-pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, String> {
+/// A body that does not parse as the event it claims to be.
+#[derive(Debug, thiserror::Error)]
+#[error("{event} payload: {source}")]
+pub struct MalformedPayload {
+    pub event: &'static str,
+    pub source: serde_json::Error,
+}
+
+/// Decides what a delivery means for this configuration.
+pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, MalformedPayload> {
     let ignore = |reason: String| Ok(Decision::Ignore(reason));
     match event {
         "ping" => Ok(Decision::Ping),
         "push" => {
             let push: PushEvent =
-                serde_json::from_slice(body).map_err(|e| format!("push payload: {e}"))?;
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "push",
+                    source,
+                })?;
             let full_name = push
                 .repository
                 .and_then(|r| r.full_name)
@@ -194,15 +233,74 @@ pub fn classify(config: &Config, event: &str, body: &[u8]) -> Result<Decision, S
                     .and_then(|p| p.name.or(p.login))
                     .or_else(|| push.sender.and_then(|s| s.login)),
                 roots: repo.roots.iter().map(|r| r.name.clone()).collect(),
+                authors: push
+                    .head_commit
+                    .and_then(|c| c.author)
+                    .and_then(|a| a.username)
+                    .into_iter()
+                    .collect(),
+                head_sha: None,
             })
+        }
+        "pull_request_review" => {
+            let event: PullRequestReviewEvent =
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "pull_request_review",
+                    source,
+                })?;
+            Ok(classify_review(config, event))
         }
         "pull_request" => {
             let pr: PullRequestEvent =
-                serde_json::from_slice(body).map_err(|e| format!("pull_request payload: {e}"))?;
+                serde_json::from_slice(body).map_err(|source| MalformedPayload {
+                    event: "pull_request",
+                    source,
+                })?;
             Ok(classify_pull_request(config, pr))
         }
         other => ignore(format!("event `{other}` is not handled")),
     }
+}
+
+/// A `pull_request_review` delivery: a review `submitted` in state `approved` is kept
+/// for the pull request's merge ([`crate::approvals::receive_review`]); nothing else
+/// is acted on.
+fn classify_review(config: &Config, event: PullRequestReviewEvent) -> Decision {
+    let full_name = event
+        .repository
+        .and_then(|r| r.full_name)
+        .unwrap_or_default();
+    let Some(repo) = config.repository_for_github(&full_name) else {
+        return Decision::Ignore(format!("repository `{full_name}` is not configured"));
+    };
+    let action = event.action.unwrap_or_default();
+    let (Some(review), Some(pull)) = (event.review, event.pull_request) else {
+        return Decision::Ignore("pull_request_review without a review".into());
+    };
+    let state = review.state.unwrap_or_default();
+    if action != "submitted" || !state.eq_ignore_ascii_case("approved") {
+        return Decision::Ignore(format!(
+            "review `{action}` in state `{state}`: only a submitted approval approves"
+        ));
+    }
+    let (Some(review_id), Some(login), Some(commit), Some(number)) = (
+        review.id,
+        review.user.and_then(|u| u.login),
+        review.commit_id.filter(|c| is_sha(c)),
+        pull.number,
+    ) else {
+        return Decision::Ignore(
+            "review without an id, a reviewer, a commit or a pull request".into(),
+        );
+    };
+    Decision::Review(crate::approvals::Review {
+        repository: repo.name.clone(),
+        pull_request: number,
+        review_id,
+        login,
+        commit_sha: commit.to_ascii_lowercase(),
+        pull_request_author: pull.user.and_then(|u| u.login),
+    })
 }
 
 /// A `pull_request` delivery: `opened`, `reopened` and `synchronize` plan the roots
@@ -252,6 +350,7 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
         kind,
         head_sha: head_sha.clone(),
         base_sha: base_sha.clone().filter(|s| is_sha(s)),
+        authors: Vec::new(),
     };
     match action.as_str() {
         "opened" | "reopened" | "synchronize" => {
@@ -313,7 +412,7 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
                     repo.branch
                 ))
             } else if let Some(sha) = merge_sha {
-                Ok(NewJobs::merge(
+                let mut merge = NewJobs::merge(
                     None,
                     repo.name.clone(),
                     repo.branch.clone(),
@@ -322,7 +421,11 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
                     Some(number),
                     pull.merged_by.and_then(|u| u.login).or(sender.clone()),
                     repo.roots.iter().map(|r| r.name.clone()).collect(),
-                ))
+                );
+                // Its author may not approve it; a review approves the head merged.
+                merge.authors = pull.user.and_then(|u| u.login).into_iter().collect();
+                merge.head_sha = head_sha.clone();
+                Ok(merge)
             } else {
                 Err("merged pull request has no merge_commit_sha".to_owned())
             };
@@ -334,6 +437,8 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
                     pull_request: merge.pull_request,
                     actor: merge.actor,
                     roots: merge.roots,
+                    authors: merge.authors,
+                    head_sha: merge.head_sha,
                 },
                 (Ok(merge), Some(teardown)) => Decision::PullRequest(vec![merge, teardown]),
                 (Err(_), Some(teardown)) => Decision::PullRequest(vec![teardown]),
@@ -343,132 +448,6 @@ fn classify_pull_request(config: &Config, pr: PullRequestEvent) -> Decision {
         other => Decision::Ignore(format!(
             "pull_request action `{other}` is not one the agent acts on"
         )),
-    }
-}
-
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-/// The axum handler; its time to answer goes to `slipway_webhook_duration_seconds`.
-pub async fn receive(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let clock = std::time::Instant::now();
-    let response = answer(&state, &headers, &body).await;
-    state.metrics.webhook_answered(clock.elapsed());
-    response
-}
-
-async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
-    let Some(secret) = state.webhook_secret.as_ref() else {
-        return reply(
-            StatusCode::NOT_FOUND,
-            json!({"error": "webhooks are disabled: set secrets.webhook_secret"}),
-        );
-    };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if !signature_is_valid(secret, body, header("x-hub-signature-256")) {
-        tracing::warn!(
-            delivery = header("x-github-delivery").unwrap_or("-"),
-            "webhook refused: missing or invalid X-Hub-Signature-256"
-        );
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "missing or invalid X-Hub-Signature-256"}),
-        );
-    }
-    let Some(delivery_id) = header("x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 200)
-    else {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "X-GitHub-Delivery header is required"}),
-        );
-    };
-    let event = header("x-github-event").unwrap_or("").to_owned();
-    let delivery = Delivery {
-        id: delivery_id.to_owned(),
-        event: event.clone(),
-    };
-    let payload = match payload_json(header("content-type"), body) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook body refused");
-            return reply(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({"error": e.to_string()}),
-            );
-        }
-    };
-    let decision = match classify(&state.config, &event, &payload) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(delivery = %delivery.id, event = %event, error = %e, "webhook payload does not parse");
-            return reply(StatusCode::BAD_REQUEST, json!({"error": e}));
-        }
-    };
-    let intake = match decision {
-        Decision::Ping => {
-            tracing::info!(delivery = %delivery.id, "webhook ping");
-            return reply(StatusCode::OK, json!({"pong": true}));
-        }
-        Decision::Ignore(reason) => {
-            tracing::info!(delivery = %delivery.id, event = %event, reason = %reason, "webhook ignored");
-            Intake::Ignored {
-                delivery: delivery.clone(),
-                reason,
-            }
-        }
-        Decision::Deploy {
-            repository,
-            branch,
-            commit_sha,
-            pull_request,
-            actor,
-            roots,
-        } => Intake::Jobs(NewJobs::merge(
-            Some(delivery.clone()),
-            repository,
-            branch,
-            commit_sha,
-            Trigger::Webhook,
-            pull_request,
-            actor,
-            roots,
-        )),
-        Decision::PullRequest(jobs) => Intake::Batch {
-            delivery: delivery.clone(),
-            jobs,
-        },
-    };
-    match state.writer.submit(intake).await {
-        Ok(IntakeOutcome::Enqueued(jobs)) => {
-            tracing::info!(delivery = %delivery.id, event = %event, ?jobs, "webhook enqueued");
-            reply(
-                StatusCode::ACCEPTED,
-                json!({"delivery": delivery.id, "jobs": jobs}),
-            )
-        }
-        Ok(IntakeOutcome::Duplicate) => {
-            tracing::info!(delivery = %delivery.id, "webhook redelivery: already stored, nothing to do");
-            reply(
-                StatusCode::OK,
-                json!({"delivery": delivery.id, "duplicate": true}),
-            )
-        }
-        Ok(IntakeOutcome::Recorded) => reply(
-            StatusCode::OK,
-            json!({"delivery": delivery.id, "ignored": true}),
-        ),
-        Err(e) => {
-            tracing::error!(delivery = %delivery.id, error = %e, "could not store delivery");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "could not store the delivery; GitHub may redeliver it"}),
-            )
-        }
     }
 }
 
@@ -619,6 +598,37 @@ path = "app"
     }
 
     #[test]
+    fn an_approving_review_is_kept_and_other_reviews_are_ignored() {
+        let c = config();
+        let review = fixture("pull_request_review/submitted-approved.payload.json");
+        let decide = |v: &serde_json::Value| {
+            classify(&c, "pull_request_review", &serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        assert_eq!(
+            decide(&review),
+            Decision::Review(crate::approvals::Review {
+                repository: "hello".into(),
+                pull_request: 2,
+                review_id: 237895671,
+                login: "octocat".into(),
+                commit_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+                pull_request_author: Some("Codertocat".into()),
+            })
+        );
+        for (field, value) in [("state", "commented"), ("state", "changes_requested")] {
+            let mut other = review.clone();
+            other["review"][field] = value.into();
+            assert!(matches!(decide(&other), Decision::Ignore(_)), "{value}");
+        }
+        let mut dismissed = review.clone();
+        dismissed["action"] = "dismissed".into();
+        assert!(matches!(decide(&dismissed), Decision::Ignore(_)));
+        let mut elsewhere = review;
+        elsewhere["repository"]["full_name"] = "mallory/other".into();
+        assert!(matches!(decide(&elsewhere), Decision::Ignore(r) if r.contains("not configured")));
+    }
+
+    #[test]
     fn real_payloads_are_classified() {
         let mut closed = fixture("pull_request/closed.payload.json");
         let c = config();
@@ -644,6 +654,8 @@ path = "app"
                 pull_request: Some(2),
                 actor: Some("mona".into()),
                 roots: vec!["app".into()],
+                authors: vec!["Codertocat".into()],
+                head_sha: Some("ec26c3e57ca3a959ca5aad62de7213c562f8c821".into()),
             }
         );
         let opened = fixture("pull_request/opened.payload.json");

@@ -102,8 +102,11 @@ fn main() {
         modes: vec![Mode::Production],
         environments: vec!["prod".into()],
         merge_modes: vec![],
+        approved_by: None,
+        teardown: None,
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
+        requested_by: None,
     };
     let credential = mint(&claims, &engine).expect("mint");
     let message = b"slipway-job-credential/v1\n{}";

@@ -51,7 +51,7 @@ pub struct Entry {
     pub at_ms: i64,
     /// The identity's name, or `job:<id>` for a job credential.
     pub who: String,
-    /// `git-merge`, `pr-preview`, `terraform-apply`, `api`, `cli`, `mcp`, `ttl`, ...
+    /// `git-merge`, `pr-preview`, `pr-closed`, `ttl`, `terraform-apply`, `api`, `cli`, `mcp`, ...
     pub how: String,
     /// `create`, `update`, `delete`, `import`, `change-mode`, ...
     pub action: String,
@@ -74,6 +74,10 @@ pub struct Entry {
     /// records (and left out when empty), so their hashes are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// Who approved the job's change, when its credential carries an approval (a
+    /// STAGING merge). Absent from older records and from unapproved changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// A record as stored, with its chain fields.
@@ -327,6 +331,7 @@ mod tests {
             job_id: None,
             actor: None,
             tool: None,
+            approved_by: None,
         }
     }
 

@@ -8,7 +8,7 @@ use slipway_provenance::VerifyingKey;
 
 use crate::credential::{self, CredentialError, JobClaims, CREDENTIAL_PREFIX};
 use crate::identity::{check_name, Caller, Identity, InvalidName, Role, Token};
-use crate::policy::{Action, Decision, Policy, Target};
+use crate::policy::{Action, Approval, Decision, Policy, Target};
 use crate::store::{JobStanding, Store, StoreError};
 
 /// Why a bearer value was not accepted, or an identity not created. The messages
@@ -34,6 +34,8 @@ pub enum AuthError {
     Random(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ending(#[from] crate::job_ending::EndingError),
 }
 
 /// The value of an `Authorization` header without its `Bearer ` scheme.
@@ -165,7 +167,10 @@ impl<S: Store> Authority<S> {
                     modes: claims.merge_modes.clone(),
                     ..claims.clone()
                 });
-                self.policy.decide(&as_merge, action, target)
+                // The merge is approved before it runs (when its root requires it), so
+                // the plan is not refused for the approval it has not had yet.
+                self.policy
+                    .decide_with(&as_merge, action, target, Approval::Assumed)
             }
             _ => self.authorize(caller, action, target),
         }
@@ -174,6 +179,21 @@ impl<S: Store> Authority<S> {
     /// The engine reports a job ended: its credential stops working now.
     pub fn end_job(&self, job_id: &str, now_ms: i64) -> Result<(), AuthError> {
         Ok(self.store.end_job(job_id, now_ms)?)
+    }
+
+    /// Ends the presented credential's job with the engine's signed account of how it
+    /// ended ([`crate::job_ending`]); the caller records it. A job credential alone
+    /// cannot end its job: whatever Terraform runs can read it.
+    pub fn end_job_with(
+        &self,
+        claims: &crate::JobClaims,
+        sent: &crate::job_ending::SignedEnding,
+        now_ms: i64,
+    ) -> Result<crate::job_ending::JobEnding, AuthError> {
+        let key = self.engine_key.as_ref().ok_or(AuthError::NoEngineKey)?;
+        let ending = crate::job_ending::verify(sent, key, &claims.job_id)?;
+        self.end_job(&claims.job_id, now_ms)?;
+        Ok(ending)
     }
 }
 
@@ -234,6 +254,15 @@ mod tests {
                 Err(RefusalReason::ReadOnlyJob { .. })
             ));
         }
+        // A STAGING merge is approved before it runs: its pull request's plan is not
+        // refused for the approval to come (and its apply still needs one).
+        let mut staging_plan = claims.clone();
+        staging_plan.merge_modes = vec![Mode::Staging];
+        let staging_plan = Caller::Job(staging_plan);
+        assert_eq!(
+            authority.authorize_at_plan(&staging_plan, Action::Create, &staging),
+            Ok(())
+        );
         // Without merge_modes (drift, an older engine): decided as at apply.
         let mut bare = claims.clone();
         bare.merge_modes.clear();
@@ -298,6 +327,16 @@ mod tests {
             .authenticate(Some(credential.expose()), NOW)
             .unwrap();
         assert_eq!(caller.who(), "job:42");
+        // A job someone asked for over MCP acts in their name.
+        let asked = Caller::Job(JobClaims {
+            requested_by: Some(credential::RequestedBy {
+                identity: "claude-code@alice".into(),
+                how: "mcp".into(),
+                tool: Some("deploy_branch_preview".into()),
+            }),
+            ..merge_claims()
+        });
+        assert_eq!(asked.who(), "claude-code@alice");
         authority
             .authorize(&caller, Action::Update, &prod())
             .unwrap();

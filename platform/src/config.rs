@@ -17,10 +17,12 @@
 //! tls_certificate = "/etc/slipway/platform.crt"
 //! tls_key = "/etc/slipway/platform.key.pem"
 //!
-//! # Replace a mode's rule (defaults: see `policy`).
+//! # Replace a mode's rule (defaults: see `policy`). `approval`: a job's credential
+//! # must carry an approval (default: true for STAGING only).
 //! [policy.STAGING]
 //! roles = ["admin"]
 //! jobs = ["merge"]
+//! approval = true
 //! ```
 
 use std::collections::BTreeMap;
@@ -93,6 +95,7 @@ struct RawRule {
     roles: Vec<String>,
     #[serde(default)]
     jobs: Vec<String>,
+    approval: Option<bool>,
 }
 
 impl PlatformConfig {
@@ -155,7 +158,19 @@ impl PlatformConfig {
                 .map(|j| parse_job_kind(j))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| invalid(format!("[policy.{mode_name}] jobs: {e}")))?;
-            policy = policy.with_rule(mode, ModeRule { roles, job_kinds });
+            // Left out, a rule keeps the mode's default approval requirement: replacing
+            // STAGING's roles must not quietly drop its approvals.
+            let approval = rule
+                .approval
+                .unwrap_or(Policy::default().rule(mode).approval);
+            policy = policy.with_rule(
+                mode,
+                ModeRule {
+                    roles,
+                    job_kinds,
+                    approval,
+                },
+            );
         }
         let listen = raw
             .listen
@@ -222,6 +237,12 @@ mod tests {
         .unwrap();
         assert!(config.engine_key.is_some());
         assert_eq!(config.policy.rule(Mode::Staging).roles, vec![Role::Admin]);
+        assert!(
+            config.policy.rule(Mode::Staging).approval,
+            "kept by default"
+        );
+        let open = parse("[policy.STAGING]\njobs = [\"merge\"]\napproval = false\n").unwrap();
+        assert!(!open.policy.rule(Mode::Staging).approval);
         for (text, names) in [
             ("[policy.production]\n", "policy.production"),
             ("[policy.STAGING]\nroles = [\"root\"]\n", "roles"),

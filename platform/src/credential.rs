@@ -16,10 +16,10 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use slipway_provenance::{SigningKey, VerifyingKey};
+
+use crate::signed;
 
 use crate::mode::Mode;
 
@@ -65,6 +65,26 @@ impl JobKind {
     }
 }
 
+/// Why a preview job tears its preview down, as the engine decided: the platform's
+/// audit record's `how` for what the teardown changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Teardown {
+    /// The pull request was closed or merged (or found closed by the engine's sweep).
+    PrClosed,
+    /// The preview was idle past its time to live.
+    Ttl,
+}
+
+impl Teardown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Teardown::PrClosed => "pr-closed",
+            Teardown::Ttl => "ttl",
+        }
+    }
+}
+
 /// What a job credential binds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,9 +111,38 @@ pub struct JobClaims {
     /// answers as it will after the merge. It never lets the plan job change anything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merge_modes: Vec<Mode>,
+    /// For a merge job of a root that requires approval: the identity (with the
+    /// approver role) that approved it. The policy lets a job change a mode whose rule
+    /// requires approval (STAGING by default) only when this is set, and never when it
+    /// names the job's own `actor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// For a preview job that destroys its preview: why. Only a preview job's
+    /// credential may carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<Teardown>,
     /// When it was minted and when it stops working, in ms since the Unix epoch.
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
+    /// For a job a named identity asked for (a branch preview over MCP): who asked,
+    /// how and through which tool. The audit log records its changes under that name;
+    /// it decides nothing (the kind, modes and environments above do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<RequestedBy>,
+}
+
+/// Who asked for a job, as the engine established it (the platform authenticated
+/// their token when they asked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedBy {
+    /// The identity's name (`claude-code@alice`).
+    pub identity: String,
+    /// How they asked (`mcp`).
+    pub how: String,
+    /// The MCP tool, when it came over MCP (`deploy_branch_preview`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 impl JobClaims {
@@ -141,19 +190,26 @@ pub enum CredentialError {
         "the job credential of job {job_id} claims to change modes, but a {kind} job is read-only"
     )]
     ReadOnlyKind { job_id: String, kind: &'static str },
+    #[error("the job credential of job {job_id} carries a teardown reason, but only a preview job tears a preview down")]
+    TeardownOutsidePreview { job_id: String },
+    #[error(
+        "the job credential of job {job_id} carries an approval, but only a merge job is approved"
+    )]
+    ApprovalOutsideMerge { job_id: String },
+    #[error("the job credential of job {job_id} names an approver that is not an identity name")]
+    BadApprover { job_id: String },
+    #[error("the job credential of job {job_id} is approved by `{approver}`, who caused the job: nobody approves their own change")]
+    SelfApproved { job_id: String, approver: String },
     #[error("could not encode the job credential: {0}")]
     Encode(String),
 }
 
 /// Signs `claims` with the engine's key.
 pub fn mint(claims: &JobClaims, key: &SigningKey) -> Result<JobCredential, CredentialError> {
-    use ed25519_dalek::Signer as _;
     let json = serde_json::to_vec(claims).map_err(|e| CredentialError::Encode(e.to_string()))?;
-    let signature = key.sign(&signed_bytes(&json));
+    let (json, signature) = signed::seal(DOMAIN, &json, key);
     Ok(JobCredential(format!(
-        "{CREDENTIAL_PREFIX}{}.{}",
-        URL_SAFE_NO_PAD.encode(&json),
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        "{CREDENTIAL_PREFIX}{json}.{signature}"
     )))
 }
 
@@ -165,27 +221,19 @@ pub fn verify(text: &str, key: &VerifyingKey, now_ms: i64) -> Result<JobClaims, 
         .strip_prefix(CREDENTIAL_PREFIX)
         .ok_or(CredentialError::Malformed)?;
     let (claims_b64, signature_b64) = body.split_once('.').ok_or(CredentialError::Malformed)?;
-    let json = URL_SAFE_NO_PAD
-        .decode(claims_b64)
-        .map_err(|_| CredentialError::Malformed)?;
-    let signature: [u8; 64] = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| CredentialError::Malformed)?
-        .try_into()
-        .map_err(|_| CredentialError::Malformed)?;
-    key.verify_strict(
-        &signed_bytes(&json),
-        &ed25519_dalek::Signature::from_bytes(&signature),
-    )
-    .map_err(|_| CredentialError::BadSignature)?;
+    let json = signed::open(DOMAIN, claims_b64, signature_b64, key).map_err(|e| match e {
+        signed::Unsealed::Malformed => CredentialError::Malformed,
+        signed::Unsealed::BadSignature => CredentialError::BadSignature,
+    })?;
     let claims: JobClaims =
         serde_json::from_slice(&json).map_err(|_| CredentialError::Malformed)?;
     check_lifetime(&claims, now_ms)?;
     Ok(claims)
 }
 
-/// The checks of a credential's claims that depend on the time (and the kind): run
-/// on every call, also when the signature was verified before.
+/// The checks of a credential's claims that depend on the time, the kind, and what
+/// only some kinds may carry (an approval, a teardown reason): run on every call, also
+/// when the signature was verified before.
 pub fn check_lifetime(claims: &JobClaims, now_ms: i64) -> Result<(), CredentialError> {
     let job_id = claims.job_id.clone();
     if claims.expires_at_ms - claims.issued_at_ms > MAX_LIFETIME_MS {
@@ -206,19 +254,31 @@ pub fn check_lifetime(claims: &JobClaims, now_ms: i64) -> Result<(), CredentialE
             kind: claims.kind.as_str(),
         });
     }
+    if claims.teardown.is_some() && claims.kind != JobKind::Preview {
+        return Err(CredentialError::TeardownOutsidePreview { job_id });
+    }
+    if let Some(approver) = &claims.approved_by {
+        if claims.kind != JobKind::Merge {
+            return Err(CredentialError::ApprovalOutsideMerge { job_id });
+        }
+        if crate::identity::check_name(approver).is_err() {
+            return Err(CredentialError::BadApprover { job_id });
+        }
+        if approver.eq_ignore_ascii_case(&claims.actor) {
+            return Err(CredentialError::SelfApproved {
+                job_id,
+                approver: approver.clone(),
+            });
+        }
+    }
     Ok(())
-}
-
-fn signed_bytes(json: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(DOMAIN.len() + json.len());
-    bytes.extend_from_slice(DOMAIN);
-    bytes.extend_from_slice(json);
-    bytes
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
 
     pub(crate) const NOW: i64 = 1_790_000_000_000;
 
@@ -238,8 +298,11 @@ pub(crate) mod tests {
             modes: vec![Mode::Production],
             environments: vec!["prod".into()],
             merge_modes: vec![],
+            approved_by: None,
+            teardown: None,
             issued_at_ms: NOW - 1_000,
             expires_at_ms: NOW + 3_600_000,
+            requested_by: None,
         }
     }
 
@@ -321,6 +384,48 @@ pub(crate) mod tests {
         ));
         claims.modes.clear();
         assert!(!claims.may_change("prod", Mode::Production));
+    }
+
+    #[test]
+    fn approvals_and_teardown_reasons_only_where_they_belong() {
+        let vk = key(1).verifying_key();
+        let check = |f: &dyn Fn(&mut JobClaims)| {
+            let mut claims = merge_claims();
+            f(&mut claims);
+            verify(mint(&claims, &key(1)).unwrap().expose(), &vk, NOW)
+        };
+        assert!(check(&|c| c.approved_by = Some("bob".into())).is_ok());
+        assert!(matches!(
+            check(&|c| c.approved_by = Some("Alice".into())),
+            Err(CredentialError::SelfApproved { approver, .. }) if approver == "Alice"
+        ));
+        assert!(matches!(
+            check(&|c| c.approved_by = Some("bob smith".into())),
+            Err(CredentialError::BadApprover { .. })
+        ));
+        assert!(matches!(
+            check(&|c| {
+                c.kind = JobKind::Preview;
+                c.approved_by = Some("bob".into());
+            }),
+            Err(CredentialError::ApprovalOutsideMerge { .. })
+        ));
+        assert!(matches!(
+            check(&|c| c.teardown = Some(Teardown::Ttl)),
+            Err(CredentialError::TeardownOutsidePreview { .. })
+        ));
+        let preview = check(&|c| {
+            c.kind = JobKind::Preview;
+            c.teardown = Some(Teardown::PrClosed);
+        })
+        .unwrap();
+        assert_eq!(preview.teardown.map(Teardown::as_str), Some("pr-closed"));
+        // Claims without the new fields encode as before (older engines, older records).
+        let json = serde_json::to_string(&merge_claims()).unwrap();
+        assert!(
+            !json.contains("approved_by") && !json.contains("teardown"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -23,10 +23,20 @@ pub enum Role {
     Agent,
     /// Reads only.
     Viewer,
+    /// Approves changes that wait for an approval (a STAGING root's merge jobs:
+    /// `slipway-agent approve`); changes nothing itself, and never approves a change
+    /// it authored.
+    Approver,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Developer, Role::Agent, Role::Viewer];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Developer,
+        Role::Agent,
+        Role::Viewer,
+        Role::Approver,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +44,7 @@ impl Role {
             Role::Developer => "developer",
             Role::Agent => "agent",
             Role::Viewer => "viewer",
+            Role::Approver => "approver",
         }
     }
 }
@@ -44,9 +55,9 @@ impl fmt::Display for Role {
     }
 }
 
-/// A role name that is not one of the four.
+/// A role name that is not one of the five.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a role: use admin, developer, agent or viewer")]
+#[error("`{0}` is not a role: use admin, developer, agent, viewer or approver")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -161,7 +172,12 @@ impl Caller {
     pub fn who(&self) -> String {
         match self {
             Caller::Identity(identity) => identity.name.clone(),
-            Caller::Job(claims) => format!("job:{}", claims.job_id),
+            // A job a named identity asked for acts in their name; `job_id` keeps
+            // the job in the record.
+            Caller::Job(claims) => match &claims.requested_by {
+                Some(asked) => asked.identity.clone(),
+                None => format!("job:{}", claims.job_id),
+            },
         }
     }
 }

@@ -24,9 +24,11 @@ pub mod config;
 pub mod credential;
 pub mod embedded;
 pub mod identity;
+pub mod job_ending;
 pub mod mode;
 pub mod policy;
 pub mod redact;
+mod signed;
 pub mod store;
 pub mod tokens;
 

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | DEVELOPMENT | admins, developers, agents; merge and preview jobs |
 //! | PREVIEW | admins, developers, agents; merge and preview jobs |
-//! | STAGING | merge jobs (the PRODUCTION rule, until approvals exist) |
+//! | STAGING | merge jobs whose credential carries an approval (an approver's, never the job's own actor) |
 //! | PRODUCTION | merge jobs of a tracked branch only |
 //!
 //! Reading is open to every authenticated caller: secrets are write-only, so a read
@@ -67,6 +67,10 @@ pub struct ModeRule {
     pub roles: Vec<Role>,
     /// Jobs of these kinds, when their credential names the mode and environment.
     pub job_kinds: Vec<JobKind>,
+    /// Whether a job's credential must also carry an approval
+    /// ([`crate::JobClaims::approved_by`]): the GitOps engine held the merge until an
+    /// identity with the approver role, not its author, approved it.
+    pub approval: bool,
 }
 
 /// The platform's policy: one rule per mode.
@@ -83,15 +87,20 @@ impl Default for Policy {
         let open = ModeRule {
             roles: vec![Role::Admin, Role::Developer, Role::Agent],
             job_kinds: vec![JobKind::Merge, JobKind::Preview],
+            approval: false,
         };
         let merge_only = ModeRule {
             roles: vec![],
             job_kinds: vec![JobKind::Merge],
+            approval: false,
         };
         Policy {
             development: open.clone(),
             preview: open,
-            staging: merge_only.clone(),
+            staging: ModeRule {
+                approval: true,
+                ..merge_only.clone()
+            },
             production: merge_only,
         }
     }
@@ -122,6 +131,18 @@ impl Policy {
 
     /// Whether `caller` may do `action` to `target`.
     pub fn decide(&self, caller: &Caller, action: Action, target: &Target) -> Decision {
+        self.decide_with(caller, action, target, Approval::AsClaimed)
+    }
+
+    /// [`Policy::decide`], with a job's approval taken as its credential says or, for
+    /// the plan-time answer on a merge that is yet to be approved, as given.
+    pub fn decide_with(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &Target,
+        approval: Approval,
+    ) -> Decision {
         if action == Action::Read {
             return Ok(());
         }
@@ -166,11 +187,32 @@ impl Policy {
                             root: claims.root.clone(),
                         }));
                     }
+                    // The credential's approval was checked when it was verified (an
+                    // approver's name, never the job's own actor).
+                    if rule.approval
+                        && approval == Approval::AsClaimed
+                        && claims.approved_by.is_none()
+                    {
+                        return Err(refuse(RefusalReason::NotApproved {
+                            mode,
+                            root: claims.root.clone(),
+                        }));
+                    }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// How a job's approval counts in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// As the credential says (`approved_by`): every change.
+    AsClaimed,
+    /// Taken as given: the answer at `terraform plan` for a pull request's merge, which
+    /// is approved before it runs ([`crate::Authority::authorize_at_plan`]).
+    Assumed,
 }
 
 /// `Ok(())` when allowed.
@@ -197,6 +239,11 @@ pub enum RefusalReason {
         mode: Mode,
         root: String,
     },
+    /// The mode's rule needs an approval, and the job's credential carries none.
+    NotApproved {
+        mode: Mode,
+        root: String,
+    },
 }
 
 impl RefusalReason {
@@ -208,6 +255,7 @@ impl RefusalReason {
             RefusalReason::ModeClosedToRole { .. } => "mode-closed-to-role",
             RefusalReason::ModeClosedToJobKind { .. } => "mode-closed-to-job-kind",
             RefusalReason::OutsideCredential { .. } => "outside-job-credential",
+            RefusalReason::NotApproved { .. } => "approval-required",
         }
     }
 }
@@ -259,6 +307,13 @@ impl fmt::Display for Refusal {
                 "the job's credential for root `{root}` does not cover this {mode} \
                  environment. Name it in that root's `environments` in the agent's \
                  configuration, or change it from the root that owns it"
+            ),
+            RefusalReason::NotApproved { mode, root } => write!(
+                f,
+                "{mode} changes need an approval, and this job of root `{root}` was not \
+                 approved. Set `require_approval = true` on the root in the agent's \
+                 configuration: its merge jobs then wait until an approver runs \
+                 `slipway-agent approve JOB`"
             ),
         }
     }
@@ -471,12 +526,56 @@ mod tests {
     }
 
     #[test]
+    fn staging_needs_an_approved_merge_job_and_approvers_change_nothing() {
+        let policy = Policy::default();
+        let staging = |c: &mut JobClaims| {
+            c.root = "staging".into();
+            c.modes = vec![Mode::Staging];
+            c.environments = vec![];
+        };
+        let unapproved = job(staging);
+        let refusal = policy
+            .decide(&unapproved, Action::Update, &target("s", Mode::Staging))
+            .unwrap_err();
+        assert_eq!(refusal.reason.code(), "approval-required");
+        assert!(
+            refusal.to_string().contains("slipway-agent approve"),
+            "{refusal}"
+        );
+        let approved = job(|c| {
+            staging(c);
+            c.approved_by = Some("bob".into());
+        });
+        policy
+            .decide(&approved, Action::Update, &target("s", Mode::Staging))
+            .unwrap();
+        // An approval opens STAGING only: PRODUCTION stays the merge rule's.
+        assert!(policy
+            .decide(&approved, Action::Update, &target("p", Mode::Production))
+            .is_err());
+        // Production merges need no approval.
+        policy
+            .decide(
+                &job(|_| {}),
+                Action::Update,
+                &target("prod", Mode::Production),
+            )
+            .unwrap();
+        for mode in Mode::ALL {
+            assert!(policy
+                .decide(&person(Role::Approver), Action::Update, &target("e", mode))
+                .is_err());
+        }
+    }
+
+    #[test]
     fn the_operator_can_change_a_rule() {
         let policy = Policy::default().with_rule(
             Mode::Staging,
             ModeRule {
                 roles: vec![Role::Admin],
                 job_kinds: vec![JobKind::Merge],
+                approval: false,
             },
         );
         policy

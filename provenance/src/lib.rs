@@ -118,6 +118,9 @@ pub enum Trigger {
     PrClosed,
     /// A preview was idle past its time to live and is destroyed.
     Ttl,
+    /// An MCP tool call (an AI coding agent, with a named platform token) asked for
+    /// it: a preview of a pushed branch, or its teardown.
+    Mcp,
 }
 
 impl Trigger {
@@ -132,11 +135,12 @@ impl Trigger {
             Trigger::PullRequest => "pull-request",
             Trigger::PrClosed => "pr-closed",
             Trigger::Ttl => "ttl",
+            Trigger::Mcp => "mcp",
         }
     }
 
     /// Every trigger, for help texts and tests.
-    pub const ALL: [Trigger; 8] = [
+    pub const ALL: [Trigger; 9] = [
         Trigger::Webhook,
         Trigger::Poll,
         Trigger::Manual,
@@ -145,6 +149,7 @@ impl Trigger {
         Trigger::PullRequest,
         Trigger::PrClosed,
         Trigger::Ttl,
+        Trigger::Mcp,
     ];
 }
 
@@ -579,7 +584,8 @@ mod tests {
                 "terraform-apply",
                 "pull-request",
                 "pr-closed",
-                "ttl"
+                "ttl",
+                "mcp"
             ]
         );
         for t in Trigger::ALL {

@@ -9,6 +9,10 @@
 //!   own start, so the difference is what MCP adds.
 //! - list: `list_environments` with 200 applications (stopped, so that 200 processes do
 //!   not measure the machine); the baseline is ListEnvironments + Status + WhoAmI.
+//! - branch preview: `deploy_branch_preview` of a pushed branch (waiting for the job)
+//!   until the preview's URL answers, through the real agent, git and Terraform; the
+//!   baseline is the same root applied by hand (`terraform init`, `workspace new`,
+//!   `apply`) on the same runtime.
 //!
 //! Median of several runs each. Run: `cargo bench -p slipway-tests --bench mcp`.
 
@@ -215,4 +219,70 @@ fn main() {
         "  MCP list_environments over HTTP:          {h:8.1} ms  ({:.2}x)",
         h / b
     );
+    drop(_agent);
+    drop(platform);
+    branch_preview();
+}
+
+/// Tool call -> branch preview URL answering, against the same root by hand.
+fn branch_preview() {
+    use slipway_tests::preview_support::{answers, preview_root, preview_setup};
+    const RUNS: usize = 3;
+    let mut s = preview_setup("true", "", "");
+    let _platform = slipway_tests::served_platform::serve(s.home.path());
+    let addr = s.agent.start();
+    let out = s
+        .home
+        .cli(&["token", "create", "--name", "bench@mcp", "--role", "agent"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let state = s.tmp.path().join("preview-state");
+    let mut over_mcp = Vec::new();
+    for i in 0..RUNS {
+        let branch = format!("bench/{i}");
+        s.origin.push_branch(
+            &branch,
+            &[("infra/main.tf", preview_root(&state, "PREVIEW", &branch))],
+        );
+        let clock = Instant::now();
+        let results = mcp_client::run(&http_program(
+            addr,
+            &token,
+            json!([{"op": "call", "tool": "deploy_branch_preview",
+                    "args": {"branch": branch, "wait_secs": 50}}]),
+        ));
+        let done = &results[0]["structured"];
+        assert_eq!(done["outcome"], "succeeded", "{done}");
+        let url = done["urls"]["url"].as_str().unwrap().to_owned();
+        while answers(&url).as_deref() != Some(branch.as_str()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The whole of it, the Python client's start included: what an agent waits.
+        over_mcp.push(ms(clock.elapsed()));
+        let destroyed = mcp_client::run(&http_program(
+            addr,
+            &token,
+            json!([{"op": "call", "tool": "destroy_preview",
+                    "args": {"branch": branch, "wait_secs": 50}}]),
+        ));
+        assert_eq!(
+            destroyed[0]["structured"]["outcome"], "succeeded",
+            "{}",
+            destroyed[0]
+        );
+    }
+    let tf = slipway_tests::agent_support::terraform_with_terraform_data();
+    let by_hand: Vec<f64> = (0..RUNS)
+        .map(|i| ms(s.apply_by_hand(&tf, &format!("hand-{i}"))))
+        .collect();
+    let (m, b) = (median(over_mcp.clone()), median(by_hand.clone()));
+    println!(
+        "branch preview: tool call -> URL answering (median of {RUNS}; runs {over_mcp:.0?} ms):"
+    );
+    println!("  terraform init + workspace new + apply by hand: {b:8.1} ms  (runs {by_hand:.0?})");
+    println!(
+        "  MCP deploy_branch_preview over HTTP:            {m:8.1} ms  ({:.2}x)",
+        m / b
+    );
+    drop(s);
 }

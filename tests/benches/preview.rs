@@ -8,11 +8,9 @@
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p slipway-tests --bench preview`
 //! (`SLIPWAY_BENCH_PREVIEWS=N`, default 10).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slipway_tests::agent_support::*;
-use slipway_tests::local_harness::mirror_cli_config;
 use slipway_tests::preview_support::*;
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -80,43 +78,9 @@ fn main() {
 
     // The baseline: the same root by hand, on the same runtime.
     let tf = terraform_with_terraform_data();
-    let mut baseline = Vec::new();
-    for i in 0..runs {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        std::fs::write(
-            dir.path().join("main.tf"),
-            preview_root(&state, "PREVIEW", "by-hand"),
-        )
-        .unwrap();
-        let rc = mirror_cli_config(dir.path());
-        let run = |args: &[&str]| {
-            let out = Command::new(&tf.path)
-                .args(args)
-                .current_dir(dir.path())
-                .env("TF_CLI_CONFIG_FILE", &rc)
-                .env("SLIPWAY_HOME", s.home.path())
-                .env("CHECKPOINT_DISABLE", "1")
-                .env("TF_IN_AUTOMATION", "1")
-                .env("TF_VAR_demo_app", &s.demo_app)
-                .env("TF_VAR_preview_name", format!("hand-{i}"))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "terraform {args:?}: {out:?}");
-        };
-        let clock = Instant::now();
-        run(&["init", "-input=false", "-no-color"]);
-        run(&["workspace", "new", "-no-color", &format!("hand-{i}")]);
-        run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        baseline.push(clock.elapsed());
-        run(&[
-            "apply",
-            "-destroy",
-            "-auto-approve",
-            "-input=false",
-            "-no-color",
-        ]);
-    }
+    let baseline: Vec<Duration> = (0..runs)
+        .map(|i| s.apply_by_hand(&tf, &format!("hand-{i}")))
+        .collect();
     let (a, b) = (median(agent_times.clone()), median(baseline.clone()));
     println!(
         "PR opened -> preview URL posted: median {:.2} s over {runs} ({:?}); baseline terraform init+workspace+apply by hand: median {:.2} s ({:?}); ratio {:.2}",

@@ -168,6 +168,36 @@ output "release" {{
         self.merge_branch(name)
     }
 
+    /// Pushes `files` changed on branch `name` (made from main the first time) to the
+    /// origin's `refs/heads/{name}`, as a developer pushes a feature branch. Returns
+    /// the branch's new tip.
+    pub fn push_branch(&self, name: &str, files: &[(&str, String)]) -> String {
+        let exists = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{name}")])
+            .current_dir(&self.clone)
+            .env("HOME", &self.clone)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let start = if exists { name } else { "main" };
+        git(&self.clone, &["checkout", "-q", "-B", name, start]);
+        for (path, content) in files {
+            self.write(path, content);
+        }
+        let tip = self.commit_all(name);
+        git(
+            &self.clone,
+            &[
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("{name}:refs/heads/{name}"),
+            ],
+        );
+        git(&self.clone, &["checkout", "-q", "main"]);
+        tip
+    }
+
     /// Commits every change in the clone as `change on {name}`; the new commit.
     fn commit_all(&self, name: &str) -> String {
         git(&self.clone, &["add", "-A"]);
@@ -348,6 +378,41 @@ pub fn pull_request_event(
     pr["merge_commit_sha"] = merge.into();
     pr["merged"] = false.into();
     p
+}
+
+/// A `pull_request` `closed` payload of pull request `number` (by `Codertocat`, as in
+/// the fixtures) merged into main by `merged_by`, at these commits.
+pub fn merged_pull_request_at(
+    number: u64,
+    head_ref: &str,
+    (head, merge, base): (&str, &str, &str),
+    merged_by: &str,
+) -> Vec<u8> {
+    let mut p = pull_request_event("closed", number, head_ref, (head, merge, base));
+    p["pull_request"]["merged"] = true.into();
+    p["pull_request"]["merged_by"] =
+        serde_json::json!({"login": merged_by, "id": 1, "type": "User"});
+    serde_json::to_vec(&p).unwrap()
+}
+
+/// The `pull_request_review` fixture: review `review_id` by `reviewer` of pull request
+/// `number` at `commit`, in `state` (`approved`, `commented`, ...).
+pub fn pull_request_review(
+    number: u64,
+    review_id: u64,
+    reviewer: &str,
+    commit: &str,
+    state: &str,
+) -> Vec<u8> {
+    let mut p = fixture("pull_request_review/submitted-approved.payload.json");
+    p["review"]["id"] = review_id.into();
+    p["review"]["user"]["login"] = reviewer.into();
+    p["review"]["commit_id"] = commit.into();
+    p["review"]["state"] = state.into();
+    p["pull_request"]["number"] = number.into();
+    p["pull_request"]["head"]["sha"] = commit.into();
+    p["pull_request"]["base"]["ref"] = "main".into();
+    serde_json::to_vec(&p).unwrap()
 }
 
 /// GitHub's `push` payload turned into a push of `after` to main by `pusher`.
@@ -768,10 +833,23 @@ path = "infra"
 
     /// Runs a CLI subcommand against this agent's configuration.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_env(args, &[])
+    }
+
+    /// [`Agent::cli`] with variables added to its environment (`SLIPWAY_TOKEN`, say).
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         self.command()
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .expect("run slipway-agent")
+    }
+
+    /// `slipway-agent token create`: the new identity's token.
+    pub fn create_token(&self, name: &str, role: &str) -> String {
+        let out = self.cli(&["token", "create", "--name", name, "--role", role]);
+        assert!(out.status.success(), "token create: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// The audit log, via `slipway-agent audit export --json`.

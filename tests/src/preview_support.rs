@@ -202,6 +202,51 @@ impl PreviewSetup {
     pub fn demo_processes(&self) -> Vec<u32> {
         crate::local_harness::processes_of(&self.demo_app)
     }
+
+    /// The baseline of the preview benchmarks: the preview root applied by hand
+    /// (`terraform init`, `workspace new`, `apply`) in a fresh directory, on this
+    /// setup's runtime, as workspace `workspace`; how long that took. Destroyed after.
+    pub fn apply_by_hand(
+        &self,
+        tf: &crate::terraform::TerraformBinary,
+        workspace: &str,
+    ) -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::write(
+            dir.path().join("main.tf"),
+            preview_root(&state, "PREVIEW", "by-hand"),
+        )
+        .unwrap();
+        let rc = crate::local_harness::mirror_cli_config(dir.path());
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&tf.path)
+                .args(args)
+                .current_dir(dir.path())
+                .env("TF_CLI_CONFIG_FILE", &rc)
+                .env("SLIPWAY_HOME", self.home.path())
+                .env("CHECKPOINT_DISABLE", "1")
+                .env("TF_IN_AUTOMATION", "1")
+                .env("TF_VAR_demo_app", &self.demo_app)
+                .env("TF_VAR_preview_name", workspace)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "terraform {args:?}: {out:?}");
+        };
+        let clock = std::time::Instant::now();
+        run(&["init", "-input=false", "-no-color"]);
+        run(&["workspace", "new", "-no-color", workspace]);
+        run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        let took = clock.elapsed();
+        run(&[
+            "apply",
+            "-destroy",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+        ]);
+        took
+    }
 }
 
 /// The body of `GET url` when it answers 200.

@@ -10,8 +10,9 @@ use crate::terraform::provider_binary;
 
 /// The platform, stopped (SIGTERM: every replica stops) when dropped.
 pub struct ServedPlatform {
+    // Stopped before its home is removed (fields drop in order).
+    _served: Served,
     pub home: tempfile::TempDir,
-    child: Child,
 }
 
 impl ServedPlatform {
@@ -40,23 +41,11 @@ impl ServedPlatform {
         if let Some(toml) = platform_toml {
             std::fs::write(home.path().join("platform.toml"), toml).expect("platform.toml");
         }
-        let child = Command::new(provider_binary())
-            .args(["runtime", "--home"])
-            .arg(home.path())
-            .arg("serve")
-            .args(serve_args)
-            .env_remove("SLIPWAY_TOKEN")
-            .env_remove("SLIPWAY_ENDPOINT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start runtime serve");
-        let platform = ServedPlatform { home, child };
-        wait_for("the platform to answer", Duration::from_secs(30), || {
-            let out = platform.cli(&["status"]);
-            String::from_utf8_lossy(&out.stdout).contains(" pid ")
-        });
-        platform
+        let served = serve_with(home.path(), serve_args);
+        ServedPlatform {
+            _served: served,
+            home,
+        }
     }
 
     /// `terraform-provider-slipway runtime ARGS` as the local user (its admin).
@@ -94,7 +83,45 @@ impl ServedPlatform {
     }
 }
 
-impl Drop for ServedPlatform {
+/// `runtime serve` in a Slipway home someone else owns (its `platform.toml` written
+/// first: the engine's key, say), stopped (SIGTERM) when dropped.
+pub struct Served {
+    child: Child,
+}
+
+/// Starts the platform on the local runtime in `home` and waits until it answers.
+pub fn serve(home: &std::path::Path) -> Served {
+    serve_with(home, &[])
+}
+
+/// `runtime serve SERVE_ARGS` in `home`, once it answers.
+fn serve_with(home: &std::path::Path, serve_args: &[&str]) -> Served {
+    let child = Command::new(provider_binary())
+        .args(["runtime", "--home"])
+        .arg(home)
+        .arg("serve")
+        .args(serve_args)
+        .env_remove("SLIPWAY_TOKEN")
+        .env_remove("SLIPWAY_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start runtime serve");
+    let served = Served { child };
+    wait_for("the platform to answer", Duration::from_secs(30), || {
+        let out = Command::new(provider_binary())
+            .args(["runtime", "status"])
+            .env("SLIPWAY_HOME", home)
+            .env_remove("SLIPWAY_TOKEN")
+            .env_remove("SLIPWAY_ENDPOINT")
+            .output()
+            .expect("run runtime status");
+        String::from_utf8_lossy(&out.stdout).contains(" pid ")
+    });
+    served
+}
+
+impl Drop for Served {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);

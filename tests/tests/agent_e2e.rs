@@ -325,6 +325,95 @@ fn a_burst_of_twenty_merges_ends_with_the_last_deployed_and_every_commit_audited
 }
 
 #[test]
+fn a_roots_init_is_kept_between_merges_and_redone_when_the_commit_needs_it() {
+    let tf = terraform_with_terraform_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Origin::new(tmp.path());
+    let mut agent = Agent::new(tmp.path(), &origin, &tf, AgentOptions::default());
+    let addr = agent.start();
+    // Delivers the merge of `sha`, waits for it to succeed; its record and job log.
+    let apply = |n: u64, sha: &str| -> (Value, String) {
+        let body = merged_pull_request(n, sha, "octocat");
+        let r = deliver(
+            addr,
+            "pull_request",
+            &format!("kept-{n}"),
+            &body,
+            Some(WEBHOOK_SECRET),
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+        let record = agent.wait_for_record("the merge", |r| r["commit_sha"] == sha);
+        let log = std::fs::read_to_string(
+            agent
+                .data_dir
+                .join(format!("jobs/{}/output.log", record["job_id"])),
+        )
+        .unwrap();
+        assert_eq!(outcome(&record), "succeeded", "{record:#?}\n{log}");
+        (record, log)
+    };
+
+    // The first merge initialises; the second plans with that init, kept.
+    let (_, log) = apply(1, &origin.merge_release("feature-1", "v1"));
+    assert!(log.contains("$ terraform init"), "{log}");
+    let (record, log) = apply(2, &origin.merge_release("feature-2", "v2"));
+    assert!(!log.contains("$ terraform init"), "{log}");
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v2");
+    // The summary and the version come from the plan's own stream.
+    assert_eq!(record["plan_summary"]["change"], 1, "{record:#?}");
+    assert_eq!(
+        record["plan_summary"]["to_change"][0],
+        "terraform_data.release"
+    );
+    assert_eq!(record["terraform_version"], tf.version.as_str());
+    assert!(
+        log.contains("terraform_data.release: Plan to update"),
+        "{log}"
+    );
+
+    // A module the kept init has not installed: Terraform refuses to plan with it,
+    // and the job initialises afresh.
+    let with_module = format!(
+        "{}\nmodule \"extra\" {{\n  source = \"./extra\"\n}}\n",
+        origin.main_tf("v3")
+    );
+    let third = origin.merge(
+        "feature-3",
+        &[
+            ("infra/main.tf", with_module),
+            (
+                "infra/extra/main.tf",
+                "output \"x\" {\n  value = 1\n}\n".into(),
+            ),
+        ],
+    );
+    let (_, log) = apply(3, &third);
+    let (refused, init) = (
+        log.find("initialising afresh"),
+        log.find("$ terraform init"),
+    );
+    assert!(refused.is_some() && refused < init, "{log}");
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v3");
+
+    // A local module's init is kept too.
+    let fourth = origin.merge(
+        "feature-4",
+        &[(
+            "infra/main.tf",
+            format!(
+                "{}\nmodule \"extra\" {{\n  source = \"./extra\"\n}}\n",
+                origin.main_tf("v4")
+            ),
+        )],
+    );
+    let (_, log) = apply(4, &fourth);
+    assert!(!log.contains("$ terraform init"), "{log}");
+    assert_eq!(origin.release_state().unwrap()["input"]["value"], "v4");
+    let (ok, text) = verify(&agent);
+    assert!(ok, "{text}");
+}
+
+#[test]
 fn sigkill_during_apply_then_restart_applies_the_merge_exactly_once() {
     let tf = terraform_with_terraform_data();
     let tmp = tempfile::tempdir().unwrap();
@@ -946,7 +1035,8 @@ fn api_tokens_are_named_identities_with_roles() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("claude-code@alice"));
     let out = agent.cli(&["token", "create", "--name", "x", "--role", "root"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("admin, developer, agent or viewer"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("admin, developer, agent, viewer or approver"));
     // Names are unique among live identities.
     let out = agent.cli(&["token", "create", "--name", "alice", "--role", "viewer"]);
     assert!(!out.status.success());

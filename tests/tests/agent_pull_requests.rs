@@ -308,14 +308,34 @@ fn a_preview_comes_up_is_updated_and_is_destroyed_when_the_pull_request_closes()
                 .any(|r| r.path.ends_with("/statuses") && r.body["state"] == "inactive")
         },
     );
+    // The platform's record says how the agent decided on the teardown, as the job's
+    // credential said: `pr-closed`, not the preview's own `pr-preview`.
     let platform = s.home.audit();
     assert!(
-        platform.iter().any(|r| r["how"] == "pr-preview"
+        platform.iter().any(|r| r["how"] == "pr-closed"
             && r["action"] == "delete"
             && r["outcome"] == "applied"
             && r["environment"] == "pr-9"),
         "{platform:#?}"
     );
+    assert!(
+        !platform
+            .iter()
+            .any(|r| r["how"] == "pr-preview" && r["action"] == "delete"),
+        "{platform:#?}"
+    );
+    // Each job that ran Terraform also ended in the platform's log, with the ending the
+    // agent signed: the preview with its plan, the refused one with its error.
+    let ended = |outcome: &str, reason: &str| {
+        platform.iter().any(|r| {
+            r["action"] == "end-job"
+                && r["how"] == "pr-preview"
+                && r["outcome"] == outcome
+                && r["reason"].as_str().is_some_and(|x| x.starts_with(reason))
+        })
+    };
+    assert!(ended("applied", "succeeded: "), "{platform:#?}");
+    assert!(ended("failed", "failed: "), "{platform:#?}");
     let out = s.agent.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{out:?}");
 }
@@ -372,6 +392,14 @@ fn previews_past_their_ttl_or_the_cap_or_of_pull_requests_closed_unseen_do_not_s
         10,
         "<!-- slipway:preview:infra -->",
         "destroyed (how: `ttl`",
+    );
+    let platform = s.home.audit();
+    assert!(
+        platform.iter().any(|r| r["how"] == "ttl"
+            && r["action"] == "delete"
+            && r["outcome"] == "applied"
+            && r["environment"] == "pr-10"),
+        "{platform:#?}"
     );
 
     // A preview whose pull request closed while the agent was down (the webhook never

@@ -84,8 +84,11 @@ fn merge(job: &str) -> JobClaims {
         modes: Mode::ALL.to_vec(),
         environments: vec![],
         merge_modes: vec![],
+        approved_by: None,
+        teardown: None,
         issued_at_ms: now_ms(),
         expires_at_ms: now_ms() + 10 * 60 * 1000,
+        requested_by: None,
     }
 }
 

@@ -466,3 +466,256 @@ fn stdio_serves_the_token_in_slipway_token_and_nothing_without_one() {
         assert_eq!(r["how"], "mcp", "{r}");
     }
 }
+
+/// `job_status` of `job` over MCP, until it is `done`; its structured output.
+fn until_done(addr: std::net::SocketAddr, token: &str, job: &Value) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let status = mcp_client::run(&http_program(
+            addr,
+            token,
+            json!([call("job_status", json!({"job_id": job}))]),
+        ));
+        let status = ok(&status[0]).clone();
+        if status["state"] == "done" {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job} is not done: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The preview of a pushed branch, end to end: an AI agent (the official Python SDK
+/// over streamable HTTP) names a branch; the agent's configuration picks the root,
+/// the PREVIEW-only credential and the time to live; the job comes up on the real
+/// local runtime through real git and Terraform; its status, URL and log are read,
+/// and it is destroyed. The token's identity is the "who" of every record, in the
+/// agent's audit log and in the platform's. A viewer cannot start one, bad input names
+/// its field, and a root whose code asks for PRODUCTION fails at the platform.
+#[test]
+fn an_ai_agent_deploys_a_pushed_branch_as_a_preview_and_destroys_it() {
+    use slipway_tests::preview_support::{answers, preview_root, preview_setup};
+    let attack = "[[repository.root]]\nname = \"attack\"\npath = \"attack\"\nplan_pull_requests = false\npreview = true\nvariables = { demo_app = \"DEMO_APP\" }\n\n[[repository.root]]\nname = \"plain\"\npath = \"plain\"\n";
+    let mut s = preview_setup("true", attack, "");
+    let _platform = slipway_tests::served_platform::serve(s.home.path());
+    let addr = s.agent.start();
+    let token_in = |name: &str, role: &str| {
+        let out = s
+            .home
+            .cli(&["token", "create", "--name", name, "--role", role]);
+        assert!(out.status.success(), "token create: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let agent_token = token_in("claude-code@alice", "agent");
+    let viewer_token = token_in("victor", "viewer");
+    let state = s.tmp.path().join("preview-state");
+    let tip = s.origin.push_branch(
+        "feature/login",
+        &[(
+            "infra/main.tf",
+            preview_root(&state, "PREVIEW", "from-branch"),
+        )],
+    );
+
+    // A viewer sees the read-only job tools but not the write ones, and is refused
+    // by the platform when it calls one by name.
+    let viewer = mcp_client::run(&http_program(
+        addr,
+        &viewer_token,
+        json!([
+            {"op": "list_tools"},
+            call("deploy_branch_preview", json!({"branch": "feature/login", "root": "infra"})),
+        ]),
+    ));
+    let names = tool_names(&viewer[0]);
+    assert!(names.contains(&"job_status".to_owned()), "{names:?}");
+    assert!(names.contains(&"job_log".to_owned()), "{names:?}");
+    assert!(!names.contains(&"deploy_branch_preview".to_owned()));
+    assert!(!names.contains(&"destroy_preview".to_owned()));
+    assert!(refused(&viewer[1]).contains("viewer"), "{}", viewer[1]);
+
+    // Bad input names its field, and queues nothing.
+    let long = "x".repeat(300);
+    let bad = mcp_client::run(&http_program(
+        addr,
+        &agent_token,
+        json!([
+            {"op": "list_tools"},
+            call("deploy_branch_preview", json!({"branch": "no-such-branch", "root": "infra"})),
+            call("deploy_branch_preview", json!({"branch": long, "root": "infra"})),
+            call("deploy_branch_preview", json!({"branch": "feature/login", "root": "nowhere"})),
+            call("deploy_branch_preview", json!({"branch": "feature/login", "root": "plain"})),
+            call("deploy_branch_preview", json!({"branch": "feature/login"})),
+            call("deploy_branch_preview", json!({"branch": "feature/login", "root": "infra", "wait_secs": "soon"})),
+            call("deploy_branch_preview", json!({"branch": "feature/login", "root": "infra", "commit": "0".repeat(40)})),
+            call("job_status", json!({"job_id": 999_999})),
+            call("destroy_preview", json!({"branch": "feature/login", "root": "infra"})),
+        ]),
+    ));
+    let tools = &bad[0]["tools"];
+    let deploy = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "deploy_branch_preview")
+        .expect("the agent sees deploy_branch_preview");
+    assert_eq!(deploy["annotations"]["destructiveHint"], json!(false));
+    assert_eq!(deploy["input_schema"]["required"], json!(["branch"]));
+    let destroy = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "destroy_preview")
+        .unwrap();
+    assert_eq!(destroy["annotations"]["destructiveHint"], json!(true));
+    for (i, field) in [
+        (1, "`branch`"),
+        (2, "`branch`"),
+        (3, "`root`"),
+        (4, "`root`"),
+        (5, "`root`"),
+        (6, "wait_secs"),
+        (7, "`commit`"),
+        (8, "`job_id`"),
+        (9, "`branch`"),
+    ] {
+        assert!(rpc_error(&bad[i]).contains(field), "{i}: {}", bad[i]);
+    }
+    assert!(rpc_error(&bad[1]).contains("push it first"), "{}", bad[1]);
+    assert!(
+        rpc_error(&bad[4]).contains("does not opt into previews"),
+        "{}",
+        bad[4]
+    );
+    assert_eq!(s.agent.counts(addr), (0, 0, 0), "bad input queued a job");
+
+    // Deployed: the job id at once, then its status until it is up, with a URL that
+    // answers.
+    let started = mcp_client::run(&http_program(
+        addr,
+        &agent_token,
+        json!([call(
+            "deploy_branch_preview",
+            json!({"branch": "feature/login", "root": "infra"})
+        )]),
+    ));
+    let started = ok(&started[0]).clone();
+    let job = started["job_id"].clone();
+    assert_eq!(started["commit"], tip.as_str());
+    assert_eq!(started["kind"], "branch-preview");
+    assert_eq!(started["trigger"], "mcp");
+    assert_eq!(started["requested_by"], "claude-code@alice");
+    let done = until_done(addr, &agent_token, &job);
+    assert_eq!(
+        done["outcome"],
+        "succeeded",
+        "{done}\n{}",
+        s.agent.log_text()
+    );
+    let name = done["preview"]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("br-feature-login-"), "{name}");
+    let url = done["urls"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(answers(&url).as_deref(), Some("from-branch"));
+
+    // Its log, bounded; and the attack root, whose code asks for PRODUCTION.
+    let read = mcp_client::run(&http_program(
+        addr,
+        &agent_token,
+        json!([
+            call("job_log", json!({"job_id": job, "max_bytes": 2048})),
+            call("job_log", json!({"job_id": job, "max_bytes": 10_000_000})),
+            call(
+                "deploy_branch_preview",
+                json!({"branch": "feature/login", "root": "attack", "wait_secs": 50})
+            ),
+        ]),
+    ));
+    let log = ok(&read[0]);
+    assert!(log["text"].as_str().unwrap().len() <= 2048, "{log}");
+    assert!(
+        log["text"].as_str().unwrap().contains("Apply complete"),
+        "{log}"
+    );
+    assert!(rpc_error(&read[1]).contains("`max_bytes`"), "{}", read[1]);
+    let attack = until_done(addr, &agent_token, &ok(&read[2])["job_id"]);
+    assert_eq!(attack["outcome"], "failed", "{attack}");
+    let why = slipway_tests::local_harness::collapse(
+        &attack["error"].as_str().unwrap().replace('│', " "),
+    );
+    assert!(
+        why.contains("PRODUCTION environments are closed to preview jobs"),
+        "{why}"
+    );
+
+    // Destroyed: gone from the runtime, and the preview is no longer live.
+    let destroyed = mcp_client::run(&http_program(
+        addr,
+        &agent_token,
+        json!([call(
+            "destroy_preview",
+            json!({"branch": "feature/login", "root": "infra", "wait_secs": 50})
+        )]),
+    ));
+    let teardown = until_done(addr, &agent_token, &ok(&destroyed[0])["job_id"]);
+    assert_eq!(teardown["outcome"], "succeeded", "{teardown}");
+    assert_eq!(teardown["kind"], "branch-preview-destroy");
+    assert_eq!(teardown["preview"]["active"], false);
+    wait_for(
+        "the branch preview to stop answering",
+        Duration::from_secs(10),
+        || refuses(&url),
+    );
+    assert!(s.demo_processes().is_empty(), "a preview process is left");
+
+    // The agent's audit log: who asked, how `mcp`, and the tool.
+    let agent_audit = s.agent.audit();
+    for (kind, tool, outcome) in [
+        ("branch-preview", "deploy_branch_preview", "succeeded"),
+        ("branch-preview-destroy", "destroy_preview", "succeeded"),
+    ] {
+        let r = agent_audit
+            .iter()
+            .find(|r| r["kind"] == kind && r["root"] == "infra")
+            .unwrap_or_else(|| panic!("no {kind} record: {agent_audit:#?}"));
+        assert_eq!(r["outcome"], outcome, "{r}");
+        assert_eq!(r["trigger"], "mcp", "{r}");
+        assert_eq!(r["merged_by"], "claude-code@alice", "{r}");
+        assert_eq!(r["tool"], tool, "{r}");
+        assert_eq!(r["branch"], "feature/login", "{r}");
+    }
+    // The platform's: every change the jobs made, under the same name, how and tool;
+    // the viewer's refusal; and the attack root's.
+    let audit = s.home.audit();
+    let object = format!("environment {name}");
+    for (tool, action, who) in [
+        ("deploy_branch_preview", "create", "claude-code@alice"),
+        ("destroy_preview", "delete", "claude-code@alice"),
+    ] {
+        let r = audit
+            .iter()
+            .find(|r| r["tool"] == tool && r["action"] == action && r["object"] == object.as_str())
+            .unwrap_or_else(|| panic!("no {action} of {object} by {tool}: {audit:#?}"));
+        assert_eq!(r["who"], who, "{r}");
+        assert_eq!(r["how"], "mcp", "{r}");
+        assert_eq!(r["outcome"], "applied", "{r}");
+        assert_eq!(r["mode"], "PREVIEW", "{r}");
+    }
+    assert!(
+        audit.iter().any(|r| r["who"] == "victor"
+            && r["tool"] == "deploy_branch_preview"
+            && r["outcome"] == "refused"),
+        "{audit:#?}"
+    );
+    assert!(
+        audit.iter().any(|r| r["who"] == "claude-code@alice"
+            && r["mode"] == "PRODUCTION"
+            && r["outcome"] == "refused"),
+        "{audit:#?}"
+    );
+    let verify = s.home.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    s.agent.terminate();
+}

@@ -6,7 +6,8 @@
 //! Proves: PRODUCTION changes only with a merge job's credential, refused at
 //! `terraform plan` otherwise, whatever the provider block says; a credential for
 //! another mode, a read-only one, one signed with another key, or one whose job ended
-//! is refused; a replica's process (even one that double-forked) cannot use the socket;
+//! is refused, and only the engine's signed ending ends a job (recorded with the
+//! job's outcome); a replica's process (even one that double-forked) cannot use the socket;
 //! a bare client gets digests instead of secrets and cannot change production; a
 //! developer cannot import a production application; every refusal and change is in
 //! the audit log, which verifies, and deleting its newest record is caught.
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use slipway_platform::job_ending::{self, JobEnding, JobOutcome, SignedEnding};
 use slipway_platform::{JobClaims, JobKind, Mode};
 use slipway_proto::runtime as pb;
 use slipway_proto::runtime::local_runtime_client::LocalRuntimeClient;
@@ -63,8 +65,11 @@ fn claims(job: &str, kind: JobKind, modes: &[Mode]) -> JobClaims {
         modes: modes.to_vec(),
         environments: vec![],
         merge_modes: vec![],
+        approved_by: None,
+        teardown: None,
         issued_at_ms: now_ms(),
         expires_at_ms: now_ms() + 10 * 60 * 1000,
+        requested_by: None,
     }
 }
 
@@ -133,6 +138,26 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// `EndJob` with the job's credential and `sent` as the ending.
+fn end_job(
+    h: &Harness,
+    credential: &str,
+    sent: SignedEnding,
+) -> Result<tonic::Response<pb::EndJobResponse>, tonic::Status> {
+    block_on(async {
+        bare_client(h)
+            .await
+            .end_job(with_bearer(
+                pb::EndJobRequest {
+                    ending: sent.ending,
+                    signature: sent.signature,
+                },
+                credential,
+            ))
+            .await
+    })
 }
 
 fn plan_fails_with(h: &Harness, what: &str, expected: &str) {
@@ -220,14 +245,39 @@ fn merge_credentials(tf: &TerraformBinary) {
         "terraform {v}: a replica stopped"
     );
 
-    // 5. The job ends: its credential, replayed, is refused.
-    block_on(async {
-        bare_client(&h)
-            .await
-            .end_job(with_bearer(pb::EndJobRequest {}, &credential))
-            .await
-            .unwrap();
-    });
+    // 5. The credential alone cannot end its job (whatever Terraform runs can read
+    //    it), nor can an ending the attacker signed or one for another job: only the
+    //    engine's signed ending does, and the job's end is in the platform's log.
+    let ending = |job: &str, outcome: JobOutcome| JobEnding {
+        job_id: job.into(),
+        outcome,
+        plan: Some("2 to add, 0 to change, 0 to destroy".into()),
+        error: None,
+        covered_commits: vec![],
+    };
+    let unsigned = SignedEnding {
+        ending: String::new(),
+        signature: String::new(),
+    };
+    let forged = job_ending::sign(&ending("7.1.a1b2", JobOutcome::Failed), &attacker).unwrap();
+    let other_job = job_ending::sign(&ending("8.1.c3d4", JobOutcome::Succeeded), &agent).unwrap();
+    for (what, sent) in [
+        ("unsigned", unsigned),
+        ("forged", forged),
+        ("other job", other_job),
+    ] {
+        let refused = end_job(&h, &credential, sent).expect_err(what);
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{what}");
+    }
+    // The job's credential still works: the ending attempts did not end it.
+    h.ws.set_env(file_var, &file.display().to_string());
+    h.assert_plan_empty("the job's credential after refused endings");
+    end_job(
+        &h,
+        &credential,
+        job_ending::sign(&ending("7.1.a1b2", JobOutcome::Succeeded), &agent).unwrap(),
+    )
+    .unwrap();
     h.ws.set_env(file_var, &file.display().to_string());
     let destroy = h.ws.destroy();
     assert_ne!(
@@ -292,6 +342,19 @@ fn merge_credentials(tf: &TerraformBinary) {
     assert!(applied
         .iter()
         .any(|r| r["who"] == "job:8.1.c3d4" && r["action"] == "delete"));
+    // The job's end, from the engine, next to its changes; the refused endings too.
+    assert!(
+        applied.iter().any(|r| r["who"] == "job:7.1.a1b2"
+            && r["action"] == "end-job"
+            && r["object"] == "root acme/infra/infra"
+            && r["commit"] == COMMIT
+            && r["reason"] == "succeeded: 2 to add, 0 to change, 0 to destroy"),
+        "terraform {v}: no end-job record in {text}"
+    );
+    assert!(
+        refused("job-ending-refused"),
+        "terraform {v}: no refused ending in {text}"
+    );
     assert!(runtime_cli(&h, &["audit", "verify"]).status.success());
 
     // 8. Deleting the newest record leaves a valid chain, but not the checkpoint's.

@@ -14,6 +14,7 @@
 //! `mcp`, with the tool's name). Nothing this server sends can loosen the policy.
 //! See docs/mcp.md.
 
+pub mod jobs;
 pub mod platform;
 pub mod server;
 pub mod tools;

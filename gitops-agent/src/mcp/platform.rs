@@ -353,6 +353,28 @@ impl Caller {
         Ok(self.client.logs(request).await?.into_inner().lines)
     }
 
+    /// Whether the policy lets this caller make a change, without making it (a
+    /// refusal is PERMISSION_DENIED, recorded in the audit log with how `mcp` and the
+    /// tool): asked before the agent queues a job on the caller's behalf.
+    pub async fn authorize(
+        &mut self,
+        environment: &str,
+        mode: slipway_platform::Mode,
+        action: pb::ChangeAction,
+        object: String,
+    ) -> Result<(), PlatformError> {
+        let request = self.request(pb::AuthorizeRequest {
+            environment: environment.into(),
+            mode: super::tools::mode_to_pb(mode) as i32,
+            action: action as i32,
+            to_mode: pb::Mode::Unspecified as i32,
+            object,
+            how: "mcp".into(),
+        });
+        self.client.authorize(request).await?;
+        Ok(())
+    }
+
     /// The audit log's records (JSON), oldest first.
     pub async fn audit(&mut self) -> Result<Vec<String>, PlatformError> {
         let request = self.request(pb::AuditRequest {});

@@ -23,8 +23,10 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler, ServiceExt as _};
 
+use super::jobs;
 use super::platform::{BearerToken, Platform, PlatformError, WhoAmI};
 use super::tools::{self, ToolError};
+use crate::http::AppState;
 
 /// What the server tells an MCP client about itself.
 const INSTRUCTIONS: &str = "Slipway deploys applications into environments (DEVELOPMENT, PREVIEW, \
@@ -39,6 +41,9 @@ pub struct McpServer {
     platform: Arc<Platform>,
     /// stdio: the process's one token. HTTP: `None`, each request brings its own.
     token: Option<BearerToken>,
+    /// The GitOps engine, for the job tools ([`jobs`]): at `/mcp` on `slipway-agent
+    /// run`; `None` on stdio.
+    engine: Option<Arc<AppState>>,
 }
 
 /// The caller of an HTTP request, as [`authenticate`] established it with the platform.
@@ -68,6 +73,33 @@ impl McpServer {
     }
 }
 
+impl McpServer {
+    /// Who the platform says the caller is: as the HTTP middleware found, or asked now.
+    async fn who(&self, token: &BearerToken, known: Option<WhoAmI>) -> Result<WhoAmI, ErrorData> {
+        match known {
+            Some(who) => Ok(who),
+            None => self
+                .platform
+                .caller(token, None)
+                .await
+                .map_err(platform_error)?
+                .who_am_i()
+                .await
+                .map_err(platform_error),
+        }
+    }
+
+    /// The tools this transport serves: the platform's, and the engine's job tools
+    /// where the engine is.
+    fn catalogue(&self) -> Vec<rmcp::model::Tool> {
+        let mut all = tools::catalogue();
+        if self.engine.is_some() {
+            all.extend(jobs::catalogue());
+        }
+        all
+    }
+}
+
 fn platform_error(e: PlatformError) -> ErrorData {
     match e.code() {
         Some(tonic::Code::InvalidArgument) | Some(tonic::Code::NotFound) => {
@@ -94,21 +126,15 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let (token, who) = self.caller(&context)?;
-        let who = match who {
-            Some(who) => who,
-            None => self
-                .platform
-                .caller(&token, None)
-                .await
-                .map_err(platform_error)?
-                .who_am_i()
-                .await
-                .map_err(platform_error)?,
-        };
+        let who = self.who(&token, who).await?;
         let writes = !who.may_change.is_empty();
-        let tools = tools::catalogue()
+        let tools = self
+            .catalogue()
             .into_iter()
-            .filter(|t| writes || !tools::WRITE_TOOLS.contains(&t.name.as_ref()))
+            .filter(|t| {
+                let name = t.name.as_ref();
+                writes || !(tools::WRITE_TOOLS.contains(&name) || jobs::WRITE_TOOLS.contains(&name))
+            })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -118,10 +144,8 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (token, _) = self.caller(&context)?;
-        let known = tools::catalogue()
-            .into_iter()
-            .any(|t| t.name == request.name);
+        let (token, who) = self.caller(&context)?;
+        let known = self.catalogue().into_iter().any(|t| t.name == request.name);
         if !known {
             return Err(ErrorData::invalid_params(
                 format!(
@@ -136,6 +160,19 @@ impl ServerHandler for McpServer {
             .caller(&token, Some(&request.name))
             .await
             .map_err(platform_error)?;
+        if let Some(engine) = &self.engine {
+            let who = self.who(&token, who).await?;
+            let arguments =
+                serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
+            if let Some(result) =
+                jobs::call(&request.name, arguments, &mut caller, &who.name, engine).await
+            {
+                return match result {
+                    Ok(value) => Ok(CallToolResult::structured(value).into()),
+                    Err(e) => tool_failure(e).map(Into::into),
+                };
+            }
+        }
         match tools::call(&request.name, request.arguments, &mut caller).await {
             Ok(value) => Ok(CallToolResult::structured(value).into()),
             Err(e) => tool_failure(e).map(Into::into),
@@ -167,13 +204,18 @@ fn tool_failure(e: ToolError) -> Result<CallToolResult, ErrorData> {
 /// `/mcp`: rmcp's streamable HTTP service behind [`authenticate`]. Stateless, with
 /// plain JSON answers: every request carries its caller, and no stream outlives it
 /// (the agent's server caps how long a request may take).
-pub fn http_service(platform: Arc<Platform>, allowed_hosts: Vec<String>) -> axum::Router {
+pub fn http_service(
+    platform: Arc<Platform>,
+    allowed_hosts: Vec<String>,
+    engine: Option<Arc<AppState>>,
+) -> axum::Router {
     let service_platform = platform.clone();
     let service = StreamableHttpService::new(
         move || {
             Ok(McpServer {
                 platform: service_platform.clone(),
                 token: None,
+                engine: engine.clone(),
             })
         },
         Arc::new(NeverSessionManager::default()),
@@ -256,6 +298,7 @@ pub async fn serve_stdio(platform: Arc<Platform>, token: Option<&str>) -> Result
     let server = McpServer {
         platform,
         token: Some(token),
+        engine: None,
     };
     let running = server
         .serve(rmcp::transport::stdio())

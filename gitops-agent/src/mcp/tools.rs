@@ -53,7 +53,7 @@ pub enum ToolError {
     Platform(#[from] PlatformError),
 }
 
-fn input(field: &str, message: impl Into<String>) -> ToolError {
+pub(super) fn input(field: &str, message: impl Into<String>) -> ToolError {
     ToolError::Input {
         field: field.into(),
         message: message.into(),
@@ -149,7 +149,7 @@ pub fn catalogue() -> Vec<Tool> {
     ]
 }
 
-fn tool<I: JsonSchema + 'static, O: JsonSchema + 'static>(
+pub(super) fn tool<I: JsonSchema + 'static, O: JsonSchema + 'static>(
     name: &'static str,
     description: &'static str,
     annotations: ToolAnnotations,
@@ -183,7 +183,7 @@ pub async fn call(
 }
 
 /// The arguments as `T`; serde's message names the field at fault.
-fn parse<T: DeserializeOwned>(arguments: serde_json::Value) -> Result<T, ToolError> {
+pub(super) fn parse<T: DeserializeOwned>(arguments: serde_json::Value) -> Result<T, ToolError> {
     serde_path_to_error::deserialize(arguments).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -195,7 +195,7 @@ fn parse<T: DeserializeOwned>(arguments: serde_json::Value) -> Result<T, ToolErr
     })
 }
 
-fn out<T: Serialize>(value: T) -> Result<serde_json::Value, ToolError> {
+pub(super) fn out<T: Serialize>(value: T) -> Result<serde_json::Value, ToolError> {
     serde_json::to_value(value)
         .map_err(|e| ToolError::Platform(PlatformError::Invalid(format!("encode the result: {e}"))))
 }
@@ -611,7 +611,7 @@ pub fn mode_from_pb(m: i32) -> Option<Mode> {
     }
 }
 
-fn mode_to_pb(m: Mode) -> pb::Mode {
+pub(crate) fn mode_to_pb(m: Mode) -> pb::Mode {
     match m {
         Mode::Development => pb::Mode::Development,
         Mode::Preview => pb::Mode::Preview,

@@ -9,10 +9,10 @@
 use serde_json::json;
 
 use super::{
-    counts, marker, preview_deployment, short, store_comment, stored_comment, truncate,
-    CommitStatus, Ending, Reporter, Step, Tracked,
+    marker, preview_deployment, short, store_comment, stored_comment, truncate, CommitStatus,
+    Ending, Reporter, Step, Tracked,
 };
-use crate::audit::PlanSummary;
+use crate::audit::{Outcome, PlanSummary};
 use crate::github::GithubError;
 use crate::job_kind::JobKind;
 use crate::queue::Job;
@@ -25,10 +25,14 @@ pub(super) fn preview_environment(root: &str, number: u64) -> String {
 /// Whether a pull request job's outcome is reported: a plan of a root the change
 /// does not touch, or any job that a newer one superseded, says nothing.
 fn reported(kind: JobKind, end: &Ending) -> bool {
-    match end.outcome.as_str() {
-        "succeeded" | "failed" => true,
-        "skipped" => kind == JobKind::Preview,
-        _ => false,
+    match end.outcome {
+        Outcome::Succeeded | Outcome::Failed => true,
+        Outcome::Skipped => kind == JobKind::Preview,
+        // Approvals are steps of merge jobs, never a pull request job's end.
+        Outcome::Superseded
+        | Outcome::Interrupted
+        | Outcome::Approved
+        | Outcome::ApprovalRefused => false,
     }
 }
 
@@ -59,12 +63,12 @@ impl Reporter {
             return Ok(None);
         }
         // A preview that was skipped (past the cap) has no deployment.
-        let applied = end.outcome == "succeeded";
+        let applied = end.outcome == Outcome::Succeeded;
         let sent = match step {
             Step::PlanStatus => {
                 let head = job.head_sha.as_deref().unwrap_or(&job.commit_sha);
                 let description = match &end.summary {
-                    Some(s) if end.success => format!("Plan: {}", counts(s)),
+                    Some(s) if end.success => format!("Plan: {}", s.counts()),
                     _ => end.description.clone(),
                 };
                 let status = CommitStatus {
@@ -134,7 +138,7 @@ impl Reporter {
                 let found = self
                     .with_db(move |conn| preview_deployment(conn, &j))
                     .await
-                    .map_err(GithubError::Retryable)?;
+                    .map_err(|e| GithubError::Retryable(e.to_string()))?;
                 let Some(id) = found else {
                     return Ok(None);
                 };
@@ -179,7 +183,7 @@ impl Reporter {
         let stored = self
             .with_db(move |conn| stored_comment(conn, &j, purpose))
             .await
-            .map_err(GithubError::Retryable)?;
+            .map_err(|e| GithubError::Retryable(e.to_string()))?;
         let mark = marker(purpose, &job.root);
         let existing = match stored {
             Some(id) => Some(id),
@@ -227,7 +231,7 @@ impl Reporter {
         let j = job.clone();
         self.with_db(move |conn| store_comment(conn, &j, purpose, id))
             .await
-            .map_err(GithubError::Retryable)
+            .map_err(|e| GithubError::Retryable(e.to_string()))
     }
 
     async fn create_comment(
@@ -289,7 +293,7 @@ pub(super) fn plan_comment(job: &Job, end: &Ending, log_url: Option<&str>) -> St
     ));
     match (&end.summary, end.success) {
         (Some(s), true) => {
-            text.push_str(&format!("{}.\n\n", counts(s)));
+            text.push_str(&format!("{}.\n\n", s.counts()));
             addresses(&mut text, s);
         }
         _ => {
@@ -311,12 +315,12 @@ pub(super) fn preview_comment(job: &Job, end: &Ending, log_url: Option<&str>) ->
     let number = job.pull_request.unwrap_or(0);
     let mut text = format!("{}\n", marker("preview", &job.root));
     let name = crate::previews::name(number);
-    match (job.kind, end.outcome.as_str()) {
-        (JobKind::PreviewDestroy, "succeeded") => text.push_str(&format!(
+    match (job.kind, end.outcome) {
+        (JobKind::PreviewDestroy, Outcome::Succeeded) => text.push_str(&format!(
             "**Slipway preview** `{name}` of `{}` was destroyed (how: `{}`, job {}).\n",
             job.root, job.trigger, job.id
         )),
-        (JobKind::Preview, "succeeded") => {
+        (JobKind::Preview, Outcome::Succeeded) => {
             text.push_str(&format!(
                 "**Slipway preview** `{name}` of `{}` is up at `{}` (job {}):\n\n",
                 job.root,
@@ -330,7 +334,7 @@ pub(super) fn preview_comment(job: &Job, end: &Ending, log_url: Option<&str>) ->
                 text.push_str("- the root has no string outputs to show\n");
             }
         }
-        (JobKind::Preview, "skipped") => text.push_str(&format!(
+        (JobKind::Preview, Outcome::Skipped) => text.push_str(&format!(
             "**Slipway preview** of `{}`: none for this pull request. {}\n",
             job.root,
             end.error.as_deref().unwrap_or("")
@@ -361,8 +365,8 @@ pub(super) fn plan_match(end: &Ending) -> Option<String> {
         }
         Some((job, shown)) => format!(
             "**The applied plan differed from the last plan shown on this pull request** (job {job}: {}; applied: {}).",
-            counts(shown),
-            counts(applied)
+            shown.counts(),
+            applied.counts()
         ),
     })
 }
@@ -396,7 +400,7 @@ mod tests {
             description: "Applied".into(),
             summary,
             error: None,
-            outcome: "succeeded".into(),
+            outcome: Outcome::Succeeded,
             last_pr_plan: None,
             urls: Default::default(),
         }

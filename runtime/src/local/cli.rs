@@ -152,7 +152,8 @@ enum TokenCommand {
         /// Who it is for: `alice`, `claude-code@alice`, `ci`.
         #[arg(long)]
         name: String,
-        /// admin, developer, agent (an AI coding agent) or viewer (reads only).
+        /// admin, developer, agent (an AI coding agent), viewer (reads only) or approver
+        /// (approves held STAGING merges).
         #[arg(long)]
         role: slipway_platform::Role,
     },

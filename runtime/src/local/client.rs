@@ -397,16 +397,6 @@ impl LocalRuntime {
             .into_inner())
     }
 
-    /// Ends the job whose credential this client carries.
-    pub async fn end_job(&self) -> Result<(), RuntimeError> {
-        self.client
-            .clone()
-            .end_job(pb::EndJobRequest {})
-            .await
-            .map_err(convert::error_from_status)?;
-        Ok(())
-    }
-
     pub async fn info(&self) -> Result<pb::InfoResponse, RuntimeError> {
         Ok(self
             .client

@@ -20,6 +20,7 @@
 use std::path::Path;
 
 use slipway_platform::audit::{self, Entry, Outcome};
+use slipway_platform::job_ending::{JobOutcome, SignedEnding};
 use slipway_platform::{
     now_ms, Action, AuditLog, Authority, Caller, Identity, JobKind, PlatformConfig, Role,
     SqliteStore, Store as _, Target,
@@ -263,6 +264,7 @@ impl Gate {
             job_id: None,
             actor: None,
             tool: None,
+            approved_by: None,
         });
     }
 
@@ -288,7 +290,11 @@ impl Gate {
             commit: job.map(|c| c.commit.clone()),
             job_id: job.map(|c| c.job_id.clone()),
             actor: job.map(|c| c.actor.clone()),
-            tool: attempt.tool.map(str::to_owned),
+            tool: attempt.tool.map(str::to_owned).or_else(|| {
+                job.and_then(|c| c.requested_by.as_ref())
+                    .and_then(|r| r.tool.clone())
+            }),
+            approved_by: job.and_then(|c| c.approved_by.clone()),
         });
     }
 
@@ -323,16 +329,51 @@ impl Gate {
         }
     }
 
-    /// Ends the caller's job; only a job credential can.
-    pub fn end_job(&self, caller: &Caller) -> Result<(), Status> {
+    /// Ends the caller's job with the engine's signed ending, and records the job's
+    /// end in the audit log (a refused ending too); only a job credential can.
+    pub fn end_job(&self, caller: &Caller, sent: &SignedEnding) -> Result<(), Status> {
         let Caller::Job(claims) = caller else {
             return Err(Status::permission_denied(
                 "only a job's own credential can end the job",
             ));
         };
-        self.authority
-            .end_job(&claims.job_id, now_ms())
-            .map_err(|e| Status::internal(e.to_string()))
+        let ended = self.authority.end_job_with(claims, sent, now_ms());
+        let (outcome, reason) = match &ended {
+            Ok(ending) => (
+                match ending.outcome {
+                    JobOutcome::Failed | JobOutcome::Interrupted => Outcome::Failed,
+                    JobOutcome::Succeeded | JobOutcome::Skipped => Outcome::Applied,
+                },
+                ending.summary(),
+            ),
+            Err(e) => (Outcome::Refused, format!("job-ending-refused: {e}")),
+        };
+        self.append(Entry {
+            seq: 0,
+            at_ms: now_ms(),
+            who: caller.who(),
+            how: how(caller, ""),
+            action: "end-job".into(),
+            object: format!("root {}/{}", claims.repository, claims.root),
+            environment: String::new(),
+            mode: String::new(),
+            fields: Vec::new(),
+            outcome,
+            reason: Some(reason),
+            repository: Some(claims.repository.clone()),
+            commit: Some(claims.commit.clone()),
+            job_id: Some(claims.job_id.clone()),
+            actor: Some(claims.actor.clone()),
+            tool: claims.requested_by.as_ref().and_then(|r| r.tool.clone()),
+            approved_by: claims.approved_by.clone(),
+        });
+        match ended {
+            Ok(_) => Ok(()),
+            Err(slipway_platform::AuthError::Ending(e)) => {
+                Err(Status::permission_denied(e.to_string()))
+            }
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
     }
 
     /// Who the caller is, its role (`job` for a job credential), and the modes the
@@ -390,16 +431,22 @@ impl Gate {
     }
 }
 
-/// The audit's `how`: a job's is its kind, which the caller cannot choose.
+/// The audit's `how`: a job's is its kind (and, for a preview's teardown, why the
+/// engine tears it down: `pr-closed` or `ttl`), which only the signed claims say.
 fn how(caller: &Caller, said: &str) -> String {
     match caller {
-        Caller::Job(claims) => match claims.kind {
-            JobKind::Merge => "git-merge",
-            JobKind::Preview => "pr-preview",
-            JobKind::PullRequestPlan => "pr-plan",
-            JobKind::Drift => "drift",
-        }
-        .into(),
+        Caller::Job(claims) => match (claims.kind, claims.teardown, &claims.requested_by) {
+            // Why a preview is being torn down (the pull request closed, its time to
+            // live ran out) says more than who once asked for it.
+            (JobKind::Preview, Some(teardown), _) => teardown.as_str().into(),
+            // A job a named identity asked for (a branch preview over MCP): how they
+            // asked.
+            (_, _, Some(requested)) => requested.how.clone(),
+            (JobKind::Merge, ..) => "git-merge".into(),
+            (JobKind::Preview, None, None) => "pr-preview".into(),
+            (JobKind::PullRequestPlan, ..) => "pr-plan".into(),
+            (JobKind::Drift, ..) => "drift".into(),
+        },
         Caller::Identity(_) if said.is_empty() => "terraform-apply".into(),
         Caller::Identity(_) => said.into(),
     }

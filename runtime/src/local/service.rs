@@ -17,6 +17,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use slipway_platform::audit::Outcome;
+use slipway_platform::job_ending::SignedEnding;
 use slipway_platform::{Action, Target};
 
 use super::backend::{Backend, Owned};
@@ -711,7 +712,11 @@ impl LocalRuntimeApi for Service {
 
     async fn end_job(&self, r: Request<pb::EndJobRequest>) -> Reply<pb::EndJobResponse> {
         let caller = self.0.caller(&r)?;
-        self.0.gate.end_job(&caller)?;
+        let sent = SignedEnding {
+            ending: r.get_ref().ending.clone(),
+            signature: r.get_ref().signature.clone(),
+        };
+        self.0.gate.end_job(&caller, &sent)?;
         Ok(Response::new(pb::EndJobResponse {}))
     }
 

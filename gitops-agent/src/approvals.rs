@@ -1,0 +1,1037 @@
+//! Approvals: the merge jobs of a root that requires approval wait, as
+//! `awaiting_approval`, until an identity with the approver role approves them.
+//!
+//! Whether a root requires approval is the agent's configuration alone
+//! (`require_approval`, or `[approvals] modes`): nothing in the repository, so a pull
+//! request that edits the root cannot drop it. And the platform holds the line too: a
+//! STAGING change needs a job credential that carries its approver
+//! ([`slipway_platform::JobClaims::approved_by`]), which the agent mints only for an
+//! approved job.
+//!
+//! An approval comes from `slipway-agent approve JOB` or `POST /api/v1/jobs/ID/approve`
+//! (a platform token of the approver role), or from a GitHub pull request review in
+//! state `approved` by a login that `[approvals] github_logins` maps to such an
+//! identity. A review usually comes before the merge: it is kept, and applied when the
+//! pull request's merge job reaches its approval, if it reviewed the head that was
+//! merged. Who authored the change (the pull request's author, the commit's GitHub
+//! author, whoever asked for a manual deploy) may not approve it: refused, with the
+//! reason in the audit log. An approval is for one job, so one commit: a newer merge
+//! supersedes a waiting job ([`crate::selection::candidates`]) and waits for its own.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Deserialize;
+use slipway_platform::{Mode, Role, Store};
+
+use crate::audit::{self, Outcome};
+use crate::config::{invalid, ConfigError};
+use crate::db::{self, DbError};
+use crate::queue::{self, Delivery, Job};
+
+/// `[approvals]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApprovals {
+    modes: Option<Vec<String>>,
+    #[serde(default)]
+    github_logins: BTreeMap<String, String>,
+}
+
+/// Which roots wait for approval besides those with `require_approval`, and who the
+/// GitHub reviewers are on the platform.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// A root whose `modes` include one of these requires approval.
+    pub modes: Vec<Mode>,
+    /// GitHub login (lower case: GitHub compares logins without case) → the
+    /// platform identity it acts as.
+    pub github_logins: BTreeMap<String, String>,
+}
+
+impl ApprovalSettings {
+    pub(crate) fn parse(raw: &RawApprovals) -> Result<ApprovalSettings, ConfigError> {
+        let modes = raw
+            .modes
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, m)| {
+                m.parse::<Mode>()
+                    .map_err(|e| invalid(format!("approvals.modes[{i}]"), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut github_logins = BTreeMap::new();
+        for (login, identity) in &raw.github_logins {
+            let key = format!("approvals.github_logins.{login}");
+            if login.is_empty()
+                || !login
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(key, "is not a GitHub login (letters, digits, `-`)"));
+            }
+            slipway_platform::identity::check_name(identity)
+                .map_err(|e| invalid(key.clone(), e.to_string()))?;
+            if github_logins
+                .insert(login.to_ascii_lowercase(), identity.clone())
+                .is_some()
+            {
+                return Err(invalid(key, "is given twice (logins ignore case)"));
+            }
+        }
+        Ok(ApprovalSettings {
+            modes,
+            github_logins,
+        })
+    }
+
+    /// Whether a root that may change `modes` requires approval by mode.
+    pub fn holds(&self, modes: &[Mode]) -> bool {
+        modes.iter().any(|m| self.modes.contains(m))
+    }
+
+    /// The identity a GitHub login acts as.
+    pub fn identity_of_login(&self, login: &str) -> Option<&str> {
+        self.github_logins
+            .get(&login.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// How an approval arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Cli,
+    Api,
+    GithubReview,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Cli => "cli",
+            Via::Api => "api",
+            Via::GithubReview => "github-review",
+        }
+    }
+}
+
+/// Who asks to approve: an identity, authenticated by its token (CLI, API) or by the
+/// configured mapping of its GitHub login (a review).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    pub name: String,
+    pub role: Role,
+    /// The GitHub login of a review.
+    pub login: Option<String>,
+    pub via: Via,
+}
+
+/// Why an approval was refused. Each is recorded in the audit log; the job waits on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("`{who}` ({role}) may not approve: approving takes an identity with the approver role (`slipway-agent token create --name NAME --role approver`)")]
+    NotApprover { who: String, role: Role },
+    #[error("`{who}` authored this change (authors: {authors}) and may not approve it: an approver who did not write it must")]
+    OwnChange { who: String, authors: String },
+    #[error("GitHub user `{login}` is not a configured approver: map the login to an identity with the approver role in `[approvals] github_logins` of the agent's configuration")]
+    UnmappedLogin { login: String },
+    #[error("GitHub user `{login}` maps to identity `{identity}`, which does not exist or was revoked: create it with `slipway-agent token create --name {identity} --role approver`")]
+    UnknownIdentity { login: String, identity: String },
+    #[error("the review by `{login}` approved commit {reviewed}, but the pull request was merged at head {merged}: review the merged head")]
+    StaleReview {
+        login: String,
+        reviewed: String,
+        merged: String,
+    },
+}
+
+impl Refusal {
+    /// A short, stable name for the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotApprover { .. } => "not-an-approver",
+            Refusal::OwnChange { .. } => "own-change",
+            Refusal::UnmappedLogin { .. } => "unmapped-login",
+            Refusal::UnknownIdentity { .. } => "unknown-identity",
+            Refusal::StaleReview { .. } => "stale-review",
+        }
+    }
+}
+
+/// Whether `approver` may approve a change authored by `authors` (GitHub logins and
+/// identity names): the approver role, and none of the approver's names (identity,
+/// GitHub login, logins mapped to it) among the authors or the identities their
+/// logins map to.
+pub fn check(
+    settings: &ApprovalSettings,
+    approver: &Approver,
+    authors: &[String],
+) -> Result<(), Refusal> {
+    if approver.role != Role::Approver {
+        return Err(Refusal::NotApprover {
+            who: approver.name.clone(),
+            role: approver.role,
+        });
+    }
+    let mut theirs: Vec<&str> = vec![approver.name.as_str()];
+    theirs.extend(approver.login.as_deref());
+    theirs.extend(
+        settings
+            .github_logins
+            .iter()
+            .filter(|(_, identity)| **identity == approver.name)
+            .map(|(login, _)| login.as_str()),
+    );
+    let authored = authors.iter().any(|author| {
+        let mapped = settings.identity_of_login(author);
+        theirs
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(author) || mapped == Some(name))
+    });
+    if authored {
+        return Err(Refusal::OwnChange {
+            who: approver.name.clone(),
+            authors: authors.join(", "),
+        });
+    }
+    Ok(())
+}
+
+/// Why `approve` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error("job {0} does not exist: `slipway-agent audit list` shows job ids")]
+    NoSuchJob(i64),
+    #[error("job {id} is not waiting for an approval (it is {state}): only a merge job of a root that requires approval waits")]
+    NotWaiting { id: i64, state: String },
+    #[error("approval of job {job} refused: {refusal}")]
+    Refused { job: i64, refusal: Refusal },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the platform's identities: {0}")]
+    Identities(#[from] slipway_platform::StoreError),
+}
+
+impl From<rusqlite::Error> for ApproveError {
+    fn from(e: rusqlite::Error) -> ApproveError {
+        ApproveError::Db(e.into())
+    }
+}
+
+/// The approval of a job, when it has one.
+pub fn approver_of(conn: &Connection, job_id: i64) -> Result<Option<String>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT approver FROM approvals WHERE job_id = ?1",
+            [job_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// The merge jobs of one root held for approval, oldest first.
+pub fn waiting_for_root(
+    conn: &Connection,
+    repository: &str,
+    root: &str,
+) -> Result<Vec<Job>, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM jobs WHERE repository = ?1 AND root = ?2 AND state = 'awaiting_approval' ORDER BY id",
+        queue::job_columns("")
+    ))?;
+    let jobs = stmt
+        .query_map(params![repository, root], queue::job_of)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(jobs)
+}
+
+/// Holds a running job until it is approved.
+pub fn hold(conn: &Connection, job: &Job) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE jobs SET state = 'awaiting_approval' WHERE id = ?1 AND state = 'running'",
+        [job.id],
+    )?;
+    Ok(())
+}
+
+/// Who authored the change `job` deploys: the authors stored with every merge job of
+/// the repository for one of the commits it carries (a pull request's author, the
+/// commit's GitHub author, whoever asked for a manual deploy).
+pub fn authors_of(conn: &Connection, job: &Job) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT authors FROM jobs WHERE repository = ?1 AND commit_sha = ?2 AND kind = 'merge'",
+    )?;
+    let mut authors: Vec<String> = Vec::new();
+    for commit in job.all_commits() {
+        let rows = stmt.query_map(params![job.repository, commit], |r| r.get::<_, String>(0))?;
+        for text in rows {
+            let list: Vec<String> =
+                serde_json::from_str(&text?).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            for author in list {
+                if !authors.iter().any(|a| a.eq_ignore_ascii_case(&author)) {
+                    authors.push(author);
+                }
+            }
+        }
+    }
+    Ok(authors)
+}
+
+fn record(
+    tx: &Connection,
+    key: &SigningKey,
+    job: &Job,
+    outcome: Outcome,
+    approver: &Approver,
+    refusal: Option<&Refusal>,
+) -> Result<(), DbError> {
+    let mut record = job.audit_record(outcome, db::now());
+    match refusal {
+        None => record.approved_by = Some(approver.name.clone()),
+        Some(refusal) => {
+            let login = approver
+                .login
+                .as_deref()
+                .map(|l| format!(" (GitHub `{l}`)"))
+                .unwrap_or_default();
+            record.error = Some(format!(
+                "{}: approval by `{}`{login} via {} refused: {refusal}",
+                refusal.code(),
+                approver.name,
+                approver.via.as_str()
+            ));
+        }
+    }
+    audit::append(tx, key, record)?;
+    Ok(())
+}
+
+/// Decides `approver`'s approval of `job` inside `tx`: records the approval (or the
+/// refusal) in the audit log, and on approval stores it.
+fn decide(
+    tx: &Connection,
+    key: &SigningKey,
+    settings: &ApprovalSettings,
+    job: &Job,
+    approver: &Approver,
+    extra_authors: &[String],
+) -> Result<Result<(), Refusal>, DbError> {
+    let mut authors = authors_of(tx, job)?;
+    authors.extend(extra_authors.iter().cloned());
+    match check(settings, approver, &authors) {
+        Ok(()) => {
+            tx.execute(
+                "INSERT OR REPLACE INTO approvals (job_id, approver, via, approved_at) VALUES (?1, ?2, ?3, ?4)",
+                params![job.id, approver.name, approver.via.as_str(), db::now()],
+            )?;
+            record(tx, key, job, Outcome::Approved, approver, None)?;
+            Ok(Ok(()))
+        }
+        Err(refusal) => {
+            record(
+                tx,
+                key,
+                job,
+                Outcome::ApprovalRefused,
+                approver,
+                Some(&refusal),
+            )?;
+            Ok(Err(refusal))
+        }
+    }
+}
+
+/// Approves job `id` for `approver` (CLI, API): the job goes back to the queue and
+/// runs with a credential that names its approver. A refusal is recorded too.
+pub fn approve(
+    conn: &mut Connection,
+    key: &SigningKey,
+    settings: &ApprovalSettings,
+    id: i64,
+    approver: &Approver,
+) -> Result<Job, ApproveError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let job = queue::get(&tx, id)?.ok_or(ApproveError::NoSuchJob(id))?;
+    let state: String = tx.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))?;
+    if state != crate::job_kind::JobState::AwaitingApproval.as_str() {
+        return Err(ApproveError::NotWaiting { id, state });
+    }
+    let decided = decide(&tx, key, settings, &job, approver, &[])?;
+    if decided.is_ok() {
+        tx.execute(
+            "UPDATE jobs SET state = 'queued' WHERE id = ?1 AND state = 'awaiting_approval'",
+            [id],
+        )?;
+    }
+    tx.commit()?;
+    decided.map_err(|refusal| ApproveError::Refused { job: id, refusal })?;
+    Ok(job)
+}
+
+/// A pull request review in state `approved`, from its webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub repository: String,
+    pub pull_request: u64,
+    pub review_id: i64,
+    pub login: String,
+    /// The head the review approved.
+    pub commit_sha: String,
+    /// The pull request's author: never an approver of it.
+    pub pull_request_author: Option<String>,
+}
+
+/// The approver a reviewer's login stands for, as the platform knows it now.
+fn reviewer(
+    settings: &ApprovalSettings,
+    store: &dyn Store,
+    login: &str,
+) -> Result<Result<Approver, Refusal>, slipway_platform::StoreError> {
+    let Some(identity) = settings.identity_of_login(login) else {
+        return Ok(Err(Refusal::UnmappedLogin {
+            login: login.to_owned(),
+        }));
+    };
+    let live = store
+        .list_identities()?
+        .into_iter()
+        .find(|r| r.revoked_at_ms.is_none() && r.identity.name == identity);
+    Ok(match live {
+        Some(record) => Ok(Approver {
+            name: record.identity.name,
+            role: record.identity.role,
+            login: Some(login.to_owned()),
+            via: Via::GithubReview,
+        }),
+        None => Err(Refusal::UnknownIdentity {
+            login: login.to_owned(),
+            identity: identity.to_owned(),
+        }),
+    })
+}
+
+/// The head each merged pull request of `job`'s commits had, by number.
+fn merged_heads(conn: &Connection, job: &Job) -> Result<Vec<(u64, Option<String>)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT pull_request, head_sha FROM jobs
+         WHERE repository = ?1 AND commit_sha = ?2 AND kind = 'merge' AND pull_request IS NOT NULL",
+    )?;
+    let mut out = Vec::new();
+    for commit in job.all_commits() {
+        let rows = stmt.query_map(params![job.repository, commit], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        for row in rows {
+            let (n, head) = row?;
+            out.push((u64::try_from(n).unwrap_or(0), head));
+        }
+    }
+    Ok(out)
+}
+
+/// Decides `review` for `job` (a merge of one of the reviewed pull requests).
+fn decide_review(
+    tx: &Connection,
+    key: &SigningKey,
+    settings: &ApprovalSettings,
+    store: &dyn Store,
+    job: &Job,
+    review: &Review,
+    merged_head: Option<&str>,
+) -> Result<bool, ApproveError> {
+    let approver = match reviewer(settings, store, &review.login)? {
+        Ok(approver) => approver,
+        Err(refusal) => {
+            let who = Approver {
+                name: review.login.clone(),
+                role: Role::Viewer,
+                login: Some(review.login.clone()),
+                via: Via::GithubReview,
+            };
+            record(tx, key, job, Outcome::ApprovalRefused, &who, Some(&refusal))?;
+            return Ok(false);
+        }
+    };
+    if let Some(merged) = merged_head.filter(|m| !m.eq_ignore_ascii_case(&review.commit_sha)) {
+        let refusal = Refusal::StaleReview {
+            login: review.login.clone(),
+            reviewed: review.commit_sha.clone(),
+            merged: merged.to_owned(),
+        };
+        record(
+            tx,
+            key,
+            job,
+            Outcome::ApprovalRefused,
+            &approver,
+            Some(&refusal),
+        )?;
+        return Ok(false);
+    }
+    let authors: Vec<String> = review.pull_request_author.iter().cloned().collect();
+    Ok(decide(tx, key, settings, job, &approver, &authors)?.is_ok())
+}
+
+/// What became of a review's delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    /// The delivery id was seen before.
+    Duplicate,
+    /// Kept for the pull request's merge; the jobs it approved now, by id.
+    Stored { approved: Vec<i64> },
+}
+
+/// Stores a review (once per delivery) and applies it to the pull request's merge
+/// jobs that wait for approval now.
+pub fn receive_review(
+    conn: &mut Connection,
+    key: &SigningKey,
+    settings: &ApprovalSettings,
+    store: &dyn Store,
+    delivery: &Delivery,
+    review: &Review,
+) -> Result<ReviewOutcome, ApproveError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO deliveries (delivery_id, event, received_at, outcome) VALUES (?1, ?2, ?3, 'review')",
+        params![delivery.id, delivery.event, db::now()],
+    )?;
+    if inserted == 0 {
+        return Ok(ReviewOutcome::Duplicate);
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO pull_request_reviews (review_id, repository, pull_request, login, commit_sha, submitted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            review.review_id,
+            review.repository,
+            review.pull_request as i64,
+            review.login,
+            review.commit_sha,
+            db::now()
+        ],
+    )?;
+    let waiting: Vec<Job> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {} FROM jobs WHERE repository = ?1 AND state = 'awaiting_approval' AND kind = 'merge' ORDER BY id",
+            queue::job_columns("")
+        ))?;
+        let rows = stmt.query_map([&review.repository], queue::job_of)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut approved = Vec::new();
+    for job in waiting {
+        let heads = merged_heads(&tx, &job)?;
+        let Some((_, head)) = heads.iter().find(|(n, _)| *n == review.pull_request) else {
+            continue;
+        };
+        if decide_review(&tx, key, settings, store, &job, review, head.as_deref())? {
+            tx.execute(
+                "UPDATE jobs SET state = 'queued' WHERE id = ?1 AND state = 'awaiting_approval'",
+                [job.id],
+            )?;
+            approved.push(job.id);
+        }
+    }
+    tx.commit()?;
+    Ok(ReviewOutcome::Stored { approved })
+}
+
+/// At a job's approval: its approver when it has one already, or when a kept review
+/// of one of its pull requests approves it now (refusals are recorded).
+pub fn at_gate(
+    conn: &mut Connection,
+    key: &SigningKey,
+    settings: &ApprovalSettings,
+    store: &dyn Store,
+    job: &Job,
+) -> Result<Option<String>, ApproveError> {
+    if let Some(approver) = approver_of(conn, job.id)? {
+        return Ok(Some(approver));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (number, head) in merged_heads(&tx, job)? {
+        let reviews: Vec<Review> = {
+            let mut stmt = tx.prepare(
+                "SELECT review_id, login, commit_sha FROM pull_request_reviews
+                 WHERE repository = ?1 AND pull_request = ?2 ORDER BY review_id",
+            )?;
+            let rows = stmt.query_map(params![job.repository, number as i64], |r| {
+                Ok(Review {
+                    repository: job.repository.clone(),
+                    pull_request: number,
+                    review_id: r.get(0)?,
+                    login: r.get(1)?,
+                    commit_sha: r.get(2)?,
+                    pull_request_author: None,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for review in reviews {
+            if decide_review(&tx, key, settings, store, job, &review, head.as_deref())? {
+                tx.commit()?;
+                return Ok(approver_of(conn, job.id)?);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(None)
+}
+
+impl crate::runner::Runner {
+    /// The approver of `job` (a merge of a root that requires approval), or `None`
+    /// when it has none yet: then it is held.
+    pub(crate) async fn approval(
+        &self,
+        job: &Job,
+    ) -> Result<Option<String>, crate::job_error::JobError> {
+        use crate::job_error::JobError;
+        let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
+        self.db
+            .run(move |conn| {
+                let authority = crate::identities::open(&config, None)
+                    .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
+                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| match e
+                {
+                    ApproveError::Db(e) => JobError::Db(e),
+                    other => JobError::Failed(other.to_string()),
+                })
+            })
+            .await
+    }
+
+    /// Holds `job` as `awaiting_approval` and says so in the log.
+    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
+        let held = job.clone();
+        self.db.run(move |conn| hold(conn, &held)).await?;
+        tracing::info!(
+            job = job.id,
+            repository = %job.repository,
+            root = %job.root,
+            commit = %job.commit_sha,
+            "job awaits approval: an approver runs `slipway-agent approve {}`",
+            job.id
+        );
+        Ok(())
+    }
+}
+
+/// The webhook's answer to an approving review: stored (and applied to the waiting
+/// merge jobs of its pull request) before it is acknowledged.
+pub(crate) async fn review_delivered(
+    state: &crate::http::AppState,
+    delivery: Delivery,
+    review: Review,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    use serde_json::json;
+    let (config, key, authority) = (
+        state.config.clone(),
+        state.runner.key.clone(),
+        state.authority.clone(),
+    );
+    let (d, r) = (delivery.clone(), review.clone());
+    let stored = state
+        .db
+        .run(move |conn| receive_review(conn, &key, &config.approvals, authority.store(), &d, &r))
+        .await;
+    match stored {
+        Ok(ReviewOutcome::Duplicate) => crate::http::webhook::reply(
+            StatusCode::OK,
+            json!({"delivery": delivery.id, "duplicate": true}),
+        ),
+        Ok(ReviewOutcome::Stored { approved }) => {
+            tracing::info!(delivery = %delivery.id, pull_request = review.pull_request, reviewer = %review.login, ?approved, "approving review stored");
+            if !approved.is_empty() {
+                state.runner.notify.notify_waiters();
+            }
+            crate::http::webhook::reply(
+                StatusCode::ACCEPTED,
+                json!({"delivery": delivery.id, "review": review.review_id, "approved": approved}),
+            )
+        }
+        Err(e) => {
+            tracing::error!(delivery = %delivery.id, error = %e, "could not store the review");
+            crate::http::ApiError::Unavailable(
+                "could not store the review; GitHub may redeliver it".into(),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// `slipway-agent approve JOB`: `token` (SLIPWAY_TOKEN) names the approver.
+pub fn approve_cli(
+    config: &crate::config::Config,
+    id: i64,
+    token: Option<&str>,
+) -> anyhow::Result<i32> {
+    let secrets = crate::agent::resolve_secrets(config)?;
+    let authority = crate::identities::open(config, None)?;
+    let caller = authority
+        .authenticate(token, db::now_ms())
+        .map_err(|e| anyhow::anyhow!("SLIPWAY_TOKEN: {e}"))?;
+    let slipway_platform::Caller::Identity(identity) = caller else {
+        anyhow::bail!("SLIPWAY_TOKEN: a job credential cannot approve; use an approver's token");
+    };
+    let approver = Approver {
+        name: identity.name,
+        role: identity.role,
+        login: None,
+        via: Via::Cli,
+    };
+    let mut conn = db::Db::open_existing(&config.database_path())?.connect()?;
+    match approve(
+        &mut conn,
+        &secrets.signing_key,
+        &config.approvals,
+        id,
+        &approver,
+    ) {
+        Ok(job) => {
+            println!(
+                "approved job {id} ({}/{} at {}) as {}; it runs next",
+                job.repository, job.root, job.commit_sha, approver.name
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `POST /api/v1/jobs/{id}/approve`: the caller's token names the approver.
+pub async fn approve_api(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::http::AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    caller: crate::http::ApiCaller,
+) -> Result<axum::response::Response, crate::http::ApiError> {
+    use crate::http::ApiError;
+    use axum::response::IntoResponse as _;
+    let id = id.parse::<i64>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "job id `{id}` is not a number; job ids are in `slipway-agent audit list`"
+        ))
+    })?;
+    let approver = Approver {
+        name: caller.name,
+        role: caller.role,
+        login: None,
+        via: Via::Api,
+    };
+    let (config, key, who) = (
+        state.config.clone(),
+        state.runner.key.clone(),
+        approver.clone(),
+    );
+    let job = state
+        .db
+        .run(move |conn| approve(conn, &key, &config.approvals, id, &who))
+        .await
+        .map_err(|e| match e {
+            ApproveError::NoSuchJob(_) => ApiError::NotFound(e.to_string()),
+            ApproveError::NotWaiting { .. } => ApiError::Conflict(e.to_string()),
+            ApproveError::Refused { .. } => ApiError::Forbidden(e.to_string()),
+            ApproveError::Db(_) | ApproveError::Identities(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
+        })?;
+    state.runner.notify.notify_waiters();
+    tracing::info!(job = id, approver = %approver.name, "job approved through the API");
+    Ok(axum::Json(serde_json::json!({
+        "approved": id,
+        "approver": approver.name,
+        "commit": job.commit_sha,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{intake, Intake, NewJobs};
+    use slipway_provenance::Trigger;
+
+    fn settings() -> ApprovalSettings {
+        ApprovalSettings::parse(&RawApprovals {
+            modes: Some(vec!["STAGING".into()]),
+            github_logins: BTreeMap::from([
+                ("Bob-GH".into(), "bob".into()),
+                ("alice-gh".into(), "alice".into()),
+            ]),
+        })
+        .unwrap()
+    }
+
+    fn person(name: &str, role: Role) -> Approver {
+        Approver {
+            name: name.into(),
+            role,
+            login: None,
+            via: Via::Cli,
+        }
+    }
+
+    #[test]
+    fn an_approver_who_did_not_write_the_change_approves() {
+        let s = settings();
+        assert!(s.holds(&[Mode::Staging, Mode::Production]));
+        assert!(!s.holds(&[Mode::Production]));
+        assert_eq!(s.identity_of_login("bob-gh"), Some("bob"));
+        check(&s, &person("bob", Role::Approver), &["alice-gh".into()]).unwrap();
+        // The author, by identity name, by login, or by a login mapped to them.
+        for authors in [vec!["bob".to_owned()], vec!["BOB-gh".to_owned()]] {
+            let refusal = check(&s, &person("bob", Role::Approver), &authors).unwrap_err();
+            assert_eq!(refusal.code(), "own-change", "{authors:?}");
+            assert!(refusal.to_string().contains("may not approve"), "{refusal}");
+        }
+        let review = Approver {
+            login: Some("alice-gh".into()),
+            via: Via::GithubReview,
+            ..person("alice", Role::Approver)
+        };
+        assert_eq!(
+            check(&s, &review, &["alice-gh".into()]).unwrap_err().code(),
+            "own-change"
+        );
+        // Another role may not approve at all.
+        for role in [Role::Admin, Role::Developer, Role::Agent, Role::Viewer] {
+            assert_eq!(
+                check(&s, &person("carol", role), &[]).unwrap_err().code(),
+                "not-an-approver"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let bad = |modes: Vec<&str>, logins: Vec<(&str, &str)>| {
+            ApprovalSettings::parse(&RawApprovals {
+                modes: Some(modes.into_iter().map(String::from).collect()),
+                github_logins: logins
+                    .into_iter()
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .collect(),
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad(vec!["staging"], vec![]).contains("approvals.modes[0]"));
+        assert!(bad(vec![], vec![("a b", "bob")]).contains("approvals.github_logins.a b"));
+        assert!(bad(vec![], vec![("bob", "bob smith")]).contains("approvals.github_logins.bob"));
+        assert!(bad(vec![], vec![("Bob", "b"), ("bob", "c")]).contains("twice"));
+    }
+
+    fn merge(conn: &mut Connection, commit: &str, authors: &[&str], pr: Option<u64>) -> Job {
+        let mut jobs = NewJobs::merge(
+            None,
+            "hello".into(),
+            "main".into(),
+            commit.into(),
+            Trigger::Webhook,
+            pr,
+            Some("merger".into()),
+            vec!["staging".into()],
+        );
+        jobs.authors = authors.iter().map(|a| a.to_string()).collect();
+        jobs.head_sha = pr.map(|_| "h".repeat(40));
+        intake(conn, &[Intake::Jobs(jobs)]).unwrap();
+        let job = queue::queued_for_root(conn, "hello", "staging")
+            .unwrap()
+            .pop()
+            .unwrap();
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let job = queue::start(conn, &key, &job, &[]).unwrap();
+        hold(conn, &job).unwrap();
+        job
+    }
+
+    #[test]
+    fn a_waiting_job_is_refused_to_its_author_and_queued_by_an_approver() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("q.db")).unwrap();
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let s = settings();
+        let job = merge(&mut conn, &"a".repeat(40), &["alice-gh"], None);
+        assert_eq!(
+            waiting_for_root(&conn, "hello", "staging").unwrap().len(),
+            1
+        );
+        let refused = approve(
+            &mut conn,
+            &key,
+            &s,
+            job.id,
+            &person("alice", Role::Approver),
+        );
+        assert!(
+            matches!(&refused, Err(ApproveError::Refused { refusal, .. }) if refusal.code() == "own-change"),
+            "{refused:?}"
+        );
+        assert_eq!(approver_of(&conn, job.id).unwrap(), None);
+        approve(&mut conn, &key, &s, job.id, &person("bob", Role::Approver)).unwrap();
+        assert_eq!(approver_of(&conn, job.id).unwrap().as_deref(), Some("bob"));
+        assert!(waiting_for_root(&conn, "hello", "staging")
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            queue::queued_for_root(&conn, "hello", "staging")
+                .unwrap()
+                .len(),
+            1
+        );
+        // Not waiting any more: a second approval is refused as such.
+        assert!(matches!(
+            approve(&mut conn, &key, &s, job.id, &person("bob", Role::Approver)),
+            Err(ApproveError::NotWaiting { .. })
+        ));
+        assert!(matches!(
+            approve(&mut conn, &key, &s, 999, &person("bob", Role::Approver)),
+            Err(ApproveError::NoSuchJob(999))
+        ));
+        let log = audit::list(&conn).unwrap();
+        let outcomes: Vec<_> = log.iter().map(|r| r.record.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["approval-refused", "approved"]);
+        assert!(log[0]
+            .record
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("own-change"));
+        assert_eq!(log[1].record.approved_by.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_database_made_before_approvals_learns_the_state_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, repository TEXT NOT NULL,
+                root TEXT NOT NULL, branch TEXT NOT NULL, commit_sha TEXT NOT NULL,
+                trigger TEXT NOT NULL, delivery_id TEXT, pull_request INTEGER, actor TEXT,
+                enqueued_at TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),
+                covered TEXT NOT NULL DEFAULT '[]', superseded_by INTEGER, started_at TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, interrupted INTEGER NOT NULL DEFAULT 0,
+                outcome TEXT);
+             INSERT INTO jobs (repository, root, branch, commit_sha, trigger, enqueued_at, state)
+               VALUES ('hello', 'staging', 'main', 'abc', 'webhook', 'then', 'running');",
+        )
+        .unwrap();
+        drop(old);
+        let conn = db::open(&path).unwrap();
+        let job = queue::get(&conn, 1).unwrap().unwrap();
+        assert_eq!(
+            (job.commit_sha.as_str(), job.kind),
+            ("abc", crate::job_kind::JobKind::Merge)
+        );
+        hold(&conn, &job).unwrap();
+        assert_eq!(
+            waiting_for_root(&conn, "hello", "staging").unwrap().len(),
+            1
+        );
+        assert!(conn
+            .execute("UPDATE jobs SET state = 'bogus' WHERE id = 1", [])
+            .is_err());
+        // A new job continues the ids.
+        let mut conn = conn;
+        let next = merge(&mut conn, &"d".repeat(40), &[], None);
+        assert_eq!(next.id, 2);
+    }
+
+    #[test]
+    fn a_kept_review_of_the_merged_head_approves_at_the_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open(&dir.path().join("q.db")).unwrap();
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let s = settings();
+        let store = slipway_platform::SqliteStore::in_memory().unwrap();
+        let authority =
+            slipway_platform::Authority::new(store, slipway_platform::Policy::default(), None);
+        authority.create_identity("bob", Role::Approver, 1).unwrap();
+        authority
+            .create_identity("alice", Role::Approver, 1)
+            .unwrap();
+        let review = |id: i64, login: &str, commit: &str| Review {
+            repository: "hello".into(),
+            pull_request: 7,
+            review_id: id,
+            login: login.into(),
+            commit_sha: commit.into(),
+            pull_request_author: Some("alice-gh".into()),
+        };
+        let delivery = |id: &str| Delivery {
+            id: id.into(),
+            event: "pull_request_review".into(),
+        };
+        let store = authority.store();
+        // Before the merge: kept, nothing to approve yet.
+        for (d, r) in [
+            ("d1", review(1, "alice-gh", &"h".repeat(40))),
+            ("d2", review(2, "mallory", &"h".repeat(40))),
+            ("d3", review(3, "bob-gh", &"0".repeat(40))),
+        ] {
+            assert_eq!(
+                receive_review(&mut conn, &key, &s, store, &delivery(d), &r).unwrap(),
+                ReviewOutcome::Stored { approved: vec![] }
+            );
+        }
+        assert_eq!(
+            receive_review(
+                &mut conn,
+                &key,
+                &s,
+                store,
+                &delivery("d1"),
+                &review(1, "x", "y")
+            )
+            .unwrap(),
+            ReviewOutcome::Duplicate
+        );
+        let job = merge(&mut conn, &"c".repeat(40), &["alice-gh"], Some(7));
+        // The author's review, an unmapped login and a stale head: all refused.
+        assert_eq!(at_gate(&mut conn, &key, &s, store, &job).unwrap(), None);
+        let codes: Vec<String> = audit::list(&conn)
+            .unwrap()
+            .iter()
+            .map(|r| r.record.error.clone().unwrap_or_default())
+            .collect();
+        for code in ["own-change", "unmapped-login", "stale-review"] {
+            assert!(
+                codes.iter().any(|c| c.starts_with(code)),
+                "{code}: {codes:?}"
+            );
+        }
+        // Bob reviews the merged head while the job waits: approved and queued.
+        let out = receive_review(
+            &mut conn,
+            &key,
+            &s,
+            store,
+            &delivery("d4"),
+            &review(4, "Bob-GH", &"h".repeat(40)),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            ReviewOutcome::Stored {
+                approved: vec![job.id]
+            }
+        );
+        assert_eq!(
+            at_gate(&mut conn, &key, &s, store, &job)
+                .unwrap()
+                .as_deref(),
+            Some("bob")
+        );
+    }
+}
