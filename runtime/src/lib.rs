@@ -371,6 +371,13 @@ pub trait Runtime: Send + Sync {
         Ok(())
     }
 
+    /// A client starts a round of reads: the platform calls it at each client's
+    /// greeting, and a client is one Terraform run's provider (its refresh and plan). A
+    /// runtime that answers many reads from one shared read (the Kubernetes snapshot)
+    /// must answer none of this round's from a read taken before now, so that a change
+    /// made between two runs shows at the next one. Nothing to do by default.
+    async fn begin_reads(&self) {}
+
     /// Creates or updates an environment.
     async fn apply_environment(
         &self,

@@ -311,7 +311,8 @@ async fn create_environment_and_application_then_read_and_find_them() {
 }
 
 /// A plan's refresh reads every application at once: that costs one LIST of
-/// Deployments and one of Secrets, however many applications there are.
+/// Deployments and one of Secrets, however many applications there are; the next
+/// round of reads lists again, so it sees what changed meanwhile.
 #[tokio::test]
 async fn reading_many_applications_costs_two_lists() {
     let h = harness().await;
@@ -329,12 +330,22 @@ async fn reading_many_applications_costs_two_lists() {
             .unwrap();
         ids.push(spec.id);
     }
-    let before = h.fake.requests();
-    let reads = ids.iter().map(|id| h.runtime.get_application(id));
-    let apps = futures::future::join_all(reads).await;
-    let after = h.fake.requests();
+    // Every application read at once, and the (LIST, GET) requests that cost.
+    let read_all = || async {
+        let before = h.fake.requests();
+        let reads = ids.iter().map(|id| h.runtime.get_application(id));
+        let apps = futures::future::join_all(reads).await;
+        let after = h.fake.requests();
+        let delta = |verb: &str| after.get(verb).unwrap_or(&0) - before.get(verb).unwrap_or(&0);
+        let apps: Vec<_> = apps
+            .into_iter()
+            .map(|app| app.unwrap().expect("found"))
+            .collect();
+        (apps, (delta("list"), delta("get")))
+    };
+    h.runtime.begin_reads().await;
+    let (apps, requests) = read_all().await;
     for (id, app) in ids.iter().zip(&apps) {
-        let app = app.as_ref().unwrap().as_ref().expect("found");
         assert_eq!(&app.spec.id, id);
         assert_eq!(
             app.spec.secrets.len(),
@@ -342,12 +353,28 @@ async fn reading_many_applications_costs_two_lists() {
             "its Secret came with the snapshot"
         );
     }
-    let delta = |verb: &str| after.get(verb).unwrap_or(&0) - before.get(verb).unwrap_or(&0);
-    assert_eq!(
-        (delta("list"), delta("get")),
-        (2, 0),
-        "{before:?} -> {after:?}"
-    );
+    assert_eq!(requests, (2, 0));
+
+    // Scaled out of band (`kubectl scale`) between two runs: the next run's round of
+    // reads (the platform begins one at each client's greeting) sees it, for one more
+    // pair of LISTs.
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "many");
+    let kubectl = PatchParams {
+        field_manager: Some("kubectl".into()),
+        ..PatchParams::default()
+    };
+    deployments
+        .patch(
+            "app1",
+            &kubectl,
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    h.runtime.begin_reads().await;
+    let (apps, requests) = read_all().await;
+    assert_eq!(apps[1].spec.replicas, 4, "the next run reads the change");
+    assert_eq!(requests, (2, 0));
 
     // A write drops the snapshot: the next read sees it at once.
     let mut scaled = application(&env, "app0", "web:1", 3);

@@ -76,7 +76,7 @@ enum Source {
 pub struct KubernetesRuntime {
     source: Source,
     client: OnceCell<Client>,
-    /// What the reads of one plan share (`snapshot.rs`).
+    /// What the reads of one client's round share (`snapshot.rs`).
     snapshots: snapshot::Snapshots,
     ingress: Option<IngressSettings>,
     pod_security: PodSecurity,
@@ -489,6 +489,10 @@ impl Runtime for KubernetesRuntime {
 
     fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {
         rules::check_application(planned)
+    }
+
+    async fn begin_reads(&self) {
+        self.snapshots.invalidate().await;
     }
 
     async fn apply_environment(

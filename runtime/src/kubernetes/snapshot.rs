@@ -1,12 +1,21 @@
-//! One read of every Slipway Deployment and Secret, shared by the reads of one plan.
+//! One read of every Slipway Deployment and Secret, shared by the reads of one round.
 //!
 //! `terraform plan` refreshes every application at once. Read one by one, that is a
 //! LIST and a GET per application; read from a snapshot, it is one LIST of Deployments
 //! and one of Secrets (`app.kubernetes.io/managed-by=slipway`, all namespaces) per plan,
-//! however many applications there are. A snapshot serves for [`FRESH_FOR`] and is
-//! dropped by every write of this runtime, so a read never misses this process's own
-//! change; a change by someone else shows at the next snapshot, as it would at the next
-//! refresh.
+//! however many applications there are.
+//!
+//! Where a snapshot's life ends: the runtime lives in the platform (`runtime serve
+//! --backend kubernetes`), for many Terraform runs, so a time bound alone would let the
+//! next run read the cluster as it was before a change made between the two (a `kubectl
+//! scale` that a drift plan must show). A round of reads is therefore one client: the
+//! platform calls [`Runtime::begin_reads`](crate::Runtime::begin_reads) at each client's
+//! greeting, which drops the snapshot, so no read of a run is served from before the
+//! run began. Scoping by client connection instead would need the connection's identity
+//! in every call and a snapshot per client; dropping at the greeting costs a concurrent
+//! run at most one more pair of LISTs, never one per application. Every write of this
+//! runtime drops it too, so a read never misses this process's own change, and
+//! [`FRESH_FOR`] bounds how stale a long-lived client (the MCP server) can read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +33,8 @@ use super::mapping::{LABEL_APPLICATION_ID, LABEL_MANAGED_BY, MANAGED_BY};
 use super::ownership::owner_id;
 use crate::RuntimeError;
 
-/// How long a snapshot answers reads: long enough for the refresh of a whole plan.
+/// How long a snapshot answers reads at most: long enough for the refresh of a whole
+/// plan, short for a client that stays connected.
 pub const FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// Every Slipway Deployment, and every Slipway Secret by namespace and name.
@@ -69,7 +79,8 @@ impl Snapshots {
         Ok(snapshot)
     }
 
-    /// Drops the snapshot: this runtime is about to change, or has changed, objects.
+    /// Drops the snapshot: this runtime is about to change, or has changed, objects, or
+    /// a new round of reads begins.
     pub async fn invalidate(&self) {
         *self.slot.lock().await = None;
     }

@@ -32,6 +32,9 @@ pub trait Backend: Send + Sync {
         BTreeSet::new()
     }
 
+    /// A client greeted the platform: its reads start a new round ([`Runtime::begin_reads`]).
+    async fn begin_reads(&self) {}
+
     async fn environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError>;
 
     async fn find_environment(&self, name: &str) -> Result<Option<Environment>, RuntimeError>;
@@ -97,6 +100,10 @@ fn not_here(what: &str, kind: RuntimeKind) -> RuntimeError {
 impl Backend for Owned {
     fn kind(&self) -> RuntimeKind {
         self.0.kind()
+    }
+
+    async fn begin_reads(&self) {
+        self.0.begin_reads().await
     }
 
     async fn environment(&self, id: &str) -> Result<Option<Environment>, RuntimeError> {

@@ -626,8 +626,12 @@ impl LocalRuntimeApi for Service {
         Ok(Response::new(pb::LogsResponse { lines }))
     }
 
+    /// Every client's first call ([`super::client`]'s greeting), so it is where a
+    /// client's round of reads begins ([`Backend::begin_reads`]): a Terraform run never
+    /// reads the cluster as it was before the run started.
     async fn info(&self, r: Request<pb::InfoRequest>) -> Reply<pb::InfoResponse> {
         self.0.caller(&r)?;
+        self.0.backend.begin_reads().await;
         Ok(Response::new(pb::InfoResponse {
             pid: std::process::id(),
             version: super::version::VERSION.to_string(),
