@@ -1,7 +1,8 @@
-//! Plan and refresh of one environment with 200 applications on the kubernetes runtime
-//! (against the fake API server, through a platform that holds its kubeconfig), as a
-//! ratio to 200 `terraform_data` resources in the same run (see
-//! `slipway_tests::plan_bench`).
+//! Plan and refresh of one environment with 50, then 200 applications on the kubernetes
+//! runtime (against the fake API server, through a platform that holds its kubeconfig),
+//! as a ratio to as many `terraform_data` resources in the same run (see
+//! `slipway_tests::plan_bench`), and the API requests one plan makes at each count,
+//! which must not grow with it.
 //!
 //! Run with `cargo bench -p slipway-tests --bench kubernetes_plan`. Needs a Terraform of
 //! 1.4 or later (for `terraform_data`); the newest on the machine is used.
@@ -9,11 +10,14 @@
 use std::time::Duration;
 
 use slipway_tests::fake_kube::{FakeKube, Options, Timing};
-use slipway_tests::plan_bench::{self, APPS, RUNS, SOURCE};
+use slipway_tests::plan_bench::{self, RUNS, SOURCE};
 use slipway_tests::served_platform::ServedPlatform;
 use slipway_tests::terraform::Workspace;
 
-fn slipway_config() -> String {
+/// The application counts measured.
+const COUNTS: [usize; 2] = [50, 200];
+
+fn slipway_config(apps: usize) -> String {
     format!(
         r#"
 terraform {{
@@ -31,7 +35,7 @@ resource "slipway_environment" "bench" {{
 }}
 
 resource "slipway_application" "app" {{
-  count          = {APPS}
+  count          = {apps}
   environment_id = slipway_environment.bench.id
   name           = "app-${{count.index}}"
   image          = "nginx:1.27"
@@ -65,34 +69,34 @@ fn main() {
         }))
         .expect("start the fake API server");
 
-    let mut slipway = Workspace::new(&tf, &[(SOURCE, &provider)]);
-    let kubeconfig = slipway.path().join("kubeconfig");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kubeconfig = dir.path().join("kubeconfig");
     fake.write_kubeconfig(&kubeconfig)
         .expect("write kubeconfig");
     let platform = ServedPlatform::kubernetes(&kubeconfig, "");
-    slipway.set_env("SLIPWAY_HOME", &platform.home.path().display().to_string());
-    slipway.write_config(&slipway_config());
-
-    let mut counts = Vec::new();
-    let comparison = plan_bench::compare(&tf, &slipway, |_| counts.push(fake.requests()));
-    comparison.print(&tf, "kubernetes runtime, fake API server");
-    if let [before, after] = counts.as_slice() {
-        let per_plan: Vec<String> = after
-            .iter()
-            .map(|(verb, n)| {
-                let delta = n - before.get(verb).copied().unwrap_or(0);
-                format!("{verb} {:.1}", delta as f64 / RUNS as f64 / APPS as f64)
-            })
-            .collect();
-        println!(
-            "  API requests per application per plan: {}",
-            per_plan.join(", ")
+    for apps in COUNTS {
+        let mut slipway = Workspace::new(&tf, &[(SOURCE, &provider)]);
+        slipway.set_env("SLIPWAY_HOME", &platform.home.path().display().to_string());
+        slipway.write_config(&slipway_config(apps));
+        let mut counts = Vec::new();
+        let comparison =
+            plan_bench::compare_count(&tf, &slipway, apps, |_| counts.push(fake.requests()));
+        comparison.print(&tf, "kubernetes runtime, fake API server");
+        if let [before, after] = counts.as_slice() {
+            let per_plan: Vec<String> = after
+                .iter()
+                .map(|(verb, n)| {
+                    let delta = n - before.get(verb).copied().unwrap_or(0);
+                    format!("{verb} {:.1}", delta as f64 / RUNS as f64)
+                })
+                .collect();
+            println!("  API requests per plan: {}", per_plan.join(", "));
+        }
+        let destroy = slipway.destroy();
+        assert!(
+            destroy.code == 0,
+            "destroy failed:\n{}",
+            destroy.all_output()
         );
     }
-    let destroy = slipway.destroy();
-    assert!(
-        destroy.code == 0,
-        "destroy failed:\n{}",
-        destroy.all_output()
-    );
 }

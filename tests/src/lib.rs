@@ -5,6 +5,7 @@
 pub mod agent_support;
 pub mod fake_github;
 pub mod fake_kube;
+pub mod job_credentials;
 pub mod local_harness;
 pub mod mcp_client;
 pub mod plan_bench;

@@ -7,21 +7,22 @@
 //! Proves: a developer's token changes a DEVELOPMENT and a PREVIEW environment on
 //! Kubernetes; PRODUCTION is refused at `terraform plan` without a merge job's
 //! credential (nothing reaches the cluster, and the refusal is in the platform's audit
-//! log); a merge job's credential applies it and its destroy; the record on the cluster
-//! names who the platform says, never what the client sent.
+//! log), and a provider block can neither name a cluster (`kubeconfig`,
+//! `kube_context`) nor turn the gate off; a merge job's credential applies it and its
+//! destroy; the record on the cluster names who the platform says, never what the
+//! client sent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use slipway_platform::{JobClaims, JobKind, Mode};
-use slipway_provenance::SigningKey;
+use slipway_platform::{JobKind, Mode};
 use slipway_tests::fake_kube::{FakeKube, Options, Timing};
+use slipway_tests::job_credentials::{claims, credential_file, COMMIT};
 use slipway_tests::local_harness::collapse;
 use slipway_tests::served_platform::ServedPlatform;
 use slipway_tests::terraform::{self, TerraformBinary, Workspace};
 
 const SOURCE: &str = "registry.terraform.io/slipway/slipway";
-const COMMIT: &str = "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392";
 
 /// An environment of `mode` named `name` with one application.
 fn environment(name: &str, mode: &str) -> String {
@@ -62,44 +63,6 @@ provider "slipway" {
         hcl.push_str(&environment(name, mode));
     }
     hcl
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A merge job's claims for every mode, as slipway-agent mints them.
-fn merge(job: &str) -> JobClaims {
-    JobClaims {
-        job_id: job.into(),
-        kind: JobKind::Merge,
-        repository: "acme/infra".into(),
-        root: "infra".into(),
-        commit: COMMIT.into(),
-        branch: Some("main".into()),
-        actor: "octocat".into(),
-        modes: Mode::ALL.to_vec(),
-        environments: vec![],
-        merge_modes: vec![],
-        approved_by: None,
-        teardown: None,
-        issued_at_ms: now_ms(),
-        expires_at_ms: now_ms() + 10 * 60 * 1000,
-        requested_by: None,
-    }
-}
-
-/// Writes a credential file (mode 0600) as slipway-agent does.
-fn credential_file(dir: &Path, claims: &JobClaims, key: &SigningKey) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let credential = slipway_platform::credential::mint(claims, key).unwrap();
-    let path = dir.join(format!("credential-{}", claims.job_id));
-    std::fs::write(&path, credential.expose()).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
 }
 
 /// The fake API server, on a runtime that must outlive it.
@@ -191,8 +154,49 @@ fn through_the_platform(tf: &TerraformBinary, provider_dir: &Path) {
         "terraform {v}: the PRODUCTION namespace was created"
     );
 
+    // A provider block can neither bring its own way to the cluster nor loosen the
+    // policy: the first fails at plan naming the platform's flag, the second changes
+    // nothing the platform decides.
+    let with_block = |setting: &str| {
+        config(&all).replace(
+            "runtime = \"kubernetes\"",
+            &format!("runtime = \"kubernetes\"\n  {setting}"),
+        )
+    };
+    for (setting, remove) in [
+        (
+            format!("kubeconfig = \"{}\"", kubeconfig.display()),
+            "Remove `kubeconfig` from the provider block",
+        ),
+        (
+            "kube_context = \"fake\"".to_owned(),
+            "Remove `kube_context` from the provider block",
+        ),
+        (
+            "production_requires_signed_provenance = false".to_owned(),
+            "Production changes come through a merge: open a pull request",
+        ),
+    ] {
+        ws.write_config(&with_block(&setting));
+        let run = ws.run(&["plan", "-no-color", "-input=false"]);
+        assert_ne!(run.code, 0, "terraform {v}: planned with `{setting}`");
+        let output = collapse(&run.all_output());
+        assert!(
+            output.contains(remove),
+            "terraform {v}: {setting}: {output}"
+        );
+    }
+    assert!(
+        fake.object("", "namespaces", "", "prod").is_none(),
+        "terraform {v}: the PRODUCTION namespace was created"
+    );
+
     // 3. A merge job's credential applies it; the record is the job's.
-    let credential = credential_file(ws.path(), &merge("7.1.a1b2"), &engine);
+    let (credential, _) = credential_file(
+        ws.path(),
+        &claims("7.1.a1b2", JobKind::Merge, &Mode::ALL),
+        &engine,
+    );
     ws.set_env(
         "SLIPWAY_JOB_CREDENTIAL_FILE",
         &credential.display().to_string(),

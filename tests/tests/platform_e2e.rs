@@ -12,15 +12,15 @@
 //! developer cannot import a production application; every refusal and change is in
 //! the audit log, which verifies, and deleting its newest record is caught.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use slipway_platform::job_ending::{self, JobEnding, JobOutcome, SignedEnding};
-use slipway_platform::{JobClaims, JobKind, Mode};
+use slipway_platform::{JobKind, Mode};
 use slipway_proto::runtime as pb;
 use slipway_proto::runtime::local_runtime_client::LocalRuntimeClient;
 use slipway_provenance::SigningKey;
+use slipway_tests::job_credentials::{claims, credential_file, COMMIT};
 use slipway_tests::local_harness::{collapse, wait_for, Harness, HEADER};
 use slipway_tests::terraform::{self, provider_binary, TerraformBinary};
 
@@ -42,46 +42,6 @@ resource "slipway_application" "web" {
 }
 "#
     .to_owned()
-}
-
-const COMMIT: &str = "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn claims(job: &str, kind: JobKind, modes: &[Mode]) -> JobClaims {
-    JobClaims {
-        job_id: job.into(),
-        kind,
-        repository: "acme/infra".into(),
-        root: "infra".into(),
-        commit: COMMIT.into(),
-        branch: Some("main".into()),
-        actor: "octocat".into(),
-        modes: modes.to_vec(),
-        environments: vec![],
-        merge_modes: vec![],
-        approved_by: None,
-        teardown: None,
-        issued_at_ms: now_ms(),
-        expires_at_ms: now_ms() + 10 * 60 * 1000,
-        requested_by: None,
-    }
-}
-
-/// Writes a credential file (mode 0600) as slipway-agent does; returns its path and
-/// the credential.
-fn credential_file(dir: &Path, claims: &JobClaims, key: &SigningKey) -> (PathBuf, String) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let credential = slipway_platform::credential::mint(claims, key).unwrap();
-    let path = dir.join(format!("credential-{}", claims.job_id));
-    std::fs::write(&path, credential.expose()).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (path, credential.expose().to_owned())
 }
 
 /// The operator's configuration of the embedded platform: it trusts `engine`.
