@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let notify = Arc::new(Notify::new());
     let writer = IntakeWriter::spawn(&db, notify.clone())?;
+    let drift_writer = writer.clone();
     // Every secret value is removed from stored output; the GitHub token's too.
     let mut redact = vec![secrets.signing_key_text.clone()];
     redact.extend(
@@ -161,6 +162,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         abort: tokio::sync::watch::Sender::new(false),
     });
     runner.spawn_workers();
+    if config
+        .repositories
+        .iter()
+        .any(|r| r.roots.iter().any(|root| root.drift.is_some()))
+    {
+        tokio::spawn(crate::drift::run(runner.clone(), drift_writer));
+    }
     let reporter = match github {
         Some(github) => {
             let reporter = Arc::new(Reporter::new(config.clone(), &db, github, metrics.clone())?);

@@ -36,7 +36,7 @@ pub struct Issued {
 
 /// The claims of `job` (of `root`, at the job's commit), valid for `lifetime`, by the
 /// job's kind: a merge may change the root's `modes` and `environments`; a
-/// pull-request plan changes nothing (it names the merge's modes only so that the
+/// pull-request plan or a drift check changes nothing (it names the merge's modes only so that the
 /// plan-time check answers as it will after the merge); a preview, or its teardown,
 /// may change PREVIEW environments and nothing else, whatever the root's Terraform
 /// code asks for.
@@ -54,7 +54,9 @@ pub fn claims(
     let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
     let (modes, environments, merge_modes) = match job.kind {
         crate::job_kind::JobKind::Merge => (root.modes.clone(), root.environments.clone(), vec![]),
-        crate::job_kind::JobKind::PullRequestPlan => {
+        // A drift check plans what the merge applied: read-only, answered at plan
+        // time as the merge was (so a drifted PRODUCTION root plans its repair).
+        crate::job_kind::JobKind::PullRequestPlan | crate::job_kind::JobKind::Drift => {
             (vec![], root.environments.clone(), root.modes.clone())
         }
         crate::job_kind::JobKind::Preview

@@ -34,6 +34,7 @@ pub mod config;
 pub mod db;
 pub mod deploy;
 pub mod detached;
+pub mod drift;
 pub mod git;
 pub mod github;
 pub mod http;

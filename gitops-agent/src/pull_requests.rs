@@ -308,11 +308,7 @@ impl Runner {
                 return Ok((Outcome::Skipped, None));
             }
         };
-        let dir = if root.path == "." {
-            work.to_owned()
-        } else {
-            work.join(&root.path)
-        };
+        let dir = root.dir_in(work);
         if !dir.is_dir() {
             return Err(JobError::Failed(format!(
                 "root path `{}` does not exist in commit {commit}",
@@ -325,15 +321,7 @@ impl Runner {
         let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
         // No signed provenance: it is a license for the Kubernetes runtime's
         // provider-side gate, and a pull request job must hold none.
-        let env: Vec<(String, String)> = vec![
-            ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
-            ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
-            ("TF_INPUT".to_owned(), "0".to_owned()),
-            (
-                crate::job_credential::ENV_FILE.to_owned(),
-                issued.file.display().to_string(),
-            ),
-        ];
+        let env = crate::terraform::automation_env(&issued.file);
         let of = match PreviewKey::of(job) {
             Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),
             _ => format!("pull request #{}", job.pull_request.unwrap_or(0)),
@@ -381,9 +369,10 @@ async fn run_kind(
         args
     };
     match job.kind {
-        JobKind::Merge => Err(JobError::Failed(
-            "a merge job is not a pull request job".into(),
-        )),
+        JobKind::Merge | JobKind::Drift => Err(JobError::Failed(format!(
+            "a {} job is not a pull request job",
+            job.kind
+        ))),
         JobKind::PullRequestPlan => {
             // A plan takes no lock: it must never hold up the merges of the root.
             let workspace = root.workspace.as_deref();

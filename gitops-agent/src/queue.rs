@@ -319,7 +319,7 @@ pub fn root_positions(
     for root in roots {
         let newest_job: Option<String> = conn
             .query_row(
-                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 AND kind = 'merge' ORDER BY id DESC LIMIT 1",
+                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 AND kind = 'merge' AND trigger != 'drift-remediation' ORDER BY id DESC LIMIT 1",
                 params![repository, root],
                 |r| r.get(0),
             )

@@ -187,6 +187,13 @@ impl Runner {
         let (queued, pull_requests): (Vec<Job>, Vec<Job>) =
             queued.into_iter().partition(|j| j.kind == JobKind::Merge);
         if queued.is_empty() {
+            // Drift checks last: they wait for every other job of the root.
+            let (drift, pull_requests): (Vec<Job>, Vec<Job>) = pull_requests
+                .into_iter()
+                .partition(|j| j.kind == JobKind::Drift);
+            if pull_requests.is_empty() {
+                return self.step_drift(repo, root, drift).await;
+            }
             return self.step_pull_request(repo, root, pull_requests).await;
         }
         let _permit = self
@@ -492,11 +499,7 @@ impl Runner {
         }
         let author = author.unwrap_or_default();
 
-        let dir = if root.path == "." {
-            work.to_owned()
-        } else {
-            work.join(&root.path)
-        };
+        let dir = root.dir_in(work);
         if !dir.is_dir() {
             return Err(JobError::Failed(format!(
                 "root path `{}` does not exist in commit {}",
@@ -563,15 +566,7 @@ impl Runner {
             .to_env()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
-            .chain([
-                ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
-                ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
-                ("TF_INPUT".to_owned(), "0".to_owned()),
-                (
-                    crate::job_credential::ENV_FILE.to_owned(),
-                    credential_file.to_owned(),
-                ),
-            ])
+            .chain(crate::terraform::automation_env(Path::new(credential_file)))
             .collect();
         let header = format!(
             "\n===== job {} attempt {} at {}: commit {} =====\n",
@@ -706,12 +701,23 @@ fn decide(
                 author = Some(cache.commit_info(sha)?.author);
             }
             let tip = cache.tip()?;
-            let base = match selection::decide(cache, sha, &job.branch, &tip, last.as_deref())? {
+            // A drift remediation applies the deployed commit again, on purpose.
+            let remediation = job.trigger == slipway_provenance::Trigger::DriftRemediation;
+            let verdict = if remediation {
+                crate::drift::remediation_verdict(cache, sha, &job.branch, &tip, last.as_deref())?
+            } else {
+                selection::decide(cache, sha, &job.branch, &tip, last.as_deref())?
+            };
+            let base = match verdict {
                 Verdict::Skip(reason) => return Ok(Decision::Skip(reason)),
                 Verdict::Run { base } => base,
             };
-            let changed = cache.changed_paths(base.as_deref(), sha)?;
-            if !changed.iter().any(|p| root.is_triggered_by(p)) {
+            if !remediation
+                && !cache
+                    .changed_paths(base.as_deref(), sha)?
+                    .iter()
+                    .any(|p| root.is_triggered_by(p))
+            {
                 return Ok(Decision::Skip(SkipReason::NoChange {
                     paths: root.paths.clone(),
                     base,

@@ -37,6 +37,9 @@ pub enum SkipReason {
         paths: Vec<String>,
         base: Option<String>,
     },
+    /// A drift remediation ([`crate::drift`]) of a commit that is no longer the one
+    /// deployed: what is deployed now is checked on its own.
+    RemediationMoot { deployed: Option<String> },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -58,6 +61,11 @@ impl std::fmt::Display for SkipReason {
                 "no change under {} since {}",
                 paths.join(", "),
                 base.as_deref().unwrap_or("the commit's parent")
+            ),
+            SkipReason::RemediationMoot { deployed } => write!(
+                f,
+                "the drift remediation is moot: the root's deployed commit is {} now",
+                deployed.as_deref().unwrap_or("none")
             ),
         }
     }

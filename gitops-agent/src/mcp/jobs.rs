@@ -53,9 +53,11 @@ pub fn tool_of(kind: JobKind) -> Option<&'static str> {
     match kind {
         JobKind::BranchPreview => Some(DEPLOY_BRANCH),
         JobKind::BranchPreviewDestroy => Some(DESTROY_PREVIEW),
-        JobKind::Merge | JobKind::PullRequestPlan | JobKind::Preview | JobKind::PreviewDestroy => {
-            None
-        }
+        JobKind::Merge
+        | JobKind::PullRequestPlan
+        | JobKind::Preview
+        | JobKind::PreviewDestroy
+        | JobKind::Drift => None,
     }
 }
 
