@@ -714,12 +714,8 @@ impl Config {
                 let preview = parse_root_preview(&rkey, root.preview.as_ref(), &previews)?;
                 let require_approval =
                     root.require_approval.unwrap_or(false) || approvals.holds(&modes);
-                let drift = parse_root_drift(
-                    &rkey,
-                    root.drift_interval_secs,
-                    root.remediate,
-                    &raw.drift,
-                )?;
+                let drift =
+                    parse_root_drift(&rkey, root.drift_interval_secs, root.remediate, &raw.drift)?;
                 roots.push(Root {
                     name,
                     path,

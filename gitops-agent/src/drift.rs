@@ -36,7 +36,7 @@ use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
 use crate::queue::{self, Intake, IntakeWriter, Job, NewJobs};
 use crate::runner::{private_dir, Runner};
-use crate::selection::{on_branch, Graph, SkipReason, Verdict};
+use crate::selection::{self, Graph, SkipReason, Verdict};
 use crate::terraform::{write_var_file, PlanLog};
 
 /// How often the schedule looks for roots whose check is due.
@@ -181,11 +181,9 @@ pub fn remediation_verdict<G: Graph>(
     tip: &str,
     last: Option<&str>,
 ) -> Result<Verdict, G::Error> {
-    if !on_branch(graph, sha, tip)? {
-        return Ok(Verdict::Skip(SkipReason::NotOnBranch {
-            branch: branch.to_owned(),
-            tip: tip.to_owned(),
-        }));
+    // Whether it is on the branch, as for a merge of a root with nothing deployed.
+    if let skip @ Verdict::Skip(_) = selection::decide(graph, sha, branch, tip, None)? {
+        return Ok(skip);
     }
     if last != Some(sha) {
         return Ok(Verdict::Skip(SkipReason::RemediationMoot {
@@ -246,15 +244,9 @@ impl Runner {
             return Ok(false);
         };
         let (target, superseded) = (target.clone(), superseded.to_vec());
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
-        if self.is_stopping() {
+        let Some(_permit) = self.job_slot().await? else {
             return Ok(false);
-        }
+        };
         let this = self.clone();
         let sup = superseded.clone();
         let started = tokio::task::spawn_blocking(move || {
@@ -355,7 +347,9 @@ impl Runner {
         let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
         let work = crate::runner::work_root(&self.config).join(format!("job-{}", job.id));
-        let result = self.drift_inner(repo, root, job, &work, deadline, &mut out).await;
+        let result = self
+            .drift_inner(repo, root, job, &work, deadline, &mut out)
+            .await;
         let _ = tokio::fs::remove_dir_all(&work).await;
         match result {
             Ok(()) => out.outcome = Outcome::Succeeded,
@@ -432,8 +426,13 @@ impl Runner {
         };
         let result = steps.await;
         tf.fill_in_version(out).await;
-        self.end_credential(issued, job, result.as_ref().map(|()| Outcome::Succeeded), out)
-            .await;
+        self.end_credential(
+            issued,
+            job,
+            result.as_ref().map(|()| Outcome::Succeeded),
+            out,
+        )
+        .await;
         result
     }
 }
@@ -512,7 +511,10 @@ mod tests {
         let job = queue::queued_for_root(&conn, "r", "app").unwrap().remove(0);
         let job = queue::start(&mut conn, &key, &job, &[]).unwrap();
         // Running: a moving target.
-        assert_eq!(due(&conn, "r", "app", hour, now + 2 * 3_600_000).unwrap(), None);
+        assert_eq!(
+            due(&conn, "r", "app", hour, now + 2 * 3_600_000).unwrap(),
+            None
+        );
         let record = job.audit_record(Outcome::Succeeded, db::now());
         queue::finish(&mut conn, &key, &job, record).unwrap();
         // Deployed: due one interval after the merge was queued, not before.

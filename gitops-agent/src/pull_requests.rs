@@ -97,15 +97,9 @@ impl Runner {
         let Some((target, superseded)) = choose(&queued) else {
             return Ok(false);
         };
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
-        if self.is_stopping() {
+        let Some(_permit) = self.job_slot().await? else {
             return Ok(false);
-        }
+        };
         let this = self.clone();
         let sup = superseded.clone();
         let job = tokio::task::spawn_blocking(move || {

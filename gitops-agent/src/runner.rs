@@ -111,6 +111,20 @@ impl Runner {
         let _ = self.slots.acquire_many(all).await;
     }
 
+    /// One of the `max_parallel` job slots, held while a job runs; `None` once a
+    /// shutdown has begun (no new job starts).
+    pub(crate) async fn job_slot(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, JobError> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
+        Ok((!self.is_stopping()).then_some(permit))
+    }
+
     /// Whether a shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
@@ -196,15 +210,9 @@ impl Runner {
             }
             return self.step_pull_request(repo, root, pull_requests).await;
         }
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
-        if self.stopping.load(Ordering::SeqCst) {
+        let Some(_permit) = self.job_slot().await? else {
             return Ok(false);
-        }
+        };
 
         let token = self.git_credentials(&repo.url).await;
         let this = self.clone();

@@ -93,10 +93,17 @@ mod tests {
         assert_eq!(text, "Drift: 0 to add, 1 to change, 0 to destroy");
         let clean = ending(Outcome::Succeeded, Some(PlanSummary::default()), None);
         assert_eq!(status_of(&clean).unwrap().0, "success");
-        let failed = ending(Outcome::Failed, None, Some("\nterraform plan failed: boom\n"));
+        let failed = ending(
+            Outcome::Failed,
+            None,
+            Some("\nterraform plan failed: boom\n"),
+        );
         assert_eq!(
             status_of(&failed).unwrap(),
-            ("error", "Drift check failed: terraform plan failed: boom".to_owned())
+            (
+                "error",
+                "Drift check failed: terraform plan failed: boom".to_owned()
+            )
         );
         assert_eq!(status_of(&ending(Outcome::Skipped, None, None)), None);
     }
