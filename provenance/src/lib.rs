@@ -594,7 +594,9 @@ mod tests {
                 "pull-request",
                 "pr-closed",
                 "ttl",
-                "mcp"
+                "mcp",
+                "drift",
+                "drift-remediation"
             ]
         );
         for t in Trigger::ALL {
