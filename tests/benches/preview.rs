@@ -7,7 +7,7 @@
 //! the agent while their previews come up, sampled every 20 ms.
 //!
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p slipway-tests --bench preview`
-//! (`SLIPWAY_BENCH_PREVIEWS=N`, default 20).
+//! (`SLIPWAY_BENCH_PREVIEWS=N`, default 20). The figures: BENCHMARKS.md.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,20 +21,20 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The pid of the platform daemon of `home`: the process whose command line names
-/// `daemon` and whose environment has this home.
+/// The pid of the platform daemon of `home` (the process the watchdog runs, which
+/// holds the platform and the runtime), from its pid file.
 fn daemon_pid(home: &std::path::Path) -> Option<u32> {
-    let wanted = format!("SLIPWAY_HOME={}", home.display());
-    find_process(|env, cmdline| {
-        env.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
-            && String::from_utf8_lossy(cmdline).contains("daemon")
-    })
+    std::fs::read_to_string(home.join("daemon.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The pid of the agent running with configuration `config`.
 fn agent_pid(config: &std::path::Path) -> Option<u32> {
     let config = config.display().to_string();
-    find_process(|_, cmdline| {
+    find_process(|cmdline| {
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         args.first()
             .is_some_and(|a| String::from_utf8_lossy(a).ends_with("slipway-agent"))
@@ -43,14 +43,13 @@ fn agent_pid(config: &std::path::Path) -> Option<u32> {
     })
 }
 
-fn find_process(pred: impl Fn(&[u8], &[u8]) -> bool) -> Option<u32> {
+fn find_process(pred: impl Fn(&[u8]) -> bool) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if pred(&env, &cmdline) {
+        if pred(&cmdline) {
             return Some(pid);
         }
     }
