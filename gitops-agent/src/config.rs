@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod approvals;
+pub use approvals::ApprovalSettings;
+
 /// Where a configuration error is and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -134,7 +137,7 @@ struct RawConfig {
     #[serde(default)]
     mcp: RawMcp,
     #[serde(default)]
-    approvals: crate::approvals::RawApprovals,
+    approvals: approvals::RawApprovals,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -274,7 +277,7 @@ pub struct Config {
     pub repositories: Vec<Repository>,
     pub mcp: McpConfig,
     /// Who approves held merges, and which modes hold them (`[approvals]`).
-    pub approvals: crate::approvals::ApprovalSettings,
+    pub approvals: ApprovalSettings,
 }
 
 /// How previews live and are cleaned up (`[previews]`).
@@ -547,7 +550,7 @@ impl Config {
         };
         let github = raw.github.map(parse_github).transpose()?;
         let previews = parse_previews(&raw.previews)?;
-        let approvals = crate::approvals::ApprovalSettings::parse(&raw.approvals)?;
+        let approvals = ApprovalSettings::parse(&raw.approvals)?;
         for (key, source) in [
             ("secrets.webhook_secret", &raw.secrets.webhook_secret),
             ("secrets.api_token", &raw.secrets.api_token),

@@ -53,5 +53,7 @@ pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod selection;
+pub mod state;
 pub mod terraform;
 pub mod webhook;
+pub mod work_dirs;
