@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod approvals;
+pub use approvals::ApprovalSettings;
+
 /// Where a configuration error is and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -134,7 +137,7 @@ struct RawConfig {
     #[serde(default)]
     mcp: RawMcp,
     #[serde(default)]
-    approvals: crate::approvals::RawApprovals,
+    approvals: approvals::RawApprovals,
     #[serde(default)]
     drift: RawDrift,
 }
@@ -286,7 +289,7 @@ pub struct Config {
     pub repositories: Vec<Repository>,
     pub mcp: McpConfig,
     /// Who approves held merges, and which modes hold them (`[approvals]`).
-    pub approvals: crate::approvals::ApprovalSettings,
+    pub approvals: ApprovalSettings,
 }
 
 /// How previews live and are cleaned up (`[previews]`).
@@ -427,15 +430,6 @@ pub struct RootPreview {
 }
 
 impl Root {
-    /// The root's directory in a checkout at `work`.
-    pub fn dir_in(&self, work: &Path) -> PathBuf {
-        if self.path == "." {
-            work.to_owned()
-        } else {
-            work.join(&self.path)
-        }
-    }
-
     /// Whether a changed file (repository-relative, `/`-separated) triggers this root.
     pub fn is_triggered_by(&self, changed: &str) -> bool {
         self.paths.iter().any(|p| {
@@ -585,7 +579,7 @@ impl Config {
         };
         let github = raw.github.map(parse_github).transpose()?;
         let previews = parse_previews(&raw.previews)?;
-        let approvals = crate::approvals::ApprovalSettings::parse(&raw.approvals)?;
+        let approvals = ApprovalSettings::parse(&raw.approvals)?;
         if let Some(secs) = raw.drift.interval_secs {
             drift_interval("drift.interval_secs", secs)?;
         }

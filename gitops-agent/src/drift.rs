@@ -20,7 +20,6 @@
 //!   merge jobs only, approvals); at most one per root is pending, and none while any
 //!   merge of the root is.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +34,9 @@ use crate::db::{self, DbError};
 use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
 use crate::queue::{self, Intake, IntakeWriter, Job, NewJobs};
-use crate::runner::{private_dir, Runner};
-use crate::selection::{self, Graph, SkipReason, Verdict};
+use crate::runner::Runner;
 use crate::terraform::{write_var_file, PlanLog};
+use crate::work_dirs::{private_dir, JobDirs};
 
 /// How often the schedule looks for roots whose check is due.
 const TICK: Duration = Duration::from_secs(1);
@@ -72,15 +71,10 @@ impl Finding {
             return None;
         }
         Some(match plan {
-            Some(p) if has_changes(p) => Finding::Drift,
+            Some(p) if p.has_changes() => Finding::Drift,
             _ => Finding::Clean,
         })
     }
-}
-
-/// Whether a plan changes anything.
-pub fn has_changes(plan: &PlanSummary) -> bool {
-    plan.add + plan.change + plan.destroy > 0
 }
 
 /// The commit to check for `root`, when its check is due at `now_ms`: it has a
@@ -168,29 +162,6 @@ pub async fn run(runner: Arc<Runner>, writer: IntakeWriter) {
         }
         tokio::time::sleep(TICK).await;
     }
-}
-
-/// Whether a drift remediation of `sha` runs, for a root whose deployed commit is
-/// `last`, with the branch at `tip` as just fetched: only while `sha` is still the
-/// deployed commit and on the branch. (Unlike a merge, it runs although the commit is
-/// deployed and changes none of the root's paths: applying it again is the point.)
-pub fn remediation_verdict<G: Graph>(
-    graph: &G,
-    sha: &str,
-    branch: &str,
-    tip: &str,
-    last: Option<&str>,
-) -> Result<Verdict, G::Error> {
-    // Whether it is on the branch, as for a merge of a root with nothing deployed.
-    if let skip @ Verdict::Skip(_) = selection::decide(graph, sha, branch, tip, None)? {
-        return Ok(skip);
-    }
-    if last != Some(sha) {
-        return Ok(Verdict::Skip(SkipReason::RemediationMoot {
-            deployed: last.map(str::to_owned),
-        }));
-    }
-    Ok(Verdict::Run { base: None })
 }
 
 /// Queues the remediation of `job`'s drift (its commit again, as a merge job), unless
@@ -346,19 +317,12 @@ impl Runner {
     async fn execute_drift(&self, repo: &Repository, root: &Root, job: &Job) -> RunOutcome {
         let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
-        let work = crate::runner::work_root(&self.config).join(format!("job-{}", job.id));
+        let dirs = JobDirs::of(&self.config, job.id);
         let result = self
-            .drift_inner(repo, root, job, &work, deadline, &mut out)
+            .drift_inner(repo, root, job, &dirs, deadline, &mut out)
             .await;
-        let _ = tokio::fs::remove_dir_all(&work).await;
-        match result {
-            Ok(()) => out.outcome = Outcome::Succeeded,
-            Err(JobError::Interrupted) => out.interrupted = true,
-            Err(e) => {
-                out.outcome = Outcome::Failed;
-                out.error = Some(e.to_string());
-            }
-        }
+        dirs.remove_work_tree().await;
+        out.settle(result.map(|()| Outcome::Succeeded));
         out
     }
 
@@ -367,10 +331,11 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         job: &Job,
-        work: &Path,
+        dirs: &JobDirs,
         deadline: Instant,
         out: &mut RunOutcome,
     ) -> Result<(), JobError> {
+        let work = dirs.work.as_path();
         let token = self.git_credentials(&repo.url).await;
         let git = self.git.clone();
         let (repo_c, sha, work_c) = (repo.clone(), job.commit_sha.clone(), work.to_owned());
@@ -389,15 +354,8 @@ impl Runner {
             })
         })
         .await??;
-        let dir = root.dir_in(work);
-        if !dir.is_dir() {
-            return Err(JobError::Failed(format!(
-                "root path `{}` does not exist in commit {}",
-                root.path, job.commit_sha
-            )));
-        }
-        let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
-        let mut log = crate::runner::open_job_log(&job_dir).await?;
+        let dir = dirs.root_dir(root, &job.commit_sha)?;
+        let mut log = dirs.open_log().await?;
         let issued = self.issue_credential(repo, root, job, "slipway-agent", None, deadline)?;
         let env = crate::terraform::automation_env(&issued.file);
         let header = format!(
@@ -440,38 +398,6 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Line(Vec<&'static str>);
-    impl Graph for Line {
-        type Error = ();
-        fn has_commit(&self, sha: &str) -> bool {
-            self.0.contains(&sha)
-        }
-        fn is_ancestor_or_same(&self, a: &str, d: &str) -> Result<bool, ()> {
-            let pos = |s| self.0.iter().position(|c| *c == s);
-            Ok(matches!((pos(a), pos(d)), (Some(i), Some(j)) if i <= j))
-        }
-    }
-
-    #[test]
-    fn a_remediation_runs_only_while_its_commit_is_deployed_and_on_the_branch() {
-        let g = Line(vec!["a", "b", "c"]);
-        // Deployed and behind the tip (the newer commits touch other roots): runs.
-        assert_eq!(
-            remediation_verdict(&g, "b", "main", "c", Some("b")),
-            Ok(Verdict::Run { base: None })
-        );
-        assert_eq!(
-            remediation_verdict(&g, "b", "main", "c", Some("c")),
-            Ok(Verdict::Skip(SkipReason::RemediationMoot {
-                deployed: Some("c".into())
-            }))
-        );
-        assert!(matches!(
-            remediation_verdict(&g, "x", "main", "c", Some("x")),
-            Ok(Verdict::Skip(SkipReason::NotOnBranch { .. }))
-        ));
-    }
 
     #[test]
     fn a_plan_with_changes_is_drift() {

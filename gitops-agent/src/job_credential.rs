@@ -71,7 +71,7 @@ pub fn claims(
         slipway_platform::credential::RequestedBy {
             identity: actor.to_owned(),
             how: job.trigger.as_str().to_owned(),
-            tool: crate::mcp::jobs::tool_of(job.kind).map(str::to_owned),
+            tool: job.kind.mcp_tool().map(str::to_owned),
         }
     });
     Ok(JobClaims {

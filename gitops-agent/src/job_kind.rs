@@ -11,6 +11,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The MCP tool that queues a branch preview, and the one that destroys it: the
+/// names a caller sees, and the `tool` the audit records for their jobs.
+pub const DEPLOY_BRANCH: &str = "deploy_branch_preview";
+pub const DESTROY_PREVIEW: &str = "destroy_preview";
+
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
@@ -61,6 +66,20 @@ impl JobKind {
             JobKind::BranchPreview => "branch-preview",
             JobKind::BranchPreviewDestroy => "branch-preview-destroy",
             JobKind::Drift => "drift",
+        }
+    }
+
+    /// The MCP tool a job of this kind is asked for through (when its trigger is
+    /// `mcp`): the audit records it. The tools themselves are in [`crate::mcp::jobs`].
+    pub fn mcp_tool(self) -> Option<&'static str> {
+        match self {
+            JobKind::BranchPreview => Some(DEPLOY_BRANCH),
+            JobKind::BranchPreviewDestroy => Some(DESTROY_PREVIEW),
+            JobKind::Merge
+            | JobKind::PullRequestPlan
+            | JobKind::Preview
+            | JobKind::PreviewDestroy
+            | JobKind::Drift => None,
         }
     }
 

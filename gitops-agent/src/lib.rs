@@ -54,5 +54,7 @@ pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod selection;
+pub mod state;
 pub mod terraform;
 pub mod webhook;
+pub mod work_dirs;

@@ -299,7 +299,7 @@ fn last_drift_checks(conn: &Connection) -> Result<Vec<(String, String, bool)>, D
         let (repository, root, plan) = row?;
         let drifted = plan
             .and_then(|p| serde_json::from_str::<crate::audit::PlanSummary>(&p).ok())
-            .is_some_and(|p| crate::drift::has_changes(&p));
+            .is_some_and(|p| p.has_changes());
         out.push((repository, root, drifted));
     }
     Ok(out)

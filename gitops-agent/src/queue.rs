@@ -165,7 +165,7 @@ impl Job {
             terraform_version: None,
             kind: (self.kind != JobKind::Merge).then(|| self.kind.as_str().to_owned()),
             tool: (self.trigger == Trigger::Mcp)
-                .then(|| crate::mcp::jobs::tool_of(self.kind))
+                .then(|| self.kind.mcp_tool())
                 .flatten()
                 .map(str::to_owned),
             approved_by: None,
