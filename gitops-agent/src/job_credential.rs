@@ -89,6 +89,8 @@ pub fn claims(
         // Set by the runner for an approved merge (crate::approvals).
         approved_by: None,
         teardown: teardown_of(job),
+        drift_remediation: job.kind == crate::job_kind::JobKind::Merge
+            && job.trigger == slipway_provenance::Trigger::DriftRemediation,
         issued_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
         requested_by,

@@ -255,11 +255,12 @@ variables = { demo_app = "DEMO_APP", preview_name = "drift" }
             .then_some(())
         },
     );
-    // The platform applied the repair as a merge (PRODUCTION takes nothing else).
+    // The platform applied the repair from a merge job (PRODUCTION takes nothing
+    // else), recorded as a drift remediation.
     let platform = s.home.audit();
     assert!(
         platform.iter().any(|r| r["outcome"] == "applied"
-            && r["how"] == "git-merge"
+            && r["how"] == "drift-remediation"
             && r["action"] == "update"),
         "{platform:#?}"
     );
