@@ -14,11 +14,11 @@ use crate::config::{Config, Secret};
 use crate::db::Db;
 use crate::git::GitAccess;
 use crate::github::GitHub;
-use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::queue::IntakeWriter;
 use crate::report::Reporter;
 use crate::runner::Runner;
+use crate::state::AppState;
 
 /// The resolved secrets.
 pub struct ResolvedSecrets {
@@ -108,10 +108,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             crate::job_credential::credentials_dir(&config.data_dir).display()
         )
     })?;
-    let removed = crate::runner::clean_work_root(&config).with_context(|| {
+    let removed = crate::work_dirs::clean_work_root(&config).with_context(|| {
         format!(
             "clean the work trees under {}",
-            crate::runner::work_root(&config).display()
+            crate::work_dirs::work_root(&config).display()
         )
     })?;
     if removed > 0 {
@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let notify = Arc::new(Notify::new());
     let writer = IntakeWriter::spawn(&db, notify.clone())?;
+    let drift_writer = writer.clone();
     // Every secret value is removed from stored output; the GitHub token's too.
     let mut redact = vec![secrets.signing_key_text.clone()];
     redact.extend(
@@ -161,6 +162,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         abort: tokio::sync::watch::Sender::new(false),
     });
     runner.spawn_workers();
+    if config
+        .repositories
+        .iter()
+        .any(|r| r.roots.iter().any(|root| root.drift.is_some()))
+    {
+        tokio::spawn(crate::drift::run(runner.clone(), drift_writer));
+    }
     let reporter = match github {
         Some(github) => {
             let reporter = Arc::new(Reporter::new(config.clone(), &db, github, metrics.clone())?);
@@ -183,7 +191,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         authority,
         runner: runner.clone(),
         metrics,
-        mcp: mcp_platform(&config),
     });
     if config.poller_enabled {
         tokio::spawn(crate::poller::run(state.clone()));
@@ -218,7 +225,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let server = tokio::spawn(crate::http::server::serve(
         listener,
-        crate::http::router(state),
+        crate::http::router(state, mcp_platform(&config)),
         limits,
         async move {
             let _ = stop_rx.await;

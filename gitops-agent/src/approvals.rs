@@ -18,87 +18,14 @@
 //! reason in the audit log. An approval is for one job, so one commit: a newer merge
 //! supersedes a waiting job ([`crate::selection::candidates`]) and waits for its own.
 
-use std::collections::BTreeMap;
-
 use ed25519_dalek::SigningKey;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde::Deserialize;
-use slipway_platform::{Mode, Role, Store};
+use slipway_platform::{Role, Store};
 
 use crate::audit::{self, Outcome};
-use crate::config::{invalid, ConfigError};
+use crate::config::ApprovalSettings;
 use crate::db::{self, DbError};
 use crate::queue::{self, Delivery, Job};
-
-/// `[approvals]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawApprovals {
-    modes: Option<Vec<String>>,
-    #[serde(default)]
-    github_logins: BTreeMap<String, String>,
-}
-
-/// Which roots wait for approval besides those with `require_approval`, and who the
-/// GitHub reviewers are on the platform.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApprovalSettings {
-    /// A root whose `modes` include one of these requires approval.
-    pub modes: Vec<Mode>,
-    /// GitHub login (lower case: GitHub compares logins without case) → the
-    /// platform identity it acts as.
-    pub github_logins: BTreeMap<String, String>,
-}
-
-impl ApprovalSettings {
-    pub(crate) fn parse(raw: &RawApprovals) -> Result<ApprovalSettings, ConfigError> {
-        let modes = raw
-            .modes
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, m)| {
-                m.parse::<Mode>()
-                    .map_err(|e| invalid(format!("approvals.modes[{i}]"), e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut github_logins = BTreeMap::new();
-        for (login, identity) in &raw.github_logins {
-            let key = format!("approvals.github_logins.{login}");
-            if login.is_empty()
-                || !login
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(invalid(key, "is not a GitHub login (letters, digits, `-`)"));
-            }
-            slipway_platform::identity::check_name(identity)
-                .map_err(|e| invalid(key.clone(), e.to_string()))?;
-            if github_logins
-                .insert(login.to_ascii_lowercase(), identity.clone())
-                .is_some()
-            {
-                return Err(invalid(key, "is given twice (logins ignore case)"));
-            }
-        }
-        Ok(ApprovalSettings {
-            modes,
-            github_logins,
-        })
-    }
-
-    /// Whether a root that may change `modes` requires approval by mode.
-    pub fn holds(&self, modes: &[Mode]) -> bool {
-        modes.iter().any(|m| self.modes.contains(m))
-    }
-
-    /// The identity a GitHub login acts as.
-    pub fn identity_of_login(&self, login: &str) -> Option<&str> {
-        self.github_logins
-            .get(&login.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-}
 
 /// How an approval arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -582,192 +509,21 @@ pub fn at_gate(
     Ok(None)
 }
 
-impl crate::runner::Runner {
-    /// The approver of `job` (a merge of a root that requires approval), or `None`
-    /// when it has none yet: then it is held.
-    pub(crate) async fn approval(
-        &self,
-        job: &Job,
-    ) -> Result<Option<String>, crate::job_error::JobError> {
-        use crate::job_error::JobError;
-        let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
-        self.db
-            .run(move |conn| {
-                let authority = crate::identities::open(&config, None)
-                    .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
-                at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(|e| match e
-                {
-                    ApproveError::Db(e) => JobError::Db(e),
-                    other => JobError::Failed(other.to_string()),
-                })
-            })
-            .await
-    }
-
-    /// Holds `job` as `awaiting_approval` and says so in the log.
-    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
-        let held = job.clone();
-        self.db.run(move |conn| hold(conn, &held)).await?;
-        tracing::info!(
-            job = job.id,
-            repository = %job.repository,
-            root = %job.root,
-            commit = %job.commit_sha,
-            "job awaits approval: an approver runs `slipway-agent approve {}`",
-            job.id
-        );
-        Ok(())
-    }
-}
-
-/// The webhook's answer to an approving review: stored (and applied to the waiting
-/// merge jobs of its pull request) before it is acknowledged.
-pub(crate) async fn review_delivered(
-    state: &crate::http::AppState,
-    delivery: Delivery,
-    review: Review,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse as _;
-    use serde_json::json;
-    let (config, key, authority) = (
-        state.config.clone(),
-        state.runner.key.clone(),
-        state.authority.clone(),
-    );
-    let (d, r) = (delivery.clone(), review.clone());
-    let stored = state
-        .db
-        .run(move |conn| receive_review(conn, &key, &config.approvals, authority.store(), &d, &r))
-        .await;
-    match stored {
-        Ok(ReviewOutcome::Duplicate) => crate::http::webhook::reply(
-            StatusCode::OK,
-            json!({"delivery": delivery.id, "duplicate": true}),
-        ),
-        Ok(ReviewOutcome::Stored { approved }) => {
-            tracing::info!(delivery = %delivery.id, pull_request = review.pull_request, reviewer = %review.login, ?approved, "approving review stored");
-            if !approved.is_empty() {
-                state.runner.notify.notify_waiters();
-            }
-            crate::http::webhook::reply(
-                StatusCode::ACCEPTED,
-                json!({"delivery": delivery.id, "review": review.review_id, "approved": approved}),
-            )
-        }
-        Err(e) => {
-            tracing::error!(delivery = %delivery.id, error = %e, "could not store the review");
-            crate::http::ApiError::Unavailable(
-                "could not store the review; GitHub may redeliver it".into(),
-            )
-            .into_response()
-        }
-    }
-}
-
-/// `slipway-agent approve JOB`: `token` (SLIPWAY_TOKEN) names the approver.
-pub fn approve_cli(
-    config: &crate::config::Config,
-    id: i64,
-    token: Option<&str>,
-) -> anyhow::Result<i32> {
-    let secrets = crate::agent::resolve_secrets(config)?;
-    let authority = crate::identities::open(config, None)?;
-    let caller = authority
-        .authenticate(token, db::now_ms())
-        .map_err(|e| anyhow::anyhow!("SLIPWAY_TOKEN: {e}"))?;
-    let slipway_platform::Caller::Identity(identity) = caller else {
-        anyhow::bail!("SLIPWAY_TOKEN: a job credential cannot approve; use an approver's token");
-    };
-    let approver = Approver {
-        name: identity.name,
-        role: identity.role,
-        login: None,
-        via: Via::Cli,
-    };
-    let mut conn = db::Db::open_existing(&config.database_path())?.connect()?;
-    match approve(
-        &mut conn,
-        &secrets.signing_key,
-        &config.approvals,
-        id,
-        &approver,
-    ) {
-        Ok(job) => {
-            println!(
-                "approved job {id} ({}/{} at {}) as {}; it runs next",
-                job.repository, job.root, job.commit_sha, approver.name
-            );
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(1)
-        }
-    }
-}
-
-/// `POST /api/v1/jobs/{id}/approve`: the caller's token names the approver.
-pub async fn approve_api(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::http::AppState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    caller: crate::http::ApiCaller,
-) -> Result<axum::response::Response, crate::http::ApiError> {
-    use crate::http::ApiError;
-    use axum::response::IntoResponse as _;
-    let id = id.parse::<i64>().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "job id `{id}` is not a number; job ids are in `slipway-agent audit list`"
-        ))
-    })?;
-    let approver = Approver {
-        name: caller.name,
-        role: caller.role,
-        login: None,
-        via: Via::Api,
-    };
-    let (config, key, who) = (
-        state.config.clone(),
-        state.runner.key.clone(),
-        approver.clone(),
-    );
-    let job = state
-        .db
-        .run(move |conn| approve(conn, &key, &config.approvals, id, &who))
-        .await
-        .map_err(|e| match e {
-            ApproveError::NoSuchJob(_) => ApiError::NotFound(e.to_string()),
-            ApproveError::NotWaiting { .. } => ApiError::Conflict(e.to_string()),
-            ApproveError::Refused { .. } => ApiError::Forbidden(e.to_string()),
-            ApproveError::Db(_) | ApproveError::Identities(_) => {
-                ApiError::Unavailable(e.to_string())
-            }
-        })?;
-    state.runner.notify.notify_waiters();
-    tracing::info!(job = id, approver = %approver.name, "job approved through the API");
-    Ok(axum::Json(serde_json::json!({
-        "approved": id,
-        "approver": approver.name,
-        "commit": job.commit_sha,
-    }))
-    .into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::queue::{intake, Intake, NewJobs};
+    use slipway_platform::Mode;
     use slipway_provenance::Trigger;
 
     fn settings() -> ApprovalSettings {
-        ApprovalSettings::parse(&RawApprovals {
-            modes: Some(vec!["STAGING".into()]),
-            github_logins: BTreeMap::from([
-                ("Bob-GH".into(), "bob".into()),
+        ApprovalSettings {
+            modes: vec![Mode::Staging],
+            github_logins: std::collections::BTreeMap::from([
+                ("bob-gh".into(), "bob".into()),
                 ("alice-gh".into(), "alice".into()),
             ]),
-        })
-        .unwrap()
+        }
     }
 
     fn person(name: &str, role: Role) -> Approver {
@@ -808,25 +564,6 @@ mod tests {
                 "not-an-approver"
             );
         }
-    }
-
-    #[test]
-    fn bad_settings_are_named() {
-        let bad = |modes: Vec<&str>, logins: Vec<(&str, &str)>| {
-            ApprovalSettings::parse(&RawApprovals {
-                modes: Some(modes.into_iter().map(String::from).collect()),
-                github_logins: logins
-                    .into_iter()
-                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                    .collect(),
-            })
-            .unwrap_err()
-            .to_string()
-        };
-        assert!(bad(vec!["staging"], vec![]).contains("approvals.modes[0]"));
-        assert!(bad(vec![], vec![("a b", "bob")]).contains("approvals.github_logins.a b"));
-        assert!(bad(vec![], vec![("bob", "bob smith")]).contains("approvals.github_logins.bob"));
-        assert!(bad(vec![], vec![("Bob", "b"), ("bob", "c")]).contains("twice"));
     }
 
     fn merge(conn: &mut Connection, commit: &str, authors: &[&str], pr: Option<u64>) -> Job {

@@ -92,9 +92,14 @@ pub struct PlanSummary {
 }
 
 impl PlanSummary {
+    /// Whether the plan changes anything (for a drift check: drift).
+    pub fn has_changes(&self) -> bool {
+        self.add + self.change + self.destroy > 0
+    }
+
     /// `2 to add, 0 to change, 1 to destroy`, or `no changes`.
     pub fn counts(&self) -> String {
-        if self.add + self.change + self.destroy == 0 {
+        if !self.has_changes() {
             "no changes".to_owned()
         } else {
             format!(

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use slipway_provenance::Trigger;
 
+use crate::approvals;
 use crate::audit;
 use crate::config::Config;
 use crate::deploy::DeployRequest;
@@ -266,7 +267,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Approve { job } => {
             let config = Config::load(&cli.config)?;
             let token = std::env::var("SLIPWAY_TOKEN").ok();
-            crate::approvals::approve_cli(&config, job, token.as_deref())
+            approve(&config, job, token.as_deref())
         }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;
@@ -311,7 +312,7 @@ fn audit_command(
                 Some(record) => {
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
                     if let Some(job) = record.record.job_id {
-                        let log = crate::runner::output_log(config, job);
+                        let log = crate::work_dirs::output_log(config, job);
                         if log.exists() {
                             writeln!(stdout, "terraform output (redacted): {}", log.display())?;
                         }
@@ -366,6 +367,44 @@ fn audit_command(
                 )?;
                 Ok(1)
             }
+        }
+    }
+}
+
+/// `slipway-agent approve JOB`: `token` (SLIPWAY_TOKEN) names the approver.
+fn approve(config: &Config, id: i64, token: Option<&str>) -> anyhow::Result<i32> {
+    let secrets = crate::agent::resolve_secrets(config)?;
+    let authority = crate::identities::open(config, None)?;
+    let caller = authority
+        .authenticate(token, crate::db::now_ms())
+        .map_err(|e| anyhow::anyhow!("SLIPWAY_TOKEN: {e}"))?;
+    let slipway_platform::Caller::Identity(identity) = caller else {
+        anyhow::bail!("SLIPWAY_TOKEN: a job credential cannot approve; use an approver's token");
+    };
+    let approver = approvals::Approver {
+        name: identity.name,
+        role: identity.role,
+        login: None,
+        via: approvals::Via::Cli,
+    };
+    let mut conn = crate::db::Db::open_existing(&config.database_path())?.connect()?;
+    match approvals::approve(
+        &mut conn,
+        &secrets.signing_key,
+        &config.approvals,
+        id,
+        &approver,
+    ) {
+        Ok(job) => {
+            println!(
+                "approved job {id} ({}/{} at {}) as {}; it runs next",
+                job.repository, job.root, job.commit_sha, approver.name
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
         }
     }
 }

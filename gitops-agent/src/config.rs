@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod approvals;
+pub use approvals::ApprovalSettings;
+
 /// Where a configuration error is and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -134,7 +137,17 @@ struct RawConfig {
     #[serde(default)]
     mcp: RawMcp,
     #[serde(default)]
-    approvals: crate::approvals::RawApprovals,
+    approvals: approvals::RawApprovals,
+    #[serde(default)]
+    drift: RawDrift,
+}
+
+/// `[drift]`: the defaults of every root's drift checks ([`crate::drift`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrift {
+    interval_secs: Option<u64>,
+    remediate: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -244,6 +257,8 @@ struct RawRoot {
     plan_pull_requests: Option<bool>,
     preview: Option<RawPreview>,
     require_approval: Option<bool>,
+    drift_interval_secs: Option<u64>,
+    remediate: Option<bool>,
 }
 
 /// The validated configuration.
@@ -274,7 +289,7 @@ pub struct Config {
     pub repositories: Vec<Repository>,
     pub mcp: McpConfig,
     /// Who approves held merges, and which modes hold them (`[approvals]`).
-    pub approvals: crate::approvals::ApprovalSettings,
+    pub approvals: ApprovalSettings,
 }
 
 /// How previews live and are cleaned up (`[previews]`).
@@ -388,7 +403,24 @@ pub struct Root {
     /// mode in `[approvals] modes` among the root's `modes`). Only the agent's
     /// configuration says so, never the repository.
     pub require_approval: bool,
+    /// Set when the root's deployed commit is planned on a schedule
+    /// (`drift_interval_secs`, or `[drift] interval_secs`): off by default.
+    pub drift: Option<RootDrift>,
 }
+
+/// A root's drift checks ([`crate::drift`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootDrift {
+    /// How often the deployed commit is planned.
+    pub interval: Duration,
+    /// Whether drift found is repaired by applying the deployed commit again (a merge
+    /// job, so every policy of merges holds). Off by default.
+    pub remediate: bool,
+}
+
+/// The shortest drift interval: every check runs `terraform plan` (with a refresh of
+/// every resource), so a smaller one would keep the root's worker busy.
+pub const MIN_DRIFT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A root's previews.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,7 +579,10 @@ impl Config {
         };
         let github = raw.github.map(parse_github).transpose()?;
         let previews = parse_previews(&raw.previews)?;
-        let approvals = crate::approvals::ApprovalSettings::parse(&raw.approvals)?;
+        let approvals = ApprovalSettings::parse(&raw.approvals)?;
+        if let Some(secs) = raw.drift.interval_secs {
+            drift_interval("drift.interval_secs", secs)?;
+        }
         for (key, source) in [
             ("secrets.webhook_secret", &raw.secrets.webhook_secret),
             ("secrets.api_token", &raw.secrets.api_token),
@@ -673,6 +708,8 @@ impl Config {
                 let preview = parse_root_preview(&rkey, root.preview.as_ref(), &previews)?;
                 let require_approval =
                     root.require_approval.unwrap_or(false) || approvals.holds(&modes);
+                let drift =
+                    parse_root_drift(&rkey, root.drift_interval_secs, root.remediate, &raw.drift)?;
                 roots.push(Root {
                     name,
                     path,
@@ -684,6 +721,7 @@ impl Config {
                     plan_pull_requests: root.plan_pull_requests.unwrap_or(true),
                     preview,
                     require_approval,
+                    drift,
                 });
             }
             let max_previews = repo.max_previews.unwrap_or(10);
@@ -813,6 +851,50 @@ fn parse_previews(raw: &RawPreviews) -> Result<PreviewSettings, ConfigError> {
         ));
     }
     Ok(settings)
+}
+
+/// A drift interval of `secs`, at least [`MIN_DRIFT_INTERVAL`].
+fn drift_interval(key: &str, secs: u64) -> Result<Duration, ConfigError> {
+    let interval = Duration::from_secs(secs);
+    if interval < MIN_DRIFT_INTERVAL {
+        return Err(invalid(
+            key,
+            format!(
+                "{secs} s is under the minimum of {min} s: every drift check runs `terraform plan`; give at least {min}, or leave it out for no drift checks",
+                min = MIN_DRIFT_INTERVAL.as_secs(),
+            ),
+        ));
+    }
+    Ok(interval)
+}
+
+/// A root's drift checks: its own `drift_interval_secs` (0 turns them off for the
+/// root) or `[drift] interval_secs`; its own `remediate`, or `[drift] remediate`.
+fn parse_root_drift(
+    rkey: &str,
+    interval_secs: Option<u64>,
+    remediate: Option<bool>,
+    defaults: &RawDrift,
+) -> Result<Option<RootDrift>, ConfigError> {
+    let interval = match interval_secs {
+        Some(0) => None,
+        Some(secs) => Some(drift_interval(
+            &format!("{rkey}.drift_interval_secs"),
+            secs,
+        )?),
+        None => defaults.interval_secs.map(Duration::from_secs),
+    };
+    match interval {
+        Some(interval) => Ok(Some(RootDrift {
+            interval,
+            remediate: remediate.or(defaults.remediate).unwrap_or(false),
+        })),
+        None if remediate == Some(true) => Err(invalid(
+            format!("{rkey}.remediate"),
+            "repairs the drift that drift checks find, and this root has none: set `drift_interval_secs` on the root or `interval_secs` in [drift]",
+        )),
+        None => Ok(None),
+    }
 }
 
 fn parse_root_preview(
@@ -1083,6 +1165,52 @@ path = "envs/prod"
             "url = \"/srv/git/infra.git\"\nmax_previews = 0",
         );
         assert!(err(&format!("{none}preview = true\n")).contains("`repository[0].max_previews`"));
+    }
+
+    /// Drift checks are off unless an interval is set (per root, or a default for
+    /// all), remediation is off unless asked for, and mistakes name their key.
+    #[test]
+    fn drift_checks_are_opt_in_with_a_minimum_interval() {
+        let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(c.repositories[0].roots[0].drift, None);
+        let c = Config::parse(
+            &format!("[drift]\ninterval_secs = 600\n{MINIMAL}"),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.repositories[0].roots[0].drift,
+            Some(RootDrift {
+                interval: Duration::from_secs(600),
+                remediate: false
+            })
+        );
+        let own = format!(
+            "[drift]\ninterval_secs = 600\nremediate = true\n{MINIMAL}drift_interval_secs = 60\n"
+        );
+        let c = Config::parse(&own, Path::new("/")).unwrap();
+        assert_eq!(
+            c.repositories[0].roots[0].drift,
+            Some(RootDrift {
+                interval: Duration::from_secs(60),
+                remediate: true
+            })
+        );
+        let off = format!("[drift]\ninterval_secs = 600\n{MINIMAL}drift_interval_secs = 0\n");
+        assert_eq!(
+            Config::parse(&off, Path::new("/")).unwrap().repositories[0].roots[0].drift,
+            None
+        );
+        let e = err(&format!("{MINIMAL}drift_interval_secs = 5\n"));
+        assert!(
+            e.contains("`repository[0].root[0].drift_interval_secs`") && e.contains("at least 10"),
+            "{e}"
+        );
+        let e = err(&format!("[drift]\ninterval_secs = 1\n{MINIMAL}"));
+        assert!(e.contains("`drift.interval_secs`"), "{e}");
+        let e = err(&format!("{MINIMAL}remediate = true\n"));
+        assert!(e.contains("`repository[0].root[0].remediate`"), "{e}");
+        assert!(err(&format!("[drift]\nevery = 1\n{MINIMAL}")).contains("every"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct Issued {
 
 /// The claims of `job` (of `root`, at the job's commit), valid for `lifetime`, by the
 /// job's kind: a merge may change the root's `modes` and `environments`; a
-/// pull-request plan changes nothing (it names the merge's modes only so that the
+/// pull-request plan or a drift check changes nothing (it names the merge's modes only so that the
 /// plan-time check answers as it will after the merge); a preview, or its teardown,
 /// may change PREVIEW environments and nothing else, whatever the root's Terraform
 /// code asks for.
@@ -54,7 +54,9 @@ pub fn claims(
     let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
     let (modes, environments, merge_modes) = match job.kind {
         crate::job_kind::JobKind::Merge => (root.modes.clone(), root.environments.clone(), vec![]),
-        crate::job_kind::JobKind::PullRequestPlan => {
+        // A drift check plans what the merge applied: read-only, answered at plan
+        // time as the merge was (so a drifted PRODUCTION root plans its repair).
+        crate::job_kind::JobKind::PullRequestPlan | crate::job_kind::JobKind::Drift => {
             (vec![], root.environments.clone(), root.modes.clone())
         }
         crate::job_kind::JobKind::Preview
@@ -69,7 +71,7 @@ pub fn claims(
         slipway_platform::credential::RequestedBy {
             identity: actor.to_owned(),
             how: job.trigger.as_str().to_owned(),
-            tool: crate::mcp::jobs::tool_of(job.kind).map(str::to_owned),
+            tool: job.kind.mcp_tool().map(str::to_owned),
         }
     });
     Ok(JobClaims {
@@ -87,6 +89,8 @@ pub fn claims(
         // Set by the runner for an approved merge (crate::approvals).
         approved_by: None,
         teardown: teardown_of(job),
+        drift_remediation: job.kind == crate::job_kind::JobKind::Merge
+            && job.trigger == slipway_provenance::Trigger::DriftRemediation,
         issued_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(lifetime_ms.min(credential::MAX_LIFETIME_MS)),
         requested_by,

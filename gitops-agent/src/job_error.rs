@@ -52,6 +52,22 @@ pub(crate) struct RunOutcome {
     pub(crate) approved_by: Option<String>,
 }
 
+impl RunOutcome {
+    /// Takes a job's result: an interruption re-runs the job, a hold waits for its
+    /// approval, any other error fails it with the error's text.
+    pub(crate) fn settle(&mut self, result: Result<Outcome, JobError>) {
+        match result {
+            Ok(outcome) => self.outcome = outcome,
+            Err(JobError::Interrupted) => self.interrupted = true,
+            Err(JobError::AwaitingApproval) => self.awaiting_approval = true,
+            Err(e) => {
+                self.outcome = Outcome::Failed;
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+}
+
 impl Default for RunOutcome {
     fn default() -> Self {
         RunOutcome {

@@ -3,12 +3,18 @@
 //! A merge applies the tracked branch; the three pull-request kinds never touch it: a
 //! plan shows a pull request's change (read-only credential), a preview applies the
 //! pull request's head into its own workspace (PREVIEW-only credential), and a preview
-//! destroy takes that workspace down again. The kind decides which credential the job
+//! destroy takes that workspace down again. A drift check plans a root's deployed
+//! commit (read-only credential) on a schedule. The kind decides which credential the job
 //! gets ([`JobKind::credential_kind`]) and how it is reported; the database holds
 //! [`JobKind::as_str`], and a value it does not know is an error, never a default.
 
 use std::fmt;
 use std::str::FromStr;
+
+/// The MCP tool that queues a branch preview, and the one that destroys it: the
+/// names a caller sees, and the `tool` the audit records for their jobs.
+pub const DEPLOY_BRANCH: &str = "deploy_branch_preview";
+pub const DESTROY_PREVIEW: &str = "destroy_preview";
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +32,9 @@ pub enum JobKind {
     BranchPreview,
     /// Destroy a branch's preview and remove its workspace.
     BranchPreviewDestroy,
+    /// `terraform plan` of a root's deployed commit on the drift schedule
+    /// ([`crate::drift`]), with a read-only credential: it never changes anything.
+    Drift,
 }
 
 /// Text in the database that is not a known value.
@@ -37,13 +46,14 @@ pub struct UnknownValue {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Merge,
         JobKind::PullRequestPlan,
         JobKind::Preview,
         JobKind::PreviewDestroy,
         JobKind::BranchPreview,
         JobKind::BranchPreviewDestroy,
+        JobKind::Drift,
     ];
 
     /// The stored name.
@@ -55,6 +65,21 @@ impl JobKind {
             JobKind::PreviewDestroy => "preview-destroy",
             JobKind::BranchPreview => "branch-preview",
             JobKind::BranchPreviewDestroy => "branch-preview-destroy",
+            JobKind::Drift => "drift",
+        }
+    }
+
+    /// The MCP tool a job of this kind is asked for through (when its trigger is
+    /// `mcp`): the audit records it. The tools themselves are in [`crate::mcp::jobs`].
+    pub fn mcp_tool(self) -> Option<&'static str> {
+        match self {
+            JobKind::BranchPreview => Some(DEPLOY_BRANCH),
+            JobKind::BranchPreviewDestroy => Some(DESTROY_PREVIEW),
+            JobKind::Merge
+            | JobKind::PullRequestPlan
+            | JobKind::Preview
+            | JobKind::PreviewDestroy
+            | JobKind::Drift => None,
         }
     }
 
@@ -67,6 +92,7 @@ impl JobKind {
             | JobKind::PreviewDestroy
             | JobKind::BranchPreview
             | JobKind::BranchPreviewDestroy => slipway_platform::JobKind::Preview,
+            JobKind::Drift => slipway_platform::JobKind::Drift,
         }
     }
 
@@ -183,5 +209,7 @@ mod tests {
             slipway_platform::JobKind::Preview
         );
         assert!(!JobKind::BranchPreview.is_pull_request());
+        assert!(JobKind::Drift.credential_kind().is_read_only());
+        assert!(!JobKind::Drift.is_pull_request());
     }
 }

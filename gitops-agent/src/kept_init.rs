@@ -80,7 +80,7 @@ impl KeptInit {
         let fits = from.is_dir()
             && (commit_has_lock || !has_lock_file(root_dir))
             && only_local_modules(&from);
-        if !fits || crate::runner::private_dir(&self.dir).is_err() {
+        if !fits || crate::work_dirs::private_dir(&self.dir).is_err() {
             return;
         }
         let _ = std::fs::remove_file(from.join("environment"));

@@ -43,6 +43,12 @@ struct DeployedLabels {
     commit: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RootLabels {
+    repository: String,
+    root: String,
+}
+
 /// Job durations: 0.5 s to about 68 min.
 fn job_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.5, 2.0, 14))
@@ -57,6 +63,8 @@ pub struct Metrics {
     github_reports: Family<ResultLabel, Counter>,
     queue: Family<StateLabel, Gauge>,
     last_deployed: Family<DeployedLabels, Gauge>,
+    drift_checks: Family<ResultLabel, Counter>,
+    drift_detected: Family<RootLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -108,7 +116,21 @@ impl Metrics {
             "When each root's last deployed commit was applied (Unix time); the commit is a label",
             last_deployed.clone(),
         );
+        let drift_checks = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "drift_checks",
+            "Drift checks of deployed commits, by result (clean, drift, failed)",
+            drift_checks.clone(),
+        );
+        let drift_detected = Family::<RootLabels, Gauge>::default();
+        registry.register(
+            "drift_detected",
+            "1 when the last drift check of a root found changes to its deployed commit, 0 when it found none",
+            drift_detected.clone(),
+        );
         Metrics {
+            drift_checks,
+            drift_detected,
             registry,
             jobs,
             job_duration,
@@ -146,6 +168,15 @@ impl Metrics {
     /// One GitHub request: `sent`, `retried` or `abandoned`.
     pub fn github_report(&self, result: &str) {
         self.github_reports
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A drift check's result: `clean`, `drift` or `failed` ([`crate::drift::Finding`]).
+    pub fn drift_checked(&self, result: &str) {
+        self.drift_checks
             .get_or_create(&ResultLabel {
                 result: result.to_owned(),
             })
@@ -190,6 +221,12 @@ impl Metrics {
                     commit,
                 })
                 .set(when);
+        }
+        self.drift_detected.clear();
+        for (repository, root, drifted) in last_drift_checks(conn)? {
+            self.drift_detected
+                .get_or_create(&RootLabels { repository, root })
+                .set(i64::from(drifted));
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
@@ -239,6 +276,33 @@ pub fn text_format(openmetrics: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Each root's last drift check that planned (from the audit log, so it is right after
+/// a restart): whether it found drift.
+fn last_drift_checks(conn: &Connection) -> Result<Vec<(String, String, bool)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.repository, a.root, a.plan_summary FROM audit a
+         WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.kind = 'drift'
+                          AND b.outcome = 'succeeded' AND b.repository = a.repository AND b.root = a.root)
+         ORDER BY a.repository, a.root",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (repository, root, plan) = row?;
+        let drifted = plan
+            .and_then(|p| serde_json::from_str::<crate::audit::PlanSummary>(&p).ok())
+            .is_some_and(|p| p.has_changes());
+        out.push((repository, root, drifted));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

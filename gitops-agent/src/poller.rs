@@ -14,10 +14,10 @@ use slipway_provenance::Trigger;
 use crate::config::Repository;
 use crate::db::DbError;
 use crate::git::GitError;
-use crate::http::AppState;
 use crate::queue::IntakeError;
 use crate::queue::{self, Intake, NewJobs};
 use crate::selection;
+use crate::state::AppState;
 
 /// Why one poll of a repository failed (the next interval tries again).
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use slipway_provenance::Trigger;
 
 use crate::db::{self, DbError};
-use crate::http::AppState;
 use crate::previews::{active, teardown, teardown_pending, Preview, PreviewKey};
 use crate::queue::Intake;
+use crate::state::AppState;
 
 /// Why a round of the preview expiry or sweep stopped (it runs again at the next
 /// interval).

@@ -79,7 +79,7 @@ impl PreviewKey {
             JobKind::BranchPreview | JobKind::BranchPreviewDestroy => {
                 Some(PreviewKey::Branch(job.branch.clone()))
             }
-            JobKind::Merge | JobKind::PullRequestPlan => None,
+            JobKind::Merge | JobKind::PullRequestPlan | JobKind::Drift => None,
         }
     }
 

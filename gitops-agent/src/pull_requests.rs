@@ -23,8 +23,9 @@ use crate::job_error::{JobError, RunOutcome};
 use crate::job_kind::JobKind;
 use crate::previews::{self, Effect, PreviewKey};
 use crate::queue::{self, Job};
-use crate::runner::{private_dir, Runner};
+use crate::runner::Runner;
 use crate::terraform::{write_var_file, PlanLog, Terraform};
+use crate::work_dirs::{private_dir, JobDirs};
 
 /// Why a pull request job ran nothing. Shown on the pull request and in the audit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,15 +98,9 @@ impl Runner {
         let Some((target, superseded)) = choose(&queued) else {
             return Ok(false);
         };
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
-        if self.is_stopping() {
+        let Some(_permit) = self.job_slot().await? else {
             return Ok(false);
-        }
+        };
         let this = self.clone();
         let sup = superseded.clone();
         let job = tokio::task::spawn_blocking(move || {
@@ -142,32 +137,20 @@ impl Runner {
     ) -> (RunOutcome, Option<Effect>) {
         let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
-        let work = crate::runner::work_root(&self.config).join(format!("job-{}", job.id));
-        if crate::detached::running_in(&work).is_some() {
-            // A killed agent's Terraform (a teardown, say) still runs: wait for it.
-            while crate::detached::running_in(&work).is_some() && Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            }
-        }
+        let dirs = JobDirs::of(&self.config, job.id);
+        // A killed agent's Terraform (a teardown, say) may still run: wait for it.
+        dirs.wait_for_previous_terraform(job.id, deadline).await;
+        let mut effect = None;
         let result = self
-            .pull_request_inner(repo, root, job, &work, deadline, &mut out)
-            .await;
-        let _ = tokio::fs::remove_dir_all(&work).await;
-        match result {
-            Ok((outcome, effect)) => {
-                out.outcome = outcome;
-                (out, effect)
-            }
-            Err(JobError::Interrupted) => {
-                out.interrupted = true;
-                (out, None)
-            }
-            Err(e) => {
-                out.outcome = Outcome::Failed;
-                out.error = Some(e.to_string());
-                (out, None)
-            }
-        }
+            .pull_request_inner(repo, root, job, &dirs, deadline, &mut out)
+            .await
+            .map(|(outcome, e)| {
+                effect = e;
+                outcome
+            });
+        dirs.remove_work_tree().await;
+        out.settle(result);
+        (out, effect)
     }
 
     /// Fetches the pull request, decides whether to run, and checks the commit out.
@@ -259,10 +242,11 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         job: &Job,
-        work: &Path,
+        dirs: &JobDirs,
         deadline: Instant,
         out: &mut RunOutcome,
     ) -> Result<(Outcome, Option<Effect>), JobError> {
+        let work = dirs.work.as_path();
         if job.kind.applies_preview() {
             let Some(preview) = root.preview else {
                 return Err(JobError::Failed(format!(
@@ -308,32 +292,13 @@ impl Runner {
                 return Ok((Outcome::Skipped, None));
             }
         };
-        let dir = if root.path == "." {
-            work.to_owned()
-        } else {
-            work.join(&root.path)
-        };
-        if !dir.is_dir() {
-            return Err(JobError::Failed(format!(
-                "root path `{}` does not exist in commit {commit}",
-                root.path
-            )));
-        }
-        let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
-        let mut log = crate::runner::open_job_log(&job_dir).await?;
+        let dir = dirs.root_dir(root, &commit)?;
+        let mut log = dirs.open_log().await?;
         let actor = job.actor.clone().unwrap_or_default();
         let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
         // No signed provenance: it is a license for the Kubernetes runtime's
         // provider-side gate, and a pull request job must hold none.
-        let env: Vec<(String, String)> = vec![
-            ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
-            ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
-            ("TF_INPUT".to_owned(), "0".to_owned()),
-            (
-                crate::job_credential::ENV_FILE.to_owned(),
-                issued.file.display().to_string(),
-            ),
-        ];
+        let env = crate::terraform::automation_env(&issued.file);
         let of = match PreviewKey::of(job) {
             Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),
             _ => format!("pull request #{}", job.pull_request.unwrap_or(0)),
@@ -381,9 +346,10 @@ async fn run_kind(
         args
     };
     match job.kind {
-        JobKind::Merge => Err(JobError::Failed(
-            "a merge job is not a pull request job".into(),
-        )),
+        JobKind::Merge | JobKind::Drift => Err(JobError::Failed(format!(
+            "a {} job is not a pull request job",
+            job.kind
+        ))),
         JobKind::PullRequestPlan => {
             // A plan takes no lock: it must never hold up the merges of the root.
             let workspace = root.workspace.as_deref();

@@ -165,7 +165,7 @@ impl Job {
             terraform_version: None,
             kind: (self.kind != JobKind::Merge).then(|| self.kind.as_str().to_owned()),
             tool: (self.trigger == Trigger::Mcp)
-                .then(|| crate::mcp::jobs::tool_of(self.kind))
+                .then(|| self.kind.mcp_tool())
                 .flatten()
                 .map(str::to_owned),
             approved_by: None,
@@ -319,7 +319,7 @@ pub fn root_positions(
     for root in roots {
         let newest_job: Option<String> = conn
             .query_row(
-                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 AND kind = 'merge' ORDER BY id DESC LIMIT 1",
+                "SELECT commit_sha FROM jobs WHERE repository = ?1 AND root = ?2 AND kind = 'merge' AND trigger != 'drift-remediation' ORDER BY id DESC LIMIT 1",
                 params![repository, root],
                 |r| r.get(0),
             )

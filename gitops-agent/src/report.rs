@@ -31,6 +31,7 @@ use crate::job_kind::{JobKind, JobState};
 use crate::metrics::Metrics;
 use crate::queue::{self, Job};
 
+mod drift;
 mod pull_request;
 
 /// GitHub's limit on a status description.
@@ -59,6 +60,8 @@ enum Step {
     PreviewComment,
     /// A teardown: the preview's deployment marked `inactive`.
     PreviewInactive,
+    /// A drift check: the commit status `slipway/drift/<root>` on the deployed commit.
+    DriftStatus,
 }
 
 /// The steps of a pull request job's report, by kind (indexes are stored: append only).
@@ -78,6 +81,7 @@ fn steps_of(kind: JobKind) -> &'static [Step] {
         JobKind::PreviewDestroy => &TEARDOWN_STEPS,
         // Asked for over MCP: the caller reads the job's status there.
         JobKind::BranchPreview | JobKind::BranchPreviewDestroy => &[],
+        JobKind::Drift => &[Step::DriftStatus],
     }
 }
 
@@ -295,7 +299,8 @@ impl Reporter {
                 | Step::PreviewDeployment
                 | Step::PreviewDeploymentStatus
                 | Step::PreviewComment
-                | Step::PreviewInactive => ending.is_some(),
+                | Step::PreviewInactive
+                | Step::DriftStatus => ending.is_some(),
             };
             if !available {
                 return Ok(steps);
@@ -529,6 +534,11 @@ impl Reporter {
                 return self
                     .perform_pull_request(step, github_name, t, end, log_url.as_deref())
                     .await;
+            }
+            Step::DriftStatus => {
+                let Some(end) = ending else { return Ok(None) };
+                self.drift_status(github_name, job, end, log_url.as_deref())
+                    .await
             }
             Step::PullRequestComment => {
                 let wanted = self

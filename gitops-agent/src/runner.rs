@@ -13,7 +13,7 @@
 //! ([`crate::terraform`] runs each command), with the job's credential and signed
 //! provenance in Terraform's environment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
+use crate::approvals;
 use crate::audit::Outcome;
 use crate::config::{redact, Config, Repository, Root, Secret};
 use crate::db::{self, Db, DbError};
@@ -36,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::queue::{self, Job};
 use crate::selection::{self, Selection, SkipReason, Verdict};
 use crate::terraform::{write_var_file, PlanLog, Terraform};
+use crate::work_dirs::{private_dir, JobDirs};
 
 /// Everything a worker needs, shared by all of them.
 pub struct Runner {
@@ -111,6 +113,20 @@ impl Runner {
         let _ = self.slots.acquire_many(all).await;
     }
 
+    /// One of the `max_parallel` job slots, held while a job runs; `None` once a
+    /// shutdown has begun (no new job starts).
+    pub(crate) async fn job_slot(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, JobError> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
+        Ok((!self.is_stopping()).then_some(permit))
+    }
+
     /// Whether a shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
@@ -172,7 +188,7 @@ impl Runner {
             let queued = queue::queued_for_root(&conn, &repo_name, &root_name)?;
             let (merges, others): (Vec<Job>, Vec<Job>) =
                 queued.into_iter().partition(|j| j.kind == JobKind::Merge);
-            let waiting = crate::approvals::waiting_for_root(&conn, &repo_name, &root_name)?;
+            let waiting = approvals::waiting_for_root(&conn, &repo_name, &root_name)?;
             let mut all = selection::candidates(merges, waiting);
             all.extend(others);
             Ok::<_, DbError>(all)
@@ -187,17 +203,18 @@ impl Runner {
         let (queued, pull_requests): (Vec<Job>, Vec<Job>) =
             queued.into_iter().partition(|j| j.kind == JobKind::Merge);
         if queued.is_empty() {
+            // Drift checks last: they wait for every other job of the root.
+            let (drift, pull_requests): (Vec<Job>, Vec<Job>) = pull_requests
+                .into_iter()
+                .partition(|j| j.kind == JobKind::Drift);
+            if pull_requests.is_empty() {
+                return self.step_drift(repo, root, drift).await;
+            }
             return self.step_pull_request(repo, root, pull_requests).await;
         }
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Failed("the job slots are closed".into()))?;
-        if self.stopping.load(Ordering::SeqCst) {
+        let Some(_permit) = self.job_slot().await? else {
             return Ok(false);
-        }
+        };
 
         let token = self.git_credentials(&repo.url).await;
         let this = self.clone();
@@ -428,38 +445,13 @@ impl Runner {
     async fn execute(&self, repo: &Repository, root: &Root, job: &Job) -> RunOutcome {
         let mut out = RunOutcome::default();
         let deadline = Instant::now() + self.config.job_timeout;
-        let job_dir = self.config.data_dir.join("jobs").join(job.id.to_string());
-        let work = work_root(&self.config).join(format!("job-{}", job.id));
-        if let Some(pid) = crate::detached::running_in(&work) {
-            // A previous agent process was killed while this job's Terraform ran; it
-            // carried on. Running again before it ends would do its change twice.
-            tracing::warn!(
-                job = job.id,
-                pid,
-                "waiting for the Terraform a previous agent process started for this job"
-            );
-            while crate::detached::running_in(&work).is_some() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            tracing::info!(
-                job = job.id,
-                pid,
-                "the previous Terraform has ended; the job runs again from its state"
-            );
-        }
+        let dirs = JobDirs::of(&self.config, job.id);
+        dirs.wait_for_previous_terraform(job.id, deadline).await;
         let result = self
-            .execute_inner(repo, root, job, &job_dir, &work, deadline, &mut out)
+            .execute_inner(repo, root, job, &dirs, deadline, &mut out)
             .await;
-        let _ = tokio::fs::remove_dir_all(&work).await;
-        match result {
-            Ok(outcome) => out.outcome = outcome,
-            Err(JobError::Interrupted) => out.interrupted = true,
-            Err(JobError::AwaitingApproval) => out.awaiting_approval = true,
-            Err(e) => {
-                out.outcome = Outcome::Failed;
-                out.error = Some(e.to_string());
-            }
-        }
+        dirs.remove_work_tree().await;
+        out.settle(result);
         out
     }
 
@@ -469,11 +461,11 @@ impl Runner {
         repo: &Repository,
         root: &Root,
         job: &Job,
-        job_dir: &Path,
-        work: &Path,
+        dirs: &JobDirs,
         deadline: Instant,
         out: &mut RunOutcome,
     ) -> Result<Outcome, JobError> {
+        let work = dirs.work.as_path();
         // Decide in git whether to run at all, and check out the work tree.
         let (git, db) = (self.git.clone(), self.db.clone());
         let (repo_c, root_c, job_c, work_c) =
@@ -492,17 +484,7 @@ impl Runner {
         }
         let author = author.unwrap_or_default();
 
-        let dir = if root.path == "." {
-            work.to_owned()
-        } else {
-            work.join(&root.path)
-        };
-        if !dir.is_dir() {
-            return Err(JobError::Failed(format!(
-                "root path `{}` does not exist in commit {}",
-                root.path, job.commit_sha
-            )));
-        }
+        let dir = dirs.root_dir(root, &job.commit_sha)?;
         // A root that requires approval runs only an approved change; the approver
         // goes into the credential, so the platform sees (and records) it.
         if root.require_approval {
@@ -512,7 +494,7 @@ impl Runner {
                     .ok_or(JobError::AwaitingApproval)?,
             );
         }
-        let mut log = open_job_log(job_dir).await?;
+        let mut log = dirs.open_log().await?;
         let actor = job.actor.clone().unwrap_or(author);
         let issued =
             self.issue_credential(repo, root, job, &actor, out.approved_by.clone(), deadline)?;
@@ -563,15 +545,7 @@ impl Runner {
             .to_env()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
-            .chain([
-                ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
-                ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
-                ("TF_INPUT".to_owned(), "0".to_owned()),
-                (
-                    crate::job_credential::ENV_FILE.to_owned(),
-                    credential_file.to_owned(),
-                ),
-            ])
+            .chain(crate::terraform::automation_env(Path::new(credential_file)))
             .collect();
         let header = format!(
             "\n===== job {} attempt {} at {}: commit {} =====\n",
@@ -623,62 +597,6 @@ impl Runner {
     }
 }
 
-/// Creates `dir` (and missing parents) readable by the agent's user only: a work tree
-/// holds the root's variables, which can be secret, and the saved plan.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Opens (appending) the job's log in `job_dir`, creating the directory.
-pub(crate) async fn open_job_log(job_dir: &Path) -> Result<tokio::fs::File, JobError> {
-    tokio::fs::create_dir_all(job_dir)
-        .await
-        .map_err(|e| JobError::Failed(format!("create {}: {e}", job_dir.display())))?;
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(job_dir.join("output.log"))
-        .await
-        .map_err(|e| JobError::Failed(format!("open job log: {e}")))
-}
-
-/// Where job work trees live, under the data directory.
-pub fn work_root(config: &Config) -> PathBuf {
-    config.data_dir.join("work")
-}
-
-/// Removes the work trees a killed agent left (each holds the root's variables and
-/// a saved plan; an interrupted job runs again in a fresh one), except one whose
-/// Terraform still runs, and leaves the work directory private. Call at start-up, before any worker runs.
-pub fn clean_work_root(config: &Config) -> std::io::Result<usize> {
-    let root = work_root(config);
-    let mut removed = 0;
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if crate::detached::running_in(&path).is_some() {
-                // Its Terraform still runs; the job's worker waits for it, then
-                // replaces the tree.
-                continue;
-            }
-            let gone = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            gone?;
-            removed += 1;
-        }
-    }
-    private_dir(&root)?;
-    Ok(removed)
-}
-
 /// Whether a job runs Terraform.
 enum Decision {
     Run,
@@ -706,12 +624,23 @@ fn decide(
                 author = Some(cache.commit_info(sha)?.author);
             }
             let tip = cache.tip()?;
-            let base = match selection::decide(cache, sha, &job.branch, &tip, last.as_deref())? {
+            // A drift remediation applies the deployed commit again, on purpose.
+            let remediation = job.trigger == slipway_provenance::Trigger::DriftRemediation;
+            let verdict = if remediation {
+                selection::remediation_verdict(cache, sha, &job.branch, &tip, last.as_deref())?
+            } else {
+                selection::decide(cache, sha, &job.branch, &tip, last.as_deref())?
+            };
+            let base = match verdict {
                 Verdict::Skip(reason) => return Ok(Decision::Skip(reason)),
                 Verdict::Run { base } => base,
             };
-            let changed = cache.changed_paths(base.as_deref(), sha)?;
-            if !changed.iter().any(|p| root.is_triggered_by(p)) {
+            if !remediation
+                && !cache
+                    .changed_paths(base.as_deref(), sha)?
+                    .iter()
+                    .any(|p| root.is_triggered_by(p))
+            {
                 return Ok(Decision::Skip(SkipReason::NoChange {
                     paths: root.paths.clone(),
                     base,
@@ -728,11 +657,44 @@ fn decide(
     (author, result)
 }
 
-/// Where a job's Terraform output is kept.
-pub fn output_log(config: &Config, job_id: i64) -> PathBuf {
-    config
-        .data_dir
-        .join("jobs")
-        .join(job_id.to_string())
-        .join("output.log")
+/// A merge of a root that requires approval ([`crate::approvals`]).
+impl Runner {
+    /// The approver of `job` (a merge of a root that requires approval), or `None`
+    /// when it has none yet: then it is held.
+    pub(crate) async fn approval(
+        &self,
+        job: &Job,
+    ) -> Result<Option<String>, crate::job_error::JobError> {
+        use crate::job_error::JobError;
+        let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
+        self.db
+            .run(move |conn| {
+                let authority = crate::identities::open(&config, None)
+                    .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
+                approvals::at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(
+                    |e| match e {
+                        approvals::ApproveError::Db(e) => JobError::Db(e),
+                        other => JobError::Failed(other.to_string()),
+                    },
+                )
+            })
+            .await
+    }
+
+    /// Holds `job` as `awaiting_approval` and says so in the log.
+    pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
+        let held = job.clone();
+        self.db
+            .run(move |conn| approvals::hold(conn, &held))
+            .await?;
+        tracing::info!(
+            job = job.id,
+            repository = %job.repository,
+            root = %job.root,
+            commit = %job.commit_sha,
+            "job awaits approval: an approver runs `slipway-agent approve {}`",
+            job.id
+        );
+        Ok(())
+    }
 }

@@ -37,6 +37,9 @@ pub enum SkipReason {
         paths: Vec<String>,
         base: Option<String>,
     },
+    /// A drift remediation ([`crate::drift`]) of a commit that is no longer the one
+    /// deployed: what is deployed now is checked on its own.
+    RemediationMoot { deployed: Option<String> },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -58,6 +61,11 @@ impl std::fmt::Display for SkipReason {
                 "no change under {} since {}",
                 paths.join(", "),
                 base.as_deref().unwrap_or("the commit's parent")
+            ),
+            SkipReason::RemediationMoot { deployed } => write!(
+                f,
+                "the drift remediation is moot: the root's deployed commit is {} now",
+                deployed.as_deref().unwrap_or("none")
             ),
         }
     }
@@ -187,6 +195,29 @@ pub fn decide<G: Graph>(
     })
 }
 
+/// Whether a drift remediation ([`crate::drift`]) of `sha` runs, for a root whose deployed commit is
+/// `last`, with the branch at `tip` as just fetched: only while `sha` is still the
+/// deployed commit and on the branch. (Unlike a merge, it runs although the commit is
+/// deployed and changes none of the root's paths: applying it again is the point.)
+pub fn remediation_verdict<G: Graph>(
+    graph: &G,
+    sha: &str,
+    branch: &str,
+    tip: &str,
+    last: Option<&str>,
+) -> Result<Verdict, G::Error> {
+    // Whether it is on the branch, as for a merge of a root with nothing deployed.
+    if let skip @ Verdict::Skip(_) = decide(graph, sha, branch, tip, None)? {
+        return Ok(skip);
+    }
+    if last != Some(sha) {
+        return Ok(Verdict::Skip(SkipReason::RemediationMoot {
+            deployed: last.map(str::to_owned),
+        }));
+    }
+    Ok(Verdict::Run { base: None })
+}
+
 /// Whether the poller should queue the branch tip for a root: not when the root's
 /// newest job is for the tip already (it ran, failed, or waits), nor when the tip is
 /// what the root runs. So a rollback by force push, which moves the tip to a commit
@@ -234,6 +265,26 @@ mod tests {
             ("c", vec!["b"]),
             ("x", vec!["b"]),
         ]))
+    }
+
+    #[test]
+    fn a_remediation_runs_only_while_its_commit_is_deployed_and_on_the_branch() {
+        let g = graph();
+        // Deployed and behind the tip (the newer commit touches other roots): runs.
+        assert_eq!(
+            remediation_verdict(&g, "b", "main", "c", Some("b")),
+            Ok(Verdict::Run { base: None })
+        );
+        assert_eq!(
+            remediation_verdict(&g, "b", "main", "c", Some("c")),
+            Ok(Verdict::Skip(SkipReason::RemediationMoot {
+                deployed: Some("c".into())
+            }))
+        );
+        assert!(matches!(
+            remediation_verdict(&g, "x", "main", "c", Some("x")),
+            Ok(Verdict::Skip(SkipReason::NotOnBranch { .. }))
+        ));
     }
 
     fn job(id: i64, sha: &str) -> Job {

@@ -259,6 +259,20 @@ impl Terraform<'_> {
     }
 }
 
+/// The environment every job's Terraform gets: no checkpoint calls, no prompts, and
+/// the path of the job's credential file (never the credential itself).
+pub(crate) fn automation_env(credential_file: &Path) -> Vec<(String, String)> {
+    vec![
+        ("CHECKPOINT_DISABLE".to_owned(), "1".to_owned()),
+        ("TF_IN_AUTOMATION".to_owned(), "1".to_owned()),
+        ("TF_INPUT".to_owned(), "0".to_owned()),
+        (
+            crate::job_credential::ENV_FILE.to_owned(),
+            credential_file.display().to_string(),
+        ),
+    ]
+}
+
 /// Writes `variables` as the root's `-var-file` in `dir`; `None` when there are none.
 pub(crate) async fn write_var_file(
     dir: &Path,

@@ -104,6 +104,7 @@ fn main() {
         merge_modes: vec![],
         approved_by: None,
         teardown: None,
+        drift_remediation: false,
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
         requested_by: None,

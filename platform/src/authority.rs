@@ -6,8 +6,9 @@
 
 use slipway_provenance::VerifyingKey;
 
+use crate::caller::Caller;
 use crate::credential::{self, CredentialError, JobClaims, CREDENTIAL_PREFIX};
-use crate::identity::{check_name, Caller, Identity, InvalidName, Role, Token};
+use crate::identity::{check_name, Identity, InvalidName, Role, Token};
 use crate::policy::{Action, Approval, Decision, Policy, Target};
 use crate::store::{JobStanding, Store, StoreError};
 

@@ -121,6 +121,11 @@ pub struct JobClaims {
     /// credential may carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teardown: Option<Teardown>,
+    /// For a merge job that applies the deployed commit again because the engine's
+    /// drift check found drift: the audit records its changes with how
+    /// `drift-remediation`. Only a merge job's credential may carry it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift_remediation: bool,
     /// When it was minted and when it stops working, in ms since the Unix epoch.
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
@@ -192,6 +197,8 @@ pub enum CredentialError {
     ReadOnlyKind { job_id: String, kind: &'static str },
     #[error("the job credential of job {job_id} carries a teardown reason, but only a preview job tears a preview down")]
     TeardownOutsidePreview { job_id: String },
+    #[error("the job credential of job {job_id} says it remediates drift, but only a merge job applies a commit again")]
+    RemediationOutsideMerge { job_id: String },
     #[error(
         "the job credential of job {job_id} carries an approval, but only a merge job is approved"
     )]
@@ -257,6 +264,9 @@ pub fn check_lifetime(claims: &JobClaims, now_ms: i64) -> Result<(), CredentialE
     if claims.teardown.is_some() && claims.kind != JobKind::Preview {
         return Err(CredentialError::TeardownOutsidePreview { job_id });
     }
+    if claims.drift_remediation && claims.kind != JobKind::Merge {
+        return Err(CredentialError::RemediationOutsideMerge { job_id });
+    }
     if let Some(approver) = &claims.approved_by {
         if claims.kind != JobKind::Merge {
             return Err(CredentialError::ApprovalOutsideMerge { job_id });
@@ -300,6 +310,7 @@ pub(crate) mod tests {
             merge_modes: vec![],
             approved_by: None,
             teardown: None,
+            drift_remediation: false,
             issued_at_ms: NOW - 1_000,
             expires_at_ms: NOW + 3_600_000,
             requested_by: None,
@@ -420,10 +431,21 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert_eq!(preview.teardown.map(Teardown::as_str), Some("pr-closed"));
+        assert!(check(&|c| c.drift_remediation = true).is_ok());
+        assert!(matches!(
+            check(&|c| {
+                c.kind = JobKind::Drift;
+                c.modes.clear();
+                c.drift_remediation = true;
+            }),
+            Err(CredentialError::RemediationOutsideMerge { .. })
+        ));
         // Claims without the new fields encode as before (older engines, older records).
         let json = serde_json::to_string(&merge_claims()).unwrap();
         assert!(
-            !json.contains("approved_by") && !json.contains("teardown"),
+            !json.contains("approved_by")
+                && !json.contains("teardown")
+                && !json.contains("drift_remediation"),
             "{json}"
         );
     }

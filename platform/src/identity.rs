@@ -10,8 +10,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::credential::JobClaims;
-
 /// What a named identity is for, and so what the policy lets it do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -152,33 +150,6 @@ pub struct TokenDigest(pub [u8; 32]);
 impl fmt::Debug for TokenDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenDigest(..)")
-    }
-}
-
-/// Who a request comes from, once its bearer value has been checked.
-// One per request, never stored in bulk: a box for the job's claims would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A named token.
-    Identity(Identity),
-    /// A job credential minted by the GitOps engine for one job.
-    Job(JobClaims),
-}
-
-impl Caller {
-    /// The audit log's "who": the identity's name, or the job that acted (whose
-    /// record names the commit and who merged it).
-    pub fn who(&self) -> String {
-        match self {
-            Caller::Identity(identity) => identity.name.clone(),
-            // A job a named identity asked for acts in their name; `job_id` keeps
-            // the job in the record.
-            Caller::Job(claims) => match &claims.requested_by {
-                Some(asked) => asked.identity.clone(),
-                None => format!("job:{}", claims.job_id),
-            },
-        }
     }
 }
 

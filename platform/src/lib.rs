@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod authority;
+pub mod caller;
 pub mod config;
 pub mod credential;
 pub mod embedded;
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod job_ending;
 pub mod mode;
 pub mod policy;
+pub mod record;
 pub mod redact;
 mod signed;
 pub mod store;
@@ -34,9 +36,10 @@ pub mod tokens;
 
 pub use audit::AuditLog;
 pub use authority::{AuthError, Authority};
+pub use caller::Caller;
 pub use config::PlatformConfig;
 pub use credential::{CredentialError, JobClaims, JobKind};
-pub use identity::{Caller, Identity, Role, Token, TokenDigest};
+pub use identity::{Identity, Role, Token, TokenDigest};
 pub use mode::Mode;
 pub use policy::{Action, Decision, Policy, Refusal, RefusalReason, Target};
 pub use store::{SqliteStore, Store, StoreError};

@@ -20,8 +20,9 @@
 
 use std::fmt;
 
+use crate::caller::Caller;
 use crate::credential::JobKind;
-use crate::identity::{Caller, Role};
+use crate::identity::Role;
 use crate::mode::Mode;
 
 /// What a caller wants to do to an environment (or to something in it).

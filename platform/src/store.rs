@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension as _};
 
-use crate::audit::{Entry, Stored};
 use crate::identity::{Identity, Role, TokenDigest};
+use crate::record::{Entry, Stored};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]

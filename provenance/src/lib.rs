@@ -121,6 +121,11 @@ pub enum Trigger {
     /// An MCP tool call (an AI coding agent, with a named platform token) asked for
     /// it: a preview of a pushed branch, or its teardown.
     Mcp,
+    /// The agent's drift schedule: a read-only plan of a root's deployed commit.
+    Drift,
+    /// The drift schedule found drift in a root with `remediate = true`: its deployed
+    /// commit is applied again, as a merge job.
+    DriftRemediation,
 }
 
 impl Trigger {
@@ -136,11 +141,13 @@ impl Trigger {
             Trigger::PrClosed => "pr-closed",
             Trigger::Ttl => "ttl",
             Trigger::Mcp => "mcp",
+            Trigger::Drift => "drift",
+            Trigger::DriftRemediation => "drift-remediation",
         }
     }
 
     /// Every trigger, for help texts and tests.
-    pub const ALL: [Trigger; 9] = [
+    pub const ALL: [Trigger; 11] = [
         Trigger::Webhook,
         Trigger::Poll,
         Trigger::Manual,
@@ -150,6 +157,8 @@ impl Trigger {
         Trigger::PrClosed,
         Trigger::Ttl,
         Trigger::Mcp,
+        Trigger::Drift,
+        Trigger::DriftRemediation,
     ];
 }
 
@@ -585,7 +594,9 @@ mod tests {
                 "pull-request",
                 "pr-closed",
                 "ttl",
-                "mcp"
+                "mcp",
+                "drift",
+                "drift-remediation"
             ]
         );
         for t in Trigger::ALL {

@@ -4,6 +4,7 @@
 //! resources (and data sources of the same names), deployed to a [`runtime`]: the
 //! embedded local runtime by default, or Kubernetes.
 
+pub mod client;
 pub mod data_sources;
 pub mod provenance;
 pub mod provider;

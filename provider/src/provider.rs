@@ -20,6 +20,8 @@ use tfplug::{
 use crate::provenance::{Policy, RunProvenance};
 use crate::runtime::Runtime;
 
+pub use crate::client::SlipwayClient;
+
 /// `runtime`: which runtime to use.
 pub const ENV_RUNTIME: &str = "SLIPWAY_RUNTIME";
 /// `home`: the local runtime's home directory.
@@ -81,14 +83,6 @@ pub enum RuntimeChoice {
         home: PathBuf,
         platform: crate::runtime::local::client::PlatformAccess,
     },
-}
-
-/// What every resource operation receives: the runtime, the policy, and who is making
-/// this run's changes.
-pub struct SlipwayClient {
-    pub runtime: Arc<dyn Runtime>,
-    pub policy: Policy,
-    pub provenance: RunProvenance,
 }
 
 /// What opening a runtime produces.

@@ -2,12 +2,15 @@
 //! Terraform, the Slipway provider on its local runtime and the recording fake GitHub,
 //! beside a baseline measured in the same run: the same root applied by hand
 //! (`terraform init`, `workspace new`, `apply`) on the same runtime. Then N pull
-//! requests opened at once: the time until every URL is posted, per preview, and the
-//! platform daemon's resident memory with N previews up.
+//! requests opened at once (20 by default) against one preview alone: the time per
+//! preview, and the peak resident memory of the platform (the runtime daemon) and of
+//! the agent while their previews come up, sampled every 20 ms.
 //!
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p slipway-tests --bench preview`
-//! (`SLIPWAY_BENCH_PREVIEWS=N`, default 10).
+//! (`SLIPWAY_BENCH_PREVIEWS=N`, default 20). The figures: BENCHMARKS.md.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slipway_tests::agent_support::*;
@@ -18,29 +21,131 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The resident memory of the process listening on the runtime's socket: the daemon
-/// is the one whose command line names `runtime` and whose environment has this home.
-fn daemon_rss_kib(home: &std::path::Path) -> Option<u64> {
-    let wanted = format!("SLIPWAY_HOME={}", home.display());
+/// The pid of the platform daemon of `home` (the process the watchdog runs, which
+/// holds the platform and the runtime), from its pid file.
+fn daemon_pid(home: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(home.join("daemon.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The pid of the agent running with configuration `config`.
+fn agent_pid(config: &std::path::Path) -> Option<u32> {
+    let config = config.display().to_string();
+    find_process(|cmdline| {
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.first()
+            .is_some_and(|a| String::from_utf8_lossy(a).ends_with("slipway-agent"))
+            && args.contains(&config.as_bytes())
+            && args.contains(&b"run".as_slice())
+    })
+}
+
+fn find_process(pred: impl Fn(&[u8]) -> bool) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let has_home = env.split(|b| *b == 0).any(|v| v == wanted.as_bytes());
-        let is_daemon = String::from_utf8_lossy(&cmdline).contains("daemon");
-        if has_home && is_daemon {
-            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-            return status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok());
+        if pred(&cmdline) {
+            return Some(pid);
         }
     }
     None
 }
 
+/// The resident memory of `pid` now, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The highest resident memory of each of `pids` while a phase runs, sampled every
+/// 20 ms on a thread of its own.
+struct PeakRss {
+    stop: Arc<AtomicBool>,
+    peaks: Vec<Arc<AtomicU64>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    fn start(pids: &[u32]) -> PeakRss {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks: Vec<Arc<AtomicU64>> = pids.iter().map(|_| Arc::default()).collect();
+        let (pids, stop_c, peaks_c) = (pids.to_vec(), stop.clone(), peaks.clone());
+        let thread = std::thread::spawn(move || loop {
+            for (pid, peak) in pids.iter().zip(&peaks_c) {
+                if let Some(kib) = rss_kib(*pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+            }
+            if stop_c.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        PeakRss {
+            stop,
+            peaks,
+            thread,
+        }
+    }
+
+    /// The peaks, in MB, in the order of the pids.
+    fn finish(self) -> Vec<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.peaks
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed) as f64 / 1024.0)
+            .collect()
+    }
+}
+
+/// Opens pull requests `numbers` at once (each pushed first) and waits until every
+/// preview's URL is posted; how long from the first delivery to the last URL.
+fn open_at_once(s: &PreviewSetup, addr: std::net::SocketAddr, numbers: &[u64]) -> Duration {
+    let opened: Vec<_> = numbers
+        .iter()
+        .map(|n| (*n, s.push(*n, &format!("many-{n}"))))
+        .collect();
+    let clock = Instant::now();
+    for (number, c) in &opened {
+        let event = pull_request_event(
+            "opened",
+            *number,
+            &format!("feature-{number}"),
+            (&c.0, &c.1, &c.2),
+        );
+        assert_eq!(send(addr, &event, &format!("many-{number}")).status, 202);
+    }
+    for (number, c) in &opened {
+        let url = s.posted_url(*number, &c.0);
+        assert!(answers(&url).is_some(), "{url} does not answer");
+    }
+    clock.elapsed()
+}
+
 fn main() {
     let runs = 3;
+    let n: u64 = std::env::var("SLIPWAY_BENCH_PREVIEWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut s = preview_setup("true", "", "");
+    // Room for every preview of the run (the default cap is 10 per repository).
+    let config = std::fs::read_to_string(&s.agent.config).unwrap();
+    let config = config.replacen(
+        &format!("github = \"{GITHUB_REPO}\"\n"),
+        &format!("github = \"{GITHUB_REPO}\"\nmax_previews = {}\n", n + 2),
+        1,
+    );
+    std::fs::write(&s.agent.config, config).unwrap();
     let addr = s.agent.start();
 
     // The agent: opened → the comment with the URL (and the URL answering).
@@ -91,39 +196,35 @@ fn main() {
         a.as_secs_f64() / b.as_secs_f64()
     );
 
-    // N pull requests opened at once.
-    let n: u64 = std::env::var("SLIPWAY_BENCH_PREVIEWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let before = daemon_rss_kib(s.home.path());
-    let mut opened = Vec::new();
-    for i in 0..n {
-        let number = 200 + i;
-        let commits = s.push(number, &format!("many-{number}"));
-        opened.push((number, commits));
-    }
-    let clock = Instant::now();
-    for (number, c) in &opened {
-        let event = pull_request_event(
-            "opened",
-            *number,
-            &format!("feature-{number}"),
-            (&c.0, &c.1, &c.2),
-        );
-        assert_eq!(send(addr, &event, &format!("many-{number}")).status, 202);
-    }
-    for (number, c) in &opened {
-        s.posted_url(*number, &c.0);
-    }
-    let all = clock.elapsed();
-    let after = daemon_rss_kib(s.home.path());
+    // One preview alone (the baseline), then N opened at once, with both processes'
+    // peak memory during each.
+    let pids = [
+        daemon_pid(s.home.path()).expect("the platform daemon's pid"),
+        agent_pid(&s.agent.config).expect("the agent's pid"),
+    ];
+    let sampler = PeakRss::start(&pids);
+    let alone = open_at_once(&s, addr, &[300]);
+    let one = sampler.finish();
+    let numbers: Vec<u64> = (0..n).map(|i| 400 + i).collect();
+    let sampler = PeakRss::start(&pids);
+    let all = open_at_once(&s, addr, &numbers);
+    let many = sampler.finish();
+    let per = all.as_secs_f64() / n as f64;
     println!(
-        "{n} pull requests opened at once: every URL posted after {:.2} s ({:.2} s per preview: one root, so its worker runs them one after another); platform daemon RSS {} KiB before, {} KiB with {n} previews up",
+        "one preview alone: URL posted after {:.2} s; platform daemon peak RSS {:.1} MB, agent peak RSS {:.1} MB",
+        alone.as_secs_f64(),
+        one[0],
+        one[1],
+    );
+    println!(
+        "{n} pull requests opened at once: every URL posted after {:.2} s, {per:.2} s per preview ({:.2}x one alone; one root, so its worker runs them one after another); platform daemon peak RSS {:.1} MB ({:.2}x), agent peak RSS {:.1} MB ({:.2}x), with {} previews up",
         all.as_secs_f64(),
-        all.as_secs_f64() / n as f64,
-        before.map_or("?".into(), |k| k.to_string()),
-        after.map_or("?".into(), |k| k.to_string()),
+        per / alone.as_secs_f64(),
+        many[0],
+        many[0] / one[0],
+        many[1],
+        many[1] / one[1],
+        n + 1,
     );
     drop(s);
 }

@@ -32,6 +32,7 @@ pub fn claims(job: &str, kind: JobKind, modes: &[Mode]) -> JobClaims {
         merge_modes: vec![],
         approved_by: None,
         teardown: None,
+        drift_remediation: false,
         issued_at_ms: now_ms(),
         expires_at_ms: now_ms() + 10 * 60 * 1000,
         requested_by: None,

@@ -94,21 +94,7 @@ impl Harness {
     /// The local runtime's `Status` (applications, replicas and their pids), asked over
     /// the daemon's socket as the local user.
     pub fn status(&self) -> Result<slipway_proto::runtime::StatusResponse, String> {
-        let socket = self.home.path().join("runtime.sock");
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(async move {
-                let channel = slipway_proto::connect_unix(socket)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                slipway_proto::runtime::local_runtime_client::LocalRuntimeClient::new(channel)
-                    .status(slipway_proto::runtime::StatusRequest {})
-                    .await
-                    .map(|r| r.into_inner())
-                    .map_err(|e| e.to_string())
-            })
+        status_of(self.home.path())
     }
 
     /// The pid in one of the home's pid files (`daemon.pid`, `watchdog.pid`).
@@ -124,6 +110,74 @@ impl Harness {
     pub fn demo_processes(&self) -> Vec<u32> {
         processes_of(&self.demo_app)
     }
+}
+
+type Client =
+    slipway_proto::runtime::local_runtime_client::LocalRuntimeClient<tonic::transport::Channel>;
+
+/// Runs `call` with a client of the daemon of Slipway home `home`, as the local user
+/// (the socket's peer: an admin to the platform).
+fn with_client<T, F>(home: &std::path::Path, call: impl FnOnce(Client) -> F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let socket = home.join("runtime.sock");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(async move {
+            let channel = slipway_proto::connect_unix(socket)
+                .await
+                .map_err(|e| e.to_string())?;
+            call(Client::new(channel))
+                .await
+                .map_err(|e| e.message().to_owned())
+        })
+}
+
+/// The local runtime's `Status` of the daemon of Slipway home `home`.
+pub fn status_of(home: &std::path::Path) -> Result<slipway_proto::runtime::StatusResponse, String> {
+    with_client(home, |mut client| async move {
+        Ok(client
+            .status(slipway_proto::runtime::StatusRequest {})
+            .await?
+            .into_inner())
+    })
+}
+
+/// Sets variable `name` of application `id` to `value` through the platform's API, as
+/// an admin on the machine would by hand (outside Git and Terraform): drift.
+pub fn set_variable_by_hand(
+    home: &std::path::Path,
+    id: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), String> {
+    use slipway_proto::runtime::{ApplyApplicationRequest, ChangeRecord, GetApplicationRequest};
+    with_client(home, |mut client| async move {
+        let found = client
+            .get_application(GetApplicationRequest { id: id.to_owned() })
+            .await?
+            .into_inner();
+        let mut spec = found
+            .application
+            .and_then(|a| a.spec)
+            .ok_or_else(|| tonic::Status::not_found(format!("no application {id}")))?;
+        spec.variables.insert(name.to_owned(), value.to_owned());
+        client
+            .apply_application(ApplyApplicationRequest {
+                spec: Some(spec),
+                change: Some(ChangeRecord {
+                    actor: "on-call admin".into(),
+                    trigger: "terraform-apply".into(),
+                    ..ChangeRecord::default()
+                }),
+                timeout_ms: 60_000,
+            })
+            .await?;
+        Ok(())
+    })
 }
 
 /// Pids of the processes whose executable is `exe`.

@@ -174,6 +174,24 @@ fn a_merge_is_reported_to_github_and_shows_in_metrics_and_the_job_log() {
         "{}",
         missing.body
     );
+    // A bad id is named, but only to a caller with a token.
+    assert_eq!(
+        http(addr, "GET", "/api/v1/jobs/x1/log", &[], b"").status,
+        401
+    );
+    let bad_id = http(
+        addr,
+        "GET",
+        "/api/v1/jobs/x1/log",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(bad_id.status, 400, "{}", bad_id.body);
+    assert!(
+        bad_id.body.contains("job id `x1` is not a number"),
+        "{}",
+        bad_id.body
+    );
 
     // A scrape after the run, as Prometheus asks for it.
     let openmetrics = [(

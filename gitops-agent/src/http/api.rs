@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,9 +14,10 @@ use serde_json::json;
 use slipway_platform::Role;
 use slipway_provenance::Trigger;
 
-use super::{ApiCaller, ApiError, AppState};
+use super::{ApiCaller, ApiError, JobId};
 use crate::deploy::{DeployError, DeployRequest};
 use crate::queue::IntakeOutcome;
+use crate::state::AppState;
 
 /// `POST /api/v1/deploy`.
 ///
@@ -87,15 +88,10 @@ pub async fn deploy(
 /// when it was written), as plain text.
 pub async fn job_log(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
     _caller: ApiCaller,
+    JobId(id): JobId,
 ) -> Result<Response, ApiError> {
-    let id = id.parse::<i64>().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "job id `{id}` is not a number; job ids are in `slipway-agent audit list`"
-        ))
-    })?;
-    let path = crate::runner::output_log(&state.config, id);
+    let path = crate::work_dirs::output_log(&state.config, id);
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())

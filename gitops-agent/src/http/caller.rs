@@ -16,8 +16,9 @@ use slipway_platform::authority::{bearer, AuthError};
 use slipway_platform::{Caller, Role};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::ApiError;
 use crate::config::Secret;
+use crate::state::AppState;
 
 /// The name the configured `secrets.api_token` acts under in the audit log.
 pub const API_TOKEN_IDENTITY: &str = "api-token";

@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use super::ApiError;
 use crate::metrics::{text_format, wants_openmetrics};
+use crate::state::AppState;
 
 /// `GET /metrics`.
 pub async fn scrape(

@@ -3,6 +3,7 @@
 //! - [`webhook`]: `POST /webhooks/github` (the decision itself is
 //!   [`crate::webhook::classify`], a pure function; this is the thin handler);
 //! - [`api`]: the authenticated API (`/api/v1/...`) and `/healthz`, `/readyz`;
+//! - [`approve`]: `POST /api/v1/jobs/{id}/approve`;
 //! - [`metrics`]: `GET /metrics` (the counters live in [`crate::metrics`]);
 //! - `/mcp`: the MCP server ([`crate::mcp`]), when it is on;
 //! - [`server`]: the connection limits that keep hostile clients from starving the rest.
@@ -11,11 +12,12 @@
 //! every refusal, so each answer's status and body come from one place.
 
 pub mod api;
+pub mod approve;
 pub mod caller;
 pub mod error;
+pub mod job_id;
 pub mod metrics;
 pub mod server;
-pub mod state;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -25,18 +27,20 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::Config;
+use crate::state::AppState;
 pub use caller::ApiCaller;
 pub use error::ApiError;
-pub use state::AppState;
+pub use job_id::JobId;
 
-/// The HTTP routes.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The HTTP routes; `/mcp` passes its callers' tokens on to `mcp` (`None` when
+/// `[mcp] enabled = false`).
+pub fn router(state: Arc<AppState>, mcp: Option<Arc<crate::mcp::Platform>>) -> Router {
     let mut router = Router::new();
-    if let Some(platform) = &state.mcp {
+    if let Some(platform) = mcp {
         router = router.nest_service(
             "/mcp",
             crate::mcp::http_service(
-                platform.clone(),
+                platform,
                 mcp_allowed_hosts(&state.config),
                 Some(state.clone()),
             ),
@@ -46,10 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhooks/github", post(webhook::receive))
         .route("/api/v1/deploy", post(api::deploy))
         .route("/api/v1/jobs/{id}/log", get(api::job_log))
-        .route(
-            "/api/v1/jobs/{id}/approve",
-            post(crate::approvals::approve_api),
-        )
+        .route("/api/v1/jobs/{id}/approve", post(approve::approve))
         .route("/healthz", get(api::health))
         .route("/readyz", get(api::ready))
         .route("/metrics", get(metrics::scrape))

@@ -12,8 +12,10 @@ use axum::Json;
 use serde_json::json;
 use slipway_provenance::Trigger;
 
-use super::{ApiError, AppState};
+use super::ApiError;
+use crate::approvals;
 use crate::queue::{Delivery, Intake, IntakeOutcome, NewJobs};
+use crate::state::AppState;
 use crate::webhook::{classify, payload_json, signature_is_valid, Decision};
 
 pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {
@@ -105,9 +107,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response
             jobs.head_sha = head_sha;
             Intake::Jobs(jobs)
         }
-        Decision::Review(review) => {
-            return crate::approvals::review_delivered(state, delivery, review).await
-        }
+        Decision::Review(review) => return review_delivered(state, delivery, review).await,
         Decision::PullRequest(jobs) => Intake::Batch {
             delivery: delivery.clone(),
             jobs,
@@ -135,6 +135,48 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response
         Err(e) => {
             tracing::error!(delivery = %delivery.id, error = %e, "could not store delivery");
             ApiError::Unavailable("could not store the delivery; GitHub may redeliver it".into())
+                .into_response()
+        }
+    }
+}
+
+/// The webhook's answer to an approving review: stored (and applied to the waiting
+/// merge jobs of its pull request) before it is acknowledged.
+async fn review_delivered(
+    state: &AppState,
+    delivery: Delivery,
+    review: approvals::Review,
+) -> axum::response::Response {
+    let (config, key, authority) = (
+        state.config.clone(),
+        state.runner.key.clone(),
+        state.authority.clone(),
+    );
+    let (d, r) = (delivery.clone(), review.clone());
+    let stored = state
+        .db
+        .run(move |conn| {
+            approvals::receive_review(conn, &key, &config.approvals, authority.store(), &d, &r)
+        })
+        .await;
+    match stored {
+        Ok(approvals::ReviewOutcome::Duplicate) => reply(
+            StatusCode::OK,
+            json!({"delivery": delivery.id, "duplicate": true}),
+        ),
+        Ok(approvals::ReviewOutcome::Stored { approved }) => {
+            tracing::info!(delivery = %delivery.id, pull_request = review.pull_request, reviewer = %review.login, ?approved, "approving review stored");
+            if !approved.is_empty() {
+                state.runner.notify.notify_waiters();
+            }
+            reply(
+                StatusCode::ACCEPTED,
+                json!({"delivery": delivery.id, "review": review.review_id, "approved": approved}),
+            )
+        }
+        Err(e) => {
+            tracing::error!(delivery = %delivery.id, error = %e, "could not store the review");
+            ApiError::Unavailable("could not store the review; GitHub may redeliver it".into())
                 .into_response()
         }
     }

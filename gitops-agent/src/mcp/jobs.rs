@@ -34,30 +34,18 @@ use super::tools::{input, out, parse, tool, ToolError};
 use crate::audit::Outcome;
 use crate::config::{Repository, Root};
 use crate::db::DbError;
-use crate::http::AppState;
 use crate::job_kind::{JobKind, JobState};
 use crate::previews::{self, Preview, PreviewKey};
 use crate::queue::{self, Intake, IntakeOutcome, Job, NewJobs};
+use crate::state::AppState;
 
-pub const DEPLOY_BRANCH: &str = "deploy_branch_preview";
-pub const DESTROY_PREVIEW: &str = "destroy_preview";
+pub use crate::job_kind::{DEPLOY_BRANCH, DESTROY_PREVIEW};
 pub const JOB_STATUS: &str = "job_status";
 pub const JOB_LOG: &str = "job_log";
 
 /// The job tools that change something: listed only for callers the platform lets
 /// change some mode.
 pub const WRITE_TOOLS: [&str; 2] = [DEPLOY_BRANCH, DESTROY_PREVIEW];
-
-/// The MCP tool a job of `kind` is asked for through (when its trigger is `mcp`).
-pub fn tool_of(kind: JobKind) -> Option<&'static str> {
-    match kind {
-        JobKind::BranchPreview => Some(DEPLOY_BRANCH),
-        JobKind::BranchPreviewDestroy => Some(DESTROY_PREVIEW),
-        JobKind::Merge | JobKind::PullRequestPlan | JobKind::Preview | JobKind::PreviewDestroy => {
-            None
-        }
-    }
-}
 
 /// The longest a tool call waits for its job (`wait_secs`): less than the agent's
 /// HTTP request timeout (60 s), so the caller hears the job's state, not a cut
@@ -711,7 +699,7 @@ async fn job_log(state: &Arc<AppState>, input: JobLogInput) -> Result<JobLogOutp
     in_db(state, move |conn| queue::get(conn, id))
         .await?
         .ok_or_else(|| no_job(id))?;
-    let log = crate::runner::output_log(&state.config, id);
+    let log = crate::work_dirs::output_log(&state.config, id);
     let tail = tokio::task::spawn_blocking(move || tail_of(&log, u64::from(max_bytes)))
         .await
         .map_err(engine_error)?;
@@ -812,7 +800,7 @@ mod tests {
                 tool.name
             );
         }
-        assert_eq!(tool_of(JobKind::BranchPreview), Some(DEPLOY_BRANCH));
-        assert_eq!(tool_of(JobKind::Preview), None);
+        assert_eq!(JobKind::BranchPreview.mcp_tool(), Some(DEPLOY_BRANCH));
+        assert_eq!(JobKind::Preview.mcp_tool(), None);
     }
 }

@@ -26,7 +26,7 @@ use rmcp::{RoleServer, ServerHandler, ServiceExt as _};
 use super::jobs;
 use super::platform::{BearerToken, Platform, PlatformError, WhoAmI};
 use super::tools::{self, ToolError};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// What the server tells an MCP client about itself.
 const INSTRUCTIONS: &str = "Slipway deploys applications into environments (DEVELOPMENT, PREVIEW, \

@@ -7,7 +7,7 @@ use tfplug::schema::{Attribute, Block, Schema};
 use tfplug::{async_trait, validator, AttributePath, Context, DataSource, Diagnostic, Diagnostics};
 
 use super::{provenance_attribute, ProvenanceState};
-use crate::provider::SlipwayClient;
+use crate::client::SlipwayClient;
 use crate::resources::runtime_error;
 use crate::runtime::Phase;
 

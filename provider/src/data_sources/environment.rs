@@ -7,7 +7,7 @@ use tfplug::schema::{Attribute, Block, Schema};
 use tfplug::{async_trait, validator, AttributePath, Context, DataSource, Diagnostic, Diagnostics};
 
 use super::{provenance_attribute, ProvenanceState};
-use crate::provider::SlipwayClient;
+use crate::client::SlipwayClient;
 use crate::resources::runtime_error;
 
 /// What the data source shows. Secrets are not exposed; only the resource holds them.

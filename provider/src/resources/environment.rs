@@ -12,8 +12,8 @@ use tfplug::{
 };
 
 use super::{error_at, map_or_null, new_id, runtime_error};
+use crate::client::SlipwayClient;
 use crate::provenance::production_gate;
-use crate::provider::SlipwayClient;
 use crate::resources::variable_names::names_validator;
 use crate::runtime::{Environment, EnvironmentSpec, Mode, RuntimeError};
 use slipway_platform::{Action, Target};

@@ -164,8 +164,8 @@ pub(crate) mod testing {
     use tfplug::schema::Attribute;
     use tfplug::{AnyResource, Context, Diagnostics, Nesting, PlannedChange, Schema, Value};
 
+    use crate::client::SlipwayClient;
     use crate::provenance::{Policy, RunProvenance};
-    use crate::provider::SlipwayClient;
     use crate::runtime::memory::MemoryRuntime;
 
     /// The private state Terraform would keep with each object, by object id.

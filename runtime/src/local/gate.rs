@@ -442,6 +442,8 @@ fn how(caller: &Caller, said: &str) -> String {
             // A job a named identity asked for (a branch preview over MCP): how they
             // asked.
             (_, _, Some(requested)) => requested.how.clone(),
+            // The deployed commit applied again because a drift check found drift.
+            (JobKind::Merge, ..) if claims.drift_remediation => "drift-remediation".into(),
             (JobKind::Merge, ..) => "git-merge".into(),
             (JobKind::Preview, None, None) => "pr-preview".into(),
             (JobKind::PullRequestPlan, ..) => "pr-plan".into(),

@@ -35,6 +35,7 @@ use crate::value::{Type, Value};
 
 pub mod json;
 pub mod msgpack;
+mod type_notation;
 
 pub use crate::number::parse_number_text;
 pub use json::{

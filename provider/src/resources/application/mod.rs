@@ -24,7 +24,7 @@ pub use state::{ApplicationState, HealthcheckState, PortState, ResourcesState, T
 use validation::{cpu_validator, memory_validator, port_attribute};
 
 use super::duration_validator;
-use crate::provider::SlipwayClient;
+use crate::client::SlipwayClient;
 use crate::resources::variable_names::names_validator;
 
 fn root(name: &str) -> AttributePath {

@@ -13,7 +13,7 @@ use tfplug::{Context, Diagnostic, Diagnostics, PlannedChange, Value};
 use super::crud::environment_gate;
 use super::root;
 use super::state::{steady_status, ApplicationState};
-use crate::provider::SlipwayClient;
+use crate::client::SlipwayClient;
 use crate::runtime::{Planned, PlannedApplication, Runtime};
 
 /// `modify_plan` of `slipway_application`.

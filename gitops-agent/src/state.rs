@@ -1,4 +1,8 @@
-//! What every HTTP handler shares.
+//! What the agent's front doors share: the HTTP handlers, the MCP job tools, the
+//! poller and the preview sweeper all enqueue and read through one [`AppState`].
+//!
+//! It sits below all of them (it names the queue, runner and database, never a
+//! handler), so `http` and `mcp` can both take it without importing each other.
 
 use std::sync::Arc;
 
@@ -8,8 +12,8 @@ use crate::metrics::Metrics;
 use crate::queue::IntakeWriter;
 use crate::runner::Runner;
 
-/// State shared by the HTTP handlers (and the poller and preview sweeper, which
-/// enqueue through the same writer).
+/// State shared by the HTTP handlers, the MCP job tools, the poller and the preview
+/// sweeper, which all enqueue through the same writer.
 pub struct AppState {
     pub config: Arc<Config>,
     /// The agent's database; handlers that read take a connection from it.
@@ -23,7 +27,4 @@ pub struct AppState {
     /// `stopping` flag makes `/readyz` answer 503 during a shutdown.
     pub runner: Arc<Runner>,
     pub metrics: Arc<Metrics>,
-    /// The platform the MCP server at `/mcp` passes its callers' tokens on to; `None`
-    /// when `[mcp] enabled = false`.
-    pub mcp: Option<Arc<crate::mcp::Platform>>,
 }
