@@ -60,20 +60,43 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 /// The median time of `RUNS` runs of `terraform ARGS`, each of which must succeed.
 pub fn time(ws: &Workspace, args: &[&str]) -> Duration {
-    let samples = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            let run = ws.run(args);
-            let took = start.elapsed();
-            assert!(
-                run.code == 0,
-                "terraform {args:?} failed:\n{}",
-                run.all_output()
-            );
-            took
-        })
-        .collect();
-    median(samples)
+    time_and_cpu(ws, args).0
+}
+
+/// The median wall time and the median CPU time (user + system) of `RUNS` runs of
+/// `terraform ARGS`. The CPU time is Terraform's and that of the plugins it started
+/// and waited for (not of a daemon that outlives them): on a machine shared with
+/// other work, it varies less than the wall time, and it shows whose work a plan is.
+pub fn time_and_cpu(ws: &Workspace, args: &[&str]) -> (Duration, Duration) {
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    for _ in 0..RUNS {
+        let cpu_before = children_cpu();
+        let start = Instant::now();
+        let run = ws.run(args);
+        walls.push(start.elapsed());
+        cpus.push(children_cpu().saturating_sub(cpu_before));
+        assert!(
+            run.code == 0,
+            "terraform {args:?} failed:\n{}",
+            run.all_output()
+        );
+    }
+    (median(walls), median(cpus))
+}
+
+/// User + system time of this process's children that have ended, their own waited
+/// children included.
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
+        return Duration::ZERO;
+    };
+    let of = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().max(0) as u64)
+            + Duration::from_micros(t.tv_usec().max(0) as u64)
+    };
+    of(usage.user_time()) + of(usage.system_time())
 }
 
 /// What one comparison measured.
@@ -84,6 +107,9 @@ pub struct Comparison {
     pub baseline_apply: Duration,
     pub slipway_plan: Duration,
     pub baseline_plan: Duration,
+    /// CPU time of the plans (see [`time_and_cpu`]).
+    pub slipway_plan_cpu: Duration,
+    pub baseline_plan_cpu: Duration,
     pub slipway_refresh: Duration,
     pub baseline_refresh: Duration,
 }
@@ -111,32 +137,25 @@ pub fn compare_count(
     assert!(run.code == 0, "apply failed:\n{}", run.all_output());
     let slipway_apply = start.elapsed();
 
-    let baseline = Workspace::new(tf, &[]);
-    baseline.write_config(&format!(
-        r#"
-resource "terraform_data" "item" {{
-  count = {count}
-  input = {{ name = "app-${{count.index}}", replicas = 1 }}
-}}
-"#
-    ));
-    let init = baseline.run(&["init", "-no-color"]);
-    assert!(init.code == 0, "init failed:\n{}", init.all_output());
+    let baseline = terraform_data_workspace(tf, count);
     let start = Instant::now();
     let run = baseline.apply();
     assert!(run.code == 0, "apply failed:\n{}", run.all_output());
     let baseline_apply = start.elapsed();
 
     mark(true);
-    let slipway_plan = time(slipway, &PLAN);
+    let (slipway_plan, slipway_plan_cpu) = time_and_cpu(slipway, &PLAN);
     mark(false);
     let slipway_refresh = time(slipway, &REFRESH);
+    let (baseline_plan, baseline_plan_cpu) = time_and_cpu(&baseline, &PLAN);
     Comparison {
         count,
         slipway_apply,
         baseline_apply,
         slipway_plan,
-        baseline_plan: time(&baseline, &PLAN),
+        baseline_plan,
+        slipway_plan_cpu,
+        baseline_plan_cpu,
         slipway_refresh,
         baseline_refresh: time(&baseline, &REFRESH),
     }
@@ -161,6 +180,12 @@ impl Comparison {
             s(self.slipway_plan),
             s(self.baseline_plan),
             s(self.slipway_plan) / s(self.baseline_plan)
+        );
+        println!(
+            "  plan CPU:       slipway {:>7.2} s   terraform_data {:>7.2} s   ratio {:>5.1}x   (user+sys of terraform and the plugins it waited for)",
+            s(self.slipway_plan_cpu),
+            s(self.baseline_plan_cpu),
+            s(self.slipway_plan_cpu) / s(self.baseline_plan_cpu)
         );
         println!(
             "  refresh:        slipway {:>7.2} s   terraform_data {:>7.2} s   ratio {:>5.1}x",
@@ -197,5 +222,121 @@ pub fn scaling(
             "destroy failed:\n{}",
             destroy.all_output()
         );
+    }
+}
+
+/// What [`compare_builds`] measured: the same configuration planned and refreshed with
+/// this checkout's provider and with a baseline build of it (for example the last
+/// commit before a change, built by `scripts/bench-against`), and `terraform_data` as
+/// the floor, all in the same run.
+pub struct BuildComparison {
+    pub count: usize,
+    pub current_plan: Duration,
+    pub baseline_plan: Duration,
+    pub floor_plan: Duration,
+    pub current_refresh: Duration,
+    pub baseline_refresh: Duration,
+    pub floor_refresh: Duration,
+}
+
+/// Applies `current` and `baseline` (each configured with `count` resources of its own
+/// provider build), then times plan and refresh of both and of `count`
+/// `terraform_data` resources, interleaved run by run (this build, the baseline, the
+/// floor) so that a burst of load on a shared machine falls on all three alike.
+pub fn compare_builds(
+    tf: &TerraformBinary,
+    current: &Workspace,
+    baseline: &Workspace,
+    count: usize,
+) -> BuildComparison {
+    for ws in [current, baseline] {
+        let run = ws.apply();
+        assert!(run.code == 0, "apply failed:\n{}", run.all_output());
+    }
+    let floor = terraform_data_workspace(tf, count);
+    let run = floor.apply();
+    assert!(run.code == 0, "apply failed:\n{}", run.all_output());
+    let interleaved = |args: &[&str]| {
+        let mut samples: [Vec<Duration>; 3] = Default::default();
+        for _ in 0..RUNS {
+            for (ws, out) in [current, baseline, &floor]
+                .into_iter()
+                .zip(samples.iter_mut())
+            {
+                let start = Instant::now();
+                let run = ws.run(args);
+                out.push(start.elapsed());
+                assert!(
+                    run.code == 0,
+                    "terraform {args:?} failed:\n{}",
+                    run.all_output()
+                );
+            }
+        }
+        samples.map(median)
+    };
+    let [current_plan, baseline_plan, floor_plan] = interleaved(&PLAN);
+    let [current_refresh, baseline_refresh, floor_refresh] = interleaved(&REFRESH);
+    BuildComparison {
+        count,
+        current_plan,
+        baseline_plan,
+        floor_plan,
+        current_refresh,
+        baseline_refresh,
+        floor_refresh,
+    }
+}
+
+/// An initialised workspace of `count` `terraform_data` resources (not applied yet):
+/// the floor every plan is compared with.
+fn terraform_data_workspace(tf: &TerraformBinary, count: usize) -> Workspace {
+    let ws = Workspace::new(tf, &[]);
+    ws.write_config(&format!(
+        r#"
+resource "terraform_data" "item" {{
+  count = {count}
+  input = {{ name = "app-${{count.index}}", replicas = 1 }}
+}}
+"#
+    ));
+    let init = ws.run(&["init", "-no-color"]);
+    assert!(init.code == 0, "init failed:\n{}", init.all_output());
+    ws
+}
+
+impl BuildComparison {
+    /// Prints both builds' figures, their ratio, and each against `terraform_data`.
+    pub fn print(&self, tf: &TerraformBinary, what: &str) {
+        let s = |d: Duration| d.as_secs_f64();
+        let n = self.count;
+        println!(
+            "terraform {}: {n} resources ({what}), this build vs the baseline build vs {n} terraform_data; median of {RUNS}, interleaved",
+            tf.version
+        );
+        for (name, current, baseline, floor) in [
+            (
+                "plan",
+                self.current_plan,
+                self.baseline_plan,
+                self.floor_plan,
+            ),
+            (
+                "refresh",
+                self.current_refresh,
+                self.baseline_refresh,
+                self.floor_refresh,
+            ),
+        ] {
+            println!(
+                "  {name:<8} this {:>6.2} s  baseline {:>6.2} s  ratio {:>5.2}x   terraform_data {:>6.2} s (this {:>4.1}x, baseline {:>4.1}x)",
+                s(current),
+                s(baseline),
+                s(current) / s(baseline),
+                s(floor),
+                s(current) / s(floor),
+                s(baseline) / s(floor),
+            );
+        }
     }
 }
