@@ -14,7 +14,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+#[path = "support/reads.rs"]
+mod reads;
 
 use slipway_tests::plan_bench::{self, APPS, SOURCE};
 use slipway_tests::terraform::{TerraformBinary, Workspace};
@@ -71,8 +72,31 @@ fn main() {
     }
     let home = scratch.path().join("slipway-home");
     let slipway = workspace(&tf, &bin, &home, APPS, 1);
-    let comparison = plan_bench::compare(&tf, &slipway, |_| {});
+    // The daemon's own CPU across Slipway's timed plans (the gate, the lookups): the
+    // plan's CPU figure counts Terraform and the provider only.
+    let mut daemon_cpu = None;
+    let mut started = None;
+    let comparison = plan_bench::compare(&tf, &slipway, |before| {
+        let now = reads::daemon_pid(&home).and_then(reads::cpu_time);
+        if before {
+            started = now;
+        } else {
+            daemon_cpu = started.zip(now).map(|(a, b)| b.saturating_sub(a));
+        }
+    });
     comparison.print(&tf, "local runtime, one replica each");
+    if let Some(cpu) = daemon_cpu {
+        println!(
+            "  the daemon's CPU per plan: {:.1} ms",
+            cpu.as_secs_f64() * 1000.0 / plan_bench::RUNS as f64
+        );
+    }
+    println!(
+        "  one read through the daemon's socket ({APPS} applications; FindApplication as the local user, median of {} x {}): {}",
+        reads::READ_BATCHES,
+        reads::READS_PER_BATCH,
+        reads::read_time(&home, "bench", "app-0").describe()
+    );
     let destroy = slipway.destroy();
     assert!(
         destroy.code == 0,
@@ -119,14 +143,23 @@ fn against_baseline(tf: &TerraformBinary, bin: &Path, baseline: &Path, scratch: 
     let comparison = plan_bench::compare_builds(tf, &current, &previous, APPS);
     comparison.print(tf, "local runtime, one replica each");
 
-    let current_read = read_time(&current_home);
-    let baseline_read = read_time(&baseline_home);
+    let current_read = reads::read_time(&current_home, "bench", "app-0");
+    let baseline_read = reads::read_time(&baseline_home, "bench", "app-0");
     println!(
-        "  one read through the daemon's socket (FindApplication as the local user, median of {READ_BATCHES} x {READS_PER_BATCH}): this {:.1} us  baseline {:.1} us  ratio {:.2}x",
-        micros(current_read),
-        micros(baseline_read),
-        current_read.as_secs_f64() / baseline_read.as_secs_f64()
+        "  one read through the daemon's socket (FindApplication as the local user, median of {} x {}): this {}  baseline {}  ratio {:.2}x",
+        reads::READ_BATCHES,
+        reads::READS_PER_BATCH,
+        current_read.describe(),
+        baseline_read.describe(),
+        current_read.wall.as_secs_f64() / baseline_read.wall.as_secs_f64()
     );
+    if let (Some(this), Some(base)) = (current_read.daemon_cpu, baseline_read.daemon_cpu) {
+        println!(
+            "  the daemon's CPU per read: ratio {:.2}x ({:+.1} us)",
+            this.as_secs_f64() / base.as_secs_f64(),
+            reads::micros(this) - reads::micros(base)
+        );
+    }
     for (ws, dir, home) in [
         (&current, bin, &current_home),
         (&previous, baseline, &baseline_home),
@@ -139,60 +172,4 @@ fn against_baseline(tf: &TerraformBinary, bin: &Path, baseline: &Path, scratch: 
         );
         stop_daemon(dir, home);
     }
-}
-
-const READ_BATCHES: usize = 5;
-const READS_PER_BATCH: usize = 400;
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-/// The time of one `FindApplication` through the daemon serving `home`, on one
-/// connection as the local user (no token: the daemon names the caller from the
-/// socket's peer), median of [`READ_BATCHES`] batches. Every call of a plan pays this
-/// path, the platform's identity and policy checks included where the build has them.
-fn read_time(home: &Path) -> Duration {
-    use slipway_proto::runtime::local_runtime_client::LocalRuntimeClient;
-    use slipway_proto::runtime::{FindApplicationRequest, FindEnvironmentRequest};
-    let socket = home.join("runtime.sock");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async move {
-        let channel = slipway_proto::connect_unix(socket)
-            .await
-            .expect("connect to the daemon");
-        let mut client = LocalRuntimeClient::new(channel);
-        let environment = client
-            .find_environment(FindEnvironmentRequest {
-                name: "bench".into(),
-            })
-            .await
-            .expect("FindEnvironment")
-            .into_inner()
-            .environment
-            .and_then(|e| e.spec)
-            .expect("the bench environment exists");
-        let request = FindApplicationRequest {
-            environment_id: environment.id,
-            name: "app-0".into(),
-        };
-        let mut batches = Vec::new();
-        for _ in 0..READ_BATCHES {
-            let start = Instant::now();
-            for _ in 0..READS_PER_BATCH {
-                let found = client
-                    .find_application(request.clone())
-                    .await
-                    .expect("FindApplication")
-                    .into_inner();
-                assert!(found.application.is_some(), "app-0 exists");
-            }
-            batches.push(start.elapsed() / READS_PER_BATCH as u32);
-        }
-        batches.sort();
-        batches[batches.len() / 2]
-    })
 }

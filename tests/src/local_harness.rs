@@ -357,3 +357,14 @@ pub fn alive(pid: u32) -> bool {
 pub fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// The python3 program itself (not a shim that needs the caller's environment, which a
+/// replica does not have).
+pub fn real_python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(out.status.success(), "python3: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use slipway_tests::local_harness::{alive, body, get, wait_for, Harness, HEADER};
+use slipway_tests::local_harness::{alive, body, get, real_python, wait_for, Harness, HEADER};
 use slipway_tests::terraform::{self, provider_binary, TerraformBinary};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -25,16 +25,6 @@ fn a_killed_daemon_comes_back_and_adopts_its_replicas_on_every_terraform() {
         eprintln!("--- terraform {}", tf.version);
         killed_daemon(&tf, &python);
     }
-}
-
-/// The python3 program itself (not a shim that needs the caller's environment).
-fn real_python() -> String {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 is needed for this test");
-    assert!(out.status.success(), "python3: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The pid of the one replica of `name`, once it is healthy.

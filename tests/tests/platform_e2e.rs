@@ -7,7 +7,8 @@
 //! `terraform plan` otherwise, whatever the provider block says; a credential for
 //! another mode, a read-only one, one signed with another key, or one whose job ended
 //! is refused, and only the engine's signed ending ends a job (recorded with the
-//! job's outcome); a replica's process (even one that double-forked) cannot use the socket;
+//! job's outcome); a replica's process (even one that double-forked, or one that
+//! relays a connection its exited parent opened) cannot use the socket;
 //! a bare client gets digests instead of secrets and cannot change production; a
 //! developer cannot import a production application; every refusal and change is in
 //! the audit log, which verifies, and deleting its newest record is caught.
@@ -468,12 +469,22 @@ fn socket(tf: &TerraformBinary) {
     let probe = probe_dir.path();
     let cli = provider_binary();
     let home_placeholder = "@HOME@";
-    // A PREVIEW application whose code tries the socket, directly and from a
-    // double-forked process in a session of its own.
+    // A PREVIEW application whose code tries the socket, directly, from a
+    // double-forked process in a session of its own, and through a connection whose
+    // connecting process exited at once (its child relays the connection for the CLI,
+    // `relay_connection.py`).
     let status = format!("{} runtime --home {home_placeholder} status", cli.display());
+    std::fs::write(probe.join("relay.py"), include_str!("relay_connection.py")).unwrap();
+    let relay = format!(
+        "{} relay.py {home_placeholder}/runtime.sock {}/h {} relayed.txt",
+        slipway_tests::local_harness::real_python(),
+        probe.display(),
+        cli.display()
+    );
     let script = format!(
         "{status} > direct.txt 2>&1; echo exit=$? >> direct.txt; \
          (setsid sh -c '{status} > forked.txt 2>&1; echo exit=$? >> forked.txt' &); \
+         {relay}; \
          exec sleep 600"
     );
     let mut h = Harness::new(tf);
@@ -504,7 +515,7 @@ resource "slipway_application" "probe" {{
     h.ws.apply().success();
     h.ws.remove_env("SLIPWAY_JOB_CREDENTIAL_FILE");
 
-    for name in ["direct.txt", "forked.txt"] {
+    for name in ["direct.txt", "forked.txt", "relayed.txt"] {
         let path = probe.join(name);
         wait_for(
             &format!("the replica to write {name}"),
@@ -512,8 +523,12 @@ resource "slipway_application" "probe" {{
             || std::fs::read_to_string(&path).is_ok_and(|t| t.contains("exit=")),
         );
         let text = std::fs::read_to_string(&path).unwrap();
+        // The relayed connection is refused either as a replica's (the daemon looked
+        // while its connecting process lived) or as one whose process is gone.
+        let refused = text.contains("cannot call the platform without a token")
+            || text.contains("has exited: the local runtime cannot tell whose");
         assert!(
-            text.contains("cannot call the platform without a token") && !text.contains("exit=0"),
+            refused && !text.contains("exit=0"),
             "terraform {v}: the replica's {name}: {text}"
         );
     }

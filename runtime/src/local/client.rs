@@ -416,7 +416,7 @@ impl LocalRuntime {
         let watchdog = std::fs::read_to_string(self.home.watchdog_pid_file())
             .ok()
             .and_then(|text| text.trim().parse::<u32>().ok())
-            .filter(|w| super::gate::parent_of(pid) == Some(*w));
+            .filter(|w| super::peer::parent_of(pid) == Some(*w));
         self.client
             .clone()
             .shutdown(pb::ShutdownRequest::default())

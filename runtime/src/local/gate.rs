@@ -15,7 +15,10 @@
 //! token it was given, and it is given none. After a daemon crash the replicas it
 //! started are not below the new daemon but below the watchdog (the subreaper that
 //! inherits them, [`super::watchdog`]): what descends from the watchdog, from a known
-//! replica, or is in a replica's process group is refused too.
+//! replica, or is in a replica's process group is refused too. The peer is judged
+//! once per connection, when it is accepted ([`Gate::peer_of`], [`super::peer`]): the
+//! kernel's record of who connected never changes, and judging it while the
+//! connecting process still lives is what makes the verdict sound.
 
 use std::path::Path;
 
@@ -28,6 +31,7 @@ use slipway_platform::{
 use tonic::{Request, Status};
 
 use super::home::Home;
+use super::peer::{Peer, RuntimeProcesses};
 use crate::{ChangeRecord, Mode};
 
 /// Why the gate could not be set up.
@@ -96,6 +100,9 @@ pub struct Gate {
     /// The watchdog's, whose other descendants are replicas an earlier daemon started.
     watchdog_pid: Option<u32>,
     uid: u32,
+    /// `local:<user>`, the local user's identity (looked up once: without `USER` in
+    /// the environment that is a read of /etc/passwd).
+    local_name: String,
 }
 
 impl Gate {
@@ -123,26 +130,18 @@ impl Gate {
             daemon_pid: std::process::id(),
             watchdog_pid: watchdog,
             uid: nix::unistd::getuid().as_raw(),
+            local_name: format!("local:{}", slipway_platform::identity::local_user()),
         })
     }
 
     /// Who sent `request`; a refusal is UNAUTHENTICATED, names what to send, and is
     /// recorded in the audit log (a bad or replayed credential, a replica trying).
-    /// `replicas`: the pids of the running replicas (each leads its process group).
-    pub fn caller<T>(
-        &self,
-        request: &Request<T>,
-        replicas: &std::collections::BTreeSet<u32>,
-    ) -> Result<Caller, Status> {
-        self.identify(request, replicas)
+    pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.identify(request)
             .inspect_err(|status| self.record_unauthenticated(status))
     }
 
-    fn identify<T>(
-        &self,
-        request: &Request<T>,
-        replicas: &std::collections::BTreeSet<u32>,
-    ) -> Result<Caller, Status> {
+    fn identify<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -154,63 +153,47 @@ impl Gate {
                 .authenticate(bearer, now_ms())
                 .map_err(|e| Status::unauthenticated(e.to_string()));
         }
-        let peer = request
-            .extensions()
-            .get::<tonic::transport::server::UdsConnectInfo>()
-            .and_then(|info| info.peer_cred);
-        let Some(peer) = peer else {
-            return Err(Status::unauthenticated(
-                "no token, and the connection's peer is unknown: send `authorization: Bearer <token>`",
-            ));
+        // Judged when the connection was accepted (`peer_of`); TCP connections carry
+        // no verdict, so they need a bearer.
+        match request.extensions().get::<Peer>() {
+            Some(Peer::LocalUser) => Ok(Caller::Identity(Identity {
+                name: self.local_name.clone(),
+                role: Role::Admin,
+            })),
+            Some(Peer::Refused(refusal)) => Err(Status::unauthenticated(refusal.message())),
+            None => Err(Status::unauthenticated(
+                super::peer::Refusal::Unknown.message(),
+            )),
+        }
+    }
+
+    /// The verdict on the peer of a connection just accepted on the socket, for every
+    /// call on it: the local user, unless the connecting process is the daemon, the
+    /// watchdog, a replica (`replicas`: their pids, each the leader of its process
+    /// group), in a replica's group, or below one of them in the process tree.
+    pub fn peer_of(
+        &self,
+        stream: &tokio::net::UnixStream,
+        replicas: &std::collections::BTreeSet<u32>,
+    ) -> Peer {
+        // The watchdog's pid counts only while it is still this daemon's parent: once
+        // it is gone, its pid may be another program's.
+        let watchdog = self
+            .watchdog_pid
+            .filter(|w| i64::from(*w) == i64::from(nix::unistd::getppid().as_raw()));
+        let runtime = RuntimeProcesses {
+            daemon: self.daemon_pid,
+            watchdog,
+            replicas,
         };
-        if peer.uid() != self.uid {
-            return Err(Status::unauthenticated(
-                "the local runtime serves its own user only: send a token",
-            ));
-        }
-        let started_by_runtime = peer
-            .pid()
-            .and_then(|pid| u32::try_from(pid).ok())
-            .is_some_and(|pid| self.started_by_runtime(pid, replicas));
-        if started_by_runtime {
-            return Err(Status::unauthenticated(
-                "a process the runtime started (an application's replica) cannot call the platform without a token",
-            ));
-        }
-        Ok(Caller::Identity(Identity {
-            name: format!("local:{}", slipway_platform::identity::local_user()),
-            role: Role::Admin,
-        }))
+        super::peer::identify(stream, self.uid, &runtime)
     }
 
     /// Whether `request` came over the socket without a bearer value (a caller the gate
     /// let in as the local user).
     pub fn is_socket_peer<T>(&self, request: &Request<T>) -> bool {
         request.metadata().get("authorization").is_none()
-            && request
-                .extensions()
-                .get::<tonic::transport::server::UdsConnectInfo>()
-                .and_then(|info| info.peer_cred)
-                .is_some()
-    }
-
-    /// Whether `pid` is the daemon, a replica, in a replica's process group, or below
-    /// one of them or the watchdog in the process tree.
-    fn started_by_runtime(&self, pid: u32, replicas: &std::collections::BTreeSet<u32>) -> bool {
-        // The watchdog's pid counts only while it is still this daemon's parent: once
-        // it is gone, its pid may be another program's.
-        let watchdog = self
-            .watchdog_pid
-            .filter(|w| i64::from(*w) == i64::from(nix::unistd::getppid().as_raw()));
-        let in_replica_group = i32::try_from(pid)
-            .ok()
-            .and_then(|p| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p))).ok())
-            .and_then(|g| u32::try_from(g.as_raw()).ok())
-            .is_some_and(|g| replicas.contains(&g));
-        in_replica_group
-            || descends_from_any(pid, &|a| {
-                a == self.daemon_pid || Some(a) == watchdog || replicas.contains(&a)
-            })
+            && request.extensions().get::<Peer>() == Some(&Peer::LocalUser)
     }
 
     /// The policy's decision; a refusal is recorded and becomes PERMISSION_DENIED.
@@ -474,31 +457,6 @@ pub fn environment_action(prior: Option<Mode>, mode: Mode) -> (Action, Mode) {
     }
 }
 
-/// Whether `pid` or one of its ancestors in the process tree is `ancestor`.
-fn descends_from_any(mut pid: u32, ancestor: &dyn Fn(u32) -> bool) -> bool {
-    for _ in 0..256 {
-        if ancestor(pid) {
-            return true;
-        }
-        if pid <= 1 {
-            return false;
-        }
-        match parent_of(pid) {
-            Some(parent) => pid = parent,
-            None => return false,
-        }
-    }
-    false
-}
-
-/// The parent of `pid` (field 4 of /proc/PID/stat).
-pub(super) fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn engine_key_from_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<slipway_provenance::VerifyingKey>, GateError> {
@@ -559,16 +517,6 @@ mod tests {
             let status = with(bad).unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn this_process_descends_from_itself_and_its_parent_not_from_it() {
-        let me = std::process::id();
-        let descends_from = |pid: u32, ancestor: u32| descends_from_any(pid, &|a| a == ancestor);
-        assert!(descends_from(me, me));
-        let parent = parent_of(me).unwrap();
-        assert!(descends_from(me, parent));
-        assert!(!descends_from(parent, me));
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub mod health;
 pub mod home;
 pub mod kept;
 pub mod logs;
+pub mod peer;
 pub mod proxy;
 mod reaper;
 pub mod rollout;

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use slipway_platform::audit::Outcome;
@@ -26,6 +27,7 @@ use super::daemon::{DaemonError, Ended};
 use super::gate::{self, environment_action, Attempt, Gate};
 use super::home::Home;
 use super::kept::Kept;
+use super::peer::PeerStream;
 use super::proto as pb;
 use super::proto::local_runtime_server::{LocalRuntime as LocalRuntimeApi, LocalRuntimeServer};
 use crate::{ApplicationSpec, Environment, EnvironmentSpec, Runtime, RuntimeError};
@@ -67,9 +69,10 @@ impl Platform {
         }
     }
 
-    /// Who sent `request` (see [`Gate::caller`]): a replica, adopted or not, is refused.
+    /// Who sent `request` (see [`Gate::caller`]): a replica, adopted or not, is refused
+    /// (its connection was judged when accepted, [`Gate::peer_of`]).
     fn caller<T>(&self, request: &Request<T>) -> Result<slipway_platform::Caller, Status> {
-        self.gate.caller(request, &self.backend.replica_pids())
+        self.gate.caller(request)
     }
 
     fn check_running(&self) -> Result<(), RuntimeError> {
@@ -146,10 +149,19 @@ pub(super) async fn serve(
 
     let mut shutdown_rx = platform.shutdown.subscribe();
     let mut server_stop = shutdown_rx.clone();
+    // Each connection's peer is judged once, as it is accepted (while the connecting
+    // process is surely there to be looked at), and every call on it uses that verdict.
+    let judge = platform.clone();
+    let incoming = UnixListenerStream::new(listener).map(move |accepted| {
+        accepted.map(|stream| {
+            let peer = judge.gate.peer_of(&stream, &judge.backend.replica_pids());
+            PeerStream::new(stream, peer)
+        })
+    });
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(LocalRuntimeServer::new(Service(platform.clone())))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = server_stop.wait_for(|stop| *stop).await;
             }),
     );
