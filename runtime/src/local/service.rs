@@ -149,8 +149,9 @@ pub(super) async fn serve(
 
     let mut shutdown_rx = platform.shutdown.subscribe();
     let mut server_stop = shutdown_rx.clone();
-    // Each connection's peer is judged once, as it is accepted (while the connecting
-    // process is surely there to be looked at), and every call on it uses that verdict.
+    // Each connection's peer is judged once, as soon as it is accepted (while the
+    // connecting process is most likely still there to be looked at; one that is gone
+    // is refused), and every call on it uses that verdict.
     let judge = platform.clone();
     let incoming = UnixListenerStream::new(listener).map(move |accepted| {
         accepted.map(|stream| {
