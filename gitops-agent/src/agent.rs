@@ -96,12 +96,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
     let db_path = config.database_path();
     let db = Db::open(&db_path)?;
-    let mut conn = db.connect()?;
-    let recovered = crate::queue::recover_interrupted(&mut conn, &secrets.signing_key)?;
+    let recovered = crate::queue::recover_interrupted(db.store(), &secrets.signing_key)?;
     for job in &recovered {
         tracing::warn!(job = job.id, commit = %job.commit_sha, "job was interrupted by the previous agent process; queued again");
     }
-    drop(conn);
     crate::job_credential::clean(&config.data_dir).with_context(|| {
         format!(
             "clean the job credentials in {}",

@@ -51,10 +51,14 @@ pub mod preview_sweep;
 pub mod previews;
 pub mod pull_requests;
 pub mod queue;
+pub mod records;
 pub mod report;
 pub mod runner;
 pub mod selection;
 pub mod state;
+pub mod store;
+#[cfg(test)]
+mod store_conformance;
 pub mod terraform;
 pub mod webhook;
 pub mod work_dirs;
