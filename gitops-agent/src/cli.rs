@@ -247,7 +247,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             let jobs =
                 crate::deploy::resolve(&config, &request, Trigger::Manual, git_token.as_ref())?;
             let commit = jobs.commit_sha.clone();
-            let db = crate::db::Db::open(&config.database_path())?;
+            let db = crate::db::Db::open_at(&config.database)?;
             let outcome = crate::queue::intake(db.store(), &[Intake::Jobs(jobs)])?;
             if let Some(IntakeOutcome::Enqueued(ids)) = outcome.first() {
                 println!("queued commit {commit} as job(s) {ids:?}");
@@ -271,7 +271,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;
-            let db = crate::db::Db::open_existing(&config.database_path())?;
+            let db = crate::db::Db::open_existing_at(&config.database)?;
             let tx = db.store().begin(crate::store::Access::Read)?;
             audit_command(&config, &*tx, command)
         }
@@ -388,7 +388,7 @@ fn approve(config: &Config, id: i64, token: Option<&str>) -> anyhow::Result<i32>
         login: None,
         via: approvals::Via::Cli,
     };
-    let db = crate::db::Db::open_existing(&config.database_path())?;
+    let db = crate::db::Db::open_existing_at(&config.database)?;
     match approvals::approve(
         db.store(),
         &secrets.signing_key,

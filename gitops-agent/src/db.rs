@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::DatabaseLocation;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 pub use crate::store::DbError;
 use crate::store::{AgentStore, AgentTx};
@@ -35,6 +37,24 @@ impl Db {
             });
         }
         Db::open(path)
+    }
+
+    /// The store `location` names, creating what is missing.
+    pub fn open_at(location: &DatabaseLocation) -> Result<Db, DbError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Db::open(path),
+            DatabaseLocation::Postgres(settings) => {
+                Ok(Db::new(Arc::new(PostgresStore::open(settings)?)))
+            }
+        }
+    }
+
+    /// [`Db::open_at`] for commands that only read: an embedded database must exist.
+    pub fn open_existing_at(location: &DatabaseLocation) -> Result<Db, DbError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Db::open_existing(path),
+            DatabaseLocation::Postgres(_) => Db::open_at(location),
+        }
     }
 
     /// A handle on any store.

@@ -134,13 +134,13 @@ pub struct Reporter {
 
 impl Reporter {
     /// A reporter on `db`, from its [`AgentTx::report_start_point`].
-    pub fn new(
+    pub async fn new(
         config: Arc<Config>,
         db: &db::Db,
         github: GitHub,
         metrics: Arc<Metrics>,
     ) -> Result<Reporter, DbError> {
-        let from = db.store().write(|tx| tx.report_start_point())?;
+        let from = db.write(|tx| tx.report_start_point()).await?;
         Ok(Reporter {
             config,
             github,

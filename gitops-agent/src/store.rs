@@ -24,6 +24,7 @@ use crate::records::{
     StoredRecord,
 };
 
+pub mod postgres;
 pub mod sqlite;
 
 /// Why the database could not be used.
@@ -48,6 +49,15 @@ pub enum DbError {
     Missing { path: String },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("cannot connect to the {location}: {source}")]
+    Connect {
+        location: String,
+        source: ::postgres::Error,
+    },
+    #[error("database: {0}")]
+    Postgres(::postgres::Error),
+    #[error("[database] settings: {0}")]
+    Settings(String),
     #[error("database holds an unreadable value: {0}")]
     Corrupt(String),
     /// The blocking task that held the connection panicked or was cancelled.
