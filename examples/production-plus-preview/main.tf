@@ -97,7 +97,8 @@ resource "slipway_application" "web" {
   }
 }
 
-# Read after the apply: which commit runs, who merged it, and whether the agent signed it.
+# Read after the apply: which commit runs, who merged it, and whether the platform took
+# the record from the agent's job credential (verified).
 data "slipway_application" "web" {
   environment_id = local.environment_id
   name           = slipway_application.web.name
