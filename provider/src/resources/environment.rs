@@ -356,7 +356,7 @@ mod tests {
 
     use super::*;
     use crate::resources::leaked_secrets;
-    use crate::resources::testing::{apply, client, plan, plan_is_empty, value};
+    use crate::resources::testing::{apply, client, plan, plan_destroy, plan_is_empty, value};
     use crate::runtime::memory::MemoryRuntime;
 
     fn resource() -> Arc<dyn AnyResource<SlipwayClient>> {
@@ -479,6 +479,63 @@ mod tests {
         assert!(err.to_string().contains("terraform import"), "{err}");
         let secrets = [("K".to_owned(), "hidden-value".to_owned())].into();
         assert!(leaked_secrets(&secrets, &err).is_empty());
+    }
+
+    /// The platform's refusal at plan fails the plan at `mode`: creating, changing,
+    /// leaving and destroying a PRODUCTION environment all ask it (leaving as the
+    /// stricter mode's change); an unchanged plan asks nothing.
+    #[tokio::test]
+    async fn the_platforms_refusal_fails_the_plan_at_mode() {
+        let runtime = Arc::new(MemoryRuntime::new());
+        let client = client(runtime.clone());
+        let r = resource();
+        let prod = config(json!({"name": "prod", "mode": "PRODUCTION"}));
+        let state = apply(&*r, &client, &prod, &Value::Null).await.unwrap();
+        runtime.refuse_at_plan(Mode::Production);
+        let asked = runtime.asked().len();
+        assert!(plan_is_empty(&*r, &client, &prod, &state).await);
+        assert_eq!(runtime.asked().len(), asked, "an unchanged plan asked");
+
+        let changed =
+            config(json!({"name": "prod", "mode": "PRODUCTION", "variables": {"A": "1"}}));
+        let demoted = config(json!({"name": "prod", "mode": "DEVELOPMENT"}));
+        let created = config(json!({"name": "prod2", "mode": "PRODUCTION"}));
+        for (what, err) in [
+            (
+                "update",
+                plan(&*r, &client, &changed, &state).await.unwrap_err(),
+            ),
+            (
+                "leave",
+                plan(&*r, &client, &demoted, &state).await.unwrap_err(),
+            ),
+            (
+                "create",
+                plan(&*r, &client, &created, &Value::Null)
+                    .await
+                    .unwrap_err(),
+            ),
+        ] {
+            assert_eq!(
+                err.0[0].attribute,
+                Some(AttributePath::root("mode")),
+                "{what}"
+            );
+            assert!(
+                err.0[0]
+                    .summary
+                    .contains("refused by the platform's policy"),
+                "{what}: {err}"
+            );
+        }
+        let err = plan_destroy(&*r, &client, &state).await.unwrap_err();
+        assert!(
+            err.to_string().contains("refused by the platform's policy"),
+            "{err}"
+        );
+        // A DEVELOPMENT environment is not refused.
+        let dev = config(json!({"name": "dev"}));
+        assert!(plan(&*r, &client, &dev, &Value::Null).await.is_ok());
     }
 
     async fn stored(runtime: &MemoryRuntime, id: &str) -> Option<Environment> {

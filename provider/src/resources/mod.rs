@@ -365,6 +365,27 @@ pub(crate) mod testing {
         }
     }
 
+    /// Plans destroying `state`, as Terraform 1.3 and later ask (a null proposed state).
+    pub async fn plan_destroy(
+        resource: &dyn AnyResource<SlipwayClient>,
+        client: &SlipwayClient,
+        state: &Value,
+    ) -> Result<(), Diagnostics> {
+        let mut change = PlannedChange {
+            config: Value::Null,
+            prior: state.clone(),
+            planned: Value::Null,
+            requires_replace: Vec::new(),
+        };
+        let diags = resource
+            .modify_plan(&context_for(state), Some(client), &mut change)
+            .await;
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        Ok(())
+    }
+
     /// True when a plan from `state` with `config` changes nothing.
     pub async fn plan_is_empty(
         resource: &dyn AnyResource<SlipwayClient>,

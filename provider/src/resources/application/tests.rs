@@ -7,7 +7,7 @@ use tfplug::{AnyResource, Context};
 use super::*;
 use crate::resources::environment::EnvironmentResource;
 use crate::resources::leaked_secrets;
-use crate::resources::testing::{apply, client, plan, plan_is_empty, value};
+use crate::resources::testing::{apply, client, plan, plan_destroy, plan_is_empty, value};
 use crate::runtime::local::rules::{check_application, Checks};
 use crate::runtime::memory::MemoryRuntime;
 use crate::runtime::{PlanProblem, PlannedApplication, RolloutCause, Runtime};
@@ -442,4 +442,71 @@ async fn a_health_check_that_never_passes() {
     );
     let app = runtime.get_application(&id).await.unwrap().unwrap();
     assert_eq!(app.spec.args, ["-c", "exec sleep 1000"]);
+}
+
+/// Who may change what is the platform's answer, asked at plan: a refusal fails the
+/// plan of a create, an update or a destroy at `environment_id`, whatever the provider
+/// block says; a plan that changes nothing asks nothing, so that `terraform plan`
+/// against production stays useful on a laptop.
+#[tokio::test]
+async fn the_platforms_refusal_fails_the_plan_and_an_unchanged_plan_asks_nothing() {
+    let runtime = Arc::new(MemoryRuntime::with_rules(local_rules));
+    let client = client(runtime.clone());
+    let prod = environment(&client, "prod", "PRODUCTION").await;
+    let r = resource();
+    let state = apply(&*r, &client, &config(web(&prod)), &Value::Null)
+        .await
+        .unwrap();
+    runtime.refuse_at_plan(crate::runtime::Mode::Production);
+
+    let asked = runtime.asked().len();
+    assert!(plan_is_empty(&*r, &client, &config(web(&prod)), &state).await);
+    assert_eq!(runtime.asked().len(), asked, "an unchanged plan asked");
+
+    let mut scaled = web(&prod);
+    scaled["replicas"] = json!(3);
+    let mut other = web(&prod);
+    other["name"] = json!("api");
+    for (what, err) in [
+        (
+            "update",
+            plan(&*r, &client, &config(scaled), &state)
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "create",
+            plan(&*r, &client, &config(other), &Value::Null)
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "destroy",
+            plan_destroy(&*r, &client, &state).await.unwrap_err(),
+        ),
+    ] {
+        assert_eq!(err.0[0].attribute, Some(root("environment_id")), "{what}");
+        assert!(
+            err.0[0]
+                .summary
+                .contains("refused by the platform's policy"),
+            "{what}: {err}"
+        );
+        assert!(
+            err.to_string().contains("application prod/"),
+            "{what}: {err}"
+        );
+    }
+    let actions: Vec<_> = runtime.asked()[asked..]
+        .iter()
+        .map(|(action, environment)| (*action, environment.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (slipway_platform::Action::Update, "prod".to_owned()),
+            (slipway_platform::Action::Create, "prod".to_owned()),
+            (slipway_platform::Action::Delete, "prod".to_owned()),
+        ]
+    );
 }
