@@ -4,7 +4,8 @@
 //! the CLI or an authenticated API), stores each as a durable job before acknowledging
 //! it, and runs `terraform plan` and `apply` on the exact commit, one job at a time per
 //! Terraform root. Every outcome lands in a hash-chained, signed audit log, and the
-//! commit SHA travels to Terraform (and the Slipway provider) as signed provenance.
+//! job's credential, minted for that job alone and checked by the Slipway platform,
+//! travels to the provider in a 0600 file.
 //!
 //! The guarantees, and where they are kept:
 //! - nothing accepted is lost: a job is committed to SQLite (WAL, `synchronous=FULL`)

@@ -296,8 +296,8 @@ impl Runner {
         let mut log = dirs.open_log().await?;
         let actor = job.actor.clone().unwrap_or_default();
         let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
-        // No signed provenance: it is a license for the Kubernetes runtime's
-        // provider-side gate, and a pull request job must hold none.
+        // The credential's path only: a pull request job's Terraform runs code from the
+        // pull request, and what it may do is the credential's to say.
         let env = crate::terraform::automation_env(&issued.file);
         let of = match PreviewKey::of(job) {
             Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),

@@ -10,8 +10,8 @@
 //! changes none of the root's trigger paths. Then, in a fresh work tree: `init` (or
 //! the root's kept one, [`crate::kept_init`]), `workspace select`, `plan -json -out`
 //! (its stream gives the summary), and `apply` of exactly that saved plan
-//! ([`crate::terraform`] runs each command), with the job's credential and signed
-//! provenance in Terraform's environment.
+//! ([`crate::terraform`] runs each command), with the path of the job's credential and
+//! the job's unsigned labels in Terraform's environment.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use slipway_provenance::Provenance;
+use slipway_provenance::RunLabels;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
@@ -533,17 +533,16 @@ impl Runner {
         out: &mut RunOutcome,
     ) -> Result<Outcome, JobError> {
         let repo_name = &job.repository;
-        let provenance = Provenance {
+        // Labels for the record only: what the job may change is the credential's.
+        let labels = RunLabels {
             commit_sha: job.commit_sha.clone(),
             repository: repo_name.clone(),
             pull_request: job.pull_request,
             actor: actor.to_owned(),
             trigger: job.trigger,
             job_id: job.id.to_string(),
-            timestamp: Provenance::now_timestamp(),
-        }
-        .sign(&self.key);
-        let env: Vec<(String, String)> = provenance
+        };
+        let env: Vec<(String, String)> = labels
             .to_env()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
