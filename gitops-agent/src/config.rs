@@ -1234,15 +1234,22 @@ path = "envs/prod"
             "host=db dbname=slipway user=agent password=hunter2",
             "postgres://agent:hunter2@db/slipway",
         ] {
-            let e = err(&format!("[database]\npostgres = \"{with_password}\"\n{MINIMAL}"));
+            let e = err(&format!(
+                "[database]\npostgres = \"{with_password}\"\n{MINIMAL}"
+            ));
             assert!(
                 e.contains("`database.postgres`") && e.contains("SLIPWAY_DATABASE_PASSWORD"),
                 "{e}"
             );
             assert!(!e.contains("hunter2"), "the password is not repeated: {e}");
         }
-        let e = err(&format!("[database]\npostgres = \"host='unclosed\"\n{MINIMAL}"));
-        assert!(e.contains("`database.postgres`") && e.contains("libpq"), "{e}");
+        let e = err(&format!(
+            "[database]\npostgres = \"host='unclosed\"\n{MINIMAL}"
+        ));
+        assert!(
+            e.contains("`database.postgres`") && e.contains("libpq"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,8 +58,9 @@ pub mod runner;
 pub mod selection;
 pub mod state;
 pub mod store;
-#[cfg(test)]
-mod store_conformance;
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+pub mod store_conformance;
 pub mod terraform;
 pub mod webhook;
 pub mod work_dirs;

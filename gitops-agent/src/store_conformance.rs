@@ -1,6 +1,7 @@
 //! What every [`AgentStore`] must do, whatever keeps the rows: each operation's
-//! meaning pinned by one check. The SQLite store runs them below; a new backend runs
-//! [`all`] against itself.
+//! meaning pinned by one check. The SQLite store runs them below; the PostgreSQL store
+//! runs [`all`] against a server of its own in `tests/tests/agent_postgres.rs` (this
+//! module is public there through the `conformance` feature, for tests only).
 
 use std::collections::BTreeMap;
 
@@ -32,7 +33,7 @@ fn jobs(commit: &str, kind: JobKind, trigger: Trigger) -> NewJobs {
 }
 
 /// Runs every check against `store`, which must be empty.
-pub(crate) fn all(store: &dyn AgentStore) {
+pub fn all(store: &dyn AgentStore) {
     a_transaction_not_committed_leaves_nothing(store);
     deliveries_are_recorded_once(store);
     jobs_move_through_their_states(store);
@@ -386,123 +387,4 @@ fn the_sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("agent.db")).unwrap();
     all(&store);
-}
-
-/// A PostgreSQL server of the test's own: a fresh cluster in a temporary folder,
-/// reached on a Unix socket there only (no TCP port), stopped when dropped. As root
-/// it runs as the `postgres` user, since PostgreSQL refuses to run as root.
-struct LocalPostgres {
-    dir: tempfile::TempDir,
-    bin: std::path::PathBuf,
-    run_as: Option<&'static str>,
-}
-
-impl LocalPostgres {
-    fn bin_dir() -> std::path::PathBuf {
-        let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|b| b.join("initdb").exists())
-            .collect();
-        found.sort();
-        found.pop().expect(
-            "PostgreSQL's server binaries (initdb, pg_ctl) are not installed: `apt-get install postgresql` (.ci/run does)",
-        )
-    }
-
-    fn command(&self, program: &str) -> std::process::Command {
-        let path = self.bin.join(program);
-        match self.run_as {
-            Some(user) => {
-                let mut c = std::process::Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(path);
-                c
-            }
-            None => std::process::Command::new(path),
-        }
-    }
-
-    fn start() -> LocalPostgres {
-        let dir = tempfile::tempdir().unwrap();
-        let run_as = nix::unistd::geteuid().is_root().then_some("postgres");
-        if let Some(user) = run_as {
-            let user = nix::unistd::User::from_name(user)
-                .unwrap()
-                .expect("a `postgres` user (the postgresql package makes it)");
-            std::os::unix::fs::chown(dir.path(), Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-                .unwrap();
-        }
-        let pg = LocalPostgres {
-            bin: Self::bin_dir(),
-            dir,
-            run_as,
-        };
-        let data = pg.dir.path().join("data");
-        let ok = pg
-            .command("initdb")
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "slipway",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "initdb failed");
-        let options = format!(
-            "-k {} -c listen_addresses='' -c fsync=off",
-            pg.dir.path().display()
-        );
-        let ok = pg
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(pg.dir.path().join("server.log"))
-            .args(["-o", &options, "-w", "start"])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "pg_ctl start failed");
-        pg
-    }
-
-    fn settings(&self) -> String {
-        format!(
-            "host={} user=slipway dbname=postgres",
-            self.dir.path().display()
-        )
-    }
-}
-
-impl Drop for LocalPostgres {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .stdout(std::process::Stdio::null())
-            .status();
-    }
-}
-
-#[test]
-fn the_postgres_store_conforms() {
-    let pg = LocalPostgres::start();
-    let store = crate::store::postgres::PostgresStore::open(&pg.settings()).unwrap();
-    all(&store);
-    // A second agent opening the same database finds its tables and its rows.
-    let again = crate::store::postgres::PostgresStore::open(&pg.settings()).unwrap();
-    let again: &dyn AgentStore = &again;
-    let counts = again.read(|tx| tx.job_counts()).unwrap();
-    assert!(counts.done > 0 && counts.queued > 0, "{counts:?}");
 }
