@@ -25,6 +25,7 @@ use crate::records::{
 };
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 /// Why the database could not be used.

@@ -20,13 +20,14 @@ use std::sync::Mutex;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 
+use super::rows::{self, Columns, JOB_COLUMNS};
 use super::{
     Access, AgentStore, AgentTx, AuditRow, DbError, DeployedRoot, DriftCheck, DueReport, EndRecord,
     JobCounts, JobQuery, JobStatus, KeptReview, MergeOfCommit, ReportProgress, RootActivity,
 };
 use crate::job_kind::{JobKind, JobState};
 use crate::records::{
-    AuditRecord, Delivery, Job, NewJobs, PlanSummary, Preview, PreviewKey, Review, StoredRecord,
+    Delivery, Job, NewJobs, PlanSummary, Preview, PreviewKey, Review, StoredRecord,
 };
 
 /// Connections kept for reuse.
@@ -377,142 +378,23 @@ fn get<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, D
     r.try_get(i).map_err(pg)
 }
 
-fn parsed<T: std::str::FromStr>(r: &Row, i: usize) -> Result<T, DbError>
-where
-    T::Err: std::fmt::Display,
-{
-    let text: String = get(r, i)?;
-    text.parse()
-        .map_err(|e: T::Err| DbError::Corrupt(format!("column {i}: {e}")))
-}
-
-fn parsed_optional<T: std::str::FromStr>(r: &Row, i: usize) -> Result<Option<T>, DbError>
-where
-    T::Err: std::fmt::Display,
-{
-    match get::<Option<String>>(r, i)? {
-        None => Ok(None),
-        Some(_) => parsed(r, i).map(Some),
+impl Columns for Row {
+    fn text(&self, i: usize) -> Result<Option<String>, DbError> {
+        get(self, i)
     }
-}
 
-fn plan_of(text: Option<String>) -> Option<PlanSummary> {
-    text.and_then(|s| serde_json::from_str(&s).ok())
-}
+    fn int(&self, i: usize) -> Result<Option<i64>, DbError> {
+        get(self, i)
+    }
 
-const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, covered, started_at, attempts, interrupted, kind, head_sha, base_sha";
-const JOB_COLUMN_COUNT: usize = 17;
-
-fn job_columns(prefix: &str) -> String {
-    JOB_COLUMNS
-        .split(", ")
-        .map(|c| format!("{prefix}{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn job_of(r: &Row) -> Result<Job, DbError> {
-    let covered: String = get(r, 10)?;
-    let pr: Option<i64> = get(r, 7)?;
-    Ok(Job {
-        id: get(r, 0)?,
-        repository: get(r, 1)?,
-        root: get(r, 2)?,
-        branch: get(r, 3)?,
-        commit_sha: get(r, 4)?,
-        trigger: parsed(r, 5)?,
-        delivery_id: get(r, 6)?,
-        pull_request: pr.and_then(|n| u64::try_from(n).ok()),
-        actor: get(r, 8)?,
-        enqueued_at: get(r, 9)?,
-        covered: serde_json::from_str(&covered).unwrap_or_default(),
-        started_at: get(r, 11)?,
-        attempts: get(r, 12)?,
-        interrupted: get(r, 13)?,
-        kind: parsed(r, 14)?,
-        head_sha: get(r, 15)?,
-        base_sha: get(r, 16)?,
-    })
+    fn flag(&self, i: usize) -> Result<bool, DbError> {
+        get(self, i)
+    }
 }
 
 const PREVIEW_COLUMNS: &str = "repository, root, pull_request, state, commit_sha, urls, updated_at_ms, expires_at_ms, NULL::TEXT";
 const BRANCH_PREVIEW_COLUMNS: &str =
     "repository, root, branch, state, commit_sha, urls, updated_at_ms, expires_at_ms, requested_by";
-
-fn preview_of(r: &Row, key: PreviewKey) -> Result<Preview, DbError> {
-    let urls: String = get(r, 5)?;
-    Ok(Preview {
-        repository: get(r, 0)?,
-        root: get(r, 1)?,
-        key,
-        active: get::<String>(r, 3)? == "active",
-        commit_sha: get(r, 4)?,
-        urls: serde_json::from_str(&urls).unwrap_or_default(),
-        updated_at_ms: get(r, 6)?,
-        expires_at_ms: get(r, 7)?,
-        requested_by: get(r, 8)?,
-    })
-}
-
-fn pull_request_preview(r: &Row) -> Result<Preview, DbError> {
-    let number = u64::try_from(get::<i64>(r, 2)?).unwrap_or(0);
-    preview_of(r, PreviewKey::PullRequest(number))
-}
-
-fn branch_preview(r: &Row) -> Result<Preview, DbError> {
-    preview_of(r, PreviewKey::Branch(get(r, 2)?))
-}
-
-const AUDIT_SELECT: &str = "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
-    covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-    plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by FROM audit";
-
-fn audit_row(r: &Row) -> Result<AuditRow, DbError> {
-    let parsed = (|| -> Result<AuditRecord, String> {
-        let text = |e: DbError| e.to_string();
-        let covered: String = get(r, 8).map_err(text)?;
-        let plan: Option<String> = get(r, 15).map_err(text)?;
-        let pull_request: Option<i64> = get(r, 9).map_err(text)?;
-        Ok(AuditRecord {
-            seq: get(r, 0).map_err(text)?,
-            job_id: get(r, 1).map_err(text)?,
-            trigger: get(r, 2).map_err(text)?,
-            delivery_id: get(r, 3).map_err(text)?,
-            repository: get(r, 4).map_err(text)?,
-            root: get(r, 5).map_err(text)?,
-            branch: get(r, 6).map_err(text)?,
-            commit_sha: get(r, 7).map_err(text)?,
-            covered_commits: serde_json::from_str(&covered)
-                .map_err(|e| format!("covered_commits: {e}"))?,
-            pull_request: pull_request
-                .map(u64::try_from)
-                .transpose()
-                .map_err(|e| format!("pull_request: {e}"))?,
-            merged_by: get(r, 10).map_err(text)?,
-            author: get(r, 11).map_err(text)?,
-            started_at: get(r, 12).map_err(text)?,
-            ended_at: get(r, 13).map_err(text)?,
-            outcome: get(r, 14).map_err(text)?,
-            plan_summary: plan
-                .as_deref()
-                .map(serde_json::from_str::<PlanSummary>)
-                .transpose()
-                .map_err(|e| format!("plan_summary: {e}"))?,
-            error: get(r, 16).map_err(text)?,
-            terraform_version: get(r, 17).map_err(text)?,
-            kind: get(r, 21).map_err(text)?,
-            tool: get(r, 22).map_err(text)?,
-            approved_by: get(r, 23).map_err(text)?,
-        })
-    })();
-    Ok(AuditRow {
-        seq: get(r, 0)?,
-        record: parsed,
-        prev_hash: get(r, 18)?,
-        hash: get(r, 19)?,
-        signature: get(r, 20)?,
-    })
-}
 
 /// The table and key column of `key`'s row.
 fn preview_table(key: &PreviewKey) -> (&'static str, &'static str) {
@@ -614,7 +496,7 @@ impl AgentTx for PgTx<'_> {
             &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
             &[&id],
         )?
-        .map(|r| job_of(&r))
+        .map(|r| rows::job(&r))
         .transpose()
     }
 
@@ -625,8 +507,8 @@ impl AgentTx for PgTx<'_> {
         )?
         .map(|r| {
             Ok(JobStatus {
-                state: parsed(&r, 0)?,
-                outcome: parsed_optional(&r, 1)?,
+                state: rows::parsed(&r, 0)?,
+                outcome: rows::parsed_optional(&r, 1)?,
                 superseded_by: get(&r, 2)?,
                 commit_sha: get(&r, 3)?,
             })
@@ -650,7 +532,7 @@ impl AgentTx for PgTx<'_> {
         sql.push_str(" ORDER BY id");
         let params: Vec<&(dyn ToSql + Sync)> =
             values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        self.query(&sql, &params)?.iter().map(job_of).collect()
+        self.query(&sql, &params)?.iter().map(rows::job).collect()
     }
 
     fn job_counts(&self) -> Result<JobCounts, DbError> {
@@ -871,10 +753,16 @@ impl AgentTx for PgTx<'_> {
     }
 
     fn audit_rows(&self) -> Result<Vec<AuditRow>, DbError> {
-        self.query(&format!("{AUDIT_SELECT} ORDER BY stored_order"), &[])?
-            .iter()
-            .map(audit_row)
-            .collect()
+        self.query(
+            &format!(
+                "SELECT {} FROM audit ORDER BY stored_order",
+                rows::AUDIT_COLUMNS
+            ),
+            &[],
+        )?
+        .iter()
+        .map(rows::audit_row)
+        .collect()
     }
 
     fn end_record(&self, job_id: i64, outcome: Option<&str>) -> Result<Option<EndRecord>, DbError> {
@@ -886,7 +774,7 @@ impl AgentTx for PgTx<'_> {
         .map(|r| {
             Ok(EndRecord {
                 ended_at: get(&r, 0)?,
-                plan_summary: plan_of(get(&r, 1)?),
+                plan_summary: rows::plan_of(get(&r, 1)?),
                 error: get(&r, 2)?,
             })
         })
@@ -906,7 +794,7 @@ impl AgentTx for PgTx<'_> {
              ORDER BY a.seq DESC LIMIT 1",
             &[&repository, &root, &to_i64(pull_request)],
         )?
-        .map(|r| Ok((get(&r, 0)?, plan_of(get(&r, 1)?))))
+        .map(|r| Ok((get(&r, 0)?, rows::plan_of(get(&r, 1)?))))
         .transpose()
     }
 
@@ -923,7 +811,7 @@ impl AgentTx for PgTx<'_> {
             Ok(DriftCheck {
                 repository: get(r, 0)?,
                 root: get(r, 1)?,
-                plan_summary: plan_of(get(r, 2)?),
+                plan_summary: rows::plan_of(get(r, 2)?),
             })
         })
         .collect()
@@ -999,14 +887,14 @@ impl AgentTx for PgTx<'_> {
                     &format!("SELECT {PREVIEW_COLUMNS} FROM previews WHERE repository = $1 AND root = $2 AND pull_request = $3"),
                     &[&repository, &root, &to_i64(*n)],
                 )?
-                .map(|r| pull_request_preview(&r))
+                .map(|r| rows::pull_request_preview(&r))
                 .transpose(),
             PreviewKey::Branch(b) => self
                 .query_opt(
                     &format!("SELECT {BRANCH_PREVIEW_COLUMNS} FROM branch_previews WHERE repository = $1 AND root = $2 AND branch = $3"),
                     &[&repository, &root, b],
                 )?
-                .map(|r| branch_preview(&r))
+                .map(|r| rows::branch_preview(&r))
                 .transpose(),
         }
     }
@@ -1036,13 +924,13 @@ impl AgentTx for PgTx<'_> {
                 &[],
             )?
             .iter()
-            .map(pull_request_preview)
+            .map(rows::pull_request_preview)
             .collect::<Result<Vec<_>, _>>()?;
         for r in self.query(
             &format!("SELECT {BRANCH_PREVIEW_COLUMNS} FROM branch_previews WHERE state = 'active' ORDER BY repository, branch, root"),
             &[],
         )? {
-            all.push(branch_preview(&r)?);
+            all.push(rows::branch_preview(&r)?);
         }
         Ok(all)
     }
@@ -1151,28 +1039,16 @@ impl AgentTx for PgTx<'_> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
             &format!(
-                "SELECT {cols}, j.state, j.outcome, j.superseded_by,
-                        COALESCE(r.steps_done, 0), r.deployment_id, COALESCE(r.failures, 0)
+                "SELECT {cols}
                  FROM jobs j LEFT JOIN github_reports r ON r.job_id = j.id
                  WHERE j.id >= $1 AND NOT COALESCE(r.complete, FALSE) AND COALESCE(r.next_attempt_at, 0) <= $2
                  ORDER BY j.id LIMIT $3",
-                cols = job_columns("j."),
+                cols = rows::due_report_columns(),
             ),
             &[&from, &now_ms, &limit],
         )?
         .iter()
-        .map(|r| {
-            let n = JOB_COLUMN_COUNT;
-            Ok(DueReport {
-                job: job_of(r)?,
-                state: parsed(r, n)?,
-                outcome: parsed_optional(r, n + 1)?,
-                superseded_by: get(r, n + 2)?,
-                steps_done: usize::try_from(get::<i64>(r, n + 3)?).unwrap_or(0),
-                deployment_id: get::<Option<i64>>(r, n + 4)?.and_then(|d| u64::try_from(d).ok()),
-                failures: u32::try_from(get::<i64>(r, n + 5)?).unwrap_or(u32::MAX),
-            })
-        })
+        .map(rows::due_report)
         .collect()
     }
 

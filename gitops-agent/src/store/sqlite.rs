@@ -17,13 +17,14 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension as _, Row};
 
+use super::rows::{self, Columns, JOB_COLUMNS};
 use super::{
     Access, AgentStore, AgentTx, AuditRow, DbError, DeployedRoot, DriftCheck, DueReport, EndRecord,
     JobCounts, JobQuery, JobStatus, KeptReview, MergeOfCommit, ReportProgress, RootActivity,
 };
 use crate::job_kind::{JobKind, JobState};
 use crate::records::{
-    AuditRecord, Delivery, Job, NewJobs, PlanSummary, Preview, PreviewKey, Review, StoredRecord,
+    Delivery, Job, NewJobs, PlanSummary, Preview, PreviewKey, Review, StoredRecord,
 };
 
 /// Connections kept for reuse; more than this many at once are closed when done.
@@ -156,70 +157,42 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A stored name that does not parse, as rusqlite's conversion error.
-fn parsed<T: std::str::FromStr>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = r.get(i)?;
-    text.parse().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
+impl Columns for Row<'_> {
+    fn text(&self, i: usize) -> Result<Option<String>, DbError> {
+        Ok(self.get(i)?)
+    }
 
-/// [`parsed`] for a nullable column.
-fn parsed_optional<T: std::str::FromStr>(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match r.get::<_, Option<String>>(i)? {
-        None => Ok(None),
-        Some(_) => parsed(r, i).map(Some),
+    fn int(&self, i: usize) -> Result<Option<i64>, DbError> {
+        Ok(self.get(i)?)
+    }
+
+    fn flag(&self, i: usize) -> Result<bool, DbError> {
+        Ok(self.get::<_, i64>(i)? != 0)
     }
 }
 
-/// A plan summary column; one that no longer parses reads as none, as the reports
-/// have always treated it.
-fn plan_of(text: Option<String>) -> Option<PlanSummary> {
-    text.and_then(|s| serde_json::from_str(&s).ok())
+/// Every row `stmt` returns for `params`, read by `read`.
+fn all<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    read: impl Fn(&Row<'_>) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(read(r)?);
+    }
+    Ok(out)
 }
 
-const JOB_COLUMNS: &str = "id, repository, root, branch, commit_sha, trigger, delivery_id, pull_request, actor, enqueued_at, covered, started_at, attempts, interrupted, kind, head_sha, base_sha";
-
-/// How many columns [`job_of`] reads; columns a query adds after them start here.
-const JOB_COLUMN_COUNT: usize = 17;
-
-/// [`JOB_COLUMNS`] with each column qualified by `prefix` (`"j."`), for joins.
-fn job_columns(prefix: &str) -> String {
-    JOB_COLUMNS
-        .split(", ")
-        .map(|c| format!("{prefix}{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn job_of(r: &Row<'_>) -> rusqlite::Result<Job> {
-    let covered: String = r.get(10)?;
-    let pr: Option<i64> = r.get(7)?;
-    Ok(Job {
-        id: r.get(0)?,
-        repository: r.get(1)?,
-        root: r.get(2)?,
-        branch: r.get(3)?,
-        commit_sha: r.get(4)?,
-        trigger: parsed(r, 5)?,
-        delivery_id: r.get(6)?,
-        pull_request: pr.and_then(|n| u64::try_from(n).ok()),
-        actor: r.get(8)?,
-        enqueued_at: r.get(9)?,
-        covered: serde_json::from_str(&covered).unwrap_or_default(),
-        started_at: r.get(11)?,
-        attempts: r.get(12)?,
-        interrupted: r.get::<_, i64>(13)? != 0,
-        kind: parsed(r, 14)?,
-        head_sha: r.get(15)?,
-        base_sha: r.get(16)?,
-    })
+/// The first row `stmt` returns for `params`, if any, read by `read`.
+fn first<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    read: impl Fn(&Row<'_>) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(read).transpose()
 }
 
 /// `?n, ?n+1, ...` for `count` values from `first`.
@@ -235,91 +208,12 @@ const PREVIEW_COLUMNS: &str =
 const BRANCH_PREVIEW_COLUMNS: &str =
     "repository, root, branch, state, commit_sha, urls, updated_at_ms, expires_at_ms, requested_by";
 
-fn preview_of(r: &Row<'_>, key: PreviewKey) -> rusqlite::Result<Preview> {
-    let urls: String = r.get(5)?;
-    Ok(Preview {
-        repository: r.get(0)?,
-        root: r.get(1)?,
-        key,
-        active: r.get::<_, String>(3)? == "active",
-        commit_sha: r.get(4)?,
-        urls: serde_json::from_str(&urls).unwrap_or_default(),
-        updated_at_ms: r.get(6)?,
-        expires_at_ms: r.get(7)?,
-        requested_by: r.get(8)?,
-    })
-}
-
-fn pull_request_preview(r: &Row<'_>) -> rusqlite::Result<Preview> {
-    let number = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
-    preview_of(r, PreviewKey::PullRequest(number))
-}
-
-fn branch_preview(r: &Row<'_>) -> rusqlite::Result<Preview> {
-    let branch: String = r.get(2)?;
-    preview_of(r, PreviewKey::Branch(branch))
-}
-
 /// The table and key column of `key`'s row, and the key as SQL.
 fn preview_row(key: &PreviewKey) -> (&'static str, &'static str, Value) {
     match key {
         PreviewKey::PullRequest(n) => ("previews", "pull_request", to_i64(*n).into()),
         PreviewKey::Branch(b) => ("branch_previews", "branch", b.clone().into()),
     }
-}
-
-const AUDIT_SELECT: &str = "SELECT seq, job_id, trigger, delivery_id, repository, root, branch, commit_sha,
-    covered_commits, pull_request, merged_by, author, started_at, ended_at, outcome,
-    plan_summary, error, terraform_version, prev_hash, hash, signature, kind, tool, approved_by FROM audit";
-
-fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
-    let covered: String = r.get(8)?;
-    let plan: Option<String> = r.get(15)?;
-    let pull_request: Option<i64> = r.get(9)?;
-    let parsed = (|| -> Result<AuditRecord, String> {
-        let covered_commits: Vec<String> =
-            serde_json::from_str(&covered).map_err(|e| format!("covered_commits: {e}"))?;
-        let plan_summary = plan
-            .as_deref()
-            .map(serde_json::from_str::<PlanSummary>)
-            .transpose()
-            .map_err(|e| format!("plan_summary: {e}"))?;
-        let pull_request = pull_request
-            .map(u64::try_from)
-            .transpose()
-            .map_err(|e| format!("pull_request: {e}"))?;
-        let text = |e: rusqlite::Error| e.to_string();
-        Ok(AuditRecord {
-            seq: r.get(0).map_err(text)?,
-            job_id: r.get(1).map_err(text)?,
-            trigger: r.get(2).map_err(text)?,
-            delivery_id: r.get(3).map_err(text)?,
-            repository: r.get(4).map_err(text)?,
-            root: r.get(5).map_err(text)?,
-            branch: r.get(6).map_err(text)?,
-            commit_sha: r.get(7).map_err(text)?,
-            covered_commits,
-            pull_request,
-            merged_by: r.get(10).map_err(text)?,
-            author: r.get(11).map_err(text)?,
-            started_at: r.get(12).map_err(text)?,
-            ended_at: r.get(13).map_err(text)?,
-            outcome: r.get(14).map_err(text)?,
-            plan_summary,
-            error: r.get(16).map_err(text)?,
-            terraform_version: r.get(17).map_err(text)?,
-            kind: r.get(21).map_err(text)?,
-            tool: r.get(22).map_err(text)?,
-            approved_by: r.get(23).map_err(text)?,
-        })
-    })();
-    Ok(AuditRow {
-        seq: r.get(0)?,
-        record: parsed,
-        prev_hash: r.get(18)?,
-        hash: r.get(19)?,
-        signature: r.get(20)?,
-    })
 }
 
 impl AgentTx for SqliteTx<'_> {
@@ -389,28 +283,30 @@ impl AgentTx for SqliteTx<'_> {
     }
 
     fn job(&self, id: i64) -> Result<Option<Job>, DbError> {
-        Ok(self
-            .conn()?
-            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
-            .query_row([id], job_of)
-            .optional()?)
+        first(
+            &mut self
+                .conn()?
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?,
+            [id],
+            |r| rows::job(r),
+        )
     }
 
     fn job_status(&self, id: i64) -> Result<Option<JobStatus>, DbError> {
-        Ok(self
-            .conn()?
-            .prepare_cached(
+        first(
+            &mut self.conn()?.prepare_cached(
                 "SELECT state, outcome, superseded_by, commit_sha FROM jobs WHERE id = ?1",
-            )?
-            .query_row([id], |r| {
+            )?,
+            [id],
+            |r| {
                 Ok(JobStatus {
-                    state: parsed(r, 0)?,
-                    outcome: parsed_optional(r, 1)?,
+                    state: rows::parsed(r, 0)?,
+                    outcome: rows::parsed_optional(r, 1)?,
                     superseded_by: r.get(2)?,
                     commit_sha: r.get(3)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     fn jobs(&self, query: &JobQuery<'_>) -> Result<Vec<Job>, DbError> {
@@ -427,12 +323,11 @@ impl AgentTx for SqliteTx<'_> {
             }
         }
         sql.push_str(" ORDER BY id");
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let jobs = stmt
-            .query_map(params_from_iter(values), job_of)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(jobs)
+        all(
+            &mut self.conn()?.prepare_cached(&sql)?,
+            params_from_iter(values),
+            |r| rows::job(r),
+        )
     }
 
     fn job_counts(&self) -> Result<JobCounts, DbError> {
@@ -666,10 +561,14 @@ impl AgentTx for SqliteTx<'_> {
     }
 
     fn audit_rows(&self) -> Result<Vec<AuditRow>, DbError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!("{AUDIT_SELECT} ORDER BY rowid"))?;
-        let rows = stmt.query_map([], audit_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        all(
+            &mut self.conn()?.prepare_cached(&format!(
+                "SELECT {} FROM audit ORDER BY rowid",
+                rows::AUDIT_COLUMNS
+            ))?,
+            [],
+            |r| rows::audit_row(r),
+        )
     }
 
     fn end_record(&self, job_id: i64, outcome: Option<&str>) -> Result<Option<EndRecord>, DbError> {
@@ -682,7 +581,7 @@ impl AgentTx for SqliteTx<'_> {
             .query_row(params![job_id, outcome], |r| {
                 Ok(EndRecord {
                     ended_at: r.get(0)?,
-                    plan_summary: plan_of(r.get(1)?),
+                    plan_summary: rows::plan_of(r.get(1)?),
                     error: r.get(2)?,
                 })
             })
@@ -704,7 +603,7 @@ impl AgentTx for SqliteTx<'_> {
                  ORDER BY a.seq DESC LIMIT 1",
             )?
             .query_row(params![repository, root, to_i64(pull_request)], |r| {
-                Ok((r.get(0)?, plan_of(r.get(1)?)))
+                Ok((r.get(0)?, rows::plan_of(r.get(1)?)))
             })
             .optional()?)
     }
@@ -721,7 +620,7 @@ impl AgentTx for SqliteTx<'_> {
             Ok(DriftCheck {
                 repository: r.get(0)?,
                 root: r.get(1)?,
-                plan_summary: plan_of(r.get(2)?),
+                plan_summary: rows::plan_of(r.get(2)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -789,20 +688,22 @@ impl AgentTx for SqliteTx<'_> {
         key: &PreviewKey,
     ) -> Result<Option<Preview>, DbError> {
         let conn = self.conn()?;
-        Ok(match key {
-            PreviewKey::PullRequest(n) => conn
-                .prepare_cached(&format!(
+        match key {
+            PreviewKey::PullRequest(n) => first(
+                &mut conn.prepare_cached(&format!(
                     "SELECT {PREVIEW_COLUMNS} FROM previews WHERE repository = ?1 AND root = ?2 AND pull_request = ?3"
-                ))?
-                .query_row(params![repository, root, to_i64(*n)], pull_request_preview)
-                .optional()?,
-            PreviewKey::Branch(b) => conn
-                .prepare_cached(&format!(
+                ))?,
+                params![repository, root, to_i64(*n)],
+                |r| rows::pull_request_preview(r),
+            ),
+            PreviewKey::Branch(b) => first(
+                &mut conn.prepare_cached(&format!(
                     "SELECT {BRANCH_PREVIEW_COLUMNS} FROM branch_previews WHERE repository = ?1 AND root = ?2 AND branch = ?3"
-                ))?
-                .query_row(params![repository, root, b], branch_preview)
-                .optional()?,
-        })
+                ))?,
+                params![repository, root, b],
+                |r| rows::branch_preview(r),
+            ),
+        }
     }
 
     fn other_active_previews(&self, repository: &str, own: &PreviewKey) -> Result<usize, DbError> {
@@ -824,19 +725,21 @@ impl AgentTx for SqliteTx<'_> {
 
     fn active_previews(&self) -> Result<Vec<Preview>, DbError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {PREVIEW_COLUMNS} FROM previews WHERE state = 'active' ORDER BY repository, pull_request, root"
-        ))?;
-        let mut all: Vec<Preview> = stmt
-            .query_map([], pull_request_preview)?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {BRANCH_PREVIEW_COLUMNS} FROM branch_previews WHERE state = 'active' ORDER BY repository, branch, root"
-        ))?;
-        for p in stmt.query_map([], branch_preview)? {
-            all.push(p?);
-        }
-        Ok(all)
+        let mut previews = all(
+            &mut conn.prepare_cached(&format!(
+                "SELECT {PREVIEW_COLUMNS} FROM previews WHERE state = 'active' ORDER BY repository, pull_request, root"
+            ))?,
+            [],
+            |r| rows::pull_request_preview(r),
+        )?;
+        previews.extend(all(
+            &mut conn.prepare_cached(&format!(
+                "SELECT {BRANCH_PREVIEW_COLUMNS} FROM branch_previews WHERE state = 'active' ORDER BY repository, branch, root"
+            ))?,
+            [],
+            |r| rows::branch_preview(r),
+        )?);
+        Ok(previews)
     }
 
     fn mark_preview_active(
@@ -934,33 +837,17 @@ impl AgentTx for SqliteTx<'_> {
     }
 
     fn due_reports(&self, from: i64, now_ms: i64, limit: usize) -> Result<Vec<DueReport>, DbError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {cols}, j.state, j.outcome, j.superseded_by,
-                    COALESCE(r.steps_done, 0), r.deployment_id, COALESCE(r.failures, 0)
-             FROM jobs j LEFT JOIN github_reports r ON r.job_id = j.id
-             WHERE j.id >= ?1 AND COALESCE(r.complete, 0) = 0 AND COALESCE(r.next_attempt_at, 0) <= ?2
-             ORDER BY j.id LIMIT ?3",
-            cols = job_columns("j."),
-        ))?;
-        let rows = stmt.query_map(
+        all(
+            &mut self.conn()?.prepare_cached(&format!(
+                "SELECT {cols}
+                 FROM jobs j LEFT JOIN github_reports r ON r.job_id = j.id
+                 WHERE j.id >= ?1 AND COALESCE(r.complete, 0) = 0 AND COALESCE(r.next_attempt_at, 0) <= ?2
+                 ORDER BY j.id LIMIT ?3",
+                cols = rows::due_report_columns(),
+            ))?,
             params![from, now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| {
-                let n = JOB_COLUMN_COUNT;
-                Ok(DueReport {
-                    job: job_of(r)?,
-                    state: parsed(r, n)?,
-                    outcome: parsed_optional(r, n + 1)?,
-                    superseded_by: r.get(n + 2)?,
-                    steps_done: usize::try_from(r.get::<_, i64>(n + 3)?).unwrap_or(0),
-                    deployment_id: r
-                        .get::<_, Option<i64>>(n + 4)?
-                        .and_then(|d| u64::try_from(d).ok()),
-                    failures: r.get(n + 5)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            |r| rows::due_report(r),
+        )
     }
 
     fn save_report(&self, p: &ReportProgress) -> Result<(), DbError> {
