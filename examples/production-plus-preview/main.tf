@@ -1,8 +1,8 @@
 # Production that changes only through a merge, and a preview environment per branch
 # or pull request, from one configuration. See README.md in this directory.
 #
-#   preview_name = ""       (the default): the PRODUCTION environment. Only runs of
-#                           slipway-agent, whose provenance it signs, can change it.
+#   preview_name = ""       (the default): the PRODUCTION environment. Only
+#                           slipway-agent's merge jobs can change it.
 #   preview_name = "pr-42": a PREVIEW environment of that name, which anyone may apply.
 #
 # Use one Terraform state per preview (a workspace each), apart from production's.
@@ -44,15 +44,10 @@ variable "app_version" {
   default     = "v1"
 }
 
-# The production gate. The public key is public: commit slipway-agent.pub, which
-# `slipway-agent keygen` writes next to the private slipway-agent.key, beside this file.
-# Both settings can come from the environment instead (SLIPWAY_PRODUCTION_REQUIRES_
-# SIGNED_PROVENANCE, SLIPWAY_AGENT_PUBLIC_KEY or SLIPWAY_AGENT_PUBLIC_KEY_FILE), but
-# written here they are reviewed like any other change.
-provider "slipway" {
-  production_requires_signed_provenance = true
-  agent_public_key_file                 = "${path.module}/slipway-agent.pub"
-}
+# No production setting here: the Slipway platform decides who may change what, from
+# its own configuration (platform.toml), which no Terraform configuration reaches. Only
+# slipway-agent's merge jobs may change the PRODUCTION environment.
+provider "slipway" {}
 
 locals {
   preview = var.preview_name != ""
@@ -102,7 +97,8 @@ resource "slipway_application" "web" {
   }
 }
 
-# Read after the apply: which commit runs, who merged it, and whether the agent signed it.
+# Read after the apply: which commit runs, who merged it, and whether the platform took
+# the record from the agent's job credential (verified).
 data "slipway_application" "web" {
   environment_id = local.environment_id
   name           = slipway_application.web.name

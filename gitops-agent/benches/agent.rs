@@ -324,7 +324,9 @@ fn main() {
     let (base_lat, base_wall, base_ok) =
         runtime.block_on(fire(&client, &url, total, 64, false, &sha, 2_000_000));
     let (lat, wall, ok) = runtime.block_on(fire(&client, &url, total, 64, true, &sha, 0));
-    let conn = slipway_agent::db::open(&s.data.join("slipway.db")).expect("db");
+    let db = slipway_agent::db::Db::open(&s.data.join("slipway.db")).expect("db");
+    // What was stored, read from the file itself.
+    let conn = rusqlite::Connection::open(s.data.join("slipway.db")).expect("db");
     let stored: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM deliveries WHERE delivery_id LIKE 'bench-%'",
@@ -347,8 +349,9 @@ fn main() {
     println!("   accepted {ok}/{total} (baseline refused {base_ok}/{total}); deliveries stored {stored}, jobs stored {jobs}: {}", if ok == total && stored == total as i64 && jobs == total as i64 { "none lost" } else { "LOST SOME" });
     wait_until("the burst's job to finish", || succeeded(&s, &sha));
     wait_until("the queue to drain", || {
-        slipway_agent::queue::counts(&conn)
-            .map(|(q, r, _)| q == 0 && r == 0)
+        db.store()
+            .read(|tx| tx.job_counts())
+            .map(|c| c.queued == 0 && c.running == 0)
             .unwrap_or(false)
     });
 

@@ -94,14 +94,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let github = config.github.as_ref().map(GitHub::connect).transpose()?;
     slipway_platform::store::create_private_dir(&config.data_dir)
         .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
-    let db_path = config.database_path();
-    let db = Db::open(&db_path)?;
-    let mut conn = db.connect()?;
-    let recovered = crate::queue::recover_interrupted(&mut conn, &secrets.signing_key)?;
+    // Opening a shared store connects over the network: off the async threads.
+    let (location, key) = (config.database.clone(), secrets.signing_key.clone());
+    let (db, recovered) = tokio::task::spawn_blocking(move || {
+        let db = Db::open_at(&location)?;
+        let recovered = crate::queue::recover_interrupted(db.store(), &key)?;
+        Ok::<_, crate::db::DbError>((db, recovered))
+    })
+    .await
+    .context("open the agent's database")??;
     for job in &recovered {
         tracing::warn!(job = job.id, commit = %job.commit_sha, "job was interrupted by the previous agent process; queued again");
     }
-    drop(conn);
     crate::job_credential::clean(&config.data_dir).with_context(|| {
         format!(
             "clean the job credentials in {}",
@@ -171,7 +175,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let reporter = match github {
         Some(github) => {
-            let reporter = Arc::new(Reporter::new(config.clone(), &db, github, metrics.clone())?);
+            let reporter =
+                Arc::new(Reporter::new(config.clone(), &db, github, metrics.clone()).await?);
             tokio::spawn(reporter.clone().run());
             Some(reporter)
         }

@@ -19,13 +19,15 @@
 //! supersedes a waiting job ([`crate::selection::candidates`]) and waits for its own.
 
 use ed25519_dalek::SigningKey;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use slipway_platform::{Role, Store};
 
 use crate::audit::{self, Outcome};
 use crate::config::ApprovalSettings;
 use crate::db::{self, DbError};
-use crate::queue::{self, Delivery, Job};
+use crate::job_kind::{JobKind, JobState};
+use crate::queue::{Delivery, Job};
+pub use crate::records::Review;
+use crate::store::{AgentStore, AgentTx, JobQuery};
 
 /// How an approval arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,62 +144,33 @@ pub enum ApproveError {
     Identities(#[from] slipway_platform::StoreError),
 }
 
-impl From<rusqlite::Error> for ApproveError {
-    fn from(e: rusqlite::Error) -> ApproveError {
-        ApproveError::Db(e.into())
-    }
-}
-
-/// The approval of a job, when it has one.
-pub fn approver_of(conn: &Connection, job_id: i64) -> Result<Option<String>, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT approver FROM approvals WHERE job_id = ?1",
-            [job_id],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
 /// The merge jobs of one root held for approval, oldest first.
 pub fn waiting_for_root(
-    conn: &Connection,
+    tx: &dyn AgentTx,
     repository: &str,
     root: &str,
 ) -> Result<Vec<Job>, DbError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {} FROM jobs WHERE repository = ?1 AND root = ?2 AND state = 'awaiting_approval' ORDER BY id",
-        queue::job_columns("")
-    ))?;
-    let jobs = stmt
-        .query_map(params![repository, root], queue::job_of)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(jobs)
+    tx.jobs(&JobQuery::of_root(
+        JobState::AwaitingApproval,
+        repository,
+        root,
+    ))
 }
 
 /// Holds a running job until it is approved.
-pub fn hold(conn: &Connection, job: &Job) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE jobs SET state = 'awaiting_approval' WHERE id = ?1 AND state = 'running'",
-        [job.id],
-    )?;
+pub fn hold(tx: &dyn AgentTx, job: &Job) -> Result<(), DbError> {
+    tx.set_job_state(job.id, &[JobState::Running], JobState::AwaitingApproval)?;
     Ok(())
 }
 
 /// Who authored the change `job` deploys: the authors stored with every merge job of
 /// the repository for one of the commits it carries (a pull request's author, the
 /// commit's GitHub author, whoever asked for a manual deploy).
-pub fn authors_of(conn: &Connection, job: &Job) -> Result<Vec<String>, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT authors FROM jobs WHERE repository = ?1 AND commit_sha = ?2 AND kind = 'merge'",
-    )?;
+pub fn authors_of(tx: &dyn AgentTx, job: &Job) -> Result<Vec<String>, DbError> {
     let mut authors: Vec<String> = Vec::new();
     for commit in job.all_commits() {
-        let rows = stmt.query_map(params![job.repository, commit], |r| r.get::<_, String>(0))?;
-        for text in rows {
-            let list: Vec<String> =
-                serde_json::from_str(&text?).map_err(|e| DbError::Corrupt(e.to_string()))?;
-            for author in list {
+        for merge in tx.merges_of_commit(&job.repository, &commit)? {
+            for author in merge.authors {
                 if !authors.iter().any(|a| a.eq_ignore_ascii_case(&author)) {
                     authors.push(author);
                 }
@@ -208,7 +181,7 @@ pub fn authors_of(conn: &Connection, job: &Job) -> Result<Vec<String>, DbError> 
 }
 
 fn record(
-    tx: &Connection,
+    tx: &dyn AgentTx,
     key: &SigningKey,
     job: &Job,
     outcome: Outcome,
@@ -239,7 +212,7 @@ fn record(
 /// Decides `approver`'s approval of `job` inside `tx`: records the approval (or the
 /// refusal) in the audit log, and on approval stores it.
 fn decide(
-    tx: &Connection,
+    tx: &dyn AgentTx,
     key: &SigningKey,
     settings: &ApprovalSettings,
     job: &Job,
@@ -250,10 +223,7 @@ fn decide(
     authors.extend(extra_authors.iter().cloned());
     match check(settings, approver, &authors) {
         Ok(()) => {
-            tx.execute(
-                "INSERT OR REPLACE INTO approvals (job_id, approver, via, approved_at) VALUES (?1, ?2, ?3, ?4)",
-                params![job.id, approver.name, approver.via.as_str(), db::now()],
-            )?;
+            tx.insert_approval(job.id, &approver.name, approver.via.as_str(), &db::now())?;
             record(tx, key, job, Outcome::Approved, approver, None)?;
             Ok(Ok(()))
         }
@@ -274,47 +244,36 @@ fn decide(
 /// Approves job `id` for `approver` (CLI, API): the job goes back to the queue and
 /// runs with a credential that names its approver. A refusal is recorded too.
 pub fn approve(
-    conn: &mut Connection,
+    store: &dyn AgentStore,
     key: &SigningKey,
     settings: &ApprovalSettings,
     id: i64,
     approver: &Approver,
 ) -> Result<Job, ApproveError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let job = queue::get(&tx, id)?.ok_or(ApproveError::NoSuchJob(id))?;
-    let state: String = tx.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))?;
-    if state != crate::job_kind::JobState::AwaitingApproval.as_str() {
-        return Err(ApproveError::NotWaiting { id, state });
-    }
-    let decided = decide(&tx, key, settings, &job, approver, &[])?;
-    if decided.is_ok() {
-        tx.execute(
-            "UPDATE jobs SET state = 'queued' WHERE id = ?1 AND state = 'awaiting_approval'",
-            [id],
-        )?;
-    }
-    tx.commit()?;
+    let (job, decided) = store.write(|tx| {
+        let job = tx.job(id)?.ok_or(ApproveError::NoSuchJob(id))?;
+        let state = tx.job_status(id)?.ok_or(ApproveError::NoSuchJob(id))?.state;
+        if state != JobState::AwaitingApproval {
+            return Err(ApproveError::NotWaiting {
+                id,
+                state: state.as_str().to_owned(),
+            });
+        }
+        // A refusal is recorded too: the transaction commits either way.
+        let decided = decide(tx, key, settings, &job, approver, &[])?;
+        if decided.is_ok() {
+            tx.set_job_state(id, &[JobState::AwaitingApproval], JobState::Queued)?;
+        }
+        Ok((job, decided))
+    })?;
     decided.map_err(|refusal| ApproveError::Refused { job: id, refusal })?;
     Ok(job)
-}
-
-/// A pull request review in state `approved`, from its webhook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Review {
-    pub repository: String,
-    pub pull_request: u64,
-    pub review_id: i64,
-    pub login: String,
-    /// The head the review approved.
-    pub commit_sha: String,
-    /// The pull request's author: never an approver of it.
-    pub pull_request_author: Option<String>,
 }
 
 /// The approver a reviewer's login stands for, as the platform knows it now.
 fn reviewer(
     settings: &ApprovalSettings,
-    store: &dyn Store,
+    platform: &dyn Store,
     login: &str,
 ) -> Result<Result<Approver, Refusal>, slipway_platform::StoreError> {
     let Some(identity) = settings.identity_of_login(login) else {
@@ -322,7 +281,7 @@ fn reviewer(
             login: login.to_owned(),
         }));
     };
-    let live = store
+    let live = platform
         .list_identities()?
         .into_iter()
         .find(|r| r.revoked_at_ms.is_none() && r.identity.name == identity);
@@ -341,19 +300,16 @@ fn reviewer(
 }
 
 /// The head each merged pull request of `job`'s commits had, by number.
-fn merged_heads(conn: &Connection, job: &Job) -> Result<Vec<(u64, Option<String>)>, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT pull_request, head_sha FROM jobs
-         WHERE repository = ?1 AND commit_sha = ?2 AND kind = 'merge' AND pull_request IS NOT NULL",
-    )?;
-    let mut out = Vec::new();
+fn merged_heads(tx: &dyn AgentTx, job: &Job) -> Result<Vec<(u64, Option<String>)>, DbError> {
+    let mut out: Vec<(u64, Option<String>)> = Vec::new();
     for commit in job.all_commits() {
-        let rows = stmt.query_map(params![job.repository, commit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-        })?;
-        for row in rows {
-            let (n, head) = row?;
-            out.push((u64::try_from(n).unwrap_or(0), head));
+        for merge in tx.merges_of_commit(&job.repository, &commit)? {
+            if let Some(number) = merge.pull_request {
+                let head = (number, merge.head_sha);
+                if !out.contains(&head) {
+                    out.push(head);
+                }
+            }
         }
     }
     Ok(out)
@@ -361,15 +317,15 @@ fn merged_heads(conn: &Connection, job: &Job) -> Result<Vec<(u64, Option<String>
 
 /// Decides `review` for `job` (a merge of one of the reviewed pull requests).
 fn decide_review(
-    tx: &Connection,
+    tx: &dyn AgentTx,
     key: &SigningKey,
     settings: &ApprovalSettings,
-    store: &dyn Store,
+    platform: &dyn Store,
     job: &Job,
     review: &Review,
     merged_head: Option<&str>,
 ) -> Result<bool, ApproveError> {
-    let approver = match reviewer(settings, store, &review.login)? {
+    let approver = match reviewer(settings, platform, &review.login)? {
         Ok(approver) => approver,
         Err(refusal) => {
             let who = Approver {
@@ -414,105 +370,76 @@ pub enum ReviewOutcome {
 /// Stores a review (once per delivery) and applies it to the pull request's merge
 /// jobs that wait for approval now.
 pub fn receive_review(
-    conn: &mut Connection,
+    store: &dyn AgentStore,
     key: &SigningKey,
     settings: &ApprovalSettings,
-    store: &dyn Store,
+    platform: &dyn Store,
     delivery: &Delivery,
     review: &Review,
 ) -> Result<ReviewOutcome, ApproveError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO deliveries (delivery_id, event, received_at, outcome) VALUES (?1, ?2, ?3, 'review')",
-        params![delivery.id, delivery.event, db::now()],
-    )?;
-    if inserted == 0 {
-        return Ok(ReviewOutcome::Duplicate);
-    }
-    tx.execute(
-        "INSERT OR IGNORE INTO pull_request_reviews (review_id, repository, pull_request, login, commit_sha, submitted_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            review.review_id,
-            review.repository,
-            review.pull_request as i64,
-            review.login,
-            review.commit_sha,
-            db::now()
-        ],
-    )?;
-    let waiting: Vec<Job> = {
-        let mut stmt = tx.prepare(&format!(
-            "SELECT {} FROM jobs WHERE repository = ?1 AND state = 'awaiting_approval' AND kind = 'merge' ORDER BY id",
-            queue::job_columns("")
-        ))?;
-        let rows = stmt.query_map([&review.repository], queue::job_of)?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let mut approved = Vec::new();
-    for job in waiting {
-        let heads = merged_heads(&tx, &job)?;
-        let Some((_, head)) = heads.iter().find(|(n, _)| *n == review.pull_request) else {
-            continue;
-        };
-        if decide_review(&tx, key, settings, store, &job, review, head.as_deref())? {
-            tx.execute(
-                "UPDATE jobs SET state = 'queued' WHERE id = ?1 AND state = 'awaiting_approval'",
-                [job.id],
-            )?;
-            approved.push(job.id);
+    store.write(|tx| {
+        if !tx.record_delivery(delivery, "review", &db::now())? {
+            return Ok(ReviewOutcome::Duplicate);
         }
-    }
-    tx.commit()?;
-    Ok(ReviewOutcome::Stored { approved })
+        tx.insert_review(review, &db::now())?;
+        let waiting = tx.jobs(&JobQuery {
+            state: JobState::AwaitingApproval,
+            repository: Some(&review.repository),
+            root: None,
+            kind: Some(JobKind::Merge),
+        })?;
+        let mut approved = Vec::new();
+        for job in waiting {
+            let heads = merged_heads(tx, &job)?;
+            let Some((_, head)) = heads.iter().find(|(n, _)| *n == review.pull_request) else {
+                continue;
+            };
+            if decide_review(tx, key, settings, platform, &job, review, head.as_deref())? {
+                tx.set_job_state(job.id, &[JobState::AwaitingApproval], JobState::Queued)?;
+                approved.push(job.id);
+            }
+        }
+        Ok(ReviewOutcome::Stored { approved })
+    })
 }
 
 /// At a job's approval: its approver when it has one already, or when a kept review
 /// of one of its pull requests approves it now (refusals are recorded).
 pub fn at_gate(
-    conn: &mut Connection,
+    store: &dyn AgentStore,
     key: &SigningKey,
     settings: &ApprovalSettings,
-    store: &dyn Store,
+    platform: &dyn Store,
     job: &Job,
 ) -> Result<Option<String>, ApproveError> {
-    if let Some(approver) = approver_of(conn, job.id)? {
+    if let Some(approver) = store.read(|tx| tx.approver_of(job.id))? {
         return Ok(Some(approver));
     }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (number, head) in merged_heads(&tx, job)? {
-        let reviews: Vec<Review> = {
-            let mut stmt = tx.prepare(
-                "SELECT review_id, login, commit_sha FROM pull_request_reviews
-                 WHERE repository = ?1 AND pull_request = ?2 ORDER BY review_id",
-            )?;
-            let rows = stmt.query_map(params![job.repository, number as i64], |r| {
-                Ok(Review {
+    store.write(|tx| {
+        for (number, head) in merged_heads(tx, job)? {
+            for kept in tx.reviews_of(&job.repository, number)? {
+                let review = Review {
                     repository: job.repository.clone(),
                     pull_request: number,
-                    review_id: r.get(0)?,
-                    login: r.get(1)?,
-                    commit_sha: r.get(2)?,
+                    review_id: kept.review_id,
+                    login: kept.login,
+                    commit_sha: kept.commit_sha,
                     pull_request_author: None,
-                })
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for review in reviews {
-            if decide_review(&tx, key, settings, store, job, &review, head.as_deref())? {
-                tx.commit()?;
-                return Ok(approver_of(conn, job.id)?);
+                };
+                if decide_review(tx, key, settings, platform, job, &review, head.as_deref())? {
+                    return Ok(tx.approver_of(job.id)?);
+                }
             }
         }
-    }
-    tx.commit()?;
-    Ok(None)
+        Ok(None)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{intake, Intake, NewJobs};
+    use crate::queue::{self, intake, Intake, NewJobs};
+    use rusqlite::Connection;
     use slipway_platform::Mode;
     use slipway_provenance::Trigger;
 
@@ -566,7 +493,7 @@ mod tests {
         }
     }
 
-    fn merge(conn: &mut Connection, commit: &str, authors: &[&str], pr: Option<u64>) -> Job {
+    fn merge(conn: &dyn AgentStore, commit: &str, authors: &[&str], pr: Option<u64>) -> Job {
         let mut jobs = NewJobs::merge(
             None,
             "hello".into(),
@@ -580,60 +507,62 @@ mod tests {
         jobs.authors = authors.iter().map(|a| a.to_string()).collect();
         jobs.head_sha = pr.map(|_| "h".repeat(40));
         intake(conn, &[Intake::Jobs(jobs)]).unwrap();
-        let job = queue::queued_for_root(conn, "hello", "staging")
+        let job = conn
+            .read(|tx| queue::queued_for_root(tx, "hello", "staging"))
             .unwrap()
             .pop()
             .unwrap();
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let job = queue::start(conn, &key, &job, &[]).unwrap();
-        hold(conn, &job).unwrap();
+        conn.write(|tx| hold(tx, &job)).unwrap();
         job
     }
 
     #[test]
     fn a_waiting_job_is_refused_to_its_author_and_queued_by_an_approver() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = db::open(&dir.path().join("q.db")).unwrap();
+        let db = db::Db::open(&dir.path().join("q.db")).unwrap();
+        let conn = db.store();
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let s = settings();
-        let job = merge(&mut conn, &"a".repeat(40), &["alice-gh"], None);
+        let job = merge(conn, &"a".repeat(40), &["alice-gh"], None);
         assert_eq!(
-            waiting_for_root(&conn, "hello", "staging").unwrap().len(),
+            conn.read(|tx| waiting_for_root(tx, "hello", "staging"))
+                .unwrap()
+                .len(),
             1
         );
-        let refused = approve(
-            &mut conn,
-            &key,
-            &s,
-            job.id,
-            &person("alice", Role::Approver),
-        );
+        let refused = approve(conn, &key, &s, job.id, &person("alice", Role::Approver));
         assert!(
             matches!(&refused, Err(ApproveError::Refused { refusal, .. }) if refusal.code() == "own-change"),
             "{refused:?}"
         );
-        assert_eq!(approver_of(&conn, job.id).unwrap(), None);
-        approve(&mut conn, &key, &s, job.id, &person("bob", Role::Approver)).unwrap();
-        assert_eq!(approver_of(&conn, job.id).unwrap().as_deref(), Some("bob"));
-        assert!(waiting_for_root(&conn, "hello", "staging")
+        assert_eq!(conn.read(|tx| tx.approver_of(job.id)).unwrap(), None);
+        approve(conn, &key, &s, job.id, &person("bob", Role::Approver)).unwrap();
+        assert_eq!(
+            conn.read(|tx| tx.approver_of(job.id)).unwrap().as_deref(),
+            Some("bob")
+        );
+        assert!(conn
+            .read(|tx| waiting_for_root(tx, "hello", "staging"))
             .unwrap()
             .is_empty());
         assert_eq!(
-            queue::queued_for_root(&conn, "hello", "staging")
+            conn.read(|tx| queue::queued_for_root(tx, "hello", "staging"))
                 .unwrap()
                 .len(),
             1
         );
         // Not waiting any more: a second approval is refused as such.
         assert!(matches!(
-            approve(&mut conn, &key, &s, job.id, &person("bob", Role::Approver)),
+            approve(conn, &key, &s, job.id, &person("bob", Role::Approver)),
             Err(ApproveError::NotWaiting { .. })
         ));
         assert!(matches!(
-            approve(&mut conn, &key, &s, 999, &person("bob", Role::Approver)),
+            approve(conn, &key, &s, 999, &person("bob", Role::Approver)),
             Err(ApproveError::NoSuchJob(999))
         ));
-        let log = audit::list(&conn).unwrap();
+        let log = conn.read(audit::list).unwrap();
         let outcomes: Vec<_> = log.iter().map(|r| r.record.outcome.as_str()).collect();
         assert_eq!(outcomes, ["approval-refused", "approved"]);
         assert!(log[0]
@@ -665,30 +594,34 @@ mod tests {
         )
         .unwrap();
         drop(old);
-        let conn = db::open(&path).unwrap();
-        let job = queue::get(&conn, 1).unwrap().unwrap();
+        let db = db::Db::open(&path).unwrap();
+        let conn = db.store();
+        let job = conn.read(|tx| tx.job(1)).unwrap().unwrap();
         assert_eq!(
             (job.commit_sha.as_str(), job.kind),
             ("abc", crate::job_kind::JobKind::Merge)
         );
-        hold(&conn, &job).unwrap();
+        conn.write(|tx| hold(tx, &job)).unwrap();
         assert_eq!(
-            waiting_for_root(&conn, "hello", "staging").unwrap().len(),
+            conn.read(|tx| waiting_for_root(tx, "hello", "staging"))
+                .unwrap()
+                .len(),
             1
         );
-        assert!(conn
+        assert!(Connection::open(&path)
+            .unwrap()
             .execute("UPDATE jobs SET state = 'bogus' WHERE id = 1", [])
             .is_err());
         // A new job continues the ids.
-        let mut conn = conn;
-        let next = merge(&mut conn, &"d".repeat(40), &[], None);
+        let next = merge(conn, &"d".repeat(40), &[], None);
         assert_eq!(next.id, 2);
     }
 
     #[test]
     fn a_kept_review_of_the_merged_head_approves_at_the_gate() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = db::open(&dir.path().join("q.db")).unwrap();
+        let db = db::Db::open(&dir.path().join("q.db")).unwrap();
+        let conn = db.store();
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let s = settings();
         let store = slipway_platform::SqliteStore::in_memory().unwrap();
@@ -718,26 +651,19 @@ mod tests {
             ("d3", review(3, "bob-gh", &"0".repeat(40))),
         ] {
             assert_eq!(
-                receive_review(&mut conn, &key, &s, store, &delivery(d), &r).unwrap(),
+                receive_review(conn, &key, &s, store, &delivery(d), &r).unwrap(),
                 ReviewOutcome::Stored { approved: vec![] }
             );
         }
         assert_eq!(
-            receive_review(
-                &mut conn,
-                &key,
-                &s,
-                store,
-                &delivery("d1"),
-                &review(1, "x", "y")
-            )
-            .unwrap(),
+            receive_review(conn, &key, &s, store, &delivery("d1"), &review(1, "x", "y")).unwrap(),
             ReviewOutcome::Duplicate
         );
-        let job = merge(&mut conn, &"c".repeat(40), &["alice-gh"], Some(7));
+        let job = merge(conn, &"c".repeat(40), &["alice-gh"], Some(7));
         // The author's review, an unmapped login and a stale head: all refused.
-        assert_eq!(at_gate(&mut conn, &key, &s, store, &job).unwrap(), None);
-        let codes: Vec<String> = audit::list(&conn)
+        assert_eq!(at_gate(conn, &key, &s, store, &job).unwrap(), None);
+        let codes: Vec<String> = conn
+            .read(audit::list)
             .unwrap()
             .iter()
             .map(|r| r.record.error.clone().unwrap_or_default())
@@ -750,7 +676,7 @@ mod tests {
         }
         // Bob reviews the merged head while the job waits: approved and queued.
         let out = receive_review(
-            &mut conn,
+            conn,
             &key,
             &s,
             store,
@@ -765,9 +691,7 @@ mod tests {
             }
         );
         assert_eq!(
-            at_gate(&mut conn, &key, &s, store, &job)
-                .unwrap()
-                .as_deref(),
+            at_gate(conn, &key, &s, store, &job).unwrap().as_deref(),
             Some("bob")
         );
     }

@@ -247,8 +247,8 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             let jobs =
                 crate::deploy::resolve(&config, &request, Trigger::Manual, git_token.as_ref())?;
             let commit = jobs.commit_sha.clone();
-            let mut conn = crate::db::open(&config.database_path())?;
-            let outcome = crate::queue::intake(&mut conn, &[Intake::Jobs(jobs)])?;
+            let db = crate::db::Db::open_at(&config.database)?;
+            let outcome = crate::queue::intake(db.store(), &[Intake::Jobs(jobs)])?;
             if let Some(IntakeOutcome::Enqueued(ids)) = outcome.first() {
                 println!("queued commit {commit} as job(s) {ids:?}");
             }
@@ -271,21 +271,22 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Audit { command } => {
             let config = Config::load(&cli.config)?;
-            let conn = crate::db::Db::open_existing(&config.database_path())?.connect()?;
-            audit_command(&config, &conn, command)
+            let db = crate::db::Db::open_existing_at(&config.database)?;
+            let tx = db.store().begin(crate::store::Access::Read)?;
+            audit_command(&config, &*tx, command)
         }
     }
 }
 
 fn audit_command(
     config: &Config,
-    conn: &rusqlite::Connection,
+    tx: &dyn crate::store::AgentTx,
     command: AuditCommand,
 ) -> anyhow::Result<i32> {
     let mut stdout = std::io::stdout().lock();
     match command {
         AuditCommand::List { last } => {
-            let records = audit::list(conn)?;
+            let records = audit::list(tx)?;
             let skip = last.map_or(0, |n| records.len().saturating_sub(n));
             writeln!(
                 stdout,
@@ -308,7 +309,7 @@ fn audit_command(
             Ok(0)
         }
         AuditCommand::Show { seq } => {
-            match audit::get(conn, seq)? {
+            match audit::get(tx, seq)? {
                 Some(record) => {
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&record)?)?;
                     if let Some(job) = record.record.job_id {
@@ -326,7 +327,7 @@ fn audit_command(
             }
         }
         AuditCommand::Export { .. } => {
-            let records = audit::list(conn)?;
+            let records = audit::list(tx)?;
             serde_json::to_writer_pretty(&mut stdout, &records)?;
             writeln!(stdout)?;
             Ok(0)
@@ -341,7 +342,7 @@ fn audit_command(
                     None
                 }
             };
-            let v = audit::verify(conn, key.as_ref())?;
+            let v = audit::verify(tx, key.as_ref())?;
             if v.problems.is_empty() {
                 writeln!(
                     stdout,
@@ -387,9 +388,9 @@ fn approve(config: &Config, id: i64, token: Option<&str>) -> anyhow::Result<i32>
         login: None,
         via: approvals::Via::Cli,
     };
-    let mut conn = crate::db::Db::open_existing(&config.database_path())?.connect()?;
+    let db = crate::db::Db::open_existing_at(&config.database)?;
     match approvals::approve(
-        &mut conn,
+        db.store(),
         &secrets.signing_key,
         &config.approvals,
         id,

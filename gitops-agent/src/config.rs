@@ -140,6 +140,48 @@ struct RawConfig {
     approvals: approvals::RawApprovals,
     #[serde(default)]
     drift: RawDrift,
+    #[serde(default)]
+    database: RawDatabase,
+}
+
+/// `[database]`: where the agent's state is kept ([`crate::store`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    /// libpq connection settings of a shared PostgreSQL database.
+    postgres: Option<String>,
+}
+
+/// Where the agent keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// The embedded default: `slipway.db` in the data directory.
+    Sqlite(PathBuf),
+    /// A shared PostgreSQL database, by its libpq settings (never a password: that
+    /// comes from `SLIPWAY_DATABASE_PASSWORD`).
+    Postgres(String),
+}
+
+fn parse_database(raw: &RawDatabase, data_dir: &Path) -> Result<DatabaseLocation, ConfigError> {
+    let Some(settings) = &raw.postgres else {
+        return Ok(DatabaseLocation::Sqlite(data_dir.join("slipway.db")));
+    };
+    let parsed: postgres::Config = settings.parse().map_err(|_| {
+        invalid(
+            "database.postgres",
+            "does not parse: use libpq's form (`host=/run/postgresql dbname=slipway user=slipway`) or a postgres:// URL",
+        )
+    })?;
+    if parsed.get_password().is_some() {
+        return Err(invalid(
+            "database.postgres",
+            format!(
+                "holds a password: remove it and set {} in the agent's environment instead",
+                crate::store::postgres::PASSWORD_ENV
+            ),
+        ));
+    }
+    Ok(DatabaseLocation::Postgres(settings.clone()))
 }
 
 /// `[drift]`: the defaults of every root's drift checks ([`crate::drift`]).
@@ -266,6 +308,9 @@ struct RawRoot {
 pub struct Config {
     /// Where the queue, audit log, git cache and job work trees live.
     pub data_dir: PathBuf,
+    /// Where the queue, the audit log and the rest of the agent's state are kept
+    /// (`[database]`; by default SQLite in `data_dir`).
+    pub database: DatabaseLocation,
     /// The `terraform` executable (a path, or a name looked up on `PATH`).
     pub terraform: PathBuf,
     /// How many roots may run at once.
@@ -742,6 +787,7 @@ impl Config {
             });
         }
         Ok(Config {
+            database: parse_database(&raw.database, &data_dir)?,
             data_dir,
             terraform: raw.terraform.unwrap_or_else(|| PathBuf::from("terraform")),
             max_parallel,
@@ -815,7 +861,8 @@ impl Config {
         all
     }
 
-    /// The SQLite database holding the queue and the audit log.
+    /// Where an embedded database of the agent's state would be (see
+    /// [`Config::database`] for where it is).
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("slipway.db")
     }
@@ -1169,6 +1216,42 @@ path = "envs/prod"
 
     /// Drift checks are off unless an interval is set (per root, or a default for
     /// all), remediation is off unless asked for, and mistakes name their key.
+    #[test]
+    fn the_database_is_embedded_unless_a_postgres_one_is_named_without_its_password() {
+        let c = Config::parse(MINIMAL, Path::new("/srv")).unwrap();
+        assert_eq!(
+            c.database,
+            DatabaseLocation::Sqlite(Path::new("/srv/slipway-data/slipway.db").into())
+        );
+        let shared = "host=/run/postgresql dbname=slipway user=agent";
+        let c = Config::parse(
+            &format!("[database]\npostgres = \"{shared}\"\n{MINIMAL}"),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(c.database, DatabaseLocation::Postgres(shared.into()));
+        for with_password in [
+            "host=db dbname=slipway user=agent password=hunter2",
+            "postgres://agent:hunter2@db/slipway",
+        ] {
+            let e = err(&format!(
+                "[database]\npostgres = \"{with_password}\"\n{MINIMAL}"
+            ));
+            assert!(
+                e.contains("`database.postgres`") && e.contains("SLIPWAY_DATABASE_PASSWORD"),
+                "{e}"
+            );
+            assert!(!e.contains("hunter2"), "the password is not repeated: {e}");
+        }
+        let e = err(&format!(
+            "[database]\npostgres = \"host='unclosed\"\n{MINIMAL}"
+        ));
+        assert!(
+            e.contains("`database.postgres`") && e.contains("libpq"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn drift_checks_are_opt_in_with_a_minimum_interval() {
         let c = Config::parse(MINIMAL, Path::new("/")).unwrap();

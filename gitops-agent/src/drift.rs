@@ -23,7 +23,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
 use slipway_provenance::Trigger;
 use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
@@ -32,9 +31,10 @@ use crate::audit::{Outcome, PlanSummary};
 use crate::config::{Repository, Root};
 use crate::db::{self, DbError};
 use crate::job_error::{JobError, RunOutcome};
-use crate::job_kind::JobKind;
+use crate::job_kind::{JobKind, JobState};
 use crate::queue::{self, Intake, IntakeWriter, Job, NewJobs};
 use crate::runner::Runner;
+use crate::store::{AgentStore, AgentTx};
 use crate::terraform::{write_var_file, PlanLog};
 use crate::work_dirs::{private_dir, JobDirs};
 
@@ -81,22 +81,22 @@ impl Finding {
 /// deployed commit, no merge or check of it is queued or running, and no merge or
 /// check was queued within `interval`.
 pub fn due(
-    conn: &Connection,
+    tx: &dyn AgentTx,
     repository: &str,
     root: &str,
     interval: Duration,
     now_ms: i64,
 ) -> Result<Option<String>, DbError> {
-    let Some(deployed) = queue::last_deployed(conn, repository, root)? else {
+    let Some(deployed) = tx.last_deployed(repository, root)? else {
         return Ok(None);
     };
-    let (pending, last): (i64, Option<String>) = conn.query_row(
-        "SELECT COALESCE(SUM(state IN ('queued', 'running')), 0), MAX(enqueued_at) FROM jobs
-         WHERE repository = ?1 AND root = ?2 AND kind IN ('merge', 'drift')",
-        params![repository, root],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let activity = tx.root_activity(
+        repository,
+        root,
+        &[JobKind::Merge, JobKind::Drift],
+        &[JobState::Queued, JobState::Running],
     )?;
-    if pending > 0 {
+    if activity.pending > 0 {
         return Ok(None);
     }
     let since = now_ms.saturating_sub(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
@@ -104,7 +104,10 @@ pub fn due(
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     // Every timestamp has the same format (`db::now`), so text order is time order.
-    Ok(last.is_none_or(|t| t <= since).then_some(deployed))
+    Ok(activity
+        .last_enqueued_at
+        .is_none_or(|t| t <= since)
+        .then_some(deployed))
 }
 
 /// A drift check of `commit` for `root`.
@@ -142,7 +145,7 @@ pub async fn run(runner: Arc<Runner>, writer: IntakeWriter) {
             let (r, t, interval) = (repo.name.clone(), root.name.clone(), *interval);
             let found = runner
                 .db
-                .run(move |conn| due(conn, &r, &t, interval, db::now_ms()))
+                .read(move |tx| due(tx, &r, &t, interval, db::now_ms()))
                 .await;
             let commit = match found {
                 Ok(Some(commit)) => commit,
@@ -168,18 +171,28 @@ pub async fn run(runner: Arc<Runner>, writer: IntakeWriter) {
 /// a merge of the root is pending already (a remediation, or a merge that applies the
 /// root anyway). Only the root's worker calls it, so the check and the insert need no
 /// lock between them. Whether it queued one.
-fn queue_remediation(conn: &mut Connection, repo: &Repository, job: &Job) -> Result<bool, DbError> {
-    let pending: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM jobs WHERE repository = ?1 AND root = ?2 AND kind = 'merge'
-           AND state IN ('queued', 'running', 'awaiting_approval')",
-        params![job.repository, job.root],
-        |r| r.get(0),
-    )?;
-    if pending > 0 {
+fn queue_remediation(
+    store: &dyn AgentStore,
+    repo: &Repository,
+    job: &Job,
+) -> Result<bool, DbError> {
+    let activity = store.read(|tx| {
+        tx.root_activity(
+            &job.repository,
+            &job.root,
+            &[JobKind::Merge],
+            &[
+                JobState::Queued,
+                JobState::Running,
+                JobState::AwaitingApproval,
+            ],
+        )
+    })?;
+    if activity.pending > 0 {
         return Ok(false);
     }
     queue::intake(
-        conn,
+        store,
         &[Intake::Jobs(NewJobs::merge(
             None,
             repo.name.clone(),
@@ -221,17 +234,19 @@ impl Runner {
         let this = self.clone();
         let sup = superseded.clone();
         let started = tokio::task::spawn_blocking(move || {
-            let mut conn = this.open_db()?;
+            let store = this.db.store();
             // A merge queued since the worker looked runs first: never plan a
             // moving target.
-            let merges = queue::queued_for_root(&conn, &target.repository, &target.root)?
-                .into_iter()
-                .any(|j| j.kind == JobKind::Merge);
+            let (merges, deployed) = store.read(|tx| {
+                let merges = queue::queued_for_root(tx, &target.repository, &target.root)?
+                    .into_iter()
+                    .any(|j| j.kind == JobKind::Merge);
+                Ok((merges, tx.last_deployed(&target.repository, &target.root)?))
+            })?;
             if merges {
                 return Ok::<_, DbError>(None);
             }
-            let deployed = queue::last_deployed(&conn, &target.repository, &target.root)?;
-            let job = queue::start(&mut conn, &this.key, &target, &sup)?;
+            let job = queue::start(store, &this.key, &target, &sup)?;
             Ok(Some((job, deployed)))
         })
         .await??;
@@ -303,7 +318,7 @@ impl Runner {
         let (repo_c, job_c) = (repo.clone(), job.clone());
         let queued = self
             .db
-            .run(move |conn| queue_remediation(conn, &repo_c, &job_c))
+            .run(move |store| queue_remediation(store, &repo_c, &job_c))
             .await?;
         if queued {
             self.notify.notify_waiters();
@@ -417,12 +432,14 @@ mod tests {
     #[test]
     fn a_check_is_due_once_per_interval_and_never_beside_a_pending_merge() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = db::open(&dir.path().join("q.db")).unwrap();
+        let db = db::Db::open(&dir.path().join("q.db")).unwrap();
+        let conn = db.store();
         let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
         let hour = Duration::from_secs(3600);
+        let due_at = |at| conn.read(|tx| due(tx, "r", "app", hour, at)).unwrap();
         let now = db::now_ms();
         // Nothing deployed: nothing to check.
-        assert_eq!(due(&conn, "r", "app", hour, now).unwrap(), None);
+        assert_eq!(due_at(now), None);
         let merge = NewJobs::merge(
             None,
             "r".into(),
@@ -433,23 +450,20 @@ mod tests {
             None,
             vec!["app".into()],
         );
-        queue::intake(&mut conn, &[Intake::Jobs(merge)]).unwrap();
-        let job = queue::queued_for_root(&conn, "r", "app").unwrap().remove(0);
-        let job = queue::start(&mut conn, &key, &job, &[]).unwrap();
+        queue::intake(conn, &[Intake::Jobs(merge)]).unwrap();
+        let job = conn
+            .read(|tx| queue::queued_for_root(tx, "r", "app"))
+            .unwrap()
+            .remove(0);
+        let job = queue::start(conn, &key, &job, &[]).unwrap();
         // Running: a moving target.
-        assert_eq!(
-            due(&conn, "r", "app", hour, now + 2 * 3_600_000).unwrap(),
-            None
-        );
+        assert_eq!(due_at(now + 2 * 3_600_000), None);
         let record = job.audit_record(Outcome::Succeeded, db::now());
-        queue::finish(&mut conn, &key, &job, record).unwrap();
+        queue::finish(conn, &key, &job, record).unwrap();
         // Deployed: due one interval after the merge was queued, not before.
-        assert_eq!(due(&conn, "r", "app", hour, now).unwrap(), None);
+        assert_eq!(due_at(now), None);
         let later = now + 2 * 3_600_000;
-        assert_eq!(
-            due(&conn, "r", "app", hour, later).unwrap().as_deref(),
-            Some("c1")
-        );
+        assert_eq!(due_at(later).as_deref(), Some("c1"));
         // Queued: not again until it has run and an interval has passed.
         let repo_root = |kind| {
             let mut j = NewJobs::merge(
@@ -465,7 +479,7 @@ mod tests {
             j.kind = kind;
             Intake::Jobs(j)
         };
-        queue::intake(&mut conn, &[repo_root(JobKind::Drift)]).unwrap();
-        assert_eq!(due(&conn, "r", "app", hour, later).unwrap(), None);
+        queue::intake(conn, &[repo_root(JobKind::Drift)]).unwrap();
+        assert_eq!(due_at(later), None);
     }
 }

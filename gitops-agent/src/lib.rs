@@ -4,7 +4,8 @@
 //! the CLI or an authenticated API), stores each as a durable job before acknowledging
 //! it, and runs `terraform plan` and `apply` on the exact commit, one job at a time per
 //! Terraform root. Every outcome lands in a hash-chained, signed audit log, and the
-//! commit SHA travels to Terraform (and the Slipway provider) as signed provenance.
+//! job's credential, minted for that job alone and checked by the Slipway platform,
+//! travels to the provider in a 0600 file.
 //!
 //! The guarantees, and where they are kept:
 //! - nothing accepted is lost: a job is committed to SQLite (WAL, `synchronous=FULL`)
@@ -51,10 +52,15 @@ pub mod preview_sweep;
 pub mod previews;
 pub mod pull_requests;
 pub mod queue;
+pub mod records;
 pub mod report;
 pub mod runner;
 pub mod selection;
 pub mod state;
+pub mod store;
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+pub mod store_conformance;
 pub mod terraform;
 pub mod webhook;
 pub mod work_dirs;

@@ -17,9 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use rusqlite::Connection;
 
 use crate::db::DbError;
+use crate::store::AgentTx;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -184,9 +184,9 @@ impl Metrics {
     }
 
     /// The text a scrape returns, after reading the database-backed gauges.
-    pub fn render(&self, conn: &Connection) -> Result<String, DbError> {
-        let (queued, running, _) = crate::queue::counts(conn)?;
-        for (state, value) in [("queued", queued), ("running", running)] {
+    pub fn render(&self, tx: &dyn AgentTx) -> Result<String, DbError> {
+        let counts = tx.job_counts()?;
+        for (state, value) in [("queued", counts.queued), ("running", counts.running)] {
             self.queue
                 .get_or_create(&StateLabel {
                     state: state.to_owned(),
@@ -194,38 +194,27 @@ impl Metrics {
                 .set(value);
         }
         self.last_deployed.clear();
-        let mut stmt = conn.prepare_cached(
-            "SELECT r.repository, r.root, r.last_deployed,
-                    (SELECT a.ended_at FROM audit a WHERE a.repository = r.repository AND a.root = r.root
-                       AND a.commit_sha = r.last_deployed AND a.outcome = 'succeeded'
-                     ORDER BY a.seq DESC LIMIT 1)
-             FROM roots r ORDER BY r.repository, r.root",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (repository, root, commit, ended) = row?;
-            let when = ended
+        for root in tx.deployed_roots()? {
+            let when = root
+                .deployed_at
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
                 .map_or(0, |t| t.timestamp());
             self.last_deployed
                 .get_or_create(&DeployedLabels {
-                    repository,
-                    root,
-                    commit,
+                    repository: root.repository,
+                    root: root.root,
+                    commit: root.commit_sha,
                 })
                 .set(when);
         }
         self.drift_detected.clear();
-        for (repository, root, drifted) in last_drift_checks(conn)? {
+        for check in tx.last_drift_checks()? {
+            let drifted = check.plan_summary.is_some_and(|p| p.has_changes());
             self.drift_detected
-                .get_or_create(&RootLabels { repository, root })
+                .get_or_create(&RootLabels {
+                    repository: check.repository,
+                    root: check.root,
+                })
                 .set(i64::from(drifted));
         }
         let mut text = String::new();
@@ -278,33 +267,6 @@ pub fn text_format(openmetrics: &str) -> String {
     out
 }
 
-/// Each root's last drift check that planned (from the audit log, so it is right after
-/// a restart): whether it found drift.
-fn last_drift_checks(conn: &Connection) -> Result<Vec<(String, String, bool)>, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.repository, a.root, a.plan_summary FROM audit a
-         WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.kind = 'drift'
-                          AND b.outcome = 'succeeded' AND b.repository = a.repository AND b.root = a.root)
-         ORDER BY a.repository, a.root",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (repository, root, plan) = row?;
-        let drifted = plan
-            .and_then(|p| serde_json::from_str::<crate::audit::PlanSummary>(&p).ok())
-            .is_some_and(|p| p.has_changes());
-        out.push((repository, root, drifted));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,17 +274,15 @@ mod tests {
     #[test]
     fn a_scrape_shows_jobs_queue_and_last_deploy() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::db::open(&dir.path().join("m.db")).unwrap();
-        conn.execute(
-            "INSERT INTO roots (repository, root, last_deployed) VALUES ('acme/infra', 'prod', 'abc123')",
-            [],
-        )
-        .unwrap();
+        let db = crate::db::Db::open(&dir.path().join("m.db")).unwrap();
+        db.store()
+            .write(|tx| tx.set_last_deployed("acme/infra", "prod", "abc123"))
+            .unwrap();
         let m = Metrics::new();
         m.job_finished("succeeded", Duration::from_millis(1500));
         m.webhook_answered(Duration::from_millis(3));
         m.github_report("retried");
-        let text = m.render(&conn).unwrap();
+        let text = db.store().read(|tx| m.render(tx)).unwrap();
         assert!(
             text.contains("slipway_jobs_total{outcome=\"succeeded\"} 1"),
             "{text}"

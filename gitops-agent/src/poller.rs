@@ -50,9 +50,10 @@ pub async fn poll_once(state: &Arc<AppState>, repo: &Repository) -> Result<Vec<i
     let (git, db, repo_c) = (state.runner.git.clone(), state.db.clone(), repo.clone());
     let found = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), PollError> {
         let tip = git.with_cache(&repo_c, |cache| cache.fetch(token.as_ref()))?;
-        let conn = db.connect()?;
         let roots: Vec<String> = repo_c.roots.iter().map(|r| r.name.clone()).collect();
-        let due = queue::root_positions(&conn, &repo_c.name, &roots)?
+        let due = db
+            .store()
+            .read(|tx| queue::root_positions(tx, &repo_c.name, &roots))?
             .into_iter()
             .filter(|p| {
                 selection::tip_needs_job(&tip, p.newest_job.as_deref(), p.last_deployed.as_deref())

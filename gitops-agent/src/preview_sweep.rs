@@ -11,7 +11,7 @@ use std::sync::Arc;
 use slipway_provenance::Trigger;
 
 use crate::db::{self, DbError};
-use crate::previews::{active, teardown, teardown_pending, Preview, PreviewKey};
+use crate::previews::{teardown, teardown_pending, Preview, PreviewKey};
 use crate::queue::Intake;
 use crate::state::AppState;
 
@@ -39,7 +39,7 @@ async fn queue_teardowns(
         let check = p.clone();
         let pending = state
             .db
-            .run(move |conn| teardown_pending(conn, &check))
+            .read(move |tx| teardown_pending(tx, &check))
             .await?;
         if pending {
             continue;
@@ -59,7 +59,7 @@ pub async fn expire(state: &AppState) -> Result<usize, SweepError> {
     let now = db::now_ms();
     let expired = state
         .db
-        .run(|conn| active(conn))
+        .read(|tx| tx.active_previews())
         .await?
         .into_iter()
         .filter(|p| p.expires_at_ms <= now)
@@ -74,7 +74,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, SweepError> {
     let Some(github) = state.runner.github.as_ref() else {
         return Ok(0);
     };
-    let live = state.db.run(|conn| active(conn)).await?;
+    let live = state.db.read(|tx| tx.active_previews()).await?;
     let mut closed = Vec::new();
     for p in live {
         // A branch's preview has no pull request to ask about.

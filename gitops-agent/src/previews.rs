@@ -12,13 +12,14 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 use slipway_provenance::Trigger;
 
 use crate::db::{self, DbError};
 use crate::job_kind::JobKind;
-use crate::queue::{Job, NewJobs};
+use crate::records::{Job, NewJobs};
+pub use crate::records::{Preview, PreviewKey};
+use crate::store::AgentTx;
 
 /// The Terraform workspace (and the variable `preview_name`) of pull request `number`.
 pub fn name(number: u64) -> String {
@@ -60,15 +61,6 @@ pub fn branch_name(branch: &str) -> String {
     }
 }
 
-/// Which preview of a root: a pull request's, or a pushed branch's (asked for over
-/// MCP). Both are held to PREVIEW, share the repository's cap and the root's time to
-/// live; only where their commit comes from and who asked differ.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PreviewKey {
-    PullRequest(u64),
-    Branch(String),
-}
-
 impl PreviewKey {
     /// The preview a job of a preview kind works on; `None` for merges and plans.
     pub fn of(job: &Job) -> Option<PreviewKey> {
@@ -99,136 +91,20 @@ impl PreviewKey {
     }
 }
 
-/// A preview as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Preview {
-    pub repository: String,
-    pub root: String,
-    pub key: PreviewKey,
-    pub active: bool,
-    /// The commit last applied (or being applied).
-    pub commit_sha: String,
-    /// The root's string outputs after the last apply: the preview's URLs.
-    pub urls: BTreeMap<String, String>,
-    pub updated_at_ms: i64,
-    pub expires_at_ms: i64,
-    /// For a branch preview: the identity that last asked for it.
-    pub requested_by: Option<String>,
-}
-
-fn preview_of(r: &rusqlite::Row<'_>, key: PreviewKey) -> rusqlite::Result<Preview> {
-    let urls: String = r.get(5)?;
-    Ok(Preview {
-        repository: r.get(0)?,
-        root: r.get(1)?,
-        key,
-        active: r.get::<_, String>(3)? == "active",
-        commit_sha: r.get(4)?,
-        urls: serde_json::from_str(&urls).unwrap_or_default(),
-        updated_at_ms: r.get(6)?,
-        expires_at_ms: r.get(7)?,
-        requested_by: r.get(8)?,
-    })
-}
-
-fn pull_request_preview(r: &rusqlite::Row<'_>) -> rusqlite::Result<Preview> {
-    let number = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
-    preview_of(r, PreviewKey::PullRequest(number))
-}
-
-fn branch_preview(r: &rusqlite::Row<'_>) -> rusqlite::Result<Preview> {
-    let branch: String = r.get(2)?;
-    preview_of(r, PreviewKey::Branch(branch))
-}
-
-const COLUMNS: &str =
-    "repository, root, pull_request, state, commit_sha, urls, updated_at_ms, expires_at_ms, NULL";
-const BRANCH_COLUMNS: &str =
-    "repository, root, branch, state, commit_sha, urls, updated_at_ms, expires_at_ms, requested_by";
-
 /// One root's preview of one pull request.
 pub fn get(
-    conn: &Connection,
+    tx: &dyn AgentTx,
     repository: &str,
     root: &str,
     pull_request: u64,
 ) -> Result<Option<Preview>, DbError> {
-    get_key(
-        conn,
-        repository,
-        root,
-        &PreviewKey::PullRequest(pull_request),
-    )
-}
-
-/// One root's preview of `key`.
-pub fn get_key(
-    conn: &Connection,
-    repository: &str,
-    root: &str,
-    key: &PreviewKey,
-) -> Result<Option<Preview>, DbError> {
-    Ok(match key {
-        PreviewKey::PullRequest(n) => conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM previews WHERE repository = ?1 AND root = ?2 AND pull_request = ?3"),
-                params![repository, root, *n as i64],
-                pull_request_preview,
-            )
-            .optional()?,
-        PreviewKey::Branch(b) => conn
-            .query_row(
-                &format!("SELECT {BRANCH_COLUMNS} FROM branch_previews WHERE repository = ?1 AND root = ?2 AND branch = ?3"),
-                params![repository, root, b],
-                branch_preview,
-            )
-            .optional()?,
-    })
-}
-
-/// How many other previews (pull requests and branches) of `repository` are live.
-pub fn others_active(
-    conn: &Connection,
-    repository: &str,
-    own: &PreviewKey,
-) -> Result<usize, DbError> {
-    let (own_pr, own_branch) = match own {
-        PreviewKey::PullRequest(n) => (Some(*n as i64), None),
-        PreviewKey::Branch(b) => (None, Some(b.as_str())),
-    };
-    let n: i64 = conn.query_row(
-        "SELECT (SELECT COUNT(DISTINCT pull_request) FROM previews
-                 WHERE repository = ?1 AND state = 'active' AND pull_request IS NOT ?2)
-              + (SELECT COUNT(DISTINCT branch) FROM branch_previews
-                 WHERE repository = ?1 AND state = 'active' AND branch IS NOT ?3)",
-        params![repository, own_pr, own_branch],
-        |r| r.get(0),
-    )?;
-    Ok(usize::try_from(n).unwrap_or(0))
-}
-
-/// Every live preview, the pull requests' first.
-pub fn active(conn: &Connection) -> Result<Vec<Preview>, DbError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM previews WHERE state = 'active' ORDER BY repository, pull_request, root"
-    ))?;
-    let mut all: Vec<Preview> = stmt
-        .query_map([], pull_request_preview)?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {BRANCH_COLUMNS} FROM branch_previews WHERE state = 'active' ORDER BY repository, branch, root"
-    ))?;
-    let branches = stmt.query_map([], branch_preview)?;
-    for p in branches {
-        all.push(p?);
-    }
-    Ok(all)
+    tx.preview(repository, root, &PreviewKey::PullRequest(pull_request))
 }
 
 /// Marks the preview live at `commit` before its apply starts, its time to live
 /// starting again; `requested_by` is who asked for a branch preview.
 pub fn mark_active(
-    conn: &Connection,
+    tx: &dyn AgentTx,
     repository: &str,
     root: &str,
     key: &PreviewKey,
@@ -237,27 +113,15 @@ pub fn mark_active(
     requested_by: Option<&str>,
 ) -> Result<(), DbError> {
     let now = db::now_ms();
-    let expires = now.saturating_add(ttl_ms);
-    match key {
-        PreviewKey::PullRequest(n) => conn.execute(
-            "INSERT INTO previews (repository, root, pull_request, state, commit_sha, updated_at_ms, expires_at_ms)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6)
-             ON CONFLICT (repository, root, pull_request) DO UPDATE SET state = 'active',
-               commit_sha = excluded.commit_sha, updated_at_ms = excluded.updated_at_ms,
-               expires_at_ms = excluded.expires_at_ms",
-            params![repository, root, *n as i64, commit, now, expires],
-        )?,
-        PreviewKey::Branch(b) => conn.execute(
-            "INSERT INTO branch_previews (repository, root, branch, state, commit_sha, updated_at_ms, expires_at_ms, requested_by)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7)
-             ON CONFLICT (repository, root, branch) DO UPDATE SET state = 'active',
-               commit_sha = excluded.commit_sha, updated_at_ms = excluded.updated_at_ms,
-               expires_at_ms = excluded.expires_at_ms,
-               requested_by = COALESCE(excluded.requested_by, requested_by)",
-            params![repository, root, b, commit, now, expires, requested_by],
-        )?,
-    };
-    Ok(())
+    tx.mark_preview_active(
+        repository,
+        root,
+        key,
+        commit,
+        now,
+        now.saturating_add(ttl_ms),
+        requested_by,
+    )
 }
 
 /// What a finished preview job changes, in the transaction that records it.
@@ -279,16 +143,10 @@ pub enum Effect {
     },
 }
 
-/// The table and key column of `key`'s row, and the key as SQL.
-fn row_of(key: &PreviewKey) -> (&'static str, &'static str, rusqlite::types::Value) {
-    match key {
-        PreviewKey::PullRequest(n) => ("previews", "pull_request", (*n as i64).into()),
-        PreviewKey::Branch(b) => ("branch_previews", "branch", b.clone().into()),
-    }
-}
-
 impl Effect {
-    pub fn apply(&self, tx: &Connection) -> Result<(), DbError> {
+    /// Writes the change in `tx`, the transaction that records the job's end.
+    pub fn apply(&self, tx: &dyn AgentTx) -> Result<(), DbError> {
+        let now = db::now_ms();
         match self {
             Effect::Applied {
                 repository,
@@ -296,59 +154,26 @@ impl Effect {
                 key,
                 urls,
                 ttl_ms,
-            } => {
-                let urls =
-                    serde_json::to_string(urls).map_err(|e| DbError::Corrupt(e.to_string()))?;
-                let now = db::now_ms();
-                let (table, column, value) = row_of(key);
-                tx.execute(
-                    &format!(
-                        "UPDATE {table} SET urls = ?4, updated_at_ms = ?5, expires_at_ms = ?6
-                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"
-                    ),
-                    params![
-                        repository,
-                        root,
-                        value,
-                        urls,
-                        now,
-                        now.saturating_add(*ttl_ms)
-                    ],
-                )?;
-            }
+            } => tx.preview_applied(
+                repository,
+                root,
+                key,
+                urls,
+                now,
+                now.saturating_add(*ttl_ms),
+            ),
             Effect::Destroyed {
                 repository,
                 root,
                 key,
-            } => {
-                let (table, column, value) = row_of(key);
-                tx.execute(
-                    &format!(
-                        "UPDATE {table} SET state = 'destroyed', urls = '{{}}', updated_at_ms = ?4
-                     WHERE repository = ?1 AND root = ?2 AND {column} = ?3"
-                    ),
-                    params![repository, root, value, db::now_ms()],
-                )?;
-            }
+            } => tx.preview_destroyed(repository, root, key, now),
         }
-        Ok(())
     }
 }
 
 /// Whether a teardown of this preview is queued or running already.
-pub(crate) fn teardown_pending(conn: &Connection, p: &Preview) -> Result<bool, DbError> {
-    let (_, column, value) = row_of(&p.key);
-    Ok(conn
-        .query_row(
-            &format!(
-                "SELECT 1 FROM jobs WHERE repository = ?1 AND root = ?2 AND {column} = ?3
-                   AND kind = ?4 AND state != 'done' LIMIT 1"
-            ),
-            params![p.repository, p.root, value, p.key.teardown_kind().as_str()],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+pub(crate) fn teardown_pending(tx: &dyn AgentTx, p: &Preview) -> Result<bool, DbError> {
+    tx.preview_job_pending(&p.repository, &p.root, &p.key, p.key.teardown_kind())
 }
 
 /// The teardown job of `preview` (a pull request's runs with the tracked `branch`).
@@ -382,14 +207,17 @@ mod tests {
     #[test]
     fn a_preview_is_live_from_its_first_apply_until_its_teardown_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = db::open(&dir.path().join("p.db")).unwrap();
-        assert_eq!(get(&conn, "r", "app", 7).unwrap(), None);
-        mark_active(&conn, "r", "app", &PR7, "abc", 60_000, None).unwrap();
+        let db = db::Db::open(&dir.path().join("p.db")).unwrap();
+        let tx = db.store().begin(crate::store::Access::Write).unwrap();
+        let tx = &*tx;
+        assert_eq!(get(tx, "r", "app", 7).unwrap(), None);
+        mark_active(tx, "r", "app", &PR7, "abc", 60_000, None).unwrap();
         let pr8 = PreviewKey::PullRequest(8);
-        mark_active(&conn, "r", "app", &pr8, "def", -1, None).unwrap();
-        assert_eq!(others_active(&conn, "r", &PR7).unwrap(), 1);
+        mark_active(tx, "r", "app", &pr8, "def", -1, None).unwrap();
+        assert_eq!(tx.other_active_previews("r", &PR7).unwrap(), 1);
         assert_eq!(
-            others_active(&conn, "r", &PreviewKey::PullRequest(9)).unwrap(),
+            tx.other_active_previews("r", &PreviewKey::PullRequest(9))
+                .unwrap(),
             2
         );
         let urls = BTreeMap::from([("url".to_owned(), "http://127.0.0.1:1".to_owned())]);
@@ -400,32 +228,34 @@ mod tests {
             urls: urls.clone(),
             ttl_ms: 60_000,
         }
-        .apply(&conn)
+        .apply(tx)
         .unwrap();
-        let p = get(&conn, "r", "app", 7).unwrap().unwrap();
+        let p = get(tx, "r", "app", 7).unwrap().unwrap();
         assert!(p.active && p.urls == urls && p.expires_at_ms > p.updated_at_ms);
         Effect::Destroyed {
             repository: "r".into(),
             root: "app".into(),
             key: pr8,
         }
-        .apply(&conn)
+        .apply(tx)
         .unwrap();
-        let live = active(&conn).unwrap();
+        let live = tx.active_previews().unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].key, PR7);
-        assert!(!teardown_pending(&conn, &live[0]).unwrap());
+        assert!(!teardown_pending(tx, &live[0]).unwrap());
         assert_eq!(name(42), "pr-42");
     }
 
     #[test]
     fn a_branch_preview_shares_the_cap_and_keeps_who_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = db::open(&dir.path().join("p.db")).unwrap();
+        let db = db::Db::open(&dir.path().join("p.db")).unwrap();
+        let tx = db.store().begin(crate::store::Access::Write).unwrap();
+        let tx = &*tx;
         let branch = PreviewKey::Branch("feature/login".into());
-        mark_active(&conn, "r", "app", &PR7, "abc", 60_000, None).unwrap();
+        mark_active(tx, "r", "app", &PR7, "abc", 60_000, None).unwrap();
         mark_active(
-            &conn,
+            tx,
             "r",
             "app",
             &branch,
@@ -435,11 +265,11 @@ mod tests {
         )
         .unwrap();
         // Each counts against the other's cap, never against its own.
-        assert_eq!(others_active(&conn, "r", &PR7).unwrap(), 1);
-        assert_eq!(others_active(&conn, "r", &branch).unwrap(), 1);
+        assert_eq!(tx.other_active_previews("r", &PR7).unwrap(), 1);
+        assert_eq!(tx.other_active_previews("r", &branch).unwrap(), 1);
         // Asked again without a name (a TTL refresh, say): who asked stays.
-        mark_active(&conn, "r", "app", &branch, "0ff", 60_000, None).unwrap();
-        let p = get_key(&conn, "r", "app", &branch).unwrap().unwrap();
+        mark_active(tx, "r", "app", &branch, "0ff", 60_000, None).unwrap();
+        let p = tx.preview("r", "app", &branch).unwrap().unwrap();
         assert_eq!(p.requested_by.as_deref(), Some("claude-code@alice"));
         assert_eq!(p.commit_sha, "0ff");
         let job = teardown(&p, "main", Trigger::Mcp, Some("claude-code@alice".into()));
@@ -453,10 +283,10 @@ mod tests {
             root: "app".into(),
             key: branch.clone(),
         }
-        .apply(&conn)
+        .apply(tx)
         .unwrap();
-        assert!(!get_key(&conn, "r", "app", &branch).unwrap().unwrap().active);
-        assert_eq!(active(&conn).unwrap().len(), 1);
+        assert!(!tx.preview("r", "app", &branch).unwrap().unwrap().active);
+        assert_eq!(tx.active_previews().unwrap().len(), 1);
     }
 
     #[test]

@@ -104,8 +104,7 @@ impl Runner {
         let this = self.clone();
         let sup = superseded.clone();
         let job = tokio::task::spawn_blocking(move || {
-            let mut conn = this.open_db()?;
-            queue::start(&mut conn, &this.key, &target, &sup)
+            queue::start(this.db.store(), &this.key, &target, &sup)
         })
         .await??;
         if !superseded.is_empty() {
@@ -167,10 +166,7 @@ impl Runner {
             let (r, t) = (job.repository.clone(), job.root.clone());
             let key = PreviewKey::of(job)
                 .ok_or_else(|| JobError::Failed("a teardown without a preview".into()))?;
-            let preview = self
-                .db
-                .run(move |conn| previews::get_key(conn, &r, &t, &key))
-                .await?;
+            let preview = self.db.read(move |tx| tx.preview(&r, &t, &key)).await?;
             match preview {
                 Some(p) if p.active => Some(p.commit_sha),
                 _ => return Ok(Checkout::Skip(PullRequestSkip::NoPreview)),
@@ -271,13 +267,17 @@ impl Runner {
             let ttl_ms = i64::try_from(preview.ttl.as_millis()).unwrap_or(i64::MAX);
             let capped = self
                 .db
-                .run(move |conn| {
-                    let own = previews::get_key(conn, &r, &t, &key)?.is_some_and(|p| p.active);
-                    if !own && previews::others_active(conn, &r, &key)? >= max {
-                        return Ok(true);
-                    }
-                    previews::mark_active(conn, &r, &t, &key, &c, ttl_ms, asked_by.as_deref())?;
-                    Ok::<bool, db::DbError>(false)
+                .run(move |store| {
+                    // One transaction: two previews starting at once cannot both
+                    // take the last place under the cap.
+                    store.write(|tx| {
+                        let own = tx.preview(&r, &t, &key)?.is_some_and(|p| p.active);
+                        if !own && tx.other_active_previews(&r, &key)? >= max {
+                            return Ok(true);
+                        }
+                        previews::mark_active(tx, &r, &t, &key, &c, ttl_ms, asked_by.as_deref())?;
+                        Ok::<bool, db::DbError>(false)
+                    })
                 })
                 .await?;
             if capped {
@@ -296,8 +296,8 @@ impl Runner {
         let mut log = dirs.open_log().await?;
         let actor = job.actor.clone().unwrap_or_default();
         let issued = self.issue_credential(repo, root, job, &actor, None, deadline)?;
-        // No signed provenance: it is a license for the Kubernetes runtime's
-        // provider-side gate, and a pull request job must hold none.
+        // The credential's path only: a pull request job's Terraform runs code from the
+        // pull request, and what it may do is the credential's to say.
         let env = crate::terraform::automation_env(&issued.file);
         let of = match PreviewKey::of(job) {
             Some(PreviewKey::Branch(branch)) => format!("branch {branch}"),

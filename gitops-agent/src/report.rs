@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use crate::audit::{Outcome, PlanSummary};
@@ -29,7 +28,8 @@ use crate::db::{self, now_ms, DbError};
 use crate::github::{GitHub, GithubError};
 use crate::job_kind::{JobKind, JobState};
 use crate::metrics::Metrics;
-use crate::queue::{self, Job};
+use crate::queue::Job;
+use crate::store::{AgentTx, DueReport, JobStatus, ReportProgress};
 
 mod drift;
 mod pull_request;
@@ -96,17 +96,8 @@ const STEPS: [Step; 8] = [
     Step::PullRequestComment,
 ];
 
-/// A job as the reporter sees it.
-#[derive(Debug, Clone)]
-struct Tracked {
-    job: Job,
-    state: JobState,
-    outcome: Option<Outcome>,
-    superseded_by: Option<i64>,
-    steps_done: usize,
-    deployment_id: Option<u64>,
-    failures: u32,
-}
+/// A job as the reporter sees it: its state and how far its report got.
+type Tracked = DueReport;
 
 /// How a job ended, as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +121,7 @@ pub struct Reporter {
     config: Arc<Config>,
     github: GitHub,
     metrics: Arc<Metrics>,
-    /// One connection for the reporter's life: it reads every 300 ms.
-    conn: Arc<std::sync::Mutex<Connection>>,
+    db: db::Db,
     /// The first job to report ([`start_point`]).
     from: i64,
     /// One round at a time: the loop's and a shutdown's [`Reporter::flush`].
@@ -143,20 +133,19 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Opens the reporter's database connection.
-    pub fn new(
+    /// A reporter on `db`, from its [`AgentTx::report_start_point`].
+    pub async fn new(
         config: Arc<Config>,
         db: &db::Db,
         github: GitHub,
         metrics: Arc<Metrics>,
     ) -> Result<Reporter, DbError> {
-        let conn = db.connect()?;
-        let from = start_point(&conn)?;
+        let from = db.write(|tx| tx.report_start_point()).await?;
         Ok(Reporter {
             config,
             github,
             metrics,
-            conn: Arc::new(std::sync::Mutex::new(conn)),
+            db: db.clone(),
             from,
             busy: tokio::sync::Mutex::new(()),
             paused_until: std::sync::Mutex::new(None),
@@ -213,18 +202,20 @@ impl Reporter {
         }
     }
 
-    /// Runs `f` on the reporter's connection, off the async threads.
-    async fn with_db<T: Send + 'static>(
+    /// Runs `f` in a read transaction, off the async threads.
+    async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+        f: impl FnOnce(&dyn AgentTx) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn)
-        })
-        .await
-        .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
+        self.db.read(f).await
+    }
+
+    /// Runs `f` in a write transaction, off the async threads.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn AgentTx) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.db.write(f).await
     }
 
     /// Runs until the process ends (or [`Reporter::flush`]): every 300 ms, reports
@@ -249,7 +240,9 @@ impl Reporter {
     /// One pass over every job whose report is due; how many steps it completed.
     async fn round(&self) -> Result<usize, DbError> {
         let from = self.from;
-        let due = self.with_db(move |conn| due(conn, from, now_ms())).await?;
+        let due = self
+            .read(move |tx| tx.due_reports(from, now_ms(), DUE_PER_ROUND))
+            .await?;
         let mut steps = 0;
         for tracked in due {
             if self.paused() {
@@ -275,7 +268,7 @@ impl Reporter {
         };
         let ending = if tracked.state == JobState::Done {
             let t = tracked.clone();
-            self.with_db(move |conn| ending_of(conn, &t)).await?
+            self.read(move |tx| ending_of(tx, &t)).await?
         } else {
             None
         };
@@ -309,7 +302,7 @@ impl Reporter {
             // the next attempt looks for the deployment before creating one.
             let attempted = if step == Step::CreateDeployment {
                 let job_id = tracked.job.id;
-                self.with_db(move |conn| note_creation_attempt(conn, job_id))
+                self.write(move |tx| tx.note_deployment_attempt(job_id))
                     .await?
             } else {
                 false
@@ -380,28 +373,16 @@ impl Reporter {
     ) -> Result<(), DbError> {
         let (job_id, steps_done, deployment_id, failures) =
             (t.job.id, t.steps_done, t.deployment_id, t.failures);
-        let complete = steps_done >= steps_of(t.job.kind).len();
-        self.with_db(move |conn| {
-            conn.execute(
-                "INSERT INTO github_reports (job_id, steps_done, deployment_id, failures, next_attempt_at, last_error, complete)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (job_id) DO UPDATE SET steps_done = excluded.steps_done,
-                   deployment_id = excluded.deployment_id, failures = excluded.failures,
-                   next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
-                   complete = excluded.complete",
-                params![
-                    job_id,
-                    steps_done as i64,
-                    deployment_id.map(|d| d as i64),
-                    failures,
-                    next_attempt_at,
-                    last_error,
-                    complete
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        let progress = ReportProgress {
+            job_id,
+            steps_done,
+            deployment_id,
+            failures,
+            next_attempt_at,
+            last_error,
+            complete: steps_done >= steps_of(t.job.kind).len(),
+        };
+        self.write(move |tx| tx.save_report(&progress)).await
     }
 
     /// The deployment an earlier attempt for `job` created, if GitHub has one: same
@@ -652,16 +633,6 @@ struct CommitStatus<'a> {
     description: &'a str,
 }
 
-/// Records that the deployment of `job_id` is being created; whether an earlier
-/// attempt was recorded already.
-fn note_creation_attempt(conn: &Connection, job_id: i64) -> Result<bool, DbError> {
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO github_deployment_attempts (job_id) VALUES (?1)",
-        [job_id],
-    )?;
-    Ok(inserted == 0)
-}
-
 /// A value for a URL query.
 fn query_value(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
@@ -681,75 +652,24 @@ fn deployment_of_job(list: &serde_json::Value, job_id: i64) -> Option<u64> {
     })
 }
 
-/// The first job to report: the oldest unfinished job when reporting was first turned
-/// on (so enabling it does not replay history). Remembered in the database.
-fn start_point(conn: &Connection) -> Result<i64, DbError> {
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('github_report_from',
-           (SELECT COALESCE(MIN(id), (SELECT COALESCE(MAX(id), 0) + 1 FROM jobs))
-              FROM jobs WHERE state != 'done'))",
-        [],
-    )?;
-    let value: String = conn.query_row(
-        "SELECT value FROM meta WHERE key = 'github_report_from'",
-        [],
-        |r| r.get(0),
-    )?;
-    value
-        .parse()
-        .map_err(|_| DbError::Corrupt(format!("meta github_report_from = {value:?}")))
-}
-
-/// Jobs whose report is incomplete and not waiting for a retry.
-fn due(conn: &Connection, from: i64, now: i64) -> Result<Vec<Tracked>, DbError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {cols}, j.state, j.outcome, j.superseded_by,
-                COALESCE(r.steps_done, 0), r.deployment_id, COALESCE(r.failures, 0)
-         FROM jobs j LEFT JOIN github_reports r ON r.job_id = j.id
-         WHERE j.id >= ?1 AND COALESCE(r.complete, 0) = 0 AND COALESCE(r.next_attempt_at, 0) <= ?2
-         ORDER BY j.id LIMIT 200",
-        cols = queue::job_columns("j."),
-    ))?;
-    let rows = stmt.query_map(params![from, now], |r| {
-        let n = queue::JOB_COLUMN_COUNT;
-        Ok(Tracked {
-            job: queue::job_of(r)?,
-            state: queue::parsed(r, n)?,
-            outcome: queue::parsed_optional(r, n + 1)?,
-            superseded_by: r.get(n + 2)?,
-            steps_done: usize::try_from(r.get::<_, i64>(n + 3)?).unwrap_or(0),
-            deployment_id: r
-                .get::<_, Option<i64>>(n + 4)?
-                .and_then(|d| u64::try_from(d).ok()),
-            failures: r.get(n + 5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
+/// How many due jobs one round reads.
+const DUE_PER_ROUND: usize = 200;
 
 /// How a done job ended; for a superseded job, how the job that carried its commit
 /// ended (`None` while that one is still to finish).
-fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> {
+fn ending_of(tx: &dyn AgentTx, t: &Tracked) -> Result<Option<Ending>, DbError> {
     if t.outcome == Some(Outcome::Superseded) {
         // Follow the chain: an interrupted job can itself be superseded later.
         let mut next = t.superseded_by;
         for _ in 0..32 {
             let Some(id) = next else { break };
-            let row: Option<(JobState, Option<Outcome>, Option<i64>, String)> = conn
-                .query_row(
-                    "SELECT state, outcome, superseded_by, commit_sha FROM jobs WHERE id = ?1",
-                    [id],
-                    |r| {
-                        Ok((
-                            queue::parsed(r, 0)?,
-                            queue::parsed_optional(r, 1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((state, outcome, by, sha)) = row else {
+            let Some(JobStatus {
+                state,
+                outcome,
+                superseded_by: by,
+                commit_sha: sha,
+            }) = tx.job_status(id)?
+            else {
                 break;
             };
             if state != JobState::Done {
@@ -801,15 +721,9 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
         }));
     }
     let outcome = t.outcome.unwrap_or(Outcome::Failed);
-    let row: Option<(Option<String>, Option<String>)> = conn
-        .query_row(
-            "SELECT plan_summary, error FROM audit WHERE job_id = ?1 AND outcome = ?2 ORDER BY seq DESC LIMIT 1",
-            params![t.job.id, outcome.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (summary, error) = row.unwrap_or((None, None));
-    let summary: Option<PlanSummary> = summary.and_then(|s| serde_json::from_str(&s).ok());
+    let (summary, error) = tx
+        .end_record(t.job.id, Some(outcome.as_str()))?
+        .map_or((None, None), |r| (r.plan_summary, r.error));
     let (success, deployment_state, description) = match outcome {
         Outcome::Succeeded => (
             true,
@@ -841,12 +755,14 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
         ),
     };
     let last_pr_plan = match (t.job.kind, t.job.pull_request) {
-        (JobKind::Merge, Some(number)) => last_plan_shown(conn, &t.job, number)?,
+        (JobKind::Merge, Some(number)) => tx
+            .last_pull_request_plan(&t.job.repository, &t.job.root, number)?
+            .and_then(|(id, summary)| summary.map(|s| (id, s))),
         _ => None,
     };
     let urls = match (t.job.kind, t.job.pull_request) {
         (JobKind::Preview, Some(number)) => {
-            crate::previews::get(conn, &t.job.repository, &t.job.root, number)?
+            crate::previews::get(tx, &t.job.repository, &t.job.root, number)?
                 .map(|p| p.urls)
                 .unwrap_or_default()
         }
@@ -862,67 +778,6 @@ fn ending_of(conn: &Connection, t: &Tracked) -> Result<Option<Ending>, DbError> 
         last_pr_plan,
         urls,
     }))
-}
-
-/// The newest successful plan of pull request `number` for the job's root, with its
-/// summary from the audit log.
-fn last_plan_shown(
-    conn: &Connection,
-    job: &Job,
-    number: u64,
-) -> Result<Option<(i64, PlanSummary)>, DbError> {
-    let row: Option<(i64, Option<String>)> = conn
-        .query_row(
-            "SELECT a.job_id, a.plan_summary FROM audit a JOIN jobs j ON j.id = a.job_id
-             WHERE j.repository = ?1 AND j.root = ?2 AND j.pull_request = ?3
-               AND j.kind = 'pr-plan' AND a.outcome = 'succeeded'
-             ORDER BY a.seq DESC LIMIT 1",
-            params![job.repository, job.root, number as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    Ok(row.and_then(|(id, summary)| {
-        summary
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .map(|s| (id, s))
-    }))
-}
-
-/// The deployment of the newest preview job of `job`'s pull request and root that
-/// created one.
-fn preview_deployment(conn: &Connection, job: &Job) -> Result<Option<u64>, DbError> {
-    let id: Option<i64> = conn
-        .query_row(
-            "SELECT r.deployment_id FROM github_reports r JOIN jobs j ON j.id = r.job_id
-             WHERE j.repository = ?1 AND j.root = ?2 AND j.pull_request = ?3
-               AND j.kind = 'preview' AND r.deployment_id IS NOT NULL
-             ORDER BY j.id DESC LIMIT 1",
-            params![job.repository, job.root, job.pull_request.map(|n| n as i64)],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(id.and_then(|d| u64::try_from(d).ok()))
-}
-
-/// The comment id kept for a pull request, root and purpose.
-fn stored_comment(conn: &Connection, job: &Job, purpose: &str) -> Result<Option<u64>, DbError> {
-    let id: Option<i64> = conn
-        .query_row(
-            "SELECT comment_id FROM pr_comments WHERE repository = ?1 AND pull_request = ?2 AND root = ?3 AND purpose = ?4",
-            params![job.repository, job.pull_request.map(|n| n as i64), job.root, purpose],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(id.and_then(|d| u64::try_from(d).ok()))
-}
-
-fn store_comment(conn: &Connection, job: &Job, purpose: &str, id: u64) -> Result<(), DbError> {
-    conn.execute(
-        "INSERT INTO pr_comments (repository, pull_request, root, purpose, comment_id) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (repository, pull_request, root, purpose) DO UPDATE SET comment_id = excluded.comment_id",
-        params![job.repository, job.pull_request.map(|n| n as i64), job.root, purpose, id as i64],
-    )?;
-    Ok(())
 }
 
 /// The hidden line that marks the agent's comment for a root and purpose, so that it
@@ -995,9 +850,11 @@ mod tests {
     #[test]
     fn a_superseded_commit_is_reported_with_the_outcome_of_the_commit_that_carried_it() {
         use crate::audit::Outcome;
-        use crate::queue::{Intake, NewJobs};
+        use crate::queue::{self, Intake, NewJobs};
+        use crate::store::AgentStore;
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = db::open(&dir.path().join("r.db")).unwrap();
+        let db = db::Db::open(&dir.path().join("r.db")).unwrap();
+        let conn = db.store();
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
         let new = |sha: &str| {
             Intake::Jobs(NewJobs::merge(
@@ -1013,11 +870,13 @@ mod tests {
         };
         let old_sha = "a".repeat(40);
         let new_sha = "b".repeat(40);
-        queue::intake(&mut conn, &[new(&old_sha), new(&new_sha)]).unwrap();
-        let queued = queue::queued_for_root(&conn, "acme/infra", "prod").unwrap();
-        let target = queue::start(&mut conn, &key, &queued[1], &queued[..1]).unwrap();
-        let tracked = |conn: &Connection, sha: &str| {
-            due(conn, 0, i64::MAX)
+        queue::intake(conn, &[new(&old_sha), new(&new_sha)]).unwrap();
+        let queued = conn
+            .read(|tx| queue::queued_for_root(tx, "acme/infra", "prod"))
+            .unwrap();
+        let target = queue::start(conn, &key, &queued[1], &queued[..1]).unwrap();
+        let tracked = |conn: &dyn AgentStore, sha: &str| {
+            conn.read(|tx| tx.due_reports(0, i64::MAX, DUE_PER_ROUND))
                 .unwrap()
                 .into_iter()
                 .find(|t| t.job.commit_sha == sha)
@@ -1025,14 +884,15 @@ mod tests {
         };
 
         // While the newer commit runs, the older one's outcome is not known yet.
-        let old = tracked(&conn, &old_sha);
+        let old = tracked(conn, &old_sha);
         assert_eq!(old.outcome, Some(Outcome::Superseded));
-        assert_eq!(ending_of(&conn, &old).unwrap(), None);
+        assert_eq!(conn.read(|tx| ending_of(tx, &old)).unwrap(), None);
 
         let mut record = target.audit_record(Outcome::Failed, db::now());
         record.error = Some("terraform apply failed: boom\nmore".into());
-        queue::finish(&mut conn, &key, &target, record).unwrap();
-        let end = ending_of(&conn, &tracked(&conn, &old_sha))
+        queue::finish(conn, &key, &target, record).unwrap();
+        let end = conn
+            .read(|tx| ending_of(tx, &tracked(conn, &old_sha)))
             .unwrap()
             .unwrap();
         assert!(!end.success);
@@ -1044,7 +904,8 @@ mod tests {
                 target.id
             )
         );
-        let own = ending_of(&conn, &tracked(&conn, &new_sha))
+        let own = conn
+            .read(|tx| ending_of(tx, &tracked(conn, &new_sha)))
             .unwrap()
             .unwrap();
         assert!(!own.success);
@@ -1064,10 +925,15 @@ mod tests {
         assert_eq!(deployment_of_job(&json!({"message": "x"}), 3), None);
 
         let dir = tempfile::tempdir().unwrap();
-        let conn = db::open(&dir.path().join("a.db")).unwrap();
-        assert!(!note_creation_attempt(&conn, 1).unwrap());
-        assert!(note_creation_attempt(&conn, 1).unwrap());
-        assert!(!note_creation_attempt(&conn, 2).unwrap());
+        let db = db::Db::open(&dir.path().join("a.db")).unwrap();
+        let noted = |id| {
+            db.store()
+                .write(|tx| tx.note_deployment_attempt(id))
+                .unwrap()
+        };
+        assert!(!noted(1));
+        assert!(noted(1));
+        assert!(!noted(2));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! changes none of the root's trigger paths. Then, in a fresh work tree: `init` (or
 //! the root's kept one, [`crate::kept_init`]), `workspace select`, `plan -json -out`
 //! (its stream gives the summary), and `apply` of exactly that saved plan
-//! ([`crate::terraform`] runs each command), with the job's credential and signed
-//! provenance in Terraform's environment.
+//! ([`crate::terraform`] runs each command), with the path of the job's credential and
+//! the job's unsigned labels in Terraform's environment.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use slipway_provenance::Provenance;
+use slipway_provenance::RunLabels;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
@@ -77,10 +77,6 @@ impl Runner {
     pub(crate) fn redact(&self, text: &str) -> String {
         let refs: Vec<&Secret> = self.secrets.iter().collect();
         redact(text, &refs)
-    }
-
-    pub(crate) fn open_db(&self) -> Result<rusqlite::Connection, DbError> {
-        self.db.connect()
     }
 
     /// Terraform for one run of a job: in `dir`, with `env`, until `deadline`.
@@ -184,11 +180,14 @@ impl Runner {
         let (repo_name, root_name) = (repo.name.clone(), root.name.clone());
         let this = self.clone();
         let queued = tokio::task::spawn_blocking(move || {
-            let conn = this.open_db()?;
-            let queued = queue::queued_for_root(&conn, &repo_name, &root_name)?;
+            let (queued, waiting) = this.db.store().read(|tx| {
+                Ok((
+                    queue::queued_for_root(tx, &repo_name, &root_name)?,
+                    approvals::waiting_for_root(tx, &repo_name, &root_name)?,
+                ))
+            })?;
             let (merges, others): (Vec<Job>, Vec<Job>) =
                 queued.into_iter().partition(|j| j.kind == JobKind::Merge);
-            let waiting = approvals::waiting_for_root(&conn, &repo_name, &root_name)?;
             let mut all = selection::candidates(merges, waiting);
             all.extend(others);
             Ok::<_, DbError>(all)
@@ -225,19 +224,19 @@ impl Runner {
 
         let this = self.clone();
         let started = tokio::task::spawn_blocking(move || -> Result<Started, DbError> {
-            let mut conn = this.open_db()?;
+            let store = this.db.store();
             let selection = prepared.selection;
             for job in &selection.off_branch {
                 let mut record = job.audit_record(Outcome::Skipped, db::now());
                 record.error = Some(prepared.off_branch_reason.to_string());
-                let started = queue::start(&mut conn, &this.key, job, &[])?;
-                queue::finish(&mut conn, &this.key, &started, record)?;
+                let started = queue::start(store, &this.key, job, &[])?;
+                queue::finish(store, &this.key, &started, record)?;
             }
             let off_branch = selection.off_branch.len();
             let Some(target) = &selection.target else {
                 return Ok((off_branch, None));
             };
-            let target = queue::start(&mut conn, &this.key, target, &selection.superseded)?;
+            let target = queue::start(store, &this.key, target, &selection.superseded)?;
             Ok((off_branch, Some((target, selection.superseded))))
         })
         .await??;
@@ -399,10 +398,13 @@ impl Runner {
             let this = self.clone();
             let (job_c, record_c, effect_c) = (job.clone(), record.clone(), effect.clone());
             let result = tokio::task::spawn_blocking(move || {
-                let mut conn = this.open_db()?;
-                queue::finish_with(&mut conn, &this.key, &job_c, record_c, |tx| {
-                    effect_c.map_or(Ok(()), |e| e.apply(tx))
-                })
+                queue::finish_with(
+                    this.db.store(),
+                    &this.key,
+                    &job_c,
+                    record_c,
+                    effect_c.as_ref(),
+                )
             })
             .await;
             match result {
@@ -531,17 +533,16 @@ impl Runner {
         out: &mut RunOutcome,
     ) -> Result<Outcome, JobError> {
         let repo_name = &job.repository;
-        let provenance = Provenance {
+        // Labels for the record only: what the job may change is the credential's.
+        let labels = RunLabels {
             commit_sha: job.commit_sha.clone(),
             repository: repo_name.clone(),
             pull_request: job.pull_request,
             actor: actor.to_owned(),
             trigger: job.trigger,
             job_id: job.id.to_string(),
-            timestamp: Provenance::now_timestamp(),
-        }
-        .sign(&self.key);
-        let env: Vec<(String, String)> = provenance
+        };
+        let env: Vec<(String, String)> = labels
             .to_env()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -616,8 +617,9 @@ fn decide(
 ) -> (Option<String>, Result<Decision, JobError>) {
     let mut author = None;
     let result = (|| {
-        let conn = db.connect()?;
-        let last = queue::last_deployed(&conn, &job.repository, &job.root)?;
+        let last = db
+            .store()
+            .read(|tx| tx.last_deployed(&job.repository, &job.root))?;
         git.with_cache(repo, |cache| {
             let sha = &job.commit_sha;
             if cache.has_commit(sha) {
@@ -668,10 +670,10 @@ impl Runner {
         use crate::job_error::JobError;
         let (config, key, job) = (self.config.clone(), self.key.clone(), job.clone());
         self.db
-            .run(move |conn| {
+            .run(move |store| {
                 let authority = crate::identities::open(&config, None)
                     .map_err(|e| JobError::Failed(format!("the platform's identities: {e}")))?;
-                approvals::at_gate(conn, &key, &config.approvals, authority.store(), &job).map_err(
+                approvals::at_gate(store, &key, &config.approvals, authority.store(), &job).map_err(
                     |e| match e {
                         approvals::ApproveError::Db(e) => JobError::Db(e),
                         other => JobError::Failed(other.to_string()),
@@ -684,9 +686,7 @@ impl Runner {
     /// Holds `job` as `awaiting_approval` and says so in the log.
     pub(crate) async fn hold_for_approval(&self, job: &Job) -> Result<(), DbError> {
         let held = job.clone();
-        self.db
-            .run(move |conn| approvals::hold(conn, &held))
-            .await?;
+        self.db.write(move |tx| approvals::hold(tx, &held)).await?;
         tracing::info!(
             job = job.id,
             repository = %job.repository,

@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::provenance::{Policy, RunProvenance};
+use crate::run_labels::RunLabels;
 use crate::runtime::Runtime;
 
-/// What every resource operation receives: the runtime, the policy, and who is making
-/// this run's changes.
+/// What every resource operation receives: the runtime (the platform, which decides
+/// every change), and what this run says about itself.
 pub struct SlipwayClient {
     pub runtime: Arc<dyn Runtime>,
-    pub policy: Policy,
-    pub provenance: RunProvenance,
+    pub labels: RunLabels,
 }

@@ -6,9 +6,9 @@
 
 pub mod client;
 pub mod data_sources;
-pub mod provenance;
 pub mod provider;
 pub mod resources;
+pub mod run_labels;
 
 /// The runtimes (the `slipway-runtime` crate), under the path the provider has always
 /// used for them: `slipway_provider::runtime::...`.

@@ -1,23 +1,27 @@
 //! The `slipway` provider: its configuration block, and the client every resource
 //! receives.
 //!
-//! The configuration chooses a runtime (`local`, the default, or `kubernetes`) and the
-//! production policy. Every setting can also come from an environment variable, so a
-//! configuration can stay empty and the agent or a CI job can set it all; an explicit
+//! The configuration chooses a runtime (`local`, the default, or `kubernetes`) and how
+//! to reach the platform. Every setting can also come from an environment variable, so
+//! a configuration can stay empty and the agent or a CI job can set it all; an explicit
 //! setting in the `provider` block wins over the variable.
+//!
+//! Who may change what is never the provider's to decide: the platform decides every
+//! change from the caller's identity and its own configuration. The provider's former
+//! production gate settings ([`IGNORED_GATE_SETTINGS`]) still parse, so that old
+//! configurations keep working, and each one set is a warning that changes nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use slipway_provenance::VerifyingKey;
 use tfplug::schema::{Attribute, Block, Schema};
 use tfplug::{
     async_trait, validator, AnyDataSource, AnyResource, AttributePath, Context, Diagnostic,
     Diagnostics, Provider,
 };
 
-use crate::provenance::{Policy, RunProvenance};
+use crate::run_labels::RunLabels;
 use crate::runtime::Runtime;
 
 pub use crate::client::SlipwayClient;
@@ -26,12 +30,22 @@ pub use crate::client::SlipwayClient;
 pub const ENV_RUNTIME: &str = "SLIPWAY_RUNTIME";
 /// `home`: the local runtime's home directory.
 pub const ENV_HOME: &str = "SLIPWAY_HOME";
-/// `production_requires_signed_provenance`: `true` or `false`.
+/// The variable that once turned the provider's own production gate on; ignored, with
+/// a warning, since the platform decides.
 pub const ENV_PRODUCTION_REQUIRES_SIGNED: &str = "SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE";
-/// `agent_public_key`: base64 of the agent's 32-byte Ed25519 public key.
-pub const ENV_AGENT_PUBLIC_KEY: &str = "SLIPWAY_AGENT_PUBLIC_KEY";
-/// `agent_public_key_file`: a file holding that text (`slipway-agent keygen` writes it).
-pub const ENV_AGENT_PUBLIC_KEY_FILE: &str = "SLIPWAY_AGENT_PUBLIC_KEY_FILE";
+/// The provider block's former production gate: PRODUCTION policy lives in the
+/// platform's configuration, so each of these is ignored, and a warning when set.
+/// (Their variables `SLIPWAY_AGENT_PUBLIC_KEY` and `SLIPWAY_AGENT_PUBLIC_KEY_FILE` are
+/// the embedded platform's own setting, the key of the agent's job credentials, which
+/// the daemon reads from the environment it starts in: the provider says nothing of
+/// them.)
+pub const IGNORED_GATE_SETTINGS: [&str; 3] = [
+    "production_requires_signed_provenance",
+    "agent_public_key",
+    "agent_public_key_file",
+];
+/// Where the platform's policy is described, for the warnings.
+const POLICY_DOCS: &str = "docs/index.md, \"Who may change what: the platform's policy\"";
 /// The provider block's former Kubernetes settings, now the platform's own flags
 /// (`runtime serve --backend kubernetes`): the attribute, and the flag it became.
 pub const PLATFORM_KUBE_SETTINGS: [(&str, &str); 5] = [
@@ -45,14 +59,12 @@ pub const PLATFORM_KUBE_SETTINGS: [(&str, &str); 5] = [
 /// The runtimes a configuration may name.
 pub const RUNTIMES: [&str; 2] = ["local", "kubernetes"];
 
-/// The `provider "slipway"` block.
+/// The `provider "slipway"` block (without [`IGNORED_GATE_SETTINGS`], which only
+/// [`SlipwayProvider::ignored_gate_settings`] looks at).
 #[derive(Debug, Default, Deserialize)]
 pub struct ProviderConfig {
     pub runtime: Option<String>,
     pub home: Option<String>,
-    pub production_requires_signed_provenance: Option<bool>,
-    pub agent_public_key: Option<String>,
-    pub agent_public_key_file: Option<String>,
     pub kubeconfig: Option<String>,
     pub kube_context: Option<String>,
     pub ingress_class: Option<String>,
@@ -204,21 +216,6 @@ impl SlipwayProvider {
             }
         };
 
-        let (required, key) = self.gate_settings(
-            config.production_requires_signed_provenance,
-            config.agent_public_key,
-            config.agent_public_key_file,
-            &mut diags,
-        );
-        if required && key.is_none() && !diags.has_errors() {
-            diags.push(
-                Diagnostic::error(
-                    "Missing agent public key",
-                    format!("production_requires_signed_provenance is on, so the provider must verify slipway-agent's signature: set `agent_public_key` (or {ENV_AGENT_PUBLIC_KEY}) to the agent's public key, or `agent_public_key_file` (or {ENV_AGENT_PUBLIC_KEY_FILE}) to the slipway-agent.pub file that `slipway-agent keygen` wrote."),
-                )
-                .at(AttributePath::root("agent_public_key")),
-            );
-        }
         if diags.has_errors() {
             return Err(diags);
         }
@@ -230,130 +227,39 @@ impl SlipwayProvider {
             Some(_) => d,
             None => d.at(AttributePath::root("runtime")),
         })?;
-        let provenance = RunProvenance::from_lookup(|name| (self.env)(name), key.as_ref());
+        let labels = RunLabels::from_lookup(|name| (self.env)(name));
         tracing::info!(
             runtime = runtime.kind().name(),
-            production_requires_signed_provenance = required,
-            provenance = %provenance.describe(),
+            labels = %labels.describe(),
             "configured the Slipway provider"
         );
-        Ok(SlipwayClient {
-            runtime,
-            policy: Policy {
-                production_requires_signed_provenance: required,
-                agent_public_key: key,
-            },
-            provenance,
-        })
+        Ok(SlipwayClient { runtime, labels })
     }
 
-    /// The production gate's settings. The operator's (the `SLIPWAY_*` variables of the
-    /// process that runs Terraform) are a floor: a configuration, which a pull request
-    /// can change, may turn the gate on but never off, and may not bring a key other
-    /// than the operator's.
-    fn gate_settings(
-        &self,
-        configured_required: Option<bool>,
-        configured_key: Option<String>,
-        configured_key_file: Option<String>,
-        diags: &mut Diagnostics,
-    ) -> (bool, Option<VerifyingKey>) {
-        let operator_required = match self
-            .setting(None, ENV_PRODUCTION_REQUIRES_SIGNED)
-            .as_deref()
-        {
-            None => None,
-            Some("false") | Some("0") => Some(false),
-            Some("true") | Some("1") => Some(true),
-            Some(other) => {
+    /// A warning for each of the former production gate's settings that is set: in the
+    /// provider block (`config`, at its attribute; an unknown value counts as set), or
+    /// the variable that turned the gate on. They change nothing: the platform decides,
+    /// from its own configuration, which no Terraform configuration reaches.
+    pub fn ignored_gate_settings(&self, config: &tfplug::Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        for attribute in IGNORED_GATE_SETTINGS {
+            if !config.get(attribute).is_null() {
                 diags.push(
-                    Diagnostic::error(
-                        "Invalid policy setting",
-                        format!(
-                            "{ENV_PRODUCTION_REQUIRES_SIGNED} is {other:?}; use true or false."
-                        ),
+                    Diagnostic::warning(
+                        format!("`{attribute}` is ignored"),
+                        format!("Ignored: PRODUCTION policy lives in the platform's configuration now (see {POLICY_DOCS}); the platform refuses a change the caller's identity or job credential does not allow, whatever the provider block says. Remove `{attribute}` from the provider block."),
                     )
-                    .at(AttributePath::root("production_requires_signed_provenance")),
+                    .at(AttributePath::root(attribute)),
                 );
-                None
             }
-        };
-        if operator_required == Some(true) && configured_required == Some(false) {
-            diags.push(
-                Diagnostic::error(
-                    "The production gate cannot be turned off here",
-                    format!("The operator requires signed provenance for PRODUCTION ({ENV_PRODUCTION_REQUIRES_SIGNED}=true); a Terraform configuration can turn the gate on but never off. Remove `production_requires_signed_provenance = false` from the provider block."),
-                )
-                .at(AttributePath::root("production_requires_signed_provenance")),
-            );
         }
-        let required = operator_required.unwrap_or(false) || configured_required.unwrap_or(false);
-
-        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-        let operator_key = self.agent_key(
-            self.setting(None, ENV_AGENT_PUBLIC_KEY),
-            self.setting(None, ENV_AGENT_PUBLIC_KEY_FILE),
-        );
-        let configured_key =
-            self.agent_key(non_empty(configured_key), non_empty(configured_key_file));
-        let key = match (operator_key, configured_key) {
-            (Err(d), _) | (_, Err(d)) => {
-                diags.push(d);
-                None
-            }
-            (Ok(Some(operator)), Ok(Some(configured))) if operator != configured => {
-                diags.push(
-                    Diagnostic::error(
-                        "The agent's public key cannot be replaced here",
-                        format!("The operator set slipway-agent's public key ({ENV_AGENT_PUBLIC_KEY} or {ENV_AGENT_PUBLIC_KEY_FILE}), and this provider block names a different one; a Terraform configuration cannot bring its own key. Remove `agent_public_key` and `agent_public_key_file` from the provider block."),
-                    )
-                    .at(AttributePath::root("agent_public_key")),
-                );
-                None
-            }
-            (Ok(operator), Ok(configured)) => operator.or(configured),
-        };
-        (required, key)
-    }
-
-    /// Reads a key from its text or from a file holding it, whichever is given.
-    fn agent_key(
-        &self,
-        text: Option<String>,
-        file: Option<String>,
-    ) -> Result<Option<VerifyingKey>, Diagnostic> {
-        if let Some(text) = text {
-            return slipway_provenance::parse_verifying_key(&text)
-                .map(Some)
-                .map_err(|e| {
-                    Diagnostic::error(
-                        "Invalid agent public key",
-                        format!("agent_public_key ({ENV_AGENT_PUBLIC_KEY}): {e}. Use the contents of the slipway-agent.pub file that `slipway-agent keygen` wrote."),
-                    )
-                    .at(AttributePath::root("agent_public_key"))
-                });
+        if self.setting(None, ENV_PRODUCTION_REQUIRES_SIGNED).is_some() {
+            diags.push(Diagnostic::warning(
+                format!("{ENV_PRODUCTION_REQUIRES_SIGNED} is ignored"),
+                format!("Ignored: PRODUCTION policy lives in the platform's configuration now (see {POLICY_DOCS}), and the platform refuses unauthorised PRODUCTION changes without it. Remove {ENV_PRODUCTION_REQUIRES_SIGNED} from the environment that runs Terraform."),
+            ));
         }
-        if let Some(path) = file {
-            // `slipway-agent keygen` writes slipway-agent.key (the secret signing key) and
-            // slipway-agent.pub side by side; the secret one must stay with the agent.
-            if path.ends_with(".key") {
-                return Err(Diagnostic::error(
-                    "Invalid agent public key file",
-                    format!("agent_public_key_file ({ENV_AGENT_PUBLIC_KEY_FILE}) is {path:?}, which looks like slipway-agent's private signing key. Use the public key, the slipway-agent.pub file written next to it; the .key file must stay with the agent."),
-                )
-                .at(AttributePath::root("agent_public_key_file")));
-            }
-            return slipway_provenance::load_verifying_key(std::path::Path::new(&path))
-                .map(Some)
-                .map_err(|e| {
-                    Diagnostic::error(
-                        "Invalid agent public key file",
-                        format!("agent_public_key_file ({ENV_AGENT_PUBLIC_KEY_FILE}): {e}. Use the slipway-agent.pub file that `slipway-agent keygen` wrote."),
-                    )
-                    .at(AttributePath::root("agent_public_key_file"))
-                });
-        }
-        Ok(None)
+        diags
     }
 }
 
@@ -460,17 +366,20 @@ impl Provider for SlipwayProvider {
                 .attribute(
                     Attribute::bool("production_requires_signed_provenance")
                         .optional()
-                        .description(format!("When true, PRODUCTION environments and their applications change only in runs whose provenance slipway-agent signed: production changes come through a merge. Defaults to ${ENV_PRODUCTION_REQUIRES_SIGNED}, then false.")),
+                        .deprecated()
+                        .description("Ignored: PRODUCTION policy lives in the platform's configuration now, and the platform refuses unauthorised PRODUCTION changes itself. Setting it is a warning; remove it.")
                 )
                 .attribute(
                     Attribute::string("agent_public_key")
                         .optional()
-                        .description(format!("slipway-agent's Ed25519 public key (base64 of its 32 bytes, the contents of slipway-agent.pub). Defaults to ${ENV_AGENT_PUBLIC_KEY}.")),
+                        .deprecated()
+                        .description("Ignored: the platform checks slipway-agent's job credentials with the key in its own configuration (`engine_public_key_file` in platform.toml). Setting it is a warning; remove it.")
                 )
                 .attribute(
                     Attribute::string("agent_public_key_file")
                         .optional()
-                        .description(format!("A file holding agent_public_key. Defaults to ${ENV_AGENT_PUBLIC_KEY_FILE}.")),
+                        .deprecated()
+                        .description("Ignored, as agent_public_key. Setting it is a warning; remove it.")
                 )
                 .attribute(
                     Attribute::string("kubeconfig")
@@ -505,6 +414,10 @@ impl Provider for SlipwayProvider {
         )
     }
 
+    async fn validate(&self, config: &tfplug::Value) -> Diagnostics {
+        self.ignored_gate_settings(config)
+    }
+
     async fn configure(
         &self,
         _ctx: &Context,
@@ -531,7 +444,6 @@ impl Provider for SlipwayProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provenance::Trust;
     use crate::runtime::memory::MemoryRuntime;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
@@ -553,11 +465,6 @@ mod tests {
         )
     }
 
-    fn public_key() -> String {
-        let key = slipway_provenance::SigningKey::from_bytes(&[9u8; 32]);
-        slipway_provenance::encode_verifying_key(&key.verifying_key())
-    }
-
     #[tokio::test]
     async fn local_is_the_default_with_home_from_the_environment() {
         let (p, opened) = provider(&[("SLIPWAY_HOME", "/srv/slipway"), ("HOME", "/home/u")]);
@@ -569,8 +476,7 @@ mod tests {
                 platform: Default::default(),
             }
         );
-        assert!(!client.policy.production_requires_signed_provenance);
-        assert_eq!(client.provenance.trust, Trust::Manual);
+        assert_eq!(client.labels.record().trigger, "terraform-apply");
 
         let (p, opened) = provider(&[("HOME", "/home/u")]);
         p.build_client(ProviderConfig::default()).await.unwrap();
@@ -695,153 +601,77 @@ mod tests {
         assert!(err.to_string().contains("\"nomad\""), "{err}");
     }
 
+    /// The former production gate's settings still parse, and each one set is a
+    /// warning at its attribute; nothing else changes: the client is the same, and
+    /// has nothing that could gate a change (the platform decides). An attacker's
+    /// `production_requires_signed_provenance = false` or own key is ignored alike.
     #[tokio::test]
-    async fn policy_settings_come_from_the_block_or_the_environment() {
-        let key = public_key();
+    async fn the_former_gate_settings_are_ignored_with_a_warning() {
+        let p = SlipwayProvider::new();
+        let schema = p.schema();
+        let config = tfplug::convert::to_value(
+            &serde_json::json!({
+                "home": "/h",
+                "production_requires_signed_provenance": false,
+                "agent_public_key": "YXR0YWNrZXIncyBvd24ga2V5IGlzIG5vdCBjaGVja2Vk",
+                "agent_public_key_file": "/tmp/slipway-agent.key",
+            }),
+            &schema.block.value_type(),
+        )
+        .unwrap();
+        let (p, opened) = provider(&[("HOME", "/h")]);
+        let warnings = p.validate(&config).await;
+        assert!(!warnings.has_errors(), "{warnings:?}");
+        let at: Vec<_> = warnings.0.iter().map(|d| d.attribute.clone()).collect();
+        assert_eq!(
+            at,
+            IGNORED_GATE_SETTINGS.map(|a| Some(AttributePath::root(a)))
+        );
+        for (d, attribute) in warnings.0.iter().zip(IGNORED_GATE_SETTINGS) {
+            assert_eq!(d.severity, tfplug::Severity::Warning);
+            assert!(
+                d.detail.contains("platform's configuration"),
+                "{}",
+                d.detail
+            );
+            assert!(
+                d.detail.contains(&format!("Remove `{attribute}`")),
+                "{}",
+                d.detail
+            );
+        }
+        // Configuring with them set works as without them.
+        let decoded: ProviderConfig = tfplug::convert::from_value(&config).unwrap();
+        let client = p.build_client(decoded).await.unwrap();
+        assert_eq!(opened.lock().unwrap().len(), 1);
+        assert_eq!(client.labels.record().trigger, "terraform-apply");
+
+        // Unset (or an empty block): no warning.
+        let empty =
+            tfplug::convert::to_value(&serde_json::json!({}), &schema.block.value_type()).unwrap();
+        assert!(p.validate(&empty).await.0.is_empty());
+
+        // The old variable is a warning too; the agent's key variables are the embedded
+        // platform's own setting and say nothing here.
         let (p, _) = provider(&[
             ("HOME", "/h"),
             (ENV_PRODUCTION_REQUIRES_SIGNED, "true"),
-            (ENV_AGENT_PUBLIC_KEY, key.as_str()),
+            (
+                "SLIPWAY_AGENT_PUBLIC_KEY_FILE",
+                "/etc/slipway/slipway-agent.pub",
+            ),
         ]);
-        let client = p.build_client(ProviderConfig::default()).await.unwrap();
-        assert!(client.policy.production_requires_signed_provenance);
-        assert!(client.policy.agent_public_key.is_some());
-
-        let (p, _) = provider(&[("HOME", "/h")]);
-        let err = p
-            .build_client(ProviderConfig {
-                production_requires_signed_provenance: Some(true),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.0[0].attribute,
-            Some(AttributePath::root("agent_public_key"))
-        );
-
-        let err = p
-            .build_client(ProviderConfig {
-                agent_public_key: Some("bm90IGEga2V5".into()),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("agent_public_key"), "{err}");
-
-        let dir = crate::resources::testing::ScratchDir::new();
-        let file = dir.path().join("slipway-agent.pub");
-        std::fs::write(&file, format!("{key}\n")).unwrap();
-        let client = p
-            .build_client(ProviderConfig {
-                production_requires_signed_provenance: Some(true),
-                agent_public_key_file: Some(file.display().to_string()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert!(client.policy.agent_public_key.is_some());
-
-        // The private half is refused by name, before it is read.
-        let secret = dir.path().join("slipway-agent.key");
-        std::fs::write(&secret, format!("{key}\n")).unwrap();
-        let err = p
-            .build_client(ProviderConfig {
-                agent_public_key_file: Some(secret.display().to_string()),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.0[0].attribute,
-            Some(AttributePath::root("agent_public_key_file"))
-        );
-        assert!(err.to_string().contains("slipway-agent.pub"), "{err}");
-
-        // A file that cannot be read says which file and what to use.
-        let err = p
-            .build_client(ProviderConfig {
-                agent_public_key_file: Some("/no/such/slipway-agent.pub".into()),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
+        let warnings = p.validate(&empty).await;
+        assert_eq!(warnings.0.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.0[0].severity, tfplug::Severity::Warning);
         assert!(
-            err.to_string().contains("/no/such/slipway-agent.pub")
-                && err.to_string().contains("slipway-agent keygen"),
-            "{err}"
+            warnings.0[0]
+                .detail
+                .contains(ENV_PRODUCTION_REQUIRES_SIGNED),
+            "{}",
+            warnings.0[0].detail
         );
-    }
-
-    /// An attacker's pull request can edit the provider block, not the environment the
-    /// operator runs Terraform in: the block may tighten the gate, never loosen it.
-    #[tokio::test]
-    async fn a_provider_block_cannot_loosen_the_operators_gate() {
-        let key = public_key();
-        let (p, _) = provider(&[
-            ("HOME", "/h"),
-            (ENV_PRODUCTION_REQUIRES_SIGNED, "true"),
-            (ENV_AGENT_PUBLIC_KEY, key.as_str()),
-        ]);
-        let err = p
-            .build_client(ProviderConfig {
-                production_requires_signed_provenance: Some(false),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.0[0].attribute,
-            Some(AttributePath::root("production_requires_signed_provenance"))
-        );
-        assert!(err.to_string().contains("never off"), "{err}");
-
-        // The attacker's own key.
-        let other = slipway_provenance::encode_verifying_key(
-            &slipway_provenance::SigningKey::from_bytes(&[7; 32]).verifying_key(),
-        );
-        let err = p
-            .build_client(ProviderConfig {
-                agent_public_key: Some(other),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.0[0].attribute,
-            Some(AttributePath::root("agent_public_key"))
-        );
-        assert!(
-            err.to_string().contains("cannot bring its own key"),
-            "{err}"
-        );
-
-        // Repeating the operator's settings is fine; so is tightening without them.
-        let client = p
-            .build_client(ProviderConfig {
-                production_requires_signed_provenance: Some(true),
-                agent_public_key: Some(key.clone()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert!(client.policy.production_requires_signed_provenance);
-        let (p, _) = provider(&[("HOME", "/h"), (ENV_AGENT_PUBLIC_KEY, key.as_str())]);
-        let client = p
-            .build_client(ProviderConfig {
-                production_requires_signed_provenance: Some(true),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert!(client.policy.production_requires_signed_provenance);
-        assert!(client.policy.agent_public_key.is_some());
+        assert!(p.build_client(ProviderConfig::default()).await.is_ok());
     }
 
     #[test]

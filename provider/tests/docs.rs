@@ -425,7 +425,10 @@ fn the_schema_walk_covers_nested_attributes_blocks_and_provider_config() {
     let ds = &page("data-sources/environment.md").attributes;
     assert_eq!(ds["provenance.verified"].to_string(), "(Bool, Computed)");
     let provider = &page("index.md").attributes;
-    assert!(provider.contains_key("production_requires_signed_provenance"));
+    assert_eq!(
+        provider["production_requires_signed_provenance"].to_string(),
+        "(Bool, Optional, Deprecated)"
+    );
 
     // Nested blocks (the provider has none today) are walked the same way.
     let block = Block::new().block(tfplug::NestedBlock::new(

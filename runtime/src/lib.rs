@@ -27,7 +27,8 @@ pub use sensitive::Sensitive;
 pub use slipway_platform::Mode;
 
 /// Who made a change, from which commit, and how. Recorded on every object a runtime
-/// writes. Without the agent's environment variables, the trigger is a manual
+/// writes; through the platform, what the caller's identity or job credential proves
+/// replaces what the caller sent. Without the agent's labels, the trigger is a manual
 /// `terraform apply` by the local user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ChangeRecord {
@@ -41,7 +42,8 @@ pub struct ChangeRecord {
     pub job_id: String,
     /// RFC 3339 UTC time of the change.
     pub changed_at: String,
-    /// True when the agent's Ed25519 signature over these fields verified.
+    /// True when the platform stamped this record from a job credential the GitOps
+    /// engine signed (`local::gate::Gate::stamp`): never the caller's to say.
     pub verified: bool,
 }
 

@@ -5,15 +5,17 @@
 //!
 //! It also lets tests change things "outside Terraform" ([`MemoryRuntime::scale`],
 //! [`MemoryRuntime::forget_application`]) and make the next rollout fail
-//! ([`MemoryRuntime::fail_next_rollout`]), to exercise drift and error paths.
+//! ([`MemoryRuntime::fail_next_rollout`]), to exercise drift and error paths, and
+//! answer the plan-time question as a platform that refuses a mode would
+//! ([`MemoryRuntime::refuse_at_plan`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Phase, PlanProblem,
-    PlannedApplication, Protocol, RolloutCause, Runtime, RuntimeError, RuntimeKind,
+    Application, ApplicationSpec, ChangeRecord, Environment, EnvironmentSpec, Mode, Phase,
+    PlanProblem, PlannedApplication, Protocol, RolloutCause, Runtime, RuntimeError, RuntimeKind,
 };
 
 /// A runtime's plan-time rules, which a memory runtime can borrow from a real one.
@@ -26,6 +28,10 @@ struct Store {
     /// Every change record written, in order: (object id, operation, record).
     history: Vec<(String, &'static str, ChangeRecord)>,
     fail_next_rollout: Option<(RolloutCause, String)>,
+    /// Modes whose changes `authorize` refuses.
+    refused_modes: Vec<Mode>,
+    /// Every plan-time question asked: (action, environment name).
+    asked: Vec<(slipway_platform::Action, String)>,
 }
 
 /// See the module documentation.
@@ -88,6 +94,18 @@ impl MemoryRuntime {
         self.lock().fail_next_rollout = Some((cause, message.into()));
     }
 
+    /// Makes `authorize` refuse every change in a `mode` environment from now on, as
+    /// the platform refuses PRODUCTION to anyone but a merge job. (The writes
+    /// themselves still go through: only a platform decides again at apply.)
+    pub fn refuse_at_plan(&self, mode: Mode) {
+        self.lock().refused_modes.push(mode);
+    }
+
+    /// Every plan-time question asked so far: (action, environment name).
+    pub fn asked(&self) -> Vec<(slipway_platform::Action, String)> {
+        self.lock().asked.clone()
+    }
+
     /// Every change record written so far: (object id, operation, record).
     pub fn history(&self) -> Vec<(String, &'static str, ChangeRecord)> {
         self.lock().history.clone()
@@ -124,6 +142,23 @@ fn endpoints(spec: &ApplicationSpec) -> BTreeMap<String, String> {
 impl Runtime for MemoryRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Memory
+    }
+
+    async fn authorize(
+        &self,
+        action: slipway_platform::Action,
+        target: &slipway_platform::Target,
+        object: &str,
+    ) -> Result<(), RuntimeError> {
+        let mut store = self.lock();
+        store.asked.push((action, target.environment.clone()));
+        if store.refused_modes.contains(&target.mode) {
+            return Err(RuntimeError::Refused(format!(
+                "{object}: {} environments are closed to this caller",
+                target.mode
+            )));
+        }
+        Ok(())
     }
 
     fn check_application(&self, planned: &PlannedApplication<'_>) -> Vec<PlanProblem> {

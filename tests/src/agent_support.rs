@@ -522,6 +522,8 @@ pub struct Agent {
     json_logs: bool,
     max_open_files: Option<u64>,
     env: Vec<(String, String)>,
+    /// The state is in a shared database, not in `data_dir`.
+    shared_database: bool,
 }
 
 /// Options for [`Agent::new`].
@@ -545,6 +547,8 @@ pub struct AgentOptions {
     /// Variables added to the agent's environment (and so its Terraform runs'), such
     /// as `SLIPWAY_HOME`.
     pub env: Vec<(String, String)>,
+    /// `[database] postgres`: the agent's state in that PostgreSQL database.
+    pub postgres: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -560,6 +564,7 @@ impl Default for AgentOptions {
             repository_url: None,
             max_open_files: None,
             env: Vec::new(),
+            postgres: None,
         }
     }
 }
@@ -651,6 +656,7 @@ webhook_secret = {{ env = "E2E_WEBHOOK_SECRET" }}
 api_token = {{ env = "E2E_API_TOKEN" }}
 signing_key = {{ file = "{key}" }}
 
+{database}
 [[repository]]
 name = "hello"
 github = "{GITHUB_REPO}"
@@ -669,6 +675,11 @@ path = "infra"
                     .map(|u| format!("public_url = \"{u}\""))
                     .unwrap_or_default(),
                 extra = options.extra_config,
+                database = options
+                    .postgres
+                    .as_ref()
+                    .map(|s| format!("[database]\npostgres = \"{s}\"\n"))
+                    .unwrap_or_default(),
                 data = data_dir.display(),
                 wrapper = wrapper.display(),
                 poller = options.poller,
@@ -696,6 +707,7 @@ path = "infra"
             json_logs: options.json_logs,
             max_open_files: options.max_open_files,
             env: options.env,
+            shared_database: options.postgres.is_some(),
         }
     }
 
@@ -854,7 +866,7 @@ path = "infra"
 
     /// The audit log, via `slipway-agent audit export --json`.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        if !self.data_dir.join("slipway.db").exists() {
+        if !self.shared_database && !self.data_dir.join("slipway.db").exists() {
             return Vec::new();
         }
         let out = self.cli(&["audit", "export", "--json"]);

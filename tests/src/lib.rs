@@ -7,6 +7,7 @@ pub mod fake_github;
 pub mod fake_kube;
 pub mod job_credentials;
 pub mod local_harness;
+pub mod local_postgres;
 pub mod mcp_client;
 pub mod plan_bench;
 pub mod preview_support;

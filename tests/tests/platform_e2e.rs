@@ -398,10 +398,13 @@ fn a_pull_request_plan_shows_the_change_and_cannot_apply_it_on_every_terraform()
 }
 
 /// What a pull request can edit (the provider block) cannot turn the platform's rule
-/// off or bring its own key, even where the operator set no provider-side gate.
+/// off or bring its own key: the provider's former gate settings are ignored, each with
+/// a warning at `terraform plan`, and the platform still refuses, records the refusal,
+/// and records none of the labels the run claims for itself.
 #[test]
 fn a_provider_block_cannot_loosen_the_platform_on_every_terraform() {
     for tf in terraform::required() {
+        let v = tf.version.clone();
         let agent = slipway_provenance::generate_signing_key().unwrap();
         let attacker = slipway_provenance::generate_signing_key().unwrap();
         let attacker_public = slipway_provenance::encode_verifying_key(&attacker.verifying_key());
@@ -413,26 +416,60 @@ fn a_provider_block_cannot_loosen_the_platform_on_every_terraform() {
             ),
         );
         configure_platform(&h, &agent);
-        // The attacker's signed provenance, as the old gate read it, and a job
-        // credential the attacker signed.
-        let provenance = slipway_provenance::Provenance {
-            commit_sha: COMMIT.into(),
-            repository: "acme/infra".into(),
-            pull_request: Some(42),
-            actor: "mallory".into(),
-            trigger: slipway_provenance::Trigger::Webhook,
-            job_id: "7".into(),
-            timestamp: slipway_provenance::Provenance::now_timestamp(),
+        // The labels of a merge job the attacker would like recorded, the old gate's
+        // signature variable, and its switch in the environment as well.
+        for (k, value) in [
+            (slipway_provenance::ENV_COMMIT_SHA, COMMIT),
+            (slipway_provenance::ENV_REPOSITORY, "acme/infra"),
+            (slipway_provenance::ENV_ACTOR, "mallory"),
+            (slipway_provenance::ENV_TRIGGER, "webhook"),
+            (slipway_provenance::ENV_JOB_ID, "7"),
+            (
+                "SLIPWAY_PROVENANCE_SIGNATURE",
+                "c2lnbmVkIGJ5IHRoZSBhdHRhY2tlcg==",
+            ),
+            ("SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE", "false"),
+        ] {
+            h.ws.set_env(k, value);
         }
-        .sign(&attacker);
-        for (k, value) in provenance.to_env() {
-            h.ws.set_env(k, &value);
-        }
-        plan_fails_with(
-            &h,
-            "the block's own gate and key",
-            "closed to the admin role",
+        let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
+        let output = collapse(&run.all_output());
+        assert_ne!(
+            run.code, 0,
+            "terraform {v}: the block's own gate and key: the plan went through"
         );
+        assert!(
+            output.contains("closed to the admin role"),
+            "terraform {v}: the platform's refusal is missing:\n{output}"
+        );
+        for ignored in [
+            "`production_requires_signed_provenance` is ignored",
+            "Remove `production_requires_signed_provenance` from the provider block",
+            "`agent_public_key` is ignored",
+            "Remove `agent_public_key` from the provider block",
+            "SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE is ignored",
+            "PRODUCTION policy lives in the platform's configuration now",
+        ] {
+            assert!(
+                output.contains(ignored),
+                "terraform {v}: expected {ignored:?} in\n{output}"
+            );
+        }
+        let records = audit(&h);
+        assert!(
+            records.iter().any(|r| r["outcome"] == "refused"
+                && r["environment"] == "prod"
+                && r["mode"] == "PRODUCTION"
+                && r["how"] == "terraform-plan"),
+            "terraform {v}: no refusal at plan in {records:#?}"
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| r["actor"] != "mallory" && r["commit"] != COMMIT && r["job_id"] != "7"),
+            "terraform {v}: the run's own labels were believed: {records:#?}"
+        );
+
         let (file, _) = credential_file(
             h.ws.path(),
             &claims("7", JobKind::Merge, &Mode::ALL),

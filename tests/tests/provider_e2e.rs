@@ -716,8 +716,9 @@ fn help_names_the_runtime_commands() {
     }
 }
 
-/// A PRODUCTION environment and an application in it, behind the production gate.
-fn gated_config(public_key: &str) -> String {
+/// A PRODUCTION environment and an application in it, with the provider's former
+/// production gate settings in the provider block (`gate`).
+fn production_config_with(gate: &str) -> String {
     format!(
         r#"
 terraform {{
@@ -726,8 +727,7 @@ terraform {{
   }}
 }}
 provider "slipway" {{
-  production_requires_signed_provenance = true
-  agent_public_key                      = "{public_key}"
+  {gate}
 }}
 variable "demo_app" {{
   type = string
@@ -748,90 +748,83 @@ resource "slipway_application" "web" {{
     )
 }
 
-/// What a pull request can edit (the provider block, the provenance it could have
-/// copied from an old log) against what the operator set (the environment Terraform
-/// runs in): the operator's gate holds.
+/// The provider's former production gate is gone, so there is one gate, the
+/// platform's. Its settings still parse: each one set (in the block, or the variable)
+/// is a warning and changes nothing, whether it turns the old gate on or off or brings
+/// a key; the platform refuses the local user's PRODUCTION change either way, and the
+/// variables of the old signed record make no difference.
 #[test]
-fn a_configuration_cannot_loosen_the_operators_production_gate_on_every_terraform() {
+fn the_former_production_gate_is_ignored_with_a_warning_on_every_terraform() {
     for tf in terraform::required() {
-        operator_gate_holds(&tf);
+        former_gate_is_ignored(&tf);
     }
 }
 
-fn operator_gate_holds(tf: &TerraformBinary) {
+fn former_gate_is_ignored(tf: &TerraformBinary) {
     let v = &tf.version;
-    let agent = slipway_provenance::generate_signing_key().expect("key");
-    let attacker = slipway_provenance::generate_signing_key().expect("key");
-    let agent_public = slipway_provenance::encode_verifying_key(&agent.verifying_key());
-    let attacker_public = slipway_provenance::encode_verifying_key(&attacker.verifying_key());
+    let key = slipway_provenance::generate_signing_key().expect("key");
+    let public = slipway_provenance::encode_verifying_key(&key.verifying_key());
     let mut h = Harness::new(tf);
     h.ws.set_env("SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE", "true");
-    h.ws.set_env("SLIPWAY_AGENT_PUBLIC_KEY", &agent_public);
-    let provenance = |key: &slipway_provenance::SigningKey, timestamp: String| {
-        slipway_provenance::Provenance {
-            commit_sha: "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392".into(),
-            repository: "acme/infra".into(),
-            pull_request: Some(42),
-            actor: "mallory".into(),
-            trigger: slipway_provenance::Trigger::Webhook,
-            job_id: "7".into(),
-            timestamp,
-        }
-        .sign(key)
-        .to_env()
-    };
-
-    // 1. The block turns the gate off.
-    let off = gated_config(&agent_public).replace(
-        "production_requires_signed_provenance = true",
-        "production_requires_signed_provenance = false",
-    );
-    h.ws.write_config(&off);
-    let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
-    assert_ne!(
-        run.code, 0,
-        "terraform {v}: the gate was turned off by the configuration"
-    );
-    assert!(
-        collapse(&run.all_output()).contains("can turn the gate on but never off"),
-        "terraform {v}: {}",
-        run.all_output()
-    );
-
-    // 2. The block brings the attacker's key, and the run carries a record the
-    //    attacker signed.
-    h.ws.write_config(&gated_config(&attacker_public));
-    for (k, value) in provenance(&attacker, slipway_provenance::Provenance::now_timestamp()) {
-        h.ws.set_env(k, &value);
+    for (k, value) in [
+        (slipway_provenance::ENV_ACTOR, "mallory"),
+        (slipway_provenance::ENV_TRIGGER, "webhook"),
+        ("SLIPWAY_PROVENANCE_SIGNATURE", "bm90IGEgc2lnbmF0dXJl"),
+    ] {
+        h.ws.set_env(k, value);
     }
-    let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
-    assert_ne!(
-        run.code, 0,
-        "terraform {v}: the attacker's key was accepted"
-    );
-    assert!(
-        collapse(&run.all_output()).contains("cannot bring its own key"),
-        "terraform {v}: {}",
-        run.all_output()
-    );
-
-    // 3. A genuine record of the agent's, eleven months old (kept from a log).
-    h.ws.write_config(&gated_config(&agent_public));
-    for (k, value) in provenance(&agent, "2026-01-02T03:04:05.000Z".into()) {
-        h.ws.set_env(k, &value);
+    let warnings = [
+        "SLIPWAY_PRODUCTION_REQUIRES_SIGNED_PROVENANCE is ignored",
+        "PRODUCTION policy lives in the platform's configuration now",
+    ];
+    for gate in [
+        format!("production_requires_signed_provenance = true\n  agent_public_key = \"{public}\""),
+        "production_requires_signed_provenance = false".to_owned(),
+        "agent_public_key_file = \"slipway-agent.key\"".to_owned(),
+    ] {
+        h.ws.write_config(&production_config_with(&gate));
+        let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
+        let output = collapse(&run.all_output());
+        assert_ne!(
+            run.code, 0,
+            "terraform {v}: `{gate}`: PRODUCTION was planned"
+        );
+        assert!(
+            output.contains("Production changes come through a merge"),
+            "terraform {v}: `{gate}`: the platform's refusal is missing: {output}"
+        );
+        let attribute = gate.split_whitespace().next().unwrap_or_default();
+        for expected in warnings
+            .iter()
+            .copied()
+            .chain([format!("Remove `{attribute}` from the provider block").as_str()])
+        {
+            assert!(
+                output.contains(expected),
+                "terraform {v}: `{gate}`: expected {expected:?} in {output}"
+            );
+        }
     }
     let run = h.ws.apply();
-    assert_ne!(run.code, 0, "terraform {v}: an old record was accepted");
-    assert!(
-        collapse(&run.all_output()).contains("replayed record"),
-        "terraform {v}: {}",
-        run.all_output()
-    );
+    assert_ne!(run.code, 0, "terraform {v}: PRODUCTION was applied");
     assert!(
         h.demo_processes().is_empty(),
         "terraform {v}: a replica started"
     );
     assert!(h.ws.resources().is_empty());
+
+    // A warning only: where the platform allows the change, the same block plans it.
+    h.ws.write_config(
+        &production_config_with("production_requires_signed_provenance = true")
+            .replace("\"PRODUCTION\"", "\"DEVELOPMENT\""),
+    );
+    let run = h.ws.run(&["plan", "-no-color", "-input=false"]);
+    let output = collapse(&run.all_output());
+    assert_eq!(run.code, 0, "terraform {v}: {output}");
+    assert!(
+        output.contains("`production_requires_signed_provenance` is ignored"),
+        "terraform {v}: {output}"
+    );
     h.stop_daemon();
 }
 
@@ -846,13 +839,6 @@ fn the_production_plus_preview_example_imports_with_an_empty_plan_on_every_terra
         eprintln!("--- terraform {}", tf.version);
         let mut h = Harness::new(&tf);
         h.ws.write_config(&text);
-        // The agent's public key, which the example's provider block reads.
-        let key = slipway_provenance::generate_signing_key().unwrap();
-        std::fs::write(
-            h.ws.path().join("slipway-agent.pub"),
-            slipway_provenance::encode_verifying_key(&key.verifying_key()),
-        )
-        .unwrap();
         h.ws.set_env("TF_VAR_preview_name", "pr-7");
         h.ws.set_env("TF_VAR_app_command", &h.demo_app.display().to_string());
         import_round_trips(

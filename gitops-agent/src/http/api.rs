@@ -115,13 +115,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    let checked = state
-        .db
-        .run(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(crate::db::DbError::from)
-        })
-        .await;
+    let checked = state.db.read(|tx| tx.ping()).await;
     match checked {
         Ok(()) => Json(json!({"ready": true})).into_response(),
         Err(_) => (
@@ -134,9 +128,10 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /healthz`: queue counts, so operators and tests can see progress.
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
-    match state.db.run(|conn| crate::queue::counts(conn)).await {
-        Ok((queued, running, done)) => Json(json!({
-            "status": "ok", "queued": queued, "running": running, "done": done
+    match state.db.read(|tx| tx.job_counts()).await {
+        Ok(counts) => Json(json!({
+            "status": "ok", "queued": counts.queued, "running": counts.running,
+            "awaiting_approval": counts.awaiting_approval, "done": counts.done
         }))
         .into_response(),
         Err(_) => (

@@ -31,7 +31,7 @@ pub async fn approve(
     );
     let job = state
         .db
-        .run(move |conn| approvals::approve(conn, &key, &config.approvals, id, &who))
+        .run(move |store| approvals::approve(store, &key, &config.approvals, id, &who))
         .await
         .map_err(|e| match e {
             ApproveError::NoSuchJob(_) => ApiError::NotFound(e.to_string()),

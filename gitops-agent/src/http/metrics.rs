@@ -20,7 +20,7 @@ pub async fn scrape(
     let metrics = state.metrics.clone();
     let text = state
         .db
-        .run(move |conn| metrics.render(conn))
+        .read(move |tx| metrics.render(tx))
         .await
         .map_err(|e| ApiError::Unavailable(format!("metrics: {e}")))?;
     Ok(if openmetrics {

@@ -155,8 +155,8 @@ async fn review_delivered(
     let (d, r) = (delivery.clone(), review.clone());
     let stored = state
         .db
-        .run(move |conn| {
-            approvals::receive_review(conn, &key, &config.approvals, authority.store(), &d, &r)
+        .run(move |store| {
+            approvals::receive_review(store, &key, &config.approvals, authority.store(), &d, &r)
         })
         .await;
     match stored {

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{Tool, ToolAnnotations};
-use rusqlite::{params, Connection, OptionalExtension};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use slipway_platform::Mode;
@@ -36,8 +35,9 @@ use crate::config::{Repository, Root};
 use crate::db::DbError;
 use crate::job_kind::{JobKind, JobState};
 use crate::previews::{self, Preview, PreviewKey};
-use crate::queue::{self, Intake, IntakeOutcome, Job, NewJobs};
+use crate::queue::{Intake, IntakeOutcome, Job, NewJobs};
 use crate::state::AppState;
+use crate::store::AgentTx;
 
 pub use crate::job_kind::{DEPLOY_BRANCH, DESTROY_PREVIEW};
 pub const JOB_STATUS: &str = "job_status";
@@ -404,12 +404,12 @@ fn engine_error(e: impl std::fmt::Display) -> ToolError {
     ToolError::Platform(PlatformError::Invalid(e.to_string()))
 }
 
-/// Runs `f` on a connection of the agent's database.
+/// Runs `f` in a read transaction of the agent's database.
 async fn in_db<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    f: impl FnOnce(&dyn AgentTx) -> Result<T, DbError> + Send + 'static,
 ) -> Result<T, ToolError> {
-    state.db.run(f).await.map_err(engine_error)
+    state.db.read(f).await.map_err(engine_error)
 }
 
 async fn submit(state: &AppState, jobs: NewJobs) -> Result<i64, ToolError> {
@@ -529,7 +529,7 @@ async fn destroy_preview(
     let (repo, root) = preview_root(state, input.repository.as_deref(), input.root.as_deref())?;
     let key = PreviewKey::Branch(input.branch.clone());
     let (r, t, k) = (repo.name.clone(), root.name.clone(), key.clone());
-    let preview = in_db(state, move |conn| previews::get_key(conn, &r, &t, &k))
+    let preview = in_db(state, move |tx| tx.preview(&r, &t, &k))
         .await?
         .filter(|p| p.active)
         .ok_or_else(|| {
@@ -578,28 +578,18 @@ struct Stored {
     preview: Option<Preview>,
 }
 
-fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>, DbError> {
-    let Some(job) = queue::get(conn, id)? else {
+fn stored(tx: &dyn AgentTx, id: i64) -> Result<Option<Stored>, DbError> {
+    let (Some(job), Some(status)) = (tx.job(id)?, tx.job_status(id)?) else {
         return Ok(None);
     };
-    let (state, outcome): (JobState, Option<Outcome>) =
-        conn.query_row("SELECT state, outcome FROM jobs WHERE id = ?1", [id], |r| {
-            Ok((queue::parsed(r, 0)?, queue::parsed_optional(r, 1)?))
-        })?;
+    let (state, outcome) = (status.state, status.outcome);
     // The record of how it ended (an interrupted attempt's record does not count).
-    let (ended_at, error) = if state == JobState::Done {
-        conn.query_row(
-            "SELECT ended_at, error FROM audit WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
-            params![id],
-            |r| Ok((Some(r.get(0)?), r.get(1)?)),
-        )
-        .optional()?
-        .unwrap_or((None, None))
-    } else {
-        (None, None)
+    let (ended_at, error) = match tx.end_record(id, None)? {
+        Some(end) if state == JobState::Done => (Some(end.ended_at), end.error),
+        _ => (None, None),
     };
     let preview = match PreviewKey::of(&job) {
-        Some(key) => previews::get_key(conn, &job.repository, &job.root, &key)?,
+        Some(key) => tx.preview(&job.repository, &job.root, &key)?,
         None => None,
     };
     Ok(Some(Stored {
@@ -613,7 +603,7 @@ fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>, DbError> {
 }
 
 async fn job_view(state: &Arc<AppState>, id: i64) -> Result<JobOutput, ToolError> {
-    let found = in_db(state, move |conn| stored(conn, id))
+    let found = in_db(state, move |tx| stored(tx, id))
         .await?
         .ok_or_else(|| no_job(id))?;
     Ok(view(state, found))
@@ -696,7 +686,7 @@ async fn job_log(state: &Arc<AppState>, input: JobLogInput) -> Result<JobLogOutp
         }
     }
     let id = input.job_id;
-    in_db(state, move |conn| queue::get(conn, id))
+    in_db(state, move |tx| tx.job(id))
         .await?
         .ok_or_else(|| no_job(id))?;
     let log = crate::work_dirs::output_log(&state.config, id);

@@ -8,10 +8,7 @@
 
 use serde_json::json;
 
-use super::{
-    marker, preview_deployment, short, store_comment, stored_comment, truncate, CommitStatus,
-    Ending, Reporter, Step, Tracked,
-};
+use super::{marker, short, truncate, CommitStatus, Ending, Reporter, Step, Tracked};
 use crate::audit::{Outcome, PlanSummary};
 use crate::github::GithubError;
 use crate::job_kind::JobKind;
@@ -136,7 +133,7 @@ impl Reporter {
             Step::PreviewInactive if applied => {
                 let j = job.clone();
                 let found = self
-                    .with_db(move |conn| preview_deployment(conn, &j))
+                    .read(move |tx| tx.preview_deployment(&j.repository, &j.root, j.pull_request))
                     .await
                     .map_err(|e| GithubError::Retryable(e.to_string()))?;
                 let Some(id) = found else {
@@ -181,7 +178,9 @@ impl Reporter {
     ) -> Result<(), GithubError> {
         let j = job.clone();
         let stored = self
-            .with_db(move |conn| stored_comment(conn, &j, purpose))
+            .read(move |tx| {
+                tx.pull_request_comment(&j.repository, j.pull_request, &j.root, purpose)
+            })
             .await
             .map_err(|e| GithubError::Retryable(e.to_string()))?;
         let mark = marker(purpose, &job.root);
@@ -229,9 +228,11 @@ impl Reporter {
             None => self.create_comment(github_name, number, &text).await?,
         };
         let j = job.clone();
-        self.with_db(move |conn| store_comment(conn, &j, purpose, id))
-            .await
-            .map_err(|e| GithubError::Retryable(e.to_string()))
+        self.write(move |tx| {
+            tx.set_pull_request_comment(&j.repository, j.pull_request, &j.root, purpose, id)
+        })
+        .await
+        .map_err(|e| GithubError::Retryable(e.to_string()))
     }
 
     async fn create_comment(

@@ -128,10 +128,10 @@ mod tests {
 
     use super::*;
     use crate::data_sources::environment::EnvironmentLookup;
-    use crate::provenance::RunProvenance;
     use crate::resources::application::ApplicationResource;
     use crate::resources::environment::EnvironmentResource;
     use crate::resources::testing::{apply, value};
+    use crate::run_labels::RunLabels;
     use crate::runtime::memory::MemoryRuntime;
     use tfplug::Resource as _;
 
@@ -145,20 +145,15 @@ mod tests {
             (slipway_provenance::ENV_ACTOR, "octocat"),
             (slipway_provenance::ENV_TRIGGER, "webhook"),
             (slipway_provenance::ENV_JOB_ID, "77"),
-            (slipway_provenance::ENV_TIMESTAMP, "2026-01-01T00:00:00Z"),
         ];
         let client = SlipwayClient {
             runtime: runtime.clone(),
-            policy: Default::default(),
-            provenance: RunProvenance::from_lookup(
-                |n| {
-                    env_lookup
-                        .iter()
-                        .find(|(k, _)| *k == n)
-                        .map(|(_, v)| (*v).to_owned())
-                },
-                None,
-            ),
+            labels: RunLabels::from_lookup(|n| {
+                env_lookup
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| (*v).to_owned())
+            }),
         };
         let envs = tfplug::resource(EnvironmentResource);
         let env_state = apply(

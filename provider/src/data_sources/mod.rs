@@ -50,7 +50,7 @@ pub(crate) fn provenance_attribute() -> Attribute {
             Attribute::string("trigger").computed().description("webhook or poll (a git merge or push), api, manual (slipway-agent deploy), or terraform-apply (run by hand)."),
             Attribute::string("job_id").computed().description("The slipway-agent job; empty for a manual apply."),
             Attribute::string("changed_at").computed().description("When the change was written (RFC 3339, UTC)."),
-            Attribute::bool("verified").computed().description("True when slipway-agent signed this provenance and the signature verified."),
+            Attribute::bool("verified").computed().description("True when the platform took this record from a job credential slipway-agent minted (commit, repository, actor and job id are then the credential's); false for a change by a named identity or the local user."),
         ],
     )
     .computed()

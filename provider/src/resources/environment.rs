@@ -13,7 +13,6 @@ use tfplug::{
 
 use super::{error_at, map_or_null, new_id, runtime_error};
 use crate::client::SlipwayClient;
-use crate::provenance::production_gate;
 use crate::resources::variable_names::names_validator;
 use crate::runtime::{Environment, EnvironmentSpec, Mode, RuntimeError};
 use slipway_platform::{Action, Target};
@@ -89,10 +88,6 @@ impl EnvironmentState {
 /// `slipway_environment`.
 pub struct EnvironmentResource;
 
-fn what(name: &str) -> String {
-    format!("environment {name:?}")
-}
-
 #[async_trait]
 impl Resource for EnvironmentResource {
     type Client = SlipwayClient;
@@ -152,31 +147,21 @@ impl Resource for EnvironmentResource {
         };
         let mode_of =
             |v: &tfplug::Value| v.get("mode").as_str().and_then(|m| m.parse::<Mode>().ok());
-        // A destroy (planned null; Terraform 1.3 and later ask): gated at plan like any
-        // other production change, and again at apply for older Terraform.
+        // A destroy (planned null; Terraform 1.3 and later ask): the platform is asked
+        // at plan like for any other change, and decides again at apply (the only
+        // time older Terraform asks).
         if change.planned.is_null() {
             if change.prior.is_null() {
                 return Diagnostics::new();
             }
             let name = change.prior.get("name").as_str().unwrap_or_default();
-            if mode_of(&change.prior) == Some(Mode::Production) {
-                if let Err(d) = production_gate(
-                    &client.policy,
-                    &client.provenance,
-                    Mode::Production,
-                    &what(name),
-                    None,
-                ) {
-                    return d.into();
-                }
-            }
             let Some(mode) = mode_of(&change.prior) else {
                 return Diagnostics::new();
             };
             return ask_platform(client, Action::Delete, name, mode, None).await;
         }
-        // A plan that changes nothing never needs the gate: `terraform plan` on an
-        // unchanged production environment must succeed anywhere.
+        // A plan that changes nothing asks nothing: `terraform plan` on an unchanged
+        // production environment must succeed anywhere.
         if !super::secrets::plan_changes(change) {
             return Diagnostics::new();
         }
@@ -186,19 +171,6 @@ impl Resource for EnvironmentResource {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let production =
-            [mode_of(&change.prior), mode_of(&change.planned)].contains(&Some(Mode::Production));
-        if production {
-            if let Err(d) = production_gate(
-                &client.policy,
-                &client.provenance,
-                Mode::Production,
-                &what(&name),
-                Some(AttributePath::root("mode")),
-            ) {
-                return d.into();
-            }
-        }
         let Some(planned_mode) = mode_of(&change.planned) else {
             return Diagnostics::new();
         };
@@ -230,13 +202,6 @@ impl Resource for EnvironmentResource {
         client: &SlipwayClient,
         planned: EnvironmentState,
     ) -> Result<EnvironmentState, Diagnostics> {
-        production_gate(
-            &client.policy,
-            &client.provenance,
-            planned.mode(),
-            &what(&planned.name),
-            Some(AttributePath::root("mode")),
-        )?;
         if let Some(existing) = client
             .runtime
             .find_environment(&planned.name)
@@ -255,7 +220,7 @@ impl Resource for EnvironmentResource {
         let id = new_id(&planned.name);
         let environment = client
             .runtime
-            .apply_environment(planned.spec(id), client.provenance.record())
+            .apply_environment(planned.spec(id), client.labels.record())
             .await
             .map_err(|e| runtime_error("create the environment", e))?;
         tracing::info!(id = %environment.spec.id, name = %planned.name, "created environment");
@@ -287,21 +252,10 @@ impl Resource for EnvironmentResource {
         prior: EnvironmentState,
         planned: EnvironmentState,
     ) -> Result<EnvironmentState, Diagnostics> {
-        // Leaving PRODUCTION is a production change too, or the gate could be undone
-        // by first switching the mode.
-        for mode in [prior.mode(), planned.mode()] {
-            production_gate(
-                &client.policy,
-                &client.provenance,
-                mode,
-                &what(&planned.name),
-                Some(AttributePath::root("mode")),
-            )?;
-        }
         let id = prior.id()?.to_owned();
         let environment = client
             .runtime
-            .apply_environment(planned.spec(id), client.provenance.record())
+            .apply_environment(planned.spec(id), client.labels.record())
             .await
             .map_err(|e| runtime_error("update the environment", e))?;
         Ok(EnvironmentState {
@@ -319,16 +273,9 @@ impl Resource for EnvironmentResource {
         client: &SlipwayClient,
         prior: EnvironmentState,
     ) -> Result<(), Diagnostics> {
-        production_gate(
-            &client.policy,
-            &client.provenance,
-            prior.mode(),
-            &what(&prior.name),
-            None,
-        )?;
         match client
             .runtime
-            .delete_environment(prior.id()?, client.provenance.record(), DELETE_TIMEOUT)
+            .delete_environment(prior.id()?, client.labels.record(), DELETE_TIMEOUT)
             .await
         {
             Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
@@ -405,11 +352,9 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use slipway_provenance::{Provenance, SigningKey, Trigger};
     use tfplug::{AnyResource, Context, Value};
 
     use super::*;
-    use crate::provenance::{Policy, RunProvenance};
     use crate::resources::leaked_secrets;
     use crate::resources::testing::{apply, client, plan, plan_destroy, plan_is_empty, value};
     use crate::runtime::memory::MemoryRuntime;
@@ -536,100 +481,61 @@ mod tests {
         assert!(leaked_secrets(&secrets, &err).is_empty());
     }
 
-    fn signing_key() -> SigningKey {
-        SigningKey::from_bytes(&[5u8; 32])
-    }
-
-    fn gated_client(
-        runtime: Arc<MemoryRuntime>,
-        env: Vec<(&'static str, String)>,
-    ) -> SlipwayClient {
-        let key = signing_key().verifying_key();
-        let env: BTreeMap<&str, String> = env.into_iter().collect();
-        SlipwayClient {
-            runtime,
-            policy: Policy {
-                production_requires_signed_provenance: true,
-                agent_public_key: Some(key),
-            },
-            provenance: RunProvenance::from_lookup(|n| env.get(n).cloned(), Some(&key)),
-        }
-    }
-
-    fn signed_env() -> Vec<(&'static str, String)> {
-        Provenance {
-            commit_sha: "feedface".into(),
-            repository: "acme/infra".into(),
-            pull_request: Some(12),
-            actor: "merger".into(),
-            trigger: Trigger::Webhook,
-            job_id: "9".into(),
-            timestamp: Provenance::now_timestamp(),
-        }
-        .sign(&signing_key())
-        .to_env()
-    }
-
+    /// The platform's refusal at plan fails the plan at `mode`: creating, changing,
+    /// leaving and destroying a PRODUCTION environment all ask it (leaving as the
+    /// stricter mode's change); an unchanged plan asks nothing.
     #[tokio::test]
-    async fn production_gate_at_plan_and_apply() {
+    async fn the_platforms_refusal_fails_the_plan_at_mode() {
         let runtime = Arc::new(MemoryRuntime::new());
+        let client = client(runtime.clone());
         let r = resource();
-        let ctx = Context::background();
-        let prod = config(json!({"name": "prod", "mode": "PRODUCTION", "variables": {"A": "1"}}));
+        let prod = config(json!({"name": "prod", "mode": "PRODUCTION"}));
+        let state = apply(&*r, &client, &prod, &Value::Null).await.unwrap();
+        runtime.refuse_at_plan(Mode::Production);
+        let asked = runtime.asked().len();
+        assert!(plan_is_empty(&*r, &client, &prod, &state).await);
+        assert_eq!(runtime.asked().len(), asked, "an unchanged plan asked");
 
-        // Unsigned: plan fails with the merge message at `mode`.
-        let manual = gated_client(runtime.clone(), vec![]);
-        let err = plan(&*r, &manual, &prod, &Value::Null).await.unwrap_err();
-        assert_eq!(err.0[0].summary, "Production changes come through a merge");
-        assert_eq!(err.0[0].attribute, Some(AttributePath::root("mode")));
-
-        // Tampered: a signed record whose commit was changed afterwards.
-        let mut tampered_env = signed_env();
-        for (k, v) in tampered_env.iter_mut() {
-            if *k == slipway_provenance::ENV_COMMIT_SHA {
-                *v = "0000000".into();
-            }
-        }
-        let tampered = gated_client(runtime.clone(), tampered_env);
-        let err = plan(&*r, &tampered, &prod, &Value::Null).await.unwrap_err();
-        assert!(err.to_string().contains("come through a merge"), "{err}");
-        assert!(err.to_string().contains("does not verify"), "{err}");
-
-        // Signed: accepted, and the provenance is recorded on the object.
-        let signed = gated_client(runtime.clone(), signed_env());
-        let state = apply(&*r, &signed, &prod, &Value::Null).await.unwrap();
-        let id = state.get("id").as_str().unwrap().to_owned();
-        let env = stored(&runtime, &id).await.unwrap();
-        assert!(env.change.verified);
-        assert_eq!(env.change.commit_sha, "feedface");
-        assert_eq!(env.change.pull_request, Some(12));
-        assert_eq!(env.change.trigger, "webhook");
-
-        // An unchanged plan needs no signature; a change does, also at apply (a saved
-        // plan applied from elsewhere) and for leaving PRODUCTION or deleting.
-        assert!(plan_is_empty(&*r, &manual, &prod, &state).await);
         let changed =
-            config(json!({"name": "prod", "mode": "PRODUCTION", "variables": {"A": "2"}}));
-        assert!(plan(&*r, &manual, &changed, &state).await.is_err());
-        let planned = plan(&*r, &signed, &changed, &state).await.unwrap().planned;
-        let err = r.update(&ctx, &manual, &state, &planned).await.unwrap_err();
-        assert!(err.to_string().contains("come through a merge"), "{err}");
+            config(json!({"name": "prod", "mode": "PRODUCTION", "variables": {"A": "1"}}));
         let demoted = config(json!({"name": "prod", "mode": "DEVELOPMENT"}));
-        assert!(plan(&*r, &manual, &demoted, &state).await.is_err());
-        let err = plan_destroy(&*r, &manual, &state).await.unwrap_err();
-        assert!(err.to_string().contains("come through a merge"), "{err}");
-        assert!(plan_destroy(&*r, &signed, &state).await.is_ok());
-        let err = r.delete(&ctx, &manual, &state).await.unwrap_err();
-        assert!(err.to_string().contains("come through a merge"), "{err}");
-        assert!(stored(&runtime, &id).await.is_some());
-
-        // Other modes are not gated.
+        let created = config(json!({"name": "prod2", "mode": "PRODUCTION"}));
+        for (what, err) in [
+            (
+                "update",
+                plan(&*r, &client, &changed, &state).await.unwrap_err(),
+            ),
+            (
+                "leave",
+                plan(&*r, &client, &demoted, &state).await.unwrap_err(),
+            ),
+            (
+                "create",
+                plan(&*r, &client, &created, &Value::Null)
+                    .await
+                    .unwrap_err(),
+            ),
+        ] {
+            assert_eq!(
+                err.0[0].attribute,
+                Some(AttributePath::root("mode")),
+                "{what}"
+            );
+            assert!(
+                err.0[0]
+                    .summary
+                    .contains("refused by the platform's policy"),
+                "{what}: {err}"
+            );
+        }
+        let err = plan_destroy(&*r, &client, &state).await.unwrap_err();
+        assert!(
+            err.to_string().contains("refused by the platform's policy"),
+            "{err}"
+        );
+        // A DEVELOPMENT environment is not refused.
         let dev = config(json!({"name": "dev"}));
-        apply(&*r, &manual, &dev, &Value::Null).await.unwrap();
-
-        let state2 = apply(&*r, &signed, &changed, &state).await.unwrap();
-        r.delete(&ctx, &signed, &state2).await.unwrap();
-        assert!(stored(&runtime, &id).await.is_none());
+        assert!(plan(&*r, &client, &dev, &Value::Null).await.is_ok());
     }
 
     async fn stored(runtime: &MemoryRuntime, id: &str) -> Option<Environment> {

@@ -165,7 +165,7 @@ pub(crate) mod testing {
     use tfplug::{AnyResource, Context, Diagnostics, Nesting, PlannedChange, Schema, Value};
 
     use crate::client::SlipwayClient;
-    use crate::provenance::{Policy, RunProvenance};
+    use crate::run_labels::RunLabels;
     use crate::runtime::memory::MemoryRuntime;
 
     /// The private state Terraform would keep with each object, by object id.
@@ -217,8 +217,7 @@ pub(crate) mod testing {
     pub fn client(runtime: Arc<MemoryRuntime>) -> SlipwayClient {
         SlipwayClient {
             runtime,
-            policy: Policy::default(),
-            provenance: RunProvenance::manual("tester".into()),
+            labels: RunLabels::manual("tester".into()),
         }
     }
 
@@ -366,7 +365,6 @@ pub(crate) mod testing {
         }
     }
 
-    /// True when a plan from `state` with `config` changes nothing.
     /// Plans destroying `state`, as Terraform 1.3 and later ask (a null proposed state).
     pub async fn plan_destroy(
         resource: &dyn AnyResource<SlipwayClient>,
@@ -388,6 +386,7 @@ pub(crate) mod testing {
         Ok(())
     }
 
+    /// True when a plan from `state` with `config` changes nothing.
     pub async fn plan_is_empty(
         resource: &dyn AnyResource<SlipwayClient>,
         client: &SlipwayClient,

@@ -291,7 +291,7 @@ impl Gate {
 
     /// The record to store on the object: who and where from, as the caller proved.
     pub fn stamp(&self, caller: &Caller, requested: &ChangeRecord) -> ChangeRecord {
-        let changed_at = slipway_provenance::Provenance::now_timestamp();
+        let changed_at = slipway_provenance::now_timestamp();
         match caller {
             Caller::Job(claims) => ChangeRecord {
                 commit_sha: claims.commit.clone(),

@@ -11,7 +11,6 @@ use super::plan::apply_time_checks;
 use super::root;
 use super::state::{steady_status, ApplicationState};
 use crate::client::SlipwayClient;
-use crate::provenance::production_gate;
 use crate::resources::secrets::applied_version;
 use crate::resources::{error_at, new_id, runtime_error};
 use crate::runtime::{Phase, RolloutCause, RuntimeError};
@@ -39,7 +38,6 @@ pub(super) async fn create(
             format!("environment_id: no environment has the id {:?}; it may have been deleted outside Terraform. Use the id of a slipway_environment.", planned.environment_id),
         ));
     }
-    environment_gate(client, &planned.environment_id, &planned.name, None).await?;
     if let Some(existing) = runtime
         .find_application(&planned.environment_id, &planned.name)
         .await
@@ -57,7 +55,7 @@ pub(super) async fn create(
     let timeout = planned.timeout(|t| t.create.as_deref(), "create", DEFAULT_CREATE_TIMEOUT)?;
     let id = new_id(&planned.name);
     let spec = planned.to_spec(id.clone())?;
-    let record = client.provenance.record();
+    let record = client.labels.record();
     match runtime
         .apply_application(spec, record.clone(), timeout)
         .await
@@ -119,11 +117,10 @@ pub(super) async fn update(
 ) -> Result<ApplicationState, Diagnostics> {
     let runtime = &client.runtime;
     apply_time_checks(client, &planned)?;
-    environment_gate(client, &planned.environment_id, &planned.name, None).await?;
     let id = prior.id()?.to_owned();
     let timeout = planned.timeout(|t| t.update.as_deref(), "update", DEFAULT_UPDATE_TIMEOUT)?;
     let spec = planned.to_spec(id.clone())?;
-    let record = client.provenance.record();
+    let record = client.labels.record();
     let error = match runtime
         .apply_application(spec, record.clone(), timeout)
         .await
@@ -176,11 +173,10 @@ pub(super) async fn delete(
     client: &SlipwayClient,
     prior: ApplicationState,
 ) -> Result<(), Diagnostics> {
-    environment_gate(client, &prior.environment_id, &prior.name, None).await?;
     let timeout = prior.timeout(|t| t.delete.as_deref(), "delete", DEFAULT_DELETE_TIMEOUT)?;
     match client
         .runtime
-        .delete_application(prior.id()?, client.provenance.record(), timeout)
+        .delete_application(prior.id()?, client.labels.record(), timeout)
         .await
     {
         Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
@@ -210,11 +206,11 @@ pub(super) async fn import(
     if let Some(app) = &found {
         // Importing brings the application under this caller's state: the policy
         // treats it as a change of its environment's mode.
-        environment_gate(
+        ask_platform(
             client,
             &app.spec.environment_id,
             &app.spec.name,
-            Some(Action::Import),
+            Action::Import,
         )
         .await?;
     }
@@ -229,13 +225,15 @@ pub(super) async fn import(
         })
 }
 
-/// The production gate, and at plan (`asking` names the change) the platform's
-/// decision, so that a refusal shows before anything is written.
-pub(super) async fn environment_gate(
+/// The platform's decision on `action` for application `name` in its environment, asked
+/// at plan (and at import), so that a refusal shows before anything is written. The
+/// platform decides again on the write itself: a saved plan applied later, or from
+/// elsewhere, gets no further than the caller's identity allows.
+pub(super) async fn ask_platform(
     client: &SlipwayClient,
     environment_id: &str,
     name: &str,
-    asking: Option<Action>,
+    action: Action,
 ) -> Result<(), Diagnostics> {
     let environment = client
         .runtime
@@ -243,28 +241,16 @@ pub(super) async fn environment_gate(
         .await
         .map_err(|e| runtime_error("read the application's environment", e))?;
     if let Some(environment) = environment {
-        production_gate(
-            &client.policy,
-            &client.provenance,
-            environment.spec.mode,
-            &format!(
-                "application {name:?} is in environment {:?}, which",
-                environment.spec.name
-            ),
-            Some(root("environment_id")),
-        )?;
-        if let Some(action) = asking {
-            let target = Target {
-                environment: environment.spec.name.clone(),
-                mode: environment.spec.mode,
-            };
-            let object = format!("application {}/{name}", environment.spec.name);
-            client
-                .runtime
-                .authorize(action, &target, &object)
-                .await
-                .map_err(|e| runtime_error("plan this change", e).at(root("environment_id")))?;
-        }
+        let target = Target {
+            environment: environment.spec.name.clone(),
+            mode: environment.spec.mode,
+        };
+        let object = format!("application {}/{name}", environment.spec.name);
+        client
+            .runtime
+            .authorize(action, &target, &object)
+            .await
+            .map_err(|e| runtime_error("plan this change", e).at(root("environment_id")))?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use slipway_platform::Action;
 use tfplug::{Context, Diagnostic, Diagnostics, PlannedChange, Value};
 
-use super::crud::environment_gate;
+use super::crud::ask_platform;
 use super::root;
 use super::state::{steady_status, ApplicationState};
 use crate::client::SlipwayClient;
@@ -24,16 +24,14 @@ pub(super) async fn modify_plan(
 ) -> Diagnostics {
     if change.planned.is_null() {
         // A destroy (Terraform 1.3 and later plan it): refused at plan when the
-        // application is in a gated PRODUCTION environment.
+        // platform would refuse it.
         let prior = &change.prior;
         if let (Some(client), Some(environment_id), Some(name)) = (
             client,
             prior.get("environment_id").as_str(),
             prior.get("name").as_str(),
         ) {
-            if let Err(d) =
-                environment_gate(client, environment_id, name, Some(Action::Delete)).await
-            {
+            if let Err(d) = ask_platform(client, environment_id, name, Action::Delete).await {
                 return d;
             }
         }
@@ -71,7 +69,7 @@ pub(super) async fn modify_plan(
             } else {
                 Action::Update
             };
-            if let Err(d) = environment_gate(client, environment_id, name, Some(action)).await {
+            if let Err(d) = ask_platform(client, environment_id, name, action).await {
                 diags.extend(d);
             }
         }

@@ -1,18 +1,13 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use slipway_provenance::{Provenance, SigningKey, Trigger};
 use tfplug::{AnyResource, Context};
 
 use super::*;
-use crate::provenance::{Policy, RunProvenance};
 use crate::resources::environment::EnvironmentResource;
 use crate::resources::leaked_secrets;
-use crate::resources::testing::{
-    apply, assert_consistent, client, plan, plan_destroy, plan_is_empty, value,
-};
+use crate::resources::testing::{apply, client, plan, plan_destroy, plan_is_empty, value};
 use crate::runtime::local::rules::{check_application, Checks};
 use crate::runtime::memory::MemoryRuntime;
 use crate::runtime::{PlanProblem, PlannedApplication, RolloutCause, Runtime};
@@ -449,105 +444,69 @@ async fn a_health_check_that_never_passes() {
     assert_eq!(app.spec.args, ["-c", "exec sleep 1000"]);
 }
 
-fn signing_key() -> SigningKey {
-    SigningKey::from_bytes(&[6u8; 32])
-}
-
-fn run(env: Vec<(&'static str, String)>) -> RunProvenance {
-    let env: BTreeMap<&str, String> = env.into_iter().collect();
-    RunProvenance::from_lookup(
-        |n| env.get(n).cloned(),
-        Some(&signing_key().verifying_key()),
-    )
-}
-
+/// Who may change what is the platform's answer, asked at plan: a refusal fails the
+/// plan of a create, an update or a destroy at `environment_id`, whatever the provider
+/// block says; a plan that changes nothing asks nothing, so that `terraform plan`
+/// against production stays useful on a laptop.
 #[tokio::test]
-async fn production_applications_change_only_with_signed_provenance() {
+async fn the_platforms_refusal_fails_the_plan_and_an_unchanged_plan_asks_nothing() {
     let runtime = Arc::new(MemoryRuntime::with_rules(local_rules));
-    let policy = Policy {
-        production_requires_signed_provenance: true,
-        agent_public_key: Some(signing_key().verifying_key()),
-    };
-    let signed_env = Provenance {
-        commit_sha: "c0ffee".into(),
-        repository: "acme/infra".into(),
-        pull_request: None,
-        actor: "release-bot".into(),
-        trigger: Trigger::Api,
-        job_id: "31".into(),
-        timestamp: Provenance::now_timestamp(),
-    }
-    .sign(&signing_key())
-    .to_env();
-    let signed = SlipwayClient {
-        runtime: runtime.clone(),
-        policy: policy.clone(),
-        provenance: run(signed_env.clone()),
-    };
-    let manual = SlipwayClient {
-        runtime: runtime.clone(),
-        policy: policy.clone(),
-        provenance: run(vec![]),
-    };
-    let mut tampered_env = signed_env.clone();
-    tampered_env.retain(|(k, _)| *k != slipway_provenance::ENV_ACTOR);
-    tampered_env.push((slipway_provenance::ENV_ACTOR, "someone-else".into()));
-    let tampered = SlipwayClient {
-        runtime: runtime.clone(),
-        policy,
-        provenance: run(tampered_env),
-    };
-
-    let prod = environment(&signed, "prod", "PRODUCTION").await;
-    let dev = environment(&manual, "dev", "DEVELOPMENT").await;
+    let client = client(runtime.clone());
+    let prod = environment(&client, "prod", "PRODUCTION").await;
     let r = resource();
-    let ctx = Context::background();
-
-    for client in [&manual, &tampered] {
-        let err = plan(&*r, client, &config(web(&prod)), &Value::Null)
-            .await
-            .unwrap_err();
-        assert_eq!(err.0[0].summary, "Production changes come through a merge");
-        assert_eq!(err.0[0].attribute, Some(root("environment_id")));
-        assert!(err.0[0].detail.contains("\"prod\""), "{err}");
-    }
-    // Development applications are not gated.
-    apply(&*r, &manual, &config(web(&dev)), &Value::Null)
+    let state = apply(&*r, &client, &config(web(&prod)), &Value::Null)
         .await
         .unwrap();
+    runtime.refuse_at_plan(crate::runtime::Mode::Production);
 
-    let state = apply(&*r, &signed, &config(web(&prod)), &Value::Null)
-        .await
-        .unwrap();
-    let id = state.get("id").as_str().unwrap().to_owned();
-    let app = runtime.get_application(&id).await.unwrap().unwrap();
-    assert!(app.change.verified);
-    assert_eq!(app.change.trigger, "api");
-    assert_eq!(app.change.actor, "release-bot");
+    let asked = runtime.asked().len();
+    assert!(plan_is_empty(&*r, &client, &config(web(&prod)), &state).await);
+    assert_eq!(runtime.asked().len(), asked, "an unchanged plan asked");
 
-    // No change, no gate; any change, or a delete, needs the signature.
-    assert!(plan_is_empty(&*r, &manual, &config(web(&prod)), &state).await);
     let mut scaled = web(&prod);
     scaled["replicas"] = json!(3);
-    assert!(plan(&*r, &manual, &config(scaled.clone()), &state)
-        .await
-        .is_err());
-    let planned = plan(&*r, &signed, &config(scaled.clone()), &state)
-        .await
-        .unwrap()
-        .planned;
-    let err = r.update(&ctx, &manual, &state, &planned).await.unwrap_err();
-    assert!(err.to_string().contains("come through a merge"), "{err}");
-    let err = plan_destroy(&*r, &manual, &state).await.unwrap_err();
-    assert!(err.to_string().contains("come through a merge"), "{err}");
-    assert!(plan_destroy(&*r, &signed, &state).await.is_ok());
-    let err = r.delete(&ctx, &tampered, &state).await.unwrap_err();
-    assert!(err.to_string().contains("come through a merge"), "{err}");
-    let updated = r.update(&ctx, &signed, &state, &planned).await.unwrap();
-    assert_consistent(&planned, &updated);
-    r.delete(&ctx, &signed, &updated).await.unwrap();
-    let history = runtime.history();
-    let (_, op, last) = history.last().unwrap();
-    assert_eq!(*op, "delete");
-    assert!(last.verified);
+    let mut other = web(&prod);
+    other["name"] = json!("api");
+    for (what, err) in [
+        (
+            "update",
+            plan(&*r, &client, &config(scaled), &state)
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "create",
+            plan(&*r, &client, &config(other), &Value::Null)
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "destroy",
+            plan_destroy(&*r, &client, &state).await.unwrap_err(),
+        ),
+    ] {
+        assert_eq!(err.0[0].attribute, Some(root("environment_id")), "{what}");
+        assert!(
+            err.0[0]
+                .summary
+                .contains("refused by the platform's policy"),
+            "{what}: {err}"
+        );
+        assert!(
+            err.to_string().contains("application prod/"),
+            "{what}: {err}"
+        );
+    }
+    let actions: Vec<_> = runtime.asked()[asked..]
+        .iter()
+        .map(|(action, environment)| (*action, environment.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (slipway_platform::Action::Update, "prod".to_owned()),
+            (slipway_platform::Action::Create, "prod".to_owned()),
+            (slipway_platform::Action::Delete, "prod".to_owned()),
+        ]
+    );
 }
