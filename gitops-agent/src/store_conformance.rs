@@ -270,6 +270,33 @@ fn the_audit_log_keeps_its_order_and_finds_a_jobs_end(store: &dyn AgentStore) {
             Ok(())
         })
         .unwrap();
+    // Each root's newest drift check that planned, and only that one.
+    store
+        .write(|tx| {
+            for (adds, outcome) in [
+                (1, Outcome::Succeeded),
+                (0, Outcome::Succeeded),
+                (5, Outcome::Failed),
+            ] {
+                let id = tx.insert_job(
+                    &jobs("c9", JobKind::Drift, Trigger::Drift),
+                    "prod",
+                    None,
+                    "t4",
+                )?;
+                let mut check = tx.job(id)?.unwrap().audit_record(outcome, "t4".into());
+                check.plan_summary = Some(PlanSummary {
+                    add: adds,
+                    ..Default::default()
+                });
+                audit::append(tx, &key, check)?;
+            }
+            let checks = tx.last_drift_checks()?;
+            assert_eq!(checks.len(), 1, "{checks:?}");
+            assert_eq!(checks[0].plan_summary.as_ref().map(|p| p.add), Some(0));
+            Ok::<_, DbError>(())
+        })
+        .unwrap();
 }
 
 fn reviews_and_approvals_are_kept(store: &dyn AgentStore) {

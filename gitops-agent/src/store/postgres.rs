@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS audit (
     approved_by       TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job_id);
+CREATE INDEX IF NOT EXISTS audit_by_kind ON audit (kind, outcome, repository, root);
 CREATE TABLE IF NOT EXISTS github_reports (
     job_id          BIGINT PRIMARY KEY,
     steps_done      BIGINT NOT NULL DEFAULT 0,
@@ -801,8 +802,8 @@ impl AgentTx for PgTx<'_> {
     fn last_drift_checks(&self) -> Result<Vec<DriftCheck>, DbError> {
         self.query(
             "SELECT a.repository, a.root, a.plan_summary FROM audit a
-             WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.kind = 'drift'
-                              AND b.outcome = 'succeeded' AND b.repository = a.repository AND b.root = a.root)
+             WHERE a.seq IN (SELECT MAX(seq) FROM audit WHERE kind = 'drift' AND outcome = 'succeeded'
+                             GROUP BY repository, root)
              ORDER BY a.repository, a.root",
             &[],
         )?

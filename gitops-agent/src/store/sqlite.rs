@@ -63,6 +63,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(schema::SCHEMA)?;
         schema::migrate(&conn)?;
+        // After the migration, which adds the columns they cover.
+        conn.execute_batch(schema::INDEXES)?;
         store.give_back(conn);
         Ok(store)
     }
@@ -612,8 +614,8 @@ impl AgentTx for SqliteTx<'_> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT a.repository, a.root, a.plan_summary FROM audit a
-             WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.kind = 'drift'
-                              AND b.outcome = 'succeeded' AND b.repository = a.repository AND b.root = a.root)
+             WHERE a.seq IN (SELECT MAX(seq) FROM audit WHERE kind = 'drift' AND outcome = 'succeeded'
+                             GROUP BY repository, root)
              ORDER BY a.repository, a.root",
         )?;
         let rows = stmt.query_map([], |r| {

@@ -138,6 +138,14 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 "#;
 
+/// Indexes for the lookups that run once per job or per scrape (a job's newest audit
+/// record, each root's newest drift check): without them each is a scan of the whole
+/// log, which grows without end.
+pub(super) const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job_id);
+CREATE INDEX IF NOT EXISTS audit_by_kind ON audit (kind, outcome, repository, root);
+";
+
 /// Columns added after the first release, for databases made before them: a job's
 /// kind (every older job is a merge), a pull request job's head and base commits, the
 /// kind of the job an audit record is about (none for merges, as before), the MCP
