@@ -861,12 +861,6 @@ impl Config {
         all
     }
 
-    /// Where an embedded database of the agent's state would be (see
-    /// [`Config::database`] for where it is).
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("slipway.db")
-    }
-
     /// The platform's identities and job-credential ledger (`slipway-agent token`).
     pub fn platform_database_path(&self) -> PathBuf {
         self.data_dir.join("platform.db")

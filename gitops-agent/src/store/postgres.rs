@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 
-use super::rows::{self, Columns, JOB_COLUMNS};
+use super::rows::{self, json, to_i64, Columns, JOB_COLUMNS};
 use super::{
     Access, AgentStore, AgentTx, AuditRow, DbError, DeployedRoot, DriftCheck, DueReport, EndRecord,
     JobCounts, JobQuery, JobStatus, KeptReview, MergeOfCommit, ReportProgress, RootActivity,
@@ -251,11 +251,6 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Host and database name.
-    pub fn location(&self) -> &str {
-        &self.location
-    }
-
     fn connect(&self) -> Result<Pooled, DbError> {
         let client = self
             .config
@@ -365,14 +360,6 @@ impl PgTx<'_> {
             c.client.execute(&s, params).map_err(pg)
         })
     }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
-    serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn get<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, DbError> {

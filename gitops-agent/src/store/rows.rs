@@ -13,6 +13,16 @@ pub(super) trait Columns {
     fn flag(&self, i: usize) -> Result<bool, DbError>;
 }
 
+/// A value kept as JSON text.
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
+    serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+/// A count or id as the databases' signed 64-bit integers.
+pub(super) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn missing(i: usize) -> DbError {
     DbError::Corrupt(format!("column {i} is empty"))
 }

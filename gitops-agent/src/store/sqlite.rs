@@ -17,7 +17,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension as _, Row};
 
-use super::rows::{self, Columns, JOB_COLUMNS};
+use super::rows::{self, json, to_i64, Columns, JOB_COLUMNS};
 use super::{
     Access, AgentStore, AgentTx, AuditRow, DbError, DeployedRoot, DriftCheck, DueReport, EndRecord,
     JobCounts, JobQuery, JobStatus, KeptReview, MergeOfCommit, ReportProgress, RootActivity,
@@ -67,11 +67,6 @@ impl SqliteStore {
         conn.execute_batch(schema::INDEXES)?;
         store.give_back(conn);
         Ok(store)
-    }
-
-    /// Where the database file is.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// A new connection with the durability settings every writer relies on.
@@ -149,14 +144,6 @@ impl SqliteTx<'_> {
             .as_ref()
             .ok_or_else(|| DbError::Corrupt("transaction used after it ended".into()))
     }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
-    serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Columns for Row<'_> {
