@@ -3,8 +3,14 @@
 //! `terraform_data` resources in the same run (see `slipway_tests::plan_bench`); then
 //! plan time per application at 50, 200 and 1,000 applications.
 //!
-//! Run with `cargo bench -p slipway-tests --bench local_plan`. Needs a Terraform of 1.4
-//! or later (for `terraform_data`); the newest on the machine is used.
+//! Between them, the same 200 applications as `tfplugdemo_application_shape`
+//! (`slipway_application`'s schema with nothing behind it): what Terraform and tfplug
+//! alone spend on resources of this schema, so the figure splits into Terraform's part
+//! and the part Slipway's provider and runtime add.
+//!
+//! Run with `cargo bench -p slipway-tests --bench local_plan` (`-- --no-scaling` to
+//! leave out the scaling). Needs a Terraform of 1.4 or later (for `terraform_data`);
+//! the newest on the machine is used.
 //!
 //! With `SLIPWAY_BASELINE_PROVIDER` naming another build's `terraform-provider-slipway`
 //! (`scripts/bench-against <rev>` builds one), it measures this build against that one
@@ -18,6 +24,8 @@ use std::process::Command;
 mod reads;
 
 use slipway_tests::plan_bench::{self, APPS, SOURCE};
+
+const DEMO_SOURCE: &str = "registry.terraform.io/slipway/tfplugdemo";
 use slipway_tests::terraform::{TerraformBinary, Workspace};
 
 /// A workspace with one environment and `count` applications of `replicas` each, on the
@@ -97,6 +105,7 @@ fn main() {
         reads::READS_PER_BATCH,
         reads::read_time(&home, "bench", "app-0").describe()
     );
+    floor_of_the_schema(&tf, &bin, &comparison);
     let destroy = slipway.destroy();
     assert!(
         destroy.code == 0,
@@ -105,8 +114,57 @@ fn main() {
     );
     // The scaling runs with no replicas: the read path (one lookup per application) is
     // the same, and 1,000 running processes would measure the machine instead.
-    plan_bench::scaling(&tf, &[50, 200, 1000], |n| workspace(&tf, &bin, &home, n, 0));
+    // `cargo bench ... -- --no-scaling` leaves it out (it takes most of the time).
+    if !std::env::args().any(|a| a == "--no-scaling") {
+        plan_bench::scaling(&tf, &[50, 200, 1000], |n| workspace(&tf, &bin, &home, n, 0));
+    }
     stop_daemon(&bin, &home);
+}
+
+/// The same 200 applications as `tfplugdemo_application_shape`: `slipway_application`'s
+/// schema served by tfplug with nothing behind it (no runtime, no checks, no plan
+/// changes). Its plan is what Terraform and tfplug spend on resources of this schema;
+/// the rest of Slipway's plan is the provider's own work and the runtime's.
+fn floor_of_the_schema(tf: &TerraformBinary, bin: &Path, slipway: &plan_bench::Comparison) {
+    let mut shape = Workspace::new(tf, &[(DEMO_SOURCE, bin)]);
+    let store = shape.path().join("store");
+    shape.set_env("TFPLUGDEMO_DIR", &store.display().to_string());
+    shape.write_config(&format!(
+        r#"
+terraform {{
+  required_providers {{
+    tfplugdemo = {{ source = "slipway/tfplugdemo" }}
+  }}
+}}
+
+resource "tfplugdemo_application_shape" "app" {{
+  count          = {APPS}
+  environment_id = "bench"
+  name           = "app-${{count.index}}"
+  command        = "{demo_app}"
+  replicas       = 1
+  ports          = [{{ name = "http", port = 8080, public = true }}]
+  variables      = {{ APP_VERSION = "v${{count.index}}" }}
+  secrets        = {{ TOKEN = "bench-secret" }}
+}}
+"#,
+        demo_app = bin.join("slipway-demo-app").display()
+    ));
+    let run = shape.apply();
+    assert!(run.code == 0, "apply failed:\n{}", run.all_output());
+    let (plan, cpu) = plan_bench::time_and_cpu(&shape, &plan_bench::PLAN);
+    let s = |d: std::time::Duration| d.as_secs_f64();
+    println!(
+        "  the same schema with nothing behind it ({APPS} tfplugdemo_application_shape: Terraform and tfplug only):"
+    );
+    println!(
+        "    plan {:.2} s, {:.1}x terraform_data (CPU {:.1}x); slipway's plan over it: {:.2}x (CPU {:.2}x)",
+        s(plan),
+        s(plan) / s(slipway.baseline_plan),
+        s(cpu) / s(slipway.baseline_plan_cpu),
+        s(slipway.slipway_plan) / s(plan),
+        s(slipway.slipway_plan_cpu) / s(cpu)
+    );
 }
 
 fn stop_daemon(bin: &Path, home: &Path) {

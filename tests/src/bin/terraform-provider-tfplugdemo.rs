@@ -4,6 +4,11 @@
 //! `tfplugdemo_server` stores each "server" as a JSON file in a directory; it uses
 //! nested attributes, a sensitive value, a default, `RequiresReplace`, computed
 //! attributes and import. The `tfplugdemo_server` data source finds one by name.
+//! `tfplugdemo_application_shape` is `slipway_application`'s schema with nothing
+//! behind it, for the benchmarks ([`application_shape`]).
+
+#[path = "tfplugdemo/application_shape.rs"]
+mod application_shape;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +36,7 @@ struct DemoConfig {
 }
 
 /// Where the objects live.
-struct Store {
+pub struct Store {
     directory: PathBuf,
 }
 
@@ -74,7 +79,10 @@ impl Provider for DemoProvider {
     }
 
     fn resources(&self) -> Vec<std::sync::Arc<dyn AnyResource<Store>>> {
-        vec![tfplug::resource(ServerResource)]
+        vec![
+            tfplug::resource(ServerResource),
+            tfplug::resource(application_shape::ApplicationShape),
+        ]
     }
 
     fn data_sources(&self) -> Vec<std::sync::Arc<dyn AnyDataSource<Store>>> {
