@@ -4,11 +4,11 @@
 //! `tfplugdemo_server` stores each "server" as a JSON file in a directory; it uses
 //! nested attributes, a sensitive value, a default, `RequiresReplace`, computed
 //! attributes and import. The `tfplugdemo_server` data source finds one by name.
-//! `tfplugdemo_application_shape` is `slipway_application`'s schema with nothing
-//! behind it, for the benchmarks ([`application_shape`]).
+//! `tfplugdemo_application_shape` and `tfplugdemo_environment_shape` are Slipway's
+//! schemas with nothing behind them, for the benchmarks ([`shapes`]).
 
-#[path = "tfplugdemo/application_shape.rs"]
-mod application_shape;
+#[path = "tfplugdemo/shapes.rs"]
+mod shapes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,7 +81,8 @@ impl Provider for DemoProvider {
     fn resources(&self) -> Vec<std::sync::Arc<dyn AnyResource<Store>>> {
         vec![
             tfplug::resource(ServerResource),
-            tfplug::resource(application_shape::ApplicationShape),
+            tfplug::resource(shapes::application()),
+            tfplug::resource(shapes::environment()),
         ]
     }
 
