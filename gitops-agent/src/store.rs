@@ -284,6 +284,8 @@ pub trait AgentTx {
     fn supersede_job(&self, id: i64, by: i64) -> Result<bool, DbError>;
     /// Marks a job running from `at`, one more attempt, carrying `covered`.
     fn start_job(&self, id: i64, at: &str, covered: &[String]) -> Result<(), DbError>;
+    /// Sets the commits job `id` covers, its state unchanged.
+    fn cover_commits(&self, id: i64, covered: &[String]) -> Result<(), DbError>;
     /// Marks a job done with `outcome`.
     fn end_job(&self, id: i64, outcome: &str) -> Result<(), DbError>;
     /// Queues a running job again, marked interrupted.

@@ -170,6 +170,16 @@ fn jobs_move_through_their_states(store: &dyn AgentStore) {
                 (1, vec!["c1".to_owned()])
             );
             assert_eq!(started.started_at.as_deref(), Some("t5"));
+            tx.cover_commits(a, &["c0".to_owned(), "c1".to_owned()])?;
+            assert_eq!(
+                tx.job(a)?.unwrap().covered,
+                vec!["c0".to_owned(), "c1".to_owned()]
+            );
+            assert_eq!(
+                tx.job_status(a)?.unwrap().state,
+                JobState::Queued,
+                "covering commits leaves the state as it was"
+            );
             assert!(tx.supersede_job(a, b)?);
             assert!(
                 !tx.supersede_job(a, b)?,

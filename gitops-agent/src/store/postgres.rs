@@ -566,6 +566,14 @@ impl AgentTx for PgTx<'_> {
         Ok(())
     }
 
+    fn cover_commits(&self, id: i64, covered: &[String]) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE jobs SET covered = $1 WHERE id = $2",
+            &[&json(&covered)?, &id],
+        )?;
+        Ok(())
+    }
+
     fn end_job(&self, id: i64, outcome: &str) -> Result<(), DbError> {
         self.execute(
             "UPDATE jobs SET state = 'done', outcome = $1 WHERE id = $2",

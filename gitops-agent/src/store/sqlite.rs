@@ -366,6 +366,13 @@ impl AgentTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn cover_commits(&self, id: i64, covered: &[String]) -> Result<(), DbError> {
+        self.conn()?
+            .prepare_cached("UPDATE jobs SET covered = ?1 WHERE id = ?2")?
+            .execute(params![json(&covered)?, id])?;
+        Ok(())
+    }
+
     fn end_job(&self, id: i64, outcome: &str) -> Result<(), DbError> {
         self.conn()?
             .prepare_cached("UPDATE jobs SET state = 'done', outcome = ?1 WHERE id = ?2")?
