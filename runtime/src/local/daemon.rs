@@ -223,10 +223,10 @@ impl Daemon {
         if changed {
             let apps: Vec<_> = self.apps().values().cloned().collect();
             for app in apps {
-                let stored = app.stored();
-                if stored.spec.environment_id != env.spec.id {
+                if !app.with_spec(|s| s.environment_id == env.spec.id) {
                     continue;
                 }
+                let stored = app.stored();
                 app.set_environment_name(&env.spec.name);
                 let ctx = self.ctx.clone();
                 let env = env.clone();
@@ -248,9 +248,7 @@ impl Daemon {
         let in_use: Vec<String> = self
             .apps()
             .values()
-            .map(|a| a.stored())
-            .filter(|s| s.spec.environment_id == id)
-            .map(|s| s.spec.name)
+            .filter_map(|a| a.with_spec(|s| (s.environment_id == id).then(|| s.name.clone())))
             .collect();
         let mut store = self.ctx.store.lock().await;
         let Some(env) = store.state.environments.get(id) else {
@@ -282,14 +280,16 @@ impl Daemon {
         })?;
         let app = {
             let mut apps = self.apps();
-            if let Some(other) = apps.values().map(|a| a.stored()).find(|s| {
-                s.spec.environment_id == spec.environment_id
-                    && s.spec.name == spec.name
-                    && s.spec.id != spec.id
+            if let Some(other) = apps.iter().find_map(|(id, a)| {
+                (*id != spec.id
+                    && a.with_spec(|s| {
+                        s.environment_id == spec.environment_id && s.name == spec.name
+                    }))
+                .then_some(id)
             }) {
                 return Err(RuntimeError::Conflict(format!(
-                    "environment `{}` already has an application named `{}` (id {}); choose another name or import it",
-                    env.spec.name, spec.name, other.spec.id
+                    "environment `{}` already has an application named `{}` (id {other}); choose another name or import it",
+                    env.spec.name, spec.name
                 )));
             }
             apps.entry(spec.id.clone())
@@ -457,7 +457,7 @@ impl Daemon {
         let matches: Vec<_> = apps
             .values()
             .filter(|a| {
-                a.stored().spec.name == name && env.is_none_or(|e| a.environment_name() == e)
+                a.with_spec(|s| s.name == name) && env.is_none_or(|e| a.environment_name() == e)
             })
             .cloned()
             .collect();
@@ -545,10 +545,7 @@ impl Backend for Daemon {
         let found = self
             .apps()
             .values()
-            .find(|a| {
-                let s = a.stored();
-                s.spec.environment_id == environment_id && s.spec.name == name
-            })
+            .find(|a| a.with_spec(|s| s.environment_id == environment_id && s.name == name))
             .cloned();
         Ok(match found {
             Some(app) => self.view(&app).await,

@@ -232,6 +232,13 @@ impl AppRuntime {
         lock(&self.inner).stored.clone()
     }
 
+    /// Reads the stored spec in place. Lookups by name walk every application, and
+    /// cloning each one's spec (variables, secret digests, ports) on the way made a
+    /// lookup among 200 applications cost 0.1 ms more for the last one than the first.
+    pub fn with_spec<T>(&self, read: impl FnOnce(&crate::ApplicationSpec) -> T) -> T {
+        read(&lock(&self.inner).stored.spec)
+    }
+
     pub fn set_environment_name(&self, name: &str) {
         lock(&self.inner).environment_name = name.to_string();
     }
