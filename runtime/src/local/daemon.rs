@@ -306,7 +306,7 @@ impl Daemon {
                 })
                 .clone()
         };
-        if app.stored().spec.environment_id != spec.environment_id {
+        if app.with_spec(|s| s.environment_id != spec.environment_id) {
             return Err(RuntimeError::Conflict(format!(
                 "application `{}` belongs to another environment; an application cannot move between environments, replace it",
                 spec.name
@@ -333,7 +333,8 @@ impl Daemon {
 
     /// The application as it runs now, while its environment exists.
     async fn view(&self, app: &AppRuntime) -> Option<crate::Application> {
-        let env = self.environment(&app.stored().spec.environment_id).await?;
+        let environment_id = app.with_spec(|s| s.environment_id.clone());
+        let env = self.environment(&environment_id).await?;
         Some(app.application(&env))
     }
 
