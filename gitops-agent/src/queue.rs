@@ -11,6 +11,7 @@
 //! The webhook path is latency-critical, so [`IntakeWriter`] batches concurrent
 //! intakes into one transaction (group commit): one fsync serves many deliveries.
 
+use std::collections::HashSet;
 use std::sync::mpsc;
 
 use ed25519_dalek::SigningKey;
@@ -197,12 +198,12 @@ const SUPERSEDED_PER_TRANSACTION: usize = 32;
 /// each once (a set beside the list: thousands of superseded jobs may add theirs).
 struct Covered {
     commits: Vec<String>,
-    seen: std::collections::HashSet<String>,
+    seen: HashSet<String>,
 }
 
 impl Covered {
     fn of(target: &Job) -> Covered {
-        let mut seen: std::collections::HashSet<String> = target.covered.iter().cloned().collect();
+        let mut seen: HashSet<String> = target.covered.iter().cloned().collect();
         seen.insert(target.commit_sha.clone());
         Covered {
             commits: target.covered.clone(),
