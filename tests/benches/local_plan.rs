@@ -24,9 +24,63 @@ use std::process::Command;
 mod reads;
 
 use slipway_tests::plan_bench::{self, APPS, SOURCE};
+use slipway_tests::terraform::{TerraformBinary, Workspace};
 
 const DEMO_SOURCE: &str = "registry.terraform.io/slipway/tfplugdemo";
-use slipway_tests::terraform::{TerraformBinary, Workspace};
+
+/// The resources the benchmark's configuration is written with: Slipway's own, or the
+/// demo provider's shapes of them.
+struct Resources {
+    provider: &'static str,
+    environment: &'static str,
+    application: &'static str,
+}
+
+const SLIPWAY: Resources = Resources {
+    provider: "slipway",
+    environment: "slipway_environment",
+    application: "slipway_application",
+};
+
+const SHAPES: Resources = Resources {
+    provider: "tfplugdemo",
+    environment: "tfplugdemo_environment_shape",
+    application: "tfplugdemo_application_shape",
+};
+
+/// One environment and `count` applications of `replicas` each, written with `r`.
+fn configuration(r: &Resources, bin: &Path, count: usize, replicas: u32) -> String {
+    let Resources {
+        provider,
+        environment,
+        application,
+    } = r;
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    {provider} = {{ source = "slipway/{provider}" }}
+  }}
+}}
+
+resource "{environment}" "bench" {{
+  name = "bench"
+}}
+
+resource "{application}" "app" {{
+  count          = {count}
+  environment_id = {environment}.bench.id
+  name           = "app-${{count.index}}"
+  command        = "{demo_app}"
+  replicas       = {replicas}
+  ports          = [{{ name = "http", port = 8080, public = true }}]
+  variables      = {{ APP_VERSION = "v${{count.index}}" }}
+  secrets        = {{ TOKEN = "bench-secret" }}
+}}
+"#,
+        demo_app = bin.join("slipway-demo-app").display()
+    )
+}
 
 /// A workspace with one environment and `count` applications of `replicas` each, on the
 /// daemon serving `home`.
@@ -39,31 +93,7 @@ fn workspace(
 ) -> Workspace {
     let mut slipway = Workspace::new(tf, &[(SOURCE, bin)]);
     slipway.set_env("SLIPWAY_HOME", &home.display().to_string());
-    slipway.write_config(&format!(
-        r#"
-terraform {{
-  required_providers {{
-    slipway = {{ source = "slipway/slipway" }}
-  }}
-}}
-
-resource "slipway_environment" "bench" {{
-  name = "bench"
-}}
-
-resource "slipway_application" "app" {{
-  count          = {count}
-  environment_id = slipway_environment.bench.id
-  name           = "app-${{count.index}}"
-  command        = "{demo_app}"
-  replicas       = {replicas}
-  ports          = [{{ name = "http", port = 8080, public = true }}]
-  variables      = {{ APP_VERSION = "v${{count.index}}" }}
-  secrets        = {{ TOKEN = "bench-secret" }}
-}}
-"#,
-        demo_app = bin.join("slipway-demo-app").display()
-    ));
+    slipway.write_config(&configuration(&SLIPWAY, bin, count, replicas));
     slipway
 }
 
@@ -136,31 +166,7 @@ fn floor_of_the_schema(
     let mut shape = Workspace::new(tf, &[(DEMO_SOURCE, bin)]);
     let store = shape.path().join("store");
     shape.set_env("TFPLUGDEMO_DIR", &store.display().to_string());
-    shape.write_config(&format!(
-        r#"
-terraform {{
-  required_providers {{
-    tfplugdemo = {{ source = "slipway/tfplugdemo" }}
-  }}
-}}
-
-resource "tfplugdemo_environment_shape" "bench" {{
-  name = "bench"
-}}
-
-resource "tfplugdemo_application_shape" "app" {{
-  count          = {APPS}
-  environment_id = tfplugdemo_environment_shape.bench.id
-  name           = "app-${{count.index}}"
-  command        = "{demo_app}"
-  replicas       = 1
-  ports          = [{{ name = "http", port = 8080, public = true }}]
-  variables      = {{ APP_VERSION = "v${{count.index}}" }}
-  secrets        = {{ TOKEN = "bench-secret" }}
-}}
-"#,
-        demo_app = bin.join("slipway-demo-app").display()
-    ));
+    shape.write_config(&configuration(&SHAPES, bin, APPS, 1));
     let run = shape.apply();
     assert!(run.code == 0, "apply failed:\n{}", run.all_output());
     // Alternated with Slipway's own plans, so that both see the same machine.
